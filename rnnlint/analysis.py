@@ -1,0 +1,238 @@
+"""Analyse one file: parse once, walk once with every rule, report.
+
+This is the static stage for a single source text. Positions are the expensive
+part of libcst's metadata, so they are computed only for files where a rule
+actually reported something (most files of a large tree report nothing).
+"""
+
+from __future__ import annotations
+
+import ast
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from rnnlint.config import Config
+from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, Severity
+from rnnlint.index import ProjectIndex
+from rnnlint.noqa import Suppressions, split_lines
+from rnnlint.rule import FileContext, NodeEdit, Report, Rule
+
+SYNTAX_ERROR = ("RNN900", "syntax-error")
+
+
+@dataclass
+class Analysis:
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    parsed: bool = True
+
+
+class _Walker(cst.CSTVisitor):
+    """Dispatches every node to the enabled rules' visit_/leave_ methods."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.visits: dict[str, list] = {}
+        self.leaves: dict[str, list] = {}
+        for rule in rules:
+            for name in type(rule).visitor_methods():
+                kind, _, node_type = name.partition("_")
+                table = self.visits if kind == "visit" else self.leaves
+                table.setdefault(node_type, []).append(getattr(rule, name))
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        for method in self.visits.get(type(node).__name__, ()):
+            method(node)
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        for method in self.leaves.get(type(original_node).__name__, ()):
+            method(original_node)
+
+
+def parse(text: str) -> cst.Module:
+    return cst.parse_module(text)
+
+
+def syntax_error(path: str, message: str, line: int = 1, column: int = 1) -> Diagnostic:
+    code, name = SYNTAX_ERROR
+    return Diagnostic(
+        code=code,
+        name=name,
+        severity=Severity.ERROR,
+        path=path,
+        start=Position(line, column),
+        end=Position(line, column),
+        message=message,
+    )
+
+
+def _python_syntax_error(text: str, exc: cst.ParserSyntaxError) -> tuple[str, int, int]:
+    """CPython's own message for a syntax error (clearer than the CST parser's).
+
+    ``ast.parse`` only compiles to a tree: nothing of the file runs.
+    """
+    try:
+        ast.parse(text)
+    except SyntaxError as error:
+        line = error.lineno or 1
+        return f"SyntaxError: {error.msg}; the file is skipped by every other rule", line, error.offset or 1
+    except (ValueError, RecursionError, MemoryError):
+        pass
+    detail = exc.message.replace("parser error: ", "")
+    return f"cannot parse: {detail}; the file is skipped by every other rule", exc.raw_line, exc.raw_column + 1
+
+
+def analyse(
+    path: Path,
+    display: str,
+    text: str,
+    rules: list[type[Rule]],
+    config: Config,
+    index: ProjectIndex,
+) -> Analysis:
+    """Run ``rules`` over one file's ``text``; findings carry ``display`` as path."""
+    suppressions = Suppressions(text)
+    wanted = [r for r in rules if not r.triggers or any(t in text for t in r.triggers)]
+    syntax_rule_on = any(r.code == SYNTAX_ERROR[0] for r in rules)
+    if not wanted and not syntax_rule_on:
+        return Analysis()
+    try:
+        module = parse(text)
+    except cst.ParserSyntaxError as exc:
+        diagnostics = []
+        message, line, column = _python_syntax_error(text, exc)
+        if syntax_rule_on and not suppressions.suppressed(SYNTAX_ERROR[0], line):
+            diagnostics.append(syntax_error(display, message, line, column))
+        return Analysis(diagnostics, parsed=False)
+    except RecursionError:
+        return Analysis(
+            [syntax_error(display, "cannot parse: expressions nested too deeply to analyse")] if syntax_rule_on else [],
+            parsed=False,
+        )
+    wanted = [r for r in wanted if r.code != SYNTAX_ERROR[0]]
+    if not wanted:
+        return Analysis()
+    ctx = FileContext(path, text, module, index)
+    reports: list[Report] = []
+    instances = [rule(ctx, config.options_for(rule), reports) for rule in wanted]
+    walker = _Walker(instances)
+    try:
+        module.visit(walker)
+        for instance in instances:
+            instance.finish()
+    except RecursionError:
+        return Analysis([syntax_error(display, "cannot analyse: expressions nested too deeply")], parsed=False)
+    if not reports:
+        return Analysis()
+    return Analysis(_diagnostics(display, text, module, ctx, reports, suppressions))
+
+
+def _diagnostics(
+    display: str, text: str, module: cst.Module, ctx: FileContext, reports: list[Report], suppressions: Suppressions
+) -> list[Diagnostic]:
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    lines = split_lines(text)
+    result: dict[tuple, Diagnostic] = {}
+    for report in reports:
+        rule = type(report.rule)
+        code_range = positions.get(report.node)
+        if code_range is None:
+            continue
+        start = Position(code_range.start.line, code_range.start.column + 1)
+        end = Position(code_range.end.line, code_range.end.column + 1)
+        if suppressions.suppressed(rule.code, start.line):
+            continue
+        fix = None
+        if report.edits:
+            edits = _resolve_edits(report.edits, positions, lines, ctx)
+            if edits is not None:
+                edits += _import_edits(report.imports, module, positions, lines, ctx)
+                fix = Fix(
+                    message=report.fix_message or "Apply the suggested fix",
+                    applicability=report.applicability or Applicability.DISPLAY_ONLY,
+                    edits=tuple(sorted(set(edits), key=lambda e: (e.start, e.end))),
+                )
+        diagnostic = Diagnostic(
+            code=rule.code,
+            name=rule.name,
+            severity=rule.severity,
+            path=display,
+            start=start,
+            end=end,
+            message=report.message,
+            fix=fix,
+        )
+        result.setdefault((rule.code, start, report.message), diagnostic)
+    return sorted(result.values(), key=Diagnostic.sort_key)
+
+
+def _resolve_edits(edits: tuple[NodeEdit, ...], positions: Any, lines: list[str], ctx: FileContext) -> list[Edit] | None:
+    """Turn node-based edits into text edits; None when one cannot be placed safely."""
+    newline = _newline(ctx.text)
+    out: list[Edit] = []
+    for edit in edits:
+        code_range = positions.get(edit.node)
+        if code_range is None:
+            return None
+        start = Position(code_range.start.line, code_range.start.column + 1)
+        end = Position(code_range.end.line, code_range.end.column + 1)
+        if edit.kind == "replace":
+            out.append(Edit(start, end, edit.text))
+            continue
+        first = lines[start.line - 1]
+        indent = first[: start.column - 1]
+        if indent.strip():  # statement does not begin its line (``a; b``): not ours to touch
+            return None
+        if edit.kind == "insert_before":
+            body = "".join(indent + line + newline if line else newline for line in edit.text.split("\n"))
+            out.append(Edit(Position(start.line, 1), Position(start.line, 1), body))
+        elif edit.kind == "insert_after":
+            body = "".join(indent + line + newline if line else newline for line in edit.text.split("\n"))
+            if end.line >= len(lines):  # last line of a file without final newline
+                out.append(Edit(Position(end.line, len(lines[-1]) + 1), Position(end.line, len(lines[-1]) + 1), newline + body.rstrip("\r\n")))
+            else:
+                out.append(Edit(Position(end.line + 1, 1), Position(end.line + 1, 1), body))
+        elif edit.kind == "delete_statement":
+            if end.line >= len(lines):
+                out.append(Edit(Position(start.line, 1), Position(end.line, len(lines[end.line - 1]) + 1), ""))
+            else:
+                out.append(Edit(Position(start.line, 1), Position(end.line + 1, 1), ""))
+        else:  # pragma: no cover - programming error in a rule
+            raise ValueError(f"unknown edit kind {edit.kind}")
+    return out
+
+
+def _import_edits(imports: tuple[str, ...], module: cst.Module, positions: Any, lines: list[str], ctx: FileContext) -> list[Edit]:
+    """Edits adding ``import`` lines the fix needs, after the file's top imports."""
+    present = {line.strip() for line in lines}
+    missing = [imp for imp in imports if imp not in present]
+    if not missing:
+        return []
+    newline = _newline(ctx.text)
+    anchor_line = 0
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine) and all(
+            isinstance(s, (cst.Import, cst.ImportFrom)) or _is_docstring(s) for s in stmt.body
+        ):
+            anchor_line = positions[stmt].end.line
+            continue
+        break
+    text = "".join(imp + newline for imp in missing)
+    if anchor_line >= len(lines):
+        return [Edit(Position(anchor_line, len(lines[-1]) + 1), Position(anchor_line, len(lines[-1]) + 1), newline + text.rstrip("\r\n"))]
+    return [Edit(Position(anchor_line + 1, 1), Position(anchor_line + 1, 1), text)]
+
+
+def _is_docstring(node: cst.BaseSmallStatement) -> bool:
+    return isinstance(node, cst.Expr) and isinstance(node.value, (cst.SimpleString, cst.ConcatenatedString))
+
+
+def _newline(text: str) -> str:
+    i = text.find("\n")
+    if i > 0 and text[i - 1] == "\r":
+        return "\r\n"
+    return "\n"

@@ -1,0 +1,254 @@
+"""The ``rnnlint`` command line.
+
+Exit codes (stable): 0 nothing found or everything fixed, 1 findings remain,
+2 usage, config or internal error. ``--exit-zero`` turns 1 into 0.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from rnnlint import __version__, output
+from rnnlint.config import ConfigError, load_config
+from rnnlint.discovery import discover
+from rnnlint.registry import RuleLoadError, load_rules
+from rnnlint.runner import FileOutcome, Session, run
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class Failure(click.ClickException):
+    """A usage, config or internal error: message on stderr, exit 2."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file=None) -> None:
+        click.secho(f"rnnlint: error: {self.format_message()}", err=True, fg="red")
+
+
+def _codes(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    codes = tuple(c.strip().upper() for v in values for c in v.split(",") if c.strip())
+    return codes or None
+
+
+def common_options(func):
+    options = [
+        click.argument("paths", nargs=-1, type=click.Path(path_type=Path)),
+        click.option("--select", multiple=True, metavar="CODES",
+                     help="Only these rules (codes or prefixes, comma-separated). Replaces the config's select."),
+        click.option("--extend-select", multiple=True, metavar="CODES",
+                     help="Add rules to the selection, e.g. off-by-default RNN021."),
+        click.option("--ignore", multiple=True, metavar="CODES", help="Skip these rules (codes or prefixes)."),
+        click.option("--output-format", type=click.Choice(output.FORMATS), default="text", show_default=True,
+                     help="text for people; json, sarif (code scanning) or github (Actions annotations)."),
+        click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain (errors still exit 2)."),
+        click.option("--static", is_flag=True,
+                     help="Static rules only: skip the graph stage, never import torch (as pre-commit runs it)."),
+        click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Use this pyproject.toml instead of the nearest one."),
+        click.option("--no-cache", is_flag=True, help="Do not read or write the .rnnlint_cache directory."),
+        click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+                     help="Worker processes for large trees (default: all cores)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _prepare(paths, select, extend_select, ignore, config_file):
+    paths = list(paths) or [Path(".")]
+    try:
+        config = load_config(paths, config_file)
+        overrides = {}
+        if _codes(select) is not None:
+            overrides["select"] = _codes(select)
+        if _codes(extend_select) is not None:
+            overrides["extend_select"] = config.extend_select + _codes(extend_select)
+        if _codes(ignore) is not None:
+            overrides["ignore"] = config.ignore + _codes(ignore)
+        if overrides:
+            from dataclasses import replace
+
+            config = replace(config, **overrides)
+        session = Session(config)
+    except (ConfigError, RuleLoadError) as exc:
+        raise Failure(str(exc)) from None
+    files, problems = discover(paths, session.config)
+    for problem in problems:
+        click.secho(f"rnnlint: warning: {problem}", err=True, fg="yellow")
+    if not files and problems and all("no such file" in p for p in problems):
+        raise Failure("nothing to check: " + "; ".join(problems))
+    return session, files
+
+
+def _emit(diagnostics, fmt: str, rules, color: bool, quiet_summary: bool = False) -> None:
+    if fmt == "json":
+        click.echo(output.to_json(diagnostics))
+    elif fmt == "sarif":
+        click.echo(output.to_sarif(diagnostics, rules))
+    elif fmt == "github":
+        text = output.to_github(diagnostics)
+        if text:
+            click.echo(text)
+    else:
+        for d in diagnostics:
+            click.echo(output.text_line(d, color), color=color)
+        if not quiet_summary:
+            click.echo(output.summary(diagnostics))
+
+
+def _report_messages(outcomes: list[FileOutcome]) -> bool:
+    """Print per-file problems; True when one was an internal error."""
+    internal = False
+    for outcome in outcomes:
+        for message in outcome.messages:
+            internal = internal or "internal error" in message
+            click.secho(f"rnnlint: error: {message}", err=True, fg="red")
+    return internal
+
+
+def _exit(diagnostics, internal: bool, exit_zero: bool) -> None:
+    if internal:
+        sys.exit(EXIT_ERROR)
+    if diagnostics and not exit_zero:
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_OK)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="rnnlint")
+def main() -> None:
+    """Find and fix the mistakes that make RNN, LSTM and GRU models fail to train.
+
+    \b
+      rnnlint check src/           report findings (exit 1 if any)
+      rnnlint fix src/             show the fixes as a diff, write nothing
+      rnnlint fix --apply src/     write the safe fixes
+      rnnlint rules                list every rule
+      rnnlint explain RNN001       what a rule catches, why, and how it fixes
+    """
+
+
+@main.command()
+@common_options
+@click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
+def check(paths, select, extend_select, ignore, output_format, exit_zero, static, config_file, no_cache, jobs,
+          statistics):
+    """Report recurrent-training mistakes in PATHS (default: the current directory)."""
+    session, files = _prepare(paths, select, extend_select, ignore, config_file)
+    outcomes = run(files, session.config, "check", jobs=jobs, use_cache=not no_cache, session=session)
+    internal = _report_messages(outcomes)
+    diagnostics = [d for o in outcomes for d in o.diagnostics]
+    color = sys.stdout.isatty()
+    if statistics and output_format == "text":
+        for line in output.statistics(diagnostics):
+            click.echo(line)
+        click.echo(output.summary(diagnostics))
+    else:
+        _emit(diagnostics, output_format, session.rules, color)
+    _exit(diagnostics, internal, exit_zero)
+
+
+@main.command()
+@common_options
+@click.option("--apply", "apply_", is_flag=True, help="Write the fixes to the files (default: print a diff).")
+@click.option("--unsafe-fixes", is_flag=True,
+              help="Also apply fixes that change how the model trains (e.g. lowering a learning rate).")
+def fix(paths, select, extend_select, ignore, output_format, exit_zero, static, config_file, no_cache, jobs,
+        apply_, unsafe_fixes):
+    """Fix what can be fixed in PATHS: print a diff, or write it with --apply.
+
+    Safe fixes are applied by default; unsafe ones need --unsafe-fixes. Every
+    fixed file is re-parsed before it is written, writes are atomic, and a file
+    changed on disk meanwhile is left alone. Exit 1 when findings remain.
+    """
+    session, files = _prepare(paths, select, extend_select, ignore, config_file)
+    outcomes = run(files, session.config, "fix", write=apply_, unsafe=unsafe_fixes, jobs=jobs,
+                   use_cache=not no_cache, session=session)
+    internal = _report_messages(outcomes)
+    color = sys.stdout.isatty()
+    fixed = [d for o in outcomes for d in o.fixed]
+    changed = [o for o in outcomes if o.diff]
+    remaining = [d for o in outcomes for d in o.diagnostics]
+    if not apply_:
+        for outcome in changed:
+            click.echo(outcome.diff, nl=False)
+        if changed:
+            click.echo(
+                f"Would fix {output.plural(len(fixed), 'finding')} in {output.plural(len(changed), 'file')}; "
+                "run with --apply to write the changes.",
+                err=True,
+            )
+        else:
+            click.echo("Nothing to fix.", err=True)
+        _exit(remaining or fixed, internal, exit_zero)
+    written = [o for o in outcomes if o.written]
+    if written:
+        click.echo(
+            f"Fixed {output.plural(len(fixed), 'finding')} in {output.plural(len(written), 'file')}.", err=True
+        )
+    _emit(remaining, output_format, session.rules, color)
+    _exit(remaining, internal, exit_zero)
+
+
+@main.command("rules")
+@click.option("--output-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules_command(output_format):
+    """List every rule: code, name, fixable, on by default."""
+    try:
+        rules = load_rules()
+    except RuleLoadError as exc:
+        raise Failure(str(exc)) from None
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps([
+            {"code": r.code, "name": r.name, "summary": r.summary(), "severity": r.severity.value,
+             "fix": r.fix_applicability.value if r.fix_applicability else None, "default": r.default_enabled}
+            for r in rules.values()
+        ], indent=2))
+        return
+    click.echo(f"{'code':7}  {'name':42}  {'fix':12}  {'default':7}  summary")
+    for rule in rules.values():
+        fixable = rule.fix_applicability.value if rule.fix_applicability else "-"
+        click.echo(
+            f"{rule.code:7}  {rule.name:42}  {fixable:12}  {'on' if rule.default_enabled else 'off':7}  {rule.summary()}"
+        )
+
+
+@main.command()
+@click.argument("code")
+def explain(code):
+    """Explain a rule: what it catches, why it matters, its fix and options."""
+    try:
+        rules = load_rules()
+    except RuleLoadError as exc:
+        raise Failure(str(exc)) from None
+    wanted = code.strip().upper()
+    rule = rules.get(wanted) or next((r for r in rules.values() if r.name == code.strip().lower()), None)
+    if rule is None:
+        raise Failure(f"unknown rule {code!r}; `rnnlint rules` lists them")
+    fixable = rule.fix_applicability.value if rule.fix_applicability else "no fix"
+    click.echo(f"{rule.code} {rule.name}  (severity: {rule.severity.value}; fix: {fixable}; "
+               f"{'on' if rule.default_enabled else 'off'} by default)\n")
+    click.echo(rule.doc())
+    if rule.options:
+        click.echo(f"\nOptions ([tool.rnnlint.{rule.name}] in pyproject.toml):")
+        for key, option in rule.options.items():
+            click.echo(f"  {key} = {option.default!r}  -- {option.help}")
+
+
+def entry() -> None:  # pragma: no cover - exercised through subprocess tests
+    try:
+        main(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception:
+        traceback.print_exc()
+        click.secho("rnnlint: internal error (a bug in rnnlint; please report it with the traceback above)",
+                    err=True, fg="red")
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,262 @@
+"""``[tool.rnnlint]`` in ``pyproject.toml``, validated, with CLI overrides.
+
+Example::
+
+    [tool.rnnlint]
+    select = ["RNN"]                  # codes or prefixes; default: every default-on rule
+    extend-select = ["RNN021"]        # add to the selection (off-by-default rules by full code)
+    ignore = ["RNN020"]
+    exclude = ["data/**"]             # replaces the default excludes; see extend-exclude
+    graph = true
+    recurrent-classes = ["mylib.layers.IndRNN"]
+    rule-folders = ["tools/rnnlint_rules"]
+
+    [tool.rnnlint.per-file-ignores]
+    "tests/**" = ["RNN001"]
+
+    [tool.rnnlint.missing-grad-clip]  # options of one rule, by rule name
+    max-norm = 0.5
+
+Unknown keys and values of the wrong type are errors that name the key: a
+typo in a linter's config must never silently switch a check off.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from rnnlint.rule import Rule
+
+DEFAULT_EXCLUDE = (
+    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", "build", "dist",
+    "node_modules", "site-packages", ".eggs", "*.egg-info", ".mypy_cache", ".pytest_cache",
+    ".ruff_cache", ".rnnlint_cache", ".ipynb_checkpoints",
+)
+_LIST_KEYS = ("select", "extend-select", "ignore", "exclude", "extend-exclude", "recurrent-classes", "rule-folders")
+_TOP_KEYS = set(_LIST_KEYS) | {"per-file-ignores", "graph", "respect-gitignore", "cache-dir", "models"}
+
+
+class ConfigError(Exception):
+    """A config problem; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Config:
+    root: Path
+    source: Path | None = None  # the pyproject.toml read, if any
+    select: tuple[str, ...] | None = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    extend_exclude: tuple[str, ...] = ()
+    graph: bool = True
+    respect_gitignore: bool = True
+    recurrent_classes: tuple[str, ...] = ()
+    rule_folders: tuple[str, ...] = ()
+    cache_dir: Path | None = None
+    models: dict = field(default_factory=dict, hash=False, compare=False)
+    # rule name -> {option: value}, already validated against the rule's options
+    rule_options: dict = field(default_factory=dict, hash=False, compare=False)
+    _raw_options: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
+
+    # -- selection ---------------------------------------------------------
+
+    def enabled(self, rules: dict[str, type[Rule]], path: Path | None = None) -> list[type[Rule]]:
+        """The rules that run on ``path`` (or on every file when path is None)."""
+        ignores = list(self.ignore)
+        if path is not None:
+            rel = self.relative(path)
+            for pattern, codes in self.per_file_ignores:
+                if _glob_match(rel, pattern):
+                    ignores.extend(codes)
+        chosen = []
+        for code, rule in rules.items():
+            if self.select is None:
+                on = rule.default_enabled
+            else:
+                on = any(_selects(s, rule) for s in self.select)
+            on = on or any(_selects(s, rule) for s in self.extend_select)
+            if on and not any(code.startswith(i) or i == "ALL" for i in ignores):
+                chosen.append(rule)
+        return chosen
+
+    def relative(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def is_excluded(self, path: Path) -> bool:
+        rel = self.relative(path)
+        parts = rel.split("/")
+        for pattern in self.exclude + self.extend_exclude:
+            if _glob_match(rel, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts):
+                return True
+        return False
+
+    def options_for(self, rule: type[Rule]) -> dict[str, Any]:
+        values = {key: opt.default for key, opt in rule.options.items()}
+        values.update(self.rule_options.get(rule.name, {}))
+        return values
+
+    def with_rules(self, rules: dict[str, type[Rule]]) -> "Config":
+        """Validate rule codes and rule option tables now that rules are known."""
+        known = set(rules)
+        for key, entries in (("select", self.select or ()), ("extend-select", self.extend_select),
+                             ("ignore", self.ignore)):
+            for entry in entries:
+                if entry != "ALL" and not any(code.startswith(entry) for code in known):
+                    raise ConfigError(f"{self._where(key)}: unknown rule code or prefix {entry!r}")
+        for _, codes in self.per_file_ignores:
+            for entry in codes:
+                if not any(code.startswith(entry) for code in known):
+                    raise ConfigError(f"{self._where('per-file-ignores')}: unknown rule code or prefix {entry!r}")
+        by_name = {rule.name: rule for rule in rules.values()}
+        by_code = {rule.code: rule for rule in rules.values()}
+        validated: dict[str, dict[str, Any]] = {}
+        for table, values in self._raw_options.items():
+            rule = by_name.get(table) or by_code.get(table)
+            if rule is None:
+                raise ConfigError(f"{self._where(table)}: unknown key {table!r} (not a setting nor a rule name)")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{self._where(table)}: expected a table of options for rule {rule.code}")
+            for key, value in values.items():
+                option = rule.options.get(key)
+                if option is None:
+                    choices = ", ".join(rule.options) or "none"
+                    raise ConfigError(
+                        f"{self._where(table + '.' + key)}: unknown option {key!r} for {rule.code} "
+                        f"({rule.name}); its options are: {choices}"
+                    )
+                try:
+                    validated.setdefault(rule.name, {})[key] = option.check(key, value)
+                except ValueError as exc:
+                    raise ConfigError(f"{self._where(table + '.' + key)}: {exc}") from None
+        return replace(self, rule_options=validated)
+
+    def _where(self, key: str) -> str:
+        origin = str(self.source) if self.source else "command line"
+        return f"{origin}: [tool.rnnlint] {key}"
+
+
+def _selects(entry: str, rule: type[Rule]) -> bool:
+    if entry == rule.code:
+        return True
+    return rule.default_enabled and (entry == "ALL" or rule.code.startswith(entry))
+
+
+def _glob_match(rel: str, pattern: str) -> bool:
+    pattern = pattern.rstrip("/")
+    if fnmatch.fnmatch(rel, pattern):
+        return True
+    if pattern.endswith("/**") and (rel == pattern[:-3] or rel.startswith(pattern[:-2])):
+        return True
+    if pattern.startswith("**/") and fnmatch.fnmatch(rel, pattern[3:]):
+        return True
+    return "/" not in pattern and fnmatch.fnmatch(rel.rsplit("/", 1)[-1], pattern)
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """Nearest ``pyproject.toml`` with a ``[tool.rnnlint]`` table, walking up."""
+    directory = start.resolve()
+    while not directory.is_dir() and directory.parent != directory:
+        directory = directory.parent
+    for candidate in (directory, *directory.parents):
+        file = candidate / "pyproject.toml"
+        if file.is_file():
+            try:
+                data = tomllib.loads(file.read_text("utf-8"))
+            except (OSError, UnicodeDecodeError):
+                continue
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+            if "rnnlint" in data.get("tool", {}):
+                return file
+    return None
+
+
+def project_root(start: Path) -> Path:
+    directory = start.resolve()
+    while not directory.is_dir() and directory.parent != directory:
+        directory = directory.parent
+    for candidate in (directory, *directory.parents):
+        if (candidate / "pyproject.toml").is_file() or (candidate / ".git").exists():
+            return candidate
+    return directory
+
+
+def common_start(paths: list[Path]) -> Path:
+    resolved = [p.resolve() for p in paths] or [Path.cwd()]
+    try:
+        return Path(os.path.commonpath([str(p) for p in resolved]))
+    except ValueError:  # different drives
+        return resolved[0]
+
+
+def load_config(paths: list[Path], config_file: Path | None = None) -> Config:
+    """Read the config that governs ``paths`` (or ``config_file`` when given)."""
+    start = common_start(paths)
+    file = config_file.resolve() if config_file else find_pyproject(start)
+    if file is None:
+        return Config(root=project_root(start))
+    try:
+        data = tomllib.loads(file.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
+    table = data.get("tool", {}).get("rnnlint", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [tool.rnnlint] must be a table")
+    return parse_table(table, root=file.parent.resolve(), source=file)
+
+
+def parse_table(table: dict, root: Path, source: Path | None = None) -> Config:
+    config = Config(root=root, source=source)
+    where = config._where
+    values: dict[str, Any] = {}
+    raw_options: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _LIST_KEYS:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where(key)}: must be a list of strings, got {value!r}")
+            values[key.replace("-", "_")] = tuple(value)
+        elif key in ("graph", "respect-gitignore"):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where(key)}: must be true or false, got {value!r}")
+            values[key.replace("-", "_")] = value
+        elif key == "per-file-ignores":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where(key)}: must be a table of glob = [codes]")
+            pairs = []
+            for pattern, codes in value.items():
+                if not isinstance(codes, list) or not all(isinstance(c, str) for c in codes):
+                    raise ConfigError(f"{where(key)}: {pattern!r} must map to a list of codes")
+                pairs.append((pattern, tuple(codes)))
+            values["per_file_ignores"] = tuple(pairs)
+        elif key == "cache-dir":
+            if not isinstance(value, str):
+                raise ConfigError(f"{where(key)}: must be a path string")
+            values["cache_dir"] = (root / value).resolve()
+        elif key == "models":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where(key)}: must be a table")
+            values["models"] = value
+        elif isinstance(value, dict):
+            raw_options[key] = value  # a rule's options; checked against the rules in with_rules()
+        else:
+            raise ConfigError(f"{where(key)}: unknown key {key!r}")
+    return replace(config, **values, _raw_options=raw_options)

@@ -1,0 +1,115 @@
+"""Findings and the edits that fix them.
+
+Everything a stage reports is a :class:`Diagnostic`; everything a fix does is a
+list of :class:`Edit` objects (plain text replacements between two positions).
+Text edits, rather than syntax-tree rewrites, are what we store because they can
+be printed as a diff, serialised to JSON/SARIF, checked for overlap and applied to
+the exact bytes the user wrote without re-generating the rest of the file.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Applicability(str, enum.Enum):
+    """How much a fix may be trusted (Ruff's convention).
+
+    ``safe`` fixes are applied by ``fix --apply``; ``unsafe`` ones change how the
+    model trains and need ``--unsafe-fixes``; ``display-only`` ones are shown and
+    never written.
+    """
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    DISPLAY_ONLY = "display-only"
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """1-based line, 1-based column (in characters, as editors count)."""
+
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the text between ``start`` (inclusive) and ``end`` (exclusive)."""
+
+    start: Position
+    end: Position
+    content: str
+
+    def to_json(self) -> dict:
+        return {
+            "start": {"line": self.start.line, "column": self.start.column},
+            "end": {"line": self.end.line, "column": self.end.column},
+            "content": self.content,
+        }
+
+
+@dataclass(frozen=True)
+class Fix:
+    message: str
+    applicability: Applicability
+    edits: tuple[Edit, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "message": self.message,
+            "applicability": self.applicability.value,
+            "edits": [e.to_json() for e in self.edits],
+        }
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    name: str
+    severity: Severity
+    path: str
+    start: Position
+    end: Position
+    message: str
+    fix: Fix | None = None
+    # Where the finding sits in a notebook (cell number, line in cell); None for .py.
+    cell: int | None = None
+    cell_line: int | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def line(self) -> int:
+        return self.start.line
+
+    @property
+    def column(self) -> int:
+        return self.start.column
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.start.line, self.start.column, self.code)
+
+    def to_json(self) -> dict:
+        data = {
+            "code": self.code,
+            "name": self.name,
+            "severity": self.severity.value,
+            "path": self.path,
+            "line": self.start.line,
+            "column": self.start.column,
+            "end_line": self.end.line,
+            "end_column": self.end.column,
+            "message": self.message,
+            "fix": self.fix.to_json() if self.fix else None,
+        }
+        if self.cell is not None:
+            data["cell"] = self.cell
+            data["cell_line"] = self.cell_line
+        return data

@@ -1,0 +1,415 @@
+"""The project index: what the rest of the project defines.
+
+A training script rarely defines its model: ``from models.seq2seq import
+Seq2Seq`` is enough to make its loop recurrent training. The index answers
+"is this name a recurrent model?" (and similar questions) across files, by
+following imports into the project.
+
+It is demand-driven: a file is summarised only when a rule asks about a name it
+defines, so a tree of ten thousand files with one training script parses the
+script and the few modules it imports. Summaries are small JSON documents cached
+on disk by content hash, so a pre-commit run on one file still knows the whole
+project without re-parsing it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+from rnnlint import __version__
+from rnnlint.names import ImportMap, canonical, dotted
+from rnnlint.source import SourceError, digest_bytes, decode
+
+RECURRENT_MODULES = frozenset(
+    f"torch.nn.{name}" for name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+)
+OPTIMIZERS = {
+    # canonical name -> optimizer family used by thresholds
+    "torch.optim.Adam": "adam", "torch.optim.AdamW": "adam", "torch.optim.Adamax": "adam",
+    "torch.optim.NAdam": "adam", "torch.optim.RAdam": "adam", "torch.optim.SparseAdam": "adam",
+    "torch.optim.RMSprop": "rmsprop", "torch.optim.SGD": "sgd",
+    "torch.optim.Adagrad": "adagrad", "torch.optim.Adadelta": "adadelta",
+    "torch.optim.LBFGS": "lbfgs", "torch.optim.ASGD": "sgd", "torch.optim.Rprop": "rprop",
+}
+CLIP_FUNCTIONS = frozenset(
+    {
+        "torch.nn.utils.clip_grad_norm_",
+        "torch.nn.utils.clip_grad_value_",
+        "torch.nn.utils.clip_grad_norm",
+        "torch.nn.utils.clip_grad_value",
+        "torch.nn.utils.get_total_norm",  # followed by clip_grads_with_norm_
+        "torch.nn.utils.clip_grads_with_norm_",
+    }
+)
+# Third-party packages whose names are never project code.
+EXTERNAL_ROOTS = frozenset(
+    {"torch", "numpy", "np", "tensorflow", "keras", "lightning", "pytorch_lightning",
+     "transformers", "accelerate", "math", "random", "os", "sys", "typing", "collections"}
+)
+# Names that start a call chain but never name a module of the project.
+_NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
+                            "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
+                            "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
+_SUMMARY_VERSION = 1
+_MAX_DEPTH = 40
+
+
+@dataclass
+class Definition:
+    """A class, function or module-level assignment of one file."""
+
+    kind: str  # "class" | "function" | "assign"
+    line: int
+    bases: list[str] = field(default_factory=list)  # classes only
+    calls: list[str] = field(default_factory=list)  # dotted callees in the body / value
+    returns: list[str] = field(default_factory=list)  # functions: callees in return values
+
+
+@dataclass
+class FileSummary:
+    imports: dict[str, str]
+    star_modules: list[str]
+    definitions: dict[str, Definition]
+
+    def to_json(self) -> dict:
+        return {
+            "imports": self.imports,
+            "star_modules": self.star_modules,
+            "definitions": {k: vars(v) for k, v in self.definitions.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FileSummary":
+        return cls(
+            imports=data["imports"],
+            star_modules=data["star_modules"],
+            definitions={k: Definition(**v) for k, v in data["definitions"].items()},
+        )
+
+
+def summarise(module: cst.Module, imports: ImportMap | None = None) -> FileSummary:
+    imports = imports or ImportMap(module)
+    definitions: dict[str, Definition] = {}
+    for stmt in module.body:
+        _summarise_statement(stmt, definitions)
+    return FileSummary(
+        imports=dict(imports.names), star_modules=list(imports.star_modules), definitions=definitions
+    )
+
+
+def _summarise_statement(stmt: cst.CSTNode, definitions: dict[str, Definition]) -> None:
+    if isinstance(stmt, cst.ClassDef):
+        calls = _CallCollector.collect(stmt.body)
+        bases = [d for d in (dotted(arg.value) for arg in stmt.bases) if d]
+        definitions[stmt.name.value] = Definition("class", 0, bases=bases, calls=calls)
+    elif isinstance(stmt, cst.FunctionDef):
+        collector = _CallCollector()
+        stmt.body.visit(collector)
+        definitions[stmt.name.value] = Definition(
+            "function", 0, calls=collector.calls, returns=collector.returns
+        )
+    elif isinstance(stmt, cst.SimpleStatementLine):
+        for small in stmt.body:
+            if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
+                targets = (
+                    [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+                )
+                value_calls = _CallCollector.collect(small.value)
+                alias = dotted(small.value)
+                if alias:  # LSTM = nn.LSTM
+                    value_calls.append(alias)
+                for target in targets:
+                    if isinstance(target, cst.Name):
+                        definitions[target.value] = Definition("assign", 0, calls=value_calls)
+    elif isinstance(stmt, (cst.If, cst.Try)):
+        # try: from apex import X / except ImportError: ...; if TYPE_CHECKING: ...
+        for block in _blocks(stmt):
+            for inner in block.body:
+                _summarise_statement(inner, definitions)
+
+
+def _blocks(stmt: cst.CSTNode):
+    if isinstance(stmt, cst.If):
+        yield stmt.body
+        if stmt.orelse is not None:
+            yield from _blocks(stmt.orelse) if isinstance(stmt.orelse, cst.If) else [stmt.orelse.body]
+    elif isinstance(stmt, cst.Else):
+        yield stmt.body
+    elif isinstance(stmt, cst.Try):
+        yield stmt.body
+        for handler in stmt.handlers:
+            yield handler.body
+        if stmt.orelse is not None:
+            yield stmt.orelse.body
+
+
+class _CallCollector(cst.CSTVisitor):
+    """Dotted names of every call (and every return value call) under a node."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.returns: list[str] = []
+        self._in_return = 0
+
+    @classmethod
+    def collect(cls, node: cst.CSTNode) -> list[str]:
+        collector = cls()
+        node.visit(collector)
+        return collector.calls
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = dotted(node.func)
+        if name:
+            self.calls.append(name)
+            if self._in_return:
+                self.returns.append(name)
+
+    def visit_Return(self, node: cst.Return) -> None:
+        self._in_return += 1
+        if node.value is not None:
+            name = dotted(node.value)
+            if name:  # return SomeClass / return self.model
+                self.returns.append(name)
+
+    def leave_Return(self, original_node: cst.Return) -> None:
+        self._in_return -= 1
+
+
+class ProjectIndex:
+    """Answers questions about names defined anywhere in the project.
+
+    ``roots`` are the directories absolute imports are searched from (the project
+    root and its ``src/``); the importing file's own directory and its parents up
+    to the root are searched too, as ``python train.py`` would.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        extra_recurrent: tuple[str, ...] = (),
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.recurrent_names = RECURRENT_MODULES | {canonical(n) for n in extra_recurrent}
+        self.cache_dir = cache_dir
+        self._summaries: dict[Path, FileSummary | None] = {}
+        self._memo: dict[tuple, bool] = {}
+        self._modules: dict[tuple[Path, str], Path | None] = {}
+
+    # -- summaries ---------------------------------------------------------
+
+    def add(self, path: Path, module: cst.Module, imports: ImportMap) -> None:
+        """Register a file the runner has already parsed (no second parse)."""
+        path = path.resolve()
+        if path not in self._summaries:
+            self._summaries[path] = summarise(module, imports)
+
+    def summary(self, path: Path) -> FileSummary | None:
+        path = path.resolve()
+        if path in self._summaries:
+            return self._summaries[path]
+        self._summaries[path] = None  # guard against cycles while loading
+        result = self._load(path)
+        self._summaries[path] = result
+        return result
+
+    def _load(self, path: Path) -> FileSummary | None:
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        key = digest_bytes(data)
+        cached = self._cache_read(key)
+        if cached is not None:
+            return cached
+        try:
+            text, _ = decode(data, path)
+            module = cst.parse_module(text)
+        except (SourceError, cst.ParserSyntaxError, RecursionError):
+            return None
+        summary = summarise(module)
+        self._cache_write(key, summary)
+        return summary
+
+    def _cache_file(self, key: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"index-{__version__}-{_SUMMARY_VERSION}" / f"{key}.json"
+
+    def _cache_read(self, key: str) -> FileSummary | None:
+        file = self._cache_file(key)
+        if file is None:
+            return None
+        try:
+            return FileSummary.from_json(json.loads(file.read_text("utf-8")))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _cache_write(self, key: str, summary: FileSummary) -> None:
+        file = self._cache_file(key)
+        if file is None:
+            return
+        try:
+            if not file.parent.is_dir():
+                file.parent.mkdir(parents=True, exist_ok=True)
+                marker = self.cache_dir / ".gitignore"  # type: ignore[operator]
+                if not marker.exists():
+                    marker.write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
+            tmp = file.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(summary.to_json()), "utf-8")
+            os.replace(tmp, file)
+        except OSError:
+            pass  # a read-only tree still gets correct (uncached) answers
+
+    # -- module resolution -------------------------------------------------
+
+    def resolve_module(self, importer: Path, module: str) -> Path | None:
+        """The project file that ``import <module>`` in ``importer`` loads, if any."""
+        key = (importer, module)
+        if key not in self._modules:
+            self._modules[key] = self._resolve_module(importer.resolve(), module)
+        return self._modules[key]
+
+    def _resolve_module(self, importer: Path, module: str) -> Path | None:
+        if module.startswith("."):
+            level = len(module) - len(module.lstrip("."))
+            base = importer.parent
+            for _ in range(level - 1):
+                base = base.parent
+            rest = module[level:]
+            return self._find(base, rest) if rest else _package_init(base)
+        if module.split(".")[0] in EXTERNAL_ROOTS or module.split(".")[0] in _NEVER_MODULES:
+            return None
+        for base in self._search_dirs(importer):
+            found = self._find(base, module)
+            if found is not None:
+                return found
+        return None
+
+    def _search_dirs(self, importer: Path):
+        seen = set()
+        directory = importer.parent
+        while True:
+            seen.add(directory)
+            yield directory
+            if directory == self.root or directory.parent == directory or self.root not in directory.parents:
+                break
+            directory = directory.parent
+        for extra in (self.root, self.root / "src"):
+            if extra not in seen:
+                yield extra
+
+    @staticmethod
+    def _find(base: Path, module: str) -> Path | None:
+        target = base.joinpath(*module.split("."))
+        file = target.with_suffix(".py")
+        if file.is_file():
+            return file
+        return _package_init(target)
+
+    def lookup(self, importer: Path, name: str, depth: int = 0) -> tuple[Path, str] | None:
+        """Where the dotted ``name`` used in ``importer`` is defined in the project.
+
+        Returns ``(file, definition name)`` or None when it is not project code.
+        ``name`` may start with a local definition (``Seq2Seq``), an imported
+        module (``models.seq2seq.Seq2Seq``) or a relative import (``.enc.Encoder``).
+        """
+        if depth > _MAX_DEPTH:
+            return None
+        summary = self.summary(importer)
+        if summary is None:
+            return None
+        if "." not in name.lstrip(".") and not name.startswith("."):
+            if name in summary.definitions:
+                return importer.resolve(), name
+            target = summary.imports.get(name)
+            if target is not None and target != name:
+                return self._lookup_dotted(importer, target, depth + 1)
+            for star in summary.star_modules:
+                found = self.resolve_module(importer, star)
+                if found is not None:
+                    hit = self.lookup(found, name, depth + 1)
+                    if hit:
+                        return hit
+            return None
+        head, _, rest = name.partition(".")
+        if head and head in summary.imports and not name.startswith("."):
+            return self._lookup_dotted(importer, f"{summary.imports[head]}.{rest}", depth + 1)
+        return self._lookup_dotted(importer, name, depth + 1)
+
+    def _lookup_dotted(self, importer: Path, name: str, depth: int) -> tuple[Path, str] | None:
+        # Longest module prefix that is a project file wins: models.seq2seq.Seq2Seq
+        parts = name.split(".")
+        lead = len(name) - len(name.lstrip("."))
+        if lead:
+            parts = ["." * lead + parts[lead]] + parts[lead + 1 :]
+        for cut in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:cut])
+            if lead and cut == 1 and module == "." * lead:
+                continue
+            file = self.resolve_module(importer, module)
+            if file is not None:
+                remainder = ".".join(parts[cut:])
+                return self.lookup(file, remainder, depth + 1)
+        return None
+
+    # -- questions rules ask ----------------------------------------------
+
+    def is_recurrent(self, importer: Path, name: str) -> bool:
+        """Does calling ``name`` (as written in ``importer``) build a recurrent model?"""
+        return self.reaches(importer, name, self.recurrent_names)
+
+    def reaches(self, importer: Path, name: str, targets: frozenset[str]) -> bool:
+        """Does ``name`` lead to one of ``targets`` through project definitions?
+
+        A class reaches a target when a base or a call in its body does; a
+        function when a call in its body does (a factory, a clipping helper); a
+        module-level assignment when its value does.
+        """
+        return self._reaches(importer.resolve(), name, targets, 0, set())
+
+    def _reaches(self, importer: Path, name: str, targets: frozenset[str], depth: int, stack: set) -> bool:
+        summary = self.summary(importer)
+        resolved = ImportMapView(summary).resolve_dotted(name) if summary is not None else canonical(name)
+        if resolved in targets:
+            return True
+        head = resolved.split(".")[0]
+        if depth > _MAX_DEPTH or head in EXTERNAL_ROOTS or head in _NEVER_MODULES:
+            return False
+        hit = self.lookup(importer, name)
+        if hit is None:
+            return False
+        key = (targets, hit)
+        if key in self._memo:
+            return self._memo[key]
+        if key in stack:
+            return False
+        stack.add(key)
+        file, definition_name = hit
+        definition = self.summary(file).definitions.get(definition_name)  # type: ignore[union-attr]
+        result = False
+        if definition is not None:
+            names = definition.bases + definition.calls + definition.returns
+            result = any(self._reaches(file, n, targets, depth + 1, stack) for n in names if n)
+        stack.discard(key)
+        self._memo[key] = result
+        return result
+
+
+class ImportMapView(ImportMap):
+    """An :class:`ImportMap` over a cached summary instead of a parsed module."""
+
+    def __init__(self, summary: FileSummary) -> None:
+        super().__init__()
+        self.names = summary.imports
+        self.star_modules = summary.star_modules
+
+
+def _package_init(directory: Path) -> Path | None:
+    init = directory / "__init__.py"
+    return init if init.is_file() else None

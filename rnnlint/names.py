@@ -1,0 +1,129 @@
+"""Qualified-name resolution from a file's own imports.
+
+libcst's ``QualifiedNameProvider`` needs full scope analysis of every module,
+which costs more than the parse itself. Rules only need to know what a dotted
+name refers to ("is ``tnn.LSTM`` really ``torch.nn.LSTM``?"), and imports give
+that answer: we read every import statement once and map local names to the
+dotted names they bind. Relative imports keep their leading dots; the project
+index resolves them against the importing file's directory.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+# Long import paths that mean the same object as a short public one.
+_CANONICAL_PREFIXES = (
+    ("torch.nn.modules.rnn.", "torch.nn."),
+    ("torch.nn.modules.loss.", "torch.nn."),
+    ("torch.nn.modules.sparse.", "torch.nn."),
+    ("torch.nn.modules.", "torch.nn."),
+    ("torch.nn.utils.clip_grad.", "torch.nn.utils."),
+    ("torch.nn.utils.rnn.", "torch.nn.utils.rnn."),
+    ("torch.cuda.amp.grad_scaler.", "torch.amp."),
+    ("torch.cuda.amp.", "torch.amp."),
+    ("torch.amp.grad_scaler.", "torch.amp."),
+    ("torch.optim.lr_scheduler.", "torch.optim.lr_scheduler."),
+    ("pytorch_lightning.", "lightning.pytorch."),
+    ("lightning.pytorch.trainer.trainer.", "lightning.pytorch."),
+    ("lightning.", "lightning."),
+    ("tensorflow.python.keras.", "tensorflow.keras."),
+    ("tf_keras.", "keras."),
+    ("tensorflow.keras.", "keras."),
+)
+_OPTIM_SUBMODULES = (
+    "adam", "adamw", "adamax", "nadam", "radam", "rmsprop", "sgd", "adagrad",
+    "adadelta", "lbfgs", "asgd", "rprop", "sparse_adam",
+)
+
+
+def canonical(qualname: str) -> str:
+    """Map private or legacy import paths onto the public name rules match on."""
+    for prefix, replacement in _CANONICAL_PREFIXES:
+        if qualname.startswith(prefix):
+            qualname = replacement + qualname[len(prefix):]
+            break
+    if qualname.startswith("torch.optim."):
+        parts = qualname.split(".")
+        if len(parts) == 4 and parts[2] in _OPTIM_SUBMODULES:
+            qualname = "torch.optim." + parts[3]
+    if qualname.startswith("lightning.pytorch.") and qualname.endswith(".Trainer"):
+        qualname = "lightning.pytorch.Trainer"
+    return qualname
+
+
+def dotted(node: cst.BaseExpression) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, None for anything else."""
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if isinstance(node, cst.Name):
+        parts.append(node.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def _module_name(node: cst.BaseExpression | None) -> str:
+    return dotted(node) or "" if node is not None else ""
+
+
+class ImportMap:
+    """Local name -> dotted name it was imported as, for one file."""
+
+    def __init__(self, module: cst.Module | None = None) -> None:
+        self.names: dict[str, str] = {}
+        self.star_modules: list[str] = []
+        if module is not None:
+            module.visit(_ImportCollector(self))
+
+    def resolve(self, node: cst.BaseExpression) -> str | None:
+        """The canonical dotted name an expression refers to, or None."""
+        name = dotted(node)
+        if name is None:
+            return None
+        return self.resolve_dotted(name)
+
+    def resolve_dotted(self, name: str) -> str:
+        head, _, rest = name.partition(".")
+        target = self.names.get(head)
+        if target is None:
+            return canonical(name)
+        return canonical(f"{target}.{rest}" if rest else target)
+
+    def imports_from(self, *prefixes: str) -> bool:
+        """True when any import of the file starts with one of ``prefixes``."""
+        return any(
+            q == p or q.startswith(p + ".")
+            for q in list(self.names.values()) + self.star_modules
+            for p in prefixes
+        )
+
+
+class _ImportCollector(cst.CSTVisitor):
+    def __init__(self, imports: ImportMap) -> None:
+        self.imports = imports
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        for alias in node.names:
+            full = dotted(alias.name) or ""
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.imports.names[alias.asname.name.value] = full
+            else:
+                head = full.split(".")[0]
+                self.imports.names.setdefault(head, head)
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        base = "." * len(node.relative) + _module_name(node.module)
+        if isinstance(node.names, cst.ImportStar):
+            self.imports.star_modules.append(base)
+            return False
+        sep = "" if base.endswith(".") else "."
+        for alias in node.names:
+            name = dotted(alias.name) or ""
+            local = name
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                local = alias.asname.name.value
+            self.imports.names[local] = f"{base}{sep}{name}"
+        return False

@@ -1,0 +1,249 @@
+"""What a rule is, and what it can see.
+
+A rule is one class in the rule pack (``rules/``). Like a Fixit rule it is a
+libcst visitor: it defines ``visit_<Node>`` / ``leave_<Node>`` methods, and the
+runner walks each file's tree once, calling every enabled rule's methods for
+each node. ``finish()`` runs after the walk for rules that reason about the
+whole file. A rule reports with :meth:`Rule.report`; where it can repair the
+code it attaches edits built from nodes (``replace``, ``insert_before``, ...);
+the runner turns those into text edits once positions are known.
+
+The class carries its own documentation and its own examples:
+
+* the docstring is what ``rnnlint explain`` prints (what, why, example, fix safety);
+* ``VALID`` snippets must produce no finding of this rule;
+* ``INVALID`` examples must produce one, and when ``fixed`` is given,
+  ``fix --unsafe-fixes`` must turn the snippet into exactly that text.
+
+The test suite runs every rule's examples.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
+
+import libcst as cst
+
+from rnnlint.diagnostics import Applicability, Severity
+from rnnlint.names import ImportMap
+
+if TYPE_CHECKING:
+    from rnnlint.index import ProjectIndex
+
+
+@dataclass(frozen=True)
+class Option:
+    """A rule option read from ``[tool.rnnlint.<rule-name>]``."""
+
+    default: Any
+    help: str
+
+    def check(self, key: str, value: Any) -> Any:
+        """Validate a configured value; raise ValueError naming ``key`` otherwise."""
+        expected = type(self.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(self.default, (list, tuple)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{key} must be a list of strings, got {value!r}")
+            return tuple(value)
+        if not isinstance(value, expected) or isinstance(value, bool) != isinstance(self.default, bool):
+            raise ValueError(f"{key} must be a {expected.__name__}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """An example that must be reported.
+
+    ``files`` adds other files of a small project (path -> source) so that
+    project-aware behaviour (model defined in another module) is tested too.
+    ``line`` is the expected line of the first finding.
+    """
+
+    code: str
+    fixed: str | None = None
+    line: int | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Valid:
+    code: str
+    files: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# -- symbolic edits: resolved to text edits once positions are known ----------
+
+
+@dataclass(frozen=True)
+class NodeEdit:
+    kind: str  # "replace" | "insert_before" | "insert_after" | "delete_statement" | "remove_arg"
+    node: cst.CSTNode
+    text: str = ""
+
+
+def replace(node: cst.CSTNode, new: cst.CSTNode | str) -> NodeEdit:
+    """Replace ``node`` by ``new`` (a node, rendered with the file's own style, or text)."""
+    text = new if isinstance(new, str) else cst.Module(body=[]).code_for_node(new)
+    return NodeEdit("replace", node, text)
+
+
+def insert_before(statement: cst.CSTNode, text: str) -> NodeEdit:
+    """Insert whole lines of code before ``statement``, at its indentation."""
+    return NodeEdit("insert_before", statement, text)
+
+
+def insert_after(statement: cst.CSTNode, text: str) -> NodeEdit:
+    """Insert whole lines of code after ``statement``, at its indentation."""
+    return NodeEdit("insert_after", statement, text)
+
+
+def delete_statement(statement: cst.CSTNode) -> NodeEdit:
+    """Remove the lines of a statement that stands on lines of its own."""
+    return NodeEdit("delete_statement", statement)
+
+
+def remove_arg(call: cst.Call, arg: cst.Arg) -> NodeEdit:
+    """Remove one argument of a call, with its comma."""
+    args = [a for a in call.args if a is not arg]
+    if args:
+        last = args[-1]
+        if call.args[-1] is not last:
+            args[-1] = last.with_changes(comma=cst.MaybeSentinel.DEFAULT)
+    new_call = call.with_changes(args=args)
+    return replace(call, new_call)
+
+
+@dataclass
+class Report:
+    """A finding as a rule makes it, before positions are resolved."""
+
+    rule: "Rule"
+    node: cst.CSTNode
+    message: str
+    fix_message: str | None
+    edits: tuple[NodeEdit, ...]
+    applicability: Applicability | None
+    imports: tuple[str, ...]
+
+
+class FileContext:
+    """Everything a rule may look at for one file.
+
+    Computed once per file and shared by all rules: the parsed module, its import
+    map (to resolve aliases), the project index, and the configured options.
+    """
+
+    def __init__(self, path: Path, text: str, module: cst.Module, index: "ProjectIndex") -> None:
+        self.path = path
+        self.text = text
+        self.module = module
+        self.imports = ImportMap(module)
+        self.index = index
+        index.add(path, module, self.imports)
+        self._memo: dict[str, Any] = {}
+
+    def qualname(self, node: cst.BaseExpression) -> str | None:
+        """Canonical dotted name of ``node`` (``tnn.LSTM`` -> ``torch.nn.LSTM``)."""
+        return self.imports.resolve(node)
+
+    def is_recurrent(self, name: str) -> bool:
+        """Does calling ``name`` (as written in this file) build a recurrent module?"""
+        return self.index.is_recurrent(self.path, name)
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Share an expensive per-file analysis between rules."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+
+class Rule:
+    """Base class of every rule. Subclasses set the class attributes below."""
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    severity: ClassVar[Severity] = Severity.WARNING
+    default_enabled: ClassVar[bool] = True
+    #: applicability of the rule's fix; None when the rule never fixes
+    fix_applicability: ClassVar[Applicability | None] = None
+    #: the file must contain one of these strings for the rule to run (cheap prefilter)
+    triggers: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[dict[str, Option]] = {}
+    VALID: ClassVar[list] = []
+    INVALID: ClassVar[list] = []
+
+    def __init__(self, ctx: FileContext, options: dict[str, Any], reports: list[Report]) -> None:
+        self.ctx = ctx
+        self.opts = options
+        self._reports = reports
+
+    def report(
+        self,
+        node: cst.CSTNode,
+        message: str,
+        *,
+        fix: str | None = None,
+        edits: Iterable[NodeEdit] = (),
+        applicability: Applicability | None = None,
+        imports: Iterable[str] = (),
+    ) -> None:
+        """Report a finding at ``node``.
+
+        ``fix`` describes the repair ("Insert clip_grad_norm_ before step()"),
+        ``edits`` make it, ``imports`` are ``import x`` / ``from x import y``
+        lines the edits need (added once, after the file's last top import).
+        """
+        edits = tuple(edits)
+        self._reports.append(
+            Report(
+                rule=self,
+                node=node,
+                message=message,
+                fix_message=fix if edits else None,
+                edits=edits,
+                applicability=(applicability or self.fix_applicability) if edits else None,
+                imports=tuple(imports),
+            )
+        )
+
+    def finish(self) -> None:
+        """Called after the walk; override for whole-file reasoning."""
+
+    # -- documentation -----------------------------------------------------
+
+    @classmethod
+    def doc(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        return cls.doc().split("\n", 1)[0]
+
+    @classmethod
+    def fixable(cls) -> bool:
+        return cls.fix_applicability is not None
+
+    @classmethod
+    def visitor_methods(cls) -> dict[str, str]:
+        """``{"visit_Call": "visit_Call", ...}``: the node hooks this rule defines."""
+        return {
+            name: name
+            for name in dir(cls)
+            if (name.startswith("visit_") or name.startswith("leave_")) and callable(getattr(cls, name))
+        }
+
+
+def dedent(code: str) -> str:
+    """Examples are written indented inside the class; this makes them files."""
+    return textwrap.dedent(code).lstrip("\n")

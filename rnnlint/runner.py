@@ -1,0 +1,176 @@
+"""Running the static stage over many files, on every core.
+
+A :class:`Session` holds what one process needs: the rules, the validated
+config and a project index. Large runs fork one session per core and hand out
+files in chunks; each worker returns plain findings, diffs and messages. Rules
+are loaded by each worker from their folders, never pickled.
+"""
+
+from __future__ import annotations
+
+import difflib
+import multiprocessing
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnlint.analysis import analyse, syntax_error
+from rnnlint.config import Config
+from rnnlint.diagnostics import Diagnostic
+from rnnlint.fixer import fix_text
+from rnnlint.index import ProjectIndex
+from rnnlint.registry import load_rules
+from rnnlint.rule import Rule
+from rnnlint.source import SourceError, read_source, write_atomic
+
+PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    fixed: list[Diagnostic] = field(default_factory=list)
+    diff: str = ""
+    written: bool = False
+    messages: list[str] = field(default_factory=list)
+
+
+def display_path(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def cache_dir(config: Config, enabled: bool) -> Path | None:
+    if not enabled:
+        return None
+    if config.cache_dir is not None:
+        return config.cache_dir
+    return config.root / ".rnnlint_cache" if config.root.is_dir() else None
+
+
+class Session:
+    def __init__(self, config: Config, use_cache: bool = True) -> None:
+        self.rules = load_rules(config.rule_folders)
+        self.config = config.with_rules(self.rules)
+        self.index = ProjectIndex(
+            self.config.root, self.config.recurrent_classes, cache_dir(self.config, use_cache)
+        )
+        self._enabled: dict[tuple, list[type[Rule]]] = {}
+
+    def enabled(self, path: Path) -> list[type[Rule]]:
+        rules = self.config.enabled(self.rules, path)
+        key = tuple(r.code for r in rules)
+        return self._enabled.setdefault(key, rules)
+
+    def check(self, path: Path) -> FileOutcome:
+        display = display_path(path)
+        try:
+            source = read_source(path)
+        except SourceError as exc:
+            return FileOutcome(display, [syntax_error(display, str(exc))])
+        rules = self.enabled(path)
+        result = analyse(path, display, source.text, rules, self.config, self.index)
+        return FileOutcome(display, result.diagnostics)
+
+    def fix(self, path: Path, write: bool, unsafe: bool) -> FileOutcome:
+        display = display_path(path)
+        try:
+            source = read_source(path)
+        except SourceError as exc:
+            return FileOutcome(display, [syntax_error(display, str(exc))])
+        rules = self.enabled(path)
+
+        def run(text: str) -> list[Diagnostic]:
+            return analyse(path, display, text, rules, self.config, self.index).diagnostics
+
+        outcome = fix_text(source.text, run, unsafe)
+        result = FileOutcome(display, outcome.remaining, outcome.applied, messages=list(outcome.dropped))
+        if outcome.text == source.text:
+            return result
+        result.diff = "".join(
+            difflib.unified_diff(
+                source.text.splitlines(keepends=True),
+                outcome.text.splitlines(keepends=True),
+                fromfile=f"a/{display}",
+                tofile=f"b/{display}",
+            )
+        )
+        if write:
+            try:
+                write_atomic(source, outcome.text)
+                result.written = True
+            except (SourceError, OSError) as exc:
+                result.messages.append(f"{display}: not written: {exc}")
+                # what was "fixed" is still there
+                result.diagnostics = run(source.text)
+                result.fixed = []
+        return result
+
+
+# -- parallel driver ----------------------------------------------------------
+
+_worker: Session | None = None
+
+
+def _init_worker(config: Config, use_cache: bool) -> None:
+    global _worker
+    _worker = Session(config, use_cache)
+
+
+def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
+    path, mode, write, unsafe = task
+    assert _worker is not None
+    try:
+        if mode == "check":
+            return _worker.check(Path(path))
+        return _worker.fix(Path(path), write, unsafe)
+    except Exception as exc:  # an internal error on one file must not lose the others
+        return _internal_error(Path(path), exc)
+
+
+def _internal_error(path: Path, exc: Exception) -> FileOutcome:
+    display = display_path(path)
+    return FileOutcome(display, messages=[f"{display}: internal error: {type(exc).__name__}: {exc}"])
+
+
+def default_jobs() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def run(
+    files: list[Path],
+    config: Config,
+    mode: str = "check",
+    write: bool = False,
+    unsafe: bool = False,
+    jobs: int | None = None,
+    use_cache: bool = True,
+    session: Session | None = None,
+) -> list[FileOutcome]:
+    """Check or fix ``files``; outcomes come back in the order of ``files``."""
+    jobs = jobs or default_jobs()
+    tasks = [(str(f), mode, write, unsafe) for f in files]
+    if jobs <= 1 or len(files) < PARALLEL_THRESHOLD:
+        local = session or Session(config, use_cache)
+        outcomes = []
+        for path, _, _, _ in tasks:
+            try:
+                if mode == "check":
+                    outcomes.append(local.check(Path(path)))
+                else:
+                    outcomes.append(local.fix(Path(path), write, unsafe))
+            except Exception as exc:
+                outcomes.append(_internal_error(Path(path), exc))
+        return outcomes
+    method = "fork" if sys.platform.startswith("linux") else None
+    context = multiprocessing.get_context(method)
+    chunk = max(1, min(64, len(tasks) // (jobs * 8)))
+    with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache)) as pool:
+        return list(pool.imap(_work, tasks, chunksize=chunk))

@@ -1,0 +1,1 @@
+"""The built-in rule pack: one rule class per module (see rnnlint/rule.py)."""

@@ -1,0 +1,49 @@
+"""Running rnnlint in-process on small projects written to a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rnnlint.config import parse_table
+from rnnlint.diagnostics import Diagnostic
+from rnnlint.fixer import fix_text
+from rnnlint.analysis import analyse
+from rnnlint.runner import Session
+
+MAIN = "train.py"
+
+
+def write_project(root: Path, main: str, files: dict[str, str] | None = None) -> Path:
+    for name, text in (files or {}).items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+    main_path = root / MAIN
+    main_path.write_text(main, "utf-8")
+    return main_path
+
+
+def session(root: Path, select: list[str] | None = None, options: dict | None = None) -> Session:
+    table: dict = {}
+    if select is not None:
+        table["select"] = select
+    for rule_name, values in (options or {}).items():
+        table[rule_name] = values
+    return Session(parse_table(table, root=root.resolve()), use_cache=False)
+
+
+def check(root: Path, main: str, files=None, select=None, options=None) -> list[Diagnostic]:
+    path = write_project(root, main, files)
+    return session(root, select, options).check(path).diagnostics
+
+
+def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=True) -> tuple[str, list[Diagnostic]]:
+    path = write_project(root, main, files)
+    s = session(root, select, options)
+    rules = s.enabled(path)
+
+    def run(text: str) -> list[Diagnostic]:
+        return analyse(path, MAIN, text, rules, s.config, s.index).diagnostics
+
+    outcome = fix_text(main, run, unsafe)
+    return outcome.text, outcome.remaining
