@@ -1,0 +1,170 @@
+from rnnlint.constants import number
+from rnnlint.diagnostics import Applicability
+from rnnlint.rule import Invalid, Option, Rule, Valid, replace
+from rnnlint.training import facts, recurrent_context
+
+# optimizer family -> (threshold option, recommended value option)
+_FAMILIES = {"adam": ("adam", "adam-fix"), "rmsprop": ("rmsprop", "rmsprop-fix"), "sgd": ("sgd", "sgd-fix")}
+_PRETTY = {"adam": "Adam-family", "rmsprop": "RMSprop", "sgd": "SGD"}
+
+
+class HighLearningRate(Rule):
+    """A learning rate too high for a recurrent network.
+
+    **What it catches.** An optimizer for a model that contains an RNN, LSTM or
+    GRU whose learning rate is above the family's ceiling: Adam, AdamW, Adamax,
+    NAdam, RAdam above 3e-3; RMSprop above 1e-2; SGD above 1.0. The value is
+    followed from the call to where it is written: literals and constant
+    expressions, module constants, function defaults, ``argparse`` and
+    ``click`` option defaults in the same file. When ``lr`` is omitted the
+    optimizer's own default is used (it is never above the ceiling).
+    Adagrad, Adadelta and LBFGS are not covered.
+
+    **Why it matters.** Recurrent networks apply the same weights at every
+    time step, so an update that is harmless for a CNN is amplified through
+    the sequence: ``lr=0.01`` with Adam, copied from an image recipe, is the
+    classic cause of an LSTM whose loss jumps and then turns NaN. Recurrent
+    models are usually trained with Adam at 1e-3 or below.
+
+    **Example.**
+
+        model = nn.LSTM(64, 128)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.01)   # RNN020
+
+    **Fix safety.** Unsafe: the fix sets the learning rate to the
+    recommended value for the family (Adam 1e-3, RMSprop 1e-3, SGD 0.1) where
+    the number is written (which may be a constant or an argparse default used
+    elsewhere too). It changes how the model trains: review it, and consider a
+    warm-up or a scheduler instead.
+
+    **Options.** ``adam``, ``rmsprop``, ``sgd``: the ceilings;
+    ``adam-fix``, ``rmsprop-fix``, ``sgd-fix``: the values the fix writes.
+    """
+
+    code = "RNN020"
+    name = "high-learning-rate"
+    fix_applicability = Applicability.UNSAFE
+    triggers = ("optim", "Adam", "SGD", "RMSprop")
+    options = {
+        "adam": Option(3e-3, "ceiling for Adam, AdamW, Adamax, NAdam, RAdam"),
+        "rmsprop": Option(1e-2, "ceiling for RMSprop"),
+        "sgd": Option(1.0, "ceiling for SGD"),
+        "adam-fix": Option(1e-3, "learning rate the fix writes for the Adam family"),
+        "rmsprop-fix": Option(1e-3, "learning rate the fix writes for RMSprop"),
+        "sgd-fix": Option(0.1, "learning rate the fix writes for SGD"),
+    }
+
+    def finish(self) -> None:
+        for optimizer in facts(self.ctx).optimizers.values():
+            keys = _FAMILIES.get(optimizer.family)
+            if keys is None or optimizer.lr is None:
+                continue
+            found = number(self.ctx, optimizer.lr, optimizer.scope)
+            if found is None:
+                continue
+            ceiling = self.opts[keys[0]]
+            if found.value <= ceiling:
+                continue
+            if not recurrent_context(self.ctx, optimizer.scope, optimizer):
+                continue
+            recommended = self.opts[keys[1]]
+            short = optimizer.qualname.rsplit(".", 1)[-1]
+            where = f" ({found.origin})" if found.origin else ""
+            self.report(
+                optimizer.lr,
+                f"{short} lr={found.value:g}{where} is above {ceiling:g}, the ceiling for "
+                f"{_PRETTY[optimizer.family]} optimizers on recurrent models: updates are amplified through "
+                f"every time step and the loss diverges; use lr={recommended:g} or lower",
+                fix=f"Set the learning rate to {recommended:g}",
+                edits=[replace(found.literal, f"{recommended:g}")],
+            )
+
+
+_MODEL = """
+    import torch
+    import torch.nn as nn
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(32, 64, batch_first=True)
+            self.out = nn.Linear(64, 10)
+    """
+
+HighLearningRate.VALID = [
+    Valid(_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    """),
+    Valid(_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters())  # default 1e-3
+    """),
+    # A CNN may use a high learning rate: not recurrent, not ours.
+    Valid("""
+    import torch
+    from torch import nn, optim
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    opt2 = optim.Adam(net.parameters(), lr=0.01)
+    """),
+    Valid(_MODEL + """
+    model = Tagger()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    """, options={"adam": 0.02}),
+]
+HighLearningRate.INVALID = [
+    Invalid(_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    """, line=11, fixed=_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    """),
+    # followed through an argparse default and an alias import
+    Invalid("""
+    import argparse
+    from torch import optim
+    from torch.nn import GRU
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--learning-rate", type=float, default=5e-2)
+    args = parser.parse_args()
+    rnn = GRU(16, 32)
+    opt = optim.RMSprop(rnn.parameters(), args.learning_rate)
+    """, line=9, fixed="""\
+import argparse
+from torch import optim
+from torch.nn import GRU
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--learning-rate", type=float, default=0.001)
+args = parser.parse_args()
+rnn = GRU(16, 32)
+opt = optim.RMSprop(rnn.parameters(), args.learning_rate)
+"""),
+    # the model lives in another file of the project; lr is a module constant
+    Invalid("""
+    import torch
+    from models.seq2seq import Seq2Seq
+
+    LR = 0.01
+
+    def main():
+        model = Seq2Seq(vocab=100)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    """, line=8, files={
+        "models/__init__.py": "",
+        "models/seq2seq.py": """
+            import torch.nn as tnn
+            class Encoder(tnn.Module):
+                def __init__(self, vocab):
+                    super().__init__()
+                    self.rnn = tnn.GRU(vocab, 32)
+            class Seq2Seq(tnn.Module):
+                def __init__(self, vocab):
+                    super().__init__()
+                    self.encoder = Encoder(vocab)
+            """,
+    }),
+]
