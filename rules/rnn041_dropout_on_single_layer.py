@@ -1,0 +1,208 @@
+import libcst as cst
+
+from rnnlint.constants import Number, number
+from rnnlint.diagnostics import Applicability
+from rnnlint.rule import Invalid, Rule, Valid, remove_arg, replace
+from rnnlint.signatures import bind, signatures
+from rnnlint.training import Scope, facts
+
+_STACKED = ("torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU")
+
+
+class DropoutOnSingleLayer(Rule):
+    """``dropout`` on a one-layer RNN, LSTM or GRU, where PyTorch ignores it.
+
+    **What it catches.** ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` built with a
+    dropout above zero and one layer: ``num_layers=1`` written out, a constant
+    equal to 1, or no ``num_layers`` at all (the default is 1). Both arguments
+    are read by keyword or by position (``nn.LSTM(10, 20, 1, True, True,
+    0.5)``) and followed through constants and function defaults. A
+    ``num_layers`` that comes from a function parameter's default or a
+    command-line default is not judged: callers may pass more layers.
+
+    **Why it matters.** PyTorch applies this dropout only to the outputs of
+    each layer except the last, so with one layer it does nothing at all and
+    only prints a ``UserWarning``. The author believes the model is
+    regularised when it is not; an LSTM that overfits is then tuned in the
+    wrong places.
+
+    **Example.**
+
+        self.lstm = nn.LSTM(128, 256, batch_first=True, dropout=0.3)   # RNN041
+
+    If dropout was wanted, apply ``nn.Dropout`` to the LSTM's output (or its
+    input), or stack two layers.
+
+    **Fix safety.** Safe: the argument has no effect on a one-layer module,
+    so removing it changes nothing but the warning. A positional dropout
+    followed by other positional arguments is set to ``0.0`` instead, so that
+    the arguments after it keep their places.
+    """
+
+    code = "RNN041"
+    name = "dropout-on-single-layer"
+    fix_applicability = Applicability.SAFE
+    triggers = ("dropout", "RNN", "LSTM", "GRU")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stack: list[cst.CSTNode] = [self.ctx.module]
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._stack.append(node)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._stack.pop()
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self._stack.append(node)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self._stack.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        qualname = self.ctx.qualname(node.func)
+        if qualname not in _STACKED:
+            return
+        signature = signatures()[qualname]
+        binding = bind(signature, node)
+        dropout_arg = binding.arguments.get("dropout")
+        if dropout_arg is None or binding.unknown or binding.extra:
+            return  # RNN040 reports calls that do not even build
+        layers_arg = binding.arguments.get("num_layers")
+        if layers_arg is None and not binding.complete:
+            return  # num_layers may be in **kwargs
+        scope = self._scope()
+        if layers_arg is None:
+            layers_text = f"num_layers is not given (default {signature.defaults['num_layers']})"
+        else:
+            layers = number(self.ctx, layers_arg.value, scope)
+            if layers is None or layers.value != 1 or "default of" in layers.origin:
+                return
+            layers_text = "num_layers=1" + _where(layers)
+        dropout = number(self.ctx, dropout_arg.value, scope)
+        if dropout is None or dropout.value <= 0:
+            return
+        edit = _removal(node, dropout_arg)
+        shown = f"dropout={dropout.value:g}{_where(dropout)}"
+        self.report(
+            dropout_arg,
+            f"{shown} has no effect on {signature.display}: {layers_text}, and PyTorch applies this dropout "
+            f"only between stacked layers (it just warns). Remove it; if you wanted dropout, apply "
+            f"nn.Dropout to the output, or use num_layers >= 2",
+            fix="Remove the dropout argument" if edit.node is node else "Set dropout to 0.0",
+            edits=[edit],
+        )
+
+    def _scope(self) -> Scope | None:
+        current = self._stack[-1]
+        return next((s for s in facts(self.ctx).scopes if s.node is current), None)
+
+
+def _where(found: Number) -> str:
+    return f" ({found.origin})" if found.origin else ""
+
+
+def _removal(call: cst.Call, arg: cst.Arg):
+    """Remove the argument; a positional one with positionals after it becomes 0.0 instead."""
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    if arg.keyword is None and positional[-1] is not arg:
+        return replace(arg.value, "0.0")
+    return remove_arg(call, arg)
+
+
+DropoutOnSingleLayer.VALID = [
+    Valid("""
+    import torch.nn as nn
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(32, 64, num_layers=2, dropout=0.3, batch_first=True)
+            self.gru = nn.GRU(32, 64)
+            self.drop = nn.Dropout(0.3)
+    """),
+    # the number of layers is a parameter of the model: callers may stack more
+    Valid("""
+    import argparse
+    from torch import nn
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--layers", type=int, default=1)
+    args = parser.parse_args()
+
+    class LM(nn.Module):
+        def __init__(self, ntoken, nhid, nlayers=1, dropout=0.5):
+            super().__init__()
+            self.rnn = nn.LSTM(nhid, nhid, nlayers, dropout=dropout)
+    rnn = nn.GRU(8, 8, num_layers=args.layers, dropout=0.2)
+    """),
+    # dropout=0 and positional forms with several layers
+    Valid("""
+    import torch
+    a = torch.nn.LSTM(10, 20, 1, True, True, 0.0)
+    b = torch.nn.LSTM(10, 20, 3, True, True, 0.5)
+    c = torch.nn.RNN(10, 20, 2, "tanh", True, False, 0.5)
+    d = torch.nn.GRU(10, 20, dropout=0.1, **{"num_layers": 2})
+    """),
+]
+
+DropoutOnSingleLayer.INVALID = [
+    Invalid("""
+    import torch.nn as nn
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(32, 64, batch_first=True, dropout=0.3)
+    """, line=5, fixed="""
+    import torch.nn as nn
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(32, 64, batch_first=True)
+    """),
+    # explicit num_layers=1 through a module constant and an alias import
+    Invalid("""
+    from torch.nn import GRU as Recurrent
+    LAYERS = 1
+    DROPOUT = 0.2
+    def build():
+        return Recurrent(16, 32, num_layers=LAYERS, dropout=DROPOUT, bidirectional=True)
+    """, line=5, fixed="""
+    from torch.nn import GRU as Recurrent
+    LAYERS = 1
+    DROPOUT = 0.2
+    def build():
+        return Recurrent(16, 32, num_layers=LAYERS, bidirectional=True)
+    """),
+    # the dropout is a model parameter with a default, num_layers is fixed at 1
+    Invalid("""
+    import torch.nn as nn
+    class Encoder(nn.Module):
+        def __init__(self, vocab, hidden=256, dropout=0.1):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, hidden)
+            self.rnn = nn.GRU(hidden, hidden, 1, dropout=dropout, batch_first=True)
+    """, line=6, fixed="""
+    import torch.nn as nn
+    class Encoder(nn.Module):
+        def __init__(self, vocab, hidden=256, dropout=0.1):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, hidden)
+            self.rnn = nn.GRU(hidden, hidden, 1, batch_first=True)
+    """),
+    # positional dropout (LSTM: input, hidden, layers, bias, batch_first, dropout)
+    Invalid("""
+    import torch.nn as nn
+    lstm = nn.LSTM(10, 20, 1, True, True, 0.5)
+    """, fixed="""
+    import torch.nn as nn
+    lstm = nn.LSTM(10, 20, 1, True, True)
+    """),
+    # positional dropout with positionals after it (RNN takes nonlinearity 4th)
+    Invalid("""
+    import torch
+    rnn = torch.nn.RNN(10, 20, 1, "relu", True, False, 0.25, True)
+    """, fixed="""
+    import torch
+    rnn = torch.nn.RNN(10, 20, 1, "relu", True, False, 0.0, True)
+    """),
+]

@@ -1,0 +1,558 @@
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from rnnlint.diagnostics import Applicability
+from rnnlint.names import dotted
+from rnnlint.rule import Invalid, Option, Rule, Valid, insert_before, replace
+from rnnlint.training import keyword_arg
+
+# canonical names (``tensorflow.keras.`` is already ``keras.``)
+KERAS_RECURRENT = frozenset(
+    f"keras.layers.{name}"
+    for name in ("LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell",
+                 "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+) | {"tensorflow.compat.v1.keras.layers.CuDNNLSTM", "tensorflow.compat.v1.keras.layers.CuDNNGRU"}
+TF_CLIP = frozenset(
+    f"{prefix}.{name}"
+    for prefix in ("tensorflow", "tensorflow.compat.v1")
+    for name in ("clip_by_global_norm", "clip_by_norm", "clip_by_value", "clip_by_average_norm")
+) | {"keras.ops.clip"}
+_OPTIMIZER_CLASSES = {
+    name.lower(): name
+    for name in ("Adam", "AdamW", "Adamax", "Adadelta", "Adagrad", "Adafactor", "Ftrl", "Lion", "Nadam",
+                 "RMSprop", "SGD", "Lamb")
+}
+_OPTIMIZER_MODULES = ("keras.optimizers", "keras.optimizers.legacy", "keras.optimizers.experimental",
+                      "tensorflow.optimizers", "tensorflow.optimizers.legacy")
+_CLIP_KEYWORDS = ("clipnorm", "global_clipnorm", "clipvalue")
+_LOSS_SCALING = ("LossScaleOptimizer", "get_scaled_loss", "get_unscaled_gradients", "scale_loss")
+
+
+def _is_optimizer(qualname: str | None) -> bool:
+    if not qualname or "." not in qualname:
+        return False
+    module, _, name = qualname.rpartition(".")
+    return module in _OPTIMIZER_MODULES and name.lower() in _OPTIMIZER_CLASSES
+
+
+@dataclass
+class _Frame:
+    """One function body (or the module): calls in source order."""
+
+    name: str | None
+    calls: list[tuple[int, str | None, str | None]] = field(default_factory=list)  # (order, dotted, qualname)
+
+
+@dataclass
+class _Apply:
+    call: cst.Call
+    receiver: str | None
+    frame: _Frame
+    order: int
+    statement: cst.SimpleStatementLine | None
+
+
+class KerasMissingClip(Rule):
+    """Keras / TensorFlow recurrent training without gradient clipping.
+
+    **What it catches.** A file that trains a Keras model with an ``LSTM``,
+    ``GRU`` or ``SimpleRNN`` layer (from ``keras.layers``,
+    ``tensorflow.keras.layers`` or ``tf.keras.layers``, under any alias, or a
+    model built in another file of the project) where nothing clips the
+    gradients:
+
+    * a Keras optimizer (``tf.keras.optimizers.Adam(...)``,
+      ``keras.optimizers.RMSprop(...)``, ...) built without ``clipnorm``,
+      ``global_clipnorm`` or ``clipvalue``, unless every ``apply_gradients``
+      that uses it is preceded by ``tf.clip_by_global_norm`` /
+      ``tf.clip_by_norm`` / ``tf.clip_by_value`` in the same function;
+    * ``model.compile(optimizer="adam")`` (or no optimizer: Keras then uses
+      ``"rmsprop"``), which builds an optimizer that never clips;
+    * a ``GradientTape`` loop whose ``optimizer.apply_gradients(zip(grads,
+      variables))`` is not preceded by a clip, when the optimizer is not
+      built in the file.
+
+    Keras CNNs and Dense-only models are left alone. TensorFlow is never
+    imported: this is read from the code.
+
+    **Why it matters.** Back-propagation through time multiplies the
+    gradient by the recurrent weights at every step; on long sequences one
+    batch can produce a gradient thousands of times larger than usual, and a
+    single update then turns the loss into NaN. Clipping the global norm is
+    the standard remedy for recurrent networks and costs nothing when the
+    gradients are normal.
+
+    **Example.**
+
+        model = tf.keras.Sequential([tf.keras.layers.LSTM(64), tf.keras.layers.Dense(1)])
+        optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3)   # RNN060
+
+    **Fix safety.** Safe: the fix adds ``global_clipnorm=1.0`` to the
+    optimizer's constructor, or inserts ``grads, _ =
+    tf.clip_by_global_norm(grads, 1.0)`` before ``apply_gradients`` (using the
+    file's gradients variable and TensorFlow alias). Both leave normal
+    updates untouched and only cap the rare exploding ones. The inserted clip
+    is unsafe when the file uses loss scaling (mixed precision): the
+    gradients may still be scaled at that point. A string optimizer in
+    ``compile()`` gets a display-only suggestion (replace it with
+    ``tf.keras.optimizers.Adam(global_clipnorm=1.0)``): which class a string
+    resolves to depends on the Keras version and platform, so the
+    replacement is for the author to confirm.
+
+    **Options.** ``clip-norm``: the norm the fixes write (default 1.0).
+    """
+
+    code = "RNN060"
+    name = "keras-missing-clip"
+    fix_applicability = Applicability.SAFE
+    triggers = ("keras", "tensorflow", ".compile(")
+    options = {"clip-norm": Option(1.0, "global norm written by the fixes")}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._frames = [_Frame(None)]
+        self._all_frames = list(self._frames)
+        self._statement: cst.SimpleStatementLine | None = None
+        self._order = 0
+        self._callees: set[str] = set()
+        self._optimizers: list[cst.Call] = []
+        self._assigned: dict[int, str] = {}  # id(optimizer call) -> variable it is stored in
+        self._applies: list[_Apply] = []
+        self._compiles: list[cst.Call] = []
+
+    # -- collection --------------------------------------------------------
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        frame = _Frame(node.name.value)
+        self._frames.append(frame)
+        self._all_frames.append(frame)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._frames.pop()
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        self._statement = node
+
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine) -> None:
+        self._statement = None
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._remember(target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._remember(node.target, node.value)
+
+    def _remember(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        name = dotted(target)
+        # opt = LossScaleOptimizer(Adam(...)): the inner optimizer is the one that clips
+        while name and isinstance(value, cst.Call) and value.args and not _is_optimizer(self.ctx.qualname(value.func)):
+            if not (dotted(value.func) or "").endswith("LossScaleOptimizer"):
+                return
+            value = value.args[0].value
+        if name and isinstance(value, cst.Call):
+            self._assigned[id(value)] = name
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self._order += 1
+        name = dotted(node.func)
+        qualname = self.ctx.qualname(node.func)
+        if name:
+            self._callees.add(name)
+        self._frames[-1].calls.append((self._order, name, qualname))
+        if _is_optimizer(qualname):
+            self._optimizers.append(node)
+        elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "apply_gradients":
+            self._applies.append(
+                _Apply(node, dotted(node.func.value), self._frames[-1], self._order, self._statement)
+            )
+        elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "compile" and self._is_model(node):
+            self._compiles.append(node)
+
+    def _is_model(self, call: cst.Call) -> bool:
+        """``model.compile(...)``, not ``re.compile`` / ``torch.compile``."""
+        receiver = dotted(call.func.value)  # type: ignore[attr-defined]
+        if receiver is None or receiver.split(".")[0] in self.ctx.imports.names:
+            return False
+        return any(a.keyword is not None and a.keyword.value in ("optimizer", "loss", "metrics") for a in call.args) \
+            or _optimizer_arg(call) is not None
+
+    # -- decisions ---------------------------------------------------------
+
+    def finish(self) -> None:
+        if not (self._optimizers or self._applies or self._compiles) or not self._keras_recurrent():
+            return
+        clipped = {id(a.call): self._clipped_before(a) for a in self._applies}
+        by_receiver: dict[str | None, list[bool]] = {}
+        for apply in self._applies:
+            by_receiver.setdefault(apply.receiver, []).append(clipped[id(apply.call)])
+        # a custom train_step clips by hand: self.optimizer / model.optimizer come from compile()
+        model_loop_clips = any(
+            r is not None and r.endswith(".optimizer") and all(v) for r, v in by_receiver.items()
+        ) and not any(r is not None and r.endswith(".optimizer") and not all(v) for r, v in by_receiver.items())
+
+        for call in self._optimizers:
+            if any(keyword_arg(call, k) for k in _CLIP_KEYWORDS) or any(a.star == "**" for a in call.args):
+                continue
+            name = self._assigned.get(id(call))
+            if name in by_receiver:
+                if all(by_receiver[name]):
+                    continue
+            elif model_loop_clips:
+                continue
+            self._report_optimizer(call)
+
+        for call in self._compiles:
+            if not model_loop_clips:
+                self._report_compile(call)
+
+        built_here = set(self._assigned.values())
+        for apply in self._applies:
+            if clipped[id(apply.call)] or apply.receiver in built_here or self._optimizers or self._compiles:
+                continue  # clipped, or judged where its optimizer is built
+            self._report_apply(apply)
+
+    def _keras_recurrent(self) -> bool:
+        return any(self.ctx.index.reaches(self.ctx.path, name, KERAS_RECURRENT) for name in sorted(self._callees))
+
+    def _clipped_before(self, apply: _Apply) -> bool:
+        helpers = {f.name for f in self._all_frames if f.name and any(q in TF_CLIP for _, _, q in f.calls)}
+        for order, name, qualname in apply.frame.calls:
+            if order >= apply.order:
+                break
+            if qualname in TF_CLIP:
+                return True
+            if name is None:
+                continue
+            short = name[5:] if name.startswith("self.") else name
+            if short in helpers:
+                return True
+            if not name.startswith("self.") and self.ctx.index.reaches(self.ctx.path, name, TF_CLIP):
+                return True
+        return False
+
+    # -- reports -----------------------------------------------------------
+
+    def _report_optimizer(self, call: cst.Call) -> None:
+        short = (dotted(call.func) or "optimizer").rsplit(".", 1)[-1]
+        norm = self.opts["clip-norm"]
+        self.report(
+            call,
+            f"{short} optimizer for a recurrent Keras model has no clipnorm / global_clipnorm / clipvalue, and no "
+            f"training step clips the gradients: one exploding gradient through the LSTM/GRU time steps turns the "
+            f"loss into NaN. Add global_clipnorm={norm!r}",
+            fix=f"Add global_clipnorm={norm!r}",
+            edits=[replace(call, _with_keyword(call, "global_clipnorm", repr(norm)))],
+        )
+
+    def _report_compile(self, call: cst.Call) -> None:
+        arg = _optimizer_arg(call)
+        norm = self.opts["clip-norm"]
+        if arg is not None and not isinstance(arg.value, cst.SimpleString):
+            return  # an optimizer object: judged where it is built
+        written = str(arg.value.evaluated_value) if arg is not None else "rmsprop"
+        cls = _OPTIMIZER_CLASSES.get(written.lower())
+        prefix, imports = self._optimizers_prefix()
+        suggestion = (f"{prefix}.{cls}(global_clipnorm={norm!r})" if cls
+                      else f"an optimizer with global_clipnorm={norm!r}")
+        what = f'optimizer="{written}"' if arg is not None else 'compile() without an optimizer (Keras uses "rmsprop")'
+        message = (
+            f"{what} builds an optimizer that never clips gradients, for a recurrent Keras model: one exploding "
+            f"gradient through the time steps turns the loss into NaN. Pass {suggestion} instead"
+        )
+        if arg is None or cls is None:
+            self.report(arg.value if arg is not None else call, message)
+            return
+        self.report(
+            arg.value,
+            message,
+            fix=f"Use {suggestion}",
+            edits=[replace(arg.value, suggestion)],
+            applicability=Applicability.DISPLAY_ONLY,
+            imports=imports,
+        )
+
+    def _report_apply(self, apply: _Apply) -> None:
+        receiver = apply.receiver or "optimizer"
+        norm = self.opts["clip-norm"]
+        grads = _gradients_name(apply.call)
+        tf, imports = self._tensorflow_alias()
+        clip = f"{grads or 'grads'}, _ = {tf or 'tf'}.clip_by_global_norm({grads or 'grads'}, {norm!r})"
+        message = (
+            f"{receiver}.apply_gradients() updates a recurrent Keras model with unclipped gradients: one exploding "
+            f"gradient through the time steps turns the loss into NaN. Clip them first (`{clip}`), or build the "
+            f"optimizer with global_clipnorm={norm!r}"
+        )
+        if grads is None or tf is None or apply.statement is None:
+            self.report(apply.call, message)
+            return
+        scaled = any(marker in name for name in self._callees for marker in _LOSS_SCALING)
+        self.report(
+            apply.call,
+            message,
+            fix=f"Insert `{clip}` before apply_gradients",
+            edits=[insert_before(apply.statement, clip)],
+            applicability=Applicability.UNSAFE if scaled else Applicability.SAFE,
+            imports=imports,
+        )
+
+    def _tensorflow_alias(self) -> tuple[str | None, tuple[str, ...]]:
+        for local, target in self.ctx.imports.names.items():
+            if target == "tensorflow":
+                return local, ()
+        if "tf" in self.ctx.imports.names:
+            return None, ()  # ``tf`` means something else here
+        return "tf", ("import tensorflow as tf",)
+
+    def _optimizers_prefix(self) -> tuple[str, tuple[str, ...]]:
+        """How this file spells the Keras optimizers module: the Keras it already imports."""
+        names = self.ctx.imports.names
+        for wanted in ("keras", "tensorflow.keras"):
+            for local, target in names.items():
+                if target == wanted:
+                    return f"{local}.optimizers", ()
+                if target == f"{wanted}.optimizers":
+                    return local, ()
+        tf, imports = self._tensorflow_alias()
+        return f"{tf or 'tf'}.keras.optimizers", imports
+
+
+def _optimizer_arg(call: cst.Call) -> cst.Arg | None:
+    found = keyword_arg(call, "optimizer")
+    if found is not None:
+        return found
+    if call.args and call.args[0].keyword is None and not call.args[0].star:
+        return call.args[0]
+    return None
+
+
+def _gradients_name(call: cst.Call) -> str | None:
+    """``grads`` in ``apply_gradients(zip(grads, variables))``."""
+    if not call.args:
+        return None
+    value = call.args[0].value
+    if isinstance(value, cst.Call) and dotted(value.func) == "zip" and len(value.args) == 2:
+        first = value.args[0].value
+        if isinstance(first, cst.Name):
+            return first.value
+    return None
+
+
+def _with_keyword(call: cst.Call, keyword: str, value: str) -> cst.Call:
+    """``call`` with ``keyword=value`` appended, in the call's own layout."""
+    new = cst.Arg(keyword=cst.Name(keyword), value=cst.parse_expression(value),
+                  equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace("")))
+    args = list(call.args)
+    if not args:
+        return call.with_changes(args=[new])
+    last = args[-1]
+    if isinstance(last.comma, cst.Comma):  # trailing comma: the new argument goes on its own line too
+        separator = call.whitespace_before_args if isinstance(
+            last.comma.whitespace_after, cst.ParenthesizedWhitespace) else cst.SimpleWhitespace(" ")
+        args[-1] = last.with_changes(comma=last.comma.with_changes(whitespace_after=separator))
+        new = new.with_changes(comma=last.comma)
+    else:
+        args[-1] = last.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+    return call.with_changes(args=[*args, new])
+
+
+_SEQUENTIAL = """
+    import tensorflow as tf
+
+    model = tf.keras.Sequential([
+        tf.keras.layers.Embedding(1000, 64),
+        tf.keras.layers.LSTM(128),
+        tf.keras.layers.Dense(1),
+    ])
+    """
+
+_TAPE = """
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+    """
+
+KerasMissingClip.VALID = [
+    Valid(_SEQUENTIAL + """
+    optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3, global_clipnorm=1.0)
+    model.compile(optimizer=optimizer, loss="mse")
+    """),
+    # the tape loop clips by hand (list comprehension of clip_by_norm)
+    Valid(_SEQUENTIAL + """
+    optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3)
+    loss_fn = tf.keras.losses.MeanSquaredError()
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads = [tf.clip_by_norm(g, 1.0) for g in grads]
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    """),
+    # mixed precision: the wrapped optimizer is the one used, and the loop clips unscaled gradients
+    Valid("""
+    import tensorflow as tf
+    from tensorflow.keras import mixed_precision
+    model = tf.keras.Sequential([tf.keras.layers.GRU(64), tf.keras.layers.Dense(8)])
+    opt = mixed_precision.LossScaleOptimizer(tf.optimizers.Adam(3e-4))
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            scaled = opt.get_scaled_loss(tf.reduce_mean(tf.keras.losses.mse(y, model(x))))
+        grads = opt.get_unscaled_gradients(tape.gradient(scaled, model.trainable_variables))
+        grads, _ = tf.clip_by_global_norm(grads, 1.0)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+    """),
+    # a CNN and a Dense-only model: not recurrent
+    Valid("""
+    from tensorflow import keras
+    from tensorflow.keras import layers
+    cnn = keras.Sequential([layers.Conv2D(32, 3), layers.Flatten(), layers.Dense(10)])
+    cnn.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    mlp = keras.Sequential([layers.Dense(64), layers.Dense(1)])
+    opt = keras.optimizers.SGD(0.1)
+    mlp.compile(optimizer=opt, loss="mse")
+    """),
+    # a custom train_step clips through a helper; compile's string optimizer is then fine
+    Valid("""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    def clip(grads):
+        return tf.clip_by_global_norm(grads, 5.0)[0]
+
+    class Forecaster(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.gru = layers.GRU(32)
+            self.head = layers.Dense(1)
+
+        def train_step(self, data):
+            x, y = data
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(y=y, y_pred=self.head(self.gru(x)))
+            grads = clip(tape.gradient(loss, self.trainable_variables))
+            self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+            return {"loss": loss}
+
+    model = Forecaster()
+    model.compile(optimizer="adam", loss="mse")
+    """),
+    # PyTorch code with torch.compile is not Keras
+    Valid("""
+    import torch
+    model = torch.nn.LSTM(8, 16)
+    model = torch.compile(model)
+    """),
+]
+
+KerasMissingClip.INVALID = [
+    Invalid(_SEQUENTIAL + """
+    optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3)
+    loss_fn = tf.keras.losses.MeanSquaredError()
+    """ + _TAPE, line=9, fixed=_SEQUENTIAL + """
+    optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3, global_clipnorm=1.0)
+    loss_fn = tf.keras.losses.MeanSquaredError()
+    """ + _TAPE),
+    # aliases: from tensorflow.keras import layers, optimizers as opts; multi-line call with trailing comma
+    Invalid("""
+    from tensorflow.keras import layers, models
+    from tensorflow.keras import optimizers as opts
+
+    model = models.Sequential([layers.Bidirectional(layers.GRU(64)), layers.Dense(5)])
+    model.compile(
+        optimizer=opts.RMSprop(
+            learning_rate=1e-3,
+        ),
+        loss="categorical_crossentropy",
+    )
+    """, line=6, fixed="""
+    from tensorflow.keras import layers, models
+    from tensorflow.keras import optimizers as opts
+
+    model = models.Sequential([layers.Bidirectional(layers.GRU(64)), layers.Dense(5)])
+    model.compile(
+        optimizer=opts.RMSprop(
+            learning_rate=1e-3,
+            global_clipnorm=1.0,
+        ),
+        loss="categorical_crossentropy",
+    )
+    """),
+    # string optimizer in compile: display-only suggestion (the text stays as it is)
+    Invalid("""
+    import keras
+    from keras.layers import SimpleRNN, Dense
+    model = keras.Sequential([SimpleRNN(32), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    """, line=4, fixed="""
+    import keras
+    from keras.layers import SimpleRNN, Dense
+    model = keras.Sequential([SimpleRNN(32), Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    """),
+    # model built in another file; optimizer handed in: the tape loop gets the clip line
+    Invalid("""
+    import tensorflow as tf2
+    from models.seq import build_model
+
+    def train(dataset, optimizer, epochs=10):
+        model = build_model()
+        for _ in range(epochs):
+            for x, y in dataset:
+                with tf2.GradientTape() as tape:
+                    loss = tf2.reduce_mean(tf2.square(model(x) - y))
+                gradients = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    """, line=11, files={
+        "models/__init__.py": "",
+        "models/seq.py": """
+            from tensorflow import keras
+            def build_model():
+                return keras.Sequential([keras.layers.LSTM(32), keras.layers.Dense(1)])
+            """,
+    }, fixed="""
+    import tensorflow as tf2
+    from models.seq import build_model
+
+    def train(dataset, optimizer, epochs=10):
+        model = build_model()
+        for _ in range(epochs):
+            for x, y in dataset:
+                with tf2.GradientTape() as tape:
+                    loss = tf2.reduce_mean(tf2.square(model(x) - y))
+                gradients = tape.gradient(loss, model.trainable_variables)
+                gradients, _ = tf2.clip_by_global_norm(gradients, 1.0)
+                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    """),
+    # the configured norm is the one written
+    Invalid("""
+    from keras.layers import GRU
+    from keras.optimizers import SGD
+    from keras import Sequential
+    model = Sequential([GRU(16)])
+    model.compile(optimizer=SGD(0.01), loss="mse")
+    """, options={"clip-norm": 5.0}, fixed="""
+    from keras.layers import GRU
+    from keras.optimizers import SGD
+    from keras import Sequential
+    model = Sequential([GRU(16)])
+    model.compile(optimizer=SGD(0.01, global_clipnorm=5.0), loss="mse")
+    """),
+    # compile without an optimizer: Keras's default RMSprop never clips
+    Invalid("""
+    from tensorflow.keras.layers import LSTM as Recurrent, Dense
+    from tensorflow.keras import Sequential
+    model = Sequential([Recurrent(16), Dense(1)])
+    model.compile(loss="mse")
+    """, line=4),
+]
