@@ -21,7 +21,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint import __version__
+from rnnlint import __version__, padding
 from rnnlint.names import ImportMap, canonical, dotted
 from rnnlint.source import SourceError, digest_bytes, decode
 
@@ -55,7 +55,7 @@ EXTERNAL_ROOTS = frozenset(
 _NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                             "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                             "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_SUMMARY_VERSION = 1
+_SUMMARY_VERSION = 2
 _MAX_DEPTH = 40
 
 
@@ -68,6 +68,9 @@ class Definition:
     bases: list[str] = field(default_factory=list)  # classes only
     calls: list[str] = field(default_factory=list)  # dotted callees in the body / value
     returns: list[str] = field(default_factory=list)  # functions: callees in return values
+    # padding facts (see rnnlint.padding.summarise)
+    padded_returns: list[int] = field(default_factory=list)  # functions: padded positions returned
+    feeds: dict[str, list] = field(default_factory=dict)  # classes: forward param -> unpacked callees
 
 
 @dataclass
@@ -97,6 +100,11 @@ def summarise(module: cst.Module, imports: ImportMap | None = None) -> FileSumma
     definitions: dict[str, Definition] = {}
     for stmt in module.body:
         _summarise_statement(stmt, definitions)
+    calls = {name: d.calls for name, d in definitions.items() if d.kind != "assign"}
+    for name, facts in padding.summarise(module, imports, calls).items():
+        if name in definitions:
+            definitions[name].padded_returns = facts.get("padded_returns", [])
+            definitions[name].feeds = facts.get("feeds", {})
     return FileSummary(
         imports=dict(imports.names), star_modules=list(imports.star_modules), definitions=definitions
     )

@@ -1,0 +1,797 @@
+"""Following padded batches from where they are made to where they are used.
+
+Padding-related rules (RNN010 and the ones after it) ask "does a padded
+tensor reach this call?". :class:`Flow` answers it for one function body (or a
+module's top-level code): it walks the statements in source order, keeps an
+environment from names (``x``, ``self.lstm``) to abstract :data:`Value` s, and
+records every call that hands a known value to a module, a model or a
+function (:class:`Use`). Rules decide which uses are findings.
+
+What is tracked, and nothing more (anything else is "unknown", never a
+finding):
+
+* padded tensors (:class:`Padded`): ``pad_sequence(...)``, element 0 of
+  ``pad_packed_sequence(...)``, ``Embedding(padding_idx=...)`` outputs, values a
+  project function returns padded (see :func:`padded_returns`), items of a
+  ``DataLoader`` whose ``collate_fn`` pads; kept through ``.to()``/``.cuda()``/
+  ``.transpose()``-like methods, slicing, and non-recurrent torch layers
+  (embedding, dropout, linear, norms); packing ends it;
+* tuples of those (:class:`Items`), loaders (:class:`Loader`), torch modules
+  built in the code (:class:`Module`) and instances of project classes
+  (:class:`Instance`).
+
+The same walk summarises a file for the project index (:func:`summarise`), so
+that a training script knows whether a model defined in another file packs
+its input. This module imports nothing from the index at import time: the
+index imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import libcst as cst
+
+from rnnlint.names import ImportMap, dotted
+
+RNN_UTILS = "torch.nn.utils.rnn."
+PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
+PAD_PACKED = RNN_UTILS + "pad_packed_sequence"
+PACK_PADDED = RNN_UTILS + "pack_padded_sequence"
+PACK_FUNCTIONS = frozenset({PACK_PADDED, RNN_UTILS + "pack_sequence"})
+#: recurrent modules that run over a whole sequence (cells take one step and cannot be packed)
+SEQUENCE_RNNS = frozenset({"torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU"})
+EMBEDDINGS = frozenset({"torch.nn.Embedding"})
+#: torch layers whose output is still padded where their input was
+TRANSPARENT_LAYERS = frozenset(
+    f"torch.nn.{name}"
+    for name in ("Embedding", "Dropout", "Dropout1d", "Linear", "LayerNorm", "Identity", "ReLU", "GELU",
+                 "Tanh", "Sigmoid", "ELU", "LeakyReLU")
+)
+TRANSPARENT_FUNCTIONS = frozenset(
+    f"torch.nn.functional.{name}" for name in ("dropout", "relu", "gelu", "elu", "leaky_relu", "embedding")
+) | frozenset({"torch.tanh", "torch.relu", "torch.sigmoid"})
+#: tensor (and module) methods whose result is still what the receiver was
+KEEP_METHODS = frozenset(
+    {"to", "cuda", "cpu", "float", "long", "int", "half", "double", "bfloat16", "transpose", "permute",
+     "contiguous", "detach", "clone", "type", "t", "train", "eval"}
+)
+LOADER_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
+#: names a variable holding sequence lengths usually has
+LENGTH_WORDS = ("lengths", "lens", "length", "len")
+
+
+@dataclass(frozen=True)
+class Padded:
+    origin: str  # for messages: "pad_sequence(...) output"; "@0" marks a parameter in summaries
+
+
+@dataclass(frozen=True)
+class Items:
+    """A tuple of values, by position (``None`` where unknown)."""
+
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Loader:
+    """Something iterated over: each item is ``item``."""
+
+    item: "Value"
+
+
+@dataclass(frozen=True)
+class Module:
+    """A torch module built in the code: ``nn.LSTM(...)``, ``nn.Embedding(..., padding_idx=0)``."""
+
+    qualname: str
+    batch_first: str | None = "False"  # literal text, None when not a literal
+    padding_idx: bool = False
+
+    @property
+    def short(self) -> str:
+        return self.qualname.rsplit(".", 1)[-1]
+
+    @property
+    def is_sequence_rnn(self) -> bool:
+        return self.qualname in SEQUENCE_RNNS
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instance of a project class (or of a name the flow cannot see into), as written."""
+
+    name: str
+
+
+Value = Union[Padded, Items, Loader, Module, Instance, None]
+
+
+@dataclass
+class Use:
+    """A call that receives at least one known value."""
+
+    call: cst.Call
+    callee: Value | str  # a Module/Instance, "self" for ``self(x)``, or a function name as written
+    args: list[tuple[int | str, Value, cst.Arg]]  # (position or keyword, value, argument)
+    statement: cst.CSTNode | None  # the SimpleStatementLine it stands in
+    names: dict[str, cst.BaseExpression | None]  # names bound before it: value (a parameter: its default)
+
+    def padded_input(self) -> tuple[Padded, cst.Arg] | None:
+        """The padded first argument (a recurrent module's input), if any."""
+        for key, value, arg in self.args:
+            if key == 0 and isinstance(value, Padded):
+                return value, arg
+        return None
+
+
+class Resolver:
+    """What the flow may ask about names defined elsewhere. The default knows nothing."""
+
+    def call(self, name: str) -> Value:
+        """Value of calling ``name`` (a project class -> Instance, a padding function -> Padded)."""
+        return None
+
+    def collate(self, name: str) -> Value:
+        """The batch a ``collate_fn=name`` produces."""
+        return self.call(name)
+
+
+@dataclass
+class Result:
+    uses: list[Use] = field(default_factory=list)
+    returns: list[Value] = field(default_factory=list)
+
+
+def _literal(expr: cst.BaseExpression | None) -> str | None:
+    if expr is None:
+        return "False"
+    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
+        return expr.value
+    return None
+
+
+def keyword(call: cst.Call, name: str) -> cst.Arg | None:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg
+    return None
+
+
+def module_value(qualname: str, call: cst.Call) -> Module:
+    batch_first = keyword(call, "batch_first")
+    padding = keyword(call, "padding_idx")
+    has_padding = padding is not None and not (isinstance(padding.value, cst.Name) and padding.value.value == "None")
+    return Module(qualname, _literal(batch_first.value if batch_first else None), has_padding)
+
+
+class Flow:
+    """Abstract interpretation of one body in source order (see the module docstring)."""
+
+    def __init__(self, imports: ImportMap, resolver: Resolver | None = None, extra_rnns: frozenset[str] = frozenset()):
+        self.imports = imports
+        self.resolver = resolver or Resolver()
+        self.rnns = SEQUENCE_RNNS | extra_rnns
+        self.env: dict[str, Value] = {}
+        self.names: dict[str, cst.BaseExpression | None] = {}
+        self.result = Result()
+        self._statement: cst.CSTNode | None = None
+
+    # -- entry points --------------------------------------------------------
+
+    def run_function(self, function: cst.FunctionDef, env: dict[str, Value] | None = None) -> Result:
+        for param in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params):
+            self.names[param.name.value] = param.default  # None: no default, a value like any other
+        self.env.update(env or {})
+        self.statements(_body(function))
+        return self.result
+
+    def run_module(self, module: cst.Module) -> Result:
+        self.statements(module.body)
+        return self.result
+
+    # -- statements ----------------------------------------------------------
+
+    def statements(self, body) -> None:
+        for stmt in body:
+            self.statement(stmt)
+
+    def statement(self, stmt: cst.CSTNode) -> None:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            return
+        if isinstance(stmt, cst.SimpleStatementLine):
+            self._statement = stmt
+            for small in stmt.body:
+                self.small(small)
+            return
+        if isinstance(stmt, cst.For):
+            items = self.value(stmt.iter)
+            self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+            self.statements(_body(stmt))
+        elif isinstance(stmt, cst.While):
+            self.value(stmt.test)
+            self.statements(_body(stmt))
+        elif isinstance(stmt, cst.If):
+            self.value(stmt.test)
+            self.statements(_body(stmt))
+        elif isinstance(stmt, cst.With):
+            for item in stmt.items:
+                self.value(item.item)
+            self.statements(_body(stmt))
+        elif isinstance(stmt, cst.Try):
+            self.statements(_body(stmt))
+            for handler in stmt.handlers:
+                self.statements(_body(handler))
+        else:
+            return
+        orelse = getattr(stmt, "orelse", None)
+        if isinstance(orelse, cst.If):
+            self.statement(orelse)
+        elif orelse is not None:
+            self.statements(_body(orelse))
+        final = getattr(stmt, "finalbody", None)
+        if final is not None:
+            self.statements(_body(final))
+
+    def small(self, small: cst.BaseSmallStatement) -> None:
+        if isinstance(small, cst.Assign):
+            value = self.value(small.value)
+            for target in small.targets:
+                self.bind(target.target, value, small.value)
+        elif isinstance(small, cst.AnnAssign):
+            if small.value is not None:
+                self.bind(small.target, self.value(small.value), small.value)
+        elif isinstance(small, cst.AugAssign):
+            self.value(small.value)
+            self.bind(small.target, None, None)
+        elif isinstance(small, cst.Return):
+            self.result.returns.append(self.value(small.value) if small.value is not None else None)
+        elif isinstance(small, cst.Expr):
+            self.value(small.value)
+
+    def bind(self, target: cst.BaseExpression, value: Value, expr: cst.BaseExpression | None) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            elements = target.elements
+            starred = any(isinstance(e, cst.StarredElement) for e in elements)
+            parts = expr.elements if isinstance(expr, (cst.Tuple, cst.List)) and len(expr.elements) == len(elements) else None
+            for position, element in enumerate(elements):
+                item = value.items[position] if isinstance(value, Items) and position < len(value.items) else None
+                part = parts[position].value if parts is not None else None
+                self.bind(element.value, None if starred else item, part)
+            return
+        name = dotted(target)
+        if name is None:
+            return
+        self.names[name] = expr
+        if value is None:
+            self.env.pop(name, None)
+        else:
+            self.env[name] = value
+
+    # -- expressions ---------------------------------------------------------
+
+    def value(self, expr: cst.BaseExpression | None) -> Value:
+        if expr is None:
+            return None
+        if isinstance(expr, (cst.Name, cst.Attribute)):
+            name = dotted(expr)
+            if name is not None:
+                return self.env.get(name)
+            self.value(expr.value)  # type: ignore[union-attr]
+            return None
+        if isinstance(expr, cst.Call):
+            return self.call(expr)
+        if isinstance(expr, cst.Subscript):
+            base = self.value(expr.value)
+            for element in expr.slice:
+                if isinstance(element.slice, cst.Index):
+                    self.value(element.slice.value)
+            if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] is one time step
+                return base if all(isinstance(e.slice, cst.Slice) for e in expr.slice) else None
+            if isinstance(base, Items) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
+                index = _int(expr.slice[0].slice.value)
+                if index is not None and -len(base.items) <= index < len(base.items):
+                    return base.items[index]
+            return None
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            values = tuple(self.value(e.value) for e in expr.elements)
+            if any(isinstance(e, cst.StarredElement) for e in expr.elements):
+                return None
+            return Items(values) if any(v is not None for v in values) else None
+        if isinstance(expr, cst.Lambda):
+            return None
+        for child in expr.children:  # anything else: still see the calls inside
+            if isinstance(child, cst.BaseExpression):
+                self.value(child)
+        return None
+
+    def call(self, call: cst.Call) -> Value:
+        func = call.func
+        args = [(self._key(call, arg), self.value(arg.value), arg) for arg in call.args]
+        first = next((v for k, v, _ in args if k == 0), None)
+        name = dotted(func)
+        qualname = self.imports.resolve_dotted(name) if name else None
+        if qualname == PAD_SEQUENCE:
+            return Padded("pad_sequence(...) output")
+        if qualname == PAD_PACKED:
+            return Items((Padded("pad_packed_sequence(...) output"), None))
+        if qualname in PACK_FUNCTIONS:
+            return None
+        if isinstance(func, cst.Attribute) and func.attr.value in KEEP_METHODS:
+            receiver = self.value(func.value)
+            if isinstance(receiver, (Padded, Instance, Module)):
+                return receiver
+        callee = self.env.get(name) if name else None
+        if callee is None and name == "self":
+            callee = "self"
+        if isinstance(callee, Module):
+            if callee.qualname in self.rnns:
+                self._use(call, callee, args)
+                return None
+            if callee.padding_idx:
+                return first if isinstance(first, Padded) else Padded(f"{callee.short}(padding_idx=...) output")
+            if callee.qualname in TRANSPARENT_LAYERS:
+                return first if isinstance(first, Padded) else None
+            return None
+        if isinstance(callee, Instance) or callee == "self":
+            self._use(call, callee, args)
+            return None
+        if name is None:
+            self.value(func)
+            return None
+        if qualname in TRANSPARENT_FUNCTIONS:
+            return first if isinstance(first, Padded) else None
+        if qualname is not None and qualname.startswith("torch."):
+            if qualname in self.rnns or qualname in TRANSPARENT_LAYERS or qualname in EMBEDDINGS:
+                return module_value(qualname, call)
+            if qualname.rsplit(".", 1)[-1] == "DataLoader":
+                return self._loader(call)
+            return None
+        if name in ("enumerate",) and isinstance(first, Loader):
+            return Loader(Items((None, first.item)))
+        if name in LOADER_WRAPPERS and isinstance(first, Loader):
+            return first
+        if name == "next" and isinstance(first, Loader):
+            return first.item
+        if name.rsplit(".", 1)[-1] == "DataLoader":  # lightning / accelerate re-exports
+            return self._loader(call)
+        if name.startswith("self.") or name.split(".")[0] in _BUILTINS:
+            return None
+        if "." in name and name.split(".")[0] in self.names:  # a method of a local value
+            return None
+        if any(v is not None for _, v, _ in args):
+            self._use(call, name, args)
+        return self.resolver.call(name)
+
+    def _loader(self, call: cst.Call) -> Value:
+        arg = keyword(call, "collate_fn")
+        if arg is None:
+            return None
+        collate = arg.value
+        if isinstance(collate, cst.Lambda) and isinstance(collate.body, cst.Call):
+            collate = collate.body.func
+        elif isinstance(collate, cst.Call) and dotted(collate.func) in ("partial", "functools.partial") and collate.args:
+            collate = collate.args[0].value
+        name = dotted(collate)
+        if name is None:
+            return None
+        batch = self.resolver.collate(name)
+        if isinstance(batch, Padded):
+            batch = Padded(f"batches padded by collate_fn {name}")
+        elif isinstance(batch, Items):
+            batch = Items(tuple(Padded(f"batches padded by collate_fn {name}") if isinstance(v, Padded) else v
+                                for v in batch.items))
+        return Loader(batch) if batch is not None else None
+
+    def _use(self, call: cst.Call, callee, args) -> None:
+        self.result.uses.append(Use(call, callee, args, self._statement, dict(self.names)))
+
+    @staticmethod
+    def _key(call: cst.Call, arg: cst.Arg) -> int | str:
+        if arg.keyword is not None:
+            return arg.keyword.value
+        if arg.star:
+            return "*"
+        return [a for a in call.args if a.keyword is None].index(arg)
+
+
+_BUILTINS = frozenset({"len", "print", "range", "zip", "list", "dict", "tuple", "sorted", "max", "min", "sum",
+                       "isinstance", "getattr", "super", "int", "float", "str", "bool", "torch", "np", "math"})
+
+
+def _int(expr: cst.BaseExpression) -> int | None:
+    if isinstance(expr, cst.Integer):
+        return int(expr.evaluated_value)
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus) and isinstance(expr.expression, cst.Integer):
+        return -int(expr.expression.evaluated_value)
+    return None
+
+
+def _body(node) -> list:
+    body = node.body
+    if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+        return list(body.body)
+    return list(body)
+
+
+# -- classes ------------------------------------------------------------------
+
+
+def methods(cls: cst.ClassDef) -> dict[str, cst.FunctionDef]:
+    return {s.name.value: s for s in _body(cls) if isinstance(s, cst.FunctionDef)}
+
+
+def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dict[str, Value]:
+    """``self.<name>`` -> what is assigned to it anywhere in the class (torch modules, project models)."""
+    found: dict[str, Value] = {}
+
+    class Finder(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            value = node.value
+            while (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
+                   and value.func.attr.value in KEEP_METHODS and isinstance(value.func.value, cst.Call)):
+                value = value.func.value
+            if not isinstance(value, cst.Call):
+                return
+            name = dotted(value.func)
+            if name is None:
+                return
+            qualname = imports.resolve_dotted(name)
+            result: Value
+            if qualname.startswith("torch."):
+                result = module_value(qualname, value)
+            else:
+                result = resolver.call(name)
+                if not isinstance(result, Instance):
+                    return
+            for target in node.targets:
+                attr = dotted(target.target)
+                if attr and attr.startswith("self.") and attr.count(".") == 1:
+                    found[attr] = result
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return True
+
+    cls.visit(Finder())
+    return found
+
+
+def forward_params(function: cst.FunctionDef) -> list[str]:
+    """Positional parameters after ``self``."""
+    params = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
+    return params[1:]
+
+
+# -- summaries for the project index --------------------------------------------
+
+
+class _SummaryResolver(Resolver):
+    """Inside one file without the index: every non-torch callee may be a project model."""
+
+    def __init__(self, imports: ImportMap, functions: dict[str, list[int]]):
+        self.imports = imports
+        self.functions = functions
+
+    def call(self, name: str) -> Value:
+        if name in self.functions:
+            return returned(self.functions[name])
+        head = self.imports.resolve_dotted(name).split(".")[0]
+        if head in ("torch", "numpy", "np") or name.split(".")[0] in _BUILTINS:
+            return None
+        return Instance(name)
+
+
+def returned(positions: list[int]) -> Value:
+    """The value a function whose returns are padded at ``positions`` gives (-1: the whole value)."""
+    if not positions:
+        return None
+    if -1 in positions:
+        return Padded("padded value returned")
+    return Items(tuple(Padded("padded value returned") if i in positions else None for i in range(max(positions) + 1)))
+
+
+def padded_positions(values: list[Value]) -> list[int]:
+    positions: set[int] = set()
+    for value in values:
+        if isinstance(value, Padded):
+            positions.add(-1)
+        elif isinstance(value, Items):
+            positions.update(i for i, v in enumerate(value.items) if isinstance(v, Padded))
+    return sorted(positions)
+
+
+def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]] | None = None) -> dict[str, dict]:
+    """Per top-level function and class: the padding facts other files need.
+
+    * functions: ``padded_returns``, positions of the returned tuple that are
+      padded (-1: the returned value itself), for ``collate_fn=`` in other files;
+    * classes with ``forward``: ``feeds``, forward parameter position -> the
+      ``[callee, argument position]`` pairs that parameter reaches, unpacked, as
+      an argument of a submodule call (``torch.nn.LSTM`` or a project class as
+      written in the file), to be resolved by :func:`feeds_recurrent`.
+
+    ``calls`` (definition -> dotted callees, from the index) lets it skip the
+    bodies that cannot matter, as most of a large tree: functions that call
+    no padding function (nor a function of the file that does), classes that
+    build neither a recurrent module nor a (capitalised) class of the project.
+    """
+    if not imports.imports_from("torch"):
+        return {}
+    calls = calls or {}
+    out: dict[str, dict] = {}
+    functions: dict[str, list[int]] = {}
+    padders = {PAD_SEQUENCE, PAD_PACKED}
+
+    def may_pad(name: str) -> bool:
+        if name not in calls:
+            return True
+        return any(imports.resolve_dotted(c) in padders or functions.get(c) for c in calls[name])
+
+    def may_feed(name: str) -> bool:
+        if name not in calls:
+            return True
+        for callee in calls[name]:
+            qualname = imports.resolve_dotted(callee)
+            constructor = qualname.rsplit(".", 1)[-1][:1].isupper()
+            if qualname in SEQUENCE_RNNS or (constructor and not qualname.startswith("torch.")):
+                return True
+        return False
+
+    function_defs = [s for s in module.body if isinstance(s, cst.FunctionDef)]
+    for stmt in function_defs + function_defs:  # twice: helpers defined below their callers
+        if isinstance(stmt, cst.FunctionDef) and may_pad(stmt.name.value) and not functions.get(stmt.name.value):
+            result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt)
+            positions = padded_positions(result.returns)
+            functions[stmt.name.value] = positions
+            if positions:
+                out[stmt.name.value] = {"padded_returns": positions}
+    resolver = _SummaryResolver(imports, functions)
+    for stmt in module.body:
+        if not isinstance(stmt, cst.ClassDef):
+            continue
+        forward = methods(stmt).get("forward")
+        if forward is None or not may_feed(stmt.name.value):
+            continue
+        params = forward_params(forward)
+        env: dict[str, Value] = dict(submodules(stmt, imports, resolver))
+        env.update({p: Padded(f"@{i}") for i, p in enumerate(params)})
+        feeds: dict[str, list[list]] = {}
+        for use in Flow(imports, resolver).run_function(forward, env).uses:
+            callee = use.callee
+            if isinstance(callee, Module) and callee.is_sequence_rnn:
+                target = callee.qualname
+            elif isinstance(callee, Instance):
+                target = callee.name
+            else:
+                continue
+            for key, value, _ in use.args:
+                if isinstance(key, int) and isinstance(value, Padded) and value.origin.startswith("@"):
+                    if isinstance(callee, Module) and key != 0:
+                        continue
+                    entry = [target, key]
+                    bucket = feeds.setdefault(value.origin[1:], [])
+                    if entry not in bucket:
+                        bucket.append(entry)
+        if feeds:
+            out[stmt.name.value] = {"feeds": feeds}
+    return out
+
+
+def feeds_recurrent(index, importer, class_name: str, position: int, depth: int = 0) -> str | None:
+    """Does forward parameter ``position`` of ``class_name`` (as written in ``importer``)
+    reach a recurrent module unpacked? Returns where (``"LSTM in models/net.py"``) or None."""
+    if depth > 6:
+        return None
+    hit = index.lookup(importer, class_name)
+    if hit is None:
+        return None
+    file, name = hit
+    summary = index.summary(file)
+    definition = summary.definitions.get(name) if summary else None
+    if definition is None or definition.kind != "class":
+        return None
+    from rnnlint.index import ImportMapView  # the index imports this module
+
+    view = ImportMapView(summary)
+    for target, argument in definition.feeds.get(str(position), []):
+        qualname = view.resolve_dotted(target)
+        if qualname in SEQUENCE_RNNS or (qualname in index.recurrent_names and "Cell" not in qualname):
+            return f"its {qualname.rsplit('.', 1)[-1]} ({_display(index, file)})"
+        inner = feeds_recurrent(index, file, target, argument, depth + 1)
+        if inner:
+            return inner
+    return None
+
+
+def _display(index, file) -> str:
+    try:
+        return file.resolve().relative_to(index.root).as_posix()
+    except ValueError:
+        return file.name
+
+
+# -- lengths ------------------------------------------------------------------
+
+
+def is_length_name(name: str) -> bool:
+    """``lengths``, ``lens``, ``seq_lens``, ``src_len``, ``text_lengths``, ``x_len``..."""
+    words = name.lower().split("_")
+    return any(word in LENGTH_WORDS for word in words) and not any(word in _NOT_LENGTHS for word in words)
+
+
+_NOT_LENGTHS = frozenset({"max", "min", "total", "num", "n", "pad", "batch", "hidden", "embed", "window", "chunk"})
+
+
+def lengths_in_scope(names: dict[str, cst.BaseExpression | None]) -> tuple[str, bool] | None:
+    """A name bound before a call that holds per-sequence lengths: ``(name, is_python_list)``.
+
+    Parameters qualify (a forward's ``lengths``); assigned names qualify unless the
+    value is clearly a number (``seq_len = 35``, ``len(x)``, ``x.size(1)``).
+    Plural names are preferred over ``*_len``.
+    """
+    candidates = []
+    for name, expr in names.items():
+        if "." in name or not is_length_name(name):
+            continue
+        if expr is not None and _scalar(expr):
+            continue
+        plural = name.lower().endswith("s")
+        candidates.append((not plural, name, _python_list(expr)))
+    if not candidates:
+        return None
+    candidates.sort()
+    _, name, is_list = candidates[0]
+    return name, is_list
+
+
+def _scalar(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, (cst.Integer, cst.Float, cst.BinaryOperation, cst.UnaryOperation)):
+        return True
+    if isinstance(expr, cst.Call):
+        name = dotted(expr.func) or ""
+        if name in ("len", "int", "max", "min") or name.endswith((".size", ".item", ".numel", ".dim")):
+            return True
+    if isinstance(expr, cst.Subscript) and (dotted(expr.value) or "").endswith(".shape"):
+        return True
+    return False
+
+
+def _python_list(expr: cst.BaseExpression | None) -> bool:
+    if isinstance(expr, (cst.List, cst.ListComp)):
+        return True
+    return isinstance(expr, cst.Call) and dotted(expr.func) == "list"
+
+
+
+# -- whole files, for rules ---------------------------------------------------------
+
+
+class ProjectResolver(Resolver):
+    """Answers through the project index: project classes, padding functions in any file."""
+
+    def __init__(self, ctx) -> None:
+        self.ctx = ctx
+
+    def call(self, name: str) -> Value:
+        hit = self.ctx.index.lookup(self.ctx.path, name)
+        if hit is None:
+            return None
+        file, definition_name = hit
+        summary = self.ctx.index.summary(file)
+        definition = summary.definitions.get(definition_name) if summary else None
+        if definition is None:
+            return None
+        if definition.kind == "class":
+            return Instance(name)
+        if definition.kind == "function":
+            return returned(definition.padded_returns)
+        return None
+
+
+@dataclass
+class Run:
+    """One analysed body: a function (or the module), with the values its caller passed in."""
+
+    node: cst.CSTNode  # FunctionDef or Module
+    cls: cst.ClassDef | None
+    result: Result
+
+
+_MAX_RUNS_PER_FUNCTION = 8
+
+
+def file_runs(ctx) -> list[Run]:
+    """Every body of the file, followed into same-file functions and models with known values.
+
+    The module's top-level code, each top-level function and each method run
+    with what they know by themselves; then a function (or a model's
+    ``forward``, or ``self(...)``) called with a padded batch, a loader or a
+    model runs again with those values bound to its parameters.
+    """
+    return ctx.memo("padding.runs", lambda: _file_runs(ctx))
+
+
+def _file_runs(ctx) -> list[Run]:
+    resolver = ProjectResolver(ctx)
+    rnns = frozenset(n for n in ctx.index.recurrent_names if "Cell" not in n)
+    functions: dict[str, cst.FunctionDef] = {}
+    classes: dict[str, cst.ClassDef] = {}
+    for stmt in ctx.module.body:
+        if isinstance(stmt, cst.FunctionDef):
+            functions[stmt.name.value] = stmt
+        elif isinstance(stmt, cst.ClassDef):
+            classes[stmt.name.value] = stmt
+    modules = {name: submodules(cls, ctx.imports, resolver) for name, cls in classes.items()}
+    runs: list[Run] = []
+    seen: set = set()
+    counts: dict[int, int] = {}
+    queue: list[tuple[cst.CSTNode, cst.ClassDef | None, dict[str, Value]]] = [(ctx.module, None, {})]
+    queue += [(f, None, {}) for f in functions.values()]
+    for name, cls in classes.items():
+        queue += [(m, cls, dict(modules[name])) for m in methods(cls).values()]
+
+    def enter(function: cst.FunctionDef, cls: cst.ClassDef | None, params: list[str], use: Use) -> None:
+        env = dict(modules[cls.name.value]) if cls is not None else {}
+        passed = False
+        for key, value, _ in use.args:
+            if value is None:
+                continue
+            param = params[key] if isinstance(key, int) and key < len(params) else key
+            if isinstance(param, str) and param in params:
+                env[param] = value
+                passed = True
+        if passed:
+            queue.append((function, cls, env))
+
+    while queue:
+        node, cls, env = queue.pop(0)
+        key = (id(node), tuple(sorted((k, v) for k, v in env.items() if not k.startswith("self."))))
+        if key in seen or counts.get(id(node), 0) >= _MAX_RUNS_PER_FUNCTION:
+            continue
+        seen.add(key)
+        counts[id(node)] = counts.get(id(node), 0) + 1
+        flow = Flow(ctx.imports, resolver, rnns)
+        result = flow.run_module(node) if isinstance(node, cst.Module) else flow.run_function(node, env)
+        runs.append(Run(node, cls, result))
+        for use in result.uses:
+            target: cst.ClassDef | None = None
+            if use.callee == "self":
+                target = cls
+            elif isinstance(use.callee, Instance):
+                hit = ctx.index.lookup(ctx.path, use.callee.name)
+                if hit is not None and hit[0] == ctx.path.resolve():
+                    target = classes.get(hit[1])
+            elif isinstance(use.callee, str) and use.callee in functions:
+                function = functions[use.callee]
+                params = [p.name.value for p in (*function.params.posonly_params, *function.params.params,
+                                                 *function.params.kwonly_params)]
+                enter(function, None, params, use)
+            if target is not None and "forward" in methods(target):
+                forward = methods(target)["forward"]
+                enter(forward, target, forward_params(forward) + [
+                    p.name.value for p in forward.params.kwonly_params], use)
+    return runs
+
+
+def rnn_utils_name(imports: ImportMap, function: str) -> tuple[str, tuple[str, ...]]:
+    """How to write ``torch.nn.utils.rnn.<function>`` in a file, and the import it needs, if any.
+
+    Reuses what the file imports: the function itself, ``torch.nn.utils.rnn``
+    under an alias, the file's habit of importing its functions by name,
+    ``torch.nn`` (``nn.utils.rnn.f``) or ``torch``; otherwise adds
+    ``from torch.nn.utils.rnn import <function>``.
+    """
+    for local, full in imports.names.items():
+        if full == RNN_UTILS + function:
+            return local, ()
+    direct = (function, (f"from torch.nn.utils.rnn import {function}",))
+    for prefix, suffix in (("torch.nn.utils.rnn", ""), (None, None), ("torch.nn", "utils.rnn."), ("torch", "nn.utils.rnn.")):
+        if prefix is None:  # the file imports other functions by name: do the same
+            if any(full.startswith(RNN_UTILS) for full in imports.names.values()):
+                return direct
+            continue
+        for local, full in imports.names.items():
+            if full == prefix and "." not in local:
+                return f"{local}.{suffix}{function}", ()
+    return direct

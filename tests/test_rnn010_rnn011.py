@@ -1,0 +1,232 @@
+"""RNN010 padded-not-packed and RNN011 pack-lengths-on-device on small projects.
+
+The rules' own examples cover single snippets; these follow padded batches
+across files (a collate function in ``data.py``, a model in ``models.py``),
+through several fix rounds, and check that the two rules agree.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+from tests import helpers
+
+
+def src(code: str) -> str:
+    return textwrap.dedent(code).lstrip("\n")
+
+
+COLLATE = src("""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    def collate_batch(batch):
+        tokens = [torch.tensor(t) for t, _ in batch]
+        lengths = torch.tensor([len(t) for t in tokens])
+        labels = torch.tensor([y for _, y in batch])
+        return pad_sequence(tokens, batch_first=True), lengths, labels
+""")
+
+MODEL_UNPACKED = src("""
+    import torch.nn as nn
+
+    class Tagger(nn.Module):
+        def __init__(self, vocab):
+            super().__init__()
+            self.embedding = nn.Embedding(vocab, 32)
+            self.gru = nn.GRU(32, 64, batch_first=True)
+            self.out = nn.Linear(64, 5)
+
+        def forward(self, tokens, lengths):
+            output, _ = self.gru(self.embedding(tokens))
+            return self.out(output)
+""")
+
+MODEL_PACKED = src("""
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    class Tagger(nn.Module):
+        def __init__(self, vocab):
+            super().__init__()
+            self.embedding = nn.Embedding(vocab, 32)
+            self.gru = nn.GRU(32, 64, batch_first=True)
+            self.out = nn.Linear(64, 5)
+
+        def forward(self, tokens, lengths):
+            packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True,
+                                          enforce_sorted=False)
+            output, _ = self.gru(packed)
+            output, _ = pad_packed_sequence(output, batch_first=True)
+            return self.out(output)
+""")
+
+TRAIN = src("""
+    import torch
+    from torch.utils.data import DataLoader
+    from data import collate_batch
+    from models import Tagger
+
+    def train(dataset, device):
+        model = Tagger(1000).to(device)
+        loader = DataLoader(dataset, batch_size=16, shuffle=True, collate_fn=collate_batch)
+        for tokens, lengths, labels in loader:
+            tokens, lengths = tokens.to(device), lengths.to(device)
+            scores = model(tokens, lengths)
+""")
+
+
+def codes(found, code):
+    return [d for d in found if d.code == code]
+
+
+def test_collate_in_data_py_model_in_models_py(tmp_path):
+    found = helpers.check(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": MODEL_UNPACKED}, select=["RNN010"])
+    [finding] = codes(found, "RNN010")
+    assert finding.line == 11  # scores = model(tokens, lengths)
+    assert "collate_fn collate_batch" in finding.message and "GRU" in finding.message
+    assert "models.py" in finding.message
+    assert finding.fix is None  # the recurrent call is in another file
+
+
+def test_model_that_packs_in_another_file_is_quiet(tmp_path):
+    found = helpers.check(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": MODEL_PACKED}, select=["RNN010"])
+    assert codes(found, "RNN010") == []
+
+
+def test_collate_that_does_not_pad_is_quiet(tmp_path):
+    collate = COLLATE.replace("return pad_sequence(tokens, batch_first=True), lengths, labels",
+                              "return torch.stack(tokens), lengths, labels")
+    found = helpers.check(tmp_path, TRAIN, {"data.py": collate, "models.py": MODEL_UNPACKED}, select=["RNN010"])
+    assert codes(found, "RNN010") == []
+
+
+def test_model_in_the_same_file_is_fixed_in_forward_and_fixing_twice_changes_nothing(tmp_path):
+    source = MODEL_UNPACKED + TRAIN.replace("from models import Tagger\n", "")
+    found = helpers.check(tmp_path, source, {"data.py": COLLATE}, select=["RNN010"])
+    [finding] = codes(found, "RNN010")
+    assert finding.line == 11  # output, _ = self.gru(...) inside forward
+    fixed, remaining = helpers.fix(tmp_path, source, {"data.py": COLLATE}, select=["RNN010", "RNN011"])
+    assert remaining == []
+    assert ("packed = nn.utils.rnn.pack_padded_sequence(self.embedding(tokens), lengths.cpu(), "
+            "batch_first=True, enforce_sorted=False)") in fixed
+    assert "packed_out, _ = self.gru(packed)" in fixed
+    assert "output, _ = nn.utils.rnn.pad_packed_sequence(packed_out, batch_first=True)" in fixed
+    again, _ = helpers.fix(tmp_path, fixed, {"data.py": COLLATE}, select=["RNN010", "RNN011"])
+    assert again == fixed
+    compile(fixed, "train.py", "exec")
+
+
+def test_collate_fn_through_partial_and_a_model_passed_to_a_function(tmp_path):
+    source = MODEL_UNPACKED + src("""
+        import functools
+        from torch.utils.data import DataLoader
+        from data import collate_batch
+
+        def run_epoch(net, batches):
+            for batch in batches:
+                tokens, lengths, labels = batch
+                net(tokens, lengths)
+
+        def main(dataset):
+            loader = DataLoader(dataset, collate_fn=functools.partial(collate_batch))
+            run_epoch(Tagger(100), loader)
+    """)
+    found = codes(helpers.check(tmp_path, source, {"data.py": COLLATE}, select=["RNN010"]), "RNN010")
+    assert [d.line for d in found] == [11]
+
+
+def test_pad_packed_output_fed_to_a_second_lstm(tmp_path):
+    source = src("""
+        import torch.nn as nn
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        class Stacked(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.first = nn.LSTM(8, 16, batch_first=True)
+                self.second = nn.LSTM(16, 16, batch_first=True)
+
+            def forward(self, x, lengths):
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, _ = self.first(packed)
+                out, _ = pad_packed_sequence(out, batch_first=True)
+                out, (h, c) = self.second(out)
+                return h[-1]
+    """)
+    found = codes(helpers.check(tmp_path, source, select=["RNN010"]), "RNN010")
+    assert [d.line for d in found] == [14]
+    assert "pad_packed_sequence" in found[0].message
+
+
+def test_integer_seq_len_is_not_taken_for_lengths(tmp_path):
+    source = src("""
+        import torch
+        from torch import nn
+        from torch.nn.utils.rnn import pad_sequence
+
+        seq_len = 35
+        lstm = nn.LSTM(4, 8)
+        batch = pad_sequence([torch.randn(seq_len, 4), torch.randn(20, 4)])
+        out, state = lstm(batch)
+    """)
+    [finding] = codes(helpers.check(tmp_path, source, select=["RNN010"]), "RNN010")
+    assert finding.fix is None
+
+
+def test_lengths_moved_to_device_in_the_loop_then_packed(tmp_path):
+    source = src("""
+        import torch
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        def train(model, loader, device):
+            for tokens, lengths, labels in loader:
+                tokens, lengths = tokens.to(device), lengths.to(device)
+                packed = pack_padded_sequence(model.embed(tokens), lengths, batch_first=True, enforce_sorted=False)
+                lengths = lengths.cpu()
+                again = pack_padded_sequence(model.embed(tokens), lengths, batch_first=True, enforce_sorted=False)
+    """)
+    found = codes(helpers.check(tmp_path, source, select=["RNN011"]), "RNN011")
+    assert [d.line for d in found] == [7]
+    fixed, remaining = helpers.fix(tmp_path, source, select=["RNN011"], unsafe=False)
+    assert remaining == []
+    assert "pack_padded_sequence(model.embed(tokens), lengths.cpu(), batch_first=True" in fixed
+
+
+def test_lengths_to_a_dtype_or_to_the_cpu_are_fine(tmp_path):
+    source = src("""
+        import torch
+        import torch.nn as nn
+
+        def pack(x, lengths):
+            a = nn.utils.rnn.pack_padded_sequence(x, lengths.to(torch.long), enforce_sorted=False)
+            b = nn.utils.rnn.pack_padded_sequence(x, lengths.to("cpu"), enforce_sorted=False)
+            c = nn.utils.rnn.pack_padded_sequence(x, lengths.cuda().cpu(), enforce_sorted=False)
+            return a, b, c
+    """)
+    assert codes(helpers.check(tmp_path, source, select=["RNN011"]), "RNN011") == []
+
+
+def test_no_fix_when_the_output_is_read_at_its_last_step(tmp_path):
+    source = MODEL_UNPACKED.replace("return self.out(output)", "return self.out(output[:, -1, :])")
+    source = source.replace("self.embedding = nn.Embedding(vocab, 32)",
+                            "self.embedding = nn.Embedding(vocab, 32, padding_idx=0)")
+    [finding] = codes(helpers.check(tmp_path, source, select=["RNN010"]), "RNN010")
+    assert finding.fix is None
+
+
+def test_stepwise_decoder_with_padding_idx_is_quiet(tmp_path):
+    source = src("""
+        import torch.nn as nn
+
+        class Decoder(nn.Module):
+            def __init__(self, vocab):
+                super().__init__()
+                self.embedding = nn.Embedding(vocab, 32, padding_idx=0)
+                self.rnn = nn.LSTM(32, 64)
+
+            def forward(self, token, state):
+                output, state = self.rnn(self.embedding(token.unsqueeze(0)), state)
+                return output, state
+    """)
+    assert codes(helpers.check(tmp_path, source, select=["RNN010"]), "RNN010") == []
