@@ -86,6 +86,20 @@ def _python_syntax_error(text: str, exc: cst.ParserSyntaxError) -> tuple[str, in
     return f"cannot parse: {detail}; the file is skipped by every other rule", exc.raw_line, exc.raw_column + 1
 
 
+def _syntax_only(display: str, text: str, suppressions: Suppressions) -> Analysis:
+    try:
+        ast.parse(text)
+    except SyntaxError as error:
+        line = error.lineno or 1
+        if suppressions.suppressed(SYNTAX_ERROR[0], line):
+            return Analysis(parsed=False)
+        message = f"SyntaxError: {error.msg}; the file is skipped by every other rule"
+        return Analysis([syntax_error(display, message, line, error.offset or 1)], parsed=False)
+    except (ValueError, RecursionError, MemoryError) as error:
+        return Analysis([syntax_error(display, f"cannot parse: {error}")], parsed=False)
+    return Analysis()
+
+
 def analyse(
     path: Path,
     display: str,
@@ -96,10 +110,14 @@ def analyse(
 ) -> Analysis:
     """Run ``rules`` over one file's ``text``; findings carry ``display`` as path."""
     suppressions = Suppressions(text)
-    wanted = [r for r in rules if not r.triggers or any(t in text for t in r.triggers)]
+    wanted = [r for r in rules if r.wants(text)]
     syntax_rule_on = any(r.code == SYNTAX_ERROR[0] for r in rules)
     if not wanted and not syntax_rule_on:
         return Analysis()
+    if not wanted:
+        # No rule can match this file: CPython's parser (several times faster
+        # than libcst's) is enough to tell whether it is valid Python.
+        return _syntax_only(display, text, suppressions)
     try:
         module = parse(text)
     except cst.ParserSyntaxError as exc:
@@ -126,6 +144,8 @@ def analyse(
             instance.finish()
     except RecursionError:
         return Analysis([syntax_error(display, "cannot analyse: expressions nested too deeply")], parsed=False)
+    finally:
+        index.release(path)
     if not reports:
         return Analysis()
     return Analysis(_diagnostics(display, text, module, ctx, reports, suppressions))
@@ -183,6 +203,9 @@ def _resolve_edits(edits: tuple[NodeEdit, ...], positions: Any, lines: list[str]
         if edit.kind == "replace":
             out.append(Edit(start, end, edit.text))
             continue
+        if edit.kind == "add_arg":
+            out.append(_add_arg(edit, positions, lines, newline))
+            continue
         first = lines[start.line - 1]
         indent = first[: start.column - 1]
         if indent.strip():  # statement does not begin its line (``a; b``): not ours to touch
@@ -204,6 +227,22 @@ def _resolve_edits(edits: tuple[NodeEdit, ...], positions: Any, lines: list[str]
         else:  # pragma: no cover - programming error in a rule
             raise ValueError(f"unknown edit kind {edit.kind}")
     return out
+
+
+def _add_arg(edit: NodeEdit, positions: Any, lines: list[str], newline: str) -> Edit:
+    """``f(a, b)`` -> ``f(a, b, <text>)``; a call with one argument per line gets a new line."""
+    call = edit.node
+    assert isinstance(call, cst.Call)
+    call_range = positions[call]
+    if not call.args:  # before the closing parenthesis
+        at = Position(call_range.end.line, call_range.end.column)
+        return Edit(at, at, edit.text)
+    last = positions[call.args[-1]]
+    at = Position(last.end.line, last.end.column + 1)
+    prefix = lines[last.start.line - 1][: last.start.column]
+    if last.start.line > call_range.start.line and not prefix.strip():
+        return Edit(at, at, "," + newline + prefix + edit.text)
+    return Edit(at, at, ", " + edit.text)
 
 
 def _import_edits(imports: tuple[str, ...], module: cst.Module, positions: Any, lines: list[str], ctx: FileContext) -> list[Edit]:

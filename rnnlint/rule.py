@@ -84,7 +84,7 @@ class Valid:
 
 @dataclass(frozen=True)
 class NodeEdit:
-    kind: str  # "replace" | "insert_before" | "insert_after" | "delete_statement" | "remove_arg"
+    kind: str  # "replace" | "insert_before" | "insert_after" | "delete_statement" | "add_arg"
     node: cst.CSTNode
     text: str = ""
 
@@ -108,6 +108,15 @@ def insert_after(statement: cst.CSTNode, text: str) -> NodeEdit:
 def delete_statement(statement: cst.CSTNode) -> NodeEdit:
     """Remove the lines of a statement that stands on lines of its own."""
     return NodeEdit("delete_statement", statement)
+
+
+def add_arg(call: cst.Call, text: str) -> NodeEdit:
+    """Append an argument (``"gradient_clip_val=1.0"``) to a call, in the call's own layout.
+
+    Done on text, not by re-rendering the call, so that a call spread over
+    several lines inside an indented block keeps its indentation.
+    """
+    return NodeEdit("add_arg", call, text)
 
 
 def remove_arg(call: cst.Call, arg: cst.Arg) -> NodeEdit:
@@ -177,8 +186,9 @@ class Rule:
     default_enabled: ClassVar[bool] = True
     #: applicability of the rule's fix; None when the rule never fixes
     fix_applicability: ClassVar[Applicability | None] = None
-    #: the file must contain one of these strings for the rule to run (cheap prefilter)
-    triggers: ClassVar[tuple[str, ...]] = ()
+    #: cheap text prefilter: the rule runs on a file containing one of these
+    #: strings; an entry that is itself a tuple needs all of its strings
+    triggers: ClassVar[tuple] = ()
     options: ClassVar[dict[str, Option]] = {}
     VALID: ClassVar[list] = []
     INVALID: ClassVar[list] = []
@@ -219,6 +229,15 @@ class Rule:
 
     def finish(self) -> None:
         """Called after the walk; override for whole-file reasoning."""
+
+    @classmethod
+    def wants(cls, text: str) -> bool:
+        """Could this rule report anything in ``text``? (No parse needed.)"""
+        if not cls.triggers:
+            return True
+        return any(
+            (t in text) if isinstance(t, str) else all(part in text for part in t) for t in cls.triggers
+        )
 
     # -- documentation -----------------------------------------------------
 

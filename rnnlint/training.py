@@ -9,12 +9,17 @@ already-parsed tree.
 Statements are linearised per function (``Scope``): the body of a function in
 source order, descending into ``for``/``while``/``if``/``with``/``try`` but
 not into nested functions or classes. A training step is then a pattern in
-that sequence: backward ... step.
+that sequence: backward ... step. A call of a function that clips (defined
+anywhere in the file, or in another project file) becomes a ``clip`` event
+too; that is decided after the walk, so definition order does not matter.
+:func:`neighbours` and :func:`clip_placement` say where a clip stands
+relative to the backward and step around it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import libcst as cst
 
@@ -22,12 +27,14 @@ from rnnlint.index import CLIP_FUNCTIONS, OPTIMIZERS
 from rnnlint.names import dotted
 from rnnlint.rule import FileContext
 
+_RECURRENT_SHORT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
 CLIP_METHOD_NAMES = frozenset(
     {"clip_grad_norm_", "clip_grad_value_", "clip_grad_norm", "clip_gradients", "clip_grad_value"}
 )
 BACKWARD_METHODS = frozenset({"backward", "manual_backward"})
 SCALER_CLASSES = frozenset({"torch.amp.GradScaler", "torch.cuda.amp.GradScaler"})
 SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
+_CONTAINERS = frozenset({"torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"})
 
 
 @dataclass
@@ -51,7 +58,7 @@ class Event:
     call: cst.Call
     statement: cst.SimpleStatementLine
     target: str | None = None  # the optimizer a step/unscale/zero_grad is for
-    via: str | None = None  # "scaler" for scaler.step(opt), "accelerator" for accelerator.backward()
+    via: str | None = None  # "scaler": scaler.step(opt); "accelerator" / "fabric": accelerator.backward(loss)
     loop: cst.CSTNode | None = None  # innermost enclosing for/while, if any
 
 
@@ -71,13 +78,25 @@ class Facts:
     scalers: set[str]
     schedulers: set[str]
     models: dict[str, list[str]]  # variable -> dotted callees assigned to it
-    recurrent_names: set[str]  # callees in this file that build recurrent modules
+    callees: set[str]  # every dotted callee of the file
     clip_helpers: set[str]  # functions/methods of this file that clip gradients
     classes: dict[str, cst.ClassDef]
+    all_optimizers: list[Optimizer] = field(default_factory=list)  # every construction, in order
+
+    is_recurrent: Callable[[str], bool] = field(default=lambda name: False, repr=False)
+    _mentions: bool | None = field(default=None, repr=False)
 
     @property
     def mentions_recurrent(self) -> bool:
-        return bool(self.recurrent_names)
+        """Does the file build a recurrent module anywhere (directly or via the project)?
+
+        Computed on first use, cheapest names first: a name that resolves to
+        ``torch.nn.LSTM`` through the imports needs no project lookup.
+        """
+        if self._mentions is None:
+            ordered = sorted(self.callees, key=lambda c: not c.rsplit(".", 1)[-1] in _RECURRENT_SHORT)
+            self._mentions = any(self.is_recurrent(c) for c in ordered)
+        return self._mentions
 
 
 def facts(ctx: FileContext) -> Facts:
@@ -159,6 +178,84 @@ def optimizer_for(ctx: FileContext, name: str | None) -> Optimizer | None:
     return facts(ctx).optimizers.get(name)
 
 
+def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer | None:
+    """The optimizer ``name`` means inside ``scope``.
+
+    Several functions of a file may each build their own ``optimizer``: prefer
+    the one built in ``scope`` itself, then one of the same class
+    (``self.opt`` built in ``__init__``), then a module-level one, then any.
+    """
+    if not name:
+        return None
+    candidates = [o for o in facts(ctx).all_optimizers if o.name == name]
+    for wanted in (
+        lambda o: o.scope is scope,
+        lambda o: scope.cls is not None and o.scope is not None and o.scope.cls is scope.cls,
+        lambda o: o.scope is not None and isinstance(o.scope.node, cst.Module),
+    ):
+        for optimizer in reversed(candidates):
+            if wanted(optimizer):
+                return optimizer
+    return optimizer_for(ctx, name)
+
+
+def parameter_owners(expr: cst.BaseExpression) -> set[str]:
+    """Receivers of ``.parameters()`` / ``.named_parameters()`` calls in ``expr``."""
+    owners: set[str] = set()
+    for call in _calls_in(expr):
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value in ("parameters", "named_parameters"):
+            name = dotted(func.value)
+            if name:
+                owners.add(name)
+    return owners
+
+
+def clip_covers(ctx: FileContext, clip: Event, optimizer: Optimizer | None) -> bool:
+    """Does ``clip`` act on the parameters ``optimizer`` updates?
+
+    Only a clear mismatch says no (``clip_grad_norm_(encoder.parameters())``
+    before ``decoder_optimizer.step()``); anything unknown (a helper, a list
+    of tensors, ``opt.param_groups``) counts as covering.
+    """
+    if optimizer is None or optimizer.params is None or not clip.call.args:
+        return True
+    if ctx.qualname(clip.call.func) not in CLIP_FUNCTIONS:
+        return True  # accelerator.clip_grad_norm_, helpers: trust them
+    clipped = parameter_owners(clip.call.args[0].value)
+    owned = parameter_owners(optimizer.params)
+    if not clipped or not owned:
+        return True
+    return any(a == b or a.startswith(b + ".") or b.startswith(a + ".") for a in clipped for b in owned)
+
+
+def neighbours(scope: Scope, event: Event) -> tuple[Event | None, Event | None]:
+    """The nearest ``backward`` / ``step`` events before and after ``event`` in its loop."""
+    events = [e for e in scope.events if e.loop is event.loop and (e is event or e.kind in ("backward", "step"))]
+    at = next(i for i, e in enumerate(events) if e is event)
+    before = events[at - 1] if at > 0 else None
+    after = events[at + 1] if at + 1 < len(events) else None
+    return before, after
+
+
+def clip_placement(scope: Scope, clip: Event) -> str | None:
+    """Where a clip stands in the training step: None when right (after
+    ``backward()``, before ``step()``), "after-step" when it follows the
+    step (too late: the update already used unclipped gradients) and
+    "before-backward" when it precedes the backward (it clips the previous,
+    already zeroed or stale, gradients)."""
+    before, after = neighbours(scope, clip)
+    loop_events = [e for e in scope.events if e.loop is clip.loop]
+    at = loop_events.index(clip)
+    if before is not None and before.kind == "step" and (after is None or after.kind == "backward"):
+        if any(e.kind == "backward" for e in loop_events[:at]):
+            return "after-step"
+    if after is not None and after.kind == "backward" and before is None:
+        if any(e.kind == "step" for e in loop_events[at:]):
+            return "before-backward"
+    return None
+
+
 def is_clip_call(ctx: FileContext, call: cst.Call, scope: Scope | None = None) -> bool:
     qualname = ctx.qualname(call.func)
     if qualname in CLIP_FUNCTIONS:
@@ -189,20 +286,25 @@ class _Collector:
         self.callees: set[str] = set()
         self.clip_helpers: set[str] = set()
         self.classes: dict[str, cst.ClassDef] = {}
+        self.all_optimizers: list[Optimizer] = []
+        # calls that may be clipping helpers: (scope, position in its events, event, callee)
+        self.pending: list[tuple[Scope, int, Event, str]] = []
 
     def run(self) -> Facts:
         module = self.ctx.module
         self._scope(module, module.body, None)
-        recurrent = {c for c in self.callees if self.ctx.is_recurrent(c)}
+        self._resolve_helpers()
         return Facts(
             scopes=self.scopes,
             optimizers=self.optimizers,
             scalers=self.scalers,
             schedulers=self.schedulers,
             models=self.models,
-            recurrent_names=recurrent,
+            callees=self.callees,
+            is_recurrent=self.ctx.is_recurrent,
             clip_helpers=self.clip_helpers,
             classes=self.classes,
+            all_optimizers=self.all_optimizers,
         )
 
     # -- scopes ------------------------------------------------------------
@@ -290,12 +392,16 @@ class _Collector:
             params = _arg(call, 0, "params")
             lr = _arg(call, 1, "lr")
             self.optimizers[name] = Optimizer(name, qualname, OPTIMIZERS[qualname], call, params, lr, scope)
+            self.all_optimizers.append(self.optimizers[name])
         elif qualname in SCALER_CLASSES:
             self.scalers.add(name)
         elif qualname.startswith(SCHEDULER_PREFIX):
             self.schedulers.add(name)
         else:
             self.models.setdefault(name, []).append(callee)
+            if qualname in _CONTAINERS:  # nn.Sequential(nn.LSTM(...), ...): its parts count
+                parts = (dotted(c.func) for c in _calls_in(call) if c is not call)
+                self.models[name].extend(p for p in parts if p)
 
     def _calls(self, node, scope: Scope) -> None:
         if node is None:
@@ -315,12 +421,13 @@ class _Collector:
         if not isinstance(func, cst.Attribute):
             if self.ctx.qualname(func) in CLIP_FUNCTIONS:
                 scope.events.append(Event("clip", call, stmt, loop=loop))
+            elif name:
+                self._maybe_helper(name, call, stmt, scope, loop)
             return
         method = func.attr.value
         receiver = dotted(func.value)
         if method in BACKWARD_METHODS:
-            via = "accelerator" if call.args and method == "backward" else None
-            scope.events.append(Event("backward", call, stmt, via=via, loop=loop))
+            scope.events.append(Event("backward", call, stmt, via=self._backward_via(call), loop=loop))
         elif method == "step" and receiver is not None:
             if receiver in self.scalers or (call.args and "scaler" in receiver.lower()):
                 target = dotted(call.args[0].value) if call.args else None
@@ -334,8 +441,62 @@ class _Collector:
             scope.events.append(Event("zero_grad", call, stmt, target=receiver, loop=loop))
         elif self.ctx.qualname(func) in CLIP_FUNCTIONS or method in CLIP_METHOD_NAMES:
             scope.events.append(Event("clip", call, stmt, loop=loop))
-        elif name and (name in self.clip_helpers or (name.startswith("self.") and name[5:] in self.clip_helpers)):
-            scope.events.append(Event("clip", call, stmt, loop=loop))
+        elif name:
+            self._maybe_helper(name, call, stmt, scope, loop)
+
+    def _maybe_helper(self, name: str, call: cst.Call, stmt, scope: Scope, loop) -> None:
+        """Remember a call that may be a clipping helper; decided once the file is read."""
+        head = name.split(".")[0]
+        if (head == "self" and name.count(".") == 1) or "." not in name or head in self.ctx.imports.names:
+            self.pending.append((scope, len(scope.events), Event("clip", call, stmt, loop=loop), name))
+
+    def _backward_via(self, call: cst.Call) -> str | None:
+        """``accelerator.backward(loss)`` / ``fabric.backward(loss)``, not ``loss.backward(grad)``."""
+        func = call.func
+        if not isinstance(func, cst.Attribute) or func.attr.value != "backward" or not call.args:
+            return None
+        receiver = dotted(func.value) or ""
+        callees = [self.ctx.imports.resolve_dotted(c) for c in self.models.get(receiver, [])]
+        text = " ".join([receiver, *callees]).lower()
+        if "accelerat" in text:
+            return "accelerator"
+        if "fabric" in text:
+            return "fabric"
+        return None
+
+    def _resolve_helpers(self) -> None:
+        """Turn calls of functions that clip (defined in this file, in any order, or in
+        another project file) into ``clip`` events at their place in the sequence."""
+        resolved: set[int] = set()
+        changed = True
+        while changed:  # helpers calling helpers in this file
+            changed = False
+            for i, (scope, _, _, name) in enumerate(self.pending):
+                local = name[5:] if name.startswith("self.") else name
+                if i not in resolved and local in self.clip_helpers:
+                    resolved.add(i)
+                    if isinstance(scope.node, cst.FunctionDef) and scope.node.name.value not in self.clip_helpers:
+                        self.clip_helpers.add(scope.node.name.value)
+                        changed = True
+        training = {id(s) for s in self.scopes if any(e.kind in ("backward", "step") for e in s.events)}
+        for i, (scope, _, _, name) in enumerate(self.pending):
+            if i in resolved or id(scope) not in training or name.startswith("self."):
+                continue
+            if self._imported_helper(name):
+                resolved.add(i)
+        for i in sorted(resolved, key=lambda i: self.pending[i][1], reverse=True):
+            scope, position, event, _ = self.pending[i]
+            scope.events.insert(position, event)
+
+    def _imported_helper(self, name: str) -> bool:
+        """A project function (found through the index) whose body reaches a clip function."""
+        index, path = self.ctx.index, self.ctx.path
+        hit = index.lookup(path, name)
+        if hit is None or hit[0] == path.resolve():
+            return False  # not project code, or defined here (already decided above)
+        summary = index.summary(hit[0])
+        definition = summary.definitions.get(hit[1]) if summary else None
+        return definition is not None and definition.kind == "function" and index.reaches(path, name, CLIP_FUNCTIONS)
 
 
 def _looks_like_optimizer(receiver: str, optimizers: dict, schedulers: set) -> bool:

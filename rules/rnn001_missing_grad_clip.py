@@ -1,0 +1,710 @@
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from rnnlint.constants import number
+from rnnlint.diagnostics import Applicability
+from rnnlint.index import CLIP_FUNCTIONS
+from rnnlint.names import dotted
+from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
+from rnnlint.training import (
+    Event,
+    Optimizer,
+    Scope,
+    clip_covers,
+    clip_placement,
+    facts,
+    is_recurrent_expr,
+    keyword_arg,
+    optimizer_at,
+    recurrent_context,
+)
+
+_LIGHTNING_TRAINERS = frozenset({"lightning.pytorch.Trainer", "lightning.Trainer"})
+_HF_ARGUMENTS = frozenset({"transformers.TrainingArguments", "transformers.Seq2SeqTrainingArguments"})
+_HF_TRAINERS = frozenset({"transformers.Trainer", "transformers.Seq2SeqTrainer"})
+_MANUAL_OPTIMIZATION = re.compile(r"automatic_optimization\s*=\s*False")
+_WHY = "gradients of a recurrent network can explode through time (one large step turns the loss into NaN)"
+
+
+class MissingGradClip(Rule):
+    """Recurrent training without gradient clipping.
+
+    **What it catches.** A training step of a model that contains an RNN,
+    LSTM or GRU where ``backward()`` is followed by ``optimizer.step()`` (or
+    ``scaler.step(optimizer)``) with no gradient clipping in between, in
+    plain scripts, functions, methods, nested loops, Lightning manual
+    optimization and Accelerate loops. Also a Lightning ``Trainer`` without
+    ``gradient_clip_val`` that fits a recurrent LightningModule, and Hugging
+    Face ``TrainingArguments(max_grad_norm=0)`` (or ``None``) for a recurrent
+    model. Clipping counts in every form: ``clip_grad_norm_`` /
+    ``clip_grad_value_`` under any import or alias (and the deprecated
+    ``clip_grad_norm``), ``accelerator.clip_grad_norm_``,
+    ``fabric.clip_gradients``, a function of the project that clips (in the
+    same file or imported from another one), Lightning's
+    ``gradient_clip_val``, and Hugging Face's ``Trainer`` (it clips at 1.0 by
+    default). With two optimizers, each step needs a clip of its own
+    parameters. CNN, MLP and transformer training is not reported.
+
+    **Why it matters.** A recurrent network multiplies the gradient by the
+    same recurrent weights at every time step, so on long sequences its norm
+    can grow exponentially. One exploding batch is enough for an update that
+    throws the weights far away; the loss jumps and then turns NaN. Clipping
+    the global gradient norm before the update is the standard remedy.
+
+    **Example.**
+
+        loss.backward()
+        optimizer.step()          # RNN001
+
+    becomes
+
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+
+    Under AMP ``scaler.unscale_(optimizer)`` is inserted first, so that the
+    clip sees real gradients; with Accelerate the clip is
+    ``accelerator.clip_grad_norm_``; for Lightning ``gradient_clip_val=1.0``
+    is added to the ``Trainer``.
+
+    **Fix safety.** Safe: clipping at a norm of 1.0 is the universally
+    recommended remedy and leaves ordinary updates unchanged. The clipped
+    parameters are the optimizer's own: its ``X.parameters()`` expression
+    when that can be evaluated at the step, otherwise its ``param_groups``.
+    ``import torch`` is added when needed.
+
+    **Options.** ``max-norm`` (default 1.0): the norm the fix writes.
+    """
+
+    code = "RNN001"
+    name = "missing-grad-clip"
+    fix_applicability = Applicability.SAFE
+    triggers = ("step(", "Trainer", "TrainingArguments")
+    options = {"max-norm": Option(1.0, "max_norm written by the fix")}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainers: list[tuple[str | None, cst.Call]] = []  # (assigned name, Trainer call)
+        self._fits: list[cst.Call] = []
+        self._hf_arguments: list[cst.Call] = []
+        self._hf_trainers: list[cst.Call] = []
+
+    # -- collection --------------------------------------------------------
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if isinstance(node.value, cst.Call) and self._kind(node.value) == "lightning":
+            for target in node.targets:
+                self._trainers.append((dotted(target.target), node.value))
+
+    def visit_Call(self, node: cst.Call) -> None:
+        kind = self._kind(node)
+        if kind == "lightning" and not any(node is call for _, call in self._trainers):
+            self._trainers.append((None, node))
+        elif kind == "hf-arguments":
+            self._hf_arguments.append(node)
+        elif kind == "hf-trainer":
+            self._hf_trainers.append(node)
+        elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "fit":
+            self._fits.append(node)
+
+    def _kind(self, call: cst.Call) -> str | None:
+        func = call.func
+        last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
+        if last not in ("Trainer", "TrainingArguments", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"):
+            return None
+        qualname = self.ctx.qualname(func)
+        if qualname in _LIGHTNING_TRAINERS:
+            return "lightning"
+        if qualname in _HF_ARGUMENTS:
+            return "hf-arguments"
+        if qualname in _HF_TRAINERS:
+            return "hf-trainer"
+        return None
+
+    def finish(self) -> None:
+        f = facts(self.ctx)
+        for scope in f.scopes:
+            for event in scope.events:
+                if event.kind == "step":
+                    self._check_step(scope, event)
+        for name, call in self._trainers:
+            self._check_lightning(name, call)
+        for call in self._hf_arguments:
+            self._check_hf(call)
+
+    # -- hand-written loops ----------------------------------------------
+
+    def _check_step(self, scope: Scope, step: Event) -> None:
+        events = scope.events
+        at = events.index(step)
+        backward = next((e for e in reversed(events[:at]) if e.kind == "backward"), None)
+        if backward is None:
+            return  # a step without a backward here (closure, helper): nothing to pair
+        start = events.index(backward)
+        optimizer = optimizer_at(self.ctx, scope, step.target)
+        if any(e.kind == "clip" and clip_covers(self.ctx, e, optimizer) for e in events[start:at]):
+            return
+        if any(e.kind == "clip" and e.loop is step.loop and clip_placement(scope, e) for e in events):
+            return  # a clip in the wrong place: RNN002 moves it
+        if not recurrent_context(self.ctx, scope, optimizer):
+            return
+        shown = self.ctx.code(step.call.func.value) if isinstance(step.call.func, cst.Attribute) else "optimizer"
+        target = step.target or shown
+        step_text = f"{shown}.step({step.target})" if step.via == "scaler" else f"{target}.step()"
+        fix_lines = self._fix_lines(scope, step, backward, optimizer)
+        self.report(
+            step.call,
+            f"{step_text} updates the recurrent model without gradient clipping after backward(): "
+            f"{_WHY}; clip the gradients of `{target}`'s parameters before step()",
+            fix=f"Insert clip_grad_norm_(..., max_norm={self.opts['max-norm']!r}) before step()",
+            edits=[insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else [],
+            imports=self._imports() if fix_lines and backward.via is None else (),
+        )
+
+    def _fix_lines(self, scope: Scope, step: Event, backward: Event, optimizer: Optimizer | None) -> list[str]:
+        if not step.target or len(step.statement.body) != 1:
+            return []
+        max_norm = f"max_norm={self.opts['max-norm']!r}"
+        params = self._params(scope, optimizer, step.target)
+        if backward.via == "accelerator":
+            accelerator = dotted(backward.call.func.value)  # type: ignore[attr-defined]
+            return [f"{accelerator}.clip_grad_norm_({params}, {max_norm})"]
+        if backward.via == "fabric":
+            return []  # fabric.clip_gradients needs the module: shown, not guessed
+        lines = []
+        if step.via == "scaler":
+            events = scope.events
+            window = events[events.index(backward): events.index(step)]
+            if not any(e.kind == "unscale" and e.target == step.target for e in window):
+                scaler = self.ctx.code(step.call.func.value)  # type: ignore[attr-defined]
+                lines.append(f"{scaler}.unscale_({step.target})")
+        lines.append(f"torch.nn.utils.clip_grad_norm_({params}, {max_norm})")
+        return lines
+
+    def _params(self, scope: Scope, optimizer: Optimizer | None, target: str) -> str:
+        """The optimizer's parameters as an expression valid at the step."""
+        if optimizer is not None and _visible(self.ctx, scope, optimizer):
+            return self.ctx.code(optimizer.params)  # type: ignore[arg-type]
+        return f'[p for group in {target}.param_groups for p in group["params"]]'
+
+    def _imports(self) -> tuple[str, ...]:
+        return () if self.ctx.imports.names.get("torch") == "torch" else ("import torch",)
+
+    # -- Lightning ---------------------------------------------------------
+
+    def _check_lightning(self, name: str | None, call: cst.Call) -> None:
+        if any(arg.star == "**" for arg in call.args) or _MANUAL_OPTIMIZATION.search(self.ctx.text):
+            return
+        clip = keyword_arg(call, "gradient_clip_val")
+        if clip is not None and not _is_zero_or_none(self.ctx, clip.value):
+            return
+        models = [_fit_model(fit) for fit in self._fits if _fits_with(fit, name, call)]
+        models = [m for m in models if m is not None]
+        if any(self._clips_itself(m) for m in models) or not self._recurrent(models):
+            return
+        max_norm = repr(self.opts["max-norm"])
+        edit = replace(clip.value, max_norm) if clip is not None else add_arg(call, f"gradient_clip_val={max_norm}")
+        self.report(
+            call,
+            f"Lightning Trainer fits a recurrent model without gradient clipping: {_WHY}; "
+            f"set gradient_clip_val (e.g. {max_norm})",
+            fix=f"Set gradient_clip_val={max_norm}",
+            edits=[edit],
+        )
+
+    def _clips_itself(self, model: cst.BaseExpression) -> bool:
+        """A LightningModule that clips in its own hooks (``configure_gradient_clipping``...)."""
+        return any(self.ctx.index.reaches(self.ctx.path, c, CLIP_FUNCTIONS) for c in self._classes(model))
+
+    def _classes(self, model: cst.BaseExpression) -> list[str]:
+        """What built ``model``: ``LitTagger()`` -> LitTagger; ``model`` -> its assignments."""
+        if isinstance(model, cst.Call):
+            name = dotted(model.func)
+            return [name] if name else []
+        return facts(self.ctx).models.get(dotted(model) or "", [])
+
+    def _recurrent(self, models: list[cst.BaseExpression]) -> bool:
+        """Is one of the models a framework trains recurrent? Unknown models: does the file
+        build a recurrent module at all?"""
+        verdicts = []
+        for model in models:
+            classes = self._classes(model)
+            if classes:
+                verdicts.append(any(self.ctx.is_recurrent(c) for c in classes))
+            else:
+                verdicts.append(is_recurrent_expr(self.ctx, model, None))
+        known = [v for v in verdicts if v is not None]
+        if known:
+            return any(known)
+        return facts(self.ctx).mentions_recurrent
+
+    # -- Hugging Face ------------------------------------------------------
+
+    def _check_hf(self, call: cst.Call) -> None:
+        arg = keyword_arg(call, "max_grad_norm")
+        if arg is None or not _is_zero_or_none(self.ctx, arg.value):
+            return  # the Trainer clips at 1.0 by default
+        models = [keyword_arg(t, "model") for t in self._hf_trainers]
+        if not self._recurrent([m.value for m in models if m is not None]):
+            return
+        max_norm = repr(self.opts["max-norm"])
+        self.report(
+            arg.value,
+            f"max_grad_norm={self.ctx.code(arg.value)} turns off the Trainer's gradient clipping for a "
+            f"recurrent model: {_WHY}; keep max_grad_norm={max_norm}",
+            fix=f"Set max_grad_norm={max_norm}",
+            edits=[replace(arg.value, max_norm)],
+        )
+
+
+def _visible(ctx, scope: Scope, optimizer: Optimizer) -> bool:
+    """Can the optimizer's ``X.parameters()`` be evaluated again at the step in ``scope``?"""
+    params = optimizer.params
+    if not (isinstance(params, cst.Call) and isinstance(params.func, cst.Attribute)):
+        return False
+    if params.func.attr.value != "parameters" or params.args:
+        return False
+    owner = dotted(params.func.value)
+    if owner is None:
+        return False
+    head = owner.split(".")[0]
+    if head == "self":
+        return scope.cls is not None and optimizer.scope is not None and optimizer.scope.cls is scope.cls
+    module_scope = facts(ctx).scopes[0]
+    return head in scope.assigned or head in scope.params or head in module_scope.assigned
+
+
+def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:
+    if isinstance(value, cst.Name) and value.value == "None":
+        return True
+    found = number(ctx, value, None)
+    return found is not None and found.value == 0
+
+
+def _fits_with(fit: cst.Call, name: str | None, trainer: cst.Call) -> bool:
+    receiver = fit.func.value  # type: ignore[attr-defined]
+    return receiver is trainer or (name is not None and dotted(receiver) == name)
+
+
+def _fit_model(fit: cst.Call) -> cst.BaseExpression | None:
+    model = keyword_arg(fit, "model")
+    if model is not None:
+        return model.value
+    positional = [a for a in fit.args if a.keyword is None and not a.star]
+    return positional[0].value if positional else None
+
+
+# -- examples ------------------------------------------------------------------
+
+_MODEL = """
+    import torch
+    import torch.nn as nn
+
+    class Tagger(nn.Module):
+        def __init__(self, vocab=100, hidden=64):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, 32)
+            self.lstm = nn.LSTM(32, hidden, batch_first=True)
+            self.out = nn.Linear(hidden, 10)
+
+        def forward(self, x):
+            h, _ = self.lstm(self.embed(x))
+            return self.out(h[:, -1])
+    """
+
+_LOOP = _MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+{clip}        optimizer.step()
+    """
+
+_SEQ2SEQ_FILES = {
+    "models/__init__.py": "",
+    "models/seq2seq.py": """
+        from torch import nn
+
+        class Encoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.GRU(32, 64, batch_first=True)
+
+        class Decoder(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.GRU(32, 64, batch_first=True)
+                self.out = nn.Linear(64, 100)
+        """,
+    "utils.py": """
+        import torch
+
+        def clip_gradients(model, max_norm=1.0):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        """,
+}
+
+_LIGHTNING_MODULE = """
+    import torch
+    from torch import nn
+    import lightning as L
+
+    class LitTagger(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(16, 32, batch_first=True)
+            self.head = nn.Linear(32, 2)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            out, _ = self.rnn(x)
+            return nn.functional.cross_entropy(self.head(out[:, -1]), y)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=1e-3)
+    """
+
+_LIGHTNING_PYTORCH = _LIGHTNING_MODULE.replace(
+    "import lightning as L", "import lightning.pytorch as L\n    from lightning.pytorch import Trainer"
+)
+
+MissingGradClip.VALID = [
+    # clipped between backward and step
+    _LOOP.format(clip="        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"),
+    # value clipping, through an alias import
+    _LOOP.replace("import torch.nn as nn\n", "import torch.nn as nn\n    from torch.nn.utils import clip_grad_value_ as clipv\n").format(
+        clip="        clipv(model.parameters(), 0.5)\n"
+    ),
+    # the deprecated spelling, through `import torch.nn as tnn`
+    _LOOP.replace("import torch.nn as nn\n", "import torch.nn as nn\n    import torch.nn as tnn\n").format(
+        clip="        tnn.utils.clip_grad_norm(model.parameters(), 1.0)\n"
+    ),
+    # a CNN does not need it
+    """
+    import torch
+    from torch import nn, optim
+
+    net = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    for images, labels in loader:
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(images), labels).backward()
+        opt.step()
+    """,
+    # nor does a transformer
+    """
+    import torch
+    from torch import nn
+
+    layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, batch_first=True)
+    model = nn.TransformerEncoder(layer, num_layers=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+
+    def train(loader):
+        for x, y in loader:
+            loss = (model(x) - y).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    """,
+    # a helper of the project that clips, imported from another file
+    Valid("""
+    import torch
+    from models.seq2seq import Encoder
+    from utils import clip_gradients
+
+    model = Encoder()
+    optimizer = torch.optim.Adam(model.parameters())
+    for x in loader:
+        model(x)[0].sum().backward()
+        clip_gradients(model)
+        optimizer.step()
+        optimizer.zero_grad()
+    """, files=_SEQ2SEQ_FILES),
+    # a helper defined later in the same file
+    _MODEL + """
+    def train(model, loader, optimizer):
+        for x, y in loader:
+            nn.functional.cross_entropy(model(x), y).backward()
+            clip(model)
+            optimizer.step()
+
+    def clip(model):
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    """,
+    # AMP, done right
+    _MODEL + """
+    model = Tagger().cuda()
+    optimizer = torch.optim.Adam(model.parameters())
+    scaler = torch.amp.GradScaler("cuda")
+    for x, y in loader:
+        with torch.autocast("cuda"):
+            loss = nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    """,
+    # Accelerate
+    _MODEL + """
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters())
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    for x, y in loader:
+        loss = nn.functional.cross_entropy(model(x), y)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    """,
+    # Lightning with clipping configured
+    _LIGHTNING_MODULE + """
+    trainer = L.Trainer(max_epochs=5, gradient_clip_val=0.5)
+    trainer.fit(LitTagger(), loader)
+    """,
+    # Lightning fitting a non-recurrent module, in a file that also has an LSTM elsewhere
+    _LIGHTNING_MODULE + """
+    class LitMLP(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+
+    mlp = LitMLP()
+    L.Trainer(max_epochs=5).fit(mlp, loader)
+    """,
+    # Hugging Face Trainer clips by default
+    _MODEL + """
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir="out", learning_rate=1e-3)
+    Trainer(model=Tagger(), args=args, train_dataset=data).train()
+    """,
+    # suppressed on the reported line
+    _LOOP.replace("    optimizer.step()", "    optimizer.step()  # noqa: RNN001").format(clip=""),
+]
+
+MissingGradClip.INVALID = [
+    # the plain loop
+    Invalid(_LOOP.format(clip=""), line=22, fixed=_LOOP.format(
+        clip="        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n")),
+    # the max-norm option changes the value written
+    Invalid(_LOOP.format(clip=""), options={"max-norm": 0.5}, fixed=_LOOP.format(
+        clip="        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)\n")),
+    # inside a function, `torch` not imported (only `import torch.nn as tnn`): it is added
+    Invalid("""
+    import torch.nn as tnn
+    from torch import optim
+
+    def train(loader, epochs=10):
+        model = tnn.GRU(8, 16)
+        opt = optim.RMSprop(model.parameters(), lr=1e-3)
+        for epoch in range(epochs):
+            for x, y in loader:
+                opt.zero_grad()
+                out, _ = model(x)
+                tnn.functional.mse_loss(out, y).backward()
+                opt.step()
+    """, line=12, fixed="""\
+import torch.nn as tnn
+from torch import optim
+import torch
+
+def train(loader, epochs=10):
+    model = tnn.GRU(8, 16)
+    opt = optim.RMSprop(model.parameters(), lr=1e-3)
+    for epoch in range(epochs):
+        for x, y in loader:
+            opt.zero_grad()
+            out, _ = model(x)
+            tnn.functional.mse_loss(out, y).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            opt.step()
+"""),
+    # a method of a trainer class; the optimizer is built in __init__
+    Invalid(_MODEL + """
+    class Trainer:
+        def __init__(self):
+            self.model = Tagger()
+            self.optimizer = torch.optim.Adam(self.model.parameters())
+
+        def train_epoch(self, loader):
+            for x, y in loader:
+                self.optimizer.zero_grad()
+                nn.functional.cross_entropy(self.model(x), y).backward()
+                self.optimizer.step()
+    """, fixed=_MODEL + """
+    class Trainer:
+        def __init__(self):
+            self.model = Tagger()
+            self.optimizer = torch.optim.Adam(self.model.parameters())
+
+        def train_epoch(self, loader):
+            for x, y in loader:
+                self.optimizer.zero_grad()
+                nn.functional.cross_entropy(self.model(x), y).backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=1.0)
+                self.optimizer.step()
+    """),
+    # the optimizer comes from the caller: its param_groups are clipped
+    Invalid(_MODEL + """
+    def train_step(model, optimizer, x, y):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    """, fixed=_MODEL + """
+    def train_step(model, optimizer, x, y):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], max_norm=1.0)
+        optimizer.step()
+        return loss.item()
+    """),
+    # AMP: unscale first
+    Invalid(_MODEL + """
+    model = Tagger().cuda()
+    optimizer = torch.optim.Adam(model.parameters())
+    scaler = torch.cuda.amp.GradScaler()
+    for x, y in loader:
+        optimizer.zero_grad()
+        with torch.autocast("cuda"):
+            loss = nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    """, fixed=_MODEL + """
+    model = Tagger().cuda()
+    optimizer = torch.optim.Adam(model.parameters())
+    scaler = torch.cuda.amp.GradScaler()
+    for x, y in loader:
+        optimizer.zero_grad()
+        with torch.autocast("cuda"):
+            loss = nn.functional.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    """),
+    # seq2seq from another file, two optimizers, only the encoder clipped
+    Invalid("""
+    import torch
+    from models.seq2seq import Encoder, Decoder
+
+    encoder = Encoder()
+    decoder = Decoder()
+    enc_opt = torch.optim.Adam(encoder.parameters())
+    dec_opt = torch.optim.Adam(decoder.parameters())
+    for src, tgt in loader:
+        loss = decoder(encoder(src)).sum()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+        enc_opt.step()
+        dec_opt.step()
+    """, line=13, files=_SEQ2SEQ_FILES, fixed="""\
+import torch
+from models.seq2seq import Encoder, Decoder
+
+encoder = Encoder()
+decoder = Decoder()
+enc_opt = torch.optim.Adam(encoder.parameters())
+dec_opt = torch.optim.Adam(decoder.parameters())
+for src, tgt in loader:
+    loss = decoder(encoder(src)).sum()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+    enc_opt.step()
+    torch.nn.utils.clip_grad_norm_(decoder.parameters(), max_norm=1.0)
+    dec_opt.step()
+"""),
+    # Accelerate: the accelerator clips (it unscales under mixed precision)
+    Invalid(_MODEL + """
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision="fp16")
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters())
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    for x, y in loader:
+        accelerator.backward(nn.functional.cross_entropy(model(x), y))
+        optimizer.step()
+        optimizer.zero_grad()
+    """, fixed=_MODEL + """
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision="fp16")
+    model = Tagger()
+    optimizer = torch.optim.Adam(model.parameters())
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    for x, y in loader:
+        accelerator.backward(nn.functional.cross_entropy(model(x), y))
+        accelerator.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    """),
+    # Lightning 2 (`import lightning as L`)
+    Invalid(_LIGHTNING_MODULE + """
+    model = LitTagger()
+    trainer = L.Trainer(max_epochs=5, accelerator="auto")
+    trainer.fit(model, loader)
+    """, line=20, fixed=_LIGHTNING_MODULE + """
+    model = LitTagger()
+    trainer = L.Trainer(max_epochs=5, accelerator="auto", gradient_clip_val=1.0)
+    trainer.fit(model, loader)
+    """),
+    # pytorch_lightning, multi-line Trainer call, module in another file
+    Invalid("""
+    import pytorch_lightning as pl
+    from lit import LitTagger
+
+    def main():
+        trainer = pl.Trainer(
+            max_epochs=5,
+            devices=1,
+        )
+        trainer.fit(LitTagger(), train_dataloaders=loader)
+    """, files={"lit.py": _LIGHTNING_MODULE.replace("import lightning as L", "import pytorch_lightning as L")},
+        fixed="""\
+import pytorch_lightning as pl
+from lit import LitTagger
+
+def main():
+    trainer = pl.Trainer(
+        max_epochs=5,
+        devices=1,
+        gradient_clip_val=1.0,
+    )
+    trainer.fit(LitTagger(), train_dataloaders=loader)
+"""),
+    # lightning.pytorch, clipping switched off explicitly
+    Invalid(_LIGHTNING_PYTORCH + """
+    Trainer(gradient_clip_val=None).fit(LitTagger())
+    """, fixed=_LIGHTNING_PYTORCH + """
+    Trainer(gradient_clip_val=1.0).fit(LitTagger())
+    """),
+    # Hugging Face Trainer with clipping turned off
+    Invalid(_MODEL + """
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir="out", max_grad_norm=0)
+    Trainer(model=Tagger(), args=args, train_dataset=data).train()
+    """, fixed=_MODEL + """
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir="out", max_grad_norm=1.0)
+    Trainer(model=Tagger(), args=args, train_dataset=data).train()
+    """),
+]

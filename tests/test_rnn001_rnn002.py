@@ -1,0 +1,273 @@
+"""RNN001 missing-grad-clip and RNN002 misplaced-grad-clip beyond single snippets:
+several files, both rules together, options, and fixed code that really runs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from rnnlint.rule import dedent
+from tests import helpers
+
+BOTH = ["RNN001", "RNN002"]
+
+MODEL = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(4, 8, batch_first=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+"""
+
+
+def codes(found):
+    return [(d.code, d.line) for d in found]
+
+
+def test_model_imported_by_relative_import_is_recurrent(tmp_path):
+    files = {"pkg/__init__.py": "", "pkg/model.py": MODEL}
+    train = dedent("""
+        import torch
+        from .model import Net
+
+        def main(loader):
+            model = Net()
+            optimizer = torch.optim.Adam(model.parameters())
+            for x, y in loader:
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                optimizer.step()
+    """)
+    helpers.write_project(tmp_path, "", files)
+    path = tmp_path / "pkg" / "train.py"
+    path.write_text(train, "utf-8")
+    found = helpers.session(tmp_path, select=BOTH).check(path).diagnostics
+    assert codes(found) == [("RNN001", 9)]
+    assert "optimizer" in found[0].message and "explode" in found[0].message
+
+
+def test_relative_import_of_a_cnn_stays_quiet(tmp_path):
+    cnn = "from torch import nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv1d(4, 8, 3)\n"
+    helpers.write_project(tmp_path, "", {"pkg/__init__.py": "", "pkg/model.py": cnn})
+    path = tmp_path / "pkg" / "train.py"
+    path.write_text(
+        "import torch\nfrom .model import Net\nmodel = Net()\nopt = torch.optim.Adam(model.parameters())\n"
+        "for x in loader:\n    model(x).sum().backward()\n    opt.step()\n",
+        "utf-8",
+    )
+    assert helpers.session(tmp_path, select=BOTH).check(path).diagnostics == []
+
+
+def test_clipping_helper_imported_by_relative_import_counts(tmp_path):
+    helper = "import torch.nn as tnn\n\ndef clip_all(model):\n    tnn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
+    helpers.write_project(tmp_path, "", {"pkg/__init__.py": "", "pkg/model.py": MODEL, "pkg/util.py": helper})
+    path = tmp_path / "pkg" / "train.py"
+    path.write_text(
+        "import torch\nfrom .model import Net\nfrom .util import clip_all\n"
+        "model = Net()\nopt = torch.optim.Adam(model.parameters())\n"
+        "for x in loader:\n    model(x).sum().backward()\n    clip_all(model)\n    opt.step()\n",
+        "utf-8",
+    )
+    assert helpers.session(tmp_path, select=BOTH).check(path).diagnostics == []
+
+
+def test_max_norm_option_changes_the_inserted_value(tmp_path):
+    source = MODEL + "\nmodel = Net()\nopt = torch.optim.Adam(model.parameters())\nfor x in loader:\n    model(x).sum().backward()\n    opt.step()\n"
+    default, _ = helpers.fix(tmp_path, source, select=BOTH)
+    custom, _ = helpers.fix(tmp_path, source, select=BOTH, options={"missing-grad-clip": {"max-norm": 0.25}})
+    assert "clip_grad_norm_(model.parameters(), max_norm=1.0)" in default
+    assert "clip_grad_norm_(model.parameters(), max_norm=0.25)" in custom
+
+
+def test_max_norm_option_must_be_a_number(tmp_path):
+    with pytest.raises(Exception, match="max-norm"):
+        helpers.session(tmp_path, select=BOTH, options={"missing-grad-clip": {"max-norm": "big"}})
+
+
+def test_misplaced_clip_is_moved_not_duplicated(tmp_path):
+    """With a clip after step(), RNN001 stays quiet and RNN002's move leaves exactly one clip."""
+    source = MODEL + textwrap.dedent("""
+        model = Net()
+        opt = torch.optim.Adam(model.parameters())
+        for x in loader:
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    """)
+    found = helpers.check(tmp_path, source, select=BOTH)
+    assert [d.code for d in found] == ["RNN002"]
+    fixed, remaining = helpers.fix(tmp_path, source, select=BOTH)
+    assert fixed.count("clip_grad_norm_") == 1
+    assert fixed.index("clip_grad_norm_") < fixed.index("opt.step()")
+    assert remaining == []
+    again, _ = helpers.fix(tmp_path, fixed, select=BOTH)
+    assert again == fixed
+
+
+def test_two_loops_fixed_once_and_idempotent(tmp_path):
+    """A pre-training loop without clip and a fine-tuning loop with clip after step."""
+    source = MODEL + textwrap.dedent("""
+        def pretrain(model, loader):
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for x in loader:
+                model(x).sum().backward()
+                opt.step()
+
+        def finetune(model, loader):
+            opt = torch.optim.Adam(model.parameters())
+            for x in loader:
+                model(x).sum().backward()
+                opt.step()
+                torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
+    """)
+    assert sorted(d.code for d in helpers.check(tmp_path, source, select=BOTH)) == BOTH
+    fixed, remaining = helpers.fix(tmp_path, source, select=BOTH)
+    assert remaining == []
+    assert fixed.count("clip_grad_norm_(model.parameters(), max_norm=1.0)") == 1
+    assert fixed.count("clip_grad_value_") == 1
+    again, _ = helpers.fix(tmp_path, fixed, select=BOTH)
+    assert again == fixed
+
+
+def test_lbfgs_closure_and_retain_graph(tmp_path):
+    """A step whose backward lives in a closure is not paired; backward(retain_graph=True)
+    is not mistaken for accelerator.backward(loss)."""
+    source = MODEL + textwrap.dedent("""
+        model = Net()
+        lbfgs = torch.optim.LBFGS(model.parameters())
+        adam = torch.optim.Adam(model.parameters())
+        for x in loader:
+            def closure():
+                lbfgs.zero_grad()
+                loss = model(x).sum()
+                loss.backward()
+                return loss
+            lbfgs.step(closure)
+            loss = model(x).sum()
+            loss.backward(retain_graph=True)
+            adam.step()
+    """)
+    found = helpers.check(tmp_path, source, select=BOTH)
+    assert [d.message.split(" ")[0] for d in found] == ["adam.step()"]
+    fixed, _ = helpers.fix(tmp_path, source, select=BOTH)
+    assert "    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n    adam.step()" in fixed
+
+
+def test_lightning_manual_optimization(tmp_path):
+    """gradient_clip_val is refused by Lightning under manual optimization: the Trainer is
+    left alone and the hand-written step in training_step is reported instead."""
+    source = dedent("""
+        import torch
+        from torch import nn
+        import lightning as L
+
+        class Lit(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.automatic_optimization = False
+                self.rnn = nn.LSTM(4, 8)
+
+            def training_step(self, batch, batch_idx):
+                opt = self.optimizers()
+                loss = self.rnn(batch)[0].sum()
+                opt.zero_grad()
+                self.manual_backward(loss)
+                opt.step()
+
+        L.Trainer(max_epochs=1).fit(Lit())
+    """)
+    found = helpers.check(tmp_path, source, select=BOTH)
+    assert codes(found) == [("RNN001", 16)]
+    fixed, _ = helpers.fix(tmp_path, source, select=BOTH)
+    assert 'clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], max_norm=1.0)' in fixed
+
+
+def test_lightning_trainer_with_unknown_kwargs_is_quiet(tmp_path):
+    source = MODEL + "\nimport lightning as L\ncfg = {'max_epochs': 1}\nL.Trainer(**cfg).fit(Net())\n"
+    assert helpers.check(tmp_path, source, select=BOTH) == []
+
+
+def test_fixed_code_clips_the_real_gradients(tmp_path):
+    """The inserted line is valid, runnable PyTorch that bounds the gradient norm at step()."""
+    torch = pytest.importorskip("torch")
+    source = MODEL + textwrap.dedent("""
+        def train_step(model, optimizer, x, y):
+            optimizer.zero_grad()
+            loss = ((model(x) - y) * 1e4).pow(2).mean()
+            loss.backward()
+            optimizer.step()
+    """)
+    fixed, _ = helpers.fix(tmp_path, source, select=BOTH, options={"missing-grad-clip": {"max-norm": 0.5}})
+    assert "param_groups" in fixed
+    namespace: dict = {}
+    exec(compile(fixed, "train.py", "exec"), namespace)
+    torch.manual_seed(0)
+    model = namespace["Net"]()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    norms = []
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: norms.append(
+            torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+        )
+    )
+    namespace["train_step"](model, optimizer, torch.randn(2, 5, 4), torch.zeros(2, 1))
+    assert norms and norms[0] <= 0.5 + 1e-4
+
+
+def test_clip_sharing_a_block_with_other_code_is_reported_without_fix(tmp_path):
+    source = MODEL + textwrap.dedent("""
+        model = Net()
+        opt = torch.optim.Adam(model.parameters())
+        for x in loader:
+            model(x).sum().backward()
+            opt.step()
+            if log_norms:
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                print(norm)
+    """)
+    found = helpers.check(tmp_path, source, select=BOTH)
+    assert [d.code for d in found] == ["RNN002"]
+    assert found[0].fix is None  # moving the clip out of the `if` would change what runs
+    fixed, _ = helpers.fix(tmp_path, source, select=BOTH)
+    assert fixed == source
+
+
+def test_clip_before_backward_moves_into_the_accumulation_branch(tmp_path):
+    source = MODEL + textwrap.dedent("""
+        model = Net()
+        opt = torch.optim.Adam(model.parameters())
+        for i, x in enumerate(loader):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            model(x).sum().backward()
+            if i % 4 == 3:
+                opt.step()
+                opt.zero_grad()
+    """)
+    fixed, remaining = helpers.fix(tmp_path, source, select=BOTH)
+    assert remaining == []
+    assert fixed.endswith(textwrap.dedent("""
+        for i, x in enumerate(loader):
+            model(x).sum().backward()
+            if i % 4 == 3:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad()
+    """))
+
+
+def test_lightning_trainer_without_arguments_gets_the_keyword(tmp_path):
+    source = MODEL.replace("nn.Module", "L.LightningModule") + "\nimport lightning as L\nL.Trainer().fit(Net(), loader)\n"
+    source = "import lightning as L\n" + source
+    found = helpers.check(tmp_path, source, select=BOTH)
+    assert [d.code for d in found] == ["RNN001"]
+    fixed, _ = helpers.fix(tmp_path, source, select=BOTH, options={"missing-grad-clip": {"max-norm": 5.0}})
+    assert fixed.endswith("L.Trainer(gradient_clip_val=5.0).fit(Net(), loader)\n")
