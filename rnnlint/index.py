@@ -208,6 +208,7 @@ class ProjectIndex:
         self._summaries: dict[Path, FileSummary | None] = {}
         self._memo: dict[tuple, bool] = {}
         self._modules: dict[tuple[Path, str], Path | None] = {}
+        self._parsed: dict[Path, tuple[cst.Module, ImportMap]] = {}
 
     # -- summaries ---------------------------------------------------------
 
@@ -215,11 +216,27 @@ class ProjectIndex:
         """Register a file the runner has already parsed (no second parse)."""
         path = path.resolve()
         if path not in self._summaries:
-            self._summaries[path] = summarise(module, imports)
+            # Summarised only if a rule asks about a name defined here.
+            self._parsed[path] = (module, imports)
+
+    def release(self, path: Path) -> None:
+        """Forget what was learnt from a parsed file once its analysis is done.
+
+        Keeps memory flat over large runs and keeps the next analysis of the same
+        file (a later fix round, with new text) from seeing stale facts.
+        """
+        path = path.resolve()
+        self._parsed.pop(path, None)
+        self._summaries.pop(path, None)
+        self._memo = {key: value for key, value in self._memo.items() if key[1][0] != path}
 
     def summary(self, path: Path) -> FileSummary | None:
         path = path.resolve()
         if path in self._summaries:
+            return self._summaries[path]
+        if path in self._parsed:
+            module, imports = self._parsed.pop(path)
+            self._summaries[path] = summarise(module, imports)
             return self._summaries[path]
         self._summaries[path] = None  # guard against cycles while loading
         result = self._load(path)

@@ -75,7 +75,9 @@ class ImportMap:
         self.names: dict[str, str] = {}
         self.star_modules: list[str] = []
         if module is not None:
-            module.visit(_ImportCollector(self))
+            collector = _ImportCollector(self)
+            for node in _import_statements(module.body):
+                node.visit(collector)
 
     def resolve(self, node: cst.BaseExpression) -> str | None:
         """The canonical dotted name an expression refers to, or None."""
@@ -98,6 +100,40 @@ class ImportMap:
             for q in list(self.names.values()) + self.star_modules
             for p in prefixes
         )
+
+
+def _import_statements(body):
+    """Import statements anywhere in the statement structure, without walking expressions.
+
+    A full visitor walk of the tree costs about as much as parsing it; imports
+    only ever appear as statements, so descending through statement bodies is
+    enough (and much cheaper).
+    """
+    for stmt in body:
+        if isinstance(stmt, (cst.Import, cst.ImportFrom)):  # inside ``if x: import y``
+            yield stmt
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if isinstance(small, (cst.Import, cst.ImportFrom)):
+                    yield small
+        else:
+            for child in _bodies(stmt):
+                yield from _import_statements(child)
+
+
+def _bodies(stmt: cst.CSTNode):
+    """Statement lists directly inside a compound statement (if/else, try, with, def, class, ...)."""
+    for name in ("body", "orelse", "finalbody", "handlers"):
+        part = getattr(stmt, name, None)
+        if isinstance(part, (list, tuple)):  # Try.handlers
+            for handler in part:
+                yield from _bodies(handler)
+        elif isinstance(part, cst.BaseSuite):
+            yield part.body
+        elif isinstance(part, cst.If):  # elif
+            yield [part]
+        elif isinstance(part, cst.CSTNode):  # Else, Finally
+            yield from _bodies(part)
 
 
 class _ImportCollector(cst.CSTVisitor):
