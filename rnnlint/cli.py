@@ -6,8 +6,10 @@ Exit codes (stable): 0 nothing found or everything fixed, 1 findings remain,
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -30,9 +32,18 @@ class Failure(click.ClickException):
         click.secho(f"rnnlint: error: {self.format_message()}", err=True, fg="red")
 
 
-def _codes(values: tuple[str, ...]) -> tuple[str, ...] | None:
+def _codes(option: str, values: tuple[str, ...], known: dict) -> tuple[str, ...] | None:
+    """Codes given to a repeatable, comma-separated option; an unknown one is an error naming the option."""
     codes = tuple(c.strip().upper() for v in values for c in v.split(",") if c.strip())
+    for code in codes:
+        if code != "ALL" and not any(rule_code.startswith(code) for rule_code in known):
+            raise Failure(f"{option}: unknown rule code or prefix {code!r}; `rnnlint rules` lists them")
     return codes or None
+
+
+def _color() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def common_options(func):
@@ -63,18 +74,15 @@ def _prepare(paths, select, extend_select, ignore, config_file):
     paths = list(paths) or [Path(".")]
     try:
         config = load_config(paths, config_file)
+        known = load_rules(config.rule_folders)
         overrides = {}
-        if _codes(select) is not None:
-            overrides["select"] = _codes(select)
-        if _codes(extend_select) is not None:
-            overrides["extend_select"] = config.extend_select + _codes(extend_select)
-        if _codes(ignore) is not None:
-            overrides["ignore"] = config.ignore + _codes(ignore)
-        if overrides:
-            from dataclasses import replace
-
-            config = replace(config, **overrides)
-        session = Session(config)
+        if (codes := _codes("--select", select, known)) is not None:
+            overrides["select"] = codes
+        if (codes := _codes("--extend-select", extend_select, known)) is not None:
+            overrides["extend_select"] = config.extend_select + codes
+        if (codes := _codes("--ignore", ignore, known)) is not None:
+            overrides["ignore"] = config.ignore + codes
+        session = Session(replace(config, **overrides))
     except (ConfigError, RuleLoadError) as exc:
         raise Failure(str(exc)) from None
     files, problems = discover(paths, session.config)
@@ -99,6 +107,11 @@ def _emit(diagnostics, fmt: str, rules, color: bool, quiet_summary: bool = False
             click.echo(output.text_line(d, color), color=color)
         if not quiet_summary:
             click.echo(output.summary(diagnostics))
+
+
+def _sorted(diagnostics) -> list:
+    """Findings by path, line, column: the same order however the tree was walked."""
+    return sorted(diagnostics, key=lambda d: d.sort_key())
 
 
 def _report_messages(outcomes: list[FileOutcome]) -> bool:
@@ -136,14 +149,25 @@ def main() -> None:
 @main.command()
 @common_options
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
+@click.option("--add-noqa", is_flag=True,
+              help="Add `# noqa: CODE` to the line of every finding (to adopt rnnlint now and fix later); exit 0.")
 def check(paths, select, extend_select, ignore, output_format, exit_zero, static, config_file, no_cache, jobs,
-          statistics):
+          statistics, add_noqa):
     """Report recurrent-training mistakes in PATHS (default: the current directory)."""
     session, files = _prepare(paths, select, extend_select, ignore, config_file)
     outcomes = run(files, session.config, "check", jobs=jobs, use_cache=not no_cache, session=session)
     internal = _report_messages(outcomes)
-    diagnostics = [d for o in outcomes for d in o.diagnostics]
-    color = sys.stdout.isatty()
+    diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
+    if not static and session.config.graph:
+        from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
+
+        try:
+            diagnostics = _sorted([*diagnostics, *run_graph_stage(files, session)])
+        except ConfigError as exc:
+            raise Failure(str(exc)) from None
+    if add_noqa:
+        _add_noqa(diagnostics, internal)
+    color = _color()
     if statistics and output_format == "text":
         for line in output.statistics(diagnostics):
             click.echo(line)
@@ -151,6 +175,18 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, static
     else:
         _emit(diagnostics, output_format, session.rules, color)
     _exit(diagnostics, internal, exit_zero)
+
+
+def _add_noqa(diagnostics, internal: bool) -> None:
+    from rnnlint.add_noqa import add_noqa
+
+    result = add_noqa(diagnostics)
+    for line in result.skipped:
+        click.secho(f"rnnlint: warning: {line}", err=True, fg="yellow")
+    for line in result.errors:
+        click.secho(f"rnnlint: error: {line}", err=True, fg="red")
+    click.echo(f"Added {output.plural(result.added, 'noqa directive')} in {output.plural(result.files, 'file')}.")
+    sys.exit(EXIT_ERROR if internal or result.errors else EXIT_OK)
 
 
 @main.command()
@@ -170,10 +206,10 @@ def fix(paths, select, extend_select, ignore, output_format, exit_zero, static, 
     outcomes = run(files, session.config, "fix", write=apply_, unsafe=unsafe_fixes, jobs=jobs,
                    use_cache=not no_cache, session=session)
     internal = _report_messages(outcomes)
-    color = sys.stdout.isatty()
+    color = _color()
     fixed = [d for o in outcomes for d in o.fixed]
     changed = [o for o in outcomes if o.diff]
-    remaining = [d for o in outcomes for d in o.diagnostics]
+    remaining = _sorted(d for o in outcomes for d in o.diagnostics)
     if not apply_:
         for outcome in changed:
             click.echo(outcome.diff, nl=False)
@@ -252,3 +288,8 @@ def entry() -> None:  # pragma: no cover - exercised through subprocess tests
         click.secho("rnnlint: internal error (a bug in rnnlint; please report it with the traceback above)",
                     err=True, fg="red")
         sys.exit(EXIT_ERROR)
+
+
+from rnnlint.verify.command import verify as _verify  # noqa: E402  (registered last: verify is self-contained)
+
+main.add_command(_verify)

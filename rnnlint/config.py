@@ -98,10 +98,15 @@ class Config:
             return path.as_posix()
 
     def is_excluded(self, path: Path) -> bool:
+        """Does an exclude pattern match ``path`` (its name, or its path from the root)?
+
+        Only the entry itself is tested: discovery prunes excluded directories as
+        it walks, and a tree the user names explicitly (even one inside a
+        ``site-packages``) is walked.
+        """
         rel = self.relative(path)
-        parts = rel.split("/")
         for pattern in self.exclude + self.extend_exclude:
-            if _glob_match(rel, pattern) or any(fnmatch.fnmatch(p, pattern) for p in parts):
+            if fnmatch.fnmatch(path.name, pattern) or ("/" in pattern and _glob_match(rel, pattern)):
                 return True
         return False
 

@@ -47,13 +47,18 @@ class Edit:
     start: Position
     end: Position
     content: str
+    # In a notebook's output, the cell the (cell-relative) positions refer to.
+    cell: int | None = None
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "start": {"line": self.start.line, "column": self.start.column},
             "end": {"line": self.end.line, "column": self.end.column},
             "content": self.content,
         }
+        if self.cell is not None:
+            data["cell"] = self.cell
+        return data
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,7 @@ class Diagnostic:
         return self.start.column
 
     def sort_key(self) -> tuple:
-        return (self.path, self.start.line, self.start.column, self.code)
+        return (self.path, self.cell or 0, self.start.line, self.start.column, self.code)
 
     def to_json(self) -> dict:
         data = {

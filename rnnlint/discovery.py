@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rnnlint.config import Config
 
-SOURCE_SUFFIXES = (".py",)
+SOURCE_SUFFIXES = (".py", ".ipynb")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,14 @@ class GitIgnore:
         return verdict
 
 
+def _git_root(directory: Path) -> Path | None:
+    """The work tree that ``directory`` is in: git reads every .gitignore from there down."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
 def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOURCE_SUFFIXES) -> tuple[list[Path], list[str]]:
     """Files to check, and problems met on the way (missing paths, unreadable dirs)."""
     files: list[Path] = []
@@ -112,8 +120,10 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
             continue
         ignore = GitIgnore()
         if config.respect_gitignore:
-            for parent in reversed([path.resolve(), *path.resolve().parents]):
-                if parent == config.root or config.root in parent.parents:
+            start = path.resolve()
+            top = _git_root(start) or config.root
+            for parent in reversed([start, *start.parents]):
+                if parent == top or top in parent.parents:
                     ignore.load(parent)
 
         def onerror(exc: OSError) -> None:

@@ -4,7 +4,8 @@
   (prefixes work too: ``# noqa: RNN0``);
 * a bare ``# noqa`` suppresses every finding on the line;
 * ``# rnnlint: noqa: RNN001`` on a line of its own suppresses the code in the
-  whole file, and ``# rnnlint: noqa`` suppresses the whole file.
+  whole file, and ``# rnnlint: noqa`` suppresses the whole file (after code on
+  the same line, they act on that line only).
 
 ``check``, ``fix`` and ``--add-noqa`` all go through :class:`Suppressions`, so a
 finding is suppressed identically everywhere.
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import re
 
+# Codes are matched in any case (``# noqa: rnn020``): a lower-case code must not
+# turn into a bare ``# noqa`` that silences every rule on the line.
 _CODES = r"(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+|\s+[A-Z]+[0-9]+)*)"
-_LINE = re.compile(r"#\s*(?i:noqa)(?::\s*" + _CODES + ")?")
-_FILE = re.compile(r"^\s*#\s*rnnlint\s*:\s*(?i:noqa)(?::\s*" + _CODES + r")?\s*$", re.MULTILINE)
+# ``# rnnlint: noqa`` after code on the same line acts on that line only.
+_LINE = re.compile(r"#\s*(?:rnnlint\s*:\s*)?noqa(?::\s*" + _CODES + ")?", re.IGNORECASE)
+_FILE = re.compile(r"^\s*#\s*rnnlint\s*:\s*noqa(?::\s*" + _CODES + r")?\s*$", re.MULTILINE | re.IGNORECASE)
 _SPLIT = re.compile(r"[\s,]+")
 ALL = "*"
 
@@ -33,7 +37,7 @@ class Suppressions:
     def __init__(self, text: str) -> None:
         self.file_codes: frozenset[str] = frozenset()
         self._by_line: dict[int, frozenset[str]] = {}
-        if "noqa" not in text and "NOQA" not in text:
+        if "noqa" not in text.lower():
             return
         file_codes: set[str] = set()
         for match in _FILE.finditer(text):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import PurePath
+from urllib.parse import quote
 from typing import Iterable
 
 import click
@@ -82,6 +84,18 @@ def to_github(diagnostics: Iterable[Diagnostic]) -> str:
     return "\n".join(lines)
 
 
+def _artifact(path: str) -> dict:
+    """A SARIF artifactLocation: a relative, percent-encoded URI under %SRCROOT%.
+
+    Paths outside the working directory are absolute ``file://`` URIs. Either
+    way the result is a valid URI reference even with spaces or ``#`` in names.
+    """
+    pure = PurePath(path)
+    if pure.is_absolute():
+        return {"uri": pure.as_uri()}
+    return {"uri": quote(pure.as_posix()), "uriBaseId": "%SRCROOT%"}
+
+
 def _region(start, end) -> dict:
     return {"startLine": start.line, "startColumn": start.column, "endLine": end.line, "endColumn": end.column}
 
@@ -117,7 +131,7 @@ def to_sarif(diagnostics: list[Diagnostic], rules: dict[str, type[Rule]]) -> str
             "locations": [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": d.path, "uriBaseId": "%SRCROOT%"},
+                        "artifactLocation": _artifact(d.path),
                         "region": _region(d.start, d.end),
                     }
                 }
@@ -131,7 +145,7 @@ def to_sarif(diagnostics: list[Diagnostic], rules: dict[str, type[Rule]]) -> str
                     "description": {"text": f"{d.fix.message} ({d.fix.applicability.value})"},
                     "artifactChanges": [
                         {
-                            "artifactLocation": {"uri": d.path, "uriBaseId": "%SRCROOT%"},
+                            "artifactLocation": _artifact(d.path),
                             "replacements": [
                                 {
                                     "deletedRegion": _region(e.start, e.end),

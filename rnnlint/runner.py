@@ -66,22 +66,36 @@ class Session:
         key = tuple(r.code for r in rules)
         return self._enabled.setdefault(key, rules)
 
+    def _unreadable(self, path: Path, display: str, exc: SourceError) -> FileOutcome:
+        """RNN900 for a file that cannot be read or decoded, unless RNN900 is off for it."""
+        if not any(rule.code == "RNN900" for rule in self.enabled(path)):
+            return FileOutcome(display)
+        return FileOutcome(display, [syntax_error(display, str(exc), exc.line)])
+
     def check(self, path: Path) -> FileOutcome:
         display = display_path(path)
+        if path.suffix == ".ipynb":
+            from rnnlint.notebook import check_notebook
+
+            return check_notebook(self, path, display)
         try:
             source = read_source(path)
         except SourceError as exc:
-            return FileOutcome(display, [syntax_error(display, str(exc))])
+            return self._unreadable(path, display, exc)
         rules = self.enabled(path)
         result = analyse(path, display, source.text, rules, self.config, self.index)
         return FileOutcome(display, result.diagnostics)
 
     def fix(self, path: Path, write: bool, unsafe: bool) -> FileOutcome:
         display = display_path(path)
+        if path.suffix == ".ipynb":
+            from rnnlint.notebook import fix_notebook
+
+            return fix_notebook(self, path, display, write, unsafe)
         try:
             source = read_source(path)
         except SourceError as exc:
-            return FileOutcome(display, [syntax_error(display, str(exc))])
+            return self._unreadable(path, display, exc)
         rules = self.enabled(path)
 
         def run(text: str) -> list[Diagnostic]:

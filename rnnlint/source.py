@@ -19,7 +19,14 @@ from pathlib import Path
 
 
 class SourceError(Exception):
-    """A file that cannot be read or decoded; the message says why."""
+    """A file that cannot be read, decoded or written; the message says why.
+
+    ``line`` is where the problem is (an undecodable byte), 1 when unknown.
+    """
+
+    def __init__(self, message: str, line: int = 1) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass
@@ -64,7 +71,8 @@ def decode(data: bytes, path: Path) -> tuple[str, str]:
         line = data[: exc.start].count(b"\n") + 1
         raise SourceError(
             f"cannot decode as {encoding}: byte 0x{data[exc.start]:02x} on line {line} is invalid; "
-            "add a PEP 263 coding cookie (# -*- coding: latin-1 -*-) or re-save the file as UTF-8"
+            "add a PEP 263 coding cookie (# -*- coding: latin-1 -*-) or re-save the file as UTF-8",
+            line,
         ) from None
     except LookupError:
         raise SourceError(f"unknown encoding {encoding!r} in coding cookie") from None
@@ -89,11 +97,19 @@ def encode(text: str, encoding: str) -> bytes:
 def write_atomic(source: SourceFile, new_text: str) -> None:
     """Write ``new_text`` over ``source.path`` atomically, keeping encoding and mode.
 
-    Raises :class:`SourceError` when the file changed on disk since it was read:
-    the user's newer edit wins over our fix.
+    Raises :class:`SourceError` when the file changed on disk since it was read
+    (the user's newer edit wins over our fix) or when the new text cannot be
+    written in the file's encoding. A symbolic link is followed, so the file it
+    points to is rewritten and the link stays a link.
     """
-    path = source.path
-    data = new_text.encode(source.encoding)
+    path = Path(os.path.realpath(source.path))
+    try:
+        data = new_text.encode(source.encoding)
+    except UnicodeEncodeError as exc:
+        raise SourceError(
+            f"the fixed text has {new_text[exc.start]!r}, which the file's encoding ({source.encoding}) "
+            "cannot represent; not written"
+        ) from None
     if source.encoding == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf"):
         data = b"\xef\xbb\xbf" + data
     try:

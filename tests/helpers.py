@@ -47,3 +47,20 @@ def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=Tru
 
     outcome = fix_text(main, run, unsafe)
     return outcome.text, outcome.remaining
+
+
+def rnnlint(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
+    """Run the real command line in a subprocess (``python -m rnnlint``), as a user or CI does.
+
+    Its output is not a terminal, so there is no colour.
+    """
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("FORCE_COLOR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "rnnlint", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,139 @@
+"""Machine-readable output: JSON, SARIF 2.1.0 and GitHub workflow annotations.
+
+SARIF is validated against the official OASIS SARIF 2.1.0 JSON schema
+(``tests/data/sarif-schema-2.1.0.json``, the committee specification's
+``sarif-schema-2.1.0.json``, JSON Schema draft-07), which is what GitHub code
+scanning expects to upload.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from rnnlint import output
+from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, Severity
+from rnnlint.registry import load_rules
+from tests.helpers import rnnlint
+
+DATA = Path(__file__).parent / "data"
+SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text("utf-8"))
+JSON_KEYS = {"code", "name", "severity", "path", "line", "column", "end_line", "end_column", "message", "fix"}
+
+
+def sarif_errors(document: dict) -> list[str]:
+    validator = jsonschema.Draft7Validator(SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("output")
+    shutil.copy(DATA / "lstm_train.py", root / "train.py")
+    # a name that needs escaping in URIs and annotations
+    (root / "odd dir#1").mkdir()
+    shutil.copy(DATA / "lstm_train.py", root / "odd dir#1" / "train,v2.py")
+    (root / "broken.py").write_text("def train(:\n    pass\n")
+    return root
+
+
+def test_vendored_schema_is_the_official_one():
+    assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert SCHEMA["title"] == "Static Analysis Results Format (SARIF) Version 2.1.0 JSON Schema"
+    assert SCHEMA["properties"]["version"]["enum"] == ["2.1.0"]
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    # and it does reject a broken log, so passing it means something
+    assert sarif_errors({"version": "2.1.0", "runs": [{"tool": {"driver": {}}}]})
+
+
+def test_json_output(project):
+    result = rnnlint("check", "--output-format", "json", "--select", "RNN020,RNN041,RNN900", ".", cwd=project)
+    assert result.returncode == 1
+    items = json.loads(result.stdout)  # stdout is pure JSON: no summary line
+    assert [(i["path"], i["line"], i["code"]) for i in items] == [
+        ("broken.py", 1, "RNN900"),
+        ("odd dir#1/train,v2.py", 12, "RNN041"),
+        ("odd dir#1/train,v2.py", 22, "RNN020"),
+        ("train.py", 12, "RNN041"),
+        ("train.py", 22, "RNN020"),
+    ]
+    for item in items:
+        assert JSON_KEYS <= set(item)
+    by_code = {i["code"]: i for i in items if i["path"] == "train.py"}
+    lr = by_code["RNN020"]
+    assert (lr["name"], lr["severity"], lr["column"], lr["end_line"], lr["end_column"]) == (
+        "high-learning-rate", "warning", 51, 22, 55)
+    assert lr["fix"]["applicability"] == "unsafe"
+    assert lr["fix"]["edits"] == [{"start": {"line": 22, "column": 51}, "end": {"line": 22, "column": 55},
+                                   "content": "0.001"}]
+    assert by_code["RNN041"]["fix"]["applicability"] == "safe"
+    assert items[0]["fix"] is None
+
+
+def test_json_output_with_no_findings_is_an_empty_list(tmp_path):
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    result = rnnlint("check", "--output-format", "json", ".", cwd=tmp_path)
+    assert (result.returncode, json.loads(result.stdout)) == (0, [])
+
+
+def test_sarif_output_validates_against_the_official_schema(project):
+    result = rnnlint("check", "--output-format", "sarif", "--select", "RNN020,RNN041,RNN900", ".", cwd=project)
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert sarif_errors(document) == []
+    run = document["runs"][0]
+    rules = run["tool"]["driver"]["rules"]
+    results = run["results"]
+    assert len(results) == 5
+    for res in results:  # every result points at its rule descriptor
+        assert rules[res["ruleIndex"]]["id"] == res["ruleId"]
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in results}
+    assert uris == {"broken.py", "train.py", "odd%20dir%231/train%2Cv2.py"}
+    fixed = [r for r in results if r.get("fixes")]
+    assert {r["ruleId"] for r in fixed} == {"RNN020", "RNN041"}  # results with fixes are in the validated log
+    lr = next(r for r in fixed if r["ruleId"] == "RNN020" and "odd" not in json.dumps(r["locations"]))
+    replacement = lr["fixes"][0]["artifactChanges"][0]["replacements"][0]
+    assert replacement == {
+        "deletedRegion": {"startLine": 22, "startColumn": 51, "endLine": 22, "endColumn": 55},
+        "insertedContent": {"text": "0.001"},
+    }
+    assert lr["level"] == "warning"
+
+
+def test_sarif_without_findings_and_with_absolute_paths_validates(tmp_path):
+    rules = load_rules()
+    assert sarif_errors(json.loads(output.to_sarif([], rules))) == []
+    outside = Diagnostic("RNN020", "high-learning-rate", Severity.WARNING, str(tmp_path / "a b.py"),
+                         Position(1, 1), Position(1, 2), "msg",
+                         Fix("f", Applicability.DISPLAY_ONLY, (Edit(Position(1, 1), Position(1, 2), ""),)))
+    document = json.loads(output.to_sarif([outside], rules))
+    assert sarif_errors(document) == []
+    location = document["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location == {"uri": (tmp_path / "a b.py").as_uri()}
+
+
+def test_github_annotations(project):
+    result = rnnlint("check", "--output-format", "github", "--select", "RNN020,RNN900", ".", cwd=project)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(
+        "::error file=broken.py,line=1,col=11,endLine=1,endColumn=11,title=RNN900 syntax-error::RNN900 ")
+    # ',' and ':' in properties are escaped so the runner does not split the file name
+    assert lines[1].startswith(
+        "::warning file=odd dir#1/train%2Cv2.py,line=22,col=51,endLine=22,endColumn=55,"
+        "title=RNN020 high-learning-rate::RNN020 Adam lr=0.05 is above 0.003")
+    assert lines[2].startswith("::warning file=train.py,line=22,")
+
+
+def test_github_escaping_of_messages():
+    diagnostic = Diagnostic("RNN020", "high-learning-rate", Severity.WARNING, "a:b.py", Position(3, 4),
+                            Position(3, 9), "100% wrong\nsecond line\r")
+    assert output.to_github([diagnostic]) == (
+        "::warning file=a%3Ab.py,line=3,col=4,endLine=3,endColumn=9,title=RNN020 high-learning-rate"
+        "::RNN020 100%25 wrong%0Asecond line%0D"
+    )
