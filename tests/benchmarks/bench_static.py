@@ -1,0 +1,133 @@
+"""Speed of the static stage against its floor and its anchors (run on demand).
+
+    python tests/benchmarks/bench_static.py            # everything (several minutes)
+    python tests/benchmarks/bench_static.py --quick    # first 300 files of the corpus, no Fixit
+
+Measures, each as a whole process (start-up included), with peak memory:
+
+* one-file ``rnnlint check --static`` as pre-commit runs it, against
+  ``python -c pass`` and ``python -c "import libcst"``;
+* ``rnnlint check --static --no-cache`` over torch's own installed sources
+  (a large real corpus on every machine), with one worker and with all cores,
+  and warm (cache filled) — against the libcst parse-only floor (parse every
+  file, one process) and ``fixit lint`` with its default rules on the same tree.
+
+Not part of the test run: timings depend on the machine. Figures go in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ONE_FILE = REPO / "fixtures" / "char_rnn" / "train.py"
+
+
+def timed(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MiB and exit code of one whole process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def best_of(n: int, cmd: list[str], **kw) -> tuple[float, float]:
+    runs = [timed(cmd, **kw) for _ in range(n)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def corpus(limit: int | None) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        sys.exit("torch is not installed: pip install torch==2.13.0")
+    root = Path(spec.origin).parent
+    if limit is None:
+        return root
+    target = Path(tempfile.mkdtemp(prefix="rnnlint-corpus-"))
+    for i, file in enumerate(sorted(root.rglob("*.py"))[:limit]):
+        dest = target / f"f{i:05d}" / file.name
+        dest.parent.mkdir(parents=True)
+        shutil.copy(file, dest)
+    return target
+
+
+PARSE_FLOOR = """
+import sys, pathlib, libcst
+n = 0
+for f in sorted(pathlib.Path(sys.argv[1]).rglob("*.py")):
+    try:
+        libcst.parse_module(f.read_bytes()); n += 1
+    except Exception:
+        pass
+print(n)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="300 files, no Fixit")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats for the one-file timings")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    py = sys.executable
+    results: dict[str, dict] = {}
+
+    print("== one file, whole process (median of", args.repeat, ")")
+    for label, cmd in [
+        ("python -c pass", [py, "-c", "pass"]),
+        ("python -c 'import libcst'", [py, "-c", "import libcst"]),
+        ("rnnlint check --static FILE", [py, "-m", "rnnlint", "check", "--static", "--no-cache", str(ONE_FILE)]),
+    ]:
+        wall, rss = best_of(args.repeat, cmd)
+        results[label] = {"seconds": round(wall, 3), "peak_mib": round(rss, 1)}
+        print(f"  {label:34s} {wall:7.3f} s  {rss:7.1f} MiB")
+
+    tree = corpus(300 if args.quick else None)
+    files = list(tree.rglob("*.py"))
+    lines = sum(f.read_bytes().count(b"\n") for f in files)
+    print(f"== corpus: {tree} ({len(files)} files, {lines:,} lines)")
+    cache = Path(tempfile.mkdtemp(prefix="rnnlint-bench-cache-"))
+    config = cache / "pyproject.toml"
+    config.write_text(f'[tool.rnnlint]\ncache-dir = "{cache / "c"}"\n')
+    runs = [
+        ("libcst parse floor (1 process)", [py, "-c", PARSE_FLOOR, str(tree)]),
+        ("rnnlint check --static -j1 (cold)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero", "-j", "1",
+                                              "--no-cache", str(tree)]),
+        ("rnnlint check --static (cold, all cores)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero",
+                                                     "--no-cache", str(tree)]),
+        ("rnnlint check --static (warm index cache)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero",
+                                                      "--config", str(config), str(tree)]),
+    ]
+    if not args.quick and shutil.which("fixit"):
+        runs.append(("fixit lint (default rules)", ["fixit", "lint", str(tree)]))
+    for label, cmd in runs:
+        if "warm" in label:
+            timed(cmd)  # fill the cache
+        wall, rss, code = timed(cmd)
+        results[label] = {"seconds": round(wall, 2), "peak_mib": round(rss, 1), "exit": code}
+        print(f"  {label:44s} {wall:8.2f} s  {rss:7.1f} MiB  (exit {code})")
+    floor = results["libcst parse floor (1 process)"]["seconds"]
+    cold = results["rnnlint check --static (cold, all cores)"]["seconds"]
+    print(f"== rnnlint cold / parse floor: {cold / floor:.2f}x (target <= 1.5x)")
+    if "fixit lint (default rules)" in results:
+        fixit = results["fixit lint (default rules)"]["seconds"]
+        print(f"== fixit / rnnlint cold: {fixit / cold:.1f}x faster (target >= 2x)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
