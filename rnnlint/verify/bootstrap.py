@@ -1,0 +1,394 @@
+"""Run one training script under measurement, in a child process.
+
+    python -m rnnlint.verify.bootstrap CONFIG.json      (or: python path/to/bootstrap.py CONFIG.json)
+
+The parent (:mod:`rnnlint.verify.trial`) writes the config: the script, its
+arguments, the seed, the number of optimizer steps, the device and the time
+limit, and where to write events. This module imports nothing from rnnlint, so
+the child stays small and a copy of rnnlint inside the user's project cannot
+shadow it.
+
+Nothing in the user's code is edited. Measurement comes from global hooks:
+
+- optimizer step pre/post hooks: total gradient norm, non-finite gradients,
+  parameter norm, and the step count that ends the trial;
+- ``torch.autograd.backward`` (which ``Tensor.backward`` calls): the loss value,
+  unscaled when it went through ``GradScaler.scale``;
+- ``clip_grad_norm_`` / ``clip_grad_value_``: the gradient norm *before*
+  clipping, so a clipped run reports the gradients the model really produced,
+  not the clipped ones;
+- a global module forward hook: the share of saturated units in the outputs of
+  recurrent modules and of ``Tanh`` / ``Sigmoid`` / ``Hardtanh`` layers.
+
+The trial ends with :class:`TrialStop`, a ``BaseException``: the script's own
+``except Exception`` cannot swallow it. Events are written as JSON lines, one
+per optimizer step, flushed, so the parent can show progress and still has the
+steps done when it has to kill a hung child.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import signal
+import sys
+import time
+import traceback
+
+SATURATION_THRESHOLD = 0.99  # |tanh| above, or sigmoid within 0.01 of 0 or 1
+MAX_LOSSES_PER_STEP = 256  # gradient accumulation: average at most this many backward losses
+
+
+class TrialStop(BaseException):
+    """Ends the trial; not an Exception, so ``except Exception`` in the script lets it through."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Recorder:
+    def __init__(self, torch, config: dict) -> None:
+        self.torch = torch
+        self.max_steps = int(config["steps"])
+        self.out = open(config["events"], "a", encoding="utf-8", buffering=1)
+        self.steps = 0
+        self.primary = None  # the first optimizer that steps: its steps are counted
+        self.pending_losses: list = []
+        self.scaled: tuple[int, object] | None = None  # (id of scaled loss, unscaled loss)
+        self.preclip_norm = None  # gradient norm measured by a clip call since the last step
+        self.extra_sq = 0.0  # squared gradient norms of other optimizers since the last step
+        self.extra_nonfinite = False
+        self.saturated: list = []  # (count tensor, numel) since the last step
+        self.device: str | None = None
+        self.first_step_time: float | None = None
+        self.last_step_time: float | None = None
+        self.grad_norm = 0.0
+        self._kinds: dict[type, str | None] = {}
+
+    # -- writing -------------------------------------------------------------
+
+    def emit(self, record: dict) -> None:
+        self.out.write(json.dumps(record) + "\n")
+
+    # -- loss ----------------------------------------------------------------
+
+    def note_loss(self, tensor) -> None:
+        torch = self.torch
+        if not isinstance(tensor, torch.Tensor) or tensor.numel() != 1:
+            return
+        if self.scaled is not None and self.scaled[0] == id(tensor):
+            tensor = self.scaled[1]
+        if len(self.pending_losses) < MAX_LOSSES_PER_STEP:
+            self.pending_losses.append(tensor.detach())
+
+    # -- gradient norms ------------------------------------------------------
+
+    def total_norm(self, tensors) -> float:
+        """The 2-norm of all ``tensors`` together, computed in float32 or wider (fp16 would overflow)."""
+        torch = self.torch
+        tensors = [t.coalesce()._values() if t.is_sparse else t for t in tensors]
+        if not tensors:
+            return 0.0
+        first = tensors[0]
+        with torch.no_grad():
+            if first.dtype in (torch.float32, torch.float64) and all(
+                t.device == first.device and t.dtype == first.dtype for t in tensors
+            ):
+                norms = torch._foreach_norm(tensors)  # one fused kernel per device
+            else:
+                norms = [torch.linalg.vector_norm(t, dtype=torch.float32).to(first.device) for t in tensors]
+            return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+    @staticmethod
+    def grads(optimizer) -> list:
+        return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+
+    def pre_step(self, optimizer, args, kwargs) -> None:
+        if self.primary is None:
+            self.primary = optimizer
+        if optimizer is not self.primary:
+            norm = self.total_norm(self.grads(optimizer))
+            self.extra_sq += norm * norm
+            self.extra_nonfinite = self.extra_nonfinite or not math.isfinite(norm)
+            return
+        if self.preclip_norm is not None:
+            self.grad_norm = self.preclip_norm  # what the model produced, before clipping
+        else:
+            self.grad_norm = self.total_norm(self.grads(optimizer))
+        if self.device is None:
+            for group in optimizer.param_groups:
+                if group["params"]:
+                    self.device = str(group["params"][0].device)
+                    break
+
+    def post_step(self, optimizer, args, kwargs) -> None:
+        if optimizer is not self.primary:
+            return
+        self.steps += 1
+        now = time.perf_counter()
+        if self.first_step_time is None:
+            self.first_step_time = now
+        self.last_step_time = now
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        param_norm = self.total_norm(params)
+        losses = [float(t) for t in self.pending_losses]
+        loss = sum(losses) / len(losses) if losses else None
+        grad_norm = math.sqrt(self.grad_norm**2 + self.extra_sq) if self.extra_sq else self.grad_norm
+        saturation = None
+        if self.saturated:
+            total = sum(n for _, n in self.saturated)
+            saturation = sum(float(c) for c, _ in self.saturated) / total if total else None
+        nonfinite = (
+            (loss is not None and not math.isfinite(loss))
+            or not math.isfinite(grad_norm)
+            or not math.isfinite(param_norm)
+            or self.extra_nonfinite
+        )
+        self.emit({
+            "step": self.steps, "loss": loss, "grad_norm": grad_norm, "param_norm": param_norm,
+            "saturation": saturation, "nonfinite": nonfinite, "time": now,
+        })
+        self.pending_losses.clear()
+        self.saturated.clear()
+        self.preclip_norm = None
+        self.extra_sq = 0.0
+        self.extra_nonfinite = False
+        if not math.isfinite(param_norm):
+            # every later step is NaN too: nothing more to learn from this run
+            raise TrialStop("nonfinite")
+        if self.steps >= self.max_steps:
+            raise TrialStop("steps")
+
+    # -- saturation ----------------------------------------------------------
+
+    def kind(self, module) -> str | None:
+        """'tanh', 'sigmoid' or None (not measured) for a module's output."""
+        cls = type(module)
+        kind = self._kinds.get(cls, "?")
+        if kind != "per-instance" and kind != "?":
+            return kind
+        nn = self.torch.nn
+        if isinstance(module, (nn.RNN, nn.RNNCell)):  # tanh or relu, per instance
+            self._kinds[cls] = "per-instance"
+            return "tanh" if getattr(module, "nonlinearity", "tanh") == "tanh" else None
+        if isinstance(module, nn.Hardtanh):  # bounds per instance
+            self._kinds[cls] = "per-instance"
+            return "tanh" if (module.min_val, module.max_val) == (-1.0, 1.0) else None
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase, nn.Tanh)):
+            kind = "tanh"
+        elif isinstance(module, nn.Sigmoid):
+            kind = "sigmoid"
+        else:
+            kind = None
+        self._kinds[cls] = kind
+        return kind
+
+    def forward_hook(self, module, inputs, output) -> None:
+        kind = self.kind(module)
+        if kind is None:
+            return
+        torch = self.torch
+        if isinstance(module, torch.nn.RNNBase):
+            output = output[0]  # the output sequence (the hidden states are in it)
+        elif isinstance(output, tuple):  # LSTMCell: (h, c)
+            output = output[0]
+        data = getattr(output, "data", output)  # PackedSequence
+        if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.numel() == 0:
+            return
+        data = data.detach()
+        if kind == "tanh":
+            count = torch.count_nonzero(data.abs() >= SATURATION_THRESHOLD)
+        else:
+            count = torch.count_nonzero((data - 0.5).abs() >= SATURATION_THRESHOLD - 0.5)
+        self.saturated.append((count, data.numel()))
+
+    # -- summary -------------------------------------------------------------
+
+    def finish(self, stopped: str, error: str | None = None, exit_code: int | None = None) -> None:
+        torch = self.torch
+        rate = None
+        if self.steps > 1 and self.last_step_time and self.first_step_time:
+            elapsed = self.last_step_time - self.first_step_time
+            rate = (self.steps - 1) / elapsed if elapsed > 0 else None
+        peak, kind = None, None
+        if self.device and self.device.startswith("cuda") and torch.cuda.is_available():
+            peak, kind = int(torch.cuda.max_memory_allocated()), "cuda"
+        else:
+            peak, kind = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "rss"
+        self.emit({
+            "end": stopped, "steps": self.steps, "device": self.device, "steps_per_second": rate,
+            "peak_memory_bytes": peak, "peak_memory_kind": kind, "error": error, "exit_code": exit_code,
+        })
+        self.out.close()
+
+
+def seed_everything(torch, seed: int) -> None:
+    random.seed(seed)
+    try:
+        import numpy
+
+        numpy.random.seed(seed)
+    except ImportError:
+        pass
+    torch.manual_seed(seed)  # seeds every CUDA device too
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def install_hooks(torch, recorder: Recorder):
+    """Install every hook and patch; returns a function that takes them all out again."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    handles = [
+        register_optimizer_step_pre_hook(recorder.pre_step),
+        register_optimizer_step_post_hook(recorder.post_step),
+        torch.nn.modules.module.register_module_forward_hook(recorder.forward_hook),
+    ]
+    patched: list[tuple[object, str, object]] = []  # (owner, attribute, original)
+
+    def patch(owner, name, value) -> None:
+        patched.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    original_backward = torch.autograd.backward
+
+    def backward(tensors, *args, **kwargs):
+        first = tensors if isinstance(tensors, torch.Tensor) else None
+        if first is None and isinstance(tensors, (list, tuple)) and len(tensors) == 1:
+            first = tensors[0]
+        if first is not None:
+            recorder.note_loss(first)
+        return original_backward(tensors, *args, **kwargs)
+
+    patch(torch.autograd, "backward", backward)
+
+    scaler_classes = [getattr(getattr(torch, "amp", None), "GradScaler", None)]
+    scaler_classes.append(getattr(torch.cuda.amp, "GradScaler", None))
+    for cls in {c for c in scaler_classes if c is not None}:
+        if "scale" not in cls.__dict__:
+            continue
+        original_scale = cls.__dict__["scale"]
+
+        def scale(self, outputs, _original=original_scale):
+            scaled = _original(self, outputs)
+            if isinstance(outputs, torch.Tensor) and isinstance(scaled, torch.Tensor):
+                recorder.scaled = (id(scaled), outputs.detach())
+            return scaled
+
+        patch(cls, "scale", scale)
+
+    clip = torch.nn.utils.clip_grad
+    original_norm = clip.clip_grad_norm_
+    original_value = clip.clip_grad_value_
+
+    def as_list(parameters):
+        return [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+
+    def clip_grad_norm_(parameters, *args, **kwargs):
+        parameters = as_list(parameters)
+        total = original_norm(parameters, *args, **kwargs)
+        norm = float(total)
+        recorder.preclip_norm = norm if recorder.preclip_norm is None else math.hypot(recorder.preclip_norm, norm)
+        return total
+
+    def clip_grad_value_(parameters, *args, **kwargs):
+        parameters = as_list(parameters)
+        norm = recorder.total_norm([p.grad for p in parameters if p.grad is not None])
+        recorder.preclip_norm = norm if recorder.preclip_norm is None else math.hypot(recorder.preclip_norm, norm)
+        return original_value(parameters, *args, **kwargs)
+
+    for module in (clip, torch.nn.utils):
+        patch(module, "clip_grad_norm_", clip_grad_norm_)
+        patch(module, "clip_grad_value_", clip_grad_value_)
+
+    def uninstall() -> None:
+        for handle in handles:
+            handle.remove()
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+    return uninstall
+
+
+def traceback_tail(exc: BaseException, project: str, limit: int = 12) -> str:
+    """The script's traceback: the project's own frames and the one that raised.
+
+    Frames of the bootstrap and runpy are dropped; library frames between the
+    project's code and the raise are summarised in one line.
+    """
+    here = os.path.abspath(__file__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) != here and "runpy" not in os.path.basename(f.filename)]
+    project = os.path.join(os.path.abspath(project), "")
+    kept, skipped = [], 0
+    for number, frame in enumerate(frames):
+        if os.path.abspath(frame.filename).startswith(project) or number == len(frames) - 1:
+            if skipped:
+                kept.append(f"  ... {skipped} frame{'s' if skipped > 1 else ''} in libraries\n")
+                skipped = 0
+            kept.append(traceback.format_list([frame])[0])
+        else:
+            skipped += 1
+    kept = kept[-limit:]
+    return ("Traceback (most recent call last):\n" + "".join(kept)
+            + "".join(traceback.format_exception_only(type(exc), exc))).rstrip()
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[1], encoding="utf-8") as handle:
+        config = json.load(handle)
+    script = config["script"]
+    with open(config["events"], "w", encoding="utf-8"):
+        pass
+    try:
+        import torch
+    except ImportError as exc:
+        with open(config["events"], "a", encoding="utf-8") as out:
+            out.write(json.dumps({"end": "error", "steps": 0, "error": f"cannot import torch: {exc}"}) + "\n")
+        return 0
+    recorder = Recorder(torch, config)
+    seed_everything(torch, int(config["seed"]))
+    if config["device"] == "cuda":
+        if not torch.cuda.is_available():
+            recorder.finish("error", "--device cuda: CUDA is not available on this machine")
+            return 0
+        torch.set_default_device("cuda")
+    install_hooks(torch, recorder)
+
+    def on_alarm(signum, frame):
+        raise TrialStop("time")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(config["time_limit"]))
+
+    recorder.emit({"start": time.time()})  # torch is imported: the parent's clock for the time limit starts
+    sys.argv = [script, *config["args"]]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))
+    stopped, error, exit_code = "finished", None, None
+    try:
+        import runpy
+
+        runpy.run_path(script, run_name="__main__")
+    except TrialStop as stop:
+        stopped = stop.reason
+    except SystemExit as exc:
+        code = exc.code
+        if code not in (None, 0):
+            stopped, exit_code = "exit", code if isinstance(code, int) else 1
+            if not isinstance(code, int):
+                error = str(code)
+    except BaseException as exc:  # the script's own failure: reported, not ours
+        stopped, error = "error", traceback_tail(exc, config.get("project", os.path.dirname(script)))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    recorder.finish(stopped, error, exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

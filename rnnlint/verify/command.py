@@ -1,0 +1,195 @@
+"""The ``rnnlint verify`` command. Never imports torch: the trial processes do.
+
+Exit codes: 0 the fixes were confirmed, the result is inconclusive, or there was
+nothing to fix; 1 the fixed run (all fixes together) regressed; 2 the
+trial measured nothing (neither run reached an optimizer step: the script
+crashes, hangs, needs arguments or never steps), or a usage / config error.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from rnnlint.config import ConfigError, load_config
+from rnnlint.registry import RuleLoadError
+from rnnlint.runner import display_path
+from rnnlint.verify import compare, report
+from rnnlint.verify.trial import Options, Progress, Run, Trial, TrialError, run
+
+EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 2
+
+
+class _Failure(click.ClickException):
+    exit_code = EXIT_ERROR
+
+    def show(self, file=None) -> None:
+        click.secho(f"rnnlint: error: {self.format_message()}", err=True, fg="red")
+
+
+class TerminalProgress(Progress):
+    """Phase lines and a live ``step k/N  loss x`` counter, on a terminal only."""
+
+    def __init__(self, steps: int, live: bool) -> None:
+        self.steps = steps
+        self.live = live
+
+    def applied(self, trial: Trial) -> None:
+        """The fixes, before the (long) trial runs start."""
+        where = display_path(trial.root)
+        where = "the project" if where == "." else f"the project at {where}"
+        click.echo(f"Fixes applied to a copy of {where} (your files are not modified):")
+        for fix in trial.fixes:
+            click.echo(f"  {report.fix_line(fix, display_path(trial.root / fix.path))}")
+
+    def phase(self, text: str) -> None:
+        if self.live:
+            click.echo(text, err=True)
+
+    def step(self, label: str, records: list[dict]) -> None:
+        if not self.live:
+            return
+        if not records:
+            click.echo(f"\r\x1b[K  {label:8} starting", err=True, nl=False)
+            return
+        loss = records[-1].get("loss")
+        shown = "-" if loss is None else f"{loss:.4g}"
+        click.echo(f"\r\x1b[K  {label:8} step {len(records)}/{self.steps}  loss {shown}", err=True, nl=False)
+
+    def done(self, label: str, result: Run) -> None:
+        if self.live:
+            click.echo(f"\r\x1b[K  {label:8} {result.steps} steps in {result.wall_seconds:.1f}s", err=True)
+
+
+def _codes(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(c.strip().upper() for c in value.split(",") if c.strip()) or None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("script", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Optimizer steps per run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for Python, NumPy and torch (both runs).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: the script's own choice; cpu hides CUDA; cuda makes it the default device.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Time limit per run, in seconds.")
+@click.option("--codes", metavar="CODES", help="Only these fixes (comma-separated codes or prefixes).")
+@click.option("--each", is_flag=True, help="Also one run per individual fix, to see which one made the difference.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the measurements and the verdict as JSON to this file.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write a PNG of loss and gradient norm for each run (needs matplotlib).")
+def verify(script, script_args, steps, seed, device, timeout, codes, each, json_path, plot_path):
+    """Does fixing SCRIPT make training healthier? A short trial before and after.
+
+    The script's project is copied to a temporary directory (data directories
+    are linked, your files are never written), the fixes that `rnnlint fix
+    --unsafe-fixes` would make are applied to the copy, and the original and
+    the fixed script each run for --steps optimizer steps with the same seed.
+    Pass the script's own arguments after `--`:
+
+    \b
+      rnnlint verify train.py --steps 200 -- --epochs 1 --data data/
+
+    Exit 0 when the fixes are confirmed or the result is inconclusive (or there
+    is nothing to fix), 1 when the fixed run regressed, 2 when nothing could be
+    measured (the script crashes, hangs, needs arguments or never steps).
+    """
+    if not script.is_file():
+        raise _Failure(f"{script}: no such file")
+    if script.suffix != ".py":
+        raise _Failure(f"{script}: verify runs a Python script (.py)")
+    options = Options(script, list(script_args), steps, seed, device, float(timeout), _codes(codes), each)
+    try:
+        config = load_config([script])
+        config = replace(config, graph=False)
+        progress = TerminalProgress(steps, sys.stderr.isatty())
+        trial = run(options, config, progress)
+    except (ConfigError, RuleLoadError, TrialError) as exc:
+        raise _Failure(str(exc)) from None
+    for message in trial.messages:
+        click.secho(f"rnnlint: warning: {message}", err=True, fg="yellow")
+    if not trial.fixes:
+        only = f" for {', '.join(options.codes)}" if options.codes else ""
+        click.echo(f"No fixable findings{only} in {script} or the project files it imports: nothing to verify.")
+        _write_json(json_path, {"script": str(script), "fixes": [], "before": None, "after": None,
+                                "verdict": "nothing-to-fix", "reason": "no fixable findings"})
+        sys.exit(EXIT_OK)
+    sys.exit(_report(trial, json_path, plot_path))
+
+
+def _report(trial: Trial, json_path: Path | None, plot_path: Path | None) -> int:
+    options = trial.options
+    before = compare.metrics(trial.before)
+    after = compare.metrics(trial.after) if trial.after is not None else None
+    columns = [("before", before)] + ([("after", after)] if after is not None else [])
+    each = []
+    for number, (fix, result) in enumerate(trial.each, 1):
+        if result is None:
+            each.append({"fix": fix.label(), "verdict": None, "reason": "this fix could not be applied alone"})
+            continue
+        m = compare.metrics(result)
+        columns.append((f"only {fix.code}#{number}", m))
+        verdict, reason = compare.verdict(before, m)
+        each.append({"fix": fix.label(), "verdict": verdict, "reason": reason, "metrics": m})
+    if after is None:
+        verdict, reason = "error", f"the original script {before['problem']}; the fixed copy was not run (no fix changes that)"
+    else:
+        verdict, reason = compare.verdict(before, after)
+    click.echo("")
+    if any(m["steps"] for _, m in columns):
+        click.echo(report.table(columns))
+        click.echo("")
+    shown = None
+    for name, m in columns:
+        if m["status"] != "ok":
+            detail = m["error"] or m["stderr_tail"]
+            if (m["problem"], detail) == shown:
+                click.echo(f"{name}: the same failure")
+                continue
+            shown = (m["problem"], detail)
+            click.echo(f"{name}: the script {m['problem']}")
+            if detail:
+                click.echo("    " + detail.replace("\n", "\n    "))
+    for number, ((fix, _), item) in enumerate(zip(trial.each, each), 1):
+        where = f"{display_path(trial.root / fix.path)}:{fix.line}"
+        click.echo(f"only {fix.code}#{number} ({where}): {item['verdict'] or 'not run'}: {item['reason']}")
+    if trial.written_links:
+        click.secho(f"rnnlint: warning: the script wrote into linked data ({len(trial.written_links)} files, "
+                    f"e.g. {trial.written_links[0]}): those are your files", err=True, fg="yellow")
+    color = {"confirmed": "green", "regressed": "red", "error": "red"}.get(verdict)
+    click.secho(f"verdict: {verdict}: {reason}", fg=color, bold=True)
+    _write_json(json_path, {
+        "script": str(options.script), "args": options.args, "seed": options.seed, "steps_requested": options.steps,
+        "device_requested": options.device,
+        "fixes": [{"path": f.path, "line": f.line, "code": f.code, "name": f.name, "message": f.message}
+                  for f in trial.fixes],
+        "before": before, "after": after, "verdict": verdict, "reason": reason, "each": each,
+    })
+    if plot_path is not None:
+        from rnnlint.verify.plot import PlotUnavailable, write_plot
+
+        try:
+            write_plot(plot_path, columns, f"rnnlint verify {options.script.name}: {verdict}")
+            click.echo(f"Plot written to {plot_path}", err=True)
+        except PlotUnavailable as exc:
+            click.secho(f"rnnlint: error: {exc}", err=True, fg="red")
+            return EXIT_ERROR
+    if verdict == "error":
+        return EXIT_ERROR
+    if verdict == "regressed":
+        return EXIT_REGRESSED
+    return EXIT_OK
+
+
+def _write_json(path: Path | None, document: dict) -> None:
+    if path is None:
+        return
+    path.write_text(report.to_json(document) + "\n", "utf-8")

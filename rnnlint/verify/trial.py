@@ -1,0 +1,492 @@
+"""The parent side of a trial: copy the project, fix the copy, run both.
+
+The user's files are only ever read. The script's project (the directory tree
+it imports from: the project root found by ``pyproject.toml`` or ``.git``, or
+else the script's own directory) is copied twice into a temporary directory,
+``before/`` untouched and ``after/`` with the fixes that ``rnnlint fix
+--unsafe-fixes`` would make to the script and to the project files it imports.
+Large data directories (named ``data``/``datasets``, or over 50 MB) and large
+files are symbolically linked instead of copied; rnnlint never writes them, and
+a warning says so if the script itself wrote into them during a trial.
+
+Each copy runs in its own child process (:mod:`rnnlint.verify.bootstrap`, run by
+path so that nothing in the user's project can shadow it), in its own process
+group, killed as a group when it overruns the time limit. torch is imported by
+the child only.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from rnnlint.analysis import analyse
+from rnnlint.config import Config
+from rnnlint.diagnostics import Diagnostic
+from rnnlint.fixer import fix_text
+from rnnlint.runner import Session
+from rnnlint.source import SourceError, read_source, write_atomic
+
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
+LINK_BYTES = 50 * 2**20  # directories and files larger than this are linked, not copied
+DATA_DIR_NAMES = frozenset({"data", "datasets", "dataset"})
+SKIP_NAMES = (
+    ".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".nox", "node_modules", ".mypy_cache",
+    ".pytest_cache", ".ruff_cache", ".rnnlint_cache", ".ipynb_checkpoints", "*.egg-info",
+)
+MAX_COPY_FILES = 20_000
+MAX_COPY_BYTES = 500 * 2**20
+MAX_WATCHED_FILES = 5_000
+# Failures before the first step that no fix can change (a crash can be: an invalid argument removed)
+FIX_INDEPENDENT = frozenset({"needs-arguments", "killed", "no-step"})
+STARTUP_SECONDS = 120.0  # importing torch (and CUDA initialisation) before the script's clock starts
+
+
+class TrialError(Exception):
+    """The trial cannot be set up (bad script path, project too large, config error)."""
+
+
+@dataclass
+class Options:
+    script: Path
+    args: list[str] = field(default_factory=list)
+    steps: int = 100
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    timeout: float = 300.0  # per run, seconds
+    codes: tuple[str, ...] | None = None
+    each: bool = False
+
+
+@dataclass(frozen=True)
+class AppliedFix:
+    path: str  # relative to the project root
+    line: int
+    code: str
+    name: str
+    message: str
+    summary: str  # the fix's own one-line description
+
+    def label(self) -> str:
+        return f"{self.code} {self.path}:{self.line}"
+
+
+@dataclass
+class Run:
+    """What one child process measured. ``records`` has one dict per optimizer step."""
+
+    label: str
+    stopped: str  # steps | time | nonfinite | finished | error | exit | killed
+    records: list[dict] = field(default_factory=list)
+    device: str | None = None
+    steps_per_second: float | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None
+    error: str | None = None  # the script's traceback tail
+    exit_code: int | None = None
+    stderr_tail: str = ""
+    wall_seconds: float = 0.0
+    time_limit: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return len(self.records)
+
+
+# -- copying the project --------------------------------------------------------
+
+
+def _skipped(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in SKIP_NAMES)
+
+
+def _larger_than(directory: Path, limit: int) -> bool:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(directory):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+            if total > limit:
+                return True
+    return False
+
+
+@dataclass
+class ProjectCopy:
+    source: Path
+    dest: Path
+    linked: list[Path] = field(default_factory=list)
+    files: int = 0
+    size: int = 0
+
+
+def copy_project(source: Path, dest: Path) -> ProjectCopy:
+    """Copy ``source`` to ``dest``, linking data directories and large files."""
+    copy = ProjectCopy(source, dest)
+    _copy_dir(source, dest, copy)
+    return copy
+
+
+def _copy_dir(src: Path, dst: Path, copy: ProjectCopy) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        entries = sorted(os.scandir(src), key=lambda e: e.name)
+    except OSError as exc:
+        raise TrialError(f"cannot read {src}: {exc.strerror}") from None
+    for entry in entries:
+        if _skipped(entry.name):
+            continue
+        source, target = Path(entry.path), dst / entry.name
+        if entry.is_symlink():
+            os.symlink(os.readlink(source), target)
+        elif entry.is_dir():
+            if entry.name.lower() in DATA_DIR_NAMES or _larger_than(source, LINK_BYTES):
+                os.symlink(source, target, target_is_directory=True)
+                copy.linked.append(source)
+            else:
+                _copy_dir(source, target, copy)
+        elif entry.is_file():
+            size = entry.stat().st_size
+            if size > LINK_BYTES:
+                os.symlink(source, target)
+                copy.linked.append(source)
+                continue
+            copy.files += 1
+            copy.size += size
+            if copy.files > MAX_COPY_FILES or copy.size > MAX_COPY_BYTES:
+                raise TrialError(
+                    f"the project at {copy.source} is too large to copy for a trial "
+                    f"(over {MAX_COPY_FILES} files or {MAX_COPY_BYTES >> 20} MB outside data directories); "
+                    "run verify on a script in a smaller project directory"
+                )
+            shutil.copy2(source, target)
+
+
+def snapshot(paths: list[Path]) -> dict[str, tuple[int, int]]:
+    """Size and mtime of the files under linked paths, to notice a script writing into them."""
+    seen: dict[str, tuple[int, int]] = {}
+    for path in paths:
+        walker = [(str(path.parent), [], [path.name])] if path.is_file() else os.walk(path)
+        for dirpath, _, filenames in walker:
+            for name in filenames:
+                file = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(file)
+                except OSError:
+                    continue
+                seen[file] = (st.st_size, st.st_mtime_ns)
+                if len(seen) >= MAX_WATCHED_FILES:
+                    return seen
+    return seen
+
+
+# -- fixing the copy ------------------------------------------------------------
+
+
+def imported_files(session: Session, script: Path) -> list[Path]:
+    """The script and the project files it imports, transitively (project index)."""
+    index = session.index
+    root = index.root
+    order: list[Path] = [script.resolve()]
+    seen = set(order)
+    for importer in order:
+        summary = index.summary(importer)
+        if summary is None:
+            continue
+        for target in [*summary.imports.values(), *summary.star_modules]:
+            parts = target.split(".")
+            for cut in range(len(parts), 0, -1):
+                module = ".".join(parts[:cut])
+                if not module.strip("."):
+                    continue
+                found = index.resolve_module(importer, module)
+                if found is not None:
+                    found = found.resolve()
+                    if found not in seen and (found == root or root in found.parents):
+                        seen.add(found)
+                        order.append(found)
+                    break
+    return order
+
+
+def fix_session(config: Config, copy_root: Path, codes: tuple[str, ...] | None) -> Session:
+    settings = replace(config, root=copy_root.resolve(), cache_dir=None)
+    if codes:
+        settings = replace(settings, select=codes, extend_select=())
+    return Session(settings, use_cache=False)
+
+
+def _applied(d: Diagnostic, rel: str) -> AppliedFix:
+    summary = d.fix.message if d.fix is not None else d.message
+    return AppliedFix(rel, d.line, d.code, d.name, d.message, summary)
+
+
+def fix_copy(session: Session, copy_root: Path, script: Path) -> tuple[list[AppliedFix], list[str]]:
+    """Apply every allowed fix (unsafe included) to the script and its project imports in the copy."""
+    fixes: list[AppliedFix] = []
+    messages: list[str] = []
+    for path in imported_files(session, script):
+        rel = path.relative_to(copy_root.resolve()).as_posix()
+        outcome = session.fix(path, write=True, unsafe=True)
+        fixes.extend(_applied(d, rel) for d in outcome.fixed)
+        messages.extend(m.replace(str(copy_root.resolve()) + os.sep, "") for m in outcome.messages)
+    return fixes, messages
+
+
+def fix_one(session: Session, copy_root: Path, wanted: AppliedFix) -> bool:
+    """Apply only ``wanted`` (found again by code, line and message) in a fresh copy."""
+    path = copy_root.resolve() / wanted.path
+    try:
+        source = read_source(path)
+    except SourceError:
+        return False
+    rules = session.enabled(path)
+    calls = 0
+
+    def run(text: str) -> list[Diagnostic]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return []  # one fix, one round
+        found = analyse(path, wanted.path, text, rules, session.config, session.index).diagnostics
+        exact = [d for d in found if (d.code, d.line, d.message) == (wanted.code, wanted.line, wanted.message)]
+        loose = [d for d in found if (d.code, d.message) == (wanted.code, wanted.message)]
+        return (exact or loose)[:1]
+
+    outcome = fix_text(source.text, run, unsafe=True)
+    if outcome.text == source.text:
+        return False
+    write_atomic(source, outcome.text)
+    return True
+
+
+# -- running --------------------------------------------------------------------
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def read_events(path: Path) -> tuple[list[dict], dict | None, bool]:
+    """``(step records, end record or None, whether the script has started)``."""
+    records, end, started = [], None, False
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except OSError:
+        return records, end, started
+    for line in lines:
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        if "end" in item:
+            end = item
+        elif "start" in item:
+            started = True
+        else:
+            records.append(item)
+    return records, end, started
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def grace_seconds(timeout: float) -> float:
+    """How long after its own time limit a child gets to write its metrics before it is killed."""
+    return min(15.0, max(2.0, 0.2 * timeout))
+
+
+def run_trial(
+    label: str,
+    script: Path,
+    cwd: Path,
+    options: Options,
+    workdir: Path,
+    progress: Callable[[str, list[dict]], None] | None = None,
+    project: tuple[Path, Path] | None = None,
+) -> Run:
+    """Run ``script`` under the bootstrap in a child process and collect what it measured.
+
+    ``project`` is ``(copy root, user's root)``: tracebacks name the user's files.
+    """
+    events = workdir / f"{label}.events.jsonl"
+    config_file = workdir / f"{label}.config.json"
+    config_file.write_text(json.dumps({
+        "script": str(script), "args": list(options.args), "steps": options.steps, "seed": options.seed,
+        "device": options.device, "time_limit": options.timeout, "events": str(events),
+        "project": str(project[0] if project else script.parent),
+    }), "utf-8")
+    env = dict(os.environ)
+    env["PYTHONHASHSEED"] = str(options.seed)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    if options.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the script's own "cuda if available" picks the CPU
+    stdout, stderr = workdir / f"{label}.stdout", workdir / f"{label}.stderr"
+    start = time.monotonic()
+    limit = options.timeout + grace_seconds(options.timeout)
+    deadline = start + STARTUP_SECONDS + limit  # until the child says torch is imported and the script starts
+    started = killed = False
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(BOOTSTRAP), str(config_file)],
+            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+        )
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.25)
+                    break
+                except subprocess.TimeoutExpired:
+                    records, _, now_started = read_events(events)
+                    if now_started and not started:
+                        started, deadline = True, time.monotonic() + limit
+                    if progress is not None:
+                        progress(label, records)
+                    if time.monotonic() > deadline:
+                        _kill_group(proc)
+                        killed = True
+                        break
+        except BaseException:  # Ctrl-C in the parent: take the child down with it
+            _kill_group(proc)
+            raise
+    records, end, _ = read_events(events)
+    run = Run(label, "killed" if killed or end is None else end["end"], records,
+              stderr_tail=_tail(stderr), wall_seconds=time.monotonic() - start, time_limit=options.timeout)
+    if end is not None:
+        run.device = end.get("device")
+        run.steps_per_second = end.get("steps_per_second")
+        run.peak_memory_bytes = end.get("peak_memory_bytes")
+        run.peak_memory_kind = end.get("peak_memory_kind")
+        run.error = end.get("error")
+        run.exit_code = end.get("exit_code")
+    elif not killed:
+        run.stopped = "error"
+        run.error = run.stderr_tail or f"the trial process exited with status {proc.returncode} without a report"
+    if project is not None:
+        copy_root, user_root = (str(p.resolve()) + os.sep for p in project)
+        run.error = run.error.replace(copy_root, user_root) if run.error else run.error
+        run.stderr_tail = run.stderr_tail.replace(copy_root, user_root)
+    if killed and len(records) > 1:
+        elapsed = records[-1]["time"] - records[0]["time"]
+        run.steps_per_second = (len(records) - 1) / elapsed if elapsed > 0 else None
+    return run
+
+
+# -- the whole trial --------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    options: Options
+    root: Path
+    fixes: list[AppliedFix] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    before: Run | None = None
+    after: Run | None = None
+    each: list[tuple[AppliedFix, Run | None]] = field(default_factory=list)
+    linked: list[Path] = field(default_factory=list)
+    written_links: list[str] = field(default_factory=list)
+
+
+def _working_dir(root: Path, script: Path, copy_root: Path) -> Path:
+    """The user's working directory mapped into the copy (the script's directory when outside)."""
+    cwd = Path.cwd().resolve()
+    if cwd == root or root in cwd.parents:
+        return copy_root / cwd.relative_to(root)
+    return copy_root / script.parent.relative_to(root)
+
+
+class Progress:
+    """Callbacks for the command: a line per phase, a live step counter."""
+
+    def applied(self, trial: "Trial") -> None:  # pragma: no cover - interface
+        pass
+
+    def phase(self, text: str) -> None:  # pragma: no cover - interface
+        pass
+
+    def step(self, label: str, records: list[dict]) -> None:  # pragma: no cover - interface
+        pass
+
+    def done(self, label: str, run: Run) -> None:  # pragma: no cover - interface
+        pass
+
+
+def run(options: Options, config: Config, progress: Progress | None = None) -> Trial:
+    """Set up the copies, apply the fixes and run the trials; never writes the user's files."""
+    progress = progress or Progress()
+    script = options.script.resolve()
+    root = config.root.resolve()
+    if not (script == root or root in script.parents):
+        root = script.parent
+    trial = Trial(options, root)
+    workdir = Path(tempfile.mkdtemp(prefix="rnnlint-verify-"))
+    try:
+        before_root = workdir / "before"
+        after_root = workdir / "after"
+        copied = copy_project(root, before_root)
+        copy_project(root, after_root)
+        trial.linked = copied.linked
+        relative = script.relative_to(root)
+        session = fix_session(config, after_root, options.codes)
+        trial.fixes, trial.messages = fix_copy(session, after_root, after_root / relative)
+        if not trial.fixes:
+            return trial
+        progress.applied(trial)
+        watched = snapshot(trial.linked)
+        progress.phase(f"Trial runs of {options.steps} optimizer steps, seed {options.seed}, device {options.device}")
+
+        def trial_run(label: str, copy_root: Path) -> Run:
+            result = run_trial(label, copy_root / relative, _working_dir(root, script, copy_root), options,
+                               workdir, progress.step, (copy_root, root))
+            progress.done(label, result)
+            return result
+
+        trial.before = trial_run("before", before_root)
+        from rnnlint.verify.compare import status
+
+        if status(trial.before)[0] in FIX_INDEPENDENT:
+            return trial  # no fix can change that: the fixed copy would fail the same way
+        trial.after = trial_run("after", after_root)
+        if options.each and len(trial.fixes) > 1:
+            for number, fix in enumerate(trial.fixes, 1):
+                copy_root = workdir / f"fix{number}"
+                copy_project(root, copy_root)
+                one = fix_session(config, copy_root, options.codes)
+                if not fix_one(one, copy_root, fix):
+                    trial.each.append((fix, None))
+                    continue
+                trial.each.append((fix, trial_run(f"fix{number}", copy_root)))
+        after = snapshot(trial.linked)
+        trial.written_links = sorted(p for p in set(watched) | set(after) if watched.get(p) != after.get(p))
+        return trial
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # symlinks are unlinked, never followed
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

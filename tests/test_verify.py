@@ -1,0 +1,280 @@
+"""``rnnlint verify`` end to end: the real command line in a subprocess, real trial runs.
+
+Every test works on a copy of its project in a temporary folder and checks
+that verify left every byte of it (and of its linked data directory) as it
+was. Torch runs with one thread so that the trials are quick on a busy CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rnnlint.verify import compare
+from rnnlint.verify.trial import Run
+from tests.helpers import rnnlint
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
+ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SIDE_KEYS = {"steps", "first_nonfinite_step", "losses", "grad_norms", "final_loss", "max_grad_norm",
+             "saturation", "steps_per_second", "device"}
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """Every file and link under ``root`` with a hash of its content (links: their target)."""
+    result = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            result[rel] = "link:" + os.readlink(path)
+        elif path.is_file():
+            result[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            result[rel] = "dir"
+    return result
+
+
+def project(tmp_path: Path, fixture: str) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURES / fixture, root)
+    data = root / "data"
+    data.mkdir()
+    (data / "readings.csv").write_text("t,value\n0,0.1\n1,0.2\n", "utf-8")
+    return root
+
+
+def verify(root: Path, *args: str, timeout: float = 120):
+    before = tree_hash(root)
+    result = rnnlint("verify", *args, cwd=root.parent, env=ENV, timeout=timeout)
+    assert tree_hash(root) == before, "verify modified the user's project"
+    return result
+
+
+LOOP = """
+import torch
+from torch import nn
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.out = nn.Linear(16, 3)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.out(out)
+
+model = Tagger()
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+loss_fn = nn.CrossEntropyLoss()
+"""
+
+
+def write_script(tmp_path: Path, body: str, loop: bool = True) -> Path:
+    """A one-file project: the LSTM training setup above (when ``loop``), then ``body``."""
+    root = tmp_path / "project"
+    root.mkdir()
+    script = root / "train.py"
+    script.write_text((LOOP if loop else "") + textwrap.dedent(body), "utf-8")
+    return script
+
+
+def test_confirmed_on_a_diverging_relu_rnn_with_json_each_and_plot(tmp_path):
+    root = project(tmp_path, "exploding_rnn")
+    out, png = tmp_path / "report.json", tmp_path / "curves.png"
+    args = ["project/train.py", "--steps", "30", "--each", "--json", str(out)]
+    plotting = _has_matplotlib()
+    if plotting:
+        args += ["--plot", str(png)]
+    result = verify(root, *args, "--", "--steps", "25")  # the script's own --steps: it ends first
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: confirmed: the original run hit non-finite values at step" in result.stdout
+    assert "first non-finite step" in result.stdout and "grad norm max" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["verdict"] == "confirmed"
+    for side in ("before", "after"):
+        assert SIDE_KEYS <= set(report[side])
+        assert report[side]["device"] == "cpu"
+    before, after = report["before"], report["after"]
+    assert before["first_nonfinite_step"] is not None and before["steps"] < 30
+    assert after["first_nonfinite_step"] is None and after["steps"] == 25 and after["stopped"] == "finished"
+    assert all(isinstance(v, float) for v in after["losses"])  # every step's loss was recorded
+    assert after["final_loss"] < after["losses"][0]  # the fixed run learns
+    assert before["max_grad_norm"] in ("inf", "nan") or before["max_grad_norm"] > 100 * after["max_grad_norm"]
+    # --each: one run per fix; the lowered learning rate alone is enough
+    codes = {fix["code"] for fix in report["fixes"]}
+    assert "RNN020" in codes
+    assert len(report["each"]) == (len(report["fixes"]) if len(report["fixes"]) > 1 else 0)
+    for item in report["each"]:
+        if item["fix"].startswith("RNN020"):
+            assert item["verdict"] == "confirmed"
+    if plotting:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _has_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def test_inconclusive_when_the_fix_changes_nothing(tmp_path):
+    root = project(tmp_path, "stable_lstm")
+    out = tmp_path / "report.json"
+    result = verify(root, "project/train.py", "--steps", "40", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: inconclusive: the two runs are identical over 40 steps" in result.stdout
+    report = json.loads(out.read_text())
+    assert report["before"]["losses"] == report["after"]["losses"]
+    assert report["before"]["max_grad_norm"] < 1.0  # why: the clip at max_norm=1.0 never engages
+
+
+def test_a_script_that_crashes_is_reported_with_its_traceback(tmp_path):
+    script = write_script(tmp_path, """
+    for step in range(100):
+        x = torch.randn(4, 10, 6)  # wrong feature size: the LSTM expects 8
+        loss = loss_fn(model(x).flatten(0, 1), torch.zeros(40, dtype=torch.long))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    """)
+    result = verify(script.parent, "project/train.py", "--steps", "5")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "crashed before its first optimizer step" in result.stdout
+    assert "RuntimeError" in result.stdout and "train.py" in result.stdout  # the traceback tail
+    assert "bootstrap" not in result.stdout  # only the script's own frames
+    assert "verdict: error: neither run reached an optimizer step" in result.stdout
+
+
+def test_a_script_that_hangs_is_killed_at_the_time_limit(tmp_path):
+    # waits for a file that never comes, retrying even through KeyboardInterrupt
+    script = write_script(tmp_path, """
+    import time
+    from pathlib import Path
+    while not Path("never-there.flag").exists():
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+    for step in range(100):
+        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
+        loss.backward()
+        optimizer.step()
+    """)
+    result = verify(script.parent, "project/train.py", "--steps", "5", "--timeout", "1", timeout=180)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "hung and was killed 1s after it started (0 optimizer steps done)" in result.stdout
+
+
+def test_a_script_that_needs_arguments_says_how_to_pass_them(tmp_path):
+    script = write_script(tmp_path, """
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", required=True)
+    args = parser.parse_args()
+    for step in range(100):
+        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
+        loss.backward()
+        optimizer.step()
+    """)
+    result = verify(script.parent, "project/train.py", "--steps", "5")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "its argument parser rejected the command line (pass the script's arguments after `--`)" in result.stdout
+    assert "the following arguments are required: --data" in result.stdout
+
+
+def test_a_script_that_never_steps_is_reported(tmp_path):
+    script = write_script(tmp_path, """
+    batches = []  # the dataset came out empty
+    for x, y in batches:
+        loss = loss_fn(model(x).flatten(0, 1), y.flatten())
+        loss.backward()
+        optimizer.step()
+    print("training done")
+    """)
+    result = verify(script.parent, "project/train.py", "--steps", "5")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "finished without ever calling optimizer.step()" in result.stdout
+
+
+def test_nothing_to_fix_runs_nothing(tmp_path):
+    script = write_script(tmp_path, """
+    import torch
+    from torch import nn
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    raise SystemExit("this script must not run")
+    """, loop=False)
+    out = tmp_path / "report.json"
+    result = verify(script.parent, "project/train.py", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No fixable findings in project/train.py or the project files it imports: nothing to verify." in result.stdout
+    assert json.loads(out.read_text())["verdict"] == "nothing-to-fix"
+
+
+def test_unknown_code_is_a_usage_error(tmp_path):
+    root = project(tmp_path, "stable_lstm")
+    result = verify(root, "project/train.py", "--codes", "RNN999")
+    assert result.returncode == 2
+    assert "unknown rule code" in result.stderr and "RNN999" in result.stderr
+
+
+@pytest.mark.cuda
+def test_cuda_device_is_forced_and_recorded(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    root = project(tmp_path, "exploding_rnn")
+    out = tmp_path / "report.json"
+    result = verify(root, "project/train.py", "--steps", "30", "--device", "cuda", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["verdict"] == "confirmed"
+    assert report["after"]["device"].startswith("cuda")
+    assert report["after"]["peak_memory_kind"] == "cuda"
+
+
+# -- the verdict rules, on synthetic runs (no subprocess) ---------------------------
+
+
+def _run(losses, grads, stopped="steps", saturation=None):
+    records = [
+        {"step": i + 1, "loss": loss, "grad_norm": grad, "saturation": saturation,
+         "nonfinite": not all(v == v and abs(v) != float("inf") for v in (loss, grad))}
+        for i, (loss, grad) in enumerate(zip(losses, grads))
+    ]
+    return compare.metrics(Run("x", stopped, records))
+
+
+def test_verdict_regressed_when_the_fix_diverges():
+    before = _run([1.0] * 20, [0.5] * 20)
+    after = _run([1.0] * 5 + [float("nan")], [0.5] * 5 + [float("inf")], stopped="nonfinite")
+    verdict, reason = compare.verdict(before, after)
+    assert verdict == "regressed" and "step 6" in reason
+
+
+def test_verdict_confirmed_by_gradient_norm_without_worse_loss():
+    before = _run([1.0 - i * 0.01 for i in range(20)], [10.0 * (i + 1) for i in range(20)])
+    after = _run([1.0 - i * 0.01 for i in range(20)], [1.0] * 20)
+    verdict, reason = compare.verdict(before, after)
+    assert verdict == "confirmed" and "fell 200x" in reason
+
+
+def test_verdict_regressed_when_the_loss_ends_worse():
+    before = _run([1.0 - i * 0.04 for i in range(20)], [1.0] * 20)
+    after = _run([1.0] * 20, [0.9] * 20)
+    verdict, reason = compare.verdict(before, after)
+    assert verdict == "regressed" and "worse" in reason
+
+
+def test_verdict_both_diverging_is_not_confirmed():
+    nan, inf = float("nan"), float("inf")
+    before = _run([1.0, 2.0, nan], [1.0, 5.0, inf], stopped="nonfinite")
+    after = _run([1.0, 1.5, 3.0, nan], [1.0, 2.0, 9.0, inf], stopped="nonfinite")
+    verdict, reason = compare.verdict(before, after)
+    assert verdict == "inconclusive" and "do not prevent" in reason
