@@ -28,7 +28,7 @@ index imports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import libcst as cst
@@ -377,11 +377,11 @@ class Flow:
         if name is None:
             return None
         batch = self.resolver.collate(name)
-        if isinstance(batch, Padded):
-            batch = Padded(f"batches padded by collate_fn {name}")
+        origin = f"batches padded by collate_fn {name}"
+        if isinstance(batch, Padded):  # replace(): keeps what a subclass of Padded adds (a pad value)
+            batch = replace(batch, origin=origin)
         elif isinstance(batch, Items):
-            batch = Items(tuple(Padded(f"batches padded by collate_fn {name}") if isinstance(v, Padded) else v
-                                for v in batch.items))
+            batch = Items(tuple(replace(v, origin=origin) if isinstance(v, Padded) else v for v in batch.items))
         return Loader(batch) if batch is not None else None
 
     def _use(self, call: cst.Call, callee, args) -> None:
@@ -701,19 +701,24 @@ class Run:
 _MAX_RUNS_PER_FUNCTION = 8
 
 
-def file_runs(ctx) -> list[Run]:
+def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None) -> list[Run]:
     """Every body of the file, followed into same-file functions and models with known values.
 
     The module's top-level code, each top-level function and each method run
     with what they know by themselves; then a function (or a model's
     ``forward``, or ``self(...)``) called with a padded batch, a loader or a
     model runs again with those values bound to its parameters.
+
+    A rule that tracks more than padding (RNN013: the padding value, loss
+    calls) passes its own ``Flow`` subclass (and resolver); runs are memoised
+    per subclass.
     """
-    return ctx.memo("padding.runs", lambda: _file_runs(ctx))
+    key = "padding.runs" if flow is Flow else f"padding.runs.{flow.__module__}.{flow.__qualname__}"
+    return ctx.memo(key, lambda: _file_runs(ctx, flow, resolver))
 
 
-def _file_runs(ctx) -> list[Run]:
-    resolver = ProjectResolver(ctx)
+def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None) -> list[Run]:
+    resolver = resolver or ProjectResolver(ctx)
     rnns = frozenset(n for n in ctx.index.recurrent_names if "Cell" not in n)
     functions: dict[str, cst.FunctionDef] = {}
     classes: dict[str, cst.ClassDef] = {}
@@ -751,7 +756,7 @@ def _file_runs(ctx) -> list[Run]:
             continue
         seen.add(key)
         counts[id(node)] = counts.get(id(node), 0) + 1
-        flow = Flow(ctx.imports, resolver, rnns)
+        flow = flow_class(ctx.imports, resolver, rnns)
         result = flow.run_module(node) if isinstance(node, cst.Module) else flow.run_function(node, env)
         runs.append(Run(node, cls, result))
         for use in result.uses:

@@ -1,0 +1,696 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+from rnnlint.constants import number
+from rnnlint.diagnostics import Applicability
+from rnnlint.names import ImportMap, dotted
+from rnnlint.padding import PAD_SEQUENCE, Flow, Items, Padded, ProjectResolver, Resolver, Result, Value, file_runs, keyword
+from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
+from rnnlint.training import facts
+
+LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
+LOSS_FUNCTIONS = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"})
+#: positional index of ``ignore_index``: module constructors, functions
+_IGNORE_POSITION = {"module": 2, "function": 4}
+#: tensor methods after which padded targets are still the same padded targets
+_RESHAPES = frozenset({"view", "reshape", "flatten", "view_as", "reshape_as", "squeeze", "unsqueeze", "contiguous",
+                       "long", "to", "cuda", "cpu", "transpose", "permute", "t"})
+#: methods of a loss tensor (or calls around it) that mask it
+_MASKING = frozenset({"masked_select", "masked_fill", "masked_fill_", "where", "mul", "mul_"})
+_CROSS_ENTROPY_DEFAULT_IGNORE = -100.0
+
+
+class PaddedLossWithoutIgnoreIndex(Rule):
+    """A cross-entropy or NLL loss counts the padding positions of padded targets.
+
+    **What it catches.** ``nn.CrossEntropyLoss`` / ``nn.NLLLoss`` (the module,
+    including one built as ``self.criterion`` or behind an alias) or
+    ``F.cross_entropy`` / ``F.nll_loss`` applied to targets that are padded
+    (``pad_sequence(...)``, batches of a ``DataLoader`` whose ``collate_fn``
+    pads, in this file or another file of the project; followed through
+    unpacking, slicing like ``trg[:, 1:]`` and ``view(-1)``/``reshape(-1)``)
+    with no ``ignore_index`` equal to the padding value, and no mask applied
+    to the loss (``loss * mask``, ``loss[mask]``, ``masked_select``, or
+    masking the targets themselves). The padding value is the
+    ``padding_value=`` of ``pad_sequence`` (0 by default); when it cannot be
+    seen, a single pad id the file knows (a ``PAD_IDX``-like constant, an
+    ``Embedding(padding_idx=...)``) is used. An ``ignore_index`` that differs
+    from the padding value is reported too. Padding with -100 (the default
+    ``ignore_index``) is fine. Only files that train a recurrent model are
+    checked.
+
+    **Why it matters.** Padded positions are real entries of the target
+    tensor: without ``ignore_index`` the loss trains the model to predict the
+    pad token after every short sequence. In a translation or tagging batch
+    padding is often most of the tokens, so the loss falls quickly while the
+    model only learns to emit padding, and the gradient of the real tokens is
+    diluted. Reported loss and perplexity are meaningless too.
+
+    **Example.**
+
+        trg = pad_sequence(targets, batch_first=True, padding_value=PAD_IDX)
+        criterion = nn.CrossEntropyLoss()                     # RNN013
+        loss = criterion(logits.view(-1, vocab), trg.view(-1))
+        # fixed:
+        criterion = nn.CrossEntropyLoss(ignore_index=PAD_IDX)
+
+    **Fix safety.** Unsafe: the fix adds ``ignore_index=<pad>`` (or corrects
+    it), written as the file writes the padding value (the constant's name,
+    or the number when the name is not visible where the loss is built). It
+    changes the loss value and what the model learns; it is offered only
+    when the padding value is known.
+    """
+
+    code = "RNN013"
+    name = "padded-loss-without-ignore-index"
+    fix_applicability = Applicability.UNSAFE
+    triggers = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
+
+    def finish(self) -> None:
+        f = facts(self.ctx)
+        if not f.mentions_recurrent and not any(self.ctx.is_recurrent(c) for c in f.classes):
+            return
+        criteria = _criteria(self.ctx)
+        resolver = _LossResolver(self.ctx, criteria)
+        reported: set[int] = set()
+        for run in file_runs(self.ctx, _LossFlow, resolver):
+            for loss in getattr(run.result, "losses", []):
+                if not isinstance(loss.target, Padded):
+                    continue
+                site = loss.constructor if loss.constructor is not None else loss.call
+                if id(site) in reported or _masked(run.node, loss):
+                    continue
+                if self._check(loss, site):
+                    reported.add(id(site))
+
+    def _check(self, loss: "_Loss", site: cst.Call) -> bool:
+        pad = _pad_of(self.ctx, loss.target)
+        if pad is None:
+            return False
+        kind = "module" if loss.constructor is not None else "function"
+        ignore = keyword(site, "ignore_index")
+        if ignore is None and len([a for a in site.args if a.keyword is None]) > _IGNORE_POSITION[kind]:
+            return False  # passed by position: too unusual to judge
+        name = self.ctx.code(site.func) + "(...)"
+        origin = loss.target.origin
+        pad_desc = pad.text if pad.value is None or pad.text == _number_text(pad.value) else \
+            f"{pad.text} = {_number_text(pad.value)}"
+        pad_class = _number_text(pad.value) if pad.value is not None else pad.text
+        fix_text = _usable(self.ctx, pad, site)
+        if ignore is None:
+            if pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
+                return False
+            message = (
+                f"{name} is computed over targets padded with {pad_desc} ({origin}) and has no ignore_index: every "
+                f"padding position is trained as a target of class {pad_class}, so the model learns to predict "
+                f"padding and the loss is dominated by it; pass ignore_index={fix_text or pad.text} "
+                f"(or mask the loss)"
+            )
+            edits = [add_arg(site, f"ignore_index={fix_text}")] if fix_text else []
+        else:
+            if self.ctx.code(ignore.value) == pad.text:
+                return False
+            ignored = number(self.ctx, ignore.value, _scope_of(self.ctx, site))
+            if ignored is None or pad.value is None or ignored.value == pad.value:
+                return False
+            message = (
+                f"{name} has ignore_index={self.ctx.code(ignore.value)} but its targets are padded with {pad_desc} "
+                f"({origin}): the padding positions still count in the loss; set ignore_index="
+                f"{fix_text or pad.text}"
+            )
+            edits = [replace(ignore.value, fix_text)] if fix_text else []
+        self.report(site, message, fix=f"Pass ignore_index={fix_text}", edits=edits)
+        return True
+
+
+# -- following targets --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PadWith(Padded):
+    """A padded tensor whose padding value is known: as written (``PAD_IDX``) and, when it folds, its value."""
+
+    text: str = "0"
+    value: float | None = 0.0
+    local: bool = True  # written in the file being checked
+
+
+@dataclass
+class _Loss:
+    call: cst.Call
+    constructor: cst.Call | None  # ``nn.CrossEntropyLoss(...)`` for the module form
+    target: Value
+    target_expr: cst.BaseExpression
+    result_name: str | None  # ``loss`` in ``loss = criterion(...)``
+
+
+@dataclass
+class _LossResult(Result):
+    losses: list[_Loss] = field(default_factory=list)
+
+
+class _LossResolver(ProjectResolver):
+    """Follows padding functions (collates) into their bodies, in this file or another, to see the pad value."""
+
+    def __init__(self, ctx, criteria: dict[str, cst.Call]) -> None:
+        super().__init__(ctx)
+        self.criteria = criteria
+        self._returns: dict[tuple[str, str], Value] = {}
+
+    def call(self, name: str) -> Value:
+        value = super().call(name)
+        if not _padded(value):
+            return value
+        hit = self.ctx.index.lookup(self.ctx.path, name)
+        if hit is None:
+            return value
+        key = (str(hit[0]), hit[1])
+        if key not in self._returns:
+            self._returns[key] = None  # recursion guard
+            self._returns[key] = self._follow(hit[0], hit[1]) or value
+        return self._returns[key]
+
+    def _follow(self, path: Path, function_name: str) -> Value:
+        local = path == self.ctx.path.resolve()
+        if local:
+            module, imports = self.ctx.module, self.ctx.imports
+        else:
+            try:
+                module = cst.parse_module(path.read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, cst.ParserSyntaxError):
+                return None
+            imports = ImportMap(module)
+        function = next((s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value == function_name),
+                        None)
+        if function is None:
+            return None
+        flow = _LossFlow(imports, self if local else Resolver())
+        flow.constants = {} if local else _module_constants(module)
+        flow.local = local
+        returns = [v for v in flow.run_function(function).returns if _padded(v)]
+        return returns[0] if returns else None
+
+
+class _LossFlow(Flow):
+    """The padding flow, plus pad values, reshaped targets and the loss calls."""
+
+    def __init__(self, imports, resolver=None, extra_rnns=frozenset()):
+        super().__init__(imports, resolver, extra_rnns)
+        self.result = _LossResult()
+        self.constants: dict[str, float] = {}  # module constants of another file (to fold its pad value)
+        self.local = True
+
+    def small(self, small: cst.BaseSmallStatement) -> None:
+        super().small(small)
+        if isinstance(small, (cst.Assign, cst.AugAssign)):  # trg[trg == PAD] = -100: rewritten in place
+            targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+            for target in targets:
+                if isinstance(target, cst.Subscript):
+                    base = dotted(target.value)
+                    if base:
+                        self.env.pop(base, None)
+
+    def call(self, call: cst.Call) -> Value:
+        func = call.func
+        name = dotted(func)
+        qualname = self.imports.resolve_dotted(name) if name else None
+        if qualname == PAD_SEQUENCE:
+            for arg in call.args:
+                self.value(arg.value)
+            return self._padded(call)
+        if isinstance(func, cst.Attribute) and func.attr.value in _RESHAPES:
+            receiver = self.value(func.value)
+            for arg in call.args:
+                self.value(arg.value)
+            if isinstance(receiver, Padded):
+                return receiver
+            return super().call(call) if receiver is not None else None
+        constructor = self._loss_constructor(call, name, qualname)
+        if constructor is not None or qualname in LOSS_FUNCTIONS:
+            values = {self._key(call, arg): (self.value(arg.value), arg.value) for arg in call.args}
+            target, expr = values.get(1) or values.get("target") or (None, None)
+            if expr is not None:
+                self.result.losses.append(_Loss(call, constructor, target, expr, self._result_name(call)))
+            return None
+        return super().call(call)
+
+    def _padded(self, call: cst.Call) -> _PadWith:
+        pad = keyword(call, "padding_value")
+        positional = [a for a in call.args if a.keyword is None]
+        if pad is None and len(positional) > 2:
+            pad = positional[2]
+        origin = "pad_sequence(...) output"
+        if pad is None:
+            return _PadWith(origin, "0", 0.0, self.local)
+        text = cst.Module(body=[]).code_for_node(pad.value)
+        value = _fold(pad.value, self.constants)
+        return _PadWith(origin, text, value, self.local)
+
+    def _loss_constructor(self, call: cst.Call, name: str | None, qualname: str | None) -> cst.Call | None:
+        if isinstance(call.func, cst.Call) and self.imports.resolve(call.func.func) in LOSS_MODULES:
+            return call.func  # nn.CrossEntropyLoss()(logits, targets)
+        criteria = getattr(self.resolver, "criteria", {})
+        if name is not None and name in criteria:
+            return criteria[name]
+        return None
+
+    def _result_name(self, call: cst.Call) -> str | None:
+        statement = self._statement
+        if isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1:
+            small = statement.body[0]
+            if isinstance(small, cst.Assign) and small.value is call and len(small.targets) == 1:
+                return dotted(small.targets[0].target)
+        return None
+
+
+def _padded(value: Value) -> bool:
+    return isinstance(value, Padded) or (isinstance(value, Items) and any(isinstance(v, Padded) for v in value.items))
+
+
+def _criteria(ctx) -> dict[str, cst.Call]:
+    """``criterion`` / ``self.loss_fn`` -> the CrossEntropyLoss/NLLLoss constructor assigned to it."""
+    found: dict[str, cst.Call] = {}
+
+    class Finder(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            value = node.value
+            while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and isinstance(
+                    value.func.value, cst.Call) and value.func.attr.value in ("to", "cuda"):
+                value = value.func.value
+            if isinstance(value, cst.Call) and ctx.qualname(value.func) in LOSS_MODULES:
+                for target in node.targets:
+                    name = dotted(target.target)
+                    if name:
+                        found[name] = value
+
+    ctx.module.visit(Finder())
+    return found
+
+
+@dataclass(frozen=True)
+class _Pad:
+    text: str
+    value: float | None
+    local: bool
+
+
+def _pad_of(ctx, target: Padded) -> _Pad | None:
+    if isinstance(target, _PadWith):
+        value = target.value
+        if value is None and target.local:  # PAD_IDX = 1 at the top of this file, or imported
+            found = number(ctx, cst.parse_expression(target.text), None)
+            value = found.value if found else _module_constants(ctx.module).get(target.text)
+            if value is None:
+                value = _imported_constant(ctx, target.text)
+        return _Pad(target.text, value, target.local)
+    known = _known_pad_ids(ctx)
+    if len(known) == 1:
+        text = next(iter(known))
+        found = number(ctx, cst.parse_expression(text), None)
+        return _Pad(text, found.value if found else None, True)
+    return None
+
+
+def _imported_constant(ctx, name: str) -> float | None:
+    """The value of ``from vocab import PAD_IDX`` when ``vocab.py`` sets ``PAD_IDX = 1``."""
+    if name not in ctx.imports.names:
+        return None
+    hit = ctx.index.lookup(ctx.path, name)
+    if hit is None:
+        return None
+    try:
+        module = cst.parse_module(hit[0].read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError):
+        return None
+    return _module_constants(module).get(hit[1])
+
+
+def _known_pad_ids(ctx) -> set[str]:
+    """Pad ids the file names: ``PAD_IDX``-like module constants, ``padding_idx=`` of embeddings."""
+    found: set[str] = set()
+    for name in list(facts(ctx).scopes[0].assigned) + list(ctx.imports.names):
+        if "." not in name and "PAD" in name.split("_") and name.isupper():
+            found.add(name)
+    if len(found) <= 1:
+        for call in _calls(ctx.module):
+            arg = keyword(call, "padding_idx")
+            if arg is not None and (isinstance(arg.value, cst.Integer) or
+                                    (isinstance(arg.value, cst.Name) and arg.value.value.isupper())):
+                found.add(ctx.code(arg.value))
+    return found
+
+
+def _usable(ctx, pad: _Pad, site: cst.Call) -> str | None:
+    """How to write the pad value where the loss is built: as written when that name is visible there,
+    otherwise its number; None when neither is possible."""
+    try:
+        expr = cst.parse_expression(pad.text)
+    except cst.ParserSyntaxError:
+        return None
+    if _literal(expr):
+        return pad.text
+    if pad.local:
+        head = (dotted(expr) or "").split(".")[0] or _head(expr)
+        scope = _scope_of(ctx, site)
+        if head and (head in _module_names(ctx.module) or head in ctx.imports.names or
+                     (scope is not None and (head in scope.assigned or head in scope.params))):
+            return pad.text
+    return _number_text(pad.value) if pad.value is not None else None
+
+
+def _head(expr: cst.BaseExpression) -> str | None:
+    """``vocab`` in ``vocab["<pad>"]``."""
+    while isinstance(expr, (cst.Subscript, cst.Attribute, cst.Call)):
+        expr = expr.value if not isinstance(expr, cst.Call) else expr.func
+    return expr.value if isinstance(expr, cst.Name) else None
+
+
+def _literal(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        expr = expr.expression
+    return isinstance(expr, (cst.Integer, cst.Float))
+
+
+def _fold(expr: cst.BaseExpression, constants: dict[str, float]) -> float | None:
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        inner = _fold(expr.expression, constants)
+        return -inner if inner is not None else None
+    if isinstance(expr, (cst.Integer, cst.Float)):
+        return float(expr.evaluated_value)
+    if isinstance(expr, cst.Name):
+        return constants.get(expr.value)
+    return None
+
+
+def _module_constants(module: cst.Module) -> dict[str, float]:
+    """``PAD_IDX = 1`` and ``PAD, SOS, EOS = 0, 1, 2`` at the top of a module."""
+    found: dict[str, float] = {}
+    for stmt in module.body:
+        if not isinstance(stmt, cst.SimpleStatementLine):
+            continue
+        for small in stmt.body:
+            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
+                continue
+            target, value = small.targets[0].target, small.value
+            pairs = [(target, value)]
+            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) and len(
+                    target.elements) == len(value.elements):
+                pairs = [(t.value, v.value) for t, v in zip(target.elements, value.elements)]
+            for name, expr in pairs:
+                folded = _fold(expr, found)
+                if isinstance(name, cst.Name) and folded is not None:
+                    found[name.value] = folded
+    return found
+
+
+def _module_names(module: cst.Module) -> set[str]:
+    """Names bound by the module's own top-level assignments, definitions and imports."""
+    names: set[str] = set()
+    for stmt in module.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            names.add(stmt.name.value)
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else (
+                    [small.target] if isinstance(small, cst.AnnAssign) else [])
+                for target in targets:
+                    parts = [e.value for e in target.elements] if isinstance(target, (cst.Tuple, cst.List)) else [target]
+                    names.update(part.value for part in parts if isinstance(part, cst.Name))
+    return names
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _scope_of(ctx, node: cst.CSTNode):
+    """The training-facts scope whose function contains ``node`` (innermost)."""
+    best = None
+    for scope in facts(ctx).scopes:
+        if isinstance(scope.node, cst.FunctionDef) and _contains(scope.node, node):
+            best = scope
+    return best
+
+
+def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
+    found = False
+
+    class Finder(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            nonlocal found
+            if node is inner:
+                found = True
+            return not found
+
+    outer.visit(Finder())
+    return found
+
+
+def _calls(node: cst.CSTNode) -> list[cst.Call]:
+    found: list[cst.Call] = []
+
+    class Finder(cst.CSTVisitor):
+        def visit_Call(self, call: cst.Call) -> None:
+            found.append(call)
+
+    node.visit(Finder())
+    return found
+
+
+def _masked(body: cst.CSTNode, loss: _Loss) -> bool:
+    """Is the loss masked: ``criterion(...) * mask``, ``loss[mask]``, ``loss.masked_select(...)``, or a later
+    ``loss = (loss * mask).sum() / mask.sum()`` on the name it is assigned to?"""
+    watched = {loss.result_name} if loss.result_name else set()
+    masked = False
+
+    class Finder(cst.CSTVisitor):
+        def __init__(self) -> None:
+            self.stack: list[cst.CSTNode] = []
+
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            nonlocal masked
+            if node is loss.call or (isinstance(node, (cst.Name, cst.Attribute)) and dotted(node) in watched):
+                masked = masked or _masking_context(node, self.stack)
+                return False
+            self.stack.append(node)
+            return True
+
+        def on_leave(self, original_node: cst.CSTNode) -> None:
+            if self.stack and self.stack[-1] is original_node:
+                self.stack.pop()
+
+    body.visit(Finder())
+    return masked
+
+
+def _masking_context(node: cst.CSTNode, stack: list[cst.CSTNode]) -> bool:
+    """Is ``node`` (the loss) directly multiplied, indexed, or masked by its parent expression?
+    ``loss.item() * n`` is not: the product is not of the loss tensor itself."""
+    if not stack:
+        return False
+    parent = stack[-1]
+    if isinstance(parent, cst.BinaryOperation):
+        return isinstance(parent.operator, cst.Multiply)
+    if isinstance(parent, cst.Subscript) and parent.value is node:
+        return any(isinstance(e.slice, cst.Index) for e in parent.slice)
+    if isinstance(parent, cst.Attribute) and parent.value is node:
+        return parent.attr.value in _MASKING
+    if isinstance(parent, cst.Arg) and len(stack) >= 2 and isinstance(stack[-2], cst.Call):
+        return (dotted(stack[-2].func) or "").rsplit(".", 1)[-1] in _MASKING
+    return False
+
+
+_SEQ2SEQ_HEAD = """
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pad_sequence
+    from torch.utils.data import DataLoader
+
+    PAD_IDX = 1
+
+    class Seq2Seq(nn.Module):
+        def __init__(self, vocab):
+            super().__init__()
+            self.embed = nn.Embedding(vocab, 64, padding_idx=PAD_IDX)
+            self.rnn = nn.GRU(64, 128, batch_first=True)
+            self.out = nn.Linear(128, vocab)
+
+        def forward(self, src):
+            output, _ = self.rnn(self.embed(src))
+            return self.out(output)
+
+    def collate(batch):
+        src = pad_sequence([s for s, _ in batch], batch_first=True, padding_value=PAD_IDX)
+        trg = pad_sequence([t for _, t in batch], batch_first=True, padding_value=PAD_IDX)
+        return src, trg
+    """
+
+_TRAIN = """
+    def train(dataset, vocab):
+        model = Seq2Seq(vocab)
+        loader = DataLoader(dataset, batch_size=32, collate_fn=collate)
+        criterion = nn.CrossEntropyLoss({args})
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for src, trg in loader:
+            logits = model(src)
+            loss = criterion(logits.view(-1, vocab), trg.view(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    """
+
+PaddedLossWithoutIgnoreIndex.VALID = [
+    Valid(_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=PAD_IDX")),
+    # ignore_index as a literal equal to the padding value
+    Valid(_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=1, label_smoothing=0.1")),
+    # masked loss
+    Valid(_SEQ2SEQ_HEAD + """
+    def train(dataset, vocab):
+        model = Seq2Seq(vocab)
+        criterion = nn.CrossEntropyLoss(reduction="none")
+        for src, trg in DataLoader(dataset, collate_fn=collate):
+            loss = criterion(model(src).view(-1, vocab), trg.view(-1))
+            mask = (trg.view(-1) != PAD_IDX).float()
+            loss = (loss * mask).sum() / mask.sum()
+            loss.backward()
+    """),
+    # padding targets with -100: the default ignore_index already skips them
+    Valid("""
+    import torch
+    import torch.nn.functional as F
+    from torch.nn.utils.rnn import pad_sequence
+
+    lstm = torch.nn.LSTM(8, 16, batch_first=True)
+    head = torch.nn.Linear(16, 5)
+
+    def step(inputs, tags):
+        x = pad_sequence(inputs, batch_first=True)
+        y = pad_sequence(tags, batch_first=True, padding_value=-100)
+        out, _ = lstm(x)
+        loss = F.cross_entropy(head(out).reshape(-1, 5), y.reshape(-1))
+        loss.backward()
+    """),
+    # a classifier over padded text: its labels are not padded
+    Valid("""
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pad_sequence
+
+    def collate(batch):
+        text = pad_sequence([t for t, _ in batch], batch_first=True)
+        return text, torch.tensor([y for _, y in batch])
+
+    model = nn.GRU(16, 32, batch_first=True)
+    criterion = nn.CrossEntropyLoss()
+    loader = torch.utils.data.DataLoader([], collate_fn=collate)
+    for text, labels in loader:
+        _, h = model(text)
+        criterion(h[-1], labels).backward()
+    """),
+    # not recurrent: a transformer is not ours to judge
+    Valid("""
+    import torch
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pad_sequence
+
+    model = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4), 2)
+    criterion = nn.CrossEntropyLoss()
+
+    def step(src, tgts):
+        trg = pad_sequence(tgts, batch_first=True)
+        loss = criterion(model(src).view(-1, 64), trg.view(-1))
+        loss.backward()
+    """),
+]
+
+PaddedLossWithoutIgnoreIndex.INVALID = [
+    Invalid(_SEQ2SEQ_HEAD + _TRAIN.format(args=""), line=27,
+            fixed=_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=PAD_IDX")),
+    # ignore_index=0 while the targets are padded with 1
+    Invalid(_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=0"), line=27,
+            fixed=_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=PAD_IDX")),
+    # functional form, targets padded in the loop with the default value 0, aliased imports
+    Invalid("""
+    import torch
+    from torch.nn import functional as Fn
+    import torch.nn.utils.rnn as rnn_utils
+
+    def train_step(model, optimizer, inputs, tag_seqs):
+        tags = rnn_utils.pad_sequence(tag_seqs, batch_first=True)
+        scores = model(rnn_utils.pad_sequence(inputs, batch_first=True))
+        loss = Fn.nll_loss(scores.flatten(0, 1), tags[:, :].flatten())
+        loss.backward()
+        optimizer.step()
+
+    tagger = torch.nn.LSTM(32, 10, batch_first=True)
+    """, line=8, fixed="""\
+import torch
+from torch.nn import functional as Fn
+import torch.nn.utils.rnn as rnn_utils
+
+def train_step(model, optimizer, inputs, tag_seqs):
+    tags = rnn_utils.pad_sequence(tag_seqs, batch_first=True)
+    scores = model(rnn_utils.pad_sequence(inputs, batch_first=True))
+    loss = Fn.nll_loss(scores.flatten(0, 1), tags[:, :].flatten(), ignore_index=0)
+    loss.backward()
+    optimizer.step()
+
+tagger = torch.nn.LSTM(32, 10, batch_first=True)
+"""),
+    # the collate and the model live in other files; the criterion is built in __init__
+    Invalid("""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader
+    from data import pad_pairs
+    from models import Translator
+
+    class Trainer:
+        def __init__(self):
+            self.model = Translator()
+            self.loss_fn = nn.CrossEntropyLoss(reduction="mean")
+
+        def epoch(self, dataset):
+            for src, trg in DataLoader(dataset, batch_size=64, collate_fn=pad_pairs):
+                logits = self.model(src, trg[:, :-1])
+                loss = self.loss_fn(logits.reshape(-1, logits.size(-1)), trg[:, 1:].reshape(-1))
+                loss.backward()
+    """, line=10, files={
+        "data.py": """
+            from torch.nn.utils.rnn import pad_sequence
+            PAD = 3
+            def pad_pairs(batch):
+                src = pad_sequence([s for s, _ in batch], batch_first=True, padding_value=PAD)
+                trg = pad_sequence([t for _, t in batch], batch_first=True, padding_value=PAD)
+                return src, trg
+            """,
+        "models.py": """
+            import torch.nn as nn
+            class Translator(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.encoder = nn.LSTM(32, 64, batch_first=True)
+            """,
+    }, fixed="""\
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from data import pad_pairs
+from models import Translator
+
+class Trainer:
+    def __init__(self):
+        self.model = Translator()
+        self.loss_fn = nn.CrossEntropyLoss(reduction="mean", ignore_index=3)
+
+    def epoch(self, dataset):
+        for src, trg in DataLoader(dataset, batch_size=64, collate_fn=pad_pairs):
+            logits = self.model(src, trg[:, :-1])
+            loss = self.loss_fn(logits.reshape(-1, logits.size(-1)), trg[:, 1:].reshape(-1))
+            loss.backward()
+"""),
+]
