@@ -16,6 +16,7 @@ from typing import Iterator
 import libcst as cst
 
 from rnnlint.names import dotted
+from rnnlint.nodes import find_all
 from rnnlint.rule import FileContext
 from rnnlint.training import Scope
 
@@ -100,14 +101,7 @@ def calls_inside(ctx: FileContext, node: cst.CSTNode) -> list[cst.Call]:
     """
 
     def collect() -> list[cst.Call]:
-        found: list[cst.Call] = []
-
-        class Finder(cst.CSTVisitor):
-            def visit_Call(self, call: cst.Call) -> None:
-                found.append(call)
-
-        node.visit(Finder())
-        return found
+        return find_all(node, cst.Call)
 
     return ctx.memo(f"loops.calls.{id(node)}", collect)
 

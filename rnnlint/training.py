@@ -25,6 +25,7 @@ import libcst as cst
 
 from rnnlint.index import CLIP_FUNCTIONS, OPTIMIZERS
 from rnnlint.names import dotted
+from rnnlint.nodes import find_all
 from rnnlint.rule import FileContext
 
 _RECURRENT_SHORT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
@@ -202,7 +203,7 @@ def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer 
 def parameter_owners(expr: cst.BaseExpression) -> set[str]:
     """Receivers of ``.parameters()`` / ``.named_parameters()`` calls in ``expr``."""
     owners: set[str] = set()
-    for call in _calls_in(expr):
+    for call in _calls_outside_lambdas(expr):
         func = call.func
         if isinstance(func, cst.Attribute) and func.attr.value in ("parameters", "named_parameters"):
             name = dotted(func.value)
@@ -377,7 +378,7 @@ class _Collector:
                 if name:
                     scope.assigned.setdefault(name, []).append(small.value)
                     self._assignment(name, small.value, scope)
-        for call in _calls_in(small):
+        for call in _calls_outside_lambdas(small):
             self._call(call, stmt, scope, loop)
 
     def _assignment(self, name: str, value: cst.BaseExpression, scope: Scope) -> None:
@@ -400,7 +401,7 @@ class _Collector:
         else:
             self.models.setdefault(name, []).append(callee)
             if qualname in _CONTAINERS:  # nn.Sequential(nn.LSTM(...), ...): its parts count
-                parts = (dotted(c.func) for c in _calls_in(call) if c is not call)
+                parts = (dotted(c.func) for c in _calls_outside_lambdas(call) if c is not call)
                 self.models[name].extend(p for p in parts if p)
 
     def _calls(self, node, scope: Scope) -> None:
@@ -408,7 +409,7 @@ class _Collector:
             return
         nodes = node if isinstance(node, (list, tuple)) else [node]
         for item in nodes:
-            for call in _calls_in(item):
+            for call in _calls_outside_lambdas(item):
                 name = dotted(call.func)
                 if name:
                     self.callees.add(name)
@@ -515,20 +516,6 @@ def _body(node) -> list:
     return list(body)
 
 
-def _calls_in(node: cst.CSTNode) -> list[cst.Call]:
-    calls: list[cst.Call] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_Call(self, call: cst.Call) -> None:
-            calls.append(call)
-
-        def visit_Lambda(self, node: cst.Lambda) -> bool:
-            return False
-
-    node.visit(Finder())
-    return calls
-
-
 def _unwrap_call(value: cst.BaseExpression) -> cst.Call | None:
     """``Model(...).to(device)`` -> ``Model(...)``; ``Model(...)`` -> itself."""
     while isinstance(value, cst.Call):
@@ -557,3 +544,7 @@ def keyword_arg(call: cst.Call, keyword: str) -> cst.Arg | None:
         if arg.keyword is not None and arg.keyword.value == keyword:
             return arg
     return None
+
+
+def _calls_outside_lambdas(node: cst.CSTNode) -> list[cst.Call]:
+    return find_all(node, cst.Call, skip=(cst.Lambda,))

@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
+from rnnlint.nodes import find_all
+
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
 from rnnlint.padding import PACK_PADDED, PAD_SEQUENCE, PACK_FUNCTIONS, is_length_name, keyword
@@ -67,7 +69,7 @@ class SortedPackOrderLost(Rule):
     triggers = ("sort",)
 
     def finish(self) -> None:
-        functions = [self.ctx.module] + _functions(self.ctx.module)
+        functions = [self.ctx.module] + find_all(self.ctx.module, cst.FunctionDef)
         collate_names = _collate_arguments(self.ctx.module)
         for function in functions:
             body = _Body(self.ctx, function)
@@ -247,7 +249,7 @@ class _Body:
     def calls(self) -> list[cst.Call]:
         found: list[cst.Call] = []
         for line in self.lines:
-            found.extend(_calls(line))
+            found.extend(find_all(line, cst.Call, skip=(cst.Lambda,)))
         return found
 
     def packs(self) -> list[cst.Call]:
@@ -366,7 +368,7 @@ class _Body:
 
     def unsorted_returned(self, sort: _ListSort) -> set[str]:
         """Names the function returns next to the sorted list that still hold the unsorted order."""
-        position = self.lines.index(next(l for l in self.lines if sort.call in _calls(l)))
+        position = self.lines.index(next(l for l in self.lines if sort.call in find_all(l, cst.Call, skip=(cst.Lambda,))))
         before = [(t, v) for t, v, line in self.assigns if self.lines.index(line) < position]
         after = [(t, v) for t, v, line in self.assigns if self.lines.index(line) > position]
         # where the sorted list came from, and what else was built from the same batch before the sort
@@ -404,31 +406,6 @@ class _Body:
 
 
 # -- small helpers -----------------------------------------------------------------------------
-
-
-def _functions(module: cst.Module) -> list[cst.FunctionDef]:
-    found: list[cst.FunctionDef] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-            found.append(node)
-
-    module.visit(Finder())
-    return found
-
-
-def _calls(node: cst.CSTNode) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_Call(self, call: cst.Call) -> None:
-            found.append(call)
-
-        def visit_Lambda(self, node: cst.Lambda) -> bool:
-            return False
-
-    node.visit(Finder())
-    return found
 
 
 def _names_in(node: cst.CSTNode) -> list[cst.Name]:
@@ -615,7 +592,7 @@ def _scalar(value: cst.BaseExpression) -> bool:
 def _collate_arguments(module: cst.Module) -> set[str]:
     """Functions passed as ``collate_fn=`` in this file."""
     found: set[str] = set()
-    for call in _calls(module):
+    for call in find_all(module, cst.Call, skip=(cst.Lambda,)):
         arg = keyword(call, "collate_fn")
         if arg is not None:
             found.update(_names_of(arg.value))
@@ -627,7 +604,7 @@ def _is_collate(ctx, function: cst.FunctionDef, collate_names: set[str]) -> bool
     if "collate" in name.lower() or name in collate_names:
         return True
     padders = PACK_FUNCTIONS | {PAD_SEQUENCE}
-    return any(ctx.qualname(c.func) in padders for c in _calls(function))
+    return any(ctx.qualname(c.func) in padders for c in find_all(function, cst.Call, skip=(cst.Lambda,)))
 
 
 _ENCODER = """

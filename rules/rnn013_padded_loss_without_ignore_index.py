@@ -5,6 +5,8 @@ from pathlib import Path
 
 import libcst as cst
 
+from rnnlint.nodes import find_all
+
 from rnnlint.constants import number
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import ImportMap, dotted
@@ -336,7 +338,7 @@ def _known_pad_ids(ctx) -> set[str]:
         if "." not in name and "PAD" in name.split("_") and name.isupper():
             found.add(name)
     if len(found) <= 1:
-        for call in _calls(ctx.module):
+        for call in find_all(ctx.module, cst.Call):
             arg = keyword(call, "padding_idx")
             if arg is not None and (isinstance(arg.value, cst.Integer) or
                                     (isinstance(arg.value, cst.Name) and arg.value.value.isupper())):
@@ -447,17 +449,6 @@ def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
             return not found
 
     outer.visit(Finder())
-    return found
-
-
-def _calls(node: cst.CSTNode) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_Call(self, call: cst.Call) -> None:
-            found.append(call)
-
-    node.visit(Finder())
     return found
 
 

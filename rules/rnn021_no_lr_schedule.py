@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from rnnlint.nodes import find_all
+
 from rnnlint.index import OPTIMIZERS
 from rnnlint.names import dotted
 from rnnlint.rule import Invalid, Rule, Valid
@@ -72,7 +74,7 @@ class NoLrSchedule(Rule):
                 continue
             if scope.cls is None or not self.ctx.is_recurrent(scope.cls.name.value):
                 continue
-            for call in _calls(node):
+            for call in find_all(node, cst.Call):
                 if self.ctx.qualname(call.func) in OPTIMIZERS and id(call) not in reported:
                     reported.add(id(call))
                     self._report(call)
@@ -92,7 +94,7 @@ def _schedules(ctx) -> bool:
     """Does the file change the learning rate anywhere (scheduler, manual decay, lr helper)?"""
     if facts(ctx).schedulers:
         return True
-    for call in _calls(ctx.module):
+    for call in find_all(ctx.module, cst.Call):
         name = dotted(call.func) or ""
         qualname = ctx.qualname(call.func) or name
         if "sched" in qualname.lower() or "sched" in name.lower() or qualname.startswith("torch.optim.swa_utils."):
@@ -126,17 +128,6 @@ def _writes_lr(module: cst.Module) -> bool:
             self._check(node.target)
 
     module.visit(Finder())
-    return found
-
-
-def _calls(node: cst.CSTNode) -> list[cst.Call]:
-    found: list[cst.Call] = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_Call(self, call: cst.Call) -> None:
-            found.append(call)
-
-    node.visit(Finder())
     return found
 
 
