@@ -1,0 +1,353 @@
+"""The graph stage's child process: the only place rnnlint imports torch.
+
+``python -m rnnlint.graph.child`` reads one JSON request on stdin (the models
+to build, the enabled graph rules and their options, the folders of the
+project) and writes JSON lines on stdout: ``ready`` once torch is imported,
+then ``start`` and ``result`` for each model. The parent enforces the time
+limits (it kills this process and starts another for the models left); this
+process contains everything else a model can do to it:
+
+* user modules are imported as definitions-only views (:mod:`rnnlint.graph.view`),
+  through an import hook limited to the project's own files, so no top-level
+  training code runs and no ``.pyc`` is written into the user's tree;
+* ``sys.exit`` and exceptions in ``__init__`` or ``forward`` are caught per model;
+* address space is capped (``RLIMIT_AS``), so an absurd allocation fails with
+  an error instead of taking the machine down;
+* prints of the user's code go to stderr, never into the protocol stream.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rnnlint.graph.view import definitions_view
+
+
+_OWN_PACKAGE = Path(__file__).resolve().parents[1]  # rnnlint itself is never a view
+
+
+class _ViewLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname: str):  # never reads or writes bytecode caches
+        source = importlib.util.decode_source(self.get_data(self.path))
+        return compile(definitions_view(source), self.path, "exec", dont_inherit=True)
+
+
+class ViewFinder(importlib.abc.MetaPathFinder):
+    """Imports files of the project as definitions-only views; leaves everything else alone."""
+
+    def __init__(self, roots: list[str]) -> None:
+        self.roots = [Path(r).resolve() for r in roots]
+        self.loaded: set[str] = set()
+        self.names: set[str] = set()
+
+    def owns(self, origin: Path) -> bool:
+        if "site-packages" in origin.parts or "dist-packages" in origin.parts or _OWN_PACKAGE in origin.parents:
+            return False
+        return any(root == origin.parent or root in origin.parents for root in self.roots)
+
+    def find_spec(self, fullname, path, target=None):
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return None
+        origin = Path(spec.origin).resolve()
+        if not self.owns(origin):
+            return None
+        self.loaded.update((str(origin), spec.origin))
+        self.names.add(fullname)
+        return importlib.util.spec_from_file_location(
+            fullname, spec.origin, loader=_ViewLoader(fullname, spec.origin),
+            submodule_search_locations=spec.submodule_search_locations,
+        )
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _load_rule(entry: dict) -> Any:
+    """Import one graph rule's file (only the graph rules: static rules are no business of this process)."""
+    name = f"rnnlint._graph_rules.{Path(entry['file']).stem}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, entry["file"])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return getattr(module, entry["class"])
+
+
+_COUNT_WORDS = ("vocab", "word", "token", "char", "class", "tag", "label", "ntoken", "n_out", "num_out")
+_SIZE_WORDS = ("dim", "size", "hidden", "feature", "embed", "unit", "channel", "input", "output", "ninp", "nhid",
+               "d_model", "width", "n_in", "num_in")
+
+
+def placeholder(name: str) -> int | None:
+    """A small stand-in for a size the data decides (vocabulary size, feature count), by parameter name."""
+    lowered = name.lower()
+    if "layer" in lowered:
+        return 1
+    if "idx" in lowered or "index" in lowered or lowered.startswith("pad"):
+        return 0
+    if any(word in lowered for word in _COUNT_WORDS):
+        return 20
+    if any(word in lowered for word in _SIZE_WORDS):
+        return 16
+    return None
+
+
+def _fill_arguments(target: Any, args: list, kwargs: dict, used: dict[str, int]) -> tuple[list, dict]:
+    """Replace non-literal call-site arguments, and missing required ones, by placeholders where names allow."""
+    unknown = {"$unknown": True}
+    try:
+        params = [p for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):
+        params = []
+    args, kwargs = list(args), dict(kwargs)
+    by_name = {p.name: p for p in params}
+    for index, value in enumerate(args):
+        if value == unknown:
+            param = params[index] if index < len(params) else None
+            if param is not None and param.default is not param.empty:
+                args[index] = param.default  # the constructor's own default stands in
+            else:
+                args[index] = _placeholder_or_fail(param.name if param else f"argument {index + 1}", used)
+    for name, value in list(kwargs.items()):
+        if value == unknown:
+            if name in by_name and by_name[name].default is not by_name[name].empty:
+                del kwargs[name]
+            else:
+                kwargs[name] = _placeholder_or_fail(name, used)
+    for param in params[len(args):]:
+        if param.default is param.empty and param.name not in kwargs:
+            value = placeholder(param.name)
+            if value is None:
+                break  # the call fails with Python's own message, naming what is missing
+            kwargs[param.name] = used[param.name] = value
+    return args, kwargs
+
+
+def _placeholder_or_fail(name: str, used: dict[str, int]) -> int:
+    value = placeholder(name)
+    if value is None:
+        raise TypeError(f"the value of argument {name!r} is not a literal at the call site (missing argument)")
+    used[name] = value
+    return value
+
+
+def _missing_parameters(target: Any) -> list[str]:
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in signature.parameters.values()
+            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+class Worker:
+    """Builds and analyses models one after the other, in this process."""
+
+    def __init__(self, request: dict) -> None:
+        import torch
+
+        import rnnlint.graph.measure  # noqa: F401 - loaded before the import hook exists
+
+        torch.set_num_threads(1)
+        self.request = request
+        self.finder = ViewFinder(request["roots"])
+        self._added_paths: list[str] = []  # only the folder of the model being built is on sys.path
+        sys.meta_path.insert(0, self.finder)
+        self._base: str | None = None
+        self.rules = [_load_rule(entry).for_model(entry["options"]) for entry in request["rules"].values()]
+        self.covered: set[type] = set()
+
+    def close(self) -> None:
+        """Undo the import hook and forget the project's modules (in-process use, tests)."""
+        if self.finder in sys.meta_path:
+            sys.meta_path.remove(self.finder)
+        for path in self._added_paths:
+            if path in sys.path:
+                sys.path.remove(path)
+        self._forget()
+
+    def _forget(self) -> None:
+        for name in list(sys.modules):
+            if name in self.finder.names:
+                del sys.modules[name]
+        importlib.invalidate_caches()
+
+    def _enter(self, base: str) -> None:
+        """Import from ``base`` first; forget the modules of the previous folder (names may repeat)."""
+        if base == self._base:
+            return
+        if self._base is not None:
+            self._forget()
+        for path in self._added_paths:
+            if path in sys.path:
+                sys.path.remove(path)
+        self._added_paths = [base] if base and base not in sys.path else []
+        sys.path[:0] = self._added_paths
+        self._base = base
+
+    def analyse(self, spec: dict) -> dict:
+        import torch
+
+        from rnnlint.graph.measure import ModelRun, describe
+
+        self.placeholders: dict[str, int] = {}
+        try:
+            model = self._build(spec)
+        except _Covered:
+            return {"status": "covered"}
+        except SystemExit as exc:
+            return {"status": "error", "reason": f"its code called sys.exit({exc.code!r}) while building the model"}
+        except MemoryError:
+            return {"status": "error", "reason": "building it tried to allocate more memory than the graph stage allows"}
+        except BaseException as exc:  # noqa: BLE001 - any failure of user code is a finding, not a crash
+            return self._build_error(spec, exc)
+        if not isinstance(model, torch.nn.Module):
+            return {"status": "error", "reason": f"it returned a {type(model).__name__}, not an nn.Module"}
+        for module in model.modules():
+            self.covered.add(type(module))
+        run = ModelRun(model, self.finder.loaded | {spec["file"]}, spec.get("inputs"), spec["qualname"])
+        run.project_clips = self.request.get("project_clips", False)
+        notes: list[str] = []
+        for rule in self.rules:
+            try:
+                torch.manual_seed(0)
+                rule.measure(run)
+            except SystemExit as exc:
+                notes.append(f"{rule.code}: the model's code called sys.exit({exc.code!r})")
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"{rule.code} could not measure it: {type(exc).__name__}: {str(exc)[:200]}")
+        if "graph" in run.__dict__ and run.graph is None:
+            notes.append(f"no graph could be traced ({run.trace_error}); RNN101 and RNN108 saw the parameters only")
+        if "probe" in run.__dict__ and not run.probe.ok and not run.probe.handoffs:
+            notes.append(f"the probe batch failed ({run.probe.error})")
+        return {
+            "status": "ok",
+            "summary": describe(model) if run.recurrent and run.recurrent[0][1] is model else type(model).__name__,
+            "graph": run.graph_kind,
+            "notes": notes,
+            "needs_inputs": bool(notes) and spec.get("inputs") is None,
+            "findings": [self._locate(model, f) for f in run.findings],
+            "placeholders": self.placeholders,
+        }
+
+    def _build(self, spec: dict) -> Any:
+        import torch
+
+        torch.manual_seed(0)
+        self._enter(spec.get("base", ""))
+        if spec["kind"] == "instance":
+            namespace = dict(vars(importlib.import_module(spec["module"])))
+            return eval(compile(spec["expr"], spec["file"], "eval"), namespace)  # noqa: S307 - user's own code
+        target = _resolve(spec["module"], spec["qualname"])
+        if spec["component"] and target in self.covered:
+            raise _Covered
+        if spec.get("factory"):
+            module, _, name = spec["factory"].partition(":")
+            target = _resolve(module, name)
+        args, kwargs = _fill_arguments(target, spec["args"], spec["kwargs"], self.placeholders)
+        return target(*args, **kwargs)
+
+    def _build_error(self, spec: dict, exc: BaseException) -> dict:
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        missing: list[str] = []
+        if isinstance(exc, TypeError) and "argument" in str(exc):
+            try:
+                missing = _missing_parameters(_resolve(spec["module"], spec["qualname"]))
+            except Exception:  # noqa: BLE001
+                missing = []
+        if isinstance(exc, RuntimeError) and "alloc" in str(exc).lower():
+            reason = "building it tried to allocate more memory than the graph stage allows"
+        return {"status": "error", "reason": reason, "missing": missing}
+
+    def _locate(self, model: Any, finding: Any) -> dict:
+        """A finding plus where its module sits: the project class that owns it and the attribute."""
+        data = {"code": finding.code, "message": finding.message, "severity": finding.severity,
+                "file": finding.file, "line": finding.line, "owner": [], "attr": None}
+        if finding.module is None:
+            return data
+        parts = finding.module.split(".") if finding.module else []
+        for cut in range(len(parts), -1, -1):
+            try:
+                owner = model.get_submodule(".".join(parts[:cut]))
+            except AttributeError:
+                continue
+            chain = [(inspect.getsourcefile(c) or "", c.__qualname__) for c in type(owner).__mro__
+                     if getattr(sys.modules.get(c.__module__), "__file__", None) in self.finder.loaded]
+            chain = [(str(Path(f).resolve()), q) for f, q in chain if f]
+            if chain:
+                data["owner"] = chain
+                data["attr"] = parts[cut] if cut < len(parts) else None
+                break
+        return data
+
+
+class _Covered(Exception):
+    """The class was already analysed as part of a model built before it."""
+
+
+def _protocol_stream():
+    """A private copy of stdout for JSON lines; fd 1 then goes to stderr for user prints."""
+    stream = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return stream
+
+
+def _limit_memory(extra_mb: int) -> None:
+    try:
+        import resource
+
+        with open("/proc/self/status", encoding="ascii") as status:
+            size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+        limit = (size_kb * 1024) + extra_mb * 1024 * 1024
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard == resource.RLIM_INFINITY or limit < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass  # not Linux: the time limits still hold
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    stream = _protocol_stream()
+    sys.dont_write_bytecode = True
+
+    def emit(obj: dict) -> None:
+        stream.write(json.dumps(obj) + "\n")
+        stream.flush()
+
+    started = time.perf_counter()
+    import torch  # noqa: F401 - the cost is paid once, before the first model's clock starts
+
+    worker = Worker(request)
+    _limit_memory(int(request.get("memory_mb", 4096)))
+    emit({"event": "ready", "seconds": round(time.perf_counter() - started, 3)})
+    for spec in request["models"]:
+        emit({"event": "start", "id": spec["id"]})
+        started = time.perf_counter()
+        result = worker.analyse(spec)
+        emit({"event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3), **result})
+    emit({"event": "done"})
+    stream.close()
+    os._exit(0)  # skip interpreter teardown (and any atexit hooks the user's modules registered)
+
+
+if __name__ == "__main__":
+    main()

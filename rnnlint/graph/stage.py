@@ -1,0 +1,341 @@
+"""The graph stage, parent side: find models, build them in a child, report findings.
+
+This process never imports torch. It finds the models statically
+(:mod:`rnnlint.graph.finder`), sends them to one child process
+(:mod:`rnnlint.graph.child`) and turns what comes back into ordinary
+:class:`~rnnlint.diagnostics.Diagnostic` objects at the source line of the layer
+or assignment involved, honouring select/ignore/per-file-ignores and ``noqa``
+exactly as the static stage does.
+
+Time limits are enforced here: a model whose build or analysis exceeds
+``model-timeout`` gets the child killed (its whole process group) and a fresh
+child continues with the models left; the stage as a whole stops at
+``stage-timeout``. Either way the model is reported as RNN901 with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from rnnlint.config import Config
+from rnnlint.diagnostics import Diagnostic, Position, Severity
+from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
+from rnnlint.graph.rule import GraphRule
+from rnnlint.noqa import Suppressions, split_lines
+from rnnlint.runner import display_path
+
+TORCH_MISSING = (
+    'rnnlint: graph stage skipped: torch is not installed (pip install "rnnlint[torch]"), use --static to silence'
+)
+NOT_ANALYSED = "RNN901"
+STARTUP_TIMEOUT = 90.0  # importing torch on a cold, busy machine
+_CLIP_WORDS = ("clip_grad_norm", "clip_grad_value", "gradient_clip_val", "clipnorm", "clip_by_global_norm",
+               "clip_gradients", "clip_grads_with_norm_")
+
+Executor = Callable[[dict, float, float], dict]
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def run_graph_stage(files: list[Path], session, executor: Executor | None = None) -> list[Diagnostic]:
+    """Graph findings for the models defined in ``files`` (empty when there is nothing to build)."""
+    config: Config = session.config
+    graph_rules = [r for r in config.enabled(session.rules) if issubclass(r, GraphRule)]
+    if not any(r.code != NOT_ANALYSED for r in graph_rules):
+        return []
+    if executor is None and not torch_available():
+        print(TORCH_MISSING, file=sys.stderr)
+        return []
+    specs, search = ModelFinder(session).find(files)
+    specs = [s for s in specs if not s.skip]
+    if not specs:
+        return []
+    limits = config.options_for(session.rules[NOT_ANALYSED]) if NOT_ANALYSED in session.rules else {}
+    request = {
+        "roots": [str(config.root), *search],
+        "search": search,
+        "rules": {
+            r.code: {"file": inspect.getsourcefile(r), "class": r.__name__, "options": _jsonable(config.options_for(r))}
+            for r in graph_rules if r.code != NOT_ANALYSED
+        },
+        "project_clips": _clips(files),
+        "memory_mb": limits.get("memory-limit-mb", 4096),
+        "models": [{**s.to_json(), "id": str(number)} for number, s in enumerate(specs)],
+    }
+    run = executor or run_child
+    results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
+    return Reporter(session).diagnostics(specs, results, limits)
+
+
+def _jsonable(options: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()}
+
+
+def _clips(files: list[Path]) -> bool:
+    """Does any checked file clip gradients? (RNN102 weighs a vanilla RNN trained without it.)"""
+    for path in files:
+        try:
+            text = path.read_text("utf-8", errors="replace")
+        except OSError:
+            continue
+        if any(word in text for word in _CLIP_WORDS):
+            return True
+    return False
+
+
+# -- the child process ----------------------------------------------------------
+
+
+class _Lines:
+    """Line reader over a pipe with a deadline per line."""
+
+    def __init__(self, stream) -> None:
+        self.fd = stream.fileno()
+        self.buffer = b""
+
+    def next(self, deadline: float) -> bytes | None | str:
+        """A line, ``None`` at end of file, or ``"timeout"``."""
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "timeout"
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if not ready:
+                return "timeout"
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started (data loader workers)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+
+
+def _child_command() -> list[str]:
+    # -c rather than -m: -m would put the user's folder first on sys.path, where a
+    # file named random.py or json.py would shadow the standard library.
+    code = "import sys; del sys.path[0]; from rnnlint.graph.child import main; main()"
+    return [sys.executable, "-c", code]
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def run_child(request: dict, model_timeout: float, stage_timeout: float) -> dict:
+    """Run the models of ``request`` in child processes; results by model id.
+
+    One child serves every model; a model that times out or kills its process
+    costs a restart, and the next child starts with the models after it.
+    """
+    results: dict[str, dict] = {}
+    pending = [m["id"] for m in request["models"]]  # keys may repeat across folders; ids do not
+    specs = {m["id"]: m for m in request["models"]}
+    stage_deadline = time.monotonic() + stage_timeout
+    while pending:
+        if time.monotonic() >= stage_deadline:
+            break
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                _child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+                cwd=request["roots"][0], env=_child_env(), start_new_session=True,
+            )
+            try:
+                proc.stdin.write(json.dumps({**request, "models": [specs[k] for k in pending]}).encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            reader = _Lines(proc.stdout)
+            current: str | None = None
+            deadline = min(stage_deadline, time.monotonic() + STARTUP_TIMEOUT)
+            restart = False
+            while True:
+                line = reader.next(deadline)
+                if line == "timeout":
+                    _kill(proc)
+                    if current is None and time.monotonic() < stage_deadline:  # torch import hung
+                        for key in pending:
+                            results[key] = {"status": "error", "reason": "the graph stage's child process did not start in time"}
+                        return results
+                    if current is not None and time.monotonic() < stage_deadline:
+                        results[current] = {"status": "timeout", "seconds": model_timeout}
+                        pending.remove(current)
+                        restart = True
+                    break
+                if line is None:  # the child died
+                    code = proc.wait()
+                    if current is None:
+                        errors.seek(0)
+                        tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+                        for key in pending:
+                            results[key] = {"status": "error", "reason": f"the graph stage's child process failed: {tail[0]}"}
+                        return results
+                    results[current] = {"status": "crash", "code": code}
+                    pending.remove(current)
+                    restart = True
+                    break
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "start":
+                    current = event["id"]
+                    deadline = min(stage_deadline, time.monotonic() + model_timeout)
+                elif event.get("event") == "result":
+                    results[event["id"]] = event
+                    pending.remove(event["id"])
+                    current = None
+                    deadline = min(stage_deadline, time.monotonic() + model_timeout)
+                elif event.get("event") == "done":
+                    proc.wait()
+                    return results
+                elif event.get("event") == "ready":
+                    results.setdefault("", {"status": "ready", "seconds": []})["seconds"].append(event.get("seconds"))
+                    deadline = min(stage_deadline, time.monotonic() + model_timeout)
+            if proc.poll() is None:
+                _kill(proc)
+            if not restart:
+                break
+    for key in pending:
+        results.setdefault(key, {"status": "stage-timeout", "seconds": stage_timeout})
+    return results
+
+
+# -- results -> diagnostics -------------------------------------------------------
+
+
+class Reporter:
+    def __init__(self, session) -> None:
+        self.session = session
+        self.config: Config = session.config
+        self.lines = LineTable()
+        self._texts: dict[str, list[str]] = {}
+        self._suppressions: dict[str, Suppressions] = {}
+
+    def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
+        found: dict[tuple, Diagnostic] = {}
+        for number, spec in enumerate(specs):
+            result = results.get(str(number), {"status": "stage-timeout", "seconds": limits.get("stage-timeout", 300)})
+            status = result.get("status")
+            if status == "covered":
+                continue
+            if status == "ok":
+                note = ""
+                if result.get("placeholders"):
+                    sizes = ", ".join(f"{k}={v}" for k, v in result["placeholders"].items())
+                    note = (f" (`{spec.qualname}` was built with placeholder sizes {sizes}; give the real ones in "
+                            f"[tool.rnnlint.models] \"{spec.key}\" = {{ args = [...] }})")
+                for finding in result.get("findings", []):
+                    file, line = self._where(spec, finding)
+                    self._add(found, finding["code"], file, line, finding["message"] + note, finding.get("severity"))
+                if result.get("notes"):
+                    self._add(found, NOT_ANALYSED, spec.file, spec.line, self._partial(spec, result), None)
+                continue
+            self._add(found, NOT_ANALYSED, spec.file, spec.line, self._failure(spec, result), None)
+        return sorted(found.values(), key=Diagnostic.sort_key)
+
+    # -- locations ---------------------------------------------------------
+
+    def _where(self, spec: ModelSpec, finding: dict) -> tuple[str, int]:
+        if finding.get("file") and finding.get("line"):
+            return finding["file"], int(finding["line"])
+        for file, qualname in finding.get("owner") or []:
+            line = self.lines.lookup(file, qualname, finding.get("attr"))
+            if line is not None:
+                return file, line
+        for file, qualname in finding.get("owner") or []:
+            line = self.lines.lookup(file, qualname, None)
+            if line is not None:
+                return file, line
+        return spec.file, spec.line
+
+    def _text(self, file: str) -> list[str]:
+        if file not in self._texts:
+            try:
+                text = Path(file).read_text("utf-8", errors="replace")
+            except OSError:
+                text = ""
+            self._texts[file] = split_lines(text)
+            self._suppressions[file] = Suppressions(text)
+        return self._texts[file]
+
+    def _add(self, found: dict, code: str, file: str, line: int, message: str, severity: str | None) -> None:
+        rule = self.session.rules.get(code)
+        if not file and self.config.source is not None:  # a configured model whose module was not found
+            file, line = str(self.config.source), 1
+        if rule is None or not file:
+            return
+        path = Path(file)
+        if rule not in self.config.enabled(self.session.rules, path):
+            return
+        lines = self._text(file)
+        if self._suppressions[file].suppressed(code, line):
+            return
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        start = Position(line, len(text) - len(text.lstrip()) + 1)
+        end = Position(line, len(text.rstrip()) + 1)
+        display = display_path(path)
+        key = (code, display, line)
+        if key not in found:
+            found[key] = Diagnostic(code=code, name=rule.name, severity=Severity(severity) if severity else rule.severity,
+                                    path=display, start=start, end=end, message=message)
+
+    # -- RNN901 messages -----------------------------------------------------
+
+    def _partial(self, spec: ModelSpec, result: dict) -> str:
+        message = f"`{spec.qualname}` was only partly analysed: " + "; ".join(result["notes"]) + "."
+        if result.get("needs_inputs"):
+            message += (f" Give example inputs in pyproject.toml: [tool.rnnlint.models] \"{spec.key}\" = "
+                        "{ inputs = [{ shape = [4, 20], dtype = \"int64\", high = 1000 }] }.")
+        return message
+
+    def _failure(self, spec: ModelSpec, result: dict) -> str:
+        status = result.get("status")
+        name = f"`{spec.qualname}`"
+        built = f" (arguments from {spec.origin})" if spec.origin != "defaults" else ""
+        if status == "timeout":
+            reason = (f"building and analysing {name}{built} did not finish within {result['seconds']:g} s "
+                      "(an endless loop or heavy work in __init__?); it was stopped")
+        elif status == "stage-timeout":
+            reason = f"the graph stage's time limit ({result['seconds']:g} s) ran out before {name} was analysed"
+        elif status == "crash":
+            code = result.get("code")
+            how = f"signal {-code}" if isinstance(code, int) and code < 0 else f"exit code {code}"
+            reason = f"the process building {name}{built} died ({how}): it may call os._exit or crash the interpreter"
+        else:
+            reason = f"{name}{built} could not be built: {result.get('reason', 'unknown error')}"
+        missing = result.get("missing") or []
+        if missing:
+            hint = (f"Give its constructor arguments ({', '.join(missing)}) in pyproject.toml: "
+                    f"[tool.rnnlint.models] \"{spec.key}\" = {{ args = [...], kwargs = {{ ... }} }}, or a factory "
+                    f"that builds it: {{ factory = \"{spec.module}:make_model\" }}")
+        else:
+            hint = (f"To build it another way, add [tool.rnnlint.models] \"{spec.key}\" = "
+                    f"{{ factory = \"{spec.module}:make_model\" }} to pyproject.toml; to stop trying, {{ skip = true }}")
+        return f"{reason}. {hint}."

@@ -1,0 +1,166 @@
+"""The graph stage end to end: the real ``rnnlint check`` on fixtures/graph/.
+
+Each run is a subprocess, as a user runs it, through a small wrapper that also
+tells whether the parent process imported torch (it must not: only the
+child does). Fixture projects are copied to a temporary folder first, so a
+model that misbehaved could not touch the repository. Expected findings
+(file, code, line) were derived by hand from the fixture sources.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "fixtures" / "graph"
+WRAPPER = (
+    "import sys\n"
+    "from rnnlint.cli import main\n"
+    "try:\n"
+    "    main(sys.argv[1:])\n"
+    "finally:\n"
+    "    sys.stderr.write('\\nparent imported torch: %s\\n' % ('torch' in sys.modules))\n"
+)
+
+
+def rnnlint(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-c", WRAPPER, *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=240)
+    assert "parent imported torch: False" in result.stderr, result.stderr
+    return result
+
+
+def copy(tmp_path: Path, *names: str) -> Path:
+    for name in names:
+        shutil.copytree(FIXTURES / name, tmp_path / name)
+    return tmp_path
+
+
+def graph_findings(items: list[dict]) -> set[tuple[str, str, int]]:
+    return {(Path(d["path"]).as_posix(), d["code"], d["line"]) for d in items if d["code"][3] in "19"}
+
+
+def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
+    """Composed from three files; the decoder loop defeats symbolic tracing (torch.export is used)."""
+    root = copy(tmp_path, "seq2seq_bad", "hostile")
+    result = rnnlint("check", "--output-format", "sarif", "seq2seq_bad", cwd=root)
+    assert result.returncode == 1, result.stderr
+    sarif = json.loads(result.stdout)
+    results = sarif["runs"][0]["results"]
+    found = {(r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], r["ruleId"],
+              r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in results}
+    enc, dec = "seq2seq_bad/models/encoder.py", "seq2seq_bad/models/decoder.py"
+    assert found == {
+        (enc, "RNN103", 10), (dec, "RNN103", 12),  # normal_(std=1) in Seq2Seq.init_weights
+        (enc, "RNN106", 10), (dec, "RNN106", 12),  # ... which saturates the gates on the probe batch
+        (dec, "RNN107", 12),  # 1-layer bidirectional encoder state -> 2-layer decoder, unchanged
+        (dec, "RNN101", 18),  # torch.tanh(output.squeeze(0)) inside the time-step loop
+    }
+    radius = next(r for r in results if r["ruleId"] == "RNN103")["message"]["text"]
+    assert "spectral radius above 1.5" in radius and "orthogonal" in radius
+    # identical in shape to a static finding's SARIF result
+    static = rnnlint("check", "--static", "--output-format", "sarif", "hostile", cwd=root)
+    static_result = json.loads(static.stdout)["runs"][0]["results"][0]
+    for item in results:
+        assert set(item) == set(static_result) - {"fixes"}
+        assert set(item["locations"][0]["physicalLocation"]["region"]) == set(
+            static_result["locations"][0]["physicalLocation"]["region"])
+    rule_ids = {r["id"] for r in sarif["runs"][0]["tool"]["driver"]["rules"]}
+    assert {"RNN101", "RNN107", "RNN901"} <= rule_ids
+
+
+def test_configured_arguments_build_the_model(tmp_path):
+    """CharRNN(len(chars), HIDDEN) is not literal: [tool.rnnlint.models] gives the arguments."""
+    root = copy(tmp_path, "char_rnn_bad")
+    result = rnnlint("check", "--output-format", "json", "char_rnn_bad", cwd=root)
+    items = json.loads(result.stdout)
+    assert graph_findings(items) == {
+        ("char_rnn_bad/model.py", "RNN102", 11),  # nn.RNN(..., num_layers=2, nonlinearity="relu")
+        ("char_rnn_bad/model.py", "RNN105", 12),  # nn.init.zeros_(self.proj.weight)
+    }
+    vanilla = next(d for d in items if d["code"] == "RNN102")
+    assert vanilla["severity"] == "error" and "relu" in vanilla["message"]  # relu + depth (clipping present)
+    # without the config: HIDDEN is literal at the call site, len(chars) is not -> a placeholder, said so
+    (root / "char_rnn_bad" / "pyproject.toml").write_text("[tool.rnnlint]\n", "utf-8")
+    result = rnnlint("check", "--output-format", "json", "char_rnn_bad", cwd=root)
+    items = json.loads(result.stdout)
+    assert graph_findings(items) == {("char_rnn_bad/model.py", "RNN102", 11), ("char_rnn_bad/model.py", "RNN105", 12)}
+    assert all("placeholder sizes vocab_size=20" in d["message"] for d in items)
+    assert all("RNN(128 -> 128" in d["message"] or "Linear(128 -> 128)" in d["message"] for d in items)
+
+
+def test_clean_twins_are_quiet(tmp_path):
+    root = copy(tmp_path, "seq2seq_clean", "char_rnn_clean")
+    config = root / "char_rnn_clean" / "pyproject.toml"
+    result = rnnlint("check", "--config", str(config), "--output-format", "json", "seq2seq_clean",
+                     "char_rnn_clean", cwd=root)
+    assert json.loads(result.stdout) == [], result.stdout
+    assert result.returncode == 0
+
+
+def test_hostile_models_are_contained(tmp_path):
+    """Endless __init__, sys.exit, a 4 TiB allocation, os._exit: each is RNN901, and the run goes on."""
+    root = copy(tmp_path, "hostile")
+    result = rnnlint("check", "--output-format", "json", "hostile", cwd=root)
+    assert result.returncode == 1, result.stderr
+    items = json.loads(result.stdout)
+    by_line = {d["line"]: d for d in items if d["code"] == "RNN901"}
+    assert sorted(by_line) == [17, 25, 32, 39]
+    assert "did not finish within 4 s" in by_line[17]["message"]
+    assert "sys.exit('no GPU found, giving up')" in by_line[25]["message"]
+    assert "more memory than the graph stage allows" in by_line[32]["message"]
+    assert "died (exit code 3)" in by_line[39]["message"]
+    assert all(d["severity"] == "info" for d in by_line.values())
+    # the model after them was still built and analysed
+    assert ("hostile/models.py", "RNN102", 49) in graph_findings(items)
+    # the top-level training loop of models.py never ran
+    assert not (root / "hostile" / "TRAINING_RAN").exists()
+    assert not list((root / "hostile").rglob("__pycache__"))
+    # graph findings have exactly the JSON shape of static ones (RNN001 is static)
+    static = next(d for d in items if d["code"] == "RNN001")
+    assert all(set(d) == set(static) for d in items)
+
+
+def test_noqa_and_ignore_apply_to_graph_findings(tmp_path):
+    root = copy(tmp_path, "char_rnn_bad")
+    model = root / "char_rnn_bad" / "model.py"
+    text = model.read_text("utf-8").replace('batch_first=True)', 'batch_first=True)  # noqa: RNN102')
+    model.write_text(text, "utf-8")
+    result = rnnlint("check", "--output-format", "json", "--ignore", "RNN105", "char_rnn_bad", cwd=root)
+    assert graph_findings(json.loads(result.stdout)) == set()
+    assert result.returncode == 0
+
+
+def test_static_flag_and_graph_false_skip_the_stage(tmp_path):
+    root = copy(tmp_path, "char_rnn_bad")
+    assert rnnlint("check", "--static", "char_rnn_bad", cwd=root).returncode == 0
+    config = root / "char_rnn_bad" / "pyproject.toml"
+    config.write_text(config.read_text("utf-8").replace("[tool.rnnlint]\n", "[tool.rnnlint]\ngraph = false\n"), "utf-8")
+    assert rnnlint("check", "char_rnn_bad", cwd=root).returncode == 0
+
+
+def test_invalid_model_config_is_a_usage_error(tmp_path):
+    root = copy(tmp_path, "char_rnn_bad")
+    (root / "char_rnn_bad" / "pyproject.toml").write_text(
+        '[tool.rnnlint.models]\n"model:CharRNN" = { argz = [65] }\n', "utf-8")
+    result = rnnlint("check", "char_rnn_bad", cwd=root)
+    assert result.returncode == 2
+    assert "'model:CharRNN'" in result.stderr and "unknown key 'argz'" in result.stderr
+
+
+def test_missing_torch_is_said_once(tmp_path, monkeypatch, capsys):
+    from rnnlint.graph import stage
+    from tests import helpers
+
+    monkeypatch.setattr(stage, "torch_available", lambda: False)
+    path = helpers.write_project(tmp_path, "import torch.nn as nn\nrnn = nn.LSTM(4, 8)\n")
+    assert stage.run_graph_stage([path], helpers.session(tmp_path)) == []
+    assert capsys.readouterr().err.strip() == stage.TORCH_MISSING
