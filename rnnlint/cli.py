@@ -16,6 +16,7 @@ import click
 
 from rnnlint import __version__, output
 from rnnlint.config import ConfigError, load_config
+from rnnlint.diagnostics import Severity
 from rnnlint.discovery import discover
 from rnnlint.registry import RuleLoadError, load_rules
 from rnnlint.runner import FileOutcome, Session, run
@@ -125,9 +126,11 @@ def _report_messages(outcomes: list[FileOutcome]) -> bool:
 
 
 def _exit(diagnostics, internal: bool, exit_zero: bool) -> None:
+    """Exit 1 for findings; info-severity notes (RNN901: a model rnnlint could not
+    analyse) are shown but never fail a build: they say nothing is wrong."""
     if internal:
         sys.exit(EXIT_ERROR)
-    if diagnostics and not exit_zero:
+    if any(d.severity is not Severity.INFO for d in diagnostics) and not exit_zero:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_OK)
 

@@ -44,9 +44,13 @@ def summary(diagnostics: list[Diagnostic]) -> str:
         return "No findings."
     safe = sum(1 for d in diagnostics if d.fix and d.fix.applicability is Applicability.SAFE)
     unsafe = sum(1 for d in diagnostics if d.fix and d.fix.applicability is Applicability.UNSAFE)
-    line = f"{plural(len(diagnostics), 'finding')}, {safe} fixable with `rnnlint fix --apply`"
+    notes = sum(1 for d in diagnostics if d.severity is Severity.INFO)
+    findings = len(diagnostics) - notes
+    line = f"{plural(findings, 'finding')}, {safe} fixable with `rnnlint fix --apply`"
     if unsafe:
         line += f" ({unsafe} more with `--unsafe-fixes`)"
+    if notes:
+        line += f"; {plural(notes, 'note')} (info, exit code unaffected)"
     return line + "."
 
 

@@ -164,3 +164,21 @@ def test_missing_torch_is_said_once(tmp_path, monkeypatch, capsys):
     path = helpers.write_project(tmp_path, "import torch.nn as nn\nrnn = nn.LSTM(4, 8)\n")
     assert stage.run_graph_stage([path], helpers.session(tmp_path)) == []
     assert capsys.readouterr().err.strip() == stage.TORCH_MISSING
+
+
+def test_a_model_that_cannot_be_built_is_a_note_not_a_failure(tmp_path):
+    """RNN901 is information: rnnlint says what it could not analyse, but the build stays green."""
+    (tmp_path / "model.py").write_text(
+        "import torch.nn as nn\n\n\n"
+        "class Tagger(nn.Module):\n"
+        "    def __init__(self, vocab_file):\n"
+        "        super().__init__()\n"
+        "        words = open(vocab_file).read().split()\n"
+        "        self.emb = nn.Embedding(len(words), 32)\n"
+        "        self.rnn = nn.LSTM(32, 64, batch_first=True)\n",
+        "utf-8",
+    )
+    result = rnnlint("check", "--no-cache", ".", cwd=tmp_path)
+    assert "RNN901" in result.stdout, result.stdout + result.stderr
+    assert "note" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
