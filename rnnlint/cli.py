@@ -144,6 +144,7 @@ def main() -> None:
       rnnlint check src/           report findings (exit 1 if any)
       rnnlint fix src/             show the fixes as a diff, write nothing
       rnnlint fix --apply src/     write the safe fixes
+      rnnlint verify train.py      a short trial: does the fix make training healthier?
       rnnlint rules                list every rule
       rnnlint explain RNN001       what a rule catches, why, and how it fixes
     """
