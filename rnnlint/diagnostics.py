@@ -60,6 +60,15 @@ class Edit:
             data["cell"] = self.cell
         return data
 
+    @classmethod
+    def from_json(cls, data: dict) -> "Edit":
+        return cls(
+            Position(data["start"]["line"], data["start"]["column"]),
+            Position(data["end"]["line"], data["end"]["column"]),
+            data["content"],
+            data.get("cell"),
+        )
+
 
 @dataclass(frozen=True)
 class Fix:
@@ -73,6 +82,10 @@ class Fix:
             "applicability": self.applicability.value,
             "edits": [e.to_json() for e in self.edits],
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Fix":
+        return cls(data["message"], Applicability(data["applicability"]), tuple(Edit.from_json(e) for e in data["edits"]))
 
 
 @dataclass(frozen=True)
@@ -118,3 +131,19 @@ class Diagnostic:
             data["cell"] = self.cell
             data["cell_line"] = self.cell_line
         return data
+
+    @classmethod
+    def from_json(cls, data: dict, path: str | None = None) -> "Diagnostic":
+        """The inverse of :meth:`to_json` (used by the results cache); ``path`` replaces the stored one."""
+        return cls(
+            code=data["code"],
+            name=data["name"],
+            severity=Severity(data["severity"]),
+            path=data["path"] if path is None else path,
+            start=Position(data["line"], data["column"]),
+            end=Position(data["end_line"], data["end_column"]),
+            message=data["message"],
+            fix=Fix.from_json(data["fix"]) if data["fix"] else None,
+            cell=data.get("cell"),
+            cell_line=data.get("cell_line"),
+        )

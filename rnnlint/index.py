@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import libcst as cst
 
 from rnnlint import __version__, padding
 from rnnlint.names import ImportMap, canonical, dotted
-from rnnlint.source import SourceError, digest_bytes, decode
+from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 RECURRENT_MODULES = frozenset(
     f"torch.nn.{name}" for name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
@@ -57,6 +58,7 @@ _NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "li
                             "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
 _SUMMARY_VERSION = 2
 _MAX_DEPTH = 40
+EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
 
 @dataclass
@@ -206,9 +208,46 @@ class ProjectIndex:
         self.recurrent_names = RECURRENT_MODULES | {canonical(n) for n in extra_recurrent}
         self.cache_dir = cache_dir
         self._summaries: dict[Path, FileSummary | None] = {}
-        self._memo: dict[tuple, bool] = {}
-        self._modules: dict[tuple[Path, str], Path | None] = {}
+        # memoised answers keep the files they consulted, so a later question
+        # answered from the memo still records its dependencies (see recording())
+        self._memo: dict[tuple, tuple[bool, dict]] = {}
+        self._modules: dict[tuple[Path, str], tuple[Path | None, dict]] = {}
         self._parsed: dict[Path, tuple[cst.Module, ImportMap]] = {}
+        self._digests: dict[Path, str | None] = {}  # content hash of each file read from disk
+        self._recording: list[dict[Path, str | None]] = []
+
+    # -- dependency recording (for the results cache) -----------------------
+
+    @contextmanager
+    def recording(self):
+        """Collect the project files consulted while the block runs.
+
+        Yields a dict filled with ``path -> content hash`` for every file whose
+        summary was used, ``EXISTS`` for a module file found by import
+        resolution, and None for a candidate path that was not there (creating
+        it would change what an import resolves to). A cached result is valid
+        only while all of these are unchanged.
+        """
+        deps: dict[Path, str | None] = {}
+        self._recording.append(deps)
+        try:
+            yield deps
+        finally:
+            self._recording.pop()
+            if self._recording:
+                self._record(deps)
+
+    def _record(self, deps: dict[Path, str | None]) -> None:
+        if self._recording:
+            current = self._recording[-1]
+            for path, digest in deps.items():
+                # a content hash says more than EXISTS, which says more than None
+                if _rank(digest) > _rank(current.get(path, None)) or path not in current:
+                    current[path] = digest
+
+    def note_digest(self, path: Path, digest: str) -> None:
+        """The content hash of a file the caller read itself (the file being analysed)."""
+        self._digests[path.resolve()] = digest
 
     # -- summaries ---------------------------------------------------------
 
@@ -228,10 +267,17 @@ class ProjectIndex:
         path = path.resolve()
         self._parsed.pop(path, None)
         self._summaries.pop(path, None)
+        self._digests.pop(path, None)
         self._memo = {key: value for key, value in self._memo.items() if key[1][0] != path}
 
     def summary(self, path: Path) -> FileSummary | None:
         path = path.resolve()
+        result = self._summary(path)
+        if self._recording:
+            self._record({path: self._digests.get(path)})
+        return result
+
+    def _summary(self, path: Path) -> FileSummary | None:
         if path in self._summaries:
             return self._summaries[path]
         if path in self._parsed:
@@ -245,17 +291,18 @@ class ProjectIndex:
 
     def _load(self, path: Path) -> FileSummary | None:
         try:
-            data = path.read_bytes()
-        except OSError:
+            data = read_file_bytes(path)  # not a FIFO (would hang), not 10 MB of generated code
+        except SourceError:
             return None
         key = digest_bytes(data)
+        self._digests[path] = key
         cached = self._cache_read(key)
         if cached is not None:
             return cached
         try:
             text, _ = decode(data, path)
-            module = cst.parse_module(text)
-        except (SourceError, cst.ParserSyntaxError, RecursionError):
+            module = parse_python(text)  # not cst.parse_module: it crashes the process on deep nesting
+        except (SourceError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
             return None
         summary = summarise(module)
         self._cache_write(key, summary)
@@ -297,8 +344,12 @@ class ProjectIndex:
         """The project file that ``import <module>`` in ``importer`` loads, if any."""
         key = (importer, module)
         if key not in self._modules:
-            self._modules[key] = self._resolve_module(importer.resolve(), module)
-        return self._modules[key]
+            with self.recording() as probes:
+                found = self._resolve_module(importer.resolve(), module)
+            self._modules[key] = (found, probes)
+        found, probes = self._modules[key]
+        self._record(probes)
+        return found
 
     def _resolve_module(self, importer: Path, module: str) -> Path | None:
         if module.startswith("."):
@@ -307,7 +358,7 @@ class ProjectIndex:
             for _ in range(level - 1):
                 base = base.parent
             rest = module[level:]
-            return self._find(base, rest) if rest else _package_init(base)
+            return self._find(base, rest) if rest else self._package_init(base)
         if module.split(".")[0] in EXTERNAL_ROOTS or module.split(".")[0] in _NEVER_MODULES:
             return None
         for base in self._search_dirs(importer):
@@ -329,13 +380,21 @@ class ProjectIndex:
             if extra not in seen:
                 yield extra
 
-    @staticmethod
-    def _find(base: Path, module: str) -> Path | None:
+    def _find(self, base: Path, module: str) -> Path | None:
         target = base.joinpath(*module.split("."))
         file = target.with_suffix(".py")
-        if file.is_file():
+        if self._probe(file):
             return file
-        return _package_init(target)
+        return self._package_init(target)
+
+    def _package_init(self, directory: Path) -> Path | None:
+        init = directory / "__init__.py"
+        return init if self._probe(init) else None
+
+    def _probe(self, file: Path) -> bool:
+        found = file.is_file()
+        self._record({file: EXISTS if found else None})
+        return found
 
     def lookup(self, importer: Path, name: str, depth: int = 0) -> tuple[Path, str] | None:
         """Where the dotted ``name`` used in ``importer`` is defined in the project.
@@ -411,19 +470,26 @@ class ProjectIndex:
             return False
         key = (targets, hit)
         if key in self._memo:
-            return self._memo[key]
+            result, deps = self._memo[key]
+            self._record(deps)
+            return result
         if key in stack:
             return False
         stack.add(key)
         file, definition_name = hit
-        definition = self.summary(file).definitions.get(definition_name)  # type: ignore[union-attr]
-        result = False
-        if definition is not None:
-            names = definition.bases + definition.calls + definition.returns
-            result = any(self._reaches(file, n, targets, depth + 1, stack) for n in names if n)
+        with self.recording() as deps:
+            definition = self.summary(file).definitions.get(definition_name)  # type: ignore[union-attr]
+            result = False
+            if definition is not None:
+                names = definition.bases + definition.calls + definition.returns
+                result = any(self._reaches(file, n, targets, depth + 1, stack) for n in names if n)
         stack.discard(key)
-        self._memo[key] = result
+        self._memo[key] = (result, deps)
         return result
+
+
+def _rank(digest: str | None) -> int:
+    return 0 if digest is None else 1 if digest == EXISTS else 2
 
 
 class ImportMapView(ImportMap):
@@ -433,8 +499,3 @@ class ImportMapView(ImportMap):
         super().__init__()
         self.names = summary.imports
         self.star_modules = summary.star_modules
-
-
-def _package_init(directory: Path) -> Path | None:
-    init = directory / "__init__.py"
-    return init if init.is_file() else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlint.analysis import analyse, syntax_error
+from rnnlint.cache import ResultCache
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.fixer import fix_text
@@ -56,10 +57,16 @@ class Session:
     def __init__(self, config: Config, use_cache: bool = True) -> None:
         self.rules = load_rules(config.rule_folders)
         self.config = config.with_rules(self.rules)
-        self.index = ProjectIndex(
-            self.config.root, self.config.recurrent_classes, cache_dir(self.config, use_cache)
-        )
+        directory = cache_dir(self.config, use_cache)
+        self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory)
+        # check's findings per file; fix never reads them (it must see the file as it is now)
+        self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}
+
+    def disable_cache(self) -> None:
+        """--no-cache: read and write nothing under the cache directory."""
+        self.index.cache_dir = None
+        self.results = None
 
     def enabled(self, path: Path) -> list[type[Rule]]:
         rules = self.config.enabled(self.rules, path)
@@ -83,7 +90,15 @@ class Session:
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.enabled(path)
-        result = analyse(path, display, source.text, rules, self.config, self.index)
+        if self.results is None:
+            return FileOutcome(display, analyse(path, display, source.text, rules, self.config, self.index).diagnostics)
+        cached = self.results.get(path, source.digest, rules, display)
+        if cached is not None:
+            return FileOutcome(display, cached)
+        self.index.note_digest(path, source.digest)
+        with self.index.recording() as deps:
+            result = analyse(path, display, source.text, rules, self.config, self.index)
+        self.results.put(path, source.digest, rules, deps, result.diagnostics)
         return FileOutcome(display, result.diagnostics)
 
     def fix(self, path: Path, write: bool, unsafe: bool) -> FileOutcome:
@@ -173,6 +188,8 @@ def run(
     tasks = [(str(f), mode, write, unsafe) for f in files]
     if jobs <= 1 or len(files) < PARALLEL_THRESHOLD:
         local = session or Session(config, use_cache)
+        if not use_cache:
+            local.disable_cache()
         outcomes = []
         for path, _, _, _ in tasks:
             try:

@@ -1,0 +1,264 @@
+"""The results cache: a warm ``check`` reuses findings, and nothing stale is ever served.
+
+In-process tests build a fresh :class:`Session` per "run" (as each CLI process
+does) and count how often the analysis really ran; the command-line tests run
+the real ``rnnlint`` in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rnnlint.runner as runner
+from rnnlint import output
+from rnnlint.config import load_config
+from rnnlint.runner import Session
+from tests.helpers import rnnlint
+
+DATA = Path(__file__).parent / "data"
+
+MODEL = """\
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.core = nn.LSTM(32, 64, batch_first=True)
+        self.head = nn.Linear(64, 10)
+"""
+
+TRAIN = """\
+import torch
+from torch import optim
+
+from models.net import Net
+
+
+def train(loader):
+    model = Net()
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("", "utf-8")
+    (tmp_path / "models" / "net.py").write_text(MODEL, "utf-8")
+    (tmp_path / "train.py").write_text(TRAIN, "utf-8")
+    (tmp_path / "tagger.py").write_text((DATA / "lstm_train.py").read_text("utf-8"), "utf-8")
+    (tmp_path / "pyproject.toml").write_text("[tool.rnnlint]\n", "utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def analysed(monkeypatch) -> list[str]:
+    """Names of the files really analysed (cache misses), in order."""
+    calls: list[str] = []
+    real = runner.analyse
+
+    def counting(path, *args, **kwargs):
+        calls.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "analyse", counting)
+    return calls
+
+
+def check(root: Path, *names: str, use_cache: bool = True, select: tuple[str, ...] | None = None) -> dict:
+    """One run, as a fresh process would do it: {file name: [(code, line)]}."""
+    config = load_config([root])
+    if select is not None:
+        from dataclasses import replace
+
+        config = replace(config, select=select)
+    session = Session(config, use_cache=use_cache)
+    found = {}
+    for name in names or ("train.py", "tagger.py"):
+        found[name] = [(d.code, d.line) for d in session.check(root / name).diagnostics]
+    return found
+
+
+def test_warm_run_serves_every_file_from_the_cache(project, analysed):
+    cold = check(project)
+    assert analysed == ["train.py", "tagger.py"]
+    assert ("RNN001", 14) in cold["train.py"]
+    analysed.clear()
+    assert check(project) == cold
+    assert analysed == []
+
+
+def test_cached_findings_print_byte_identical_in_every_format(project):
+    fresh = Session(load_config([project]), use_cache=False)
+    cold = Session(load_config([project]))
+    for name in ("train.py", "tagger.py"):
+        cold.check(project / name)  # fill the cache
+    warm = Session(load_config([project]))
+    expected = [d for n in ("train.py", "tagger.py") for d in fresh.check(project / n).diagnostics]
+    served = [d for n in ("train.py", "tagger.py") for d in warm.check(project / n).diagnostics]
+    assert any(d.fix is not None for d in served), "the test needs a finding with a fix"
+    assert served == expected
+    assert output.to_json(served) == output.to_json(expected)
+    assert output.to_sarif(served, warm.rules) == output.to_sarif(expected, fresh.rules)
+    assert output.to_github(served) == output.to_github(expected)
+    assert [output.text_line(d, False) for d in served] == [output.text_line(d, False) for d in expected]
+
+
+def test_editing_the_file_invalidates_its_entry(project, analysed):
+    assert ("RNN001", 14) in check(project)["train.py"]
+    text = TRAIN.replace(
+        "        optimizer.step()",
+        "        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n        optimizer.step()",
+    )
+    (project / "train.py").write_text(text, "utf-8")
+    analysed.clear()
+    assert check(project)["train.py"] == []
+    assert analysed == ["train.py"]  # tagger.py still served from the cache
+
+
+def test_editing_the_imported_model_file_invalidates_the_training_script(project, analysed):
+    assert ("RNN001", 14) in check(project)["train.py"]
+    # no longer a recurrent model: the training script has nothing to report
+    (project / "models" / "net.py").write_text(MODEL.replace("nn.LSTM(32, 64, batch_first=True)", "nn.Linear(32, 64)"))
+    analysed.clear()
+    assert check(project)["train.py"] == []
+    assert analysed == ["train.py"]
+    # an edit that keeps the model recurrent brings the finding back
+    (project / "models" / "net.py").write_text(MODEL.replace("nn.LSTM(", "nn.GRU("))
+    assert ("RNN001", 14) in check(project)["train.py"]
+
+
+def test_creating_a_module_an_import_now_resolves_to_invalidates(project, analysed):
+    (project / "models" / "net.py").unlink()
+    assert check(project, "train.py")["train.py"] == []
+    (project / "models" / "net.py").write_text(MODEL)
+    analysed.clear()
+    assert ("RNN001", 14) in check(project, "train.py")["train.py"]
+    assert analysed == ["train.py"]
+
+
+def test_an_unrelated_file_does_not_invalidate(project, analysed):
+    check(project)
+    (project / "models" / "other.py").write_text("X = 1\n")
+    (project / "README.md").write_text("hello\n")
+    analysed.clear()
+    check(project)
+    assert analysed == []
+
+
+def test_changing_a_rule_option_in_pyproject_invalidates(project, analysed):
+    assert ("RNN020", 22) in check(project)["tagger.py"]  # lr=0.05 > 3e-3
+    (project / "pyproject.toml").write_text("[tool.rnnlint.high-learning-rate]\nadam = 0.1\n", "utf-8")
+    analysed.clear()
+    assert "RNN020" not in {code for code, _ in check(project)["tagger.py"]}
+    assert sorted(analysed) == ["tagger.py", "train.py"]
+
+
+def test_select_change_uses_separate_entries(project, analysed):
+    only_020 = check(project, "tagger.py", select=("RNN020",))["tagger.py"]
+    only_041 = check(project, "tagger.py", select=("RNN041",))["tagger.py"]
+    assert only_020 == [("RNN020", 22)]
+    assert only_041 == [("RNN041", 12)]
+    analysed.clear()
+    assert check(project, "tagger.py", select=("RNN020",))["tagger.py"] == only_020
+    assert check(project, "tagger.py", select=("RNN041",))["tagger.py"] == only_041
+    assert analysed == []
+
+
+def test_editing_a_project_rule_invalidates(project, analysed):
+    folder = project / "lint_rules"
+    folder.mkdir()
+    (folder / "placeholder.py").write_text("# no rules yet\n")
+    (project / "pyproject.toml").write_text(f'[tool.rnnlint]\nrule-folders = ["{folder}"]\n', "utf-8")
+    check(project)
+    (folder / "placeholder.py").write_text("# still no rules, but the pack's source changed\n")
+    analysed.clear()
+    check(project)
+    assert sorted(analysed) == ["tagger.py", "train.py"]
+
+
+def test_corrupt_or_partial_entries_are_misses(project, analysed):
+    cold = check(project)
+    entries = sorted((project / ".rnnlint_cache").glob("check-*/*.json"))
+    assert len(entries) == 2
+    entries[0].write_bytes(b'{"digest": "')  # cut short
+    entries[1].write_text(json.dumps({"digest": 3, "deps": [], "diagnostics": {"x": 1}}))  # wrong shape
+    analysed.clear()
+    assert check(project) == cold
+    assert sorted(analysed) == ["tagger.py", "train.py"]
+    analysed.clear()
+    assert check(project) == cold  # rewritten: served again
+    assert analysed == []
+
+
+def test_check_never_serves_a_poisoned_entry_to_fix(project):
+    rnnlint("check", "--static", "--exit-zero", "tagger.py", cwd=project)
+    for entry in (project / ".rnnlint_cache").glob("check-*/*.json"):
+        data = json.loads(entry.read_text())
+        data["diagnostics"] = []
+        entry.write_text(json.dumps(data))
+    # check trusts its cache (the file is unchanged) ...
+    assert rnnlint("check", "--static", "tagger.py", cwd=project).returncode == 0
+    # ... fix reads the file afresh
+    result = rnnlint("fix", "--static", "tagger.py", cwd=project)
+    assert "dropout" in result.stdout and result.returncode == 1
+
+
+def test_no_cache_writes_nothing(project):
+    result = rnnlint("check", "--static", "--no-cache", ".", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert not (project / ".rnnlint_cache").exists()
+
+
+def test_warm_cli_run_from_another_directory_prints_identical_json(project):
+    args = ("check", "--static", "--output-format", "json")
+    cold = rnnlint(*args, ".", cwd=project)
+    assert (project / ".rnnlint_cache" / ".gitignore").is_file()
+    warm = rnnlint(*args, ".", cwd=project)
+    assert cold.returncode == warm.returncode == 1
+    assert warm.stdout == cold.stdout
+    # the display path is recomputed for the current directory, not taken from the cache
+    elsewhere = rnnlint(*args, project.name, cwd=project.parent)
+    paths = {d["path"] for d in json.loads(elsewhere.stdout)}
+    assert paths == {f"{project.name}/train.py", f"{project.name}/tagger.py"}
+
+
+def test_two_concurrent_checks_agree(project):
+    for i in range(30):  # enough files for the worker pool
+        (project / "pkg" / f"m{i}").mkdir(parents=True)
+        (project / "pkg" / f"m{i}" / "train.py").write_text(TRAIN)
+        (project / "pkg" / f"m{i}" / "tagger.py").write_text((project / "tagger.py").read_text())
+    command = [sys.executable, "-m", "rnnlint", "check", "--static", "--output-format", "json", "."]
+    procs = [subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [1, 1], results[0][1] + results[1][1]
+    assert results[0][0] == results[1][0]
+    assert len(json.loads(results[0][0])) > 60
+    assert not list((project / ".rnnlint_cache").rglob("*.tmp"))
+    warm = rnnlint("check", "--static", "--output-format", "json", ".", cwd=project)
+    assert warm.stdout == results[0][0]
+
+
+def test_dependencies_are_recorded_when_the_index_answers_from_its_memo(project, analysed):
+    # train.py and second.py both use Net, whose LSTM lives in its base class in
+    # another file; second.py's question is answered from the index's memo.
+    (project / "models" / "base.py").write_text(MODEL.replace("class Net", "class Base"))
+    (project / "models" / "net.py").write_text("from models.base import Base\n\n\nclass Net(Base):\n    pass\n")
+    (project / "second.py").write_text(TRAIN + "\n# a second training script\n")
+    assert ("RNN001", 14) in check(project, "train.py", "second.py")["second.py"]
+    (project / "models" / "base.py").write_text(MODEL.replace("class Net", "class Base").replace("nn.LSTM(", "nn.Conv1d("))
+    analysed.clear()
+    assert check(project, "train.py", "second.py") == {"train.py": [], "second.py": []}
+    assert analysed == ["train.py", "second.py"]
