@@ -21,6 +21,7 @@ from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, 
 from rnnlint.index import ProjectIndex
 from rnnlint.noqa import Suppressions, split_lines
 from rnnlint.rule import FileContext, NodeEdit, Report, Rule
+from rnnlint.source import parse_python
 
 SYNTAX_ERROR = ("RNN900", "syntax-error")
 
@@ -54,7 +55,7 @@ class _Walker(cst.CSTVisitor):
 
 
 def parse(text: str) -> cst.Module:
-    return cst.parse_module(text)
+    return parse_python(text)  # CPython's parser first: libcst's crashes the process on deep nesting
 
 
 def syntax_error(path: str, message: str, line: int = 1, column: int = 1) -> Diagnostic:
@@ -126,11 +127,15 @@ def analyse(
         if syntax_rule_on and not suppressions.suppressed(SYNTAX_ERROR[0], line):
             diagnostics.append(syntax_error(display, message, line, column))
         return Analysis(diagnostics, parsed=False)
-    except RecursionError:
-        return Analysis(
-            [syntax_error(display, "cannot parse: expressions nested too deeply to analyse")] if syntax_rule_on else [],
-            parsed=False,
-        )
+    except SyntaxError as error:  # from CPython's parser, which libcst's waits for
+        line = error.lineno or 1
+        if not syntax_rule_on or suppressions.suppressed(SYNTAX_ERROR[0], line):
+            return Analysis(parsed=False)
+        message = f"SyntaxError: {error.msg}; the file is skipped by every other rule"
+        return Analysis([syntax_error(display, message, line, error.offset or 1)], parsed=False)
+    except (RecursionError, MemoryError, ValueError) as error:
+        detail = str(error) if isinstance(error, ValueError) else "expressions nested too deeply to analyse"
+        return Analysis([syntax_error(display, f"cannot parse: {detail}")] if syntax_rule_on else [], parsed=False)
     wanted = [r for r in wanted if r.code != SYNTAX_ERROR[0]]
     if not wanted:
         return Analysis()

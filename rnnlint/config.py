@@ -182,11 +182,14 @@ def find_pyproject(start: Path) -> Path | None:
         if file.is_file():
             try:
                 data = tomllib.loads(file.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError):
+            except OSError:
                 continue
+            except UnicodeDecodeError:
+                raise ConfigError(f"{file}: invalid TOML: not valid UTF-8") from None
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{file}: invalid TOML: {exc}") from None
-            if "rnnlint" in data.get("tool", {}):
+            tool = data.get("tool", {})
+            if isinstance(tool, dict) and "rnnlint" in tool:  # `tool = 5` is not our business
                 return file
     return None
 
@@ -202,7 +205,7 @@ def project_root(start: Path) -> Path:
 
 
 def common_start(paths: list[Path]) -> Path:
-    resolved = [p.resolve() for p in paths] or [Path.cwd()]
+    resolved = [Path(os.path.realpath(p)) for p in paths] or [Path.cwd()]  # resolve() raises on a symlink loop
     try:
         return Path(os.path.commonpath([str(p) for p in resolved]))
     except ValueError:  # different drives
@@ -223,7 +226,8 @@ def load_config(paths: list[Path], config_file: Path | None = None) -> Config:
         raise ConfigError(f"{file}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: invalid TOML: {exc}") from None
-    table = data.get("tool", {}).get("rnnlint", {})
+    tool = data.get("tool", {})
+    table = tool.get("rnnlint", {}) if isinstance(tool, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"{file}: [tool.rnnlint] must be a table")
     return parse_table(table, root=file.parent.resolve(), source=file)

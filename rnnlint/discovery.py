@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from rnnlint.config import Config
 
 SOURCE_SUFFIXES = (".py", ".ipynb")
+# a FIFO named train.py would make every stage that reads it wait forever
+_NOT_REGULAR = "not a regular file (a pipe, socket or device); skipped"
 
 
 @dataclass(frozen=True)
@@ -112,11 +115,15 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
             files.append(file)
 
     for path in paths:
-        if path.is_file() or (path.exists() and not path.is_dir()):
+        if path.is_file():
             add(path)  # explicit files are always checked
             continue
+        if path.exists() and not path.is_dir():
+            problems.append(f"{path}: {_NOT_REGULAR}")
+            continue
         if not path.exists():
-            problems.append(f"{path}: no such file or directory")
+            broken = " (a broken symbolic link or a symlink loop)" if path.is_symlink() else ""
+            problems.append(f"{path}: no such file or directory{broken}")
             continue
         ignore = GitIgnore()
         if config.respect_gitignore:
@@ -144,6 +151,14 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
                 if not name.endswith(suffixes):
                     continue
                 file = directory / name
+                try:  # one stat, following links
+                    regular = stat.S_ISREG(os.stat(file).st_mode)
+                except OSError:  # a dangling link or a loop: nothing to read
+                    problems.append(f"{file}: broken symbolic link or symlink loop; skipped")
+                    continue
+                if not regular:
+                    problems.append(f"{file}: {_NOT_REGULAR}")
+                    continue
                 if config.is_excluded(file):
                     continue
                 if config.respect_gitignore and ignore.ignored(file.resolve(), False):

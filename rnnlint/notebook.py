@@ -35,7 +35,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from rnnlint.diagnostics import Diagnostic, Position
-from rnnlint.source import SourceError, SourceFile, digest_bytes
+from rnnlint.source import SourceError, SourceFile, digest_bytes, read_file_bytes
 
 BOUNDARY = "# -- rnnlint: end of cell --"
 _MARKER = "rnnlint-ipython-line-"
@@ -231,10 +231,7 @@ def _joined(source) -> str:
 
 def read_notebook(path: Path) -> Notebook:
     """Read ``path`` as a notebook; :class:`SourceError` (reported as RNN900) says why not."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+    data = read_file_bytes(path, limit=None)  # no size limit: outputs make notebooks big, not their code
     encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
     try:
         raw = data.decode(encoding)
@@ -253,6 +250,8 @@ def parse_notebook(path: Path, raw: str, encoding: str = "utf-8") -> Notebook:
     except json.JSONDecodeError as exc:
         message = f"not a valid notebook: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         raise SourceError(message, exc.lineno) from None
+    except RecursionError:
+        raise SourceError("not a valid notebook: JSON nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         version = data.get("nbformat") if isinstance(data, dict) else None
         hint = ""

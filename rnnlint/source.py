@@ -8,14 +8,21 @@ overwritten.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import os
 import stat
 import tempfile
+import time
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
+
+import libcst as cst
+
+# Larger sources are generated code or data: parsing one takes minutes and gigabytes.
+MAX_SOURCE_BYTES = 2 * 1024 * 1024
 
 
 class SourceError(Exception):
@@ -81,13 +88,78 @@ def decode(data: bytes, path: Path) -> tuple[str, str]:
     return text, encoding
 
 
-def read_source(path: Path) -> SourceFile:
+# ``.NAME.XXXXXXXX.rnnlint-tmp``: what a write killed before its rename leaves behind.
+# Discovery never picks these up (not .py/.ipynb); the next write in their folder removes them.
+TMP_SUFFIX = ".rnnlint-tmp"
+STALE_TMP_SECONDS = 60  # a younger one may belong to a run in progress
+_swept: set[str] = set()
+
+
+def _sweep(directory: str) -> None:
+    """Remove stale temp files of killed runs from ``directory``, once per directory and process."""
+    if directory in _swept:
+        return
+    _swept.add(directory)
+    now = time.time()
     try:
-        data = path.read_bytes()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if not (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_TMP_SECONDS:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass
+    except OSError:
+        pass
+
+
+def read_file_bytes(path: Path, limit: int | None = MAX_SOURCE_BYTES) -> bytes:
+    """The bytes of a regular file; :class:`SourceError` for anything else or for one over ``limit``.
+
+    Opened non-blocking: reading a FIFO named ``x.py`` would otherwise wait forever.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SourceError("not a regular file (a pipe, socket or device); skipped")
+            if limit is not None and info.st_size > limit:
+                raise SourceError(
+                    f"file too large to analyse ({info.st_size / 2**20:.1f} MiB, the limit is "
+                    f"{limit // 2**20} MiB): generated code or data? add it to `exclude`"
+                )
+            return handle.read()
     except OSError as exc:
         raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def read_source(path: Path) -> SourceFile:
+    data = read_file_bytes(path)
     text, encoding = decode(data, path)
     return SourceFile(path=path, text=text, encoding=encoding, digest=digest_bytes(data))
+
+
+def parse_python(text: str) -> cst.Module:
+    """libcst's tree of a user's source, once CPython's own parser has accepted it.
+
+    libcst's native parser overflows the C stack on nesting that CPython
+    refuses (about 2,000 nested brackets, 20,000 chained attributes or
+    operators): the process dies with a segmentation fault and the whole run
+    is lost. CPython raises SyntaxError, RecursionError or MemoryError instead
+    (ValueError for a NUL byte), and its parser costs about a tenth of libcst's.
+    Any other SyntaxError is left for libcst to judge: the code may use syntax
+    newer than this interpreter's (``type X = ...`` read by Python 3.11).
+    """
+    try:
+        ast.parse(text)
+    except SyntaxError as error:
+        if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
+            raise
+    return cst.parse_module(text)
 
 
 def encode(text: str, encoding: str) -> bytes:
@@ -119,7 +191,8 @@ def write_atomic(source: SourceFile, new_text: str) -> None:
         raise SourceError(f"cannot re-read file before writing: {exc.strerror or exc}") from None
     if digest_bytes(current) != source.digest:
         raise SourceError("file changed on disk since it was read; not overwritten")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".rnnlint-tmp", dir=path.parent)
+    _sweep(str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

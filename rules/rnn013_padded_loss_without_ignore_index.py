@@ -12,6 +12,7 @@ from rnnlint.diagnostics import Applicability
 from rnnlint.names import ImportMap, dotted
 from rnnlint.padding import PAD_SEQUENCE, Flow, Items, Padded, ProjectResolver, Resolver, Result, Value, file_runs, keyword
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
+from rnnlint.source import parse_python
 from rnnlint.training import facts
 
 LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
@@ -182,8 +183,8 @@ class _LossResolver(ProjectResolver):
             module, imports = self.ctx.module, self.ctx.imports
         else:
             try:
-                module = cst.parse_module(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, cst.ParserSyntaxError):
+                module = parse_python(path.read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
                 return None
             imports = ImportMap(module)
         function = next((s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value == function_name),
@@ -325,8 +326,8 @@ def _imported_constant(ctx, name: str) -> float | None:
     if hit is None:
         return None
     try:
-        module = cst.parse_module(hit[0].read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError):
+        module = parse_python(hit[0].read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
         return None
     return _module_constants(module).get(hit[1])
 
