@@ -8,7 +8,6 @@ actually reported something (most files of a large tree report nothing).
 from __future__ import annotations
 
 import ast
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from rnnlint.config import Config
 from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, Severity
 from rnnlint.index import ProjectIndex
+from rnnlint.nodes import Visitor
 from rnnlint.noqa import Suppressions, split_lines
 from rnnlint.rule import FileContext, NodeEdit, Report, Rule
 from rnnlint.source import parse_python
@@ -32,7 +32,7 @@ class Analysis:
     parsed: bool = True
 
 
-class _Walker(cst.CSTVisitor):
+class _Walker(Visitor):
     """Dispatches every node to the enabled rules' visit_/leave_ methods."""
 
     def __init__(self, rules: list[Rule]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from rnnlint.names import dotted
+from rnnlint.nodes import Visitor
 from rnnlint.rule import FileContext
 from rnnlint.training import Scope, facts
 
@@ -127,7 +128,7 @@ def _argparse_default(ctx: FileContext, attribute: str) -> Number | None:
     def collect() -> dict[str, tuple[cst.Call, str]]:
         found: dict[str, tuple[cst.Call, str]] = {}
 
-        class Finder(cst.CSTVisitor):
+        class Finder(Visitor):
             def visit_Call(self, node: cst.Call) -> None:
                 if isinstance(node.func, cst.Attribute) and node.func.attr.value == "add_argument":
                     dest = _option_dest(node)

@@ -24,6 +24,7 @@ import libcst as cst
 
 from rnnlint import __version__, padding
 from rnnlint.names import ImportMap, canonical, dotted
+from rnnlint.nodes import Visitor
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 RECURRENT_MODULES = frozenset(
@@ -158,7 +159,7 @@ def _blocks(stmt: cst.CSTNode):
             yield stmt.orelse.body
 
 
-class _CallCollector(cst.CSTVisitor):
+class _CallCollector(Visitor):
     """Dotted names of every call (and every return value call) under a node."""
 
     def __init__(self) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import libcst as cst
 
+from rnnlint.nodes import Visitor
+
 # Long import paths that mean the same object as a short public one.
 _CANONICAL_PREFIXES = (
     ("torch.nn.modules.rnn.", "torch.nn."),
@@ -136,7 +138,7 @@ def _bodies(stmt: cst.CSTNode):
             yield from _bodies(part)
 
 
-class _ImportCollector(cst.CSTVisitor):
+class _ImportCollector(Visitor):
     def __init__(self, imports: ImportMap) -> None:
         self.imports = imports
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import PurePath
-from urllib.parse import quote
 from typing import Iterable
+from urllib.parse import quote
 
 import click
 

@@ -34,6 +34,7 @@ from typing import Union
 import libcst as cst
 
 from rnnlint.names import ImportMap, dotted
+from rnnlint.nodes import Visitor
 
 RNN_UTILS = "torch.nn.utils.rnn."
 PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
@@ -426,7 +427,7 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
     """``self.<name>`` -> what is assigned to it anywhere in the class (torch modules, project models)."""
     found: dict[str, Value] = {}
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Assign(self, node: cst.Assign) -> None:
             value = node.value
             while (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)

@@ -25,7 +25,7 @@ import libcst as cst
 
 from rnnlint.index import CLIP_FUNCTIONS, OPTIMIZERS
 from rnnlint.names import dotted
-from rnnlint.nodes import find_all
+from rnnlint.nodes import Visitor, find_all
 from rnnlint.rule import FileContext
 
 _RECURRENT_SHORT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
@@ -137,7 +137,7 @@ def _bases(expr: cst.BaseExpression) -> list[str]:
     """Dotted receivers of ``.parameters()``-like calls and bare names in ``expr``."""
     found: list[str] = []
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Call(self, node: cst.Call) -> bool:
             if isinstance(node.func, cst.Attribute) and node.func.attr.value in (
                 "parameters", "named_parameters", "children", "modules",

@@ -4,6 +4,7 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability
 from rnnlint.index import CLIP_FUNCTIONS
+from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, delete_statement, insert_before
 from rnnlint.training import (
     Event,
@@ -187,7 +188,7 @@ def _parents(module: cst.Module) -> dict[int, cst.CSTNode]:
     parents: dict[int, cst.CSTNode] = {}
     stack: list[cst.CSTNode] = [module]
 
-    class Walker(cst.CSTVisitor):
+    class Walker(Visitor):
         def on_visit(self, node: cst.CSTNode) -> bool:
             if isinstance(node, (*_BLOCKS, cst.SimpleStatementLine)):
                 parents[id(node)] = stack[-1]

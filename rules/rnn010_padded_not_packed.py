@@ -1,6 +1,7 @@
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
+from rnnlint.nodes import Visitor
 from rnnlint.padding import (
     Instance,
     Module,
@@ -194,7 +195,7 @@ def _reads_last_step(node: cst.CSTNode, name: str) -> bool:
     code must change to the final hidden state; no mechanical fix for that."""
     found = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Subscript(self, sub: cst.Subscript) -> None:
             nonlocal found
             if isinstance(sub.value, cst.Name) and sub.value.value == name:
@@ -211,7 +212,7 @@ def _reads_last_step(node: cst.CSTNode, name: str) -> bool:
 def _names(node: cst.CSTNode) -> set[str]:
     found: set[str] = set()
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Name(self, name: cst.Name) -> None:
             found.add(name.value)
 

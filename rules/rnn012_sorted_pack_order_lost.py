@@ -4,11 +4,10 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 
-from rnnlint.nodes import find_all
-
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
-from rnnlint.padding import PACK_PADDED, PAD_SEQUENCE, PACK_FUNCTIONS, is_length_name, keyword
+from rnnlint.nodes import Visitor, find_all
+from rnnlint.padding import PACK_FUNCTIONS, PACK_PADDED, PAD_SEQUENCE, is_length_name, keyword
 from rnnlint.rule import Invalid, NodeEdit, Rule, Valid, add_arg, delete_statement, replace
 
 
@@ -66,12 +65,34 @@ class SortedPackOrderLost(Rule):
     code = "RNN012"
     name = "sorted-pack-order-lost"
     fix_applicability = Applicability.UNSAFE
-    triggers = ("sort",)
+    triggers = (("sort", "pack"), ("sort", "collate"), ("sort", "pad_sequence"))
+
+    # One shared walk (the runner's) finds the functions that sort something
+    # directly and the collate functions; only those bodies are analysed in
+    # finish(): building a body's name index is the expensive part, and most
+    # functions of a large file sort nothing.
+    def visit_Module(self, node: cst.Module) -> None:
+        self._stack: list[cst.CSTNode] = [node]
+        self._sorting: dict[int, cst.CSTNode] = {}
+        self._collate_names: set[str] = set()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self._stack.append(node)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self._stack.pop()
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = dotted(node.func) or ""
+        if "sort" in name.rsplit(".", 1)[-1]:
+            self._sorting.setdefault(id(self._stack[-1]), self._stack[-1])
+        arg = keyword(node, "collate_fn")
+        if arg is not None:
+            self._collate_names.update(_names_of(arg.value))
 
     def finish(self) -> None:
-        functions = [self.ctx.module] + find_all(self.ctx.module, cst.FunctionDef)
-        collate_names = _collate_arguments(self.ctx.module)
-        for function in functions:
+        collate_names = self._collate_names
+        for function in self._sorting.values():
             body = _Body(self.ctx, function)
             for sort in body.tensor_sorts():
                 self._tensor_sort(body, sort)
@@ -217,7 +238,7 @@ class _Body:
     def _collect(self) -> None:
         body = self
 
-        class Walker(cst.CSTVisitor):
+        class Walker(Visitor):
             def __init__(self) -> None:
                 self.stack: list[cst.CSTNode] = []
 
@@ -411,7 +432,7 @@ class _Body:
 def _names_in(node: cst.CSTNode) -> list[cst.Name]:
     found: list[cst.Name] = []
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Name(self, name: cst.Name) -> None:
             found.append(name)
 
@@ -587,16 +608,6 @@ def _is_length(expr: cst.BaseExpression) -> bool:
 def _scalar(value: cst.BaseExpression) -> bool:
     return isinstance(value, (cst.Integer, cst.Float)) or (
         isinstance(value, cst.Call) and dotted(value.func) in ("len", "max", "min", "sum", "int"))
-
-
-def _collate_arguments(module: cst.Module) -> set[str]:
-    """Functions passed as ``collate_fn=`` in this file."""
-    found: set[str] = set()
-    for call in find_all(module, cst.Call, skip=(cst.Lambda,)):
-        arg = keyword(call, "collate_fn")
-        if arg is not None:
-            found.update(_names_of(arg.value))
-    return found
 
 
 def _is_collate(ctx, function: cst.FunctionDef, collate_names: set[str]) -> bool:

@@ -5,12 +5,22 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint.nodes import find_all
-
 from rnnlint.constants import number
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import ImportMap, dotted
-from rnnlint.padding import PAD_SEQUENCE, Flow, Items, Padded, ProjectResolver, Resolver, Result, Value, file_runs, keyword
+from rnnlint.nodes import Visitor, find_all
+from rnnlint.padding import (
+    PAD_SEQUENCE,
+    Flow,
+    Items,
+    Padded,
+    ProjectResolver,
+    Resolver,
+    Result,
+    Value,
+    file_runs,
+    keyword,
+)
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
 from rnnlint.source import parse_python
 from rnnlint.training import facts
@@ -278,7 +288,7 @@ def _criteria(ctx) -> dict[str, cst.Call]:
     """``criterion`` / ``self.loss_fn`` -> the CrossEntropyLoss/NLLLoss constructor assigned to it."""
     found: dict[str, cst.Call] = {}
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Assign(self, node: cst.Assign) -> None:
             value = node.value
             while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and isinstance(
@@ -442,7 +452,7 @@ def _scope_of(ctx, node: cst.CSTNode):
 def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
     found = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def on_visit(self, node: cst.CSTNode) -> bool:
             nonlocal found
             if node is inner:
@@ -459,7 +469,7 @@ def _masked(body: cst.CSTNode, loss: _Loss) -> bool:
     watched = {loss.result_name} if loss.result_name else set()
     masked = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def __init__(self) -> None:
             self.stack: list[cst.CSTNode] = []
 

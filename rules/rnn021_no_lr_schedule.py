@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from rnnlint.nodes import find_all
-
 from rnnlint.index import OPTIMIZERS
 from rnnlint.names import dotted
+from rnnlint.nodes import Visitor, find_all
 from rnnlint.rule import Invalid, Rule, Valid
 from rnnlint.training import facts, recurrent_context
 
@@ -112,7 +111,7 @@ def _writes_lr(module: cst.Module) -> bool:
     """``g["lr"] = ...`` / ``g["lr"] *= ...`` / ``optimizer.param_groups[0]["lr"] = ...``."""
     found = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def _check(self, target: cst.BaseExpression) -> None:
             nonlocal found
             if isinstance(target, cst.Subscript) and len(target.slice) == 1:

@@ -5,6 +5,7 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.loops import Placed, assignments, block, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
+from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
 from rnnlint.training import Scope, facts, keyword_arg
 
@@ -221,7 +222,7 @@ class HiddenNotDetached(Rule):
         found = False
         rule = self
 
-        class Finder(cst.CSTVisitor):
+        class Finder(Visitor):
             def visit_Attribute(self, node: cst.Attribute) -> None:
                 nonlocal found
                 if node.attr.value == "data":
@@ -363,7 +364,7 @@ def _mentions(expr: cst.CSTNode, name: str) -> bool:
     """Does ``expr`` read ``name`` (``hidden``, ``self.hidden``, ``hidden[0]``)?"""
     found = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_Attribute(self, node: cst.Attribute) -> bool:
             nonlocal found
             text = dotted(node)
@@ -387,7 +388,7 @@ def _assigns(stmt: cst.CSTNode, name: str) -> bool:
         return any(name in targets for targets, _ in assignments(stmt))
     found = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
             nonlocal found
             found = found or any(name in targets for targets, _ in assignments(node))

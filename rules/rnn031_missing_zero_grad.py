@@ -5,6 +5,7 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.loops import Placed, assigned_names, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
+from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
 from rnnlint.training import Event, Scope, _looks_like_optimizer, facts, optimizer_at, recurrent_context
 
@@ -178,7 +179,7 @@ def _accumulation_test(test: cst.BaseExpression) -> bool:
     """``(i + 1) % accum_steps == 0``, ``step % args.grad_accum == 0``, ``accelerator.sync_gradients``."""
     found = False
 
-    class Finder(cst.CSTVisitor):
+    class Finder(Visitor):
         def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
             nonlocal found
             if isinstance(node.operator, cst.Modulo):

@@ -1,6 +1,7 @@
 from rnnlint.graph.rule import GraphRule
 from rnnlint.rule import Invalid
 
+
 class SaturatingActivationOnRecurrentOutput(GraphRule):
     """A tanh or sigmoid stacked on the output of an RNN, LSTM or GRU.
 

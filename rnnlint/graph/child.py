@@ -32,7 +32,6 @@ from typing import Any
 
 from rnnlint.graph.view import definitions_view
 
-
 _OWN_PACKAGE = Path(__file__).resolve().parents[1]  # rnnlint itself is never a view
 
 
