@@ -58,7 +58,7 @@ _NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "li
                             "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                             "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
 _SUMMARY_VERSION = 2
-_MAX_DEPTH = 40
+_MAX_DEPTH = 8
 EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
 
@@ -269,7 +269,7 @@ class ProjectIndex:
         self._parsed.pop(path, None)
         self._summaries.pop(path, None)
         self._digests.pop(path, None)
-        self._memo = {key: value for key, value in self._memo.items() if key[1][0] != path}
+        self._memo = {key: value for key, value in self._memo.items() if key[-1][0] != path}
 
     def summary(self, path: Path) -> FileSummary | None:
         path = path.resolve()
@@ -447,20 +447,31 @@ class ProjectIndex:
 
     def is_recurrent(self, importer: Path, name: str) -> bool:
         """Does calling ``name`` (as written in ``importer``) build a recurrent model?"""
-        return self.reaches(importer, name, self.recurrent_names)
+        return self.reaches(importer, name, self.recurrent_names, through_calls=False)
 
-    def reaches(self, importer: Path, name: str, targets: frozenset[str]) -> bool:
+    def reaches(self, importer: Path, name: str, targets: frozenset[str], through_calls: bool = True) -> bool:
         """Does ``name`` lead to one of ``targets`` through project definitions?
 
-        A class reaches a target when a base or a call in its body does; a
-        function when a call in its body does (a factory, a clipping helper); a
-        module-level assignment when its value does.
+        A class reaches a target when a base or a call in its body does
+        (inheritance, composition); a module-level assignment when its value
+        does; a function when what it returns does (a model factory) or, with
+        ``through_calls``, when any call in its body does (a clipping helper).
+        Following every call of every function would walk the whole import
+        closure of a large package for each question.
         """
-        return self._reaches(importer.resolve(), name, targets, 0, set())
+        return self._reaches(importer.resolve(), name, targets, through_calls, 0, set())
 
-    def _reaches(self, importer: Path, name: str, targets: frozenset[str], depth: int, stack: set) -> bool:
-        summary = self.summary(importer)
-        resolved = ImportMapView(summary).resolve_dotted(name) if summary is not None else canonical(name)
+    def _imports(self, path: Path) -> ImportMap | None:
+        """The import map of a file: from its parse when it is being analysed, else its summary."""
+        if path in self._parsed:
+            return self._parsed[path][1]
+        summary = self.summary(path)
+        return ImportMapView(summary) if summary is not None else None
+
+    def _reaches(self, importer: Path, name: str, targets: frozenset[str], through_calls: bool, depth: int,
+                 stack: set) -> bool:
+        imports = self._imports(importer)
+        resolved = imports.resolve_dotted(name) if imports is not None else canonical(name)
         if resolved in targets:
             return True
         head = resolved.split(".")[0]
@@ -469,7 +480,7 @@ class ProjectIndex:
         hit = self.lookup(importer, name)
         if hit is None:
             return False
-        key = (targets, hit)
+        key = (targets, through_calls, hit)
         if key in self._memo:
             result, deps = self._memo[key]
             self._record(deps)
@@ -482,11 +493,21 @@ class ProjectIndex:
             definition = self.summary(file).definitions.get(definition_name)  # type: ignore[union-attr]
             result = False
             if definition is not None:
-                names = definition.bases + definition.calls + definition.returns
-                result = any(self._reaches(file, n, targets, depth + 1, stack) for n in names if n)
+                if definition.kind == "function" and not through_calls:
+                    names = definition.returns
+                elif through_calls:
+                    names = definition.bases + definition.calls + definition.returns
+                else:  # composition: constructors (capitalised names) build submodules
+                    names = definition.bases + [n for n in definition.calls if _constructor(n)] + definition.returns
+                result = any(self._reaches(file, n, targets, through_calls, depth + 1, stack) for n in names if n)
         stack.discard(key)
         self._memo[key] = (result, deps)
         return result
+
+
+def _constructor(name: str) -> bool:
+    """``nn.LSTM``, ``Encoder``, ``layers.Block``: a class is being instantiated (by convention)."""
+    return name.rsplit(".", 1)[-1][:1].isupper()
 
 
 def _rank(digest: str | None) -> int:

@@ -84,12 +84,10 @@ class PaddedLossWithoutIgnoreIndex(Rule):
     triggers = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
 
     def finish(self) -> None:
-        f = facts(self.ctx)
-        if not f.mentions_recurrent and not any(self.ctx.is_recurrent(c) for c in f.classes):
-            return
         criteria = _criteria(self.ctx)
         resolver = _LossResolver(self.ctx, criteria)
         reported: set[int] = set()
+        recurrent: bool | None = None  # asked only once a padded loss is found: it may follow imports
         for run in file_runs(self.ctx, _LossFlow, resolver):
             for loss in getattr(run.result, "losses", []):
                 if not isinstance(loss.target, Padded):
@@ -97,6 +95,11 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 site = loss.constructor if loss.constructor is not None else loss.call
                 if id(site) in reported or _masked(run.node, loss):
                     continue
+                if recurrent is None:
+                    f = facts(self.ctx)
+                    recurrent = f.mentions_recurrent or any(self.ctx.is_recurrent(c) for c in f.classes)
+                if not recurrent:
+                    return
                 if self._check(loss, site):
                     reported.add(id(site))
 
