@@ -202,6 +202,23 @@ def run(
         return outcomes
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
-    chunk = max(1, min(64, len(tasks) // (jobs * 8)))
+    # Largest files first, a few at a time: one huge file handed out last would
+    # leave the other cores idle while it is analysed.
+    order = sorted(range(len(tasks)), key=lambda i: -_size(files[i]))
+    chunk = max(1, min(8, len(tasks) // (jobs * 32)))
+    outcomes: list[FileOutcome | None] = [None] * len(tasks)
     with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache)) as pool:
-        return list(pool.imap(_work, tasks, chunksize=chunk))
+        for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
+            outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def _work_indexed(item: tuple[int, tuple[str, str, bool, bool]]) -> tuple[int, FileOutcome]:
+    return item[0], _work(item[1])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
