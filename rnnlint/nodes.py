@@ -49,3 +49,19 @@ def find_all(node: cst.CSTNode, kind: type[N], *, skip: tuple[type[cst.CSTNode],
     collector = _Collector(kind, skip)
     node.visit(collector)
     return collector.found
+
+
+def keyword_arg(call: cst.Call, name: str) -> cst.Arg | None:
+    """The ``name=...`` argument of a call, if written."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg
+    return None
+
+
+def body_of(node: cst.CSTNode) -> list:
+    """The statements directly inside a compound statement, a class or a function."""
+    body = node.body
+    if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+        return list(body.body)
+    return list(body)

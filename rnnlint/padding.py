@@ -34,7 +34,7 @@ from typing import Union
 import libcst as cst
 
 from rnnlint.names import ImportMap, dotted
-from rnnlint.nodes import Visitor
+from rnnlint.nodes import Visitor, body_of, keyword_arg
 
 RNN_UTILS = "torch.nn.utils.rnn."
 PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
@@ -153,16 +153,9 @@ def _literal(expr: cst.BaseExpression | None) -> str | None:
     return None
 
 
-def keyword(call: cst.Call, name: str) -> cst.Arg | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == name:
-            return arg
-    return None
-
-
 def module_value(qualname: str, call: cst.Call) -> Module:
-    batch_first = keyword(call, "batch_first")
-    padding = keyword(call, "padding_idx")
+    batch_first = keyword_arg(call, "batch_first")
+    padding = keyword_arg(call, "padding_idx")
     has_padding = padding is not None and not (isinstance(padding.value, cst.Name) and padding.value.value == "None")
     return Module(qualname, _literal(batch_first.value if batch_first else None), has_padding)
 
@@ -185,7 +178,7 @@ class Flow:
         for param in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params):
             self.names[param.name.value] = param.default  # None: no default, a value like any other
         self.env.update(env or {})
-        self.statements(_body(function))
+        self.statements(body_of(function))
         return self.result
 
     def run_module(self, module: cst.Module) -> Result:
@@ -209,31 +202,31 @@ class Flow:
         if isinstance(stmt, cst.For):
             items = self.value(stmt.iter)
             self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
-            self.statements(_body(stmt))
+            self.statements(body_of(stmt))
         elif isinstance(stmt, cst.While):
             self.value(stmt.test)
-            self.statements(_body(stmt))
+            self.statements(body_of(stmt))
         elif isinstance(stmt, cst.If):
             self.value(stmt.test)
-            self.statements(_body(stmt))
+            self.statements(body_of(stmt))
         elif isinstance(stmt, cst.With):
             for item in stmt.items:
                 self.value(item.item)
-            self.statements(_body(stmt))
+            self.statements(body_of(stmt))
         elif isinstance(stmt, cst.Try):
-            self.statements(_body(stmt))
+            self.statements(body_of(stmt))
             for handler in stmt.handlers:
-                self.statements(_body(handler))
+                self.statements(body_of(handler))
         else:
             return
         orelse = getattr(stmt, "orelse", None)
         if isinstance(orelse, cst.If):
             self.statement(orelse)
         elif orelse is not None:
-            self.statements(_body(orelse))
+            self.statements(body_of(orelse))
         final = getattr(stmt, "finalbody", None)
         if final is not None:
-            self.statements(_body(final))
+            self.statements(body_of(final))
 
     def small(self, small: cst.BaseSmallStatement) -> None:
         if isinstance(small, cst.Assign):
@@ -366,7 +359,7 @@ class Flow:
         return self.resolver.call(name)
 
     def _loader(self, call: cst.Call) -> Value:
-        arg = keyword(call, "collate_fn")
+        arg = keyword_arg(call, "collate_fn")
         if arg is None:
             return None
         collate = arg.value
@@ -409,18 +402,11 @@ def _int(expr: cst.BaseExpression) -> int | None:
     return None
 
 
-def _body(node) -> list:
-    body = node.body
-    if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)):
-        return list(body.body)
-    return list(body)
-
-
 # -- classes ------------------------------------------------------------------
 
 
 def methods(cls: cst.ClassDef) -> dict[str, cst.FunctionDef]:
-    return {s.name.value: s for s in _body(cls) if isinstance(s, cst.FunctionDef)}
+    return {s.name.value: s for s in body_of(cls) if isinstance(s, cst.FunctionDef)}
 
 
 def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dict[str, Value]:

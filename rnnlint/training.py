@@ -25,7 +25,7 @@ import libcst as cst
 
 from rnnlint.index import CLIP_FUNCTIONS, OPTIMIZERS
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor, find_all
+from rnnlint.nodes import Visitor, body_of, find_all
 from rnnlint.rule import FileContext
 
 _RECURRENT_SHORT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
@@ -327,12 +327,12 @@ class _Collector:
 
     def _statement(self, stmt: cst.CSTNode, scope: Scope, cls, loop) -> None:
         if isinstance(stmt, cst.FunctionDef):
-            self._scope(stmt, _body(stmt), cls)
+            self._scope(stmt, body_of(stmt), cls)
             self._calls(stmt.decorators, scope)
             return
         if isinstance(stmt, cst.ClassDef):
             self.classes[stmt.name.value] = stmt
-            self._scope(stmt, _body(stmt), stmt)
+            self._scope(stmt, body_of(stmt), stmt)
             return
         if isinstance(stmt, cst.SimpleStatementLine):
             for small in stmt.body:
@@ -341,31 +341,31 @@ class _Collector:
         if isinstance(stmt, (cst.For, cst.While)):
             header = stmt.iter if isinstance(stmt, cst.For) else stmt.test
             self._calls(header, scope)
-            self._statements(_body(stmt), scope, cls, stmt)
+            self._statements(body_of(stmt), scope, cls, stmt)
             if stmt.orelse is not None:
-                self._statements(_body(stmt.orelse), scope, cls, loop)
+                self._statements(body_of(stmt.orelse), scope, cls, loop)
             return
         if isinstance(stmt, cst.If):
             self._calls(stmt.test, scope)
-            self._statements(_body(stmt), scope, cls, loop)
+            self._statements(body_of(stmt), scope, cls, loop)
             if stmt.orelse is not None:
                 self._statement(stmt.orelse, scope, cls, loop)
             return
         if isinstance(stmt, cst.Else):
-            self._statements(_body(stmt), scope, cls, loop)
+            self._statements(body_of(stmt), scope, cls, loop)
             return
         if isinstance(stmt, cst.With):
             for item in stmt.items:
                 self._calls(item.item, scope)
-            self._statements(_body(stmt), scope, cls, loop)
+            self._statements(body_of(stmt), scope, cls, loop)
             return
         if isinstance(stmt, cst.Try):
-            self._statements(_body(stmt), scope, cls, loop)
+            self._statements(body_of(stmt), scope, cls, loop)
             for handler in stmt.handlers:
-                self._statements(_body(handler), scope, cls, loop)
+                self._statements(body_of(handler), scope, cls, loop)
             for extra in (stmt.orelse, stmt.finalbody):
                 if extra is not None:
-                    self._statements(_body(extra), scope, cls, loop)
+                    self._statements(body_of(extra), scope, cls, loop)
             return
         # anything else (match, async constructs): still record the calls
         self._calls(stmt, scope)
@@ -509,13 +509,6 @@ def _looks_like_optimizer(receiver: str, optimizers: dict, schedulers: set) -> b
     return "opt" in last and "sched" not in last
 
 
-def _body(node) -> list:
-    body = node.body
-    if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)):
-        return list(body.body)
-    return list(body)
-
-
 def _unwrap_call(value: cst.BaseExpression) -> cst.Call | None:
     """``Model(...).to(device)`` -> ``Model(...)``; ``Model(...)`` -> itself."""
     while isinstance(value, cst.Call):
@@ -536,13 +529,6 @@ def _arg(call: cst.Call, position: int, keyword: str) -> cst.BaseExpression | No
             return arg.value
     if len(positional) > position:
         return positional[position].value
-    return None
-
-
-def keyword_arg(call: cst.Call, keyword: str) -> cst.Arg | None:
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == keyword:
-            return arg
     return None
 
 

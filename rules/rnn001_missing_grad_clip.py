@@ -8,6 +8,7 @@ from rnnlint.constants import number
 from rnnlint.diagnostics import Applicability
 from rnnlint.index import CLIP_FUNCTIONS
 from rnnlint.names import dotted
+from rnnlint.nodes import keyword_arg
 from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
 from rnnlint.training import (
     Event,
@@ -17,7 +18,6 @@ from rnnlint.training import (
     clip_placement,
     facts,
     is_recurrent_expr,
-    keyword_arg,
     optimizer_at,
     recurrent_context,
 )

@@ -2,7 +2,8 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
-from rnnlint.padding import PACK_PADDED, keyword
+from rnnlint.nodes import keyword_arg
+from rnnlint.padding import PACK_PADDED
 from rnnlint.rule import Invalid, Rule, Valid, replace
 
 # methods that keep a tensor on the device it is on
@@ -106,7 +107,7 @@ class PackLengthsOnDevice(Rule):
             return ""
         func = expr.func
         if self.ctx.qualname(func) in _TENSOR_FACTORIES:
-            arg = keyword(expr, "device")
+            arg = keyword_arg(expr, "device")
             return self.ctx.code(expr) if arg is not None and _is_device(arg.value) else ""
         if isinstance(func, cst.Attribute):
             method = func.attr.value
@@ -125,7 +126,7 @@ class PackLengthsOnDevice(Rule):
 
     def _to_device(self, call: cst.Call) -> bool | None:
         """True: ``.to`` moves to a GPU; False: to the CPU; None: a dtype or nothing."""
-        arg = keyword(call, "device")
+        arg = keyword_arg(call, "device")
         if arg is None:
             positional = [a for a in call.args if a.keyword is None]
             arg = positional[0] if positional else None
@@ -140,7 +141,7 @@ class PackLengthsOnDevice(Rule):
     def visit_Call(self, node: cst.Call) -> None:
         if self.ctx.qualname(node.func) != PACK_PADDED:
             return
-        arg = keyword(node, "lengths")
+        arg = keyword_arg(node, "lengths")
         if arg is None:
             positional = [a for a in node.args if a.keyword is None and not a.star]
             arg = positional[1] if len(positional) > 1 else None

@@ -6,8 +6,8 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor, find_all
-from rnnlint.padding import PACK_FUNCTIONS, PACK_PADDED, PAD_SEQUENCE, is_length_name, keyword
+from rnnlint.nodes import Visitor, find_all, keyword_arg
+from rnnlint.padding import PACK_FUNCTIONS, PACK_PADDED, PAD_SEQUENCE, is_length_name
 from rnnlint.rule import Invalid, NodeEdit, Rule, Valid, add_arg, delete_statement, replace
 
 
@@ -86,7 +86,7 @@ class SortedPackOrderLost(Rule):
         name = dotted(node.func) or ""
         if "sort" in name.rsplit(".", 1)[-1]:
             self._sorting.setdefault(id(self._stack[-1]), self._stack[-1])
-        arg = keyword(node, "collate_fn")
+        arg = keyword_arg(node, "collate_fn")
         if arg is not None:
             self._collate_names.update(_names_of(arg.value))
 
@@ -351,7 +351,7 @@ class _Body:
 
     def fed_by(self, pack: cst.Call, sort: _Sort, reorders: list[_Reorder]) -> bool:
         """Do the pack's lengths come from the sort?"""
-        lengths = keyword(pack, "lengths") or (pack.args[1] if len(pack.args) > 1 else None)
+        lengths = keyword_arg(pack, "lengths") or (pack.args[1] if len(pack.args) > 1 else None)
         if lengths is None:
             return False
         sources = {sort.perm} | ({sort.values} if sort.values else set()) | {r.target for r in reorders if r.target}
@@ -534,7 +534,7 @@ def _sorted_tensor(ctx, call: cst.Call) -> cst.BaseExpression | None:
 
 
 def _descending(ctx, call: cst.Call) -> bool:
-    arg = keyword(call, "descending")
+    arg = keyword_arg(call, "descending")
     if arg is None:
         positional = [a for a in call.args if a.keyword is None]
         torch_form = (ctx.qualname(call.func) or "").startswith("torch.")
@@ -563,14 +563,14 @@ def _reordering(ctx, occurrence: _Occurrence) -> tuple[cst.BaseExpression, cst.B
 
 
 def _enforces_sorting(pack: cst.Call) -> bool:
-    arg = keyword(pack, "enforce_sorted")
+    arg = keyword_arg(pack, "enforce_sorted")
     if arg is None:
         return len([a for a in pack.args if a.keyword is None]) < 4
     return isinstance(arg.value, cst.Name) and arg.value.value == "True"
 
 
 def _enforce_edit(pack: cst.Call) -> NodeEdit:
-    arg = keyword(pack, "enforce_sorted")
+    arg = keyword_arg(pack, "enforce_sorted")
     if arg is not None:
         return replace(arg.value, "False")
     return add_arg(pack, "enforce_sorted=False")
@@ -582,10 +582,10 @@ def _by_length_descending(call: cst.Call) -> bool:
     name = dotted(call.func) or ""
     if name != "sorted" and not name.endswith(".sort"):
         return False
-    key = keyword(call, "key")
+    key = keyword_arg(call, "key")
     if key is None:
         return False
-    reverse = keyword(call, "reverse")
+    reverse = keyword_arg(call, "reverse")
     descending = reverse is not None and isinstance(reverse.value, cst.Name) and reverse.value.value == "True"
     body = key.value.body if isinstance(key.value, cst.Lambda) else key.value
     if isinstance(body, cst.UnaryOperation) and isinstance(body.operator, cst.Minus):

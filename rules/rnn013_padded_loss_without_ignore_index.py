@@ -8,7 +8,7 @@ import libcst as cst
 from rnnlint.constants import number
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import ImportMap, dotted
-from rnnlint.nodes import Visitor, find_all
+from rnnlint.nodes import Visitor, find_all, keyword_arg
 from rnnlint.padding import (
     PAD_SEQUENCE,
     Flow,
@@ -19,7 +19,6 @@ from rnnlint.padding import (
     Result,
     Value,
     file_runs,
-    keyword,
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
 from rnnlint.source import parse_python
@@ -108,7 +107,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
         if pad is None:
             return False
         kind = "module" if loss.constructor is not None else "function"
-        ignore = keyword(site, "ignore_index")
+        ignore = keyword_arg(site, "ignore_index")
         if ignore is None and len([a for a in site.args if a.keyword is None]) > _IGNORE_POSITION[kind]:
             return False  # passed by position: too unusual to judge
         name = self.ctx.code(site.func) + "(...)"
@@ -255,7 +254,7 @@ class _LossFlow(Flow):
         return super().call(call)
 
     def _padded(self, call: cst.Call) -> _PadWith:
-        pad = keyword(call, "padding_value")
+        pad = keyword_arg(call, "padding_value")
         positional = [a for a in call.args if a.keyword is None]
         if pad is None and len(positional) > 2:
             pad = positional[2]
@@ -353,7 +352,7 @@ def _known_pad_ids(ctx) -> set[str]:
             found.add(name)
     if len(found) <= 1:
         for call in find_all(ctx.module, cst.Call):
-            arg = keyword(call, "padding_idx")
+            arg = keyword_arg(call, "padding_idx")
             if arg is not None and (isinstance(arg.value, cst.Integer) or
                                     (isinstance(arg.value, cst.Name) and arg.value.value.isupper())):
                 found.add(ctx.code(arg.value))

@@ -5,9 +5,9 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.loops import Placed, assignments, block, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor
+from rnnlint.nodes import Visitor, keyword_arg
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
-from rnnlint.training import Scope, facts, keyword_arg
+from rnnlint.training import Scope, facts
 
 _TUPLE_STATE = frozenset({"torch.nn.LSTM", "torch.nn.LSTMCell"})
 _TENSOR_STATE = frozenset({"torch.nn.GRU", "torch.nn.RNN", "torch.nn.GRUCell", "torch.nn.RNNCell"})

@@ -4,8 +4,8 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
+from rnnlint.nodes import keyword_arg
 from rnnlint.rule import Invalid, Option, Rule, Valid, insert_before, replace
-from rnnlint.training import keyword_arg
 
 # canonical names (``tensorflow.keras.`` is already ``keras.``)
 KERAS_RECURRENT = frozenset(
