@@ -106,21 +106,43 @@ def test_clean_twins_are_quiet(tmp_path):
     assert result.returncode == 0
 
 
+def _running(name: str) -> list[str]:
+    """Live (not zombie) processes whose name is ``name``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        command, _, rest = text.partition(") ")
+        if command.endswith(f"({name}") and not rest.startswith("Z"):
+            found.append(stat.parent.name)
+    return found
+
+
 def test_hostile_models_are_contained(tmp_path):
-    """Endless __init__, sys.exit, a 4 TiB allocation, os._exit: each is RNN901, and the run goes on."""
+    """Endless __init__, sys.exit, 4 TiB, os._exit, file writes, processes: each is RNN901, and the run goes on."""
     root = copy(tmp_path, "hostile")
     result = rnnlint("check", "--output-format", "json", "hostile", cwd=root)
     assert result.returncode == 1, result.stderr
     items = json.loads(result.stdout)
     by_line = {d["line"]: d for d in items if d["code"] == "RNN901"}
-    assert sorted(by_line) == [17, 25, 32, 39]
+    assert sorted(by_line) == [17, 25, 32, 39, 55, 65]
     assert "did not finish within 4 s" in by_line[17]["message"]
     assert "sys.exit('no GPU found, giving up')" in by_line[25]["message"]
     assert "more memory than the graph stage allows" in by_line[32]["message"]
     assert "died (exit code 3)" in by_line[39]["message"]
+    scribbled = root / "hostile" / "SCRIBBLED"
+    assert f"rnnlint blocked an attempt to write {scribbled}" in by_line[55]["message"]
+    assert not scribbled.exists()
+    # Spawner caught the refusal and was analysed; the attempt is still reported
+    assert "`Spawner`, its code tried to start a subprocess; rnnlint blocked that" in by_line[65]["message"]
     assert all(d["severity"] == "info" for d in by_line.values())
     # the model after them was still built and analysed
     assert ("hostile/models.py", "RNN102", 49) in graph_findings(items)
+    # Sneak forks through libc, which no audit hook sees: its child died with the child's process group
+    if Path("/proc/self/stat").exists():
+        assert _running("rnnlint-sneak") == []
     # the top-level training loop of models.py never ran
     assert not (root / "hostile" / "TRAINING_RAN").exists()
     assert not list((root / "hostile").rglob("__pycache__"))

@@ -278,3 +278,74 @@ def test_verdict_both_diverging_is_not_confirmed():
     after = _run([1.0, 1.5, 3.0, nan], [1.0, 2.0, 9.0, inf], stopped="nonfinite")
     verdict, reason = compare.verdict(before, after)
     assert verdict == "inconclusive" and "do not prevent" in reason
+
+
+# -- isolation: what a script can do to the machine and to the user's files ----------
+
+
+def _live_processes_with(marker: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                state = (cmdline.parent / "stat").read_text().rpartition(") ")[2][:1]
+                if state != "Z":
+                    found.append(cmdline.parent.name)
+        except OSError:
+            continue
+    return found
+
+
+TRAIN_STEPS = """
+    for step in range(100):
+        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
+        loss.backward()
+        optimizer.step()
+"""  # indented like the bodies it is appended to
+
+
+def test_writes_into_the_project_are_refused_and_reported(tmp_path):
+    # data/ is linked into the copy, so without the guard this write would land in the user's data
+    script = write_script(tmp_path, """
+    try:
+        with open("data/cache.txt", "w") as cache:
+            cache.write("preprocessed")
+    except PermissionError as exc:
+        print("cache not written:", exc)
+    """ + TRAIN_STEPS)
+    (script.parent / "data").mkdir()
+    (script.parent / "data" / "readings.csv").write_text("t,value\n0,0.1\n", "utf-8")
+    result = verify(script.parent, "project/train.py", "--steps", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    cache = (script.parent / "data" / "cache.txt").resolve()
+    assert f"the before run tried to write {cache} in your project; rnnlint refused" in result.stderr
+    assert not cache.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="looks for processes in /proc")
+def test_processes_a_script_leaves_behind_are_stopped(tmp_path):
+    marker = f"rnnlint-leftover-{os.getpid()}-{tmp_path.name}"
+    script = write_script(tmp_path, f"""
+    import subprocess, sys
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"])
+    """ + TRAIN_STEPS)
+    result = verify(script.parent, "project/train.py", "--steps", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the before run left processes running when it ended" in result.stderr
+    assert _live_processes_with(marker) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="measures memory in /proc")
+def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
+    # grows by 64 MiB every 20 ms, up to 8 GiB: far past the 1 GiB limit given
+    script = write_script(tmp_path, """
+    import time
+    hoard = []
+    for _ in range(128):
+        hoard.append(b"x" * 2**26)
+        time.sleep(0.02)
+    """ + TRAIN_STEPS)
+    result = verify(script.parent, "project/train.py", "--steps", "5", "--memory-limit", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "used more than 1 GiB of memory (with the processes it started) and was stopped" in result.stdout
+    assert "the fixed copy was not run" in result.stdout  # no fix makes a script need less memory

@@ -13,6 +13,9 @@ process contains everything else a model can do to it:
 * ``sys.exit`` and exceptions in ``__init__`` or ``forward`` are caught per model;
 * address space is capped (``RLIMIT_AS``), so an absurd allocation fails with
   an error instead of taking the machine down;
+* a :class:`~rnnlint.sandbox.Guard` refuses file writes outside the stage's
+  scratch folder and any attempt to start or signal a process (the parent
+  also kills the whole process group when the child is done);
 * prints of the user's code go to stderr, never into the protocol stream.
 """
 
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnlint.graph.view import definitions_view
+from rnnlint.sandbox import Guard
 
 _OWN_PACKAGE = Path(__file__).resolve().parents[1]  # rnnlint itself is never a view
 
@@ -337,11 +341,15 @@ def main() -> None:
 
     worker = Worker(request)
     _limit_memory(int(request.get("memory_mb", 4096)))
+    guard = Guard(protected=["/"], writable=[request["scratch"]], processes=False,
+                  why="models are analysed without writing files or starting processes").install()
     emit({"event": "ready", "seconds": round(time.perf_counter() - started, 3)})
     for spec in request["models"]:
         emit({"event": "start", "id": spec["id"]})
-        started = time.perf_counter()
+        started, blocked = time.perf_counter(), len(guard.blocked)
         result = worker.analyse(spec)
+        if len(guard.blocked) > blocked:  # reported even when the model's code caught the PermissionError
+            result["blocked"] = guard.blocked[blocked:]
         emit({"event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3), **result})
     emit({"event": "done"})
     stream.close()

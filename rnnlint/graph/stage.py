@@ -20,7 +20,6 @@ import inspect
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
 from rnnlint.noqa import Suppressions, split_lines
 from rnnlint.runner import display_path
+from rnnlint.sandbox import kill_group
 
 TORCH_MISSING = (
     'rnnlint: graph stage skipped: torch is not installed (pip install "rnnlint[torch]"), use --static to silence'
@@ -123,14 +123,6 @@ class _Lines:
         return line
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started (data loader workers)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-    proc.wait()
-
-
 def _child_command() -> list[str]:
     # -c rather than -m: -m would put the user's folder first on sys.path, where a
     # file named random.py or json.py would shadow the standard library.
@@ -138,8 +130,9 @@ def _child_command() -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def _child_env() -> dict:
+def _child_env(scratch: str) -> dict:
     env = dict(os.environ)
+    env["TMPDIR"] = scratch  # the only folder the child may write (see rnnlint.sandbox)
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -152,79 +145,88 @@ def run_child(request: dict, model_timeout: float, stage_timeout: float) -> dict
     """Run the models of ``request`` in child processes; results by model id.
 
     One child serves every model; a model that times out or kills its process
-    costs a restart, and the next child starts with the models after it.
+    costs a restart, and the next child starts with the models after it. Every
+    child may write only in one scratch folder, removed at the end.
     """
     results: dict[str, dict] = {}
     pending = [m["id"] for m in request["models"]]  # keys may repeat across folders; ids do not
     specs = {m["id"]: m for m in request["models"]}
     stage_deadline = time.monotonic() + stage_timeout
-    while pending:
-        if time.monotonic() >= stage_deadline:
-            break
-        with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen(
-                _child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-                cwd=request["roots"][0], env=_child_env(), start_new_session=True,
-            )
-            try:
-                proc.stdin.write(json.dumps({**request, "models": [specs[k] for k in pending]}).encode())
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            reader = _Lines(proc.stdout)
-            current: str | None = None
-            deadline = min(stage_deadline, time.monotonic() + STARTUP_TIMEOUT)
-            restart = False
-            while True:
-                line = reader.next(deadline)
-                if line == "timeout":
-                    _kill(proc)
-                    if current is None and time.monotonic() < stage_deadline:  # torch import hung
-                        for key in pending:
-                            results[key] = {"status": "error", "reason": "the graph stage's child process did not start in time"}
-                        return results
-                    if current is not None and time.monotonic() < stage_deadline:
-                        results[current] = {"status": "timeout", "seconds": model_timeout}
-                        pending.remove(current)
-                        restart = True
-                    break
-                if line is None:  # the child died
-                    code = proc.wait()
-                    if current is None:
-                        errors.seek(0)
-                        tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-                        for key in pending:
-                            results[key] = {"status": "error", "reason": f"the graph stage's child process failed: {tail[0]}"}
-                        return results
-                    results[current] = {"status": "crash", "code": code}
-                    pending.remove(current)
-                    restart = True
-                    break
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("event") == "start":
-                    current = event["id"]
-                    deadline = min(stage_deadline, time.monotonic() + model_timeout)
-                elif event.get("event") == "result":
-                    results[event["id"]] = event
-                    pending.remove(event["id"])
-                    current = None
-                    deadline = min(stage_deadline, time.monotonic() + model_timeout)
-                elif event.get("event") == "done":
-                    proc.wait()
-                    return results
-                elif event.get("event") == "ready":
-                    results.setdefault("", {"status": "ready", "seconds": []})["seconds"].append(event.get("seconds"))
-                    deadline = min(stage_deadline, time.monotonic() + model_timeout)
-            if proc.poll() is None:
-                _kill(proc)
-            if not restart:
-                break
+    with tempfile.TemporaryDirectory(prefix="rnnlint-graph-") as scratch:
+        restart = True
+        while pending and restart and time.monotonic() < stage_deadline:
+            batch = {**request, "scratch": scratch, "models": [specs[k] for k in pending]}
+            restart = _one_child(batch, results, pending, model_timeout, stage_deadline)
     for key in pending:
         results.setdefault(key, {"status": "stage-timeout", "seconds": stage_timeout})
     return results
+
+
+def _one_child(request: dict, results: dict, pending: list[str], model_timeout: float, stage_deadline: float) -> bool:
+    """Serve ``pending`` models from one child; True when another child must take the ones left."""
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            _child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
+            cwd=request["roots"][0], env=_child_env(request["scratch"]), start_new_session=True,
+        )
+        try:
+            try:
+                proc.stdin.write(json.dumps(request).encode())
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            return _converse(proc, errors, results, pending, model_timeout, stage_deadline)
+        finally:
+            kill_group(proc)  # also whatever the child left running
+
+
+def _converse(proc, errors, results: dict, pending: list[str], model_timeout: float, stage_deadline: float) -> bool:
+    reader = _Lines(proc.stdout)
+    current: str | None = None
+    deadline = min(stage_deadline, time.monotonic() + STARTUP_TIMEOUT)
+    while True:
+        line = reader.next(deadline)
+        if line == "timeout":
+            if time.monotonic() >= stage_deadline:
+                return False
+            if current is None:  # torch import hung
+                _fail_all(results, pending, "the graph stage's child process did not start in time")
+                return False
+            results[current] = {"status": "timeout", "seconds": model_timeout}
+            pending.remove(current)
+            return True
+        if line is None:  # the child died
+            code = proc.wait()
+            if current is None:
+                errors.seek(0)
+                tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+                _fail_all(results, pending, f"the graph stage's child process failed: {tail[0]}")
+                return False
+            results[current] = {"status": "crash", "code": code}
+            pending.remove(current)
+            return True
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        kind = event.get("event")
+        if kind == "start":
+            current = event["id"]
+        elif kind == "result":
+            results[event["id"]] = event
+            pending.remove(event["id"])
+            current = None
+        elif kind == "done":
+            return False
+        elif kind == "ready":
+            results.setdefault("", {"status": "ready", "seconds": []})["seconds"].append(event.get("seconds"))
+        deadline = min(stage_deadline, time.monotonic() + model_timeout)
+
+
+def _fail_all(results: dict, pending: list[str], reason: str) -> None:
+    for key in pending:
+        results[key] = {"status": "error", "reason": reason}
+    pending.clear()
 
 
 # -- results -> diagnostics -------------------------------------------------------
@@ -254,10 +256,14 @@ class Reporter:
                 for finding in result.get("findings", []):
                     file, line = self._where(spec, finding)
                     self._add(found, finding["code"], file, line, finding["message"] + note, finding.get("severity"))
-                if result.get("notes"):
-                    self._add(found, NOT_ANALYSED, spec.file, spec.line, self._partial(spec, result), None)
+                said = " ".join(m for m in (self._partial(spec, result), _blocked(spec, result)) if m)
+                if said:
+                    self._add(found, NOT_ANALYSED, spec.file, spec.line, said, None)
                 continue
-            self._add(found, NOT_ANALYSED, spec.file, spec.line, self._failure(spec, result), None)
+            said = self._failure(spec, result)
+            if "rnnlint blocked" not in said:
+                said = " ".join(m for m in (said, _blocked(spec, result)) if m)
+            self._add(found, NOT_ANALYSED, spec.file, spec.line, said, None)
         return sorted(found.values(), key=Diagnostic.sort_key)
 
     # -- locations ---------------------------------------------------------
@@ -309,6 +315,8 @@ class Reporter:
     # -- RNN901 messages -----------------------------------------------------
 
     def _partial(self, spec: ModelSpec, result: dict) -> str:
+        if not result.get("notes"):
+            return ""
         message = f"`{spec.qualname}` was only partly analysed: " + "; ".join(result["notes"]) + "."
         if result.get("needs_inputs"):
             message += (f" Give example inputs in pyproject.toml: [tool.rnnlint.models] \"{spec.key}\" = "
@@ -339,3 +347,14 @@ class Reporter:
             hint = (f"To build it another way, add [tool.rnnlint.models] \"{spec.key}\" = "
                     f"{{ factory = \"{spec.module}:make_model\" }} to pyproject.toml; to stop trying, {{ skip = true }}")
         return f"{reason}. {hint}."
+
+
+def _blocked(spec: ModelSpec, result: dict) -> str:
+    """What the model's code tried and the guard refused (see rnnlint.sandbox), when it did not fail the build."""
+    blocked = result.get("blocked") or []
+    if not blocked:
+        return ""
+    more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
+    return (f"While rnnlint built and ran `{spec.qualname}`, its code tried to {blocked[0]}{more}; rnnlint blocked "
+            "that: models are analysed without writing files or starting processes, so move such work out of the "
+            "model.")

@@ -6,7 +6,8 @@ The parent (:mod:`rnnlint.verify.trial`) writes the config: the script, its
 arguments, the seed, the number of optimizer steps, the device and the time
 limit, and where to write events. This module imports nothing from rnnlint, so
 the child stays small and a copy of rnnlint inside the user's project cannot
-shadow it.
+shadow it; it loads ``rnnlint/sandbox.py`` by path for the guard that refuses
+writes into the user's project while the script runs.
 
 Nothing in the user's code is edited. Measurement comes from global hooks:
 
@@ -68,6 +69,7 @@ class Recorder:
         self.last_step_time: float | None = None
         self.grad_norm = 0.0
         self._kinds: dict[type, str | None] = {}
+        self.guard = None  # rnnlint.sandbox.Guard, once installed
 
     # -- writing -------------------------------------------------------------
 
@@ -222,6 +224,7 @@ class Recorder:
         self.emit({
             "end": stopped, "steps": self.steps, "device": self.device, "steps_per_second": rate,
             "peak_memory_bytes": peak, "peak_memory_kind": kind, "error": error, "exit_code": exit_code,
+            "blocked": self.guard.blocked if self.guard else [],
         })
         self.out.close()
 
@@ -339,6 +342,20 @@ def traceback_tail(exc: BaseException, project: str, limit: int = 12) -> str:
             + "".join(traceback.format_exception_only(type(exc), exc))).rstrip()
 
 
+def _guard(config: dict):
+    """Refuse writes into the user's own project (the trial runs in a copy of it); see rnnlint/sandbox.py."""
+    if not config.get("protect"):
+        return None
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandbox.py")
+    spec = importlib.util.spec_from_file_location("_rnnlint_sandbox", path)
+    sandbox = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sandbox)
+    return sandbox.Guard(protected=[config["protect"]], writable=[config["copy"]],
+                         why="verify runs your script on a copy of the project and never changes your files").install()
+
+
 def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
@@ -366,6 +383,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, float(config["time_limit"]))
 
+    recorder.guard = _guard(config)
     recorder.emit({"start": time.time()})  # torch is imported: the parent's clock for the time limit starts
     sys.argv = [script, *config["args"]]
     sys.path[0] = os.path.dirname(os.path.abspath(script))

@@ -80,17 +80,20 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
               help="auto: the script's own choice; cpu hides CUDA; cuda makes it the default device.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Time limit per run, in seconds.")
+@click.option("--memory-limit", type=click.FloatRange(min=0.1), metavar="GIB",
+              help="Stop a run whose processes together use more resident memory than this, in GiB "
+                   "(default: three quarters of this machine's memory).")
 @click.option("--codes", metavar="CODES", help="Only these fixes (comma-separated codes or prefixes).")
 @click.option("--each", is_flag=True, help="Also one run per individual fix, to see which one made the difference.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the measurements and the verdict as JSON to this file.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a PNG of loss and gradient norm for each run (needs matplotlib).")
-def verify(script, script_args, steps, seed, device, timeout, codes, each, json_path, plot_path):
+def verify(script, script_args, steps, seed, device, timeout, memory_limit, codes, each, json_path, plot_path):
     """Does fixing SCRIPT make training healthier? A short trial before and after.
 
     The script's project is copied to a temporary directory (data directories
-    are linked, your files are never written), the fixes that `rnnlint fix
+    are linked; writes into your project are refused), the fixes that `rnnlint fix
     --unsafe-fixes` would make are applied to the copy, and the original and
     the fixed script each run for --steps optimizer steps with the same seed.
     Pass the script's own arguments after `--`:
@@ -106,7 +109,8 @@ def verify(script, script_args, steps, seed, device, timeout, codes, each, json_
         raise _Failure(f"{script}: no such file")
     if script.suffix != ".py":
         raise _Failure(f"{script}: verify runs a Python script (.py)")
-    options = Options(script, list(script_args), steps, seed, device, float(timeout), _codes(codes), each)
+    options = Options(script, list(script_args), steps, seed, device, float(timeout), _codes(codes), each,
+                      int(memory_limit * 2**30) if memory_limit else None)
     try:
         config = load_config([script])
         config = replace(config, graph=False)
@@ -161,9 +165,15 @@ def _report(trial: Trial, json_path: Path | None, plot_path: Path | None) -> int
     for number, ((fix, _), item) in enumerate(zip(trial.each, each), 1):
         where = f"{display_path(trial.root / fix.path)}:{fix.line}"
         click.echo(f"only {fix.code}#{number} ({where}): {item['verdict'] or 'not run'}: {item['reason']}")
-    if trial.written_links:
-        click.secho(f"rnnlint: warning: the script wrote into linked data ({len(trial.written_links)} files, "
-                    f"e.g. {trial.written_links[0]}): those are your files", err=True, fg="yellow")
+    for name, m in columns:
+        if m["blocked_writes"]:
+            more = f" and {len(m['blocked_writes']) - 1} more" if len(m["blocked_writes"]) > 1 else ""
+            click.secho(f"rnnlint: warning: the {name} run tried to {m['blocked_writes'][0]}{more} in your project; "
+                        "rnnlint refused (verify never changes your files). Let the script take its output paths "
+                        "as arguments and pass a scratch folder after `--`.", err=True, fg="yellow")
+        if m["left_processes_running"]:
+            click.secho(f"rnnlint: warning: the {name} run left processes running when it ended (data-loader "
+                        "workers or subprocesses); rnnlint stopped them.", err=True, fg="yellow")
     color = {"confirmed": "green", "regressed": "red", "error": "red"}.get(verdict)
     click.secho(f"verdict: {verdict}: {reason}", fg=color, bold=True)
     _write_json(json_path, {

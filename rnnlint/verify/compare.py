@@ -63,6 +63,10 @@ def status(run: Run) -> tuple[str, str | None]:
                 "(pass the script's arguments after `--`)"
             )
         return "exited", f"exited with status {run.exit_code} {where}"
+    if run.stopped == "memory":
+        limit = f"{run.memory_limit / 2**30:.3g} GiB" if run.memory_limit else "the memory limit"
+        return "out-of-memory", (f"used more than {limit} of memory (with the processes it started) and was "
+                                 f"stopped after {steps} optimizer steps; raise it with --memory-limit")
     if run.stopped == "killed":
         return "killed", (f"hung and was killed {run.time_limit:g}s after it started "
                           f"({steps} optimizer steps done)")
@@ -104,6 +108,8 @@ def metrics(run: Run) -> dict:
         "wall_seconds": round(run.wall_seconds, 3),
         "error": run.error,
         "stderr_tail": run.stderr_tail if state != "ok" else None,
+        "blocked_writes": run.blocked,
+        "left_processes_running": run.leftovers,
     }
 
 

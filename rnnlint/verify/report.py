@@ -9,7 +9,7 @@ from rnnlint.verify.trial import AppliedFix
 
 STOPPED = {
     "steps": "step limit", "time": "time limit", "nonfinite": "params NaN/inf", "finished": "script ended",
-    "error": "crashed", "exit": "exited", "killed": "killed",
+    "error": "crashed", "exit": "exited", "killed": "killed", "memory": "memory limit",
 }
 
 

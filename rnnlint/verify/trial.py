@@ -6,13 +6,15 @@ else the script's own directory) is copied twice into a temporary directory,
 ``before/`` untouched and ``after/`` with the fixes that ``rnnlint fix
 --unsafe-fixes`` would make to the script and to the project files it imports.
 Large data directories (named ``data``/``datasets``, or over 50 MB) and large
-files are symbolically linked instead of copied; rnnlint never writes them, and
-a warning says so if the script itself wrote into them during a trial.
+files are symbolically linked instead of copied.
 
 Each copy runs in its own child process (:mod:`rnnlint.verify.bootstrap`, run by
 path so that nothing in the user's project can shadow it), in its own process
-group, killed as a group when it overruns the time limit. torch is imported by
-the child only.
+group (:mod:`rnnlint.sandbox`): killed as a group when it overruns the time
+limit or the memory limit, and when it ends, so that no worker it started
+outlives it. In the child, a guard refuses writes into the user's project,
+linked data included, and the report lists what it refused. torch is imported
+by the child only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.fixer import fix_text
 from rnnlint.runner import Session
+from rnnlint.sandbox import group_alive, group_rss, kill_group
 from rnnlint.source import SourceError, read_source, write_atomic
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -47,9 +49,8 @@ SKIP_NAMES = (
 )
 MAX_COPY_FILES = 20_000
 MAX_COPY_BYTES = 500 * 2**20
-MAX_WATCHED_FILES = 5_000
 # Failures before the first step that no fix can change (a crash can be: an invalid argument removed)
-FIX_INDEPENDENT = frozenset({"needs-arguments", "killed", "no-step"})
+FIX_INDEPENDENT = frozenset({"needs-arguments", "killed", "no-step", "out-of-memory"})
 STARTUP_SECONDS = 120.0  # importing torch (and CUDA initialisation) before the script's clock starts
 
 
@@ -67,6 +68,16 @@ class Options:
     timeout: float = 300.0  # per run, seconds
     codes: tuple[str, ...] | None = None
     each: bool = False
+    memory_limit: int | None = None  # bytes of resident memory for the run's whole process group
+
+    def memory_bytes(self) -> int | None:
+        """The limit in force: the one given, else three quarters of this machine's memory."""
+        if self.memory_limit is not None:
+            return self.memory_limit
+        try:
+            return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.75)
+        except (ValueError, OSError, AttributeError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class Run:
     """What one child process measured. ``records`` has one dict per optimizer step."""
 
     label: str
-    stopped: str  # steps | time | nonfinite | finished | error | exit | killed
+    stopped: str  # steps | time | nonfinite | finished | error | exit | killed | memory
     records: list[dict] = field(default_factory=list)
     device: str | None = None
     steps_per_second: float | None = None
@@ -98,6 +109,9 @@ class Run:
     stderr_tail: str = ""
     wall_seconds: float = 0.0
     time_limit: float = 0.0
+    memory_limit: int | None = None
+    blocked: list[str] = field(default_factory=list)  # writes into the user's project that the guard refused
+    leftovers: bool = False  # processes of the script still running when it ended (stopped by rnnlint)
 
     @property
     def steps(self) -> int:
@@ -173,24 +187,6 @@ def _copy_dir(src: Path, dst: Path, copy: ProjectCopy) -> None:
                     "run verify on a script in a smaller project directory"
                 )
             shutil.copy2(source, target)
-
-
-def snapshot(paths: list[Path]) -> dict[str, tuple[int, int]]:
-    """Size and mtime of the files under linked paths, to notice a script writing into them."""
-    seen: dict[str, tuple[int, int]] = {}
-    for path in paths:
-        walker = [(str(path.parent), [], [path.name])] if path.is_file() else os.walk(path)
-        for dirpath, _, filenames in walker:
-            for name in filenames:
-                file = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(file)
-                except OSError:
-                    continue
-                seen[file] = (st.st_size, st.st_mtime_ns)
-                if len(seen) >= MAX_WATCHED_FILES:
-                    return seen
-    return seen
 
 
 # -- fixing the copy ------------------------------------------------------------
@@ -305,14 +301,6 @@ def read_events(path: Path) -> tuple[list[dict], dict | None, bool]:
     return records, end, started
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
 def grace_seconds(timeout: float) -> float:
     """How long after its own time limit a child gets to write its metrics before it is killed."""
     return min(15.0, max(2.0, 0.2 * timeout))
@@ -337,6 +325,7 @@ def run_trial(
         "script": str(script), "args": list(options.args), "steps": options.steps, "seed": options.seed,
         "device": options.device, "time_limit": options.timeout, "events": str(events),
         "project": str(project[0] if project else script.parent),
+        "protect": str(project[1]) if project else None, "copy": str(project[0]) if project else None,
     }), "utf-8")
     env = dict(os.environ)
     env["PYTHONHASHSEED"] = str(options.seed)
@@ -349,7 +338,8 @@ def run_trial(
     start = time.monotonic()
     limit = options.timeout + grace_seconds(options.timeout)
     deadline = start + STARTUP_SECONDS + limit  # until the child says torch is imported and the script starts
-    started = killed = False
+    memory_limit = options.memory_bytes()
+    started, killed, leftovers = False, None, False
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, str(BOOTSTRAP), str(config_file)],
@@ -359,6 +349,7 @@ def run_trial(
             while True:
                 try:
                     proc.wait(timeout=0.25)
+                    leftovers = group_alive(proc.pid)
                     break
                 except subprocess.TimeoutExpired:
                     records, _, now_started = read_events(events)
@@ -367,15 +358,17 @@ def run_trial(
                     if progress is not None:
                         progress(label, records)
                     if time.monotonic() > deadline:
-                        _kill_group(proc)
-                        killed = True
+                        killed = "killed"
+                    elif memory_limit is not None and (group_rss(proc.pid) or 0) > memory_limit:
+                        killed = "memory"
+                    if killed:
                         break
-        except BaseException:  # Ctrl-C in the parent: take the child down with it
-            _kill_group(proc)
-            raise
+        finally:  # also on Ctrl-C in the parent: take the child and all it started down with it
+            kill_group(proc)
     records, end, _ = read_events(events)
-    run = Run(label, "killed" if killed or end is None else end["end"], records,
-              stderr_tail=_tail(stderr), wall_seconds=time.monotonic() - start, time_limit=options.timeout)
+    run = Run(label, killed or ("killed" if end is None else end["end"]), records,
+              stderr_tail=_tail(stderr), wall_seconds=time.monotonic() - start, time_limit=options.timeout,
+              memory_limit=memory_limit, leftovers=leftovers)
     if end is not None:
         run.device = end.get("device")
         run.steps_per_second = end.get("steps_per_second")
@@ -383,6 +376,7 @@ def run_trial(
         run.peak_memory_kind = end.get("peak_memory_kind")
         run.error = end.get("error")
         run.exit_code = end.get("exit_code")
+        run.blocked = end.get("blocked") or []
     elif not killed:
         run.stopped = "error"
         run.error = run.stderr_tail or f"the trial process exited with status {proc.returncode} without a report"
@@ -409,7 +403,6 @@ class Trial:
     after: Run | None = None
     each: list[tuple[AppliedFix, Run | None]] = field(default_factory=list)
     linked: list[Path] = field(default_factory=list)
-    written_links: list[str] = field(default_factory=list)
 
 
 def _working_dir(root: Path, script: Path, copy_root: Path) -> Path:
@@ -457,7 +450,6 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
         if not trial.fixes:
             return trial
         progress.applied(trial)
-        watched = snapshot(trial.linked)
         progress.phase(f"Trial runs of {options.steps} optimizer steps, seed {options.seed}, device {options.device}")
 
         def trial_run(label: str, copy_root: Path) -> Run:
@@ -481,8 +473,6 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
                     trial.each.append((fix, None))
                     continue
                 trial.each.append((fix, trial_run(f"fix{number}", copy_root)))
-        after = snapshot(trial.linked)
-        trial.written_links = sorted(p for p in set(watched) | set(after) if watched.get(p) != after.get(p))
         return trial
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # symlinks are unlinked, never followed
