@@ -10,6 +10,7 @@ model that misbehaved could not touch the repository. Expected findings
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,9 @@ WRAPPER = (
 )
 
 
-def rnnlint(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def rnnlint(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, "-c", WRAPPER, *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=240)
+                            timeout=240, env={**os.environ, **(env or {})})
     assert "parent imported torch: False" in result.stderr, result.stderr
     return result
 
@@ -51,7 +52,11 @@ def graph_findings(items: list[dict]) -> set[tuple[str, str, int]]:
 def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
     """Composed from three files; the decoder loop defeats symbolic tracing (torch.export is used)."""
     root = copy(tmp_path, "seq2seq_bad", "hostile")
-    result = rnnlint("check", "--output-format", "sarif", "seq2seq_bad", cwd=root)
+    # torch.export uses (and sets) an inductor cache folder; the user's own must not be written
+    user_cache = tmp_path / "user-inductor-cache"
+    result = rnnlint("check", "--output-format", "sarif", "seq2seq_bad", cwd=root,
+                     env={"TORCHINDUCTOR_CACHE_DIR": str(user_cache)})
+    assert not user_cache.exists()
     assert result.returncode == 1, result.stderr
     sarif = json.loads(result.stdout)
     results = sarif["runs"][0]["results"]
@@ -63,7 +68,7 @@ def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
         (enc, "RNN106", 10), (dec, "RNN106", 12),  # ... which saturates the gates on the probe batch
         (dec, "RNN107", 12),  # 1-layer bidirectional encoder state -> 2-layer decoder, unchanged
         (dec, "RNN101", 18),  # torch.tanh(output.squeeze(0)) inside the time-step loop
-    }
+    }, [r["message"]["text"] for r in results if r["ruleId"] == "RNN901"]
     radius = next(r for r in results if r["ruleId"] == "RNN103")["message"]["text"]
     assert "spectral radius above 1.5" in radius and "orthogonal" in radius
     # identical in shape to a static finding's SARIF result

@@ -132,7 +132,9 @@ def _child_command() -> list[str]:
 
 def _child_env(scratch: str) -> dict:
     env = dict(os.environ)
-    env["TMPDIR"] = scratch  # the only folder the child may write (see rnnlint.sandbox)
+    env["TMPDIR"] = scratch  # the only folder the child may write (see rnnlint.sandbox) ...
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")  # ... so torch.export's caches go there
+    env["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")  # (a user's own setting would be refused)
     package_parent = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
