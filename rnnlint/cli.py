@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,7 +134,27 @@ def _exit(diagnostics, internal: bool, exit_zero: bool) -> None:
     sys.exit(EXIT_OK)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """A group whose ``verify`` is imported only when asked for (or listed by --help).
+
+    verify's trial machinery costs several milliseconds to import, and
+    ``check --static`` (run by pre-commit on every commit) never needs it.
+    """
+
+    lazy = {"verify": "rnnlint.verify.command"}  # command name -> module defining it under that name
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            self.add_command(getattr(importlib.import_module(self.lazy[cmd_name]), cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="rnnlint")
 def main() -> None:
     """Find and fix the mistakes that make RNN, LSTM and GRU models fail to train.
@@ -288,12 +307,10 @@ def entry() -> None:  # pragma: no cover - exercised through subprocess tests
     except SystemExit:
         raise
     except Exception:
+        import traceback  # only on a crash: not worth importing on every run
+
         traceback.print_exc()
         click.secho("rnnlint: internal error (a bug in rnnlint; please report it with the traceback above)",
                     err=True, fg="red")
         sys.exit(EXIT_ERROR)
 
-
-from rnnlint.verify.command import verify as _verify  # noqa: E402  (registered last: verify is self-contained)
-
-main.add_command(_verify)

@@ -139,7 +139,7 @@ def _argparse_default(ctx: FileContext, attribute: str) -> Number | None:
                     if dest:
                         found.setdefault(dest, (node, "click"))
 
-        ctx.module.visit(Finder())
+        Finder().walk(ctx.module)
         return found
 
     options = ctx.memo("constants.cli_options", collect)

@@ -120,7 +120,7 @@ def _summarise_statement(stmt: cst.CSTNode, definitions: dict[str, Definition]) 
         definitions[stmt.name.value] = Definition("class", 0, bases=bases, calls=calls)
     elif isinstance(stmt, cst.FunctionDef):
         collector = _CallCollector()
-        stmt.body.visit(collector)
+        collector.walk(stmt.body)
         definitions[stmt.name.value] = Definition(
             "function", 0, calls=collector.calls, returns=collector.returns
         )
@@ -170,7 +170,7 @@ class _CallCollector(Visitor):
     @classmethod
     def collect(cls, node: cst.CSTNode) -> list[str]:
         collector = cls()
-        node.visit(collector)
+        collector.walk(node)
         return collector.calls
 
     def visit_Call(self, node: cst.Call) -> None:

@@ -79,7 +79,7 @@ class ImportMap:
         if module is not None:
             collector = _ImportCollector(self)
             for node in _import_statements(module.body):
-                node.visit(collector)
+                collector.walk(node)
 
     def resolve(self, node: cst.BaseExpression) -> str | None:
         """The canonical dotted name an expression refers to, or None."""

@@ -440,7 +440,7 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
         def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
             return True
 
-    cls.visit(Finder())
+    Finder().walk(cls)
     return found
 
 

@@ -8,8 +8,6 @@ are loaded by each worker from their folders, never pickled.
 
 from __future__ import annotations
 
-import difflib
-import multiprocessing
 import os
 import sys
 from dataclasses import dataclass, field
@@ -120,6 +118,8 @@ class Session:
         result = FileOutcome(display, outcome.remaining, outcome.applied, messages=list(outcome.dropped))
         if outcome.text == source.text:
             return result
+        import difflib  # only when a fix changed something
+
         result.diff = "".join(
             difflib.unified_diff(
                 source.text.splitlines(keepends=True),
@@ -200,6 +200,8 @@ def run(
             except Exception as exc:
                 outcomes.append(_internal_error(Path(path), exc))
         return outcomes
+    import multiprocessing  # several milliseconds to import: only large runs need workers
+
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
     # Largest files first, a few at a time: one huge file handed out last would

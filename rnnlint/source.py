@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import stat
-import tempfile
 import time
 import tokenize
 from dataclasses import dataclass
@@ -192,6 +191,8 @@ def write_atomic(source: SourceFile, new_text: str) -> None:
     if digest_bytes(current) != source.digest:
         raise SourceError("file changed on disk since it was read; not overwritten")
     _sweep(str(path.parent))
+    import tempfile  # only fixes write files: a check should not pay for importing it
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -158,7 +158,7 @@ def _bases(expr: cst.BaseExpression) -> list[str]:
                 return False
             return True
 
-    expr.visit(Finder())
+    Finder().walk(expr)
     return found
 
 

@@ -200,7 +200,7 @@ def _parents(module: cst.Module) -> dict[int, cst.CSTNode]:
             if isinstance(original_node, _BLOCKS):
                 stack.pop()
 
-    module.visit(Walker())
+    Walker().walk(module)
     return parents
 
 

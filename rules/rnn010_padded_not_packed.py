@@ -205,7 +205,7 @@ def _reads_last_step(node: cst.CSTNode, name: str) -> bool:
                             and isinstance(index.value.operator, cst.Minus):
                         found = True
 
-    node.visit(Finder())
+    Finder().walk(node)
     return found
 
 
@@ -216,7 +216,7 @@ def _names(node: cst.CSTNode) -> set[str]:
         def visit_Name(self, name: cst.Name) -> None:
             found.add(name.value)
 
-    node.visit(Finder())
+    Finder().walk(node)
     return found
 
 

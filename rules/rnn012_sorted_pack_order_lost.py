@@ -262,7 +262,7 @@ class _Body:
                 if self.stack and self.stack[-1] is original_node:
                     self.stack.pop()
 
-        self.node.visit(Walker())
+        Walker().walk(self.node)
 
     def occurrences(self, name: str) -> list[_Occurrence]:
         return self._occurrences.get(name, [])
@@ -437,14 +437,14 @@ def _names_in(node: cst.CSTNode) -> list[cst.Name]:
             found.append(name)
 
         def visit_Attribute(self, node: cst.Attribute) -> bool:
-            node.value.visit(self)
+            self.walk(node.value)
             return False
 
         def visit_Arg(self, node: cst.Arg) -> bool:
-            node.value.visit(self)
+            self.walk(node.value)
             return False
 
-    node.visit(Finder())
+    Finder().walk(node)
     return found
 
 

@@ -302,7 +302,7 @@ def _criteria(ctx) -> dict[str, cst.Call]:
                     if name:
                         found[name] = value
 
-    ctx.module.visit(Finder())
+    Finder().walk(ctx.module)
     return found
 
 
@@ -461,7 +461,7 @@ def _contains(outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
                 found = True
             return not found
 
-    outer.visit(Finder())
+    Finder().walk(outer)
     return found
 
 
@@ -487,7 +487,7 @@ def _masked(body: cst.CSTNode, loss: _Loss) -> bool:
             if self.stack and self.stack[-1] is original_node:
                 self.stack.pop()
 
-    body.visit(Finder())
+    Finder().walk(body)
     return masked
 
 

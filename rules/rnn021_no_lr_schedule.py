@@ -126,7 +126,7 @@ def _writes_lr(module: cst.Module) -> bool:
         def visit_AugAssign(self, node: cst.AugAssign) -> None:
             self._check(node.target)
 
-    module.visit(Finder())
+    Finder().walk(module)
     return found
 
 

@@ -236,7 +236,7 @@ class HiddenNotDetached(Rule):
                 elif rule._is_detach_helper(dotted(func), scope):
                     found = True
 
-        value.visit(Finder())
+        Finder().walk(value)
         return found
 
     def _is_detach_helper(self, name: str | None, scope: Scope) -> bool:
@@ -370,7 +370,7 @@ def _mentions(expr: cst.CSTNode, name: str) -> bool:
             text = dotted(node)
             if text is not None and (text == name or text.startswith(name + ".")):
                 found = True
-            node.value.visit(self)  # not ``attr``: ``self.hidden`` does not read ``hidden``
+            self.walk(node.value)  # not ``attr``: ``self.hidden`` does not read ``hidden``
             return False
 
         def visit_Name(self, node: cst.Name) -> None:
@@ -378,7 +378,7 @@ def _mentions(expr: cst.CSTNode, name: str) -> bool:
             if node.value == name:
                 found = True
 
-    expr.visit(Finder())
+    Finder().walk(expr)
     return found
 
 
@@ -397,7 +397,7 @@ def _assigns(stmt: cst.CSTNode, name: str) -> bool:
         def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
             return False
 
-    stmt.visit(Finder())
+    Finder().walk(stmt)
     return found
 
 

@@ -190,7 +190,7 @@ def _accumulation_test(test: cst.BaseExpression) -> bool:
             if "accum" in node.value.lower() or node.value == "sync_gradients":
                 found = True
 
-    test.visit(Finder())
+    Finder().walk(test)
     return found
 
 

@@ -1,5 +1,3 @@
-import difflib
-
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability, Severity
@@ -136,6 +134,8 @@ def _nearest(name: str, signature: Signature) -> str | None:
         return None  # no equivalent argument: renaming would be a guess
     target = _RENAMES.get(name)
     if target is None:
+        import difflib  # rarely needed; every run loads this rule file
+
         close = difflib.get_close_matches(name, sorted(signature.keywords), n=1, cutoff=0.7)
         target = close[0] if close else None
     return target if target in signature.keywords else None

@@ -1,0 +1,88 @@
+"""rnnlint's two shortcuts through libcst give exactly libcst's own answers.
+
+``Visitor.walk`` replaces ``node.visit(visitor)`` for every traversal, and
+``analysis._positions`` runs the PositionProvider without ``MetadataWrapper.resolve``.
+Both lean on how libcst works inside; a libcst release that changes that must
+fail here rather than make a rule miss a node or shift a position.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+import libcst as cst
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from rnnlint import nodes
+from rnnlint.nodes import Visitor
+
+try:
+    import hypothesmith
+except ImportError:  # pragma: no cover - a dev dependency
+    hypothesmith = None
+
+REPO = Path(__file__).resolve().parents[1]
+_FSTRINGS = 'a = f"{x}"\nb = f"{y:>{width}}"\n'  # a child skipped when empty, then present
+
+
+class Events(Visitor):
+    """Records every on_visit/on_leave; does not enter lambdas (pruning must match too)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        self.events.append(("visit", id(node)))
+        return not isinstance(node, cst.Lambda)
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        self.events.append(("leave", id(original_node)))
+
+
+def assert_same_walk(text: str) -> None:
+    try:
+        module = cst.parse_module(text)
+    except cst.ParserSyntaxError:
+        return
+    ours, theirs = Events(), Events()
+    ours.walk(module)
+    module.visit(theirs)
+    assert ours.events == theirs.events, text
+
+
+@pytest.mark.parametrize("source", ["fixtures", "tests/data", _FSTRINGS], ids=["fixtures", "data", "fstrings"])
+def test_walk_matches_libcst(source, monkeypatch):
+    """``Visitor.walk`` (every rule's traversal) calls on_visit/on_leave on the same
+    nodes in the same order as libcst's ``node.visit``, pruning included."""
+    monkeypatch.setattr(nodes, "_ORDER", {})  # learn each node type's order afresh from these files
+    texts = [source] if "\n" in source else [f.read_text("utf-8") for f in sorted((REPO / source).rglob("*.py"))]
+    assert texts
+    for text in texts:
+        assert_same_walk(text)
+
+
+@pytest.mark.skipif(hypothesmith is None, reason="pip install -e '.[dev]' (hypothesmith)")
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(source=hypothesmith.from_node() if hypothesmith else st.just(""))
+def test_walk_matches_libcst_on_generated_programs(source):
+    """Programs built from libcst's own node types: every kind of node, in odd combinations."""
+    assert_same_walk(source)
+
+
+@pytest.mark.parametrize("name", ["char_rnn", "seq2seq_translator", "lightning_gru", "amp_lstm"])
+def test_positions_match_libcst(name):
+    """Finding and edit positions come from libcst's PositionProvider run directly
+    (without ``MetadataWrapper.resolve``'s extra walk); a libcst release that changes
+    how the provider runs must fail here, not shift every position silently."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from rnnlint.analysis import _positions
+
+    root = REPO / "fixtures" / name
+    for file in sorted(root.rglob("*.py")):
+        module = cst.parse_module(file.read_text("utf-8"))
+        expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        assert dict(_positions(module)) == dict(expected), file
