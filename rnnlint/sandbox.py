@@ -120,31 +120,45 @@ def kill_group(proc: subprocess.Popen) -> None:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the group is still running (after its leader exited: what it left behind)."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    """Whether a process of the group still runs (after its leader exited: what it left behind).
+
+    Zombies do not count: in a container whose init never reaps them, a worker
+    that exited normally would otherwise look alive forever.
+    """
+    members = _members(pgid)
+    if members is None:  # no /proc: ask the kernel whether the group has anyone at all
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    return any(state != b"Z" for state, _ in members)
 
 
 def group_rss(pgid: int) -> int | None:
     """Resident bytes of every process in the group, from ``/proc``; ``None`` where there is no ``/proc``."""
+    members = _members(pgid)
+    if members is None:
+        return None
+    return sum(rss for _, rss in members) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _members(pgid: int) -> list[tuple[bytes, int]] | None:
+    """``(state, resident pages)`` of each process in the group, from ``/proc``; ``None`` without it."""
     try:
         entries = os.listdir("/proc")
     except OSError:
         return None
-    page = os.sysconf("SC_PAGE_SIZE")
-    total = 0
+    found = []
     for entry in entries:
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as stat:
                 fields = stat.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid:  # fields after the command name: state, ppid, pgrp, ...
-                continue
-            total += int(fields[21]) * page  # rss, in pages
-        except (OSError, IndexError, ValueError):
+        except OSError:
             continue  # the process ended while we looked
-    return total
+        # the fields after the command name: state, ppid, pgrp, ... rss is the 22nd
+        if len(fields) > 21 and int(fields[2]) == pgid:
+            found.append((fields[0], int(fields[21])))
+    return found
