@@ -99,7 +99,22 @@ class Notebook:
             return Position(cell.lines + 1, 1) if number > cell_number else Position(1, 1)
         return Position(line, position.column)
 
-    def to_cells(self, diagnostic: Diagnostic) -> Diagnostic:
+    # -- the document members Session uses (see rnnlint.source.SourceFile) ------
+
+    @property
+    def digest(self) -> str:
+        return self.source.digest
+
+    @property
+    def file(self) -> SourceFile:
+        """What a fix overwrites: the notebook's JSON."""
+        return self.source
+
+    def render(self, text: str) -> str:
+        """The notebook's new JSON once its virtual module is ``text`` (checked: see :meth:`rebuild`)."""
+        return self.rebuild(text)[0]
+
+    def for_output(self, diagnostic: Diagnostic) -> Diagnostic:
         """The finding located by cell and line in cell, for output.
 
         ``line``/``end_line`` become lines within the cell (as Ruff reports
@@ -411,57 +426,3 @@ def _serialise(raw: str, start: int, end: int, old, code: str, ascii_only: bool)
     body = separator.join(reuse.get(line) or json.dumps(line, ensure_ascii=ascii_only) for line in new_lines)
     return "[" + prefix + body + suffix + "]"
 
-
-# -- the static stage on a notebook ---------------------------------------------
-
-
-def check_notebook(session, path: Path, display: str):
-    """``Session.check`` for a notebook: findings located by cell."""
-    from rnnlint.analysis import analyse
-    from rnnlint.runner import FileOutcome
-
-    try:
-        notebook = read_notebook(path)
-    except SourceError as exc:
-        return session._unreadable(path, display, exc)
-    result = analyse(path, display, notebook.text, session.enabled(path), session.config, session.index)
-    return FileOutcome(display, [notebook.to_cells(d) for d in result.diagnostics])
-
-
-def fix_notebook(session, path: Path, display: str, write: bool, unsafe: bool):
-    """``Session.fix`` for a notebook: fixes computed on the virtual module, written into the cells."""
-    from rnnlint.analysis import analyse
-    from rnnlint.fixer import fix_text
-    from rnnlint.runner import FileOutcome
-    from rnnlint.source import write_atomic
-
-    try:
-        notebook = read_notebook(path)
-    except SourceError as exc:
-        return session._unreadable(path, display, exc)
-    rules = session.enabled(path)
-
-    def run(text: str) -> list[Diagnostic]:
-        return analyse(path, display, text, rules, session.config, session.index).diagnostics
-
-    outcome = fix_text(notebook.text, run, unsafe)
-    result = FileOutcome(
-        display,
-        [notebook.to_cells(d) for d in outcome.remaining],
-        [notebook.to_cells(d) for d in outcome.applied],
-        messages=list(outcome.dropped),
-    )
-    if outcome.text == notebook.text:
-        return result
-    try:
-        new_raw, _ = notebook.rebuild(outcome.text)
-        result.diff = notebook.diff(outcome.text, display)
-        if write:
-            write_atomic(notebook.source, new_raw)
-            result.written = True
-    except (SourceError, OSError) as exc:
-        result.messages.append(f"{display}: not written: {exc}")
-        result.diagnostics = [notebook.to_cells(d) for d in run(notebook.text)]
-        result.fixed = []
-        result.diff = ""
-    return result

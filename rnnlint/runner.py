@@ -77,36 +77,41 @@ class Session:
             return FileOutcome(display)
         return FileOutcome(display, [syntax_error(display, str(exc), exc.line)])
 
+    def _read(self, path: Path):
+        """The file as a document (see :class:`~rnnlint.source.SourceFile`): a notebook or a source file."""
+        if path.suffix == ".ipynb":
+            from rnnlint.notebook import read_notebook
+
+            return read_notebook(path)
+        return read_source(path)
+
     def check(self, path: Path) -> FileOutcome:
         display = display_path(path)
-        if path.suffix == ".ipynb":
-            from rnnlint.notebook import check_notebook
-
-            return check_notebook(self, path, display)
         try:
-            source = read_source(path)
+            document = self._read(path)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.enabled(path)
+
+        def found() -> list[Diagnostic]:
+            result = analyse(path, display, document.text, rules, self.config, self.index)
+            return [document.for_output(d) for d in result.diagnostics]
+
         if self.results is None:
-            return FileOutcome(display, analyse(path, display, source.text, rules, self.config, self.index).diagnostics)
-        cached = self.results.get(path, source.digest, rules, display)
+            return FileOutcome(display, found())
+        cached = self.results.get(path, document.digest, rules, display)
         if cached is not None:
             return FileOutcome(display, cached)
-        self.index.note_digest(path, source.digest)
+        self.index.note_digest(path, document.digest)
         with self.index.recording() as deps:
-            result = analyse(path, display, source.text, rules, self.config, self.index)
-        self.results.put(path, source.digest, rules, deps, result.diagnostics)
-        return FileOutcome(display, result.diagnostics)
+            diagnostics = found()
+        self.results.put(path, document.digest, rules, deps, diagnostics)
+        return FileOutcome(display, diagnostics)
 
     def fix(self, path: Path, write: bool, unsafe: bool) -> FileOutcome:
         display = display_path(path)
-        if path.suffix == ".ipynb":
-            from rnnlint.notebook import fix_notebook
-
-            return fix_notebook(self, path, display, write, unsafe)
         try:
-            source = read_source(path)
+            document = self._read(path)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.enabled(path)
@@ -114,29 +119,22 @@ class Session:
         def run(text: str) -> list[Diagnostic]:
             return analyse(path, display, text, rules, self.config, self.index).diagnostics
 
-        outcome = fix_text(source.text, run, unsafe)
-        result = FileOutcome(display, outcome.remaining, outcome.applied, messages=list(outcome.dropped))
-        if outcome.text == source.text:
+        outcome = fix_text(document.text, run, unsafe)
+        result = FileOutcome(display, [document.for_output(d) for d in outcome.remaining],
+                             [document.for_output(d) for d in outcome.applied], messages=list(outcome.dropped))
+        if outcome.text == document.text:
             return result
-        import difflib  # only when a fix changed something
-
-        result.diff = "".join(
-            difflib.unified_diff(
-                source.text.splitlines(keepends=True),
-                outcome.text.splitlines(keepends=True),
-                fromfile=f"a/{display}",
-                tofile=f"b/{display}",
-            )
-        )
-        if write:
-            try:
-                write_atomic(source, outcome.text)
+        try:
+            new_content = document.render(outcome.text)  # a notebook that cannot take the fix raises here
+            result.diff = document.diff(outcome.text, display)
+            if write:
+                write_atomic(document.file, new_content)
                 result.written = True
-            except (SourceError, OSError) as exc:
-                result.messages.append(f"{display}: not written: {exc}")
-                # what was "fixed" is still there
-                result.diagnostics = run(source.text)
-                result.fixed = []
+        except (SourceError, OSError) as exc:
+            result.messages.append(f"{display}: not written: {exc}")
+            # what was "fixed" is still there
+            result.diagnostics = [document.for_output(d) for d in run(document.text)]
+            result.fixed = []
         return result
 
 

@@ -37,10 +37,37 @@ class SourceError(Exception):
 
 @dataclass
 class SourceFile:
+    """A decoded source file.
+
+    It is also what :class:`~rnnlint.runner.Session` checks and fixes: a
+    *document* with ``text`` (what the rules read), ``digest``, ``file`` (what
+    a fix overwrites), ``for_output``, ``render`` and ``diff``. A notebook
+    (:class:`rnnlint.notebook.Notebook`) has the same members, so one code path
+    serves both.
+    """
+
     path: Path
     text: str
     encoding: str
     digest: str
+
+    @property
+    def file(self) -> "SourceFile":
+        return self
+
+    def for_output(self, diagnostic):
+        """The finding as reported: for a plain file, as found."""
+        return diagnostic
+
+    def render(self, text: str) -> str:
+        """The file's new content once ``text`` is fixed."""
+        return text
+
+    def diff(self, text: str, display: str) -> str:
+        import difflib  # only when a fix changed something
+
+        return "".join(difflib.unified_diff(self.text.splitlines(keepends=True), text.splitlines(keepends=True),
+                                            fromfile=f"a/{display}", tofile=f"b/{display}"))
 
     @property
     def newline(self) -> str:

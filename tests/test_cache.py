@@ -115,6 +115,19 @@ def test_cached_findings_print_byte_identical_in_every_format(project):
     assert [output.text_line(d, False) for d in served] == [output.text_line(d, False) for d in expected]
 
 
+def test_notebooks_are_cached_by_cell_like_source_files(project, analysed):
+    notebook = Path(__file__).parents[1] / "fixtures" / "notebook" / "lstm_training.ipynb"
+    (project / "nb.ipynb").write_bytes(notebook.read_bytes())
+    fresh = Session(load_config([project]), use_cache=False).check(project / "nb.ipynb").diagnostics
+    assert fresh and all(d.cell is not None for d in fresh), "the test needs findings located by cell"
+    Session(load_config([project])).check(project / "nb.ipynb")  # fill the cache
+    analysed.clear()
+    served = Session(load_config([project])).check(project / "nb.ipynb").diagnostics
+    assert analysed == []
+    assert served == fresh
+    assert output.to_json(served) == output.to_json(fresh)
+
+
 def test_editing_the_file_invalidates_its_entry(project, analysed):
     assert ("RNN001", 14) in check(project)["train.py"]
     text = TRAIN.replace(
