@@ -69,7 +69,6 @@ class Guard:
         self.processes = processes
         self.why = why
         self.blocked: list[str] = []
-        self._busy = False
 
     def install(self) -> "Guard":
         sys.addaudithook(self._hook)  # cannot be removed: the child exists only to run the user's code
@@ -80,8 +79,6 @@ class Guard:
         raise PermissionError(f"rnnlint blocked an attempt to {what}: {self.why}")
 
     def _hook(self, event: str, args: tuple) -> None:
-        if self._busy:  # events raised by the checks below
-            return
         if event == "open":
             path, mode, flags = args
             if isinstance(path, int) or path is None:
@@ -98,11 +95,7 @@ class Guard:
             self._refuse(_PROCESS_EVENTS[event])
 
     def _check_path(self, path, verb: str) -> None:
-        self._busy = True
-        try:
-            resolved = os.path.realpath(os.fsdecode(os.fspath(path)))
-        finally:
-            self._busy = False
+        resolved = os.path.realpath(os.fsdecode(os.fspath(path)))  # raises no audit event of its own
         if _under(resolved, self.protected) and not _under(resolved, self.writable):
             self._refuse(f"{verb} {resolved}")
 
