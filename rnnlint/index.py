@@ -216,6 +216,22 @@ class ProjectIndex:
         self._parsed: dict[Path, tuple[cst.Module, ImportMap]] = {}
         self._digests: dict[Path, str | None] = {}  # content hash of each file read from disk
         self._recording: list[dict[Path, str | None]] = []
+        self._flow = None
+
+    def flow(self):
+        """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
+        if self._flow is None:
+            from rnnlint.flow.resolve import Flow
+
+            self._flow = Flow(self)
+        return self._flow
+
+    def consulted(self, path: Path, digest: str | None) -> None:
+        """A project file another analysis read (the flow model): a cached result depends on it."""
+        path = path.resolve()
+        if digest is not None:
+            self._digests[path] = digest
+        self._record({path: digest if digest is not None else EXISTS})
 
     # -- dependency recording (for the results cache) -----------------------
 
@@ -270,6 +286,8 @@ class ProjectIndex:
         self._summaries.pop(path, None)
         self._digests.pop(path, None)
         self._memo = {key: value for key, value in self._memo.items() if key[-1][0] != path}
+        if self._flow is not None:
+            self._flow.forget(path)
 
     def summary(self, path: Path) -> FileSummary | None:
         path = path.resolve()

@@ -4,7 +4,7 @@ import re
 
 import libcst as cst
 
-from rnnlint.constants import number
+from rnnlint.flow.resolve import number
 from rnnlint.diagnostics import Applicability
 from rnnlint.index import CLIP_FUNCTIONS
 from rnnlint.names import dotted
@@ -280,8 +280,7 @@ def _visible(ctx, scope: Scope, optimizer: Optimizer) -> bool:
 def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:
     if isinstance(value, cst.Name) and value.value == "None":
         return True
-    found = number(ctx, value, None)
-    return found is not None and found.value == 0
+    return number(ctx, value) == 0
 
 
 def _fits_with(fit: cst.Call, name: str | None, trainer: cst.Call) -> bool:

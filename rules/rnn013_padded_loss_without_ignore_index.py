@@ -5,7 +5,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint.constants import number
+from rnnlint.flow.resolve import number
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import ImportMap, dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
@@ -129,8 +129,8 @@ class PaddedLossWithoutIgnoreIndex(Rule):
         else:
             if self.ctx.code(ignore.value) == pad.text:
                 return False
-            ignored = number(self.ctx, ignore.value, _scope_of(self.ctx, site))
-            if ignored is None or pad.value is None or ignored.value == pad.value:
+            ignored = number(self.ctx, ignore.value)
+            if ignored is None or pad.value is None or ignored == pad.value:
                 return False
             message = (
                 f"{name} has ignore_index={self.ctx.code(ignore.value)} but its targets are padded with {pad_desc} "
@@ -317,31 +317,21 @@ def _pad_of(ctx, target: Padded) -> _Pad | None:
     if isinstance(target, _PadWith):
         value = target.value
         if value is None and target.local:  # PAD_IDX = 1 at the top of this file, or imported
-            found = number(ctx, cst.parse_expression(target.text), None)
-            value = found.value if found else _module_constants(ctx.module).get(target.text)
-            if value is None:
-                value = _imported_constant(ctx, target.text)
+            value = _constant(ctx, target.text)
         return _Pad(target.text, value, target.local)
     known = _known_pad_ids(ctx)
     if len(known) == 1:
         text = next(iter(known))
-        found = number(ctx, cst.parse_expression(text), None)
-        return _Pad(text, found.value if found else None, True)
+        return _Pad(text, _constant(ctx, text), True)
     return None
 
 
-def _imported_constant(ctx, name: str) -> float | None:
-    """The value of ``from vocab import PAD_IDX`` when ``vocab.py`` sets ``PAD_IDX = 1``."""
-    if name not in ctx.imports.names:
-        return None
-    hit = ctx.index.lookup(ctx.path, name)
-    if hit is None:
-        return None
+def _constant(ctx, text: str) -> float | None:
+    """The number a module-level name or expression of this file stands for (followed across files)."""
     try:
-        module = parse_python(hit[0].read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
+        return number(ctx, cst.parse_expression(text))
+    except cst.ParserSyntaxError:
         return None
-    return _module_constants(module).get(hit[1])
 
 
 def _known_pad_ids(ctx) -> set[str]:

@@ -1,4 +1,4 @@
-from rnnlint.constants import number
+from rnnlint.flow.resolve import origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
 from rnnlint.training import facts, recurrent_context
@@ -55,28 +55,35 @@ class HighLearningRate(Rule):
     }
 
     def finish(self) -> None:
+        clips = any(e.kind == "clip" for scope in facts(self.ctx).scopes for e in scope.events)
         for optimizer in facts(self.ctx).optimizers.values():
             keys = _FAMILIES.get(optimizer.family)
             if keys is None or optimizer.lr is None:
                 continue
-            found = number(self.ctx, optimizer.lr, optimizer.scope)
-            if found is None:
-                continue
+            if optimizer.family == "sgd" and clips:
+                continue  # plain SGD at lr 20-30 with clipping is the word-language-model recipe
             ceiling = self.opts[keys[0]]
-            if found.value <= ceiling:
+            above = [v for v in values(self.ctx, optimizer.lr) if v.number is not None and v.number > ceiling]
+            if not above:
                 continue
             if not recurrent_context(self.ctx, optimizer.scope, optimizer):
                 continue
+            found = max(above, key=lambda v: v.number)
             recommended = self.opts[keys[1]]
             short = optimizer.qualname.rsplit(".", 1)[-1]
-            where = f" ({found.origin})" if found.origin else ""
+            where = origin(self.ctx, found, optimizer.lr)
+            where = f" ({where})" if where else ""
+            others = len({v.number for v in above}) - 1
+            also = f" (and {others} other value{'s' * (others > 1)} above it)" if others else ""
+            # The number is changed where it is written, when that is in this file and it is the only one.
+            editable = found.path == self.ctx.path.resolve() and found.node is not None and not others
             self.report(
                 optimizer.lr,
-                f"{short} lr={found.value:g}{where} is above {ceiling:g}, the ceiling for "
+                f"{short} lr={found.number:g}{where}{also} is above {ceiling:g}, the ceiling for "
                 f"{_PRETTY[optimizer.family]} optimizers on recurrent models: updates are amplified through "
                 f"every time step and the loss diverges; use lr={recommended:g} or lower",
                 fix=f"Set the learning rate to {recommended:g}",
-                edits=[replace(found.literal, f"{recommended:g}")],
+                edits=[replace(found.node, f"{recommended:g}")] if editable else [],
             )
 
 

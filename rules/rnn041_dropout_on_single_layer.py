@@ -1,10 +1,9 @@
 import libcst as cst
 
-from rnnlint.constants import Number, number
+from rnnlint.flow.resolve import origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Rule, Valid, remove_arg, replace
 from rnnlint.signatures import bind, signatures
-from rnnlint.training import Scope, facts
 
 _STACKED = ("torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU")
 
@@ -16,9 +15,12 @@ class DropoutOnSingleLayer(Rule):
     dropout above zero and one layer: ``num_layers=1`` written out, a constant
     equal to 1, or no ``num_layers`` at all (the default is 1). Both arguments
     are read by keyword or by position (``nn.LSTM(10, 20, 1, True, True,
-    0.5)``) and followed through constants and function defaults. A
-    ``num_layers`` that comes from a function parameter's default or a
-    command-line default is not judged: callers may pass more layers.
+    0.5)``) and followed through the project's value flow: constants, dict and
+    hyper-parameter holders, ``self`` attributes, constructor defaults and the
+    arguments of every call site. A ``num_layers`` of one that is a default (of
+    a constructor parameter, of a command-line option) is reported too: the
+    default configuration ignores its dropout; a guarded
+    ``dropout if num_layers > 1 else 0`` is not.
 
     **Why it matters.** PyTorch applies this dropout only to the outputs of
     each layer except the last, so with one layer it does nothing at all and
@@ -33,7 +35,8 @@ class DropoutOnSingleLayer(Rule):
     If dropout was wanted, apply ``nn.Dropout`` to the LSTM's output (or its
     input), or stack two layers.
 
-    **Fix safety.** Safe: the argument has no effect on a one-layer module,
+    **Fix safety.** Safe, and offered only when the layer count is one on
+    every path (not a default callers may override): the argument has no effect on a one-layer module,
     so removing it changes nothing but the warning. A positional dropout
     followed by other positional arguments is set to ``0.0`` instead, so that
     the arguments after it keep their places.
@@ -43,22 +46,6 @@ class DropoutOnSingleLayer(Rule):
     name = "dropout-on-single-layer"
     fix_applicability = Applicability.SAFE
     triggers = ("dropout", "RNN", "LSTM", "GRU")
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._stack: list[cst.CSTNode] = [self.ctx.module]
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self._stack.append(node)
-
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
-        self._stack.pop()
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self._stack.append(node)
-
-    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
-        self._stack.pop()
 
     def visit_Call(self, node: cst.Call) -> None:
         qualname = self.ctx.qualname(node.func)
@@ -72,35 +59,47 @@ class DropoutOnSingleLayer(Rule):
         layers_arg = binding.arguments.get("num_layers")
         if layers_arg is None and not binding.complete:
             return  # num_layers may be in **kwargs
-        scope = self._scope()
         if layers_arg is None:
             layers_text = f"num_layers is not given (default {signature.defaults['num_layers']})"
+            always_one = True
         else:
-            layers = number(self.ctx, layers_arg.value, scope)
-            if layers is None or layers.value != 1 or "default of" in layers.origin:
+            known = [v for v in values(self.ctx, layers_arg.value) if v.number is not None]
+            ones = [v for v in known if v.number == 1]
+            if not ones:
                 return
-            layers_text = "num_layers=1" + _where(layers)
-        dropout = number(self.ctx, dropout_arg.value, scope)
-        if dropout is None or dropout.value <= 0:
+            # A default (of a parameter, of a command-line option) is one layer only until someone
+            # passes more: reported, but the safe fix is kept for a count that is always one.
+            always_one = all(v.number == 1 for v in known) and not any(_passed_in(v) for v in ones)
+            where = origin(self.ctx, ones[0], layers_arg.value)
+            layers_text = "num_layers=1" + (f" ({where})" if where else "")
+        dropouts = [v for v in values(self.ctx, dropout_arg.value) if v.number is not None and v.number > 0]
+        if not dropouts:
             return
-        edit = _removal(node, dropout_arg)
-        shown = f"dropout={dropout.value:g}{_where(dropout)}"
+        dropout = max(dropouts, key=lambda v: v.number)
+        where = origin(self.ctx, dropout, dropout_arg.value)
+        shown = f"dropout={dropout.number:g}" + (f" ({where})" if where else "")
+        if always_one:
+            edit = _removal(node, dropout_arg)
+            self.report(
+                dropout_arg,
+                f"{shown} has no effect on {signature.display}: {layers_text}, and PyTorch applies this dropout "
+                f"only between stacked layers (it just warns). Remove it; if you wanted dropout, apply "
+                f"nn.Dropout to the output, or use num_layers >= 2",
+                fix="Remove the dropout argument" if edit.node is node else "Set dropout to 0.0",
+                edits=[edit],
+            )
+            return
         self.report(
             dropout_arg,
-            f"{shown} has no effect on {signature.display}: {layers_text}, and PyTorch applies this dropout "
-            f"only between stacked layers (it just warns). Remove it; if you wanted dropout, apply "
-            f"nn.Dropout to the output, or use num_layers >= 2",
-            fix="Remove the dropout argument" if edit.node is node else "Set dropout to 0.0",
-            edits=[edit],
+            f"{shown} has no effect on {signature.display} when {layers_text}: PyTorch applies this dropout "
+            f"only between stacked layers (it just warns). Pass it only for a stack, e.g. "
+            f"dropout=(dropout if num_layers > 1 else 0.0), and apply nn.Dropout to the output for one layer",
         )
 
-    def _scope(self) -> Scope | None:
-        current = self._stack[-1]
-        return next((s for s in facts(self.ctx).scopes if s.node is current), None)
 
-
-def _where(found: Number) -> str:
-    return f" ({found.origin})" if found.origin else ""
+def _passed_in(value) -> bool:
+    """Did the value reach the call through a parameter or a command-line option (so callers may change it)?"""
+    return any("default of" in step.text or step.text.startswith("argument ") for step in value.steps)
 
 
 def _removal(call: cst.Call, arg: cst.Arg):
@@ -121,19 +120,21 @@ DropoutOnSingleLayer.VALID = [
             self.gru = nn.GRU(32, 64)
             self.drop = nn.Dropout(0.3)
     """),
-    # the number of layers is a parameter of the model: callers may stack more
+    # a guarded dropout, and a stack from every caller
     Valid("""
-    import argparse
     from torch import nn
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--layers", type=int, default=1)
-    args = parser.parse_args()
 
     class LM(nn.Module):
-        def __init__(self, ntoken, nhid, nlayers=1, dropout=0.5):
+        def __init__(self, nhid, nlayers=1, dropout=0.5):
             super().__init__()
-            self.rnn = nn.LSTM(nhid, nhid, nlayers, dropout=dropout)
-    rnn = nn.GRU(8, 8, num_layers=args.layers, dropout=0.2)
+            self.rnn = nn.LSTM(nhid, nhid, nlayers, dropout=dropout if nlayers > 1 else 0.0)
+
+    class Stack(nn.Module):
+        def __init__(self, nhid, nlayers, dropout=0.5):
+            super().__init__()
+            self.rnn = nn.GRU(nhid, nhid, nlayers, dropout=dropout)
+
+    model = Stack(32, nlayers=3)
     """),
     # dropout=0 and positional forms with several layers
     Valid("""
@@ -146,6 +147,27 @@ DropoutOnSingleLayer.VALID = [
 ]
 
 DropoutOnSingleLayer.INVALID = [
+    # one layer by the constructor's default, dropout from a hyper-parameter: no safe fix,
+    # a caller may pass more layers
+    Invalid("""
+    from torch import nn
+
+    class LM(nn.Module):
+        def __init__(self, nhid, nlayers=1, dropout=0.5):
+            super().__init__()
+            self.rnn = nn.LSTM(nhid, nhid, nlayers, dropout=dropout)
+    """, line=6),
+    # the count and the dropout live on a hyper-parameter object
+    Invalid("""
+    from torch import nn
+
+    class HParams:
+        layers = 1
+        dropout = 0.3
+
+    hp = HParams()
+    encoder = nn.GRU(16, 32, hp.layers, dropout=hp.dropout)
+    """, line=8),
     Invalid("""
     import torch.nn as nn
     class Tagger(nn.Module):

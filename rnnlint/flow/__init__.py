@@ -1,0 +1,29 @@
+"""The project's value flow: where the values that rules judge come from.
+
+A rule rarely sees the value it judges where it is used. ``Adam(model.parameters(),
+lr=config["training"]["lr"])`` is a finding only if the dictionary literal three
+files away says ``0.01``; ``nn.GRU(h, h, self.num_layers, dropout=self.p)`` only if
+the constructor's defaults (or every caller) give one layer and a positive dropout.
+
+This package is the one place that follows values. A rule asks
+:func:`values` for the possible values of an expression and gets each with the
+path it travelled (:class:`~rnnlint.flow.values.Value`); it never walks
+assignments, defaults or imports itself. The model is built lazily per run from
+the files a question leads to, like the project index, and every file it reads
+is recorded for the results cache.
+
+* :mod:`rnnlint.flow.values` — what a resolved value is (a constant, a dict
+  literal, an instance of a project class, a module) and its path.
+* :mod:`rnnlint.flow.scopes` — per-file facts, one walk per file: assignments by
+  scope, functions and classes, command-line option defaults, calls by name.
+* :mod:`rnnlint.flow.resolve` — the resolver: names, attributes, subscripts,
+  parameters (defaults and every call site in the project), ``self``
+  attributes, imports, configuration holders.
+* :mod:`rnnlint.flow.library` — library knowledge as data: which calls make a
+  value padded, put it on a device, take it off again.
+"""
+
+from rnnlint.flow.resolve import Flow, flow_of, values
+from rnnlint.flow.values import Value
+
+__all__ = ["Flow", "Value", "flow_of", "values"]

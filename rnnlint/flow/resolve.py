@@ -1,0 +1,711 @@
+"""The resolver: the possible values of an expression, across the project.
+
+``values(expr, site)`` answers with every value the expression can take that
+the model can see, each with its path. It follows:
+
+* literals and constant arithmetic (``1e-3 * 5``), ``float(x)``/``int(x)``;
+* names: assignments in the function, then the module, then imports into
+  other files of the project;
+* function parameters: the default, and the argument at every call site in
+  the project (two call sites with different values give both);
+* ``self.x``: every ``self.x = ...`` of the class (and of its project bases),
+  and class-level attributes; ``self.hparams.x`` of a Lightning module is the
+  constructor's parameter ``x``;
+* attributes and subscripts of configuration holders: dict literals and
+  ``dict(...)``, ``SimpleNamespace(...)``, classes and instances of the
+  project, modules of the project, ``parser.parse_args()`` (the option
+  defaults), JSON files of the repository loaded by a literal path;
+* return values of project functions.
+
+What it cannot see stays unknown: no value is ever guessed, so a rule that
+finds nothing to judge says nothing. The model is demand-driven and memoised
+per run; files other than the one being analysed are parsed only when a
+question leads to them, and are recorded for the results cache.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+from pathlib import Path
+from typing import Iterable
+
+import libcst as cst
+
+from rnnlint.flow.scopes import FileFacts, Site, collect
+from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, MODULE, SEQUENCE, Value
+from rnnlint.names import dotted
+
+_MAX_DEPTH = 14
+_MAX_VALUES = 24
+_MAX_CALL_SITES = 40
+_OPS = {
+    cst.Multiply: operator.mul, cst.Divide: operator.truediv, cst.Add: operator.add,
+    cst.Subtract: operator.sub, cst.Power: operator.pow, cst.FloorDivide: operator.floordiv,
+}
+_CONVERSIONS = {"float": float, "int": int, "str": str, "bool": bool}
+_NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace", "dict", "easydict.EasyDict",
+                         "attrdict.AttrDict", "omegaconf.OmegaConf.create", "addict.Dict"})
+_SKIP_DIRS = frozenset({".git", ".hg", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__",
+                        "build", "dist", ".tox", ".rnnlint_cache"})
+_JSON_LOADERS = frozenset({"json.load", "json.loads"})
+_YAML_LOADERS = frozenset({"yaml.safe_load", "yaml.load", "yaml.full_load"})
+
+
+class Flow:
+    """The value-flow model of one run, over the project the index knows."""
+
+    def __init__(self, index) -> None:
+        self.index = index
+        self._files: dict[Path, FileFacts | None] = {}
+        self._words: dict[Path, frozenset[str]] | None = None
+        self._data: dict[Path, object] = {}
+
+    # -- files -------------------------------------------------------------
+
+    def add(self, path: Path, module: cst.Module, imports=None) -> FileFacts:
+        """Register the file being analysed (already parsed): its facts replace any older ones."""
+        facts = collect(path.resolve(), module, imports)
+        self._files[path.resolve()] = facts
+        return facts
+
+    def forget(self, path: Path) -> None:
+        """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
+        self._files.pop(path.resolve(), None)
+
+    def file(self, path: Path) -> FileFacts | None:
+        path = path.resolve()
+        if path not in self._files:
+            self._files[path] = None  # cycles
+            self._files[path] = self._load(path)
+        return self._files[path]
+
+    def _load(self, path: Path) -> FileFacts | None:
+        from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
+
+        try:
+            data = read_file_bytes(path)
+            text, _ = decode(data, path)
+            module = parse_python(text)
+        except (SourceError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
+            return None
+        self.index.consulted(path, digest_bytes(data))
+        return collect(path, module)
+
+    def line(self, path: Path, node: cst.CSTNode) -> int | None:
+        """The line of ``node`` in the file ``path`` (positions computed once per file, only when asked)."""
+        facts = self.file(path)
+        if facts is None:
+            return None
+        if facts.positions is None:
+            from rnnlint.analysis import _positions
+
+            facts.positions = _positions(facts.module)
+        found = facts.positions.get(node)
+        return found.start.line if found is not None else None
+
+    def display(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.index.root).as_posix()
+        except ValueError:
+            return path.name
+
+    def project_files(self) -> dict[Path, frozenset[str]]:
+        """Every Python file of the project with the words it contains (built once, on first need)."""
+        if self._words is None:
+            self._words = {}
+            root = self.index.root
+            for path in sorted(_walk(root)):
+                try:
+                    text = path.read_text("utf-8", errors="replace")
+                except OSError:
+                    continue
+                self._words[path] = frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+        return self._words
+
+    # -- the question rules ask ---------------------------------------------
+
+    def values(self, expr: cst.BaseExpression | None, site: Site) -> list[Value]:
+        if expr is None:
+            return []
+        return _dedupe(self._values(expr, site, 0, frozenset()))[:_MAX_VALUES]
+
+    def _values(self, expr: cst.BaseExpression, site: Site, depth: int, seen: frozenset) -> list[Value]:
+        if depth > _MAX_DEPTH:
+            return []
+        key = (id(expr), id(site.function))
+        if key in seen:
+            return []
+        seen = seen | {key}
+        here = site.file.path
+        if isinstance(expr, (cst.Integer, cst.Float)):
+            try:
+                return [Value(CONST, expr.evaluated_value, expr, here)]
+            except (ValueError, OverflowError):
+                return []
+        if isinstance(expr, cst.SimpleString):
+            try:
+                return [Value(CONST, expr.evaluated_value, expr, here)]
+            except Exception:  # noqa: BLE001 - odd prefixes
+                return []
+        if isinstance(expr, cst.Name) and expr.value in ("True", "False", "None"):
+            return [Value(CONST, {"True": True, "False": False, "None": None}[expr.value], expr, here)]
+        if isinstance(expr, (cst.Dict,)):
+            return [Value(DICT, None, expr, here)]
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            return [Value(SEQUENCE, None, expr, here)]
+        if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, (cst.Minus, cst.Plus)):
+            sign = -1 if isinstance(expr.operator, cst.Minus) else 1
+            return [
+                Value(CONST, sign * v.value, expr, here, v.steps)
+                for v in self._values(expr.expression, site, depth + 1, seen)
+                if v.number is not None
+            ]
+        if isinstance(expr, cst.BinaryOperation) and type(expr.operator) in _OPS:
+            return self._arithmetic(expr, site, depth, seen)
+        if isinstance(expr, cst.Call):
+            return self._call(expr, site, depth, seen)
+        if isinstance(expr, cst.Subscript):
+            return self._subscript(expr, site, depth, seen)
+        if isinstance(expr, cst.Name):
+            return self._name(expr.value, expr, site, depth, seen)
+        if isinstance(expr, cst.Attribute):
+            return self._attribute(expr, site, depth, seen)
+        return []
+
+    def _arithmetic(self, expr: cst.BinaryOperation, site: Site, depth: int, seen) -> list[Value]:
+        lefts = [v for v in self._values(expr.left, site, depth + 1, seen) if v.number is not None]
+        rights = [v for v in self._values(expr.right, site, depth + 1, seen) if v.number is not None]
+        out = []
+        for left in lefts[:6]:
+            for right in rights[:6]:
+                try:
+                    result = _OPS[type(expr.operator)](left.value, right.value)
+                except (ZeroDivisionError, OverflowError, TypeError, ValueError):
+                    continue
+                out.append(Value(CONST, result, expr, site.file.path, left.steps or right.steps))
+        return out
+
+    # -- names ---------------------------------------------------------------
+
+    def _name(self, name: str, node: cst.CSTNode, site: Site, depth: int, seen) -> list[Value]:
+        facts = site.file
+        function = site.function
+        while function is not None:
+            assigned = facts.assigned(function, name)
+            if assigned or name in facts.opaque.get(function, ()):
+                return self._assigned(assigned, name, facts.site(function), depth, seen)
+            if _has_param(function, name):
+                return self._parameter(function, name, facts, depth, seen)
+            function = facts.owner.get(function, (None, None))[0]  # closures see the enclosing function
+        assigned = facts.assigned(facts.module, name)
+        if assigned:
+            return self._assigned(assigned, name, Site(facts), depth, seen)
+        if name in facts.functions or name in facts.classes:
+            if name in facts.classes:
+                return [Value(CLASS, name, facts.classes[name], facts.path)]
+            return []
+        return self._imported(name, facts, depth, seen)
+
+    def _assigned(self, exprs: list[cst.BaseExpression], name: str, site: Site, depth: int, seen) -> list[Value]:
+        out = []
+        for expr in exprs:
+            for value in self._values(expr, site, depth + 1, seen):
+                out.append(value.via(name, site.file.path, expr))
+        return out
+
+    def _imported(self, name: str, facts: FileFacts, depth: int, seen) -> list[Value]:
+        target = facts.imports.names.get(name)
+        if target is None:
+            return []
+        module_file = self.index.resolve_module(facts.path, target)
+        if module_file is not None:
+            return [Value(MODULE, target, None, module_file.resolve())]
+        hit = self.index.lookup(facts.path, name)
+        if hit is None:
+            return []
+        path, defined = hit
+        other = self.file(path)
+        if other is None or other is facts and defined == name and not other.assigned(other.module, defined):
+            return []
+        return self._name(defined, None, Site(other), depth + 1, seen)
+
+    # -- parameters and call sites ------------------------------------------
+
+    def _parameter(self, function: cst.FunctionDef, name: str, facts: FileFacts, depth: int, seen) -> list[Value]:
+        param = _param(function, name)
+        out: list[Value] = []
+        outer = facts.site(facts.owner.get(function, (None, None))[0])
+        if param is not None and param.default is not None:
+            for value in self._values(param.default, outer, depth + 1, seen):
+                out.append(value.via(f"default of parameter {name}", facts.path, param.default))
+        for call, caller in self.callers(function, facts)[:_MAX_CALL_SITES]:
+            arg = _argument(call, function, name, facts)
+            if arg is None:
+                continue
+            for value in self._values(arg, caller, depth + 1, seen):
+                out.append(value.via(f"argument {name} of {_display_call(call)}", caller.file.path, call))
+        return out
+
+    def callers(self, function: cst.FunctionDef, facts: FileFacts) -> list[tuple[cst.Call, Site]]:
+        """Every call of ``function`` the project holds, with the site of each."""
+        parent, cls = facts.owner.get(function, (None, None))
+        if parent is not None:
+            return []  # nested functions: called where they are defined, not followed
+        if cls is not None:
+            if function.name.value == "__init__":
+                return self._calls_of(cls.name.value, facts, want_class=cls)
+            return [
+                (call, facts.site(caller))
+                for call, caller, caller_cls in facts.calls.get(function.name.value, [])
+                if caller_cls is cls and dotted(call.func) == f"self.{function.name.value}"
+            ]
+        return self._calls_of(function.name.value, facts, want_function=function)
+
+    def _calls_of(self, name: str, facts: FileFacts, want_class=None, want_function=None) -> list[tuple[cst.Call, Site]]:
+        found: list[tuple[cst.Call, Site]] = []
+        for path, words in self.project_files().items():
+            if name not in words:
+                continue
+            other = facts if path == facts.path else self.file(path)
+            if other is None:
+                continue
+            for call, caller, _ in other.calls.get(name, []):
+                if self._is_call_to(call, other, facts, name):
+                    found.append((call, other.site(caller)))
+        return found
+
+    def _is_call_to(self, call: cst.Call, caller: FileFacts, defining: FileFacts, name: str) -> bool:
+        written = dotted(call.func)
+        if written is None:
+            return False
+        if caller is defining:
+            return written == name
+        hit = self.index.lookup(caller.path, written)
+        return hit is not None and hit[0] == defining.path and hit[1] == name
+
+    # -- attributes ----------------------------------------------------------
+
+    def _attribute(self, expr: cst.Attribute, site: Site, depth: int, seen) -> list[Value]:
+        attr = expr.attr.value
+        base = expr.value
+        facts = site.file
+        written = dotted(expr)
+        # a dotted target assigned in this scope or at module level (``args.lr = 0.1``, ``cfg.lr = ...``)
+        if written:
+            for scope in (site.function, facts.module):
+                if scope is not None and facts.assigned(scope, written):
+                    return self._assigned(facts.assigned(scope, written), written, facts.site(
+                        scope if isinstance(scope, cst.FunctionDef) else None), depth, seen)
+        if isinstance(base, cst.Name) and base.value == "self" and site.cls is not None:
+            return self._instance_attr(site.cls, facts, attr, depth, seen, None)
+        # Lightning: self.hparams.lr / self.hparams["lr"] is the constructor's argument lr
+        if written and written.startswith("self.hparams.") and site.cls is not None:
+            return self._hparam(site.cls, facts, attr, depth, seen)
+        out: list[Value] = []
+        for owner in self._values(base, site, depth + 1, seen):
+            out.extend(v.via(f".{attr}", facts.path, expr) for v in self._member(owner, attr, depth, seen))
+        if not out and written and "." in written:
+            out = self._options_named(attr, facts, depth, seen)
+        return out
+
+    def _member(self, owner: Value, attr: str, depth: int, seen) -> list[Value]:
+        if owner.kind == MODULE:
+            other = self.file(owner.path)
+            if other is None:
+                return []
+            return self._name(attr, None, Site(other), depth + 1, seen)
+        if owner.kind in (INSTANCE, CLASS):
+            other = self.file(owner.path)
+            if other is None:
+                return []
+            return self._instance_attr(owner.node, other, attr, depth, seen, owner if owner.kind == INSTANCE else None)
+        if owner.kind == ARGS:
+            other = self.file(owner.path)
+            return self._options(other, attr, depth, seen) if other is not None else []
+        if owner.kind == DICT and isinstance(owner.node, cst.Call):  # SimpleNamespace(lr=...)
+            return self._key(owner, attr, depth, seen)
+        if owner.kind == DATA and isinstance(owner.value, dict) and attr in owner.value:
+            return [_data(owner, owner.value[attr], f".{attr}")]
+        return []
+
+    def _instance_attr(self, cls: cst.ClassDef, facts: FileFacts, attr: str, depth: int, seen,
+                       instance: Value | None) -> list[Value]:
+        out: list[Value] = []
+        for value, method in facts.self_assigns.get(cls, {}).get(attr, []):
+            for found in self._values(value, facts.site(method), depth + 1, seen):
+                out.append(found.via(f"self.{attr}", facts.path, value))
+        class_level = facts.assigned(cls, attr)
+        out.extend(self._assigned(class_level, f"{cls.name.value}.{attr}", Site(facts, None, cls), depth, seen))
+        if not out:
+            for base in cls.bases:
+                for parent in self._values(base.value, Site(facts), depth + 1, seen):
+                    if parent.kind == CLASS:
+                        other = self.file(parent.path)
+                        if other is not None:
+                            out.extend(self._instance_attr(parent.node, other, attr, depth + 1, seen, instance))
+        return out
+
+    def _hparam(self, cls: cst.ClassDef, facts: FileFacts, attr: str, depth: int, seen) -> list[Value]:
+        init = facts.methods.get(cls, {}).get("__init__")
+        if init is None or not _has_param(init, attr):
+            return []
+        return self._parameter(init, attr, facts, depth + 1, seen)
+
+    def _options(self, facts: FileFacts, dest: str, depth: int, seen) -> list[Value]:
+        out = []
+        for option in facts.options.get(dest, []):
+            if option.default is None:
+                continue
+            for value in self._values(option.default, Site(facts), depth + 1, seen):
+                out.append(value.via(f"{option.kind} default of {option.flag}", facts.path, option.call))
+        return out
+
+    def _options_named(self, dest: str, facts: FileFacts, depth: int, seen) -> list[Value]:
+        """``x.lr`` where ``x`` cannot be followed: the command line of this file, else of the project."""
+        own = self._options(facts, dest, depth, seen)
+        if own or facts.options.get(dest):
+            return own
+        out: list[Value] = []
+        for path, words in self.project_files().items():
+            if path == facts.path or dest not in words or "add_argument" not in words and "option" not in words:
+                continue
+            other = self.file(path)
+            if other is not None and other.options.get(dest):
+                out.extend(self._options(other, dest, depth, seen))
+        return out
+
+    # -- subscripts ------------------------------------------------------------
+
+    def _subscript(self, expr: cst.Subscript, site: Site, depth: int, seen) -> list[Value]:
+        if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+            return []
+        keys = [v for v in self._values(expr.slice[0].slice.value, site, depth + 1, seen) if v.kind == CONST]
+        if not keys:
+            return []
+        written = dotted(expr.value)
+        if written and written.startswith("self.hparams") and written.count(".") == 1 and site.cls is not None:
+            return [v for k in keys if isinstance(k.value, str)
+                    for v in self._hparam(site.cls, site.file, k.value, depth, seen)]
+        out: list[Value] = []
+        for owner in self._values(expr.value, site, depth + 1, seen):
+            for key in keys:
+                shown = f"[{key.value!r}]".replace("'", '"')
+                out.extend(v.via(shown, site.file.path, expr) for v in self._key(owner, key.value, depth, seen))
+        return out
+
+    def _key(self, owner: Value, key, depth: int, seen) -> list[Value]:
+        other = self.file(owner.path) if owner.path is not None else None
+        if owner.kind == DICT and other is not None:
+            node = owner.node
+            if isinstance(node, cst.Dict):
+                for element in node.elements:
+                    if isinstance(element, cst.DictElement):
+                        names = [v.value for v in self._values(element.key, Site(other), depth + 1, seen) if v.kind == CONST]
+                        if key in names:
+                            return self._values(element.value, self._site_of(owner, other), depth + 1, seen)
+            elif isinstance(node, cst.Call):
+                for arg in node.args:
+                    if arg.keyword is not None and arg.keyword.value == key:
+                        return self._values(arg.value, self._site_of(owner, other), depth + 1, seen)
+            return []
+        if owner.kind == SEQUENCE and other is not None and isinstance(key, int):
+            elements = owner.node.elements
+            if -len(elements) <= key < len(elements) and not isinstance(elements[key], cst.StarredElement):
+                return self._values(elements[key].value, self._site_of(owner, other), depth + 1, seen)
+            return []
+        if owner.kind == DATA:
+            data = owner.value
+            if isinstance(data, dict) and key in data:
+                return [_data(owner, data[key], f"[{key!r}]")]
+            if isinstance(data, list) and isinstance(key, int) and -len(data) <= key < len(data):
+                return [_data(owner, data[key], f"[{key}]")]
+            return []
+        if owner.kind == ARGS and isinstance(key, str) and other is not None:
+            return self._options(other, key, depth, seen)
+        return []
+
+    def _site_of(self, owner: Value, facts: FileFacts) -> Site:
+        """The site of a container literal: found again from its node's enclosing function."""
+        for function, (_, cls) in facts.owner.items():
+            if _contains(function, owner.node):
+                return Site(facts, function, cls)
+        return Site(facts)
+
+    # -- calls -------------------------------------------------------------------
+
+    def _call(self, call: cst.Call, site: Site, depth: int, seen) -> list[Value]:
+        facts = site.file
+        written = dotted(call.func)
+        qualname = facts.imports.resolve_dotted(written) if written else None
+        if written in _CONVERSIONS and len(call.args) == 1:
+            convert = _CONVERSIONS[written]
+            out = []
+            for value in self._values(call.args[0].value, site, depth + 1, seen):
+                if value.kind == CONST:
+                    try:
+                        out.append(Value(CONST, convert(value.value), value.node, value.path, value.steps))
+                    except (TypeError, ValueError, OverflowError):
+                        pass
+            return out
+        if qualname in _NAMESPACES:
+            return [Value(DICT, None, call, facts.path)]
+        if qualname in _JSON_LOADERS or qualname in _YAML_LOADERS:
+            return self._loaded(call, site, qualname in _YAML_LOADERS)
+        if isinstance(call.func, cst.Attribute):
+            method = call.func.attr.value
+            if method == "parse_args" or method == "parse_known_args":
+                return [Value(ARGS, None, call, facts.path)]
+            if method == "get" and call.args:
+                key_values = [v for v in self._values(call.args[0].value, site, depth + 1, seen) if v.kind == CONST]
+                out = []
+                for owner in self._values(call.func.value, site, depth + 1, seen):
+                    for key in key_values:
+                        out.extend(self._key(owner, key.value, depth, seen))
+                if len(call.args) > 1 and not out:
+                    out.extend(self._values(call.args[1].value, site, depth + 1, seen))
+                return out
+        if written == "vars" and len(call.args) == 1:
+            return self._values(call.args[0].value, site, depth + 1, seen)
+        if written is None:
+            return []
+        out = []
+        for target in self._values(call.func, site, depth + 1, seen):
+            if target.kind == CLASS:
+                out.append(Value(INSTANCE, target.value, target.node, target.path, target.steps, call, facts.path))
+        if out:
+            return out
+        function, other = self._function(written, facts)
+        if function is not None and other is not None:
+            for returned in other.returns.get(function, []):
+                out.extend(v.via(f"{written}()", facts.path, call)
+                           for v in self._values(returned, other.site(function), depth + 1, seen))
+        return out
+
+    def _function(self, written: str, facts: FileFacts) -> tuple[cst.FunctionDef | None, FileFacts | None]:
+        if "." not in written and written in facts.functions:
+            return facts.functions[written], facts
+        hit = self.index.lookup(facts.path, written)
+        if hit is None:
+            return None, None
+        other = self.file(hit[0])
+        if other is None:
+            return None, None
+        return other.functions.get(hit[1]), other
+
+    def _loaded(self, call: cst.Call, site: Site, yaml_file: bool) -> list[Value]:
+        """``json.load(open("config.json"))``: the repository's file, read as data (never executed)."""
+        if not call.args:
+            return []
+        source = call.args[0].value
+        if isinstance(source, cst.Name):  # with open("x.json") as f: json.load(f)
+            source = _opened_as(site, source.value) or source
+        if not (isinstance(source, cst.Call) and dotted(source.func) == "open" and source.args):
+            return []
+        names = [v.value for v in self.values(source.args[0].value, site) if v.kind == CONST and isinstance(v.value, str)]
+        out = []
+        for name in names[:4]:
+            data = self._read_data(site.file.path, name, yaml_file)
+            if data is not None:
+                out.append(Value(DATA, data, call, site.file.path).via(f"{name}", site.file.path, call))
+        return out
+
+    def _read_data(self, importer: Path, name: str, yaml_file: bool):
+        root = self.index.root
+        for base in (importer.parent, root):
+            path = (base / name).resolve()
+            if root not in path.parents or not path.is_file():
+                continue
+            if path not in self._data:
+                self._data[path] = _parse_data(path, yaml_file)
+                self.index.consulted(path, None)
+            return self._data[path]
+        return None
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def _walk(root: Path) -> Iterable[Path]:
+    import os
+
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        for name in files:
+            if name.endswith(".py"):
+                yield Path(directory, name)
+
+
+def _parse_data(path: Path, yaml_file: bool):
+    try:
+        if path.stat().st_size > 1 << 20:
+            return None
+        text = path.read_text("utf-8")
+        if yaml_file or path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml  # optional: only when the project's own tooling has it
+            except ImportError:
+                return None
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception:  # noqa: BLE001 - a file that is not data is no value
+        return None
+
+
+def _data(owner: Value, item, shown: str) -> Value:
+    if isinstance(item, (dict, list)):
+        return Value(DATA, item, owner.node, owner.path, owner.steps).via(shown, owner.path, owner.node)
+    return Value(CONST, item, None, owner.path, owner.steps).via(shown, owner.path, owner.node)
+
+
+def _opened_as(site: Site, name: str) -> cst.BaseExpression | None:
+    found = []
+
+    class Finder(cst.CSTVisitor):
+        def visit_WithItem(self, node: cst.WithItem) -> None:
+            if node.asname is not None and isinstance(node.asname.name, cst.Name) and node.asname.name.value == name:
+                found.append(node.item)
+
+    (site.function or site.file.module).visit(Finder())
+    return found[-1] if found else None
+
+
+def _contains(outer: cst.CSTNode, inner: cst.CSTNode | None) -> bool:
+    if inner is None:
+        return False
+    stack = [outer]
+    while stack:
+        node = stack.pop()
+        if node is inner:
+            return True
+        stack.extend(node.children)
+    return False
+
+
+def _params(function: cst.FunctionDef) -> list[cst.Param]:
+    p = function.params
+    return [*p.posonly_params, *p.params, *p.kwonly_params]
+
+
+def _param(function: cst.FunctionDef, name: str) -> cst.Param | None:
+    return next((p for p in _params(function) if p.name.value == name), None)
+
+
+def _has_param(function: cst.FunctionDef, name: str) -> bool:
+    return _param(function, name) is not None
+
+
+def _argument(call: cst.Call, function: cst.FunctionDef, name: str, facts: FileFacts) -> cst.BaseExpression | None:
+    """The expression ``call`` passes for parameter ``name`` of ``function``, if it can be told."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg.value
+    positional = [*function.params.posonly_params, *function.params.params]
+    _, cls = facts.owner.get(function, (None, None))
+    if cls is not None and positional and positional[0].name.value in ("self", "cls"):
+        positional = positional[1:]
+    index = next((i for i, p in enumerate(positional) if p.name.value == name), None)
+    if index is None:
+        return None
+    given = []
+    for arg in call.args:
+        if arg.keyword is not None:
+            break
+        if arg.star:
+            return None  # *args: positions unknown
+        given.append(arg.value)
+    return given[index] if index < len(given) else None
+
+
+def _display_call(call: cst.Call) -> str:
+    return f"{dotted(call.func) or 'call'}(...)"
+
+
+def _dedupe(values: list[Value]) -> list[Value]:
+    seen = set()
+    out = []
+    for value in values:
+        key = (value.kind, repr(value.value) if value.kind in (CONST,) else id(value.node), value.path, id(value.node))
+        if key not in seen:
+            seen.add(key)
+            out.append(value)
+    return out
+
+
+def flow_of(ctx) -> tuple[Flow, FileFacts]:
+    """The run's flow model and the facts of the file ``ctx`` analyses (collected once per file)."""
+    def build():
+        flow = ctx.index.flow()
+        return flow, flow.add(ctx.path, ctx.module, ctx.imports)
+
+    return ctx.memo("flow", build)
+
+
+def values(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None) -> list[Value]:
+    """The possible values of ``expr`` written in the file ``ctx`` analyses.
+
+    ``node`` is any node that encloses ``expr`` inside its function (the
+    expression itself by default): it tells which function's names apply.
+    """
+    flow, facts = flow_of(ctx)
+    return flow.values(expr, site_of(ctx, node if node is not None else expr))
+
+
+def site_of(ctx, node: cst.CSTNode | None) -> Site:
+    """The function and class around ``node`` in the analysed file."""
+    flow, facts = flow_of(ctx)
+    spans = ctx.memo("flow.spans", lambda: _function_spans(facts))
+    if node is None:
+        return Site(facts)
+    innermost = None
+    for function, members in spans:
+        if id(node) in members:
+            innermost = function  # spans are ordered outer to inner
+    return facts.site(innermost)
+
+
+def _function_spans(facts: FileFacts) -> list[tuple[cst.FunctionDef, set[int]]]:
+    spans = []
+    for function in facts.owner:
+        members: set[int] = set()
+        stack = [function]
+        while stack:
+            node = stack.pop()
+            members.add(id(node))
+            stack.extend(node.children)
+        spans.append((function, members))
+    return spans
+
+
+def origin(ctx, value: Value, written: cst.BaseExpression) -> str:
+    """Where a value came from, for a message: ``config["lr"], config.py:4``; "" when written in place.
+
+    Names the expression as the rule saw it, the kind of default the value is
+    (a parameter's, a command-line option's) and the file and line of the
+    literal that holds it.
+    """
+    if value.node is written:
+        return ""
+    flow, _ = flow_of(ctx)
+    parts = [ctx.code(written)]
+    source = value.source
+    if source is not None and "default" in source.text:
+        parts.append(source.text)
+    node, path = value.node, value.path
+    if node is not None and path is not None:
+        line = flow.line(path, node)
+        if line:
+            if path == ctx.path.resolve():
+                parts.append(f"line {line}")
+            else:
+                parts.append(f"{flow.display(path)}:{line}")
+    return ", ".join(parts)
+
+
+def number(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None) -> float | None:
+    """The one number ``expr`` always is, or None (unknown, not a number, or several values)."""
+    found = {v.number for v in values(ctx, expr, node)} if expr is not None else set()
+    if len(found) != 1 or None in found:
+        return None
+    return found.pop()

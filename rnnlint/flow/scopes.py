@@ -1,0 +1,243 @@
+"""What one file binds, collected in one walk: the raw material of the flow model.
+
+For every scope (the module, each function, each class body) the expressions
+assigned to each name, including dotted targets (``self.lr = lr``,
+``args.lr = 0.1``) and tuple unpacking of tuple literals; each class's
+class-level attributes and the ``self.<attr>`` assignments of its methods; the
+options a command-line parser declares (``argparse`` ``add_argument``,
+``set_defaults``, ``click.option``) with their defaults; and every call by the
+last part of its callee's name, so that "who calls ``train``?" is a dictionary
+look-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libcst as cst
+
+from rnnlint.names import ImportMap, dotted
+from rnnlint.nodes import Visitor
+
+Scope = cst.CSTNode  # cst.Module | cst.FunctionDef | cst.ClassDef
+
+
+@dataclass
+class Option:
+    """A command-line option: ``add_argument("--lr", default=0.01)``."""
+
+    dest: str
+    flag: str
+    default: cst.BaseExpression | None
+    kind: str  # "argparse" | "click"
+    call: cst.Call
+
+
+@dataclass
+class Site:
+    """Where an expression stands: its file, the function and class around it."""
+
+    file: "FileFacts"
+    function: cst.FunctionDef | None = None
+    cls: cst.ClassDef | None = None
+
+
+@dataclass
+class FileFacts:
+    path: Path
+    module: cst.Module
+    imports: ImportMap
+    assigns: dict[Scope, dict[str, list[cst.BaseExpression]]] = field(default_factory=dict)
+    self_assigns: dict[cst.ClassDef, dict[str, list[tuple[cst.BaseExpression, cst.FunctionDef]]]] = field(
+        default_factory=dict
+    )
+    functions: dict[str, cst.FunctionDef] = field(default_factory=dict)  # top level
+    classes: dict[str, cst.ClassDef] = field(default_factory=dict)  # top level
+    methods: dict[cst.ClassDef, dict[str, cst.FunctionDef]] = field(default_factory=dict)
+    owner: dict[cst.FunctionDef, tuple[cst.FunctionDef | None, cst.ClassDef | None]] = field(default_factory=dict)
+    options: dict[str, list[Option]] = field(default_factory=dict)
+    calls: dict[str, list[tuple[cst.Call, cst.FunctionDef | None, cst.ClassDef | None]]] = field(
+        default_factory=dict
+    )
+    returns: dict[cst.FunctionDef, list[cst.BaseExpression]] = field(default_factory=dict)
+    positions: object = None  # node -> CodeRange, computed when a message needs a line
+    #: names bound by a ``for`` target or an unpacking the model cannot split: their values are unknown
+    opaque: dict[Scope, set[str]] = field(default_factory=dict)
+
+    def site(self, function: cst.FunctionDef | None) -> Site:
+        if function is None:
+            return Site(self)
+        _, cls = self.owner.get(function, (None, None))
+        return Site(self, function, cls)
+
+    def assigned(self, scope: Scope, name: str) -> list[cst.BaseExpression]:
+        return self.assigns.get(scope, {}).get(name, [])
+
+
+def collect(path: Path, module: cst.Module, imports: ImportMap | None = None) -> FileFacts:
+    facts = FileFacts(path, module, imports or ImportMap(module))
+    _Collector(facts).walk(module)
+    return facts
+
+
+class _Collector(Visitor):
+    def __init__(self, facts: FileFacts) -> None:
+        self.facts = facts
+        self.scopes: list[Scope] = [facts.module]
+        self.functions: list[cst.FunctionDef] = []
+        self.classes: list[cst.ClassDef | None] = []
+
+    # -- scopes ------------------------------------------------------------
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        if len(self.scopes) == 1:
+            self.facts.classes[node.name.value] = node
+        self.facts.methods.setdefault(node, {})
+        self.scopes.append(node)
+        self.classes.append(node)
+
+    def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
+        self.scopes.pop()
+        self.classes.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        enclosing = self.scopes[-1]
+        cls = enclosing if isinstance(enclosing, cst.ClassDef) else None
+        if len(self.scopes) == 1:
+            self.facts.functions[node.name.value] = node
+        if cls is not None:
+            self.facts.methods.setdefault(cls, {})[node.name.value] = node
+        # a nested function keeps the class of the method around it (closures see ``self``)
+        outer_cls = cls or (self.facts.owner.get(self.functions[-1], (None, None))[1] if self.functions else None)
+        self.facts.owner[node] = (self.functions[-1] if self.functions else None, outer_cls)
+        self.scopes.append(node)
+        self.functions.append(node)
+
+    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+        self.scopes.pop()
+        self.functions.pop()
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    # -- bindings ----------------------------------------------------------
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind(target.target, node.value)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind(node.target, node.value)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        name = dotted(node.target)
+        if name:
+            self._opaque(name)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._opaque_target(node.target)
+
+    def visit_CompFor(self, node: cst.CompFor) -> None:
+        self._opaque_target(node.target)
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None:
+            self._opaque_target(node.asname.name)
+
+    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            elements = [e.value for e in target.elements]
+            if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(elements) and not any(
+                isinstance(e, cst.StarredElement) for e in value.elements
+            ):
+                for sub, val in zip(elements, value.elements):
+                    self._bind(sub, val.value)
+            else:
+                for sub in elements:
+                    self._opaque_target(sub)
+            return
+        name = dotted(target)
+        if name is None:
+            return
+        scope = self.scopes[-1]
+        self.facts.assigns.setdefault(scope, {}).setdefault(name, []).append(value)
+        if name.startswith("self.") and name.count(".") == 1 and self.functions:
+            cls = self.facts.owner.get(self.functions[-1], (None, None))[1]
+            if cls is not None:
+                self.facts.self_assigns.setdefault(cls, {}).setdefault(name[5:], []).append(
+                    (value, self.functions[-1])
+                )
+
+    def _opaque_target(self, target: cst.BaseExpression) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._opaque_target(element.value)
+            return
+        if isinstance(target, cst.StarredElement):
+            self._opaque_target(target.value)
+            return
+        name = dotted(target)
+        if name:
+            self._opaque(name)
+
+    def _opaque(self, name: str) -> None:
+        self.facts.opaque.setdefault(self.scopes[-1], set()).add(name)
+
+    def visit_Return(self, node: cst.Return) -> None:
+        if self.functions and node.value is not None:
+            self.facts.returns.setdefault(self.functions[-1], []).append(node.value)
+
+    # -- calls and command-line options -------------------------------------
+
+    def visit_Call(self, node: cst.Call) -> None:
+        name = dotted(node.func)
+        if name is None and isinstance(node.func, cst.Attribute):
+            name = node.func.attr.value
+        if name is None:
+            return
+        last = name.rsplit(".", 1)[-1]
+        function = self.functions[-1] if self.functions else None
+        cls = self.facts.owner.get(function, (None, None))[1] if function is not None else None
+        self.facts.calls.setdefault(last, []).append((node, function, cls))
+        if last == "add_argument":
+            self._option(node, "argparse")
+        elif last == "option" and self.facts.imports.resolve_dotted(name).startswith("click"):
+            self._option(node, "click")
+        elif last == "set_defaults":
+            for arg in node.args:
+                if arg.keyword is not None:
+                    self._add_option(Option(arg.keyword.value, arg.keyword.value, arg.value, "argparse", node))
+
+    def _option(self, call: cst.Call, kind: str) -> None:
+        dest = option_dest(call)
+        if dest is None:
+            return
+        flag = next(
+            (str(a.value.evaluated_value) for a in call.args
+             if a.keyword is None and isinstance(a.value, cst.SimpleString)),
+            dest,
+        )
+        default = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "default"), None)
+        self._add_option(Option(dest, flag, default, kind, call))
+
+    def _add_option(self, option: Option) -> None:
+        self.facts.options.setdefault(option.dest, []).append(option)
+
+
+def option_dest(call: cst.Call) -> str | None:
+    """The attribute ``add_argument('--lr', '--learning-rate', dest=...)`` sets on the namespace."""
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == "dest" and isinstance(arg.value, cst.SimpleString):
+            return str(arg.value.evaluated_value)
+    flags = [
+        str(a.value.evaluated_value)
+        for a in call.args
+        if a.keyword is None and isinstance(a.value, cst.SimpleString)
+    ]
+    longs = [f for f in flags if f.startswith("--")]
+    chosen = longs[0] if longs else (flags[0] if flags else None)
+    if chosen is None:
+        return None
+    return chosen.lstrip("-").replace("-", "_")

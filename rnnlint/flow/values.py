@@ -1,0 +1,62 @@
+"""What the flow model says a value is, and the path it travelled to get there.
+
+A :class:`Value` is one possibility for an expression: a constant (``0.01``), a
+dictionary literal (``{"lr": 0.01}``), an instance or a class of the project
+(``HParams()``), a module of the project (``import config``), a parsed
+command line (``parser.parse_args()``), or data loaded from a JSON file of the
+repository. Every value keeps the steps it took from the source to the use
+(:class:`Step`), so that a finding can say *where the number came from*:
+``Adam lr=0.01 (config["training"]["learning_rate"], config.py:47)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import libcst as cst
+
+CONST = "const"  # value: the Python constant
+DICT = "dict"  # node: the cst.Dict (or dict(...)/SimpleNamespace(...) call); value: None
+DATA = "data"  # value: a JSON-like Python object loaded from a file of the repository
+INSTANCE = "instance"  # node: the cst.ClassDef; value: the constructor call (or None)
+CLASS = "class"  # node: the cst.ClassDef
+MODULE = "module"  # path: the module's file
+ARGS = "args"  # a parsed command line: path is the file whose options it holds
+SEQUENCE = "sequence"  # node: a cst.Tuple / cst.List literal
+
+
+@dataclass(frozen=True)
+class Step:
+    """One hop of a value's path: what was written, in which file, at which node."""
+
+    text: str
+    path: Path
+    node: cst.CSTNode | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Value:
+    kind: str
+    value: Any = None
+    node: cst.CSTNode | None = field(default=None, compare=False)  # the literal that holds it
+    path: Path | None = None  # the file of ``node``
+    steps: tuple[Step, ...] = ()  # from the source to the use
+    call: cst.Call | None = field(default=None, compare=False)  # instances: the constructor call
+    call_path: Path | None = None
+
+    def via(self, text: str, path: Path, node: cst.CSTNode | None = None) -> "Value":
+        """The same value, one hop further from its source."""
+        return replace(self, steps=(*self.steps, Step(text, path, node)))
+
+    @property
+    def number(self) -> float | None:
+        """The value as a float when it is a real number (not a bool)."""
+        if self.kind != CONST or isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
+            return None
+        return float(self.value)
+
+    @property
+    def source(self) -> Step | None:
+        return self.steps[0] if self.steps else None
