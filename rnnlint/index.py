@@ -217,6 +217,8 @@ class ProjectIndex:
         self._digests: dict[Path, str | None] = {}  # content hash of each file read from disk
         self._recording: list[dict[Path, str | None]] = []
         self._flow = None
+        self._files: list[Path] | None = None
+        self._basenames: dict[str, list[Path]] | None = None
 
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
@@ -456,10 +458,30 @@ class ProjectIndex:
             if lead and cut == 1 and module == "." * lead:
                 continue
             file = self.resolve_module(importer, module)
-            if file is not None:
-                remainder = ".".join(parts[cut:])
-                return self.lookup(file, remainder, depth + 1)
+            remainder = ".".join(parts[cut:])
+            found = self.lookup(file, remainder, depth + 1) if file is not None else None
+            if found is None and not lead and "." not in module:
+                # ``from solver import Solver`` run with the module's own folder on PYTHONPATH:
+                # the project's one file of that name, if there is exactly one
+                alone = self._by_basename().get(module + ".py", [])
+                if len(alone) == 1 and alone[0] != file:
+                    found = self.lookup(alone[0], remainder, depth + 1)
+            if file is not None or found is not None:
+                return found
         return None
+
+    def files(self) -> list[Path]:
+        """Every Python file of the project (walked once, skipping virtual environments and caches)."""
+        if self._files is None:
+            self._files = sorted(_walk(self.root))
+        return self._files
+
+    def _by_basename(self) -> dict[str, list[Path]]:
+        if self._basenames is None:
+            self._basenames = {}
+            for path in self.files():
+                self._basenames.setdefault(path.name, []).append(path)
+        return self._basenames
 
     # -- questions rules ask ----------------------------------------------
 
@@ -521,6 +543,17 @@ class ProjectIndex:
         stack.discard(key)
         self._memo[key] = (result, deps)
         return result
+
+
+_SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
+
+
+def _walk(root: Path):
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        for name in files:
+            if name.endswith(".py"):
+                yield Path(directory, name)
 
 
 def _constructor(name: str) -> bool:

@@ -1,6 +1,8 @@
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
+from rnnlint.flow.resolve import flow_of
+from rnnlint.flow.tensors import lengths_of
 from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
 from rnnlint.padding import PACK_PADDED
@@ -47,7 +49,8 @@ class PackLengthsOnDevice(Rule):
     code = "RNN011"
     name = "pack-lengths-on-device"
     fix_applicability = Applicability.SAFE
-    triggers = ("pack_padded_sequence",)
+    # the caller's file need not mention pack_padded_sequence: it moves lengths and calls a model
+    triggers = ("pack_padded_sequence", "cuda", "device")
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -138,6 +141,50 @@ class PackLengthsOnDevice(Rule):
 
     # -- the finding -----------------------------------------------------------
 
+    # -- across functions and files: the value-flow model joins the move and the pack --------
+
+    def finish(self) -> None:
+        flow, facts = flow_of(self.ctx)
+        lengths = lengths_of(flow)
+        here = self.ctx.path.resolve()
+        reported: set[int] = set()
+        # the module side: a forward argument packed as it came, and a caller that moved it to the GPU
+        for cls, methods in facts.methods.items():
+            forward = methods.get("forward")
+            if forward is None:
+                continue
+            for param in _forward_params(forward):
+                for sink in lengths.param_sinks(facts, forward, param):
+                    if sink.path != here or id(sink.lengths) in reported:
+                        continue
+                    callers = lengths.callers(sink)
+                    if not callers:
+                        continue
+                    reported.add(id(sink.lengths))
+                    hit = callers[0]
+                    where = f"{flow.display(hit.path)}:{flow.line(hit.path, hit.move)}"
+                    written = self.ctx.code(sink.lengths)
+                    self.report(
+                        sink.lengths,
+                        f"the lengths passed to pack_padded_sequence arrive on the GPU: {cls.name.value}.forward "
+                        f"receives them from {where} ({_code(flow, hit)}); pack_padded_sequence needs a 1-D CPU "
+                        f"int64 tensor and raises RuntimeError there; pass {_cpu(written, sink.lengths)}",
+                        fix="Append .cpu() to the lengths",
+                        edits=[replace(sink.lengths, _cpu(written, sink.lengths))],
+                    )
+        # the caller side: this file moves lengths to the GPU and hands them to a module that packs them
+        for hit in lengths.scan(facts):
+            sink = hit.sinks[0]
+            if sink.path == here and id(sink.lengths) in reported:
+                continue
+            where = f"{flow.display(sink.path)}:{flow.line(sink.path, sink.call)}"
+            self.report(
+                hit.move,
+                f"{self.ctx.code(hit.move)} puts the lengths on the GPU, and they reach pack_padded_sequence "
+                f"in {sink.owner}.forward ({where}), which needs a 1-D CPU int64 tensor and raises RuntimeError; "
+                f"keep the lengths on the CPU, or pass lengths.cpu() where they are packed",
+            )
+
     def visit_Call(self, node: cst.Call) -> None:
         if self.ctx.qualname(node.func) != PACK_PADDED:
             return
@@ -166,6 +213,17 @@ class PackLengthsOnDevice(Rule):
         else:
             self.report(value, message, fix="Append .cpu() to the lengths",
                         edits=[replace(value, _cpu(written, value))])
+
+
+def _forward_params(forward: cst.FunctionDef) -> list[str]:
+    params = [p.name.value for p in (*forward.params.posonly_params, *forward.params.params,
+                                     *forward.params.kwonly_params)]
+    return params[1:] if params and params[0] in ("self", "cls") else params
+
+
+def _code(flow, hit) -> str:
+    facts = flow.file(hit.path)
+    return facts.module.code_for_node(hit.move) if facts is not None else "lengths moved to the GPU"
 
 
 def _cpu(text: str, expr: cst.BaseExpression) -> str:

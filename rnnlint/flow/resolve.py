@@ -29,10 +29,10 @@ import json
 import operator
 import re
 from pathlib import Path
-from typing import Iterable
 
 import libcst as cst
 
+from rnnlint.flow import library
 from rnnlint.flow.scopes import FileFacts, Site, collect
 from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, MODULE, SEQUENCE, Value
 from rnnlint.names import dotted
@@ -47,8 +47,6 @@ _OPS = {
 _CONVERSIONS = {"float": float, "int": int, "str": str, "bool": bool}
 _NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace", "dict", "easydict.EasyDict",
                          "attrdict.AttrDict", "omegaconf.OmegaConf.create", "addict.Dict"})
-_SKIP_DIRS = frozenset({".git", ".hg", ".venv", "venv", "env", "site-packages", "node_modules", "__pycache__",
-                        "build", "dist", ".tox", ".rnnlint_cache"})
 _JSON_LOADERS = frozenset({"json.load", "json.loads"})
 _YAML_LOADERS = frozenset({"yaml.safe_load", "yaml.load", "yaml.full_load"})
 
@@ -61,6 +59,8 @@ class Flow:
         self._files: dict[Path, FileFacts | None] = {}
         self._words: dict[Path, frozenset[str]] | None = None
         self._data: dict[Path, object] = {}
+        #: bumped whenever a file's facts are replaced: memos over node identities start again
+        self.generation = 0
 
     # -- files -------------------------------------------------------------
 
@@ -68,11 +68,13 @@ class Flow:
         """Register the file being analysed (already parsed): its facts replace any older ones."""
         facts = collect(path.resolve(), module, imports)
         self._files[path.resolve()] = facts
+        self.generation += 1
         return facts
 
     def forget(self, path: Path) -> None:
         """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
-        self._files.pop(path.resolve(), None)
+        if self._files.pop(path.resolve(), None) is not None:
+            self.generation += 1
 
     def file(self, path: Path) -> FileFacts | None:
         path = path.resolve()
@@ -115,8 +117,7 @@ class Flow:
         """Every Python file of the project with the words it contains (built once, on first need)."""
         if self._words is None:
             self._words = {}
-            root = self.index.root
-            for path in sorted(_walk(root)):
+            for path in self.index.files():
                 try:
                     text = path.read_text("utf-8", errors="replace")
                 except OSError:
@@ -217,9 +218,9 @@ class Flow:
 
     def _imported(self, name: str, facts: FileFacts, depth: int, seen) -> list[Value]:
         target = facts.imports.names.get(name)
-        if target is None:
+        if target is None and not facts.imports.star_modules:
             return []
-        module_file = self.index.resolve_module(facts.path, target)
+        module_file = self.index.resolve_module(facts.path, target) if target is not None else None
         if module_file is not None:
             return [Value(MODULE, target, None, module_file.resolve())]
         hit = self.index.lookup(facts.path, name)
@@ -466,6 +467,10 @@ class Flow:
                 if len(call.args) > 1 and not out:
                     out.extend(self._values(call.args[1].value, site, depth + 1, seen))
                 return out
+        if qualname in library.MODULE_WRAPPERS and call.args:
+            return self._values(call.args[library.MODULE_WRAPPERS[qualname]].value, site, depth + 1, seen)
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in library.MODULE_SELF_METHODS:
+            return [v for v in self._values(call.func.value, site, depth + 1, seen) if v.kind == INSTANCE]
         if written == "vars" and len(call.args) == 1:
             return self._values(call.args[0].value, site, depth + 1, seen)
         if written is None:
@@ -525,16 +530,6 @@ class Flow:
 
 
 # -- helpers ----------------------------------------------------------------------
-
-
-def _walk(root: Path) -> Iterable[Path]:
-    import os
-
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
-        for name in files:
-            if name.endswith(".py"):
-                yield Path(directory, name)
 
 
 def _parse_data(path: Path, yaml_file: bool):

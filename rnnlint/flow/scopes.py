@@ -154,6 +154,10 @@ class _Collector(Visitor):
             ):
                 for sub, val in zip(elements, value.elements):
                     self._bind(sub, val.value)
+            elif not any(isinstance(e, cst.StarredElement) for e in target.elements):
+                # ``encoder, decoder = model``: each name is an element of the value
+                for i, sub in enumerate(elements):
+                    self._bind(sub, cst.Subscript(value=value, slice=[cst.SubscriptElement(cst.Index(cst.Integer(str(i))))]))
             else:
                 for sub in elements:
                     self._opaque_target(sub)

@@ -1,0 +1,293 @@
+"""Facts on tensors that cross functions, classes and files: lengths on a device.
+
+``pack_padded_sequence`` needs its lengths on the host. In real projects the
+lengths are moved to the GPU in the training script (``lengths.to(device)``)
+and packed in a model file's ``forward``, one or two modules down
+(``self.encoder(x, lengths)``). This module joins the two ends:
+
+* :meth:`Lengths.sinks` — the *forward summary* of a module class: the
+  ``pack_padded_sequence`` calls that the value of one ``forward`` argument
+  reaches without being taken off the device, through local assignments,
+  ``torch.sort``/``.sort()``/``.int()``-like calls (which keep the device)
+  and calls of submodules (whose class the flow model resolves, injected
+  through constructors included);
+* :meth:`Lengths.scan` — the calls of one file that pass a tensor moved to a
+  device (``.cuda()``, ``.to(device)``) to a module whose summary packs it.
+
+What moves, keeps and sanitises is read from :mod:`rnnlint.flow.library`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import libcst as cst
+
+from rnnlint.flow import library
+from rnnlint.flow.scopes import FileFacts, Site
+from rnnlint.flow.values import INSTANCE
+from rnnlint.names import dotted
+from rnnlint.nodes import Visitor
+
+
+@dataclass(frozen=True)
+class Sink:
+    """A ``pack_padded_sequence`` call reached by a ``forward`` argument."""
+
+    call: cst.Call
+    lengths: cst.BaseExpression
+    path: Path
+    owner: str  # the class whose forward holds it
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A call passing lengths moved to a device into a module that packs them."""
+
+    call: cst.Call
+    move: cst.Call  # the ``.to(device)`` / ``.cuda()`` that moved them
+    path: Path
+    sinks: tuple[Sink, ...]
+
+
+class Lengths:
+    def __init__(self, flow) -> None:
+        self.flow = flow
+        self._sinks: dict[tuple, tuple[Sink, ...]] = {}
+        self._scans: dict[Path, tuple[Hit, ...]] = {}
+        self.generation = flow.generation
+
+    # -- the module side -----------------------------------------------------------------
+
+    def sinks(self, facts: FileFacts, cls: cst.ClassDef, position: int | str, depth: int = 0) -> tuple[Sink, ...]:
+        key = (facts.path, id(cls), position)
+        if key in self._sinks:
+            return self._sinks[key]
+        self._sinks[key] = ()  # recursion
+        forward = facts.methods.get(cls, {}).get("forward")
+        found: tuple[Sink, ...] = ()
+        if forward is not None and depth < 6:
+            name = _param_name(forward, position)
+            if name is not None:
+                found = tuple(self.param_sinks(facts, forward, name, depth))
+        self._sinks[key] = found
+        return found
+
+    def param_sinks(self, facts: FileFacts, function: cst.FunctionDef, name: str, depth: int = 0) -> list[Sink]:
+        """The pack calls the parameter ``name`` of ``function`` reaches, still on its device."""
+        lengths = self
+        site = facts.site(function)
+        found: list[Sink] = []
+        tracked = {name}
+
+        class Walk(Visitor):
+            def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+                return node is function
+
+            def visit_Lambda(self, node: cst.Lambda) -> bool:
+                return False
+
+            def visit_Call(self, node: cst.Call) -> None:
+                qualname = facts.imports.resolve(node.func)
+                if qualname in library.PACK_LENGTHS:
+                    arg = _argument(node, *library.PACK_LENGTHS[qualname])
+                    if arg is not None and keeps(arg, tracked, facts):
+                        owner = site.cls.name.value if site.cls is not None else function.name.value
+                        found.append(Sink(node, arg, facts.path, owner))
+                    return
+                for position, arg in _arguments(node):
+                    if keeps(arg, tracked, facts):
+                        found.extend(lengths.callee_sinks(node, site, position, depth + 1))
+
+            def leave_Assign(self, node: cst.Assign) -> None:
+                for target in node.targets:
+                    bind(target.target, node.value)
+
+            def leave_AnnAssign(self, node: cst.AnnAssign) -> None:
+                if node.value is not None:
+                    bind(node.target, node.value)
+
+        def bind(target: cst.BaseExpression, value: cst.BaseExpression) -> None:
+            if isinstance(target, (cst.Tuple, cst.List)):
+                elements = [e.value for e in target.elements]
+                if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(elements):
+                    for sub, val in zip(elements, value.elements):
+                        bind(sub, val.value)
+                    return
+                # ``sorted_lengths, order = lengths.sort(...)``: the first result carries the lengths
+                for i, sub in enumerate(elements):
+                    bind_name(sub, i == 0 and keeps(value, tracked, facts))
+                return
+            bind_name(target, keeps(value, tracked, facts))
+
+        def bind_name(target: cst.BaseExpression, keep: bool) -> None:
+            written = dotted(target)
+            if written is None:
+                return
+            if keep:
+                tracked.add(written)
+            else:
+                tracked.discard(written)
+
+        Walk().walk(function)
+        return found
+
+    def callee_sinks(self, call: cst.Call, site: Site, position: int | str, depth: int) -> list[Sink]:
+        """Sinks of the module ``call`` calls (``self.encoder(x, lengths)``, ``model(x, lengths)``)."""
+        if depth > 6 or isinstance(call.func, cst.Attribute) and call.func.attr.value in library.OFF_DEVICE_METHODS:
+            return []
+        out: list[Sink] = []
+        for value in self.flow.values(call.func, site):
+            if value.kind != INSTANCE:
+                continue
+            other = self.flow.file(value.path)
+            if other is not None:
+                out.extend(self.sinks(other, value.node, position, depth))
+        return out
+
+    # -- the caller side -----------------------------------------------------------------
+
+    def scan(self, facts: FileFacts) -> tuple[Hit, ...]:
+        """Calls of this file that hand lengths moved to a device to a module that packs them."""
+        if facts.path in self._scans:
+            return self._scans[facts.path]
+        hits: list[Hit] = []
+        for calls in facts.calls.values():
+            for call, function, _ in calls:
+                if facts.imports.resolve(call.func) in library.PACK_LENGTHS:
+                    continue  # the same function packs: the rule's own check
+                for position, arg in _arguments(call):
+                    move = moved(arg, facts, function)
+                    if move is None:
+                        continue
+                    sinks = self.callee_sinks(call, facts.site(function), position, 0)
+                    if sinks:
+                        hits.append(Hit(call, move, facts.path, tuple(sinks)))
+        self._scans[facts.path] = tuple(hits)
+        return self._scans[facts.path]
+
+    def callers(self, sink: Sink) -> list[Hit]:
+        """Every call in the project that hands device lengths to ``sink``."""
+        out = []
+        for path, words in self.flow.project_files().items():
+            if "cuda" not in words and "to" not in words:
+                continue
+            facts = self.flow.file(path)
+            if facts is None:
+                continue
+            out.extend(hit for hit in self.scan(facts) if any(s.call is sink.call for s in hit.sinks))
+        return out
+
+
+def lengths_of(flow) -> Lengths:
+    """The run's lengths analysis; its memos hold nodes, so they last while no file's facts change."""
+    current = getattr(flow, "lengths", None)
+    if current is None or current.generation != flow.generation:
+        current = flow.lengths = Lengths(flow)
+    return current
+
+
+def keeps(expr: cst.BaseExpression, tracked: set[str], facts: FileFacts) -> bool:
+    """Is ``expr`` one of the tracked values, on the device it was on?"""
+    written = dotted(expr)
+    if written is not None:
+        return written in tracked
+    if isinstance(expr, cst.Subscript):
+        return keeps(expr.value, tracked, facts)
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        qualname = facts.imports.resolve(func)
+        if qualname in library.SAME_DEVICE_FUNCTIONS and expr.args:
+            return keeps(expr.args[0].value, tracked, facts)
+        if qualname in library.OFF_DEVICE_FUNCTIONS:
+            return False
+        if isinstance(func, cst.Attribute):
+            method = func.attr.value
+            if method in library.OFF_DEVICE_METHODS:
+                return False
+            if method == "to" and expr.args and _is_cpu(expr.args[0].value):
+                return False
+            if method in library.SAME_DEVICE_METHODS:
+                return keeps(func.value, tracked, facts)
+    return False
+
+
+def moved(expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef | None, depth: int = 0) -> cst.Call | None:
+    """The call that put ``expr`` on an accelerator (``x.cuda()``, ``x.to(device)``), if the file shows one."""
+    if depth > 6:
+        return None
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        method = expr.func.attr.value
+        if method in library.TO_DEVICE_METHODS:
+            return expr
+        if method == "to" and expr.args and _is_device(expr.args[0].value):
+            return expr
+        if method in library.OFF_DEVICE_METHODS:
+            return None
+        if method in library.SAME_DEVICE_METHODS:
+            return moved(expr.func.value, facts, function, depth + 1)
+        return None
+    if isinstance(expr, cst.Subscript):
+        return moved(expr.value, facts, function, depth + 1)
+    if isinstance(expr, cst.Name) and function is not None:
+        for value in facts.assigned(function, expr.value):
+            found = moved(value, facts, function, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+_DTYPES = frozenset({"long", "int", "int64", "int32", "float", "float32", "float16", "double", "bool", "half",
+                     "bfloat16", "uint8", "int16", "int8"})
+
+
+def _is_cpu(expr: cst.BaseExpression) -> bool:
+    if isinstance(expr, cst.SimpleString):
+        return str(expr.evaluated_value).startswith("cpu")
+    if isinstance(expr, cst.Call) and dotted(expr.func) in ("torch.device", "device") and expr.args:
+        return _is_cpu(expr.args[0].value)
+    return False
+
+
+def _is_device(expr: cst.BaseExpression) -> bool:
+    """A device, not a dtype: ``"cuda"``, ``device``, ``self.device``, ``torch.device(...)`` (not ``"cpu"``)."""
+    if _is_cpu(expr):
+        return False
+    if isinstance(expr, cst.SimpleString):
+        return str(expr.evaluated_value).startswith("cuda")
+    written = dotted(expr)
+    if written is not None:
+        last = written.rsplit(".", 1)[-1]
+        return last not in _DTYPES and "device" in last.lower() or last in ("cuda", "gpu")
+    return isinstance(expr, cst.Call) and dotted(expr.func) in ("torch.device", "device")
+
+
+def _param_name(function: cst.FunctionDef, position: int | str) -> str | None:
+    params = [*function.params.posonly_params, *function.params.params]
+    if params and params[0].name.value in ("self", "cls"):
+        params = params[1:]
+    if isinstance(position, str):
+        names = {p.name.value for p in (*params, *function.params.kwonly_params)}
+        return position if position in names else None
+    return params[position].name.value if position < len(params) else None
+
+
+def _arguments(call: cst.Call):
+    """``(position or keyword, expression)`` of each argument that can be matched to a parameter."""
+    position = 0
+    for arg in call.args:
+        if arg.star:
+            return
+        if arg.keyword is not None:
+            yield arg.keyword.value, arg.value
+        else:
+            yield position, arg.value
+            position += 1
+
+
+def _argument(call: cst.Call, keyword: str, position: int) -> cst.BaseExpression | None:
+    for key, value in _arguments(call):
+        if key == keyword or key == position:
+            return value
+    return None
