@@ -128,9 +128,65 @@ def is_recurrent_expr(ctx: FileContext, expr: cst.BaseExpression | None, scope: 
         head = base.split(".")[0]
         if head in f.models:
             verdicts.append(any(ctx.is_recurrent(c) for c in f.models[head]))
-    if not verdicts:
+    if any(verdicts):
+        return True
+    # what the file alone cannot tell: parameters (every caller's argument), injected submodules
+    found = _flow_verdict(ctx, _receivers(expr))
+    return found if found is not None or not verdicts else False
+
+
+def _receivers(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The nodes ``_bases`` names: receivers of ``.parameters()``-like calls, bare names and attributes."""
+    found: list[cst.BaseExpression] = []
+
+    class Finder(Visitor):
+        def visit_Call(self, node: cst.Call) -> bool:
+            if isinstance(node.func, cst.Attribute) and node.func.attr.value in (
+                "parameters", "named_parameters", "children", "modules",
+            ):
+                found.append(node.func.value)
+                return False
+            return True
+
+        def visit_Name(self, node: cst.Name) -> None:
+            found.append(node)
+
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            if dotted(node):
+                found.append(node)
+                return False
+            return True
+
+    Finder().walk(expr)
+    return found
+
+
+def _flow_verdict(ctx: FileContext, nodes: list[cst.BaseExpression]) -> bool | None:
+    """Ask the value-flow model what these expressions are (parameters: what every caller passes)."""
+    from rnnlint.flow.models import recurrent
+    from rnnlint.flow.resolve import flow_of, values
+
+    flow, _ = flow_of(ctx)
+    verdicts = [recurrent(flow, values(ctx, node)) for node in nodes[:8]]
+    known = [v for v in verdicts if v is not None]
+    return any(known) if known else None
+
+
+def _called_models(ctx: FileContext, scope: Scope) -> bool | None:
+    """Does the function call a recurrent model (``model(x)``, ``self.net(x)``) that arrived from elsewhere?"""
+    if not isinstance(scope.node, cst.FunctionDef):
         return None
-    return any(verdicts)
+    receivers: list[cst.BaseExpression] = []
+    seen: set[str] = set()
+    for call in find_all(scope.node.body, cst.Call, skip=(cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        name = dotted(call.func)
+        if name is None or name in seen:
+            continue
+        head = name.split(".")[0]
+        if head in scope.params or name in scope.assigned or (head == "self" and name.count(".") == 1):
+            seen.add(name)
+            receivers.append(call.func)
+    return _flow_verdict(ctx, receivers) if receivers else None
 
 
 def _bases(expr: cst.BaseExpression) -> list[str]:
@@ -170,7 +226,9 @@ def recurrent_context(ctx: FileContext, scope: Scope | None, optimizer: Optimize
             return verdict
     if scope is not None and scope.cls is not None and ctx.is_recurrent(scope.cls.name.value):
         return True
-    return facts(ctx).mentions_recurrent
+    if facts(ctx).mentions_recurrent:
+        return True
+    return bool(scope is not None and _called_models(ctx, scope))
 
 
 def optimizer_for(ctx: FileContext, name: str | None) -> Optimizer | None:

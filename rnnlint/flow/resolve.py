@@ -34,7 +34,7 @@ import libcst as cst
 
 from rnnlint.flow import library
 from rnnlint.flow.scopes import FileFacts, Site, collect
-from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, MODULE, SEQUENCE, Value
+from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, MODULE, SEQUENCE, Value
 from rnnlint.names import dotted
 
 _MAX_DEPTH = 14
@@ -44,9 +44,12 @@ _OPS = {
     cst.Multiply: operator.mul, cst.Divide: operator.truediv, cst.Add: operator.add,
     cst.Subtract: operator.sub, cst.Power: operator.pow, cst.FloorDivide: operator.floordiv,
 }
+_STR_METHODS = frozenset({"upper", "lower", "strip", "capitalize"})
 _CONVERSIONS = {"float": float, "int": int, "str": str, "bool": bool}
 _NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace", "dict", "easydict.EasyDict",
                          "attrdict.AttrDict", "omegaconf.OmegaConf.create", "addict.Dict"})
+_LIBRARIES = frozenset({"torch", "torchtext", "transformers", "lightning", "pytorch_lightning", "accelerate",
+                        "ignite", "numpy", "keras", "tensorflow"})
 _JSON_LOADERS = frozenset({"json.load", "json.loads"})
 _YAML_LOADERS = frozenset({"yaml.safe_load", "yaml.load", "yaml.full_load"})
 
@@ -470,7 +473,12 @@ class Flow:
         if qualname in library.MODULE_WRAPPERS and call.args:
             return self._values(call.args[library.MODULE_WRAPPERS[qualname]].value, site, depth + 1, seen)
         if isinstance(call.func, cst.Attribute) and call.func.attr.value in library.MODULE_SELF_METHODS:
-            return [v for v in self._values(call.func.value, site, depth + 1, seen) if v.kind == INSTANCE]
+            return [v for v in self._values(call.func.value, site, depth + 1, seen) if v.kind in (INSTANCE, LIBRARY)]
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in _STR_METHODS and not call.args:
+            method = call.func.attr.value
+            return [Value(CONST, getattr(v.value, method)(), v.node, v.path, v.steps)
+                    for v in self._values(call.func.value, site, depth + 1, seen)
+                    if v.kind == CONST and isinstance(v.value, str)]
         if written == "vars" and len(call.args) == 1:
             return self._values(call.args[0].value, site, depth + 1, seen)
         if written is None:
@@ -478,9 +486,12 @@ class Flow:
         out = []
         for target in self._values(call.func, site, depth + 1, seen):
             if target.kind == CLASS:
-                out.append(Value(INSTANCE, target.value, target.node, target.path, target.steps, call, facts.path))
+                out.append(Value(INSTANCE, target.value, target.node, target.path, target.steps, call, facts.path,
+                                 site))
         if out:
             return out
+        if qualname and qualname.split(".")[0] in _LIBRARIES:
+            return [Value(LIBRARY, qualname, call, facts.path, (), call, facts.path, site)]
         function, other = self._function(written, facts)
         if function is not None and other is not None:
             for returned in other.returns.get(function, []):

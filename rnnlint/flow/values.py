@@ -25,6 +25,7 @@ CLASS = "class"  # node: the cst.ClassDef
 MODULE = "module"  # path: the module's file
 ARGS = "args"  # a parsed command line: path is the file whose options it holds
 SEQUENCE = "sequence"  # node: a cst.Tuple / cst.List literal
+LIBRARY = "library"  # value: the canonical name of a library class or function called (``torch.nn.LSTM``)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Value:
     steps: tuple[Step, ...] = ()  # from the source to the use
     call: cst.Call | None = field(default=None, compare=False)  # instances: the constructor call
     call_path: Path | None = None
+    call_site: Any = field(default=None, compare=False)  # instances: the Site of the constructor call
 
     def via(self, text: str, path: Path, node: cst.CSTNode | None = None) -> "Value":
         """The same value, one hop further from its source."""

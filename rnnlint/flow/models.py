@@ -1,0 +1,85 @@
+"""Is this value a recurrent model? Asked of values the flow model resolved.
+
+A training function rarely builds its model: ``def train(model, loader,
+optimizer)`` is called from ``main.py`` with ``Seq2Seq(encoder, decoder)``,
+whose GRUs are built by the caller and handed to the constructor. A value is
+a recurrent model when it is
+
+* a recurrent module of the library (``nn.LSTM(...)``), or an instance of a
+  project class that the project index finds recurrent (by inheritance or by
+  composition in its body);
+* an instance whose constructor was given a recurrent model (injected
+  submodules: ``Seq2Seq(encoder=GRUEncoder(...))``);
+* an instance of a class that builds its recurrent layer by name
+  (``getattr(nn, rnn_type)(...)`` with ``rnn_type`` resolving to ``"GRU"``), or
+  that packs sequences for a layer it was given (``pack_padded_sequence`` in its
+  methods: a wrapper that only exists to feed a recurrence).
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from rnnlint.flow.scopes import FileFacts
+from rnnlint.flow.values import CONST, INSTANCE, LIBRARY, Value
+from rnnlint.names import dotted
+
+_RECURRENT_SHORT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
+_PACKERS = frozenset({"torch.nn.utils.rnn.pack_padded_sequence", "torch.nn.utils.rnn.pack_sequence"})
+
+
+def is_recurrent(flow, value: Value, depth: int = 0) -> bool:
+    if value.kind == LIBRARY:
+        return value.value in flow.index.recurrent_names
+    if value.kind != INSTANCE or depth > 3:
+        return False
+    if flow.index.is_recurrent(value.path, value.value):
+        return True
+    facts = flow.file(value.path)
+    if facts is None:
+        return False
+    cls = value.node
+    if _builds_by_name(flow, facts, cls) or _packs(facts, cls):
+        return True
+    # submodules handed to the constructor
+    if value.call is not None and value.call_site is not None:
+        for arg in value.call.args:
+            if any(is_recurrent(flow, v, depth + 1) for v in flow.values(arg.value, value.call_site)):
+                return True
+    return False
+
+
+def recurrent(flow, values: list[Value]) -> bool | None:
+    """True when one of the values is a recurrent model, False when all are known models that are not,
+    None when none of them is a model the flow model can judge."""
+    judged = [v for v in values if v.kind in (INSTANCE, LIBRARY)]
+    if not judged:
+        return None
+    return any(is_recurrent(flow, v) for v in judged)
+
+
+def _builds_by_name(flow, facts: FileFacts, cls: cst.ClassDef) -> bool:
+    """``self.rnn = getattr(nn, self.rnn_type)(...)`` with a recurrent class name among the values."""
+    for assigned in facts.self_assigns.get(cls, {}).values():
+        for expr, method in assigned:
+            if not (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Call)):
+                continue
+            inner = expr.func
+            if dotted(inner.func) != "getattr" or len(inner.args) < 2:
+                continue
+            module = facts.imports.resolve(inner.args[0].value) or ""
+            if module not in ("torch.nn", "nn"):
+                continue
+            names = flow.values(inner.args[1].value, facts.site(method))
+            if any(v.kind == CONST and v.value in _RECURRENT_SHORT for v in names):
+                return True
+    return False
+
+
+def _packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
+    methods = set(facts.methods.get(cls, {}).values())
+    for name in ("pack_padded_sequence", "pack_sequence"):
+        for call, function, _ in facts.calls.get(name, []):
+            if function in methods and facts.imports.resolve(call.func) in _PACKERS:
+                return True
+    return False
