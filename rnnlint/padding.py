@@ -58,6 +58,17 @@ KEEP_METHODS = frozenset(
     {"to", "cuda", "cpu", "float", "long", "int", "half", "double", "bfloat16", "transpose", "permute",
      "contiguous", "detach", "clone", "type", "t", "train", "eval"}
 )
+#: calls that turn a padded array into a tensor (or back) without changing its rows
+CONVERSIONS = frozenset({"torch.tensor", "torch.Tensor", "torch.LongTensor", "torch.FloatTensor", "torch.as_tensor",
+                         "torch.from_numpy", "numpy.array", "numpy.asarray", "torch.autograd.Variable",
+                         "torch.cuda.LongTensor", "torch.cuda.FloatTensor"})
+#: calls that stack a list of padded rows into one batch
+STACKS = frozenset({"numpy.stack", "torch.stack", "numpy.vstack", "numpy.array", "numpy.asarray"})
+#: datasets that hand out rows of the arrays they are given, unchanged
+DATASETS = frozenset({"torch.utils.data.TensorDataset"})
+#: buffers made to be filled per example
+BUFFERS = frozenset({"numpy.zeros", "numpy.ones", "numpy.full", "numpy.empty", "torch.zeros", "torch.ones",
+                     "torch.full", "torch.empty"})
 LOADER_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
 #: names a variable holding sequence lengths usually has
 LENGTH_WORDS = ("lengths", "lens", "length", "len")
@@ -66,6 +77,11 @@ LENGTH_WORDS = ("lengths", "lens", "length", "len")
 @dataclass(frozen=True)
 class Padded:
     origin: str  # for messages: "pad_sequence(...) output"; "@0" marks a parameter in summaries
+
+
+@dataclass(frozen=True)
+class PaddedRows(Padded):
+    """A list whose rows were padded one by one (``rows[i] = rows[i] + [pad] * ...``): a row is padded too."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,7 @@ class Flow:
         self.names: dict[str, cst.BaseExpression | None] = {}
         self.result = Result()
         self._statement: cst.CSTNode | None = None
+        self.buffers: set[str] = set()  # names bound to np.zeros/torch.zeros-like buffers
 
     # -- entry points --------------------------------------------------------
 
@@ -231,7 +248,15 @@ class Flow:
     def small(self, small: cst.BaseSmallStatement) -> None:
         if isinstance(small, cst.Assign):
             value = self.value(small.value)
+            if _is_buffer(small.value, self.imports):
+                value = None
+                for target in small.targets:
+                    if dotted(target.target):
+                        self.buffers.add(dotted(target.target))
             for target in small.targets:
+                if isinstance(target.target, cst.Subscript):
+                    self._fill(target.target, value)
+                    continue
                 self.bind(target.target, value, small.value)
         elif isinstance(small, cst.AnnAssign):
             if small.value is not None:
@@ -243,6 +268,24 @@ class Flow:
             self.result.returns.append(self.value(small.value) if small.value is not None else None)
         elif isinstance(small, cst.Expr):
             self.value(small.value)
+            call = small.value
+            if (isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+                    and call.func.attr.value in ("append", "extend") and call.args):
+                # rows padded by hand collected in a list: the list is the padded batch
+                owner = dotted(call.func.value)
+                if owner and isinstance(self.value(call.args[0].value), Padded):
+                    self.env[owner] = self.value(call.args[0].value)
+
+    def _fill(self, target: cst.Subscript, value: Value) -> None:
+        """``buffer[i, :len(seq)] = seq``: a zero buffer filled per example up to its length is padded."""
+        owner = dotted(target.value)
+        if owner and isinstance(value, Padded):  # rows[i] = rows[i] + [pad] * (n - len(rows[i]))
+            self.env[owner] = PaddedRows(value.origin)
+            return
+        if owner in self.buffers and any(
+            isinstance(e.slice, cst.Slice) and _varies(e.slice) for e in target.slice
+        ):
+            self.env[owner] = Padded(f"{owner}, a buffer filled per example up to its length")
 
     def bind(self, target: cst.BaseExpression, value: Value, expr: cst.BaseExpression | None) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
@@ -276,11 +319,24 @@ class Flow:
             return None
         if isinstance(expr, cst.Call):
             return self.call(expr)
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add) and _pads_by_hand(expr):
+            return Padded(f"padded by hand ({_short(expr)})")
+        if isinstance(expr, (cst.ListComp, cst.GeneratorExp)):
+            element = self.value(expr.elt)
+            if isinstance(element, Padded):
+                return element
+            # a map over one padded row (``[vocab[t] for t in padded_row]``) is still padded
+            source = self.value(expr.for_in.iter) if expr.for_in.inner_for_in is None else None
+            return source if isinstance(source, Padded) else None
         if isinstance(expr, cst.Subscript):
             base = self.value(expr.value)
             for element in expr.slice:
                 if isinstance(element.slice, cst.Index):
-                    self.value(element.slice.value)
+                    index = self.value(element.slice.value)
+                    if isinstance(index, Padded) and base is None:
+                        return index  # np.eye(n)[padded ids]: one-hot rows of a padded batch
+            if isinstance(base, PaddedRows):
+                return Padded(base.origin)
             if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] is one time step
                 return base if all(isinstance(e.slice, cst.Slice) for e in expr.slice) else None
             if isinstance(base, Items) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
@@ -336,6 +392,13 @@ class Flow:
             return None
         if qualname in TRANSPARENT_FUNCTIONS:
             return first if isinstance(first, Padded) else None
+        if qualname in CONVERSIONS or qualname in STACKS:
+            if qualname in STACKS and isinstance(first, Items):
+                return next((v for v in first.items if isinstance(v, Padded)), None)
+            return first if isinstance(first, Padded) else None
+        if qualname in DATASETS:
+            values = tuple(v for k, v, _ in args if isinstance(k, int))
+            return Items(values) if any(isinstance(v, Padded) for v in values) else None
         if qualname is not None and qualname.startswith("torch."):
             if qualname in self.rnns or qualname in TRANSPARENT_LAYERS or qualname in EMBEDDINGS:
                 return module_value(qualname, call)
@@ -361,7 +424,10 @@ class Flow:
     def _loader(self, call: cst.Call) -> Value:
         arg = keyword_arg(call, "collate_fn")
         if arg is None:
-            return None
+            # no collate_fn: each batch stacks rows of the dataset as they are (padded rows stay padded)
+            dataset = keyword_arg(call, "dataset") or next((a for a in call.args if a.keyword is None), None)
+            data = self.value(dataset.value) if dataset is not None else None
+            return Loader(data) if isinstance(data, (Padded, Items)) else None
         collate = arg.value
         if isinstance(collate, cst.Lambda) and isinstance(collate.body, cst.Call):
             collate = collate.body.func
@@ -392,6 +458,40 @@ class Flow:
 
 _BUILTINS = frozenset({"len", "print", "range", "zip", "list", "dict", "tuple", "sorted", "max", "min", "sum",
                        "isinstance", "getattr", "super", "int", "float", "str", "bool", "torch", "np", "math"})
+
+
+def _is_buffer(expr: cst.BaseExpression, imports: ImportMap) -> bool:
+    """``np.zeros((n, max_len))``, ``np.ones((n, max_len)) * pad``: a buffer of a fixed width."""
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        return _is_buffer(expr.left, imports) or _is_buffer(expr.right, imports)
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "astype":
+        return _is_buffer(expr.func.value, imports)
+    return isinstance(expr, cst.Call) and imports.resolve(expr.func) in BUFFERS
+
+
+def _varies(part: cst.Slice) -> bool:
+    """A slice bound that is not a literal: ``:len(seq)``, ``-len(row):``, ``:n``."""
+    bounds = [b for b in (part.lower, part.upper) if b is not None]
+    return any(not isinstance(b, cst.Integer) and not (
+        isinstance(b, cst.UnaryOperation) and isinstance(b.expression, cst.Integer)) for b in bounds)
+
+
+def _pads_by_hand(expr: cst.BinaryOperation) -> bool:
+    """``seq + [pad] * (max_len - len(seq))`` or ``word + "P" * (n - len(word))``."""
+    for side in (expr.left, expr.right):
+        if isinstance(side, cst.BinaryOperation) and isinstance(side.operator, cst.Multiply):
+            operands = (side.left, side.right)
+            literal = any(isinstance(o, (cst.List, cst.SimpleString)) for o in operands)
+            shortfall = any(isinstance(o, cst.BinaryOperation) and isinstance(o.operator, cst.Subtract)
+                            for o in operands)
+            if literal and shortfall:
+                return True
+    return False
+
+
+def _short(expr: cst.CSTNode) -> str:
+    text = cst.Module(body=[]).code_for_node(expr)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _int(expr: cst.BaseExpression) -> int | None:
@@ -503,7 +603,7 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     no padding function (nor a function of the file that does), classes that
     build neither a recurrent module nor a (capitalised) class of the project.
     """
-    if not imports.imports_from("torch"):
+    if not imports.imports_from("torch", "numpy"):  # data helpers often import numpy alone
         return {}
     calls = calls or {}
     out: dict[str, dict] = {}
@@ -513,7 +613,8 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     def may_pad(name: str) -> bool:
         if name not in calls:
             return True
-        return any(imports.resolve_dotted(c) in padders or functions.get(c) for c in calls[name])
+        return any(imports.resolve_dotted(c) in padders or imports.resolve_dotted(c) in BUFFERS
+                   or c == "len" or functions.get(c) for c in calls[name])
 
     def may_feed(name: str) -> bool:
         if name not in calls:

@@ -80,7 +80,9 @@ class PaddedNotPacked(Rule):
     code = "RNN010"
     name = "padded-not-packed"
     fix_applicability = Applicability.UNSAFE
-    triggers = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn")
+    triggers = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader",
+                # padding by hand: a buffer filled up to each length, a row extended to the longest
+                ("len(", "zeros"), ("len(", "ones"), ("len(", "] *"), ("len(", "' *"), ("len(", '" *'))
 
     def finish(self) -> None:
         seen: set[int] = set()
