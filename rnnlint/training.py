@@ -246,6 +246,8 @@ def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer 
     """
     if not name:
         return None
+    if name.split(".")[0] in scope.params and name not in scope.assigned:
+        return None  # a parameter: whichever optimizer the caller passes, not a namesake elsewhere in the file
     candidates = [o for o in facts(ctx).all_optimizers if o.name == name]
     for wanted in (
         lambda o: o.scope is scope,
