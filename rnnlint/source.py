@@ -346,13 +346,15 @@ def _inside(path: str, root: str) -> bool:
 def _target(source: SourceFile, root: Path | None) -> str:
     """The real file a write replaces: ``source.path``, or the file its symbolic link points to.
 
-    A link that leads out of ``root`` (the checked tree) is not written through.
+    A link that leads out of ``root`` (the checked tree) is not written through;
+    nor is one that lies outside it itself (named on the command line, the tree
+    found from its target).
     """
-    path = os.fspath(source.path)
+    path = os.path.abspath(source.path)
     real = os.path.realpath(path)
-    if real != os.path.abspath(path) and root is not None:
+    if real != path and root is not None:
         tree = os.path.realpath(root)
-        if not _inside(real, tree):
+        if not (_inside(real, tree) and _inside(os.path.realpath(os.path.dirname(path)), tree)):
             raise SourceError(f"a symbolic link to {real}, outside the checked tree ({tree}); not written through")
     return real
 
@@ -471,7 +473,8 @@ def write_atomic(source: SourceFile, new_text: str, root: Path | None = None) ->
       bytes). On Linux the rename is an atomic exchange, and the file swapped
       out is checked once more: a save that came in between is swapped back.
       A file changed meanwhile is not overwritten; a file deleted meanwhile is
-      not re-created.
+      not re-created. (Where there is no exchange, ``os.replace`` follows
+      the last compare: a save in the microseconds between them is lost.)
     * The new file keeps the mode, owner, group and extended attributes of the
       old one; when one cannot be kept, nothing is written.
     * Left alone, with a :class:`SourceError` that says why: a read-only file

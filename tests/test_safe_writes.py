@@ -195,6 +195,8 @@ def test_a_symlink_out_of_the_tree_is_not_written_through(tmp_path):
     assert "model.py: not written: a symbolic link to" in result.stderr
     assert "outside the checked tree" in result.stderr
     assert outside.read_text() == BAD
+    named = rnnlint(*FIX, "model.py", cwd=project)  # named on the command line: still not followed out
+    assert "model.py: not written: a symbolic link to" in named.stderr and outside.read_text() == BAD
     # a link inside the tree stays a link, and the file it points to is fixed
     assert (project / "link.py").is_symlink() and (project / "inside.py").read_text() == GOOD
 
