@@ -198,7 +198,7 @@ class Notebook:
             if not isinstance(cell, dict):
                 raise SourceError(f"not a valid notebook: cell {number} is not a JSON object")
             if cell.get("cell_type") == "code" and "source" not in cell:
-                raise SourceError(f'not a valid notebook: code cell {number} has no "source"; not written')
+                raise SourceError(f'not a valid notebook: code cell {number} has no "source"')
         spans = _source_spans(raw)
         new_codes = self.split(text)
         ascii_only = raw.isascii()

@@ -94,26 +94,16 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 @dataclass(frozen=True)
 class Identity:
-    """What identifies a file's content on disk without reading it, and what a replacement must keep."""
+    """Which file, and which version of its content, without reading it: what a write compares."""
 
     device: int
     inode: int
     size: int
     mtime_ns: int
-    mode: int
-    uid: int
-    gid: int
-    links: int
 
     @classmethod
     def of(cls, info: os.stat_result) -> "Identity":
-        return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode, info.st_uid,
-                   info.st_gid, info.st_nlink)
-
-    def same_content_as(self, other: "Identity") -> bool:
-        """Same file, same size, same modification time (mode, owner and link count may differ)."""
-        return (self.device, self.inode, self.size, self.mtime_ns) == (
-            other.device, other.inode, other.size, other.mtime_ns)
+        return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def digest_bytes(data: bytes) -> str:
@@ -413,7 +403,7 @@ def _check_unchanged(path: str, source: SourceFile) -> os.stat_result:
         raise SourceError(f"cannot re-read file before writing: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as handle:
         info = os.fstat(fd)
-        if source.identity is not None and not Identity.of(info).same_content_as(source.identity):
+        if source.identity is not None and Identity.of(info) != source.identity:
             if (info.st_dev, info.st_ino) != (source.identity.device, source.identity.inode):
                 raise SourceError("file was replaced on disk since it was read; not overwritten")
             raise SourceError("file changed on disk since it was read; not overwritten")
@@ -455,7 +445,7 @@ def _exchange(a: str, b: str) -> bool:
     error = ctypes.get_errno()
     if error == errno.ENOENT:
         raise SourceError("file was deleted since it was read; not re-created")
-    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM):
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM, errno.EXDEV):
         return False  # this file system or kernel cannot exchange: fall back to a rename
     raise OSError(error, os.strerror(error), b)
 
