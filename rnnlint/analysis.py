@@ -21,7 +21,7 @@ from rnnlint.index import ProjectIndex
 from rnnlint.nodes import Visitor
 from rnnlint.noqa import Suppressions, split_lines
 from rnnlint.rule import FileContext, NodeEdit, Report, Rule
-from rnnlint.source import parse_python
+from rnnlint.source import newline_of, parse_python
 
 SYNTAX_ERROR = ("RNN900", "syntax-error")
 
@@ -218,10 +218,19 @@ def _resolve_edits(edits: tuple[NodeEdit, ...], positions: Any, lines: list[str]
         start = Position(code_range.start.line, code_range.start.column + 1)
         end = Position(code_range.end.line, code_range.end.column + 1)
         if edit.kind == "replace":
-            out.append(Edit(start, end, edit.text))
+            text = edit.text  # a rendered node breaks lines with "\n": use the file's own newline
+            if newline != "\n" and "\n" in text and "\r" not in text:
+                text = text.replace("\n", newline)
+            out.append(Edit(start, end, text))
             continue
         if edit.kind == "add_arg":
             out.append(_add_arg(edit, positions, lines, newline))
+            continue
+        if edit.kind == "remove_arg":
+            removal = _remove_arg(edit, positions, lines)
+            if removal is None:
+                return None
+            out.append(removal)
             continue
         first = lines[start.line - 1]
         indent = first[: start.column - 1]
@@ -262,6 +271,48 @@ def _add_arg(edit: NodeEdit, positions: Any, lines: list[str], newline: str) -> 
     return Edit(at, at, ", " + edit.text)
 
 
+def _remove_arg(edit: NodeEdit, positions: Any, lines: list[str]) -> Edit | None:
+    """Delete one argument and one comma, touching no other line of the call.
+
+    An argument on lines of its own (one argument per line) loses those lines,
+    with its comment. Otherwise ``f(a, x=1, b)`` loses ``x=1, `` (up to the
+    next argument); the last argument ``f(a, x=1)`` loses ``, x=1`` (from the
+    end of the one before, so a trailing comma and the layout of the closing
+    parenthesis stay); a lone argument loses itself and its comma.
+    """
+    call, arg = edit.node, edit.part
+    assert isinstance(call, cst.Call) and isinstance(arg, cst.Arg)
+    index = next((i for i, a in enumerate(call.args) if a is arg), None)
+    if index is None:
+        return None
+
+    def at(node: cst.CSTNode, end: bool) -> Position | None:
+        code_range = positions.get(node)
+        if code_range is None:
+            return None
+        point = code_range.end if end else code_range.start
+        return Position(point.line, point.column + 1)
+
+    first = at(arg, False)
+    own_end = at(arg.comma, True) if isinstance(arg.comma, cst.Comma) else at(arg, True)
+    if first is None or own_end is None:
+        return None
+    before = lines[first.line - 1][: first.column - 1]
+    after = lines[own_end.line - 1][own_end.column - 1:].strip()
+    if not before.strip() and (not after or after.startswith("#")) and own_end.line < len(lines):
+        return Edit(Position(first.line, 1), Position(own_end.line + 1, 1), "")
+    if index + 1 < len(call.args):
+        start, end = at(arg, False), at(call.args[index + 1], False)
+    elif index > 0:
+        start, end = at(call.args[index - 1], True), at(arg, True)
+    else:
+        start = at(arg, False)
+        end = at(arg.comma, True) if isinstance(arg.comma, cst.Comma) else at(arg, True)
+    if start is None or end is None:
+        return None
+    return Edit(start, end, "")
+
+
 def _import_edits(imports: tuple[str, ...], module: cst.Module, positions: Any, lines: list[str], ctx: FileContext) -> list[Edit]:
     """Edits adding ``import`` lines the fix needs, after the file's top imports."""
     present = {line.strip() for line in lines}
@@ -288,7 +339,4 @@ def _is_docstring(node: cst.BaseSmallStatement) -> bool:
 
 
 def _newline(text: str) -> str:
-    i = text.find("\n")
-    if i > 0 and text[i - 1] == "\r":
-        return "\r\n"
-    return "\n"
+    return newline_of(text)  # CR-only files too: an inserted line must not bring an LF into one

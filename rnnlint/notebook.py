@@ -35,7 +35,7 @@ from json.decoder import scanstring
 from pathlib import Path
 
 from rnnlint.diagnostics import Diagnostic, Position
-from rnnlint.source import SourceError, SourceFile, digest_bytes, read_file_bytes
+from rnnlint.source import SourceError, SourceFile, digest_bytes, read_file
 
 BOUNDARY = "# -- rnnlint: end of cell --"
 _MARKER = "rnnlint-ipython-line-"
@@ -194,6 +194,11 @@ class Notebook:
         """
         raw = self.source.text
         data = json.loads(raw)
+        for number, cell in enumerate(data["cells"], start=1):  # nbformat requires both; never guess
+            if not isinstance(cell, dict):
+                raise SourceError(f"not a valid notebook: cell {number} is not a JSON object")
+            if cell.get("cell_type") == "code" and "source" not in cell:
+                raise SourceError(f'not a valid notebook: code cell {number} has no "source"')
         spans = _source_spans(raw)
         new_codes = self.split(text)
         ascii_only = raw.isascii()
@@ -246,7 +251,7 @@ def _joined(source) -> str:
 
 def read_notebook(path: Path) -> Notebook:
     """Read ``path`` as a notebook; :class:`SourceError` (reported as RNN900) says why not."""
-    data = read_file_bytes(path, limit=None)  # no size limit: outputs make notebooks big, not their code
+    data, identity = read_file(path, limit=None)  # no size limit: outputs make notebooks big, not their code
     encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
     try:
         raw = data.decode(encoding)
@@ -256,6 +261,8 @@ def read_notebook(path: Path) -> Notebook:
         raise SourceError(message, line) from None
     notebook = parse_notebook(path, raw, encoding)
     notebook.source.digest = digest_bytes(data)
+    notebook.source.data = data
+    notebook.source.identity = identity
     return notebook
 
 
@@ -397,6 +404,8 @@ def _source_spans(raw: str) -> dict[int, tuple[int, int]]:
         if key == "cells":
             cells_at = start  # the last one wins, as in json.loads
     for index, (start, _) in enumerate(_items(raw, cells_at)):
+        if raw[start] != "{":
+            continue  # not a cell rebuild() can write
         for key, value_start, value_end in _members(raw, start):
             if key == "source":
                 spans[index] = (value_start, value_end)

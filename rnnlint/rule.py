@@ -84,9 +84,10 @@ class Valid:
 
 @dataclass(frozen=True)
 class NodeEdit:
-    kind: str  # "replace" | "insert_before" | "insert_after" | "delete_statement" | "add_arg"
+    kind: str  # "replace" | "insert_before" | "insert_after" | "delete_statement" | "add_arg" | "remove_arg"
     node: cst.CSTNode
     text: str = ""
+    part: cst.CSTNode | None = None  # remove_arg: the argument of ``node`` to remove
 
 
 def replace(node: cst.CSTNode, new: cst.CSTNode | str) -> NodeEdit:
@@ -120,14 +121,13 @@ def add_arg(call: cst.Call, text: str) -> NodeEdit:
 
 
 def remove_arg(call: cst.Call, arg: cst.Arg) -> NodeEdit:
-    """Remove one argument of a call, with its comma."""
-    args = [a for a in call.args if a is not arg]
-    if args:
-        last = args[-1]
-        if call.args[-1] is not last:
-            args[-1] = last.with_changes(comma=cst.MaybeSentinel.DEFAULT)
-    new_call = call.with_changes(args=args)
-    return replace(call, new_call)
+    """Remove one argument of a call, with its comma.
+
+    Done on text, not by re-rendering the call: a rendered call loses the
+    indentation of its continuation lines, so every line of a multi-line call
+    inside an indented block would change.
+    """
+    return NodeEdit("remove_arg", call, part=arg)
 
 
 @dataclass

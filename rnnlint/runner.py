@@ -21,7 +21,7 @@ from rnnlint.fixer import fix_text
 from rnnlint.index import ProjectIndex
 from rnnlint.registry import load_rules
 from rnnlint.rule import Rule
-from rnnlint.source import SourceError, read_source, write_atomic
+from rnnlint.source import SourceError, SourceFile, compile_error, read_source, write_atomic
 
 PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
 
@@ -124,11 +124,17 @@ class Session:
                              [document.for_output(d) for d in outcome.applied], messages=list(outcome.dropped))
         if outcome.text == document.text:
             return result
+        refused = self._refuses(document, outcome.text)
+        if refused is not None:
+            result.messages.append(f"{display}: not fixed: {refused}")
+            result.diagnostics = [document.for_output(d) for d in run(document.text)]
+            result.fixed = []
+            return result
         try:
             new_content = document.render(outcome.text)  # a notebook that cannot take the fix raises here
             result.diff = document.diff(outcome.text, display)
             if write:
-                write_atomic(document.file, new_content)
+                write_atomic(document.file, new_content, self.config.root)
                 result.written = True
         except (SourceError, OSError) as exc:
             result.messages.append(f"{display}: not written: {exc}")
@@ -136,6 +142,24 @@ class Session:
             result.diagnostics = [document.for_output(d) for d in run(document.text)]
             result.fixed = []
         return result
+
+
+    @staticmethod
+    def _refuses(document, new_text: str) -> str | None:
+        """Why a fixed text must not be written: CPython refuses the file, or would refuse the fix.
+
+        A notebook's cells are IPython, not a module CPython compiles: the JSON
+        round trip checks them instead.
+        """
+        if not isinstance(document, SourceFile):
+            return None
+        error = compile_error(document.text, str(document.path))
+        if error is not None:
+            return f"Python {sys.version_info[0]}.{sys.version_info[1]} refuses this file ({error}); nothing is fixed"
+        error = compile_error(new_text, str(document.path))
+        if error is not None:
+            return f"the fixed text would not compile ({error}); please report this"
+        return None
 
 
 # -- parallel driver ----------------------------------------------------------

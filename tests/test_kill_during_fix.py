@@ -8,8 +8,10 @@ either to the original or to its fully fixed version (computed beforehand in
 another copy), with its mode unchanged.
 
 What a kill may leave behind, by design: a write is a temp file in the same
-folder, fsynced, then ``os.replace``d over the original, so a kill before the
-rename leaves the original and a ``.NAME.XXXXXXXX.rnnlint-tmp`` file. Those
+folder, fsynced, then swapped with the original (an atomic exchange on Linux,
+``os.replace`` elsewhere), so a kill before the swap leaves the original and a
+``.NAME.XXXXXXXX.rnnlint-tmp`` file (after an exchange, before its clean-up:
+the fixed file and the original under the temporary name). Those
 never look like sources (discovery picks up ``.py``/``.ipynb`` only) and the
 next ``fix --apply`` that writes in that folder removes the ones older than a
 minute (younger ones may belong to a run in progress).
@@ -177,8 +179,11 @@ def test_killed_between_temp_file_and_rename(tmp_path, moment):
     for i, source in enumerate(SOURCES[:2]):
         shutil.copy(source, tmp_path / f"train_{i}.py")
     before = snapshot(tmp_path)
+    # the rename is an exchange where the system has one (rnnlint.source._exchange), os.replace otherwise
+    also = "import rnnlint.source as s; s._exchange = os.replace\n" if moment == "replace" else ""
     die = (f"import os, signal, sys\n"
            f"os.{moment} = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
+           f"{also}"
            f"from rnnlint.cli import main\n"
            f"main([{', '.join(repr(a) for a in FIX)}, '-j', '1', '.'])\n")
     proc = subprocess.run([sys.executable, "-c", die], cwd=tmp_path, capture_output=True, timeout=120)
