@@ -1,0 +1,129 @@
+"""The shapes real projects use to pass values to where a rule looks, as our own fixtures.
+
+Each folder of ``fixtures/realcode/`` is a small multi-file project written by this team that
+reproduces one way real training code (the rows of ``../shared/corpus-dev``) passes a value
+across files, containers, parameters or objects. ``fixtures/realcode/EXPECTED.toml`` lists the
+exact findings of ``rnnlint check --static`` on each project; fixed twins and negative files
+must report nothing. The comparison is exact: a missing finding and an extra one both fail.
+
+Projects the engine cannot follow yet are marked ``xfail(strict=True)`` with what the value-flow
+model must follow: the suite stays green, and a case turns into a failure (XPASS) the moment the
+engine handles it, so that its mark gets removed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import rnnlint
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parents[1]
+REALCODE = REPO / "fixtures" / "realcode"
+EXPECTED = tomllib.loads((REALCODE / "EXPECTED.toml").read_text("utf-8"))["projects"]
+
+# project -> what the flow model must follow before the project passes (absent: passes today)
+NOT_YET = {
+    "call_site_arg": "parameters of a loop function bound at call sites in another file "
+    "(net/model/optimizer), so the network is known to be recurrent; a commented-out clip is no clip",
+    "self_attr": "constructor arguments stored as self.model/self.optimizer on a trainer object, and a model "
+    "whose recurrent submodules are constructor arguments (Translator(SourceEncoder(...), TargetDecoder(...)))",
+    "helper_fn": "an update helper in another file whose net/optimizer parameters are bound at the call site",
+    "lightning": "lr from an argparse group default -> LightningModule(lr=args.lr) -> self.lr -> AdamW(lr=self.lr)",
+    "dynamic_import": "importlib.import_module(f'archs.{args.arch}') with an argparse default, a class picked "
+    "from a dict, and getattr(nn, cell.upper()) with a string default",
+    "config_dict": "nested dict literals in another module, a section passed to __init__ and subscripted "
+    "there (num_layers, dropout), and a subscript chain for the lr",
+    "ctor_default": "num_layers/dropout from constructor defaults (dropout via self.dropout) when no call site "
+    "in the project passes them",
+    "hparam_object": "attributes set in a class __init__ of a module-level instance imported elsewhere "
+    "(hp.dropout, hp.lr), a positional lr, params = list(a.parameters()) + list(b.parameters())",
+    "xfile_forward": "lengths moved to the device in the loop, passed through an injected wrapper's forward "
+    "in another file, kept on the device by .long() and torch.sort, then packed",
+    "np_zeros_buffer": "np.full/np.zeros buffers filled per example and returned by a helper, through "
+    "torch.from_numpy, a DataLoader over a tensor and slicing, into another file's forward and the loss",
+    "manual_pad": "list arithmetic padding (s + [PAD] * (n - len(s))) in a helper, encoded to a "
+    "TensorDataset, into another file's encoder and into CrossEntropyLoss targets",
+    "scalar_mask": "padded targets crossing into a loss wrapper in another file whose mask multiplies an "
+    "already mean-reduced loss (no effect)",
+    "dataset_getitem": "a Dataset.__getitem__ that pads its item and returns a dict; batch['caption'] passed "
+    "to a helper's parameters and sliced before NLLLoss",
+    "tokenizer_pad": "a `tokenizers` Tokenizer with enable_padding(...) owned by the model; its encode_batch "
+    "ids reach the model's own LSTM",
+    "torchtext_field": "legacy torchtext Field (pads; include_lengths=True gives lengths on the "
+    "BucketIterator's device) into another file's forward",
+    "self_hidden": "a state kept on self.hidden and reassigned by the model's own forward, carried across "
+    "backward() calls by a loop in another file that resets it once per epoch",
+    "notebook": "an np.zeros pad buffer across notebook cells, through TensorDataset/DataLoader, into the "
+    "LSTM of a model class defined in another cell",
+    "clip_negatives": "no RNN001 when the clip covers model.parameters() and model/optimizer are both "
+    "parameters, when a project helper clamps p.grad in place, or when a model method clips; no RNN020 "
+    "for SGD lr 20 with a clip under `if args.clip:` (the word-LM recipe)",
+}
+
+
+def projects() -> list[str]:
+    return sorted(p.name for p in REALCODE.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def params() -> list:
+    return [
+        pytest.param(name, marks=[pytest.mark.xfail(strict=True, reason=NOT_YET[name])] if name in NOT_YET else [], id=name)
+        for name in sorted(EXPECTED)
+    ]
+
+
+def key(finding: dict) -> tuple:
+    return finding["path"], finding["code"], finding["line"], finding.get("cell")
+
+
+def test_every_project_has_expectations_and_parses():
+    assert projects() == sorted(EXPECTED), "fixtures/realcode folders and EXPECTED.toml disagree"
+    assert set(NOT_YET) <= set(EXPECTED)
+    for name in EXPECTED:
+        root = REALCODE / name
+        for path in root.rglob("*.py"):
+            compile(path.read_text("utf-8"), str(path), "exec")
+        for path in root.rglob("*.ipynb"):
+            cells = json.loads(path.read_text("utf-8"))["cells"]
+            for cell in cells:
+                if cell["cell_type"] == "code":
+                    compile("".join(cell["source"]), f"{path}:{cell.get('id')}", "exec")
+        for finding in EXPECTED[name]["findings"]:
+            target = root / finding["path"]
+            assert target.is_file(), target
+            assert not target.stem.endswith("_fixed"), f"a fixed twin cannot have findings: {finding}"
+
+
+def test_realcode_tree_checks_cleanly_and_twins_stay_silent():
+    """Not marked: whatever the engine follows yet, the whole tree is checked without an error,
+    and no fixed twin is ever reported (a twin with a finding is a false alarm)."""
+    result = rnnlint("check", "--static", "--output-format", "json", "--no-cache", "--exit-zero",
+                     "fixtures/realcode", cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert not [d for d in found if Path(d["path"]).stem.endswith("_fixed")], result.stdout
+
+
+@pytest.mark.parametrize("project", params())
+def test_realcode_project_findings(project):
+    result = rnnlint(
+        "check", "--static", "--output-format", "json", "--no-cache", "--exit-zero",
+        f"fixtures/realcode/{project}", cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    prefix = f"fixtures/realcode/{project}/"
+    found = set()
+    for d in json.loads(result.stdout):
+        assert d["path"].startswith(prefix), d
+        found.add((d["path"][len(prefix):], d["code"], d["line"], d.get("cell")))
+    expected = {key(f) for f in EXPECTED[project]["findings"]}
+    missing, extra = sorted(expected - found, key=str), sorted(found - expected, key=str)
+    assert not missing and not extra, f"missing: {missing}\nextra: {extra}"
