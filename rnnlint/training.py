@@ -246,7 +246,8 @@ def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer 
     """
     if not name:
         return None
-    if name.split(".")[0] in scope.params and name not in scope.assigned:
+    head = name.split(".")[0]
+    if head in scope.params and head not in ("self", "cls") and name not in scope.assigned:
         return None  # a parameter: whichever optimizer the caller passes, not a namesake elsewhere in the file
     candidates = [o for o in facts(ctx).all_optimizers if o.name == name]
     for wanted in (
@@ -478,6 +479,11 @@ class _Collector:
         name = dotted(call.func)
         if name:
             self.callees.add(name)
+            qualname = self.ctx.qualname(call.func)
+            if qualname in OPTIMIZERS and not any(o.call is call for o in self.all_optimizers):
+                # built without a name: ``return AdamW(self.parameters(), lr=self.lr)``, ``Trainer(optim=SGD(...))``
+                self.all_optimizers.append(Optimizer(
+                    "", qualname, OPTIMIZERS[qualname], call, _arg(call, 0, "params"), _arg(call, 1, "lr"), scope))
         func = call.func
         if not isinstance(func, cst.Attribute):
             if self.ctx.qualname(func) in CLIP_FUNCTIONS:

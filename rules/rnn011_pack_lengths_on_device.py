@@ -178,11 +178,15 @@ class PackLengthsOnDevice(Rule):
             if sink.path == here and id(sink.lengths) in reported:
                 continue
             where = f"{flow.display(sink.path)}:{flow.line(sink.path, sink.call)}"
+            call = self.ctx.code(hit.call)
+            if len(call) > 60:
+                call = self.ctx.code(hit.call.func) + "(...)"
             self.report(
-                hit.move,
-                f"{self.ctx.code(hit.move)} puts the lengths on the GPU, and they reach pack_padded_sequence "
-                f"in {sink.owner}.forward ({where}), which needs a 1-D CPU int64 tensor and raises RuntimeError; "
-                f"keep the lengths on the CPU, or pass lengths.cpu() where they are packed",
+                hit.call,
+                f"{call} hands lengths that {self.ctx.code(hit.move)} put on the GPU (line "
+                f"{flow.line(hit.path, hit.move)}) to pack_padded_sequence in {sink.owner}.forward ({where}), which "
+                f"needs a 1-D CPU int64 tensor and raises RuntimeError; keep the lengths on the CPU, or pass "
+                f"lengths.cpu() where they are packed",
             )
 
     def visit_Call(self, node: cst.Call) -> None:

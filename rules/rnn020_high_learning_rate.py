@@ -56,7 +56,7 @@ class HighLearningRate(Rule):
 
     def finish(self) -> None:
         clips = any(e.kind == "clip" for scope in facts(self.ctx).scopes for e in scope.events)
-        for optimizer in facts(self.ctx).optimizers.values():
+        for optimizer in facts(self.ctx).all_optimizers:
             keys = _FAMILIES.get(optimizer.family)
             if keys is None or optimizer.lr is None:
                 continue

@@ -31,22 +31,8 @@ EXPECTED = tomllib.loads((REALCODE / "EXPECTED.toml").read_text("utf-8"))["proje
 
 # project -> what the flow model must follow before the project passes (absent: passes today)
 NOT_YET = {
-    "call_site_arg": "parameters of a loop function bound at call sites in another file "
-    "(net/model/optimizer), so the network is known to be recurrent; a commented-out clip is no clip",
-    "self_attr": "constructor arguments stored as self.model/self.optimizer on a trainer object, and a model "
-    "whose recurrent submodules are constructor arguments (Translator(SourceEncoder(...), TargetDecoder(...)))",
-    "helper_fn": "an update helper in another file whose net/optimizer parameters are bound at the call site",
-    "lightning": "lr from an argparse group default -> LightningModule(lr=args.lr) -> self.lr -> AdamW(lr=self.lr)",
     "dynamic_import": "importlib.import_module(f'archs.{args.arch}') with an argparse default, a class picked "
     "from a dict, and getattr(nn, cell.upper()) with a string default",
-    "config_dict": "nested dict literals in another module, a section passed to __init__ and subscripted "
-    "there (num_layers, dropout), and a subscript chain for the lr",
-    "ctor_default": "num_layers/dropout from constructor defaults (dropout via self.dropout) when no call site "
-    "in the project passes them",
-    "hparam_object": "attributes set in a class __init__ of a module-level instance imported elsewhere "
-    "(hp.dropout, hp.lr), a positional lr, params = list(a.parameters()) + list(b.parameters())",
-    "xfile_forward": "lengths moved to the device in the loop, passed through an injected wrapper's forward "
-    "in another file, kept on the device by .long() and torch.sort, then packed",
     "np_zeros_buffer": "np.full/np.zeros buffers filled per example and returned by a helper, through "
     "torch.from_numpy, a DataLoader over a tensor and slicing, into another file's forward and the loss",
     "manual_pad": "list arithmetic padding (s + [PAD] * (n - len(s))) in a helper, encoded to a "
@@ -61,8 +47,6 @@ NOT_YET = {
     "BucketIterator's device) into another file's forward",
     "self_hidden": "a state kept on self.hidden and reassigned by the model's own forward, carried across "
     "backward() calls by a loop in another file that resets it once per epoch",
-    "notebook": "an np.zeros pad buffer across notebook cells, through TensorDataset/DataLoader, into the "
-    "LSTM of a model class defined in another cell",
     "clip_negatives": "no RNN001 when the clip covers model.parameters() and model/optimizer are both "
     "parameters, when a project helper clamps p.grad in place, or when a model method clips; no RNN020 "
     "for SGD lr 20 with a clip under `if args.clip:` (the word-LM recipe)",
