@@ -77,6 +77,9 @@ LENGTH_WORDS = ("lengths", "lens", "length", "len")
 @dataclass(frozen=True)
 class Padded:
     origin: str  # for messages: "pad_sequence(...) output"; "@0" marks a parameter in summaries
+    #: the pad as written where padding was done by hand (``0`` of ``[0] * (n - len(x))``); "" when the
+    #: value cannot be written (a string pad mapped to ids later); None where the padding is a library's
+    by_hand: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ class Flow:
         self.names: dict[str, cst.BaseExpression | None] = {}
         self.result = Result()
         self._statement: cst.CSTNode | None = None
-        self.buffers: set[str] = set()  # names bound to np.zeros/torch.zeros-like buffers
+        self.buffers: dict[str, str] = {}  # names bound to np.zeros-like buffers -> their fill value as written
 
     # -- entry points --------------------------------------------------------
 
@@ -252,7 +255,7 @@ class Flow:
                 value = None
                 for target in small.targets:
                     if dotted(target.target):
-                        self.buffers.add(dotted(target.target))
+                        self.buffers[dotted(target.target)] = _buffer_fill(small.value, self.imports)
             for target in small.targets:
                 if isinstance(target.target, cst.Subscript):
                     self._fill(target.target, value)
@@ -280,12 +283,13 @@ class Flow:
         """``buffer[i, :len(seq)] = seq``: a zero buffer filled per example up to its length is padded."""
         owner = dotted(target.value)
         if owner and isinstance(value, Padded):  # rows[i] = rows[i] + [pad] * (n - len(rows[i]))
-            self.env[owner] = PaddedRows(value.origin)
+            self.env[owner] = PaddedRows(value.origin, value.by_hand)
             return
         if owner in self.buffers and any(
             isinstance(e.slice, cst.Slice) and _varies(e.slice) for e in target.slice
         ):
-            self.env[owner] = Padded(f"{owner}, a buffer filled per example up to its length")
+            self.env[owner] = Padded(f"{owner}, a buffer filled per example up to its length",
+                                     self.buffers[owner])
 
     def bind(self, target: cst.BaseExpression, value: Value, expr: cst.BaseExpression | None) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
@@ -319,8 +323,12 @@ class Flow:
             return None
         if isinstance(expr, cst.Call):
             return self.call(expr)
-        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add) and _pads_by_hand(expr):
-            return Padded(f"padded by hand ({_short(expr)})")
+        if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Add):
+            if _pads_by_hand(expr):
+                return Padded(f"padded by hand ({_short(expr)})", _pad_written(expr))
+            left, right = self.value(expr.left), self.value(expr.right)
+            joined = left if isinstance(left, Padded) else right  # 'S' + padded, padded + 'E': still padded
+            return joined if isinstance(joined, Padded) else None
         if isinstance(expr, (cst.ListComp, cst.GeneratorExp)):
             element = self.value(expr.elt)
             if isinstance(element, Padded):
@@ -336,7 +344,7 @@ class Flow:
                     if isinstance(index, Padded) and base is None:
                         return index  # np.eye(n)[padded ids]: one-hot rows of a padded batch
             if isinstance(base, PaddedRows):
-                return Padded(base.origin)
+                return Padded(base.origin, base.by_hand)
             if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] is one time step
                 return base if all(isinstance(e.slice, cst.Slice) for e in expr.slice) else None
             if isinstance(base, Items) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
@@ -467,6 +475,35 @@ def _is_buffer(expr: cst.BaseExpression, imports: ImportMap) -> bool:
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "astype":
         return _is_buffer(expr.func.value, imports)
     return isinstance(expr, cst.Call) and imports.resolve(expr.func) in BUFFERS
+
+
+def _buffer_fill(expr: cst.BaseExpression, imports: ImportMap) -> str:
+    """What a buffer holds before it is filled: ``0`` (zeros), ``1`` (ones), ``v`` of ``full(shape, v)`` or ``ones * v``."""
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        buffer, other = (expr.left, expr.right) if _is_buffer(expr.left, imports) else (expr.right, expr.left)
+        return _short(other) if _buffer_fill(buffer, imports) == "1" else ""
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "astype":
+        return _buffer_fill(expr.func.value, imports)
+    name = imports.resolve(expr.func) if isinstance(expr, cst.Call) else ""
+    last = (name or "").rsplit(".", 1)[-1]
+    if last == "zeros":
+        return "0"
+    if last == "ones":
+        return "1"
+    if last == "full" and isinstance(expr, cst.Call):
+        value = keyword_arg(expr, "fill_value") or (expr.args[1] if len(expr.args) > 1 else None)
+        return _short(value.value) if value is not None else ""
+    return ""
+
+
+def _pad_written(expr: cst.BinaryOperation) -> str:
+    """``0`` of ``row + [0] * (n - len(row))``; "" for a string pad (mapped to an id later) or a complex one."""
+    for side in (expr.left, expr.right):
+        if isinstance(side, cst.BinaryOperation) and isinstance(side.operator, cst.Multiply):
+            for operand in (side.left, side.right):
+                if isinstance(operand, cst.List) and len(operand.elements) == 1:
+                    return _short(operand.elements[0].value)
+    return ""
 
 
 def _varies(part: cst.Slice) -> bool:

@@ -14,6 +14,7 @@ from rnnlint.padding import (
     Flow,
     Items,
     Padded,
+    PaddedRows,
     ProjectResolver,
     Resolver,
     Result,
@@ -115,6 +116,17 @@ class PaddedLossWithoutIgnoreIndex(Rule):
         pad_desc = pad.text if pad.value is None or pad.text == _number_text(pad.value) else \
             f"{pad.text} = {_number_text(pad.value)}"
         pad_class = _number_text(pad.value) if pad.value is not None else pad.text
+        if not pad.text:  # padded by hand with a pad this file cannot name (a token mapped to an id later)
+            if ignore is not None:
+                return False
+            self.report(
+                site,
+                f"{name} is computed over targets {origin}, with a pad this file cannot name, and has no "
+                f"ignore_index: "
+                f"every padding position is trained as a target, so the model learns to predict padding and the "
+                f"loss is dominated by it; pass ignore_index=<the pad id> (or mask the loss)",
+            )
+            return True
         fix_text = _usable(self.ctx, pad, site)
         if ignore is None:
             if pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
@@ -226,8 +238,19 @@ class _LossFlow(Flow):
             for target in targets:
                 if isinstance(target, cst.Subscript):
                     base = dotted(target.value)
-                    if base:
+                    if base and not isinstance(self.env.get(base), PaddedRows):  # rows padded one by one stay
                         self.env.pop(base, None)
+
+    def value(self, expr):
+        # a row (or a time step) of padded targets still holds pad values: targets[i] is scored too
+        if isinstance(expr, cst.Subscript):
+            base = super().value(expr.value)
+            if isinstance(base, Padded) and not isinstance(base, PaddedRows):
+                for element in expr.slice:
+                    if isinstance(element.slice, cst.Index):
+                        self.value(element.slice.value)
+                return base
+        return super().value(expr)
 
     def call(self, call: cst.Call) -> Value:
         func = call.func
@@ -260,10 +283,10 @@ class _LossFlow(Flow):
             pad = positional[2]
         origin = "pad_sequence(...) output"
         if pad is None:
-            return _PadWith(origin, "0", 0.0, self.local)
+            return _PadWith(origin, text="0", value=0.0, local=self.local)
         text = cst.Module(body=[]).code_for_node(pad.value)
         value = _fold(pad.value, self.constants)
-        return _PadWith(origin, text, value, self.local)
+        return _PadWith(origin, text=text, value=value, local=self.local)
 
     def _loss_constructor(self, call: cst.Call, name: str | None, qualname: str | None) -> cst.Call | None:
         if isinstance(call.func, cst.Call) and self.imports.resolve(call.func.func) in LOSS_MODULES:
@@ -314,6 +337,10 @@ class _Pad:
 
 
 def _pad_of(ctx, target: Padded) -> _Pad | None:
+    if not isinstance(target, _PadWith) and target.by_hand is not None:
+        if not target.by_hand:
+            return _Pad("", None, True)  # padded by hand with a value this file cannot write as an id
+        return _Pad(target.by_hand, _constant(ctx, target.by_hand), True)
     if isinstance(target, _PadWith):
         value = target.value
         if value is None and target.local:  # PAD_IDX = 1 at the top of this file, or imported
