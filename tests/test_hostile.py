@@ -162,8 +162,8 @@ def test_a_fifo_named_like_a_source_does_not_hang_the_run(tmp_path):
     os.mkfifo(tmp_path / "pipe.py")
     os.mkfifo(tmp_path / "pipe.ipynb")
     shutil.copy(TRAIN, tmp_path / "train.py")
-    # the graph stage too (no --static): every stage would wait forever for a writer
-    result = rnnlint("check", "--no-cache", ".", cwd=tmp_path, timeout=120)
+    # the graph stage too (--graph): every stage would wait forever for a writer
+    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path, timeout=120)
     assert_clean_exit(result)
     for name in ("pipe.py", "pipe.ipynb"):
         assert f"warning: {name}: not a regular file (a pipe, socket or device); skipped" in result.stderr

@@ -485,3 +485,38 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+_MODEL_WORDS = (b"Module", b"LSTM", b"GRU", b"RNN")
+
+
+def count_models(files: list[Path], session) -> int:
+    """How many models the graph stage would build from ``files``: static, and cheap.
+
+    For the one line ``check`` prints when the graph stage is off. Counts the
+    classes :meth:`ModelFinder.find` would build (``nn.Module`` subclasses that
+    hold a recurrent module), answered by the project index (from its cache when
+    warm), in files whose bytes could define one. Nothing is imported or run, and
+    no file is parsed for positions or call sites. Zero when no graph rule is enabled.
+    """
+    from rnnlint.graph.rule import GraphRule
+    from rnnlint.source import SourceError, read_file_bytes
+
+    enabled = session.config.enabled(session.rules)
+    if not any(issubclass(r, GraphRule) and r.code != "RNN901" for r in enabled):
+        return 0
+    words = _MODEL_WORDS + tuple(name.rsplit(".", 1)[-1].encode() for name in session.config.recurrent_classes)
+    finder = ModelFinder(session)
+    count = 0
+    for path in (f.resolve() for f in files if f.suffix == ".py"):
+        try:
+            data = read_file_bytes(path)
+        except SourceError:
+            continue
+        if not any(word in data for word in words) or module_name(path) is None:
+            continue
+        summary = finder.index.summary(path)
+        for name, definition in (summary.definitions.items() if summary else ()):
+            if definition.kind == "class" and finder.is_module_class(path, name) and finder.index.is_recurrent(path, name):
+                count += 1
+    return count
