@@ -304,7 +304,7 @@ def test_a_pyproject_without_an_rnnlint_table_is_not_ours_to_judge(tmp_path, tom
         ("[tool.rnnlint]\nrecurrent-classes = [1]\n", "[tool.rnnlint] recurrent-classes: must be a list of strings"),
         ("[tool.rnnlint]\nmodels = 1\n", "[tool.rnnlint] models: must be a table"),
         ("[tool]\nrnnlint = 5\n", "[tool.rnnlint] must be a table"),
-        ("[tool.rnnlint.missing-grad-clip]\nmax-norm = true\n", "[tool.rnnlint] missing-grad-clip.max-norm: max-norm must be a float"),
+        ("[tool.rnnlint.missing-grad-clip]\nmax-norm = true\n", "[tool.rnnlint] missing-grad-clip.max-norm: max-norm must be a finite number > 0"),
     ],
 )
 def test_config_values_of_the_wrong_type_name_the_file_and_the_key(tmp_path, toml, expected):
