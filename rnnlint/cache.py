@@ -168,10 +168,10 @@ class ResultCache:
         tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp")
         try:
             if not self.directory.is_dir():
+                fresh = not os.path.lexists(self.root)
                 self.directory.mkdir(parents=True, exist_ok=True)
-                marker = self.root / ".gitignore"
-                if not marker.exists():
-                    marker.write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
+                if fresh:  # never write a `*` .gitignore into a folder rnnlint did not create (cache-dir = "..")
+                    (self.root / ".gitignore").write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
             tmp.write_bytes(blob)
             os.replace(tmp, file)
         except OSError:

@@ -173,7 +173,8 @@ def main() -> None:
     """Find and fix the mistakes that make RNN, LSTM and GRU models fail to train.
 
     \b
-      rnnlint check src/           report findings (exit 1 if any)
+      rnnlint check src/           report findings (exit 1 if any); runs none of your code
+      rnnlint check --graph src/   also build the models found (runs project code, contained)
       rnnlint fix src/             show the fixes as a diff, write nothing
       rnnlint fix --apply src/     write the safe fixes
       rnnlint verify train.py      a short trial: does the fix make training healthier?

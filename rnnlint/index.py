@@ -359,10 +359,11 @@ class ProjectIndex:
             return
         try:
             if not file.parent.is_dir():
+                fresh = not os.path.lexists(self.cache_dir)  # type: ignore[arg-type]
                 file.parent.mkdir(parents=True, exist_ok=True)
-                marker = self.cache_dir / ".gitignore"  # type: ignore[operator]
-                if not marker.exists():
-                    marker.write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
+                if fresh:  # never write a `*` .gitignore into a folder rnnlint did not create (cache-dir = "..")
+                    (self.cache_dir / ".gitignore").write_text(  # type: ignore[operator]
+                        "# created by rnnlint: safe to delete\n*\n", "utf-8")
             blob = seal.seal(file.name, json.dumps(summary.to_json()).encode("utf-8"))
             if blob is None:
                 return  # no key to seal with: nothing a later run could trust

@@ -319,3 +319,15 @@ def test_dependencies_are_recorded_when_the_index_answers_from_its_memo(project,
     analysed.clear()
     assert check(project, "train.py", "second.py") == {"train.py": [], "second.py": []}
     assert analysed == ["train.py", "second.py"]
+
+
+def test_cache_dir_naming_an_existing_folder_gets_no_gitignore(project):
+    """A config's `cache-dir = ".."` must not hide the parent folder from git with a `*` .gitignore."""
+    shared = project / "shared"
+    shared.mkdir()
+    (project / "pyproject.toml").write_text('[tool.rnnlint]\ncache-dir = "shared"\n', "utf-8")
+    assert rnnlint("check", "--static", ".", cwd=project).returncode == 1
+    assert list(shared.glob("check-*/*.json")) and not (shared / ".gitignore").exists()
+    (project / "pyproject.toml").write_text('[tool.rnnlint]\ncache-dir = "fresh"\n', "utf-8")
+    rnnlint("check", "--static", ".", cwd=project)
+    assert (project / "fresh" / ".gitignore").is_file()  # one rnnlint made: marked as safe to delete
