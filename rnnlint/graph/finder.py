@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -487,17 +488,20 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-_MODEL_WORDS = (b"Module", b"LSTM", b"GRU", b"RNN")
+_RECURRENT_WORDS = (b"LSTM", b"GRU", b"RNN")
+_MODULE_CLASS = re.compile(rb"^[ \t]*class[ \t]+\w+[ \t]*\([^)]*Module", re.MULTILINE)
 
 
 def count_models(files: list[Path], session) -> int:
-    """How many models the graph stage would build from ``files``: static, and cheap.
+    """About how many models the graph stage would build from ``files``: static, and cheap.
 
     For the one line ``check`` prints when the graph stage is off. Counts the
     classes :meth:`ModelFinder.find` would build (``nn.Module`` subclasses that
-    hold a recurrent module), answered by the project index (from its cache when
-    warm), in files whose bytes could define one. Nothing is imported or run, and
-    no file is parsed for positions or call sites. Zero when no graph rule is enabled.
+    hold a recurrent module, as the project index answers) in the files whose
+    bytes name a recurrent module and define a ``Module`` subclass; the others
+    are not parsed, so a model composed only of classes from other files is
+    not counted (the number is a lower bound). Nothing is imported or run.
+    Zero when no graph rule is enabled.
     """
     from rnnlint.graph.rule import GraphRule
     from rnnlint.source import SourceError, read_file_bytes
@@ -505,7 +509,7 @@ def count_models(files: list[Path], session) -> int:
     enabled = session.config.enabled(session.rules)
     if not any(issubclass(r, GraphRule) and r.code != "RNN901" for r in enabled):
         return 0
-    words = _MODEL_WORDS + tuple(name.rsplit(".", 1)[-1].encode() for name in session.config.recurrent_classes)
+    words = _RECURRENT_WORDS + tuple(name.rsplit(".", 1)[-1].encode() for name in session.config.recurrent_classes)
     finder = ModelFinder(session)
     count = 0
     for path in (f.resolve() for f in files if f.suffix == ".py"):
@@ -513,7 +517,7 @@ def count_models(files: list[Path], session) -> int:
             data = read_file_bytes(path)
         except SourceError:
             continue
-        if not any(word in data for word in words) or module_name(path) is None:
+        if not any(word in data for word in words) or not _MODULE_CLASS.search(data) or module_name(path) is None:
             continue
         summary = finder.index.summary(path)
         for name, definition in (summary.definitions.items() if summary else ()):
