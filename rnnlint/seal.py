@@ -19,7 +19,9 @@ the check and is a cache miss. The check runs before the JSON is parsed, so a
 hostile entry (nesting deep enough to overflow the parser) is never parsed.
 
 Where no key can be kept (no writable home), :func:`available` is False and the
-caches are off: the answers stay right, only slower.
+caches are off: the answers stay right, only slower. So are they when the key
+file lies inside the checked tree (:func:`key_inside`): a key found there could
+have been committed with the forged entries.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ def key() -> bytes | None:
 
 def available() -> bool:
     return key() is not None
+
+
+def key_inside(root: Path) -> bool:
+    """Is the key file under ``root``? Then whoever edits that tree could plant a key of their own
+    (``XDG_CACHE_HOME`` set inside a CI workspace, or a check of the home folder): no cache is trusted."""
+    key_path = os.path.realpath(key_file())
+    real_root = os.path.realpath(root).rstrip(os.sep) + os.sep
+    return key_path.startswith(real_root)
 
 
 def _mac(secret: bytes, name: str, payload: bytes) -> bytes:

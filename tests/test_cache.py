@@ -331,3 +331,11 @@ def test_cache_dir_naming_an_existing_folder_gets_no_gitignore(project):
     (project / "pyproject.toml").write_text('[tool.rnnlint]\ncache-dir = "fresh"\n', "utf-8")
     rnnlint("check", "--static", ".", cwd=project)
     assert (project / "fresh" / ".gitignore").is_file()  # one rnnlint made: marked as safe to delete
+
+
+def test_no_cache_is_trusted_when_the_key_would_live_in_the_checked_tree(project):
+    """XDG_CACHE_HOME inside a CI workspace: a pull request could commit a key and entries sealed with it."""
+    env = {"XDG_CACHE_HOME": str(project / ".cache")}
+    result = rnnlint("check", "--static", ".", cwd=project, env=env)
+    assert result.returncode == 1, result.stderr
+    assert not (project / ".rnnlint_cache").exists()
