@@ -228,7 +228,10 @@ def _note_unbuilt(files, session) -> None:
     """One line when the graph stage is off but has models to build (found statically: nothing runs)."""
     from rnnlint.graph.finder import count_models  # no torch, no project code: the index answers
 
-    count = count_models(files, session)
+    try:
+        count = count_models(files, session)
+    except Exception:  # a hint must never cost the user their findings
+        return
     if count:
         click.secho(
             f"note: {output.plural(count, 'model')} not built by the graph stage (it runs project code); "
