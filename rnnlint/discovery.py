@@ -21,10 +21,12 @@ import os
 import re
 import stat
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from rnnlint.config import Config, read_regular
+
+if TYPE_CHECKING:
+    import pathspec
 
 SOURCE_SUFFIXES = (".py", ".ipynb")
 # a FIFO named train.py would make every stage that reads it wait forever
@@ -37,7 +39,7 @@ class GitIgnore:
     """The ``.gitignore`` patterns in effect while walking a tree."""
 
     def __init__(self) -> None:
-        self._specs: dict[Path, pathspec.GitIgnoreSpec] = {}
+        self._specs: dict[Path, "pathspec.GitIgnoreSpec"] = {}
         self.problems: list[str] = []
 
     def load(self, directory: Path) -> None:
@@ -50,6 +52,8 @@ class GitIgnore:
             if os.path.lexists(file):
                 self.problems.append(f"{file}: not read: {exc.strerror or exc}")
             return
+        import pathspec  # ~12 ms: only runs that walk a tree with a .gitignore pay it
+
         lines = []
         for number, line in enumerate(text.splitlines(), 1):
             if len(_STARS.findall(line)) > MAX_WILDCARDS and not line.lstrip().startswith("#"):
@@ -80,6 +84,8 @@ class GitIgnore:
 
 
 def _valid(line: str) -> bool:
+    import pathspec
+
     try:
         pathspec.GitIgnoreSpec.from_lines([line])
     except Exception:
