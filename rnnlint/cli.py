@@ -353,7 +353,7 @@ def explain(code, config_file, no_project_code):
     if rule.options:
         click.echo(f"\nOptions ([tool.rnnlint.{rule.name}] in pyproject.toml):")
         for key, option in rule.options.items():
-            click.echo(f"  {key} = {option.default!r}  -- {option.help}")
+            click.echo(f"  {key} = {option.default!r}  -- {option.help} ({option.allowed()})")
 
 
 def entry() -> None:  # pragma: no cover - exercised through subprocess tests

@@ -129,3 +129,6 @@ def test_a_config_value_that_would_make_a_bad_fix_is_an_error(tmp_path):
     assert (tmp_path / "train.py").read_text("utf-8") == source
     (tmp_path / "pyproject.toml").write_text("[tool.rnnlint.missing-grad-clip]\nmax-norm = 0.5\n", "utf-8")
     assert "max_norm=0.5" in rnnlint("fix", "train.py", cwd=tmp_path).stdout
+    # explain says what each option allows
+    explained = rnnlint("explain", "RNN001", cwd=tmp_path).stdout
+    assert "max-norm = 1.0  -- max_norm written by the fix (a finite number > 0 and <= 1e+06)" in explained
