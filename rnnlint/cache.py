@@ -19,8 +19,15 @@ document with the content hash, the dependencies and the findings as
 :meth:`Diagnostic.to_json` writes them, so cached findings print exactly as
 fresh ones. The display path is not stored (it depends on the working
 directory). Entries are written to a temporary file and renamed into place,
-so two concurrent runs never see half an entry; an unreadable or corrupt entry
-is a miss. ``fix`` never reads this cache.
+so two concurrent runs never see half an entry.
+
+The cache usually lives inside the checked repository, so an entry is trusted
+only when it carries a valid seal (:mod:`rnnlint.seal`: an HMAC with a key kept
+in the user's own cache folder, over the entry's name and bytes) and every
+field has the type it should: a tampered, foreign, corrupt or hostile entry
+(``"diagnostics": []`` added by hand, deep nesting, a string where a line
+number belongs) is a miss, never a crash and never a hidden finding. ``fix``
+never reads this cache.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from pathlib import Path
 from libcst import _version as libcst_version
 
 from rnnlint import __version__
-from rnnlint.config import Config
+from rnnlint import seal
+from rnnlint.config import Config, read_regular
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.index import EXISTS
 from rnnlint.registry import builtin_pack
@@ -97,12 +105,18 @@ class ResultCache:
 
     def get(self, path: Path, digest: str, rules: list[type[Rule]], display: str) -> list[Diagnostic] | None:
         """The cached findings for ``path`` (shown as ``display``), or None on a miss."""
+        file = self.entry(path, rules)
         try:
-            data = json.loads(self.entry(path, rules).read_bytes())
-            if data["digest"] != digest or not all(self._unchanged(Path(p), d) for p, d in data["deps"].items()):
+            payload = seal.unseal(file.name, read_regular(file))
+            if payload is None:
+                return None  # not sealed with this user's key: edited, foreign or corrupt
+            data = json.loads(payload)
+            if not _valid_entry(data) or data["digest"] != digest:
+                return None
+            if not all(self._unchanged(Path(p), d) for p, d in data["deps"].items()):
                 return None
             return [Diagnostic.from_json(d, path=display) for d in data["diagnostics"]]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None  # no entry, or a corrupt one: analyse again
 
     def _unchanged(self, path: Path, recorded: str | None) -> bool:
@@ -148,17 +162,60 @@ class ResultCache:
             "diagnostics": [d.to_json() for d in diagnostics],
         }
         file = self.entry(path, rules)
+        blob = seal.seal(file.name, json.dumps(data).encode("utf-8"))
+        if blob is None:
+            return  # no key to seal with: an entry nobody could trust is not written
         tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp")
         try:
             if not self.directory.is_dir():
+                fresh = not os.path.lexists(self.root)
                 self.directory.mkdir(parents=True, exist_ok=True)
-                marker = self.root / ".gitignore"
-                if not marker.exists():
-                    marker.write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
-            tmp.write_text(json.dumps(data), "utf-8")
+                if fresh:  # never write a `*` .gitignore into a folder rnnlint did not create (cache-dir = "..")
+                    (self.root / ".gitignore").write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
+            tmp.write_bytes(blob)
             os.replace(tmp, file)
         except OSError:
             try:
                 tmp.unlink()
             except OSError:
                 pass
+
+
+# -- validation: every field of an entry has the type it must have ----------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_int(value) -> bool:
+    return value is None or _is_int(value)
+
+
+def _valid_position(value) -> bool:
+    return isinstance(value, dict) and _is_int(value.get("line")) and _is_int(value.get("column"))
+
+
+def _valid_fix(fix) -> bool:
+    if fix is None:
+        return True
+    return (isinstance(fix, dict) and isinstance(fix.get("message"), str) and isinstance(fix.get("applicability"), str)
+            and isinstance(fix.get("edits"), list)
+            and all(isinstance(e, dict) and _valid_position(e.get("start")) and _valid_position(e.get("end"))
+                    and isinstance(e.get("content"), str) and _optional_int(e.get("cell")) for e in fix["edits"]))
+
+
+def _valid_diagnostic(item) -> bool:
+    return (isinstance(item, dict)
+            and all(isinstance(item.get(k), str) for k in ("code", "name", "severity", "path", "message"))
+            and all(_is_int(item.get(k)) for k in ("line", "column", "end_line", "end_column"))
+            and _optional_int(item.get("cell")) and _optional_int(item.get("cell_line"))
+            and _valid_fix(item.get("fix")))
+
+
+def _valid_entry(data) -> bool:
+    return (isinstance(data, dict) and isinstance(data.get("digest"), str)
+            and isinstance(data.get("deps"), dict)
+            and all(isinstance(p, str) and (d is None or isinstance(d, str)) for p, d in data["deps"].items())
+            and isinstance(data.get("diagnostics"), list)
+            and all(_valid_diagnostic(d) for d in data["diagnostics"]))

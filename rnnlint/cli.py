@@ -58,7 +58,10 @@ def common_options(func):
                      help="text for people; json, sarif (code scanning) or github (Actions annotations)."),
         click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain (errors still exit 2)."),
         click.option("--static", is_flag=True,
-                     help="Static rules only: skip the graph stage, never import torch (as pre-commit runs it)."),
+                     help="Static rules only: skip the graph stage even where config enables it; never import torch."),
+        click.option("--no-project-code", is_flag=True,
+                     help="Run nothing from the checked tree: refuse the graph stage and rule-folders even where "
+                          "the repository's config enables them (for CI on untrusted pull requests)."),
         click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
                      help="Use this pyproject.toml instead of the nearest one."),
         click.option("--no-cache", is_flag=True, help="Do not read or write the .rnnlint_cache directory."),
@@ -70,10 +73,20 @@ def common_options(func):
     return func
 
 
-def _prepare(paths, select, extend_select, ignore, config_file):
+def _trusted_config(paths, config_file, no_project_code: bool):
+    """The config, with what runs project code switched off under ``--no-project-code`` (said in one line)."""
+    config = load_config(paths, config_file)
+    if no_project_code and (config.graph or config.rule_folders):
+        enabled = [name for name, on in (("the graph stage", config.graph), ("rule-folders", config.rule_folders)) if on]
+        click.secho(f"rnnlint: note: --no-project-code: not running {' and '.join(enabled)} enabled by "
+                    f"{config.source}", err=True, fg="yellow")
+    return config.without_project_code() if no_project_code else config
+
+
+def _prepare(paths, select, extend_select, ignore, config_file, no_project_code=False):
     paths = list(paths) or [Path(".")]
     try:
-        config = load_config(paths, config_file)
+        config = _trusted_config(paths, config_file, no_project_code)
         known = load_rules(config.rule_folders)
         overrides = {}
         if (codes := _codes("--select", select, known)) is not None:
@@ -160,7 +173,8 @@ def main() -> None:
     """Find and fix the mistakes that make RNN, LSTM and GRU models fail to train.
 
     \b
-      rnnlint check src/           report findings (exit 1 if any)
+      rnnlint check src/           report findings (exit 1 if any); runs none of your code
+      rnnlint check --graph src/   also build the models found (runs project code, contained)
       rnnlint fix src/             show the fixes as a diff, write nothing
       rnnlint fix --apply src/     write the safe fixes
       rnnlint verify train.py      a short trial: does the fix make training healthier?
@@ -171,23 +185,33 @@ def main() -> None:
 
 @main.command()
 @common_options
+@click.option("--graph", is_flag=True,
+              help="Also run the graph stage: build the models found (this runs project code, in a child process).")
 @click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
 @click.option("--add-noqa", is_flag=True,
               help="Add `# noqa: CODE` to the line of every finding (to adopt rnnlint now and fix later); exit 0.")
-def check(paths, select, extend_select, ignore, output_format, exit_zero, static, config_file, no_cache, jobs,
-          statistics, add_noqa):
-    """Report recurrent-training mistakes in PATHS (default: the current directory)."""
-    session, files = _prepare(paths, select, extend_select, ignore, config_file)
+def check(paths, select, extend_select, ignore, output_format, exit_zero, static, no_project_code, config_file,
+          no_cache, jobs, graph, statistics, add_noqa):
+    """Report recurrent-training mistakes in PATHS (default: the current directory).
+
+    Runs nothing from the checked tree unless asked: the graph stage (which
+    builds the project's models) runs with --graph or `graph = true` in config.
+    """
+    if graph and (static or no_project_code):
+        raise Failure(f"--graph contradicts {'--static' if static else '--no-project-code'}")
+    session, files = _prepare(paths, select, extend_select, ignore, config_file, no_project_code)
     outcomes = run(files, session.config, "check", jobs=jobs, use_cache=not no_cache, session=session)
     internal = _report_messages(outcomes)
     diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
-    if not static and session.config.graph:
+    if graph or (session.config.graph and not static):
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
             diagnostics = _sorted([*diagnostics, *run_graph_stage(files, session)])
         except ConfigError as exc:
             raise Failure(str(exc)) from None
+    elif not static and not no_project_code:
+        _note_unbuilt(files, session)
     if add_noqa:
         _add_noqa(diagnostics, internal)
     color = _color()
@@ -198,6 +222,21 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, static
     else:
         _emit(diagnostics, output_format, session.rules, color)
     _exit(diagnostics, internal, exit_zero)
+
+
+def _note_unbuilt(files, session) -> None:
+    """One line when the graph stage is off but has models to build (found statically: nothing runs)."""
+    from rnnlint.graph.finder import count_models  # no torch, no project code: the index answers
+
+    try:
+        count = count_models(files, session)
+    except Exception:  # a hint must never cost the user their findings
+        return
+    if count:
+        click.secho(
+            f"note: {output.plural(count, 'model')} not built by the graph stage (it runs project code); "
+            "use --graph or graph = true to enable it", err=True, fg="yellow",
+        )
 
 
 def _add_noqa(diagnostics, internal: bool) -> None:
@@ -217,15 +256,15 @@ def _add_noqa(diagnostics, internal: bool) -> None:
 @click.option("--apply", "apply_", is_flag=True, help="Write the fixes to the files (default: print a diff).")
 @click.option("--unsafe-fixes", is_flag=True,
               help="Also apply fixes that change how the model trains (e.g. lowering a learning rate).")
-def fix(paths, select, extend_select, ignore, output_format, exit_zero, static, config_file, no_cache, jobs,
-        apply_, unsafe_fixes):
+def fix(paths, select, extend_select, ignore, output_format, exit_zero, static, no_project_code, config_file,
+        no_cache, jobs, apply_, unsafe_fixes):
     """Fix what can be fixed in PATHS: print a diff, or write it with --apply.
 
     Safe fixes are applied by default; unsafe ones need --unsafe-fixes. Every
     fixed file is re-parsed before it is written, writes are atomic, and a file
     changed on disk meanwhile is left alone. Exit 1 when findings remain.
     """
-    session, files = _prepare(paths, select, extend_select, ignore, config_file)
+    session, files = _prepare(paths, select, extend_select, ignore, config_file, no_project_code)
     outcomes = run(files, session.config, "fix", write=apply_, unsafe=unsafe_fixes, jobs=jobs,
                    use_cache=not no_cache, session=session)
     internal = _report_messages(outcomes)
@@ -254,14 +293,32 @@ def fix(paths, select, extend_select, ignore, output_format, exit_zero, static, 
     _exit(remaining, internal, exit_zero)
 
 
+def _catalogue_options(func):
+    options = [
+        click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Use this pyproject.toml instead of the nearest one (its rule-folders are listed too)."),
+        click.option("--no-project-code", is_flag=True, help="Built-in rules only: never import rule-folders."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _catalogue(config_file, no_project_code) -> dict:
+    """Every rule: the built-in pack and, where the config enables them, the project's rule-folders."""
+    try:
+        config = _trusted_config([Path(".")], config_file, no_project_code)
+        return load_rules(config.rule_folders)
+    except (ConfigError, RuleLoadError) as exc:
+        raise Failure(str(exc)) from None
+
+
 @main.command("rules")
 @click.option("--output-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def rules_command(output_format):
-    """List every rule: code, name, fixable, on by default."""
-    try:
-        rules = load_rules()
-    except RuleLoadError as exc:
-        raise Failure(str(exc)) from None
+@_catalogue_options
+def rules_command(output_format, config_file, no_project_code):
+    """List every rule: code, name, fixable, on by default (with the project's own rules)."""
+    rules = _catalogue(config_file, no_project_code)
     if output_format == "json":
         import json
 
@@ -281,12 +338,10 @@ def rules_command(output_format):
 
 @main.command()
 @click.argument("code")
-def explain(code):
+@_catalogue_options
+def explain(code, config_file, no_project_code):
     """Explain a rule: what it catches, why it matters, its fix and options."""
-    try:
-        rules = load_rules()
-    except RuleLoadError as exc:
-        raise Failure(str(exc)) from None
+    rules = _catalogue(config_file, no_project_code)
     wanted = code.strip().upper()
     rule = rules.get(wanted) or next((r for r in rules.values() if r.name == code.strip().lower()), None)
     if rule is None:
@@ -298,7 +353,7 @@ def explain(code):
     if rule.options:
         click.echo(f"\nOptions ([tool.rnnlint.{rule.name}] in pyproject.toml):")
         for key, option in rule.options.items():
-            click.echo(f"  {key} = {option.default!r}  -- {option.help}")
+            click.echo(f"  {key} = {option.default!r}  -- {option.help} ({option.allowed()})")
 
 
 def entry() -> None:  # pragma: no cover - exercised through subprocess tests

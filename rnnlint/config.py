@@ -7,9 +7,9 @@ Example::
     extend-select = ["RNN021"]        # add to the selection (off-by-default rules by full code)
     ignore = ["RNN020"]
     exclude = ["data/**"]             # replaces the default excludes; see extend-exclude
-    graph = true
+    graph = true                      # opt in: the graph stage runs project code
     recurrent-classes = ["mylib.layers.IndRNN"]
-    rule-folders = ["tools/rnnlint_rules"]
+    rule-folders = ["tools/rnnlint_rules"]   # opt in: imports these files (relative to this file)
 
     [tool.rnnlint.per-file-ignores]
     "tests/**" = ["RNN001"]
@@ -17,14 +17,24 @@ Example::
     [tool.rnnlint.missing-grad-clip]  # options of one rule, by rule name
     max-norm = 0.5
 
-Unknown keys and values of the wrong type are errors that name the key: a
-typo in a linter's config must never silently switch a check off.
+Unknown keys, values of the wrong type and values outside what they mean
+(a clip norm of ``nan``, a timeout of 0) are errors that name the key, the
+value and what is allowed: a typo in a linter's config must never silently
+switch a check off nor make a fix write nonsense.
+
+Trust: reading a config never runs anything. ``graph = true`` and
+``rule-folders`` are the two settings that make rnnlint run project code; both
+are opt-in, and :meth:`Config.without_project_code` (``--no-project-code``)
+switches them off whatever the file says. ``[tool.rnnlint.models]`` may only
+name modules of the project itself (see :func:`check_model_keys`).
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import os
+import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -60,7 +70,7 @@ class Config:
     per_file_ignores: tuple[tuple[str, tuple[str, ...]], ...] = ()
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     extend_exclude: tuple[str, ...] = ()
-    graph: bool = True
+    graph: bool = False  # opt-in: the graph stage runs project code (see the README, "What runs")
     respect_gitignore: bool = True
     recurrent_classes: tuple[str, ...] = ()
     rule_folders: tuple[str, ...] = ()
@@ -133,7 +143,10 @@ class Config:
         for table, values in self._raw_options.items():
             rule = by_name.get(table) or by_code.get(table)
             if rule is None:
-                raise ConfigError(f"{self._where(table)}: unknown key {table!r} (not a setting nor a rule name)")
+                hint = did_you_mean(table, [*_TOP_KEYS, *by_name])
+                raise ConfigError(
+                    f"{self._where(table)}: unknown key {table!r} (not a setting nor a rule name){hint}"
+                )
             if not isinstance(values, dict):
                 raise ConfigError(f"{self._where(table)}: expected a table of options for rule {rule.code}")
             for key, value in values.items():
@@ -142,7 +155,7 @@ class Config:
                     choices = ", ".join(rule.options) or "none"
                     raise ConfigError(
                         f"{self._where(table + '.' + key)}: unknown option {key!r} for {rule.code} "
-                        f"({rule.name}); its options are: {choices}"
+                        f"({rule.name}){did_you_mean(key, rule.options)}; its options are: {choices}"
                     )
                 try:
                     validated.setdefault(rule.name, {})[key] = option.check(key, value)
@@ -150,9 +163,35 @@ class Config:
                     raise ConfigError(f"{self._where(table + '.' + key)}: {exc}") from None
         return replace(self, rule_options=validated)
 
+    def without_project_code(self) -> "Config":
+        """The config with everything that runs project code switched off (``--no-project-code``)."""
+        return replace(self, graph=False, rule_folders=())
+
     def _where(self, key: str) -> str:
         origin = str(self.source) if self.source else "command line"
         return f"{origin}: [tool.rnnlint] {key}"
+
+
+def did_you_mean(word: str, choices) -> str:
+    """``"; did you mean 'graph'?"`` for a near miss, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def read_regular(path: Path, limit: int = 16 * 2**20) -> bytes:
+    """The bytes of ``path`` if it is a regular file; OSError otherwise.
+
+    Opened non-blocking and checked with fstat: a FIFO named ``pyproject.toml``
+    or ``.gitignore`` (or passed to ``--config``) must not make rnnlint wait forever.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file (a pipe, socket or device)", str(path))
+        if info.st_size > limit:
+            raise OSError(0, f"larger than {limit // 2**20} MiB", str(path))
+        return handle.read(limit + 1)
 
 
 def _selects(entry: str, rule: type[Rule]) -> bool:
@@ -174,14 +213,14 @@ def _glob_match(rel: str, pattern: str) -> bool:
 
 def find_pyproject(start: Path) -> Path | None:
     """Nearest ``pyproject.toml`` with a ``[tool.rnnlint]`` table, walking up."""
-    directory = start.resolve()
+    directory = Path(os.path.realpath(start))  # Path.resolve() raises on a symlink loop
     while not directory.is_dir() and directory.parent != directory:
         directory = directory.parent
     for candidate in (directory, *directory.parents):
         file = candidate / "pyproject.toml"
         if file.is_file():
             try:
-                data = tomllib.loads(file.read_text("utf-8"))
+                data = tomllib.loads(read_regular(file).decode("utf-8"))
             except OSError:
                 continue
             except UnicodeDecodeError:
@@ -195,7 +234,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 
 def project_root(start: Path) -> Path:
-    directory = start.resolve()
+    directory = Path(os.path.realpath(start))
     while not directory.is_dir() and directory.parent != directory:
         directory = directory.parent
     for candidate in (directory, *directory.parents):
@@ -215,13 +254,13 @@ def common_start(paths: list[Path]) -> Path:
 def load_config(paths: list[Path], config_file: Path | None = None) -> Config:
     """Read the config that governs ``paths`` (or ``config_file`` when given)."""
     start = common_start(paths)
-    file = config_file.resolve() if config_file else find_pyproject(start)
+    file = Path(os.path.realpath(config_file)) if config_file else find_pyproject(start)
     if file is None:
         return Config(root=project_root(start))
     try:
-        data = tomllib.loads(file.read_text("utf-8"))
+        data = tomllib.loads(read_regular(file).decode("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
@@ -242,6 +281,9 @@ def parse_table(table: dict, root: Path, source: Path | None = None) -> Config:
         if key in _LIST_KEYS:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where(key)}: must be a list of strings, got {value!r}")
+            if key == "rule-folders":  # relative to the file that names them, not to the working directory
+                values["rule_folders"] = tuple(str(_path_value(root, v, where(key))) for v in value)
+                continue
             values[key.replace("-", "_")] = tuple(value)
         elif key in ("graph", "respect-gitignore"):
             if not isinstance(value, bool):
@@ -258,14 +300,86 @@ def parse_table(table: dict, root: Path, source: Path | None = None) -> Config:
             values["per_file_ignores"] = tuple(pairs)
         elif key == "cache-dir":
             if not isinstance(value, str):
-                raise ConfigError(f"{where(key)}: must be a path string")
-            values["cache_dir"] = (root / value).resolve()
+                raise ConfigError(f"{where(key)}: must be a path string, got {value!r}")
+            values["cache_dir"] = _path_value(root, value, where(key))
         elif key == "models":
             if not isinstance(value, dict):
                 raise ConfigError(f"{where(key)}: must be a table")
+            check_model_keys(value, root, where(key))
             values["models"] = value
         elif isinstance(value, dict):
             raw_options[key] = value  # a rule's options; checked against the rules in with_rules()
         else:
-            raise ConfigError(f"{where(key)}: unknown key {key!r}")
+            raise ConfigError(f"{where(key)}: unknown key {key!r}{did_you_mean(key, _TOP_KEYS)}")
     return replace(config, **values, _raw_options=raw_options)
+
+
+def _path_value(root: Path, value: str, where: str) -> Path:
+    """A path setting, absolute, relative to the config file's folder; a clean error for nonsense."""
+    if not value or "\0" in value:
+        raise ConfigError(f"{where}: {value!r} is not a usable path (empty, or contains a NUL character)")
+    try:
+        return Path(os.path.realpath(root / value))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: {value!r} is not a usable path: {exc}") from None
+
+
+def check_model_keys(models: dict, root: Path, where: str) -> None:
+    """Refuse ``[tool.rnnlint.models]`` entries that name code outside the project.
+
+    The graph stage imports the module of each key (and of its ``factory``) and
+    calls the attribute with the configured arguments, so
+    ``"builtins:exec" = {args = [...]}`` or ``"os:system"`` would run anything
+    from the config alone. A module is accepted only when it is a file of the
+    project (``<module path>.py`` or a package ``__init__.py``, found from the
+    project root, its ``src/``, or a folder inside the project) whose real path
+    lies under the root, and never when it names a built-in or standard-library
+    module (those are found before any project file).
+    """
+    for key, value in models.items():
+        targets = [("key", key)]
+        if isinstance(value, dict) and isinstance(value.get("factory"), str):
+            targets.append(("factory", value["factory"]))
+        for what, target in targets:
+            module = target.partition(":")[0].strip()
+            if not module or ":" not in target:
+                continue  # malformed: the graph stage's own validation names it
+            if not _project_module(root, module):
+                label = f"{key!r}" if what == "key" else f"{key!r}.factory ({target!r})"
+                raise ConfigError(
+                    f"{where} {label}: {module!r} is not a module of this project (under {root}); "
+                    "the graph stage only builds the project's own models"
+                )
+
+
+def _project_module(root: Path, module: str) -> bool:
+    parts = module.split(".")
+    if not all(part.isidentifier() for part in parts):
+        return False
+    if parts[0] in sys.builtin_module_names or parts[0] in getattr(sys, "stdlib_module_names", ()):
+        return False
+    real_root = os.path.realpath(root)
+
+    def inside(candidate: Path) -> bool:
+        if not candidate.is_file():
+            return False
+        real = os.path.realpath(candidate)
+        return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+    def found_in(base: Path) -> bool:
+        target = base.joinpath(*parts)
+        return inside(target.with_suffix(".py")) or inside(target / "__init__.py")
+
+    if found_in(root) or found_in(root / "src"):
+        return True
+    # a script folder that is not a package (`train:make_model` for fixtures/x/train.py):
+    # look in the project's folders, skipping the default excludes, within a bounded walk
+    budget = 5000
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not any(fnmatch.fnmatch(d, p) for p in DEFAULT_EXCLUDE)]
+        budget -= 1
+        if budget < 0:
+            return False
+        if found_in(Path(dirpath)):
+            return True
+    return False

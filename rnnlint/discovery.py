@@ -1,10 +1,22 @@
 """Which files a run looks at.
 
 Directories are walked recursively for Python sources; ``exclude`` globs and
-``.gitignore`` files prune the walk (as ``git`` would, for the common forms:
-anchored and unanchored patterns, ``dir/`` patterns, ``**`` and ``!``
-negation). A file named explicitly on the command line is always checked, as in
-Ruff: that is how pre-commit passes files.
+``.gitignore`` files prune the walk, as ``git`` would: the patterns are git's
+own wildmatch semantics from the `pathspec <https://pypi.org/project/pathspec/>`_
+library (anchored and unanchored patterns, ``dir/``, ``**``, ``!`` negation,
+escapes, the deepest ``.gitignore`` and the last matching line winning). A file
+named explicitly on the command line is always checked, as in Ruff: that is
+how pre-commit passes files.
+
+A ``.gitignore`` is read only when it is a regular file (a FIFO would wait
+forever). pathspec matches with Python regular expressions, which backtrack: a
+line costs time of the order of (name length) ** (its ``*`` runs) times (path
+length) ** (its ``**`` runs) on a path that almost matches, so
+``*a*a*a*a*a*b`` on a long name, or ``**/a/**/a/**/b`` on a deep tree, would
+never finish. A line with more than :data:`MAX_WILDCARDS` runs of ``*``, or
+more than :data:`MAX_DOUBLE_STARS` of them ``**``, is not used (and said once);
+real ignore files stay far below both (measured worst case within the bounds:
+0.05 s per path 1,000 folders deep).
 """
 
 from __future__ import annotations
@@ -12,86 +24,81 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rnnlint.config import Config
+from rnnlint.config import Config, read_regular
+
+if TYPE_CHECKING:
+    import pathspec
 
 SOURCE_SUFFIXES = (".py", ".ipynb")
 # a FIFO named train.py would make every stage that reads it wait forever
 _NOT_REGULAR = "not a regular file (a pipe, socket or device); skipped"
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    base: Path
-    regex: re.Pattern
-    negate: bool
-    dir_only: bool
-
-
-def _compile(line: str, base: Path) -> _Pattern | None:
-    line = line.rstrip("\n").rstrip()
-    if not line or line.startswith("#"):
-        return None
-    negate = line.startswith("!")
-    if negate:
-        line = line[1:]
-    dir_only = line.endswith("/")
-    line = line.rstrip("/")
-    anchored = "/" in line
-    line = line.lstrip("/")
-    out = ""
-    i = 0
-    while i < len(line):
-        if line.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-        elif line.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif line[i] == "*":
-            out += "[^/]*"
-            i += 1
-        elif line[i] == "?":
-            out += "[^/]"
-            i += 1
-        else:
-            out += re.escape(line[i])
-            i += 1
-    prefix = "" if anchored else "(?:.*/)?"
-    return _Pattern(base, re.compile(f"^{prefix}{out}$"), negate, dir_only)
+MAX_WILDCARDS = 3  # runs of "*" in one .gitignore line ...
+MAX_DOUBLE_STARS = 2  # ... and of them "**", which range over the whole path rather than one name
+_STARS = re.compile(r"\*+")
 
 
 class GitIgnore:
     """The ``.gitignore`` patterns in effect while walking a tree."""
 
     def __init__(self) -> None:
-        self._patterns: dict[Path, list[_Pattern]] = {}
+        self._specs: dict[Path, "pathspec.GitIgnoreSpec"] = {}
+        self.problems: list[str] = []
 
     def load(self, directory: Path) -> None:
         file = directory / ".gitignore"
-        patterns = []
         try:
-            with open(file, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    compiled = _compile(line, directory)
-                    if compiled:
-                        patterns.append(compiled)
-        except OSError:
-            pass
-        self._patterns[directory] = patterns
+            text = read_regular(file, limit=4 * 2**20).decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if os.path.lexists(file):
+                self.problems.append(f"{file}: not read: {exc.strerror or exc}")
+            return
+        import pathspec  # ~12 ms: only runs that walk a tree with a .gitignore pay it
+
+        lines = []
+        for number, line in enumerate(text.splitlines(), 1):
+            runs = _STARS.findall(line)
+            if (len(runs) > MAX_WILDCARDS or sum(len(r) > 1 for r in runs) > MAX_DOUBLE_STARS) \
+                    and not line.lstrip().startswith("#"):
+                self.problems.append(
+                    f"{file}:{number}: too many wildcards in one pattern (at most {MAX_WILDCARDS} `*` runs, "
+                    f"{MAX_DOUBLE_STARS} of them `**`): matching it could take hours; rnnlint does not use it"
+                )
+                continue
+            lines.append(line)
+        try:
+            spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        except Exception:  # one malformed line (a lone "!"): keep the others, as git does
+            spec = pathspec.GitIgnoreSpec.from_lines([line for line in lines if _valid(line)])
+        if spec.patterns:
+            self._specs[directory] = spec
 
     def ignored(self, path: Path, is_dir: bool) -> bool:
-        verdict = False
+        """Is ``path`` (absolute, resolved) ignored? The deepest file with a matching line decides."""
+        verdict: bool | None = None
         for base in reversed(path.parents):
-            for pattern in self._patterns.get(base, ()):
-                if pattern.dir_only and not is_dir:
-                    continue
-                rel = path.relative_to(base).as_posix()
-                if pattern.regex.match(rel):
-                    verdict = not pattern.negate
-        return verdict
+            spec = self._specs.get(base)
+            if spec is None:
+                continue
+            rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+            result = spec.check_file(rel)
+            if result.include is not None:
+                verdict = result.include
+        return bool(verdict)
+
+
+def _valid(line: str) -> bool:
+    import pathspec
+
+    try:
+        pathspec.GitIgnoreSpec.from_lines([line])
+    except Exception:
+        return False
+    return True
 
 
 def _git_root(directory: Path) -> Path | None:
@@ -164,5 +171,6 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
                 if config.respect_gitignore and ignore.ignored(file.resolve(), False):
                     continue
                 add(file)
+        problems.extend(p for p in ignore.problems if p not in problems)
     return files, problems
 

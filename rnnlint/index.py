@@ -22,7 +22,8 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint import __version__, padding
+from rnnlint import __version__, padding, seal
+from rnnlint.config import read_regular
 from rnnlint.names import ImportMap, canonical, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
@@ -91,11 +92,37 @@ class FileSummary:
 
     @classmethod
     def from_json(cls, data: dict) -> "FileSummary":
+        """The inverse of :meth:`to_json`; ValueError for a document of the wrong shape or types."""
+        if not (isinstance(data, dict) and _str_map(data.get("imports")) and _strs(data.get("star_modules"))
+                and isinstance(data.get("definitions"), dict)
+                and all(isinstance(k, str) and _valid_definition(v) for k, v in data["definitions"].items())):
+            raise ValueError("not a file summary")
         return cls(
             imports=data["imports"],
             star_modules=data["star_modules"],
             definitions={k: Definition(**v) for k, v in data["definitions"].items()},
         )
+
+
+def _strs(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _str_map(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _valid_definition(value) -> bool:
+    """A cached :class:`Definition`: exactly its fields, each of its type (``feeds`` lists are checked loosely:
+    their items are callee names or nested lists of them)."""
+    return (isinstance(value, dict) and set(value) <= set(Definition.__dataclass_fields__)
+            and isinstance(value.get("kind"), str) and isinstance(value.get("line"), int)
+            and not isinstance(value.get("line"), bool)
+            and all(_strs(value.get(k, [])) for k in ("bases", "calls", "returns"))
+            and isinstance(value.get("padded_returns", []), list)
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in value.get("padded_returns", []))
+            and isinstance(value.get("feeds", {}), dict)
+            and all(isinstance(k, str) and isinstance(v, list) for k, v in value.get("feeds", {}).items()))
 
 
 def summarise(module: cst.Module, imports: ImportMap | None = None) -> FileSummary:
@@ -339,8 +366,11 @@ class ProjectIndex:
         if file is None:
             return None
         try:
-            return FileSummary.from_json(json.loads(file.read_text("utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
+            payload = seal.unseal(file.name, read_regular(file))
+            if payload is None:
+                return None  # not sealed with this user's key (see rnnlint.seal): a miss
+            return FileSummary.from_json(json.loads(payload))
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def _cache_write(self, key: str, summary: FileSummary) -> None:
@@ -349,12 +379,16 @@ class ProjectIndex:
             return
         try:
             if not file.parent.is_dir():
+                fresh = not os.path.lexists(self.cache_dir)  # type: ignore[arg-type]
                 file.parent.mkdir(parents=True, exist_ok=True)
-                marker = self.cache_dir / ".gitignore"  # type: ignore[operator]
-                if not marker.exists():
-                    marker.write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
+                if fresh:  # never write a `*` .gitignore into a folder rnnlint did not create (cache-dir = "..")
+                    (self.cache_dir / ".gitignore").write_text(  # type: ignore[operator]
+                        "# created by rnnlint: safe to delete\n*\n", "utf-8")
+            blob = seal.seal(file.name, json.dumps(summary.to_json()).encode("utf-8"))
+            if blob is None:
+                return  # no key to seal with: nothing a later run could trust
             tmp = file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(summary.to_json()), "utf-8")
+            tmp.write_bytes(blob)
             os.replace(tmp, file)
         except OSError:
             pass  # a read-only tree still gets correct (uncached) answers

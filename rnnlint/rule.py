@@ -21,6 +21,7 @@ The test suite runs every rule's examples.
 from __future__ import annotations
 
 import inspect
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,23 +38,63 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Option:
-    """A rule option read from ``[tool.rnnlint.<rule-name>]``."""
+    """A rule option read from ``[tool.rnnlint.<rule-name>]``.
+
+    Numbers are checked for meaning, not only type: always finite (``nan`` and
+    ``inf`` are TOML floats), and within ``minimum`` / ``maximum`` when given
+    (``exclusive_minimum``: strictly above the minimum). A clip norm of ``-1``
+    would make the safe fix write nonsense; a timeout of 0 would turn every
+    finding into a note.
+    """
 
     default: Any
     help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+
+    def allowed(self) -> str:
+        """What a value may be, in words: ``"a finite number > 0"``."""
+        if isinstance(self.default, bool):
+            return "true or false"
+        if isinstance(self.default, (list, tuple)):
+            return "a list of strings"
+        if isinstance(self.default, str):
+            return "a string"
+        what = "an integer" if isinstance(self.default, int) else "a finite number"
+        bounds = []
+        if self.minimum is not None:
+            bounds.append(f"{'>' if self.exclusive_minimum else '>='} {_number(self.minimum)}")
+        if self.maximum is not None:
+            bounds.append(f"<= {_number(self.maximum)}")
+        return what + (" " + " and ".join(bounds) if bounds else "")
 
     def check(self, key: str, value: Any) -> Any:
-        """Validate a configured value; raise ValueError naming ``key`` otherwise."""
+        """Validate a configured value; raise ValueError naming ``key``, the value and what is allowed."""
         expected = type(self.default)
+        problem = ValueError(f"{key} must be {self.allowed()}, got {value!r}")
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(self.default, (list, tuple)):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{key} must be a list of strings, got {value!r}")
+                raise problem
             return tuple(value)
         if not isinstance(value, expected) or isinstance(value, bool) != isinstance(self.default, bool):
-            raise ValueError(f"{key} must be a {expected.__name__}, got {value!r}")
+            raise problem
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise problem
+            if self.minimum is not None and (
+                value < self.minimum or (self.exclusive_minimum and value == self.minimum)
+            ):
+                raise problem
+            if self.maximum is not None and value > self.maximum:
+                raise problem
         return value
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 @dataclass(frozen=True)

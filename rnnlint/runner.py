@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rnnlint import seal
 from rnnlint.analysis import analyse, syntax_error
 from rnnlint.cache import ResultCache
 from rnnlint.config import Config
@@ -44,7 +45,7 @@ def display_path(path: Path) -> str:
 
 
 def cache_dir(config: Config, enabled: bool) -> Path | None:
-    if not enabled:
+    if not enabled or seal.key_inside(config.root):  # a key the checked tree holds seals nothing
         return None
     if config.cache_dir is not None:
         return config.cache_dir

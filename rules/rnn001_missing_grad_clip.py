@@ -83,7 +83,7 @@ class MissingGradClip(Rule):
     name = "missing-grad-clip"
     fix_applicability = Applicability.SAFE
     triggers = ("step(", "Trainer", "TrainingArguments")
-    options = {"max-norm": Option(1.0, "max_norm written by the fix")}
+    options = {"max-norm": Option(1.0, "max_norm written by the fix", minimum=0, exclusive_minimum=True, maximum=1e6)}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -6,6 +6,7 @@ from rnnlint.training import facts, recurrent_context
 # optimizer family -> (threshold option, recommended value option)
 _FAMILIES = {"adam": ("adam", "adam-fix"), "rmsprop": ("rmsprop", "rmsprop-fix"), "sgd": ("sgd", "sgd-fix")}
 _PRETTY = {"adam": "Adam-family", "rmsprop": "RMSprop", "sgd": "SGD"}
+_RATE = {"minimum": 0, "exclusive_minimum": True, "maximum": 1e3}  # a learning rate: finite, above 0
 
 
 class HighLearningRate(Rule):
@@ -46,12 +47,12 @@ class HighLearningRate(Rule):
     fix_applicability = Applicability.UNSAFE
     triggers = ("optim", "Adam", "SGD", "RMSprop")
     options = {
-        "adam": Option(3e-3, "ceiling for Adam, AdamW, Adamax, NAdam, RAdam"),
-        "rmsprop": Option(1e-2, "ceiling for RMSprop"),
-        "sgd": Option(1.0, "ceiling for SGD"),
-        "adam-fix": Option(1e-3, "learning rate the fix writes for the Adam family"),
-        "rmsprop-fix": Option(1e-3, "learning rate the fix writes for RMSprop"),
-        "sgd-fix": Option(0.1, "learning rate the fix writes for SGD"),
+        "adam": Option(3e-3, "ceiling for Adam, AdamW, Adamax, NAdam, RAdam", **_RATE),
+        "rmsprop": Option(1e-2, "ceiling for RMSprop", **_RATE),
+        "sgd": Option(1.0, "ceiling for SGD", **_RATE),
+        "adam-fix": Option(1e-3, "learning rate the fix writes for the Adam family", **_RATE),
+        "rmsprop-fix": Option(1e-3, "learning rate the fix writes for RMSprop", **_RATE),
+        "sgd-fix": Option(0.1, "learning rate the fix writes for SGD", **_RATE),
     }
 
     def finish(self) -> None:

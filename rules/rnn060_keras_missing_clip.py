@@ -107,7 +107,7 @@ class KerasMissingClip(Rule):
     name = "keras-missing-clip"
     fix_applicability = Applicability.SAFE
     triggers = ("keras", "tensorflow", ".compile(")
-    options = {"clip-norm": Option(1.0, "global norm written by the fixes")}
+    options = {"clip-norm": Option(1.0, "global norm written by the fixes", minimum=0, exclusive_minimum=True, maximum=1e6)}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

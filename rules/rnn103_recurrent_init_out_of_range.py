@@ -33,8 +33,10 @@ class RecurrentInitOutOfRange(GraphRule):
     code = "RNN103"
     name = "recurrent-init-out-of-range"
     options = {
-        "max-radius": Option(1.5, "report recurrent weight blocks with a larger spectral radius"),
-        "min-radius": Option(0.3, "report tanh RNN weight matrices with a smaller spectral radius"),
+        "max-radius": Option(1.5, "report recurrent weight blocks with a larger spectral radius",
+                             minimum=0, exclusive_minimum=True, maximum=1e6),
+        "min-radius": Option(0.3, "report tanh RNN weight matrices with a smaller spectral radius",
+                             minimum=0, maximum=1e6),
     }
 
     def measure(self, run) -> None:

@@ -33,7 +33,8 @@ class LstmForgetBias(GraphRule):
     code = "RNN104"
     name = "lstm-forget-bias"
     default_enabled = False
-    options = {"min-bias": Option(0.5, "smallest accepted mean forget-gate bias (bias_ih + bias_hh)")}
+    options = {"min-bias": Option(0.5, "smallest accepted mean forget-gate bias (bias_ih + bias_hh)",
+                                 minimum=-1e3, maximum=1e3)}
 
     def measure(self, run) -> None:
         import torch

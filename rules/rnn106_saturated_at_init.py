@@ -35,7 +35,8 @@ class SaturatedAtInit(GraphRule):
 
     code = "RNN106"
     name = "saturated-at-init"
-    options = {"max-share": Option(0.25, "largest accepted share of saturated gate activations in a layer")}
+    options = {"max-share": Option(0.25, "largest accepted share of saturated gate activations in a layer",
+                                  minimum=0, maximum=1)}
 
     def measure(self, run) -> None:
         from rnnlint.graph.measure import describe, saturation

@@ -31,7 +31,7 @@ class DeepStackWithoutNorm(GraphRule):
     code = "RNN108"
     name = "deep-stack-without-norm"
     default_enabled = False
-    options = {"min-layers": Option(3, "report stacks with at least this many recurrent layers")}
+    options = {"min-layers": Option(3, "report stacks with at least this many recurrent layers", minimum=2, maximum=1000)}
 
     def measure(self, run) -> None:
         from rnnlint.graph.measure import describe, layers_of

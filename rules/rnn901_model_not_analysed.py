@@ -42,9 +42,12 @@ class ModelNotAnalysed(GraphRule):
     name = "model-not-analysed"
     severity = Severity.INFO
     options = {
-        "model-timeout": Option(30.0, "seconds allowed to build and analyse one model"),
-        "stage-timeout": Option(300.0, "seconds allowed for the whole graph stage"),
-        "memory-limit-mb": Option(4096, "memory (MiB) the model-building process may allocate beyond torch itself"),
+        "model-timeout": Option(30.0, "seconds allowed to build and analyse one model",
+                                minimum=0, exclusive_minimum=True, maximum=86400),
+        "stage-timeout": Option(300.0, "seconds allowed for the whole graph stage",
+                                minimum=0, exclusive_minimum=True, maximum=86400),
+        "memory-limit-mb": Option(4096, "memory (MiB) the model-building process may allocate beyond torch itself",
+                                  minimum=64, maximum=2**22),
     }
 
 

@@ -215,17 +215,61 @@ def test_corrupt_or_partial_entries_are_misses(project, analysed):
     assert analysed == []
 
 
-def test_check_never_serves_a_poisoned_entry_to_fix(project):
+def _entry(file: Path) -> tuple[bytes, dict]:
+    """A sealed entry's header and its JSON (see rnnlint.seal)."""
+    header, _, payload = file.read_bytes().partition(b"\n")
+    return header, json.loads(payload)
+
+
+def test_an_entry_edited_to_hide_findings_is_a_miss(project):
+    """A pull request that commits `.rnnlint_cache/` with "diagnostics": [] hides nothing."""
     rnnlint("check", "--static", "--exit-zero", "tagger.py", cwd=project)
-    for entry in (project / ".rnnlint_cache").glob("check-*/*.json"):
-        data = json.loads(entry.read_text())
+    entries = list((project / ".rnnlint_cache").glob("check-*/*.json"))
+    assert entries
+    for entry in entries:
+        header, data = _entry(entry)
         data["diagnostics"] = []
-        entry.write_text(json.dumps(data))
-    # check trusts its cache (the file is unchanged) ...
-    assert rnnlint("check", "--static", "tagger.py", cwd=project).returncode == 0
-    # ... fix reads the file afresh
-    result = rnnlint("fix", "--static", "tagger.py", cwd=project)
-    assert "dropout" in result.stdout and result.returncode == 1
+        entry.write_bytes(header + b"\n" + json.dumps(data).encode())  # the seal no longer matches
+    result = rnnlint("check", "--static", "tagger.py", cwd=project)
+    assert result.returncode == 1 and "RNN041" in result.stdout
+    # nor does an unsealed entry, nor one sealed for another file (moved)
+    for entry in entries:
+        entry.write_text(json.dumps({"digest": "x", "deps": {}, "diagnostics": []}))
+    assert rnnlint("check", "--static", "tagger.py", cwd=project).returncode == 1
+    rnnlint("check", "--static", "--exit-zero", ".", cwd=project)
+    others = sorted((project / ".rnnlint_cache").glob("check-*/*.json"))
+    blobs = {f: f.read_bytes() for f in others}
+    for f in others:  # swap the two files' entries
+        f.write_bytes(blobs[others[1 - others.index(f)]])
+    result = rnnlint("check", "--static", "--output-format", "json", ".", cwd=project)
+    assert {d["path"] for d in json.loads(result.stdout)} == {"train.py", "tagger.py"}
+    # the key that seals entries is the user's, outside the checked tree
+    from rnnlint import seal
+
+    assert project.resolve() not in seal.key_file().resolve().parents
+
+
+def test_sealed_entries_of_the_wrong_shape_are_misses(project, analysed):
+    """Valid seal, wrong content (an older rnnlint, a bug): a miss, never a crash."""
+    from rnnlint import seal
+
+    cold = check(project)
+    entries = sorted((project / ".rnnlint_cache").glob("check-*/*.json"))
+    summaries = sorted((project / ".rnnlint_cache").glob("index-*/*.json"))
+    assert entries and summaries
+    good = _entry(entries[0])[1]
+    first_finding = next(e for e in entries if _entry(e)[1]["diagnostics"])
+    broken = dict(_entry(first_finding)[1])
+    broken["diagnostics"] = [dict(broken["diagnostics"][0], line="3")]  # a string where a number belongs
+    for file, payload in [
+        (entries[0], b"[" * 100_000 + b"]" * 100_000),  # RecursionError in the parser
+        (entries[1], json.dumps(dict(good, deps=["x"])).encode()),
+        (first_finding, json.dumps(broken).encode()),
+    ] + [(f, json.dumps({"imports": {"a": 1}, "star_modules": [], "definitions": {}}).encode()) for f in summaries]:
+        file.write_bytes(seal.seal(file.name, payload))
+    analysed.clear()
+    assert check(project) == cold
+    assert sorted(analysed) == ["tagger.py", "train.py"]
 
 
 def test_no_cache_writes_nothing(project):
@@ -275,3 +319,23 @@ def test_dependencies_are_recorded_when_the_index_answers_from_its_memo(project,
     analysed.clear()
     assert check(project, "train.py", "second.py") == {"train.py": [], "second.py": []}
     assert analysed == ["train.py", "second.py"]
+
+
+def test_cache_dir_naming_an_existing_folder_gets_no_gitignore(project):
+    """A config's `cache-dir = ".."` must not hide the parent folder from git with a `*` .gitignore."""
+    shared = project / "shared"
+    shared.mkdir()
+    (project / "pyproject.toml").write_text('[tool.rnnlint]\ncache-dir = "shared"\n', "utf-8")
+    assert rnnlint("check", "--static", ".", cwd=project).returncode == 1
+    assert list(shared.glob("check-*/*.json")) and not (shared / ".gitignore").exists()
+    (project / "pyproject.toml").write_text('[tool.rnnlint]\ncache-dir = "fresh"\n', "utf-8")
+    rnnlint("check", "--static", ".", cwd=project)
+    assert (project / "fresh" / ".gitignore").is_file()  # one rnnlint made: marked as safe to delete
+
+
+def test_no_cache_is_trusted_when_the_key_would_live_in_the_checked_tree(project):
+    """XDG_CACHE_HOME inside a CI workspace: a pull request could commit a key and entries sealed with it."""
+    env = {"XDG_CACHE_HOME": str(project / ".cache")}
+    result = rnnlint("check", "--static", ".", cwd=project, env=env)
+    assert result.returncode == 1, result.stderr
+    assert not (project / ".rnnlint_cache").exists()

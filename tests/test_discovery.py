@@ -151,3 +151,50 @@ def test_notebooks_are_discovered_and_read_as_notebooks(tmp_path):
     assert "broken.ipynb:1:" in result.stdout and "not a valid notebook" in result.stdout
     assert "explore.ipynb" not in result.stdout + result.stderr  # empty notebook: nothing to report
     assert result.returncode == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_gitignore_or_config_does_not_hang(tmp_path):
+    shutil.copy(DATA / "lstm_train.py", tmp_path / "train.py")
+    (tmp_path / ".git").mkdir()
+    os.mkfifo(tmp_path / ".gitignore")
+    result = rnnlint("check", "--static", "--no-cache", "--select", "RNN020", ".", cwd=tmp_path, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert "train.py:22:51: RNN020" in result.stdout
+    assert ".gitignore: not read: not a regular file (a pipe, socket or device)" in result.stderr
+    os.mkfifo(tmp_path / "fifo.toml")
+    result = rnnlint("check", "--config", "fifo.toml", "train.py", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "fifo.toml: cannot read: not a regular file (a pipe, socket or device)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_gitignore_pattern_that_backtracks_does_not_hang(tmp_path):
+    """`*a*a*a...b` against a long name of a's: exponential for a backtracking matcher."""
+    (tmp_path / ".git").mkdir()
+    name = "a" * 200 + ".py"
+    tree(tmp_path, {name: "", "keep.py": "", "skip_me.py": "",
+                    ".gitignore": "*a" * 12 + "b\n**/x/**/x/**/y\nskip_*.py\n!\n**/keep/**/*.txt\n"})
+    files, problems = discover([tmp_path], load_config([tmp_path]))  # seconds to hours before; now instant
+    assert sorted(f.name for f in files) == sorted([name, "keep.py"])
+    said = "too many wildcards in one pattern (at most 3 `*` runs, 2 of them `**`): matching it could take hours; " \
+           "rnnlint does not use it"
+    assert [p.split(": ", 1)[1] for p in problems] == [said] * 2
+    assert problems[0].endswith(f".gitignore:1: {said}") and problems[1].endswith(f".gitignore:2: {said}")
+    result = rnnlint("check", "--static", "--no-cache", ".", cwd=tmp_path, timeout=30)
+    assert result.returncode == 0 and result.stderr.count(".gitignore:") == 2
+
+
+def test_a_symlink_loop_named_on_the_command_line_is_a_clean_error(tmp_path):
+    shutil.copy(DATA / "lstm_train.py", tmp_path / "train.py")
+    os.symlink("loop_b", tmp_path / "loop_a")
+    os.symlink("loop_a", tmp_path / "loop_b")
+    alone = rnnlint("check", "loop_a", cwd=tmp_path)
+    assert alone.returncode == 2 and "Traceback" not in alone.stderr
+    assert "loop_a: no such file or directory (a broken symbolic link or a symlink loop)" in alone.stderr
+    for command in (("check", "--select", "RNN020"), ("fix", "--select", "RNN020")):
+        with_others = rnnlint(*command, "loop_a", "train.py", "loop_b/x.py", cwd=tmp_path)
+        assert with_others.returncode == 1 and "Traceback" not in with_others.stderr, with_others.stderr
+        assert "loop_a: no such file or directory (a broken symbolic link or a symlink loop)" in with_others.stderr
+        assert "loop_b/x.py: no such file or directory" in with_others.stderr
+    assert "train.py:22:51: RNN020" in rnnlint("check", "loop_a", "train.py", cwd=tmp_path).stdout

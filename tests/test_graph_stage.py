@@ -54,7 +54,7 @@ def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
     root = copy(tmp_path, "seq2seq_bad", "hostile")
     # torch.export uses (and sets) an inductor cache folder; the user's own must not be written
     user_cache = tmp_path / "user-inductor-cache"
-    result = rnnlint("check", "--output-format", "sarif", "seq2seq_bad", cwd=root,
+    result = rnnlint("check", "--graph", "--output-format", "sarif", "seq2seq_bad", cwd=root,
                      env={"TORCHINDUCTOR_CACHE_DIR": str(user_cache)})
     assert not user_cache.exists()
     assert result.returncode == 1, result.stderr
@@ -85,7 +85,7 @@ def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
 def test_configured_arguments_build_the_model(tmp_path):
     """CharRNN(len(chars), HIDDEN) is not literal: [tool.rnnlint.models] gives the arguments."""
     root = copy(tmp_path, "char_rnn_bad")
-    result = rnnlint("check", "--output-format", "json", "char_rnn_bad", cwd=root)
+    result = rnnlint("check", "--graph", "--output-format", "json", "char_rnn_bad", cwd=root)
     items = json.loads(result.stdout)
     assert graph_findings(items) == {
         ("char_rnn_bad/model.py", "RNN102", 11),  # nn.RNN(..., num_layers=2, nonlinearity="relu")
@@ -95,7 +95,7 @@ def test_configured_arguments_build_the_model(tmp_path):
     assert vanilla["severity"] == "error" and "relu" in vanilla["message"]  # relu + depth (clipping present)
     # without the config: HIDDEN is literal at the call site, len(chars) is not -> a placeholder, said so
     (root / "char_rnn_bad" / "pyproject.toml").write_text("[tool.rnnlint]\n", "utf-8")
-    result = rnnlint("check", "--output-format", "json", "char_rnn_bad", cwd=root)
+    result = rnnlint("check", "--graph", "--output-format", "json", "char_rnn_bad", cwd=root)
     items = json.loads(result.stdout)
     assert graph_findings(items) == {("char_rnn_bad/model.py", "RNN102", 11), ("char_rnn_bad/model.py", "RNN105", 12)}
     assert all("placeholder sizes vocab_size=20" in d["message"] for d in items)
@@ -105,7 +105,7 @@ def test_configured_arguments_build_the_model(tmp_path):
 def test_clean_twins_are_quiet(tmp_path):
     root = copy(tmp_path, "seq2seq_clean", "char_rnn_clean")
     config = root / "char_rnn_clean" / "pyproject.toml"
-    result = rnnlint("check", "--config", str(config), "--output-format", "json", "seq2seq_clean",
+    result = rnnlint("check", "--graph", "--config", str(config), "--output-format", "json", "seq2seq_clean",
                      "char_rnn_clean", cwd=root)
     assert json.loads(result.stdout) == [], result.stdout
     assert result.returncode == 0
@@ -128,7 +128,7 @@ def _running(name: str) -> list[str]:
 def test_hostile_models_are_contained(tmp_path):
     """Endless __init__, sys.exit, 4 TiB, os._exit, file writes, processes: each is RNN901, and the run goes on."""
     root = copy(tmp_path, "hostile")
-    result = rnnlint("check", "--output-format", "json", "hostile", cwd=root)
+    result = rnnlint("check", "--graph", "--output-format", "json", "hostile", cwd=root)
     assert result.returncode == 1, result.stderr
     items = json.loads(result.stdout)
     by_line = {d["line"]: d for d in items if d["code"] == "RNN901"}
@@ -161,24 +161,39 @@ def test_noqa_and_ignore_apply_to_graph_findings(tmp_path):
     model = root / "char_rnn_bad" / "model.py"
     text = model.read_text("utf-8").replace('batch_first=True)', 'batch_first=True)  # noqa: RNN102')
     model.write_text(text, "utf-8")
-    result = rnnlint("check", "--output-format", "json", "--ignore", "RNN105", "char_rnn_bad", cwd=root)
+    result = rnnlint("check", "--graph", "--output-format", "json", "--ignore", "RNN105", "char_rnn_bad", cwd=root)
     assert graph_findings(json.loads(result.stdout)) == set()
     assert result.returncode == 0
 
 
-def test_static_flag_and_graph_false_skip_the_stage(tmp_path):
+def test_the_graph_stage_runs_only_when_asked(tmp_path):
+    """Trust model: `check` runs no project code unless --graph or `graph = true` asks for it."""
     root = copy(tmp_path, "char_rnn_bad")
-    assert rnnlint("check", "--static", "char_rnn_bad", cwd=root).returncode == 0
+    marker = "note: 1 model not built by the graph stage (it runs project code); use --graph or graph = true"
+    default = rnnlint("check", "char_rnn_bad", cwd=root)
+    assert default.returncode == 0, default.stdout + default.stderr  # the static rules find nothing here
+    assert marker in default.stderr
+    assert default.stderr.count("note:") == 1
+    static = rnnlint("check", "--static", "char_rnn_bad", cwd=root)
+    assert static.returncode == 0 and "note:" not in static.stderr  # --static asked for no graph stage
+    assert rnnlint("check", "--graph", "char_rnn_bad", cwd=root).returncode == 1
     config = root / "char_rnn_bad" / "pyproject.toml"
-    config.write_text(config.read_text("utf-8").replace("[tool.rnnlint]\n", "[tool.rnnlint]\ngraph = false\n"), "utf-8")
-    assert rnnlint("check", "char_rnn_bad", cwd=root).returncode == 0
+    config.write_text(config.read_text("utf-8").replace("[tool.rnnlint]\n", "[tool.rnnlint]\ngraph = true\n"), "utf-8")
+    assert rnnlint("check", "char_rnn_bad", cwd=root).returncode == 1
+    assert rnnlint("check", "--static", "char_rnn_bad", cwd=root).returncode == 0
+    # CI on an untrusted pull request: the repository's own config cannot switch it on
+    refused = rnnlint("check", "--no-project-code", "char_rnn_bad", cwd=root)
+    assert refused.returncode == 0, refused.stdout + refused.stderr
+    assert "--no-project-code: not running the graph stage enabled by" in refused.stderr
+    both = rnnlint("check", "--graph", "--no-project-code", "char_rnn_bad", cwd=root)
+    assert both.returncode == 2 and "--graph contradicts --no-project-code" in both.stderr
 
 
 def test_invalid_model_config_is_a_usage_error(tmp_path):
     root = copy(tmp_path, "char_rnn_bad")
     (root / "char_rnn_bad" / "pyproject.toml").write_text(
         '[tool.rnnlint.models]\n"model:CharRNN" = { argz = [65] }\n', "utf-8")
-    result = rnnlint("check", "char_rnn_bad", cwd=root)
+    result = rnnlint("check", "--graph", "char_rnn_bad", cwd=root)
     assert result.returncode == 2
     assert "'model:CharRNN'" in result.stderr and "unknown key 'argz'" in result.stderr
 
@@ -205,7 +220,7 @@ def test_a_model_that_cannot_be_built_is_a_note_not_a_failure(tmp_path):
         "        self.rnn = nn.LSTM(32, 64, batch_first=True)\n",
         "utf-8",
     )
-    result = rnnlint("check", "--no-cache", ".", cwd=tmp_path)
+    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path)
     assert "RNN901" in result.stdout, result.stdout + result.stderr
     assert "note" in result.stdout
     assert result.returncode == 0, result.stdout + result.stderr

@@ -162,8 +162,8 @@ def test_a_fifo_named_like_a_source_does_not_hang_the_run(tmp_path):
     os.mkfifo(tmp_path / "pipe.py")
     os.mkfifo(tmp_path / "pipe.ipynb")
     shutil.copy(TRAIN, tmp_path / "train.py")
-    # the graph stage too (no --static): every stage would wait forever for a writer
-    result = rnnlint("check", "--no-cache", ".", cwd=tmp_path, timeout=120)
+    # the graph stage too (--graph): every stage would wait forever for a writer
+    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path, timeout=120)
     assert_clean_exit(result)
     for name in ("pipe.py", "pipe.ipynb"):
         assert f"warning: {name}: not a regular file (a pipe, socket or device); skipped" in result.stderr
@@ -304,7 +304,7 @@ def test_a_pyproject_without_an_rnnlint_table_is_not_ours_to_judge(tmp_path, tom
         ("[tool.rnnlint]\nrecurrent-classes = [1]\n", "[tool.rnnlint] recurrent-classes: must be a list of strings"),
         ("[tool.rnnlint]\nmodels = 1\n", "[tool.rnnlint] models: must be a table"),
         ("[tool]\nrnnlint = 5\n", "[tool.rnnlint] must be a table"),
-        ("[tool.rnnlint.missing-grad-clip]\nmax-norm = true\n", "[tool.rnnlint] missing-grad-clip.max-norm: max-norm must be a float"),
+        ("[tool.rnnlint.missing-grad-clip]\nmax-norm = true\n", "[tool.rnnlint] missing-grad-clip.max-norm: max-norm must be a finite number > 0"),
     ],
 )
 def test_config_values_of_the_wrong_type_name_the_file_and_the_key(tmp_path, toml, expected):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,3 +486,41 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
+
+
+_RECURRENT_WORDS = (b"LSTM", b"GRU", b"RNN")
+_MODULE_CLASS = re.compile(rb"^[ \t]*class[ \t]+\w+[ \t]*\([^)]*Module", re.MULTILINE)
+
+
+def count_models(files: list[Path], session) -> int:
+    """About how many models the graph stage would build from ``files``: static, and cheap.
+
+    For the one line ``check`` prints when the graph stage is off. Counts the
+    classes :meth:`ModelFinder.find` would build (``nn.Module`` subclasses that
+    hold a recurrent module, as the project index answers) in the files whose
+    bytes name a recurrent module and define a ``Module`` subclass; the others
+    are not parsed, so a model composed only of classes from other files is
+    not counted (the number is a lower bound). Nothing is imported or run.
+    Zero when no graph rule is enabled.
+    """
+    from rnnlint.graph.rule import GraphRule
+    from rnnlint.source import SourceError, read_file_bytes
+
+    enabled = session.config.enabled(session.rules)
+    if not any(issubclass(r, GraphRule) and r.code != "RNN901" for r in enabled):
+        return 0
+    words = _RECURRENT_WORDS + tuple(name.rsplit(".", 1)[-1].encode() for name in session.config.recurrent_classes)
+    finder = ModelFinder(session)
+    count = 0
+    for path in (f.resolve() for f in files if f.suffix == ".py"):
+        try:
+            data = read_file_bytes(path)
+        except SourceError:
+            continue
+        if not any(word in data for word in words) or not _MODULE_CLASS.search(data) or module_name(path) is None:
+            continue
+        summary = finder.index.summary(path)
+        for name, definition in (summary.definitions.items() if summary else ()):
+            if definition.kind == "class" and finder.is_module_class(path, name) and finder.index.is_recurrent(path, name):
+                count += 1
+    return count
