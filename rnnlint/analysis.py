@@ -120,7 +120,7 @@ def analyse(
         # than libcst's) is enough to tell whether it is valid Python.
         return _syntax_only(display, text, suppressions)
     try:
-        module = parse(text)
+        module = index.parsed(path, text) or parse(text)  # another file's analysis may have parsed it
     except cst.ParserSyntaxError as exc:
         diagnostics = []
         message, line, column = _python_syntax_error(text, exc)

@@ -244,6 +244,8 @@ class ProjectIndex:
         self._digests: dict[Path, str | None] = {}  # content hash of each file read from disk
         self._recording: list[dict[Path, str | None]] = []
         self._flow = None
+        self._trees: dict[Path, cst.Module | None] = {}  # other files' trees, parsed once per run
+        self._texts: dict[Path, str] = {}
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
 
@@ -312,6 +314,8 @@ class ProjectIndex:
         """
         path = path.resolve()
         self._parsed.pop(path, None)
+        self._trees.pop(path, None)
+        self._texts.pop(path, None)
         self._summaries.pop(path, None)
         self._digests.pop(path, None)
         self._memo = {key: value for key, value in self._memo.items() if key[-1][0] != path}
@@ -347,14 +351,43 @@ class ProjectIndex:
         cached = self._cache_read(key)
         if cached is not None:
             return cached
-        try:
-            text, _ = decode(data, path)
-            module = parse_python(text)  # not cst.parse_module: it crashes the process on deep nesting
-        except (SourceError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
+        module = self._parse(path, data)
+        if module is None:
             return None
         summary = summarise(module)
         self._cache_write(key, summary)
         return summary
+
+    def tree(self, path: Path) -> cst.Module | None:
+        """The parsed tree of a project file, read and parsed once per run (shared with the flow model)."""
+        path = path.resolve()
+        if path not in self._trees:
+            try:
+                data = read_file_bytes(path)
+            except SourceError:
+                return None
+            self._digests[path] = digest_bytes(data)
+            self._parse(path, data)
+        if self._recording:
+            self._record({path: self._digests.get(path)})
+        return self._trees.get(path)
+
+    def _parse(self, path: Path, data: bytes) -> cst.Module | None:
+        if path not in self._trees:
+            try:
+                text, _ = decode(data, path)
+                self._texts[path] = text
+                self._trees[path] = parse_python(text)  # not cst.parse_module: it crashes on deep nesting
+            except (SourceError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
+                self._trees[path] = None
+        return self._trees[path]
+
+    def parsed(self, path: Path, text: str) -> cst.Module | None:
+        """The tree of ``text`` if this run already parsed the file with exactly that text (no second parse)."""
+        path = path.resolve()
+        if self._texts.get(path) == text:
+            return self._trees.get(path)
+        return None
 
     def _cache_file(self, key: str) -> Path | None:
         if self.cache_dir is None:

@@ -164,10 +164,10 @@ def _receivers(expr: cst.BaseExpression) -> list[cst.BaseExpression]:
 def _flow_verdict(ctx: FileContext, nodes: list[cst.BaseExpression]) -> bool | None:
     """Ask the value-flow model what these expressions are (parameters: what every caller passes)."""
     from rnnlint.flow.models import recurrent
-    from rnnlint.flow.resolve import flow_of, values
+    from rnnlint.flow.resolve import flow_of, site_of
 
     flow, _ = flow_of(ctx)
-    verdicts = [recurrent(flow, values(ctx, node)) for node in nodes[:8]]
+    verdicts = [recurrent(flow, flow.values(node, site_of(ctx, node), models=True)) for node in nodes[:8]]
     known = [v for v in verdicts if v is not None]
     return any(known) if known else None
 
@@ -246,9 +246,6 @@ def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer 
     """
     if not name:
         return None
-    head = name.split(".")[0]
-    if head in scope.params and head not in ("self", "cls") and name not in scope.assigned:
-        return None  # a parameter: whichever optimizer the caller passes, not a namesake elsewhere in the file
     candidates = [o for o in facts(ctx).all_optimizers if o.name == name]
     for wanted in (
         lambda o: o.scope is scope,
@@ -282,6 +279,12 @@ def clip_covers(ctx: FileContext, clip: Event, optimizer: Optimizer | None) -> b
     """
     if optimizer is None or optimizer.params is None or not clip.call.args:
         return True
+    scope = _scope_of(ctx, clip)
+    head = optimizer.name.split(".")[0]
+    if scope is not None and optimizer.scope is not scope and head in scope.params and head not in ("self", "cls"):
+        # the optimizer was built in another function and arrived here as a parameter: the names of
+        # its model there (``voc_model``) say nothing about the names here (``model``)
+        return True
     if ctx.qualname(clip.call.func) not in CLIP_FUNCTIONS:
         return True  # accelerator.clip_grad_norm_, helpers: trust them
     clipped = parameter_owners(clip.call.args[0].value)
@@ -289,6 +292,10 @@ def clip_covers(ctx: FileContext, clip: Event, optimizer: Optimizer | None) -> b
     if not clipped or not owned:
         return True
     return any(a == b or a.startswith(b + ".") or b.startswith(a + ".") for a in clipped for b in owned)
+
+
+def _scope_of(ctx: FileContext, event: Event) -> Scope | None:
+    return next((s for s in facts(ctx).scopes if any(e is event for e in s.events)), None)
 
 
 def neighbours(scope: Scope, event: Event) -> tuple[Event | None, Event | None]:

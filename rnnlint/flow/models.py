@@ -44,7 +44,7 @@ def is_recurrent(flow, value: Value, depth: int = 0) -> bool:
     # submodules handed to the constructor
     if value.call is not None and value.call_site is not None:
         for arg in value.call.args:
-            if any(is_recurrent(flow, v, depth + 1) for v in flow.values(arg.value, value.call_site)):
+            if any(is_recurrent(flow, v, depth + 1) for v in flow.values(arg.value, value.call_site, models=True)):
                 return True
     return False
 

@@ -64,6 +64,8 @@ class Flow:
         self._data: dict[Path, object] = {}
         #: bumped whenever a file's facts are replaced: memos over node identities start again
         self.generation = 0
+        self._models = False  # the question in progress asks for a module (see values())
+        self._memo: dict[tuple, tuple] = {}  # answers, keyed by node identity (the node is kept to check it)
 
     # -- files -------------------------------------------------------------
 
@@ -72,12 +74,14 @@ class Flow:
         facts = collect(path.resolve(), module, imports)
         self._files[path.resolve()] = facts
         self.generation += 1
+        self._memo.clear()
         return facts
 
     def forget(self, path: Path) -> None:
         """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
         if self._files.pop(path.resolve(), None) is not None:
             self.generation += 1
+            self._memo.clear()
 
     def file(self, path: Path) -> FileFacts | None:
         path = path.resolve()
@@ -87,16 +91,8 @@ class Flow:
         return self._files[path]
 
     def _load(self, path: Path) -> FileFacts | None:
-        from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
-
-        try:
-            data = read_file_bytes(path)
-            text, _ = decode(data, path)
-            module = parse_python(text)
-        except (SourceError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
-            return None
-        self.index.consulted(path, digest_bytes(data))
-        return collect(path, module)
+        module = self.index.tree(path)  # read, parsed and recorded for the results cache once per run
+        return collect(path, module) if module is not None else None
 
     def line(self, path: Path, node: cst.CSTNode) -> int | None:
         """The line of ``node`` in the file ``path`` (positions computed once per file, only when asked)."""
@@ -130,10 +126,24 @@ class Flow:
 
     # -- the question rules ask ---------------------------------------------
 
-    def values(self, expr: cst.BaseExpression | None, site: Site) -> list[Value]:
+    def values(self, expr: cst.BaseExpression | None, site: Site, *, models: bool = False) -> list[Value]:
+        """The possible values of ``expr`` at ``site``.
+
+        ``models``: the question is which module or object ``expr`` is (``model(x)``), not which
+        number: command-line options are then not searched by name (no model is an option).
+        """
         if expr is None:
             return []
-        return _dedupe(self._values(expr, site, 0, frozenset()))[:_MAX_VALUES]
+        key = (id(expr), id(site.file), id(site.function), self.generation, models)
+        found = self._memo.get(key)
+        if found is None or found[0] is not expr:
+            outer, self._models = self._models, models
+            try:
+                found = (expr, _dedupe(self._values(expr, site, 0, frozenset()))[:_MAX_VALUES])
+            finally:
+                self._models = outer
+            self._memo[key] = found
+        return found[1]
 
     def _values(self, expr: cst.BaseExpression, site: Site, depth: int, seen: frozenset) -> list[Value]:
         if depth > _MAX_DEPTH:
@@ -310,7 +320,7 @@ class Flow:
         out: list[Value] = []
         for owner in self._values(base, site, depth + 1, seen):
             out.extend(v.via(f".{attr}", facts.path, expr) for v in self._member(owner, attr, depth, seen))
-        if not out and written and "." in written:
+        if not out and written and "." in written and not self._models:
             out = self._options_named(attr, facts, depth, seen)
         return out
 

@@ -57,6 +57,7 @@ class Lengths:
         self._sinks: dict[tuple, tuple[Sink, ...]] = {}
         self._scans: dict[Path, tuple[Hit, ...]] = {}
         self.generation = flow.generation
+        self._packs: bool | None = None
 
     # -- the module side -----------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class Lengths:
         if depth > 6 or isinstance(call.func, cst.Attribute) and call.func.attr.value in library.OFF_DEVICE_METHODS:
             return []
         out: list[Sink] = []
-        for value in self.flow.values(call.func, site):
+        for value in self.flow.values(call.func, site, models=True):
             if value.kind != INSTANCE:
                 continue
             other = self.flow.file(value.path)
@@ -153,10 +154,13 @@ class Lengths:
         if facts.path in self._scans:
             return self._scans[facts.path]
         hits: list[Hit] = []
+        if not self.project_packs():
+            self._scans[facts.path] = ()
+            return ()
         for calls in facts.calls.values():
             for call, function, _ in calls:
-                if facts.imports.resolve(call.func) in library.PACK_LENGTHS:
-                    continue  # the same function packs: the rule's own check
+                if not _may_be_module(call, facts):
+                    continue
                 for position, arg in _arguments(call):
                     move = moved(arg, facts, function)
                     if move is None:
@@ -166,6 +170,12 @@ class Lengths:
                         hits.append(Hit(call, move, facts.path, tuple(sinks)))
         self._scans[facts.path] = tuple(hits)
         return self._scans[facts.path]
+
+    def project_packs(self) -> bool:
+        """Does any file of the project pack sequences? (Without one, no call can reach a pack.)"""
+        if self._packs is None:
+            self._packs = any("pack_padded_sequence" in words for words in self.flow.project_files().values())
+        return self._packs
 
     def callers(self, sink: Sink) -> list[Hit]:
         """Every call in the project that hands device lengths to ``sink``."""
@@ -186,6 +196,27 @@ def lengths_of(flow) -> Lengths:
     if current is None or current.generation != flow.generation:
         current = flow.lengths = Lengths(flow)
     return current
+
+
+def _may_be_module(call: cst.Call, facts: FileFacts) -> bool:
+    """Could ``call`` be a call of a project module (``model(x, lengths)``, ``self.encoder(...)``)?
+
+    Tensor methods, library functions and the packing call itself are not: skipping them keeps the
+    flow model's questions to the calls that matter.
+    """
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value in _TENSOR_METHODS:
+        return False
+    qualname = facts.imports.resolve(func)
+    return qualname is None or qualname.split(".")[0] not in _LIBRARY_ROOTS
+
+
+_TENSOR_METHODS = library.SAME_DEVICE_METHODS | library.OFF_DEVICE_METHODS | library.TO_DEVICE_METHODS | {
+    "append", "extend", "update", "format", "item", "size", "dim", "numel", "sum", "mean", "max", "min",
+    "backward", "step", "zero_grad", "log", "print", "add_scalar", "forward"}
+_LIBRARY_ROOTS = frozenset({"torch", "numpy", "np", "math", "os", "sys", "time", "random", "logging", "print",
+                            "len", "range", "list", "dict", "tuple", "zip", "enumerate", "min", "max", "sum",
+                            "isinstance", "str", "int", "float", "open", "json", "pickle"})
 
 
 def keeps(expr: cst.BaseExpression, tracked: set[str], facts: FileFacts) -> bool:
