@@ -487,7 +487,7 @@ def landlock_abi() -> int:
 
 
 def confine(writable=(), *, files=(), readable=None, filesystem: bool = True, network: bool = True,
-            signals: bool = True) -> dict:
+            signals: bool = True, unix: bool = True) -> dict:
     """Restrict this process and everything it starts with Landlock; what holds, by name.
 
     ``filesystem``: writing, creating, removing and executing files only beneath
@@ -495,7 +495,8 @@ def confine(writable=(), *, files=(), readable=None, filesystem: bool = True, ne
     with ``readable`` (folders or files), reading too is allowed only there and
     beneath ``writable``. ``network``: no TCP bind or connect (ABI 4+).
     ``signals``: no signals to processes outside this domain, which holds for
-    ``kill``, ``pidfd_send_signal`` and the rest (ABI 6+). Each is in the
+    ``kill``, ``pidfd_send_signal`` and the rest (ABI 6+); ``unix``: nor to
+    abstract unix sockets outside it (ABI 6+). Each is in the
     result only when the kernel enforces it; {} where Landlock is unavailable.
     """
     abi = landlock_abi()
@@ -512,7 +513,7 @@ def confine(writable=(), *, files=(), readable=None, filesystem: bool = True, ne
         handled_fs |= _LL_TRUNCATE if abi >= 3 else 0
         handled_fs |= _LL_READ_FILE | _LL_READ_DIR if readable is not None else 0
     handled_net = _LL_NET_BIND_TCP | _LL_NET_CONNECT_TCP if network and abi >= 4 else 0
-    scoped = _LL_SCOPE_SIGNAL | _LL_SCOPE_ABSTRACT_UNIX if signals and abi >= 6 else 0
+    scoped = (_LL_SCOPE_SIGNAL if signals else 0) | (_LL_SCOPE_ABSTRACT_UNIX if unix else 0) if abi >= 6 else 0
     if not (handled_fs or handled_net or scoped):
         return {}
 
