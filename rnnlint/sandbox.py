@@ -358,9 +358,12 @@ def _disarm_process_primitives() -> None:
         return refused
 
     try:
+        import subprocess as loaded  # with the real fork_exec, so that importing it later still works
         import _posixsubprocess
 
         _posixsubprocess.fork_exec = stub("start a subprocess")
+        if hasattr(loaded, "_fork_exec"):  # 3.11+ keeps its own reference
+            loaded._fork_exec = stub("start a subprocess")
     except ImportError:
         pass
     sys.modules["_posixsubprocess"] = None  # a fresh import fails (and the audit hook refuses one after a del)

@@ -415,6 +415,9 @@ def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int
     except ValueError:
         result = None
     if not isinstance(result, dict):
+        if code == 0 and chunks:
+            return {"status": "error", "reason": "its code wrote into the pipe that carries its report, so rnnlint "
+                                                 "could not read what was measured"}
         return {"status": "crash", "code": code}
     return result
 
@@ -422,7 +425,7 @@ def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int
 def _contained(worker: Worker, spec: dict, request: dict) -> dict:
     """In the forked process: shut every door the OS offers, install the guard, analyse one model."""
     scratch = request["scratch"]
-    held = confine([scratch], files=["/dev/null"], readable=_readable(request))
+    held = confine([scratch], files=["/dev/null"], readable=_readable(request)) if request.get("kernel", True) else {}
     guard = Guard(protected=["/"], writable=[scratch], processes=False, network=False,
                   readable=None if held.get("reads") else _readable(request),
                   why="models are analysed without writing files, starting processes or using the network").install()
@@ -451,7 +454,7 @@ def _withheld(result: dict) -> dict:
 
 def main() -> None:
     request = json.load(sys.stdin)
-    isolated = isolate_network()  # first: nothing in this process tree ever reaches a network
+    isolated = request.get("kernel", True) and isolate_network()  # first: no network for this process tree
     stream = _protocol_stream()
     sys.dont_write_bytecode = True
 

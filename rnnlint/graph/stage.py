@@ -74,6 +74,9 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
         "project_clips": _clips(files),
         "memory_mb": limits.get("memory-limit-mb", 4096),
         "models": [{**s.to_json(), "id": str(number)} for number, s in enumerate(specs)],
+        # tests only: RNNLINT_SANDBOX_KERNEL=0 leaves out Landlock and the network namespace, to show
+        # what the portable layer (the audit hook) holds on its own, as on macOS and Windows
+        "kernel": os.environ.get("RNNLINT_SANDBOX_KERNEL", "1") != "0",
     }
     run = executor or run_child
     results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
