@@ -342,6 +342,9 @@ def _limit_memory(extra_mb: int) -> None:
         pass  # not Linux: the time limits still hold
 
 
+# A fresh fork per model where fork after importing torch is sound (Linux); macOS and Windows
+# analyse the models one after the other in this process.
+FORK_PER_MODEL = hasattr(os, "fork") and sys.platform.startswith("linux")
 RESULT_LIMIT = 1 << 20  # bytes of one model's report; more is a malformed report
 
 
@@ -426,15 +429,18 @@ def _contained(worker: Worker, spec: dict, request: dict) -> dict:
     """In the forked process: shut every door the OS offers, install the guard, analyse one model."""
     scratch = request["scratch"]
     held = confine([scratch], files=["/dev/null"], readable=_readable(request)) if request.get("kernel", True) else {}
-    guard = Guard(protected=["/"], writable=[scratch], processes=False, network=False,
-                  readable=None if held.get("reads") else _readable(request),
-                  why="models are analysed without writing files, starting processes or using the network").install()
+    guard = _guard(request, readable=None if held.get("reads") else _readable(request))
     result = worker.analyse(spec)
     if guard.blocked:  # reported even when the model's code caught the PermissionError
         result["blocked"] = guard.blocked[:20]
     if guard.read_elsewhere:  # no Landlock here: keep what it read out of the report
         result = _withheld(result)
     return result
+
+
+def _guard(request: dict, readable: list[str] | None) -> Guard:
+    return Guard(protected=["/"], writable=[request["scratch"]], processes=False, network=False, readable=readable,
+                 why="models are analysed without writing files, starting processes or using the network").install()
 
 
 _WITHHELD = "(message withheld: the model's code read files outside the project)"
@@ -469,10 +475,18 @@ def main() -> None:
     _limit_memory(int(request.get("memory_mb", 4096)))
     modules = {spec["module"] for spec in request["models"]}
     emit({"event": "ready", "seconds": round(time.perf_counter() - started, 3), "network_namespace": isolated})
+    forking = FORK_PER_MODEL and request.get("fork", True)
+    guard = None if forking else _guard(request, readable=None)
     for spec in request["models"]:
         emit({"event": "start", "id": spec["id"]})
         started = time.perf_counter()
-        result = _analyse_in_fork(worker, spec, request, stream.fileno())
+        if forking:
+            result = _analyse_in_fork(worker, spec, request, stream.fileno())
+        else:  # macOS, Windows: in this process, after the models before it (see the README)
+            blocked = len(guard.blocked)
+            result = worker.analyse(spec)
+            if len(guard.blocked) > blocked:
+                result["blocked"] = guard.blocked[blocked:][:20]
         covered = result.pop("covered", None)
         if isinstance(covered, list):  # only classes of the project's modules, as the request names them
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]

@@ -499,5 +499,5 @@ def _blocked(spec: ModelSpec, result: dict) -> str:
         return ""
     more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
     return (f"While rnnlint built and ran `{spec.qualname}`, its code tried to {blocked[0]}{more}; rnnlint blocked "
-            "that: models are analysed without writing files or starting processes, so move such work out of the "
-            "model.")
+            "that: models are analysed without writing files, starting processes or using the network, so move such "
+            "work out of the model.")
