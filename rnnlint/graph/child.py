@@ -29,6 +29,7 @@ checks every line; this process contains everything else a model can do:
 
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -353,7 +354,8 @@ def _readable(request: dict) -> list[str]:
     places = [*request["roots"], request["scratch"], sys.prefix, sys.base_prefix, sys.exec_prefix,
               *(p for p in sys.path if p and os.path.isabs(p) and os.path.dirname(p) != p),
               "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib", "/lib64", "/usr/share/zoneinfo",
-              "/etc/ld.so.cache", "/dev/null", "/dev/urandom", "/dev/zero"]
+              "/etc/ld.so.cache", "/dev/null", "/dev/urandom", "/dev/zero", "/proc/driver/nvidia",
+              "/sys/devices", "/sys/bus"]
     return list(dict.fromkeys(os.path.realpath(p) for p in places))
 
 
@@ -428,7 +430,8 @@ def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int
 def _contained(worker: Worker, spec: dict, request: dict) -> dict:
     """In the forked process: shut every door the OS offers, install the guard, analyse one model."""
     scratch = request["scratch"]
-    held = confine([scratch], files=["/dev/null"], readable=_readable(request)) if request.get("kernel", True) else {}
+    devices = ["/dev/null", *glob.glob("/dev/nvidia*"), *glob.glob("/dev/dri/*")]  # a model may use the GPU
+    held = confine([scratch], files=devices, readable=_readable(request)) if request.get("kernel", True) else {}
     guard = _guard(request, readable=None if held.get("reads") else _readable(request))
     result = worker.analyse(spec)
     if guard.blocked:  # reported even when the model's code caught the PermissionError
