@@ -433,7 +433,7 @@ def become_subreaper() -> bool:
 
 def die_with_parent(parent: int | None = None) -> bool:
     """SIGKILL this process when its parent dies (Linux); exits at once if the parent is already gone."""
-    if not _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL):
+    if not LINUX or not _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL):
         return False
     if parent is not None and os.getppid() != parent:
         os._exit(1)
