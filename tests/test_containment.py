@@ -367,3 +367,20 @@ def test_a_form_feed_in_a_comment_does_not_shift_the_definitions_view():
     namespace: dict = {}
     exec(compile(view, "model.py", "exec"), namespace)  # noqa: S102 - the view runs nothing but definitions
     assert "Model" in namespace and namespace["X"] == 1
+
+
+def test_a_location_from_the_child_must_be_a_python_file_of_the_project(tmp_path):
+    """The parent reads the file a finding names (for columns and noqa): never /etc/passwd, never a FIFO."""
+    from rnnlint.graph.stage import Reporter
+    from tests import helpers
+
+    (tmp_path / "model.py").write_text("x = 1\n")
+    reporter = Reporter(helpers.session(tmp_path))
+    reporter._folders = {tmp_path.resolve()}
+    assert reporter._known(str(tmp_path / "model.py"))
+    assert not reporter._known("/etc/passwd") and not reporter._known(str(tmp_path / "missing.py"))
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo.py")
+        assert not reporter._known(str(tmp_path / "fifo.py"))
+    os.symlink("/etc/hostname", tmp_path / "link.py")
+    assert not reporter._known(str(tmp_path / "link.py"))

@@ -80,7 +80,7 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
     }
     run = executor or run_child
     results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
-    return Reporter(session).diagnostics(specs, results, limits)
+    return Reporter(session, search).diagnostics(specs, results, limits)
 
 
 def _jsonable(options: dict) -> dict:
@@ -364,8 +364,9 @@ def _fail_all(results: dict, pending: list[str], reason: str) -> None:
 
 
 class Reporter:
-    def __init__(self, session) -> None:
+    def __init__(self, session, search: list[str] | None = None) -> None:
         self.session = session
+        self._search = [Path(p).resolve() for p in search or []]
         self.config: Config = session.config
         self.lines = LineTable()
         self._texts: dict[str, list[str]] = {}
@@ -374,7 +375,8 @@ class Reporter:
 
     def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
         found: dict[tuple, Diagnostic] = {}
-        self._folders = {Path(s.file).resolve().parent for s in specs if s.file} | {Path(self.config.root).resolve()}
+        self._folders = ({Path(s.file).resolve().parent for s in specs if s.file} | {Path(self.config.root).resolve()}
+                         | set(self._search))
         for number, spec in enumerate(specs):
             result = results.get(str(number), {"status": "stage-timeout", "seconds": limits.get("stage-timeout", 300)})
             status = result.get("status")
