@@ -382,3 +382,27 @@ def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run
     assert not (root / "stolen.db").exists()
     assert "the before run left processes running when it ended" in result.stderr
     assert _live_processes_with(marker) == []
+
+
+def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypatch):
+    from rnnlint.verify.trial import trial_env
+
+    user, copy = (tmp_path / "user").resolve(), (tmp_path / "copy").resolve()
+    (user / "src").mkdir(parents=True)
+    (copy / "src").mkdir(parents=True)
+    monkeypatch.setenv("PWD", str(user / "src"))
+    monkeypatch.setenv("OLDPWD", str(user))
+    monkeypatch.setenv("DATA_DIR", str(user / "data"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(user / "src"), "/opt/lib", ""]))
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.chdir(user)  # a relative value must not be taken for a path in the project
+    env = trial_env(copy / "src", (copy, user))
+    assert env["PWD"] == str(copy / "src") and "OLDPWD" not in env
+    assert env["DATA_DIR"] == str(copy / "data")
+    assert env["PYTHONPATH"] == os.pathsep.join([str(copy / "src"), "/opt/lib", ""])
+    assert env["TERM"] == "xterm"
+    assert not any(str(user) in value for value in env.values())
+    # a virtual environment inside the project is not copied: PATH keeps it (the guard still refuses writes)
+    (user / ".venv" / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"]))
+    assert trial_env(copy / "src", (copy, user))["PATH"] == os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"])

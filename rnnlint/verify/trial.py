@@ -318,7 +318,8 @@ def trial_env(cwd: Path, project: tuple[Path, Path] | None) -> dict:
     ``PWD`` is the run's folder in the copy; any other variable whose value (or
     an entry of its path list) lies in the user's project is mapped to the same
     place in the copy, so ``os.open(os.environ[...])`` cannot hand the script a
-    descriptor of the user's folder.
+    descriptor of the user's folder. The exception is a folder that is never
+    copied, like a ``.venv`` on ``PATH``: it stays, read-only under the guard.
     """
     env = dict(os.environ)
     env.pop("OLDPWD", None)
@@ -334,7 +335,12 @@ def trial_env(cwd: Path, project: tuple[Path, Path] | None) -> dict:
             if os.path.isabs(entry):
                 for form in (os.path.realpath(entry), entry):
                     if form == user_root or form.startswith(user_root + os.sep):
-                        entry = copy_root + form[len(user_root):]
+                        inner = form[len(user_root):]
+                        if os.path.exists(copy_root + inner) or not any(_skipped(part) for part in
+                                                                         inner.split(os.sep)):
+                            entry = copy_root + inner
+                        # else: a virtual environment or cache that is not copied (.venv in PATH): it
+                        # stays, and the guard still refuses writes there
                         break
             entries.append(entry)
         env[key] = os.pathsep.join(entries)
