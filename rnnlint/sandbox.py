@@ -42,6 +42,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 LINUX = sys.platform.startswith("linux")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
@@ -619,8 +620,8 @@ def leftovers(baseline: set[int]) -> list[int]:
 def kill_leftovers(baseline: set[int]) -> int:
     """SIGKILL every descendant not under ``baseline`` (repeatedly: one may fork while we look); reap ours."""
     killed: set[int] = set()
-    for _ in range(20):
-        found = [pid for pid in leftovers(baseline)]
+    for _ in range(50):
+        found = leftovers(baseline)
         if not found:
             break
         for pid in found:
@@ -630,6 +631,7 @@ def kill_leftovers(baseline: set[int]) -> int:
             except (ProcessLookupError, PermissionError):
                 pass
         _reap(baseline)
+        time.sleep(0.01)  # SIGKILL is delivered at once, but dying takes a moment
     _reap(baseline)
     return len(killed)
 

@@ -136,11 +136,12 @@ def test_python_level_escapes_from_the_graph_stage_are_contained(tmp_path, kerne
     # 6: a forged report is a contained failure of its own model, and the model patching the
     # analysis did not hide the finding of the model after it
     assert "wrote into the pipe that carries its report" in said("Forger")
+    assert "wrote into the pipe that carries its report" in said("DeepForger")
     later = _line(root, "self.rnn = nn.RNN(4, 8")
     assert any(code == "RNN102" for code, _ in messages.get(later, [])), messages
     # 5: the daemon that left the process group with setsid was found and killed
     if LINUX_PROC:
-        assert _live("rnnlint-daemon") == []
+        assert _gone([int(p) for p in _live("rnnlint-daemon")], 2.0)
 
 
 def test_native_escapes_are_stopped_by_the_kernel(tmp_path):

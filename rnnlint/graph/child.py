@@ -406,7 +406,13 @@ def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int
                     break  # it exited and wrote nothing more (a process it started may hold the pipe)
     finally:
         os.close(read_fd)
-    if status is None:
+    grace = time.monotonic() + 2.0  # the pipe closes a moment before the process is gone
+    while status is None and time.monotonic() < grace:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            status = None
+            time.sleep(0.01)
+    if status is None:  # it closed the pipe and carries on: it is done all the same
         try:
             os.kill(pid, 9)
         except OSError:
@@ -417,7 +423,7 @@ def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int
         return {"status": "error", "reason": "its code wrote more than rnnlint reads as one model's report"}
     try:
         result = json.loads(b"".join(chunks))
-    except ValueError:
+    except (ValueError, RecursionError):
         result = None
     if not isinstance(result, dict):
         if code == 0 and chunks:
