@@ -168,8 +168,11 @@ class Session:
 _worker: Session | None = None
 
 
-def _init_worker(config: Config, use_cache: bool) -> None:
+def _init_worker(config: Config, use_cache: bool, parent: int | None = None) -> None:
     global _worker
+    from rnnlint.sandbox import die_with_parent
+
+    die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = Session(config, use_cache)
 
 
@@ -232,7 +235,7 @@ def run(
     order = sorted(range(len(tasks)), key=lambda i: -_size(files[i]))
     chunk = max(1, min(8, len(tasks) // (jobs * 32)))
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
-    with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache)) as pool:
+    with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid())) as pool:
         for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
             outcomes[i] = outcome
     return outcomes  # type: ignore[return-value]

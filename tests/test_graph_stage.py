@@ -128,7 +128,9 @@ def _running(name: str) -> list[str]:
 def test_hostile_models_are_contained(tmp_path):
     """Endless __init__, sys.exit, 4 TiB, os._exit, file writes, processes: each is RNN901, and the run goes on."""
     root = copy(tmp_path, "hostile")
-    result = rnnlint("check", "--graph", "--output-format", "json", "hostile", cwd=root)
+    # models.py only: hostile/escape and hostile/native are tests/test_containment.py's, and the
+    # native ones are stopped only by the kernel's layers
+    result = rnnlint("check", "--graph", "--output-format", "json", "hostile/models.py", cwd=root)
     assert result.returncode == 1, result.stderr
     items = json.loads(result.stdout)
     by_line = {d["line"]: d for d in items if d["code"] == "RNN901"}

@@ -349,3 +349,60 @@ def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "used more than 1 GiB of memory (with the processes it started) and was stopped" in result.stdout
     assert "the fixed copy was not run" in result.stdout  # no fix makes a script need less memory
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="looks for processes in /proc")
+def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run(tmp_path):
+    """dir_fd from $PWD and from a path, sqlite3, SIGKILL/SIGSTOP to rnnlint, a setsid daemon: all contained."""
+    marker = f"rnnlint-daemon-{os.getpid()}-{tmp_path.name}"
+    root = tmp_path / "project"
+    script = write_script(tmp_path, f"""
+    import os, signal, sqlite3, subprocess, sys
+
+    def attempt(step):
+        try:
+            step()
+        except (PermissionError, ProcessLookupError) as exc:
+            print("refused:", exc)
+
+    here = os.open(os.environ["PWD"], os.O_RDONLY)  # the copy's folder, never the user's
+    attempt(lambda: os.unlink("victim.txt", dir_fd=here))  # allowed: it is the copy's victim
+    user = os.open({str(root)!r}, os.O_RDONLY)
+    attempt(lambda: os.unlink("victim.txt", dir_fd=user))
+    attempt(lambda: os.close(os.open("victim.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=user)))
+    attempt(lambda: sqlite3.connect(os.path.join({str(root)!r}, "stolen.db")).execute("create table t (x)"))
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        attempt(lambda: os.kill(os.getppid(), sig))
+        attempt(lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), sig))
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"], start_new_session=True)
+    """ + TRAIN_STEPS)
+    (root / "victim.txt").write_text("the user's own file\n", "utf-8")
+    result = verify(root, "project/train.py", "--steps", "5")  # asserts the project is unchanged
+    assert result.returncode == 0, result.stdout + result.stderr  # rnnlint was neither killed nor stopped
+    assert not (root / "stolen.db").exists()
+    assert "the before run left processes running when it ended" in result.stderr
+    assert _live_processes_with(marker) == []
+
+
+def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypatch):
+    from rnnlint.verify.trial import trial_env
+
+    user, copy = (tmp_path / "user").resolve(), (tmp_path / "copy").resolve()
+    (user / "src").mkdir(parents=True)
+    (copy / "src").mkdir(parents=True)
+    monkeypatch.setenv("PWD", str(user / "src"))
+    monkeypatch.setenv("OLDPWD", str(user))
+    monkeypatch.setenv("DATA_DIR", str(user / "data"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(user / "src"), "/opt/lib", ""]))
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.chdir(user)  # a relative value must not be taken for a path in the project
+    env = trial_env(copy / "src", (copy, user))
+    assert env["PWD"] == str(copy / "src") and "OLDPWD" not in env
+    assert env["DATA_DIR"] == str(copy / "data")
+    assert env["PYTHONPATH"] == os.pathsep.join([str(copy / "src"), "/opt/lib", ""])
+    assert env["TERM"] == "xterm"
+    assert not any(str(user) in value for value in env.values())
+    # a virtual environment inside the project is not copied: PATH keeps it (the guard still refuses writes)
+    (user / ".venv" / "bin").mkdir(parents=True)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"]))
+    assert trial_env(copy / "src", (copy, user))["PATH"] == os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"])

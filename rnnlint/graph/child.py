@@ -4,23 +4,32 @@
 to build, the enabled graph rules and their options, the folders of the
 project) and writes JSON lines on stdout: ``ready`` once torch is imported,
 then ``start`` and ``result`` for each model. The parent enforces the time
-limits (it kills this process and starts another for the models left); this
-process contains everything else a model can do to it:
+limits (it kills this process and starts another for the models left) and
+checks every line; this process contains everything else a model can do:
 
+* it moves into a network namespace of its own before anything else
+  (:func:`~rnnlint.sandbox.isolate_network`, Linux), and the parent gave it a
+  minimal environment (no inherited secrets);
+* it imports torch and rnnlint's rules once, then analyses each model in a
+  forked copy of itself that has never run user code: a model cannot change
+  how later models are analysed, and its report comes back over a pipe of its
+  own (the stream to the parent stays out of its reach);
+* in that copy, Landlock (Linux 5.13+) confines writes to a scratch folder,
+  reads to Python, its libraries and the project, forbids ``execve``, TCP and
+  signals outside the copy; a :class:`~rnnlint.sandbox.Guard` refuses the same
+  at the Python level everywhere, and refusals are reported;
 * user modules are imported as definitions-only views (:mod:`rnnlint.graph.view`),
   through an import hook limited to the project's own files, so no top-level
   training code runs and no ``.pyc`` is written into the user's tree;
 * ``sys.exit`` and exceptions in ``__init__`` or ``forward`` are caught per model;
 * address space is capped (``RLIMIT_AS``), so an absurd allocation fails with
   an error instead of taking the machine down;
-* a :class:`~rnnlint.sandbox.Guard` refuses file writes outside the stage's
-  scratch folder and any attempt to start or signal a process (the parent
-  also kills the whole process group when the child is done);
 * prints of the user's code go to stderr, never into the protocol stream.
 """
 
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -28,13 +37,14 @@ import importlib.util
 import inspect
 import json
 import os
+import select
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from rnnlint.graph.view import definitions_view
-from rnnlint.sandbox import Guard
+from rnnlint.sandbox import Guard, confine, isolate_network
 
 _OWN_PACKAGE = Path(__file__).resolve().parents[1]  # rnnlint itself is never a view
 
@@ -175,7 +185,7 @@ class Worker:
         sys.meta_path.insert(0, self.finder)
         self._base: str | None = None
         self.rules = [_load_rule(entry).for_model(entry["options"]) for entry in request["rules"].values()]
-        self.covered: set[type] = set()
+        self.covered: set[tuple[str, str]] = set()  # (module, qualname) of project classes already analysed
 
     def close(self) -> None:
         """Undo the import hook and forget the project's modules (in-process use, tests)."""
@@ -223,8 +233,9 @@ class Worker:
             return self._build_error(spec, exc)
         if not isinstance(model, torch.nn.Module):
             return {"status": "error", "reason": f"it returned a {type(model).__name__}, not an nn.Module"}
-        for module in model.modules():
-            self.covered.add(type(module))
+        covered = {_class_key(type(m)) for m in model.modules()
+                   if getattr(sys.modules.get(type(m).__module__), "__file__", None) in self.finder.loaded}
+        self.covered |= covered
         run = ModelRun(model, self.finder.loaded | {spec["file"]}, spec.get("inputs"), spec["qualname"])
         run.project_clips = self.request.get("project_clips", False)
         notes: list[str] = []
@@ -248,6 +259,7 @@ class Worker:
             "needs_inputs": bool(notes) and spec.get("inputs") is None,
             "findings": [self._locate(model, f) for f in run.findings],
             "placeholders": self.placeholders,
+            "covered": sorted(list(key) for key in covered),
         }
 
     def _build(self, spec: dict) -> Any:
@@ -259,7 +271,7 @@ class Worker:
             namespace = dict(vars(importlib.import_module(spec["module"])))
             return eval(compile(spec["expr"], spec["file"], "eval"), namespace)  # noqa: S307 - user's own code
         target = _resolve(spec["module"], spec["qualname"])
-        if spec["component"] and target in self.covered:
+        if spec["component"] and _class_key(target) in self.covered:
             raise _Covered
         if spec.get("factory"):
             module, _, name = spec["factory"].partition(":")
@@ -301,6 +313,10 @@ class Worker:
         return data
 
 
+def _class_key(cls: Any) -> tuple[str, str]:
+    return (str(getattr(cls, "__module__", "")), str(getattr(cls, "__qualname__", "")))
+
+
 class _Covered(Exception):
     """The class was already analysed as part of a model built before it."""
 
@@ -327,8 +343,133 @@ def _limit_memory(extra_mb: int) -> None:
         pass  # not Linux: the time limits still hold
 
 
+# A fresh fork per model where fork after importing torch is sound (Linux); macOS and Windows
+# analyse the models one after the other in this process.
+FORK_PER_MODEL = hasattr(os, "fork") and sys.platform.startswith("linux")
+RESULT_LIMIT = 1 << 20  # bytes of one model's report; more is a malformed report
+
+
+def _readable(request: dict) -> list[str]:
+    """Where a model's code may read (Landlock, where the kernel has it): Python, the project, libraries."""
+    places = [*request["roots"], request["scratch"], sys.prefix, sys.base_prefix, sys.exec_prefix,
+              *(p for p in sys.path if p and os.path.isabs(p) and os.path.dirname(p) != p),
+              "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib", "/lib64", "/usr/share/zoneinfo",
+              "/etc/ld.so.cache", "/dev/null", "/dev/urandom", "/dev/zero", "/proc/driver/nvidia",
+              "/sys/devices", "/sys/bus"]
+    return list(dict.fromkeys(os.path.realpath(p) for p in places))
+
+
+def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int) -> dict:
+    """Analyse one model in a forked copy of this process and return what it reported.
+
+    This process imported torch, rnnlint's rules and measurement code, but no
+    user code; each model gets a fresh copy of that state, so a model that
+    patches the analysis (or anything else) cannot change what later models
+    report, and its process is gone when it is done. Its report comes back over
+    a pipe of its own: it never holds the stream to rnnlint.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked process
+        code = 0
+        try:
+            os.close(read_fd)
+            os.close(protocol_fd)
+            data = json.dumps(_contained(worker, spec, request)).encode()
+        except BaseException as exc:  # noqa: BLE001
+            data = json.dumps({"status": "error", "reason": f"the analysis failed: {type(exc).__name__}"}).encode()
+            code = 1
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks, size, status = [], 0, None
+    try:
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], 0.05)
+            if ready:
+                chunk = os.read(read_fd, 65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > RESULT_LIMIT:
+                    break
+                chunks.append(chunk)
+            elif status is None:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done == 0:
+                    status = None
+                elif not select.select([read_fd], [], [], 0)[0]:
+                    break  # it exited and wrote nothing more (a process it started may hold the pipe)
+    finally:
+        os.close(read_fd)
+    grace = time.monotonic() + 2.0  # the pipe closes a moment before the process is gone
+    while status is None and time.monotonic() < grace:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:
+            status = None
+            time.sleep(0.01)
+    if status is None:  # it closed the pipe and carries on: it is done all the same
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+        status = os.waitpid(pid, 0)[1]
+    code = os.waitstatus_to_exitcode(status)
+    if size > RESULT_LIMIT:
+        return {"status": "error", "reason": "its code wrote more than rnnlint reads as one model's report"}
+    try:
+        result = json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):
+        result = None
+    if not isinstance(result, dict):
+        if code == 0 and chunks:
+            return {"status": "error", "reason": "its code wrote into the pipe that carries its report, so rnnlint "
+                                                 "could not read what was measured"}
+        return {"status": "crash", "code": code}
+    return result
+
+
+def _contained(worker: Worker, spec: dict, request: dict) -> dict:
+    """In the forked process: shut every door the OS offers, install the guard, analyse one model."""
+    scratch = request["scratch"]
+    devices = ["/dev/null", *glob.glob("/dev/nvidia*"), *glob.glob("/dev/dri/*")]  # a model may use the GPU
+    held = confine([scratch], files=devices, readable=_readable(request)) if request.get("kernel", True) else {}
+    guard = _guard(request, readable=None if held.get("reads") else _readable(request))
+    result = worker.analyse(spec)
+    if guard.blocked:  # reported even when the model's code caught the PermissionError
+        result["blocked"] = guard.blocked[:20]
+    if guard.read_elsewhere:  # no Landlock here: keep what it read out of the report
+        result = _withheld(result)
+    return result
+
+
+def _guard(request: dict, readable: list[str] | None) -> Guard:
+    return Guard(protected=["/"], writable=[request["scratch"]], processes=False, network=False, readable=readable,
+                 why="models are analysed without writing files, starting processes or using the network").install()
+
+
+_WITHHELD = "(message withheld: the model's code read files outside the project)"
+
+
+def _withheld(result: dict) -> dict:
+    """The report without free text from the model's code (it read files rnnlint must not echo)."""
+    if "reason" in result:
+        kind = str(result["reason"]).split(":", 1)[0]
+        result["reason"] = f"{kind if kind.isidentifier() else 'an error'} {_WITHHELD}"
+    if result.get("notes"):
+        result["notes"] = [_WITHHELD]
+    for finding in result.get("findings") or []:
+        finding["message"] = _WITHHELD
+    return result
+
+
 def main() -> None:
     request = json.load(sys.stdin)
+    isolated = request.get("kernel", True) and isolate_network()  # first: no network for this process tree
     stream = _protocol_stream()
     sys.dont_write_bytecode = True
 
@@ -341,19 +482,28 @@ def main() -> None:
 
     worker = Worker(request)
     _limit_memory(int(request.get("memory_mb", 4096)))
-    guard = Guard(protected=["/"], writable=[request["scratch"]], processes=False,
-                  why="models are analysed without writing files or starting processes").install()
-    emit({"event": "ready", "seconds": round(time.perf_counter() - started, 3)})
+    modules = {spec["module"] for spec in request["models"]}
+    emit({"event": "ready", "seconds": round(time.perf_counter() - started, 3), "network_namespace": isolated})
+    forking = FORK_PER_MODEL and request.get("fork", True)
+    guard = None if forking else _guard(request, readable=None)
     for spec in request["models"]:
         emit({"event": "start", "id": spec["id"]})
-        started, blocked = time.perf_counter(), len(guard.blocked)
-        result = worker.analyse(spec)
-        if len(guard.blocked) > blocked:  # reported even when the model's code caught the PermissionError
-            result["blocked"] = guard.blocked[blocked:]
-        emit({"event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3), **result})
+        started = time.perf_counter()
+        if forking:
+            result = _analyse_in_fork(worker, spec, request, stream.fileno())
+        else:  # macOS, Windows: in this process, after the models before it (see the README)
+            blocked = len(guard.blocked)
+            result = worker.analyse(spec)
+            if len(guard.blocked) > blocked:
+                result["blocked"] = guard.blocked[blocked:][:20]
+        covered = result.pop("covered", None)
+        if isinstance(covered, list):  # only classes of the project's modules, as the request names them
+            worker.covered |= {(k[0], k[1]) for k in covered[:1000]
+                               if isinstance(k, list) and len(k) == 2 and k[0] in modules and isinstance(k[1], str)}
+        emit({**result, "event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3)})
     emit({"event": "done"})
     stream.close()
-    os._exit(0)  # skip interpreter teardown (and any atexit hooks the user's modules registered)
+    os._exit(0)  # skip interpreter teardown
 
 
 if __name__ == "__main__":

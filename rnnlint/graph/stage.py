@@ -33,7 +33,7 @@ from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
 from rnnlint.noqa import Suppressions, split_lines
 from rnnlint.runner import display_path
-from rnnlint.sandbox import kill_group
+from rnnlint.sandbox import children, kill_group, kill_leftovers, start
 
 TORCH_MISSING = (
     'rnnlint: graph stage skipped: torch is not installed (pip install "rnnlint[torch]"), use --static to silence'
@@ -74,10 +74,13 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
         "project_clips": _clips(files),
         "memory_mb": limits.get("memory-limit-mb", 4096),
         "models": [{**s.to_json(), "id": str(number)} for number, s in enumerate(specs)],
+        # tests only: RNNLINT_SANDBOX_KERNEL=0 leaves out Landlock and the network namespace, to show
+        # what the portable layer (the audit hook) holds on its own, as on macOS and Windows
+        "kernel": os.environ.get("RNNLINT_SANDBOX_KERNEL", "1") != "0",
     }
     run = executor or run_child
     results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
-    return Reporter(session).diagnostics(specs, results, limits)
+    return Reporter(session, search).diagnostics(specs, results, limits)
 
 
 def _jsonable(options: dict) -> dict:
@@ -130,16 +133,25 @@ def _child_command() -> list[str]:
     return [sys.executable, "-c", code]
 
 
+_ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LD_LIBRARY_PATH", "SYSTEMROOT", "WINDIR", "PATHEXT")
+
+
 def _child_env(scratch: str) -> dict:
-    env = dict(os.environ)
-    env["TMPDIR"] = scratch  # the only folder the child may write (see rnnlint.sandbox) ...
-    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")  # ... so torch.export's caches go there
-    env["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")  # (a user's own setting would be refused)
+    """A minimal environment: nothing the user's shell or CI holds (tokens, keys) reaches the models' code."""
+    env = {key: os.environ[key] for key in _ENV_KEPT if key in os.environ}
+    home = os.path.join(scratch, "home")
+    os.makedirs(home, exist_ok=True)
+    env["HOME"] = env["USERPROFILE"] = home
+    env["TMPDIR"] = env["TEMP"] = env["TMP"] = scratch  # the only folder the child may write (rnnlint.sandbox)
+    env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")  # torch.export's caches go there
+    env["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")
     package_parent = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
-    env.setdefault("OMP_NUM_THREADS", "1")
+    paths = [package_parent, *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    env["OMP_NUM_THREADS"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONWARNINGS"] = "ignore"
+    env["PYTHONNOUSERSITE"] = "1"
     return env
 
 
@@ -166,10 +178,11 @@ def run_child(request: dict, model_timeout: float, stage_timeout: float) -> dict
 
 def _one_child(request: dict, results: dict, pending: list[str], model_timeout: float, stage_deadline: float) -> bool:
     """Serve ``pending`` models from one child; True when another child must take the ones left."""
+    baseline = children()
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(
+        proc = start(
             _child_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors,
-            cwd=request["roots"][0], env=_child_env(request["scratch"]), start_new_session=True,
+            cwd=request["roots"][0], env=_child_env(request["scratch"]),
         )
         try:
             try:
@@ -177,12 +190,22 @@ def _one_child(request: dict, results: dict, pending: list[str], model_timeout: 
                 proc.stdin.close()
             except BrokenPipeError:
                 pass
-            return _converse(proc, errors, results, pending, model_timeout, stage_deadline)
+            return _converse(proc, errors, results, pending, model_timeout, stage_deadline, _codes(request))
         finally:
-            kill_group(proc)  # also whatever the child left running
+            kill_group(proc)  # also whatever the child left running in its group ...
+            kill_leftovers(baseline)  # ... and out of it (a daemon that called setsid), on Linux
 
 
-def _converse(proc, errors, results: dict, pending: list[str], model_timeout: float, stage_deadline: float) -> bool:
+def _codes(request: dict) -> frozenset[str]:
+    return frozenset(request["rules"])
+
+
+class _Forged(Exception):
+    """A line from the child that does not follow the protocol."""
+
+
+def _converse(proc, errors, results: dict, pending: list[str], model_timeout: float, stage_deadline: float,
+              codes: frozenset[str] = frozenset()) -> bool:
     reader = _Lines(proc.stdout)
     current: str | None = None
     deadline = min(stage_deadline, time.monotonic() + STARTUP_TIMEOUT)
@@ -202,16 +225,22 @@ def _converse(proc, errors, results: dict, pending: list[str], model_timeout: fl
             if current is None:
                 errors.seek(0)
                 tail = errors.read().decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-                _fail_all(results, pending, f"the graph stage's child process failed: {tail[0]}")
+                _fail_all(results, pending, f"the graph stage's child process failed: {clean_text(tail[0], 200)}")
                 return False
             results[current] = {"status": "crash", "code": code}
             pending.remove(current)
             return True
         try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        kind = event.get("event")
+            event = _checked(line, current, pending, codes)
+        except _Forged as exc:  # never a traceback: the model it concerns is reported, a fresh child goes on
+            victim = current if current is not None else (pending[0] if pending else None)
+            if victim is None:
+                return False
+            results[victim] = {"status": "error", "reason": f"the graph stage's child process sent a malformed "
+                                                            f"report ({exc}), so its results were discarded"}
+            pending.remove(victim)
+            return True
+        kind = event["event"]
         if kind == "start":
             current = event["id"]
         elif kind == "result":
@@ -225,6 +254,106 @@ def _converse(proc, errors, results: dict, pending: list[str], model_timeout: fl
         deadline = min(stage_deadline, time.monotonic() + model_timeout)
 
 
+# -- the protocol: every line from the child is checked before it is believed ----
+
+MAX_LINE = 1 << 20
+_STATUSES = frozenset({"ok", "error", "covered", "crash"})
+_SEVERITIES = frozenset({"error", "warning", "info", None})
+
+
+def clean_text(value, limit: int) -> str:
+    """One line of printable text, at most ``limit`` characters (no terminal escapes from the child)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _checked(line: bytes, current: str | None, pending: list[str], codes: frozenset[str]) -> dict:
+    if len(line) > MAX_LINE:
+        raise _Forged("a line too long")
+    try:
+        event = json.loads(line)
+    except (ValueError, RecursionError):
+        raise _Forged("not JSON") from None
+    if not isinstance(event, dict):
+        raise _Forged("not an object")
+    kind = event.get("event")
+    if kind == "ready":
+        seconds = event.get("seconds")
+        return {"event": "ready", "seconds": seconds if _number(seconds) else None}
+    if kind == "done":
+        if current is not None:
+            raise _Forged("done in the middle of a model")
+        return {"event": "done"}
+    if kind == "start":
+        if current is not None or not pending or event.get("id") != pending[0]:
+            raise _Forged("a model started out of order")
+        return {"event": "start", "id": pending[0]}
+    if kind == "result":
+        if current is None or event.get("id") != current:
+            raise _Forged("a result for a model that was not started")
+        return {"event": "result", "id": current, **_checked_result(event, codes)}
+    raise _Forged("an unknown event")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9
+
+
+def _strings(value, count: int, limit: int) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > count or not all(isinstance(v, str) for v in value):
+        raise _Forged("a list of texts of the wrong shape")
+    return [clean_text(v, limit) for v in value]
+
+
+def _checked_result(event: dict, codes: frozenset[str]) -> dict:
+    status = event.get("status")
+    if status not in _STATUSES:
+        raise _Forged("an unknown status")
+    out: dict = {"status": status, "seconds": event["seconds"] if _number(event.get("seconds")) else 0.0,
+                 "blocked": _strings(event.get("blocked"), 50, 300)}
+    if status == "crash":
+        code = event.get("code")
+        out["code"] = code if isinstance(code, int) and not isinstance(code, bool) and -256 < code < 256 else None
+    elif status == "error":
+        out["reason"] = clean_text(event.get("reason", "unknown error"), 300)
+        out["missing"] = [m for m in _strings(event.get("missing"), 100, 100) if m.isidentifier()]
+    elif status == "ok":
+        out["summary"] = clean_text(event.get("summary", ""), 200)
+        out["notes"] = _strings(event.get("notes"), 20, 400)
+        out["needs_inputs"] = bool(event.get("needs_inputs"))
+        placeholders = event.get("placeholders") or {}
+        if not isinstance(placeholders, dict) or len(placeholders) > 100 or not all(
+                isinstance(k, str) and k.isidentifier() and isinstance(v, int) and not isinstance(v, bool)
+                for k, v in placeholders.items()):
+            raise _Forged("placeholders of the wrong shape")
+        out["placeholders"] = placeholders
+        findings = event.get("findings") or []
+        if not isinstance(findings, list) or len(findings) > 1000:
+            raise _Forged("findings of the wrong shape")
+        out["findings"] = [_checked_finding(f, codes) for f in findings]
+    return out
+
+
+def _checked_finding(finding, codes: frozenset[str]) -> dict:
+    if not isinstance(finding, dict) or finding.get("code") not in codes:
+        raise _Forged("a finding of an unknown rule")
+    severity = finding.get("severity")
+    if severity not in _SEVERITIES:
+        raise _Forged("a finding of an unknown severity")
+    file, line, attr = finding.get("file"), finding.get("line"), finding.get("attr")
+    owner = finding.get("owner") or []
+    if (not (file is None or isinstance(file, str)) or not (line is None or (isinstance(line, int)
+            and not isinstance(line, bool) and 0 < line < 10**7)) or not (attr is None or isinstance(attr, str))
+            or not isinstance(owner, list) or len(owner) > 100
+            or not all(isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) for x in o) for o in owner)):
+        raise _Forged("a finding of the wrong shape")
+    return {"code": finding["code"], "message": clean_text(finding.get("message", ""), 500), "severity": severity,
+            "file": file, "line": line, "owner": owner, "attr": attr}
+
+
 def _fail_all(results: dict, pending: list[str], reason: str) -> None:
     for key in pending:
         results[key] = {"status": "error", "reason": reason}
@@ -235,15 +364,19 @@ def _fail_all(results: dict, pending: list[str], reason: str) -> None:
 
 
 class Reporter:
-    def __init__(self, session) -> None:
+    def __init__(self, session, search: list[str] | None = None) -> None:
         self.session = session
+        self._search = [Path(p).resolve() for p in search or []]
         self.config: Config = session.config
         self.lines = LineTable()
         self._texts: dict[str, list[str]] = {}
         self._suppressions: dict[str, Suppressions] = {}
+        self._folders: set[Path] = set()
 
     def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
         found: dict[tuple, Diagnostic] = {}
+        self._folders = ({Path(s.file).resolve().parent for s in specs if s.file} | {Path(self.config.root).resolve()}
+                         | set(self._search))
         for number, spec in enumerate(specs):
             result = results.get(str(number), {"status": "stage-timeout", "seconds": limits.get("stage-timeout", 300)})
             status = result.get("status")
@@ -270,14 +403,24 @@ class Reporter:
 
     # -- locations ---------------------------------------------------------
 
+    def _known(self, file: str) -> bool:
+        """A Python file of the project: the only files a location from the child may name (it is read)."""
+        try:
+            path = Path(file).resolve()
+        except (OSError, RuntimeError, ValueError):
+            return False
+        return (path.suffix == ".py" and any(f == path.parent or f in path.parents for f in self._folders)
+                and path.is_file())
+
     def _where(self, spec: ModelSpec, finding: dict) -> tuple[str, int]:
-        if finding.get("file") and finding.get("line"):
+        if finding.get("file") and finding.get("line") and self._known(finding["file"]):
             return finding["file"], int(finding["line"])
-        for file, qualname in finding.get("owner") or []:
+        owners = [(f, q) for f, q in finding.get("owner") or [] if self._known(f)]
+        for file, qualname in owners:
             line = self.lines.lookup(file, qualname, finding.get("attr"))
             if line is not None:
                 return file, line
-        for file, qualname in finding.get("owner") or []:
+        for file, qualname in owners:
             line = self.lines.lookup(file, qualname, None)
             if line is not None:
                 return file, line
@@ -358,5 +501,5 @@ def _blocked(spec: ModelSpec, result: dict) -> str:
         return ""
     more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
     return (f"While rnnlint built and ran `{spec.qualname}`, its code tried to {blocked[0]}{more}; rnnlint blocked "
-            "that: models are analysed without writing files or starting processes, so move such work out of the "
-            "model.")
+            "that: models are analysed without writing files, starting processes or using the network, so move such "
+            "work out of the model.")

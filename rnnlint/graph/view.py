@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 
 _BUILTINS = frozenset(dir(builtins))
 _CONSTANT_NODES = (
@@ -95,13 +96,26 @@ def kept_statements(tree: ast.Module) -> list[ast.stmt]:
     return kept
 
 
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def python_lines(text: str) -> list[str]:
+    """``text`` split into lines (with their ends) exactly where the tokenizer counts lines for ``ast``.
+
+    ``str.splitlines`` also breaks at form feeds, vertical tabs, ``\\x1c``-``\\x1e``,
+    ``\\x85`` and the Unicode line separators, which Python source does not: a form
+    feed in a comment would shift every line after it.
+    """
+    return _LINE.findall(text)
+
+
 def definitions_view(text: str) -> str:
     """``text`` with every statement that is not a definition blanked out.
 
     Raises SyntaxError when the text does not parse (the caller reports it).
     """
     tree = ast.parse(text)
-    lines = text.splitlines(keepends=True)
+    lines = python_lines(text)
     keep = [False] * len(lines)
     kept = kept_statements(tree)
     # a dropped statement sharing a line with a kept one (``x = 1; train()``) wins
@@ -117,5 +131,5 @@ def definitions_view(text: str) -> str:
         if keep_line:
             out.append(line)
         else:
-            out.append("\n" if line.endswith(("\n", "\r")) else "")
+            out.append(line[len(line.rstrip("\r\n")):])  # the line's own end, so numbering is unchanged
     return "".join(out)

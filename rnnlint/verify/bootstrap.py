@@ -352,6 +352,7 @@ def _guard(config: dict):
     spec = importlib.util.spec_from_file_location("_rnnlint_sandbox", path)
     sandbox = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sandbox)
+    sandbox.confine(filesystem=False, network=False, signals=True, unix=False)  # no signals out (Linux 6.12+)
     return sandbox.Guard(protected=[config["protect"]], writable=[config["copy"]],
                          why="verify runs your script on a copy of the project and never changes your files").install()
 

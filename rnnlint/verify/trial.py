@@ -12,9 +12,13 @@ Each copy runs in its own child process (:mod:`rnnlint.verify.bootstrap`, run by
 path so that nothing in the user's project can shadow it), in its own process
 group (:mod:`rnnlint.sandbox`): killed as a group when it overruns the time
 limit or the memory limit, and when it ends, so that no worker it started
-outlives it. In the child, a guard refuses writes into the user's project,
-linked data included, and the report lists what it refused. torch is imported
-by the child only.
+outlives it; on Linux this process is a child subreaper, so a daemon that left
+the group (``setsid``) comes back to us and is killed too, and the child dies
+with this process. Its environment holds nothing that points into the user's
+tree (``PWD`` is the copy). In the child, a guard refuses writes into the
+user's project, linked data included, and signals outside its own process
+group (Landlock's signal scope as well, on Linux 6.12+); the report lists what
+it refused. torch is imported by the child only.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.fixer import fix_text
 from rnnlint.runner import Session
-from rnnlint.sandbox import group_alive, group_rss, kill_group
+from rnnlint.sandbox import children, group_alive, group_rss, kill_group, kill_leftovers
+from rnnlint.sandbox import start as start_contained
+from rnnlint.sandbox import leftovers as left_behind
 from rnnlint.source import SourceError, read_source, write_atomic
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -306,6 +312,41 @@ def grace_seconds(timeout: float) -> float:
     return min(15.0, max(2.0, 0.2 * timeout))
 
 
+def trial_env(cwd: Path, project: tuple[Path, Path] | None) -> dict:
+    """The environment of a trial run: ours, with nothing that points into the user's own tree.
+
+    ``PWD`` is the run's folder in the copy; any other variable whose value (or
+    an entry of its path list) lies in the user's project is mapped to the same
+    place in the copy, so ``os.open(os.environ[...])`` cannot hand the script a
+    descriptor of the user's folder. The exception is a folder that is never
+    copied, like a ``.venv`` on ``PATH``: it stays, read-only under the guard.
+    """
+    env = dict(os.environ)
+    env.pop("OLDPWD", None)
+    env["PWD"] = str(cwd)
+    if project is None:
+        return env
+    copy_root, user_root = (os.path.realpath(p) for p in project)
+    for key, value in list(env.items()):
+        if key == "PWD" or os.sep not in value:
+            continue
+        entries = []
+        for entry in value.split(os.pathsep):
+            if os.path.isabs(entry):
+                for form in (os.path.realpath(entry), entry):
+                    if form == user_root or form.startswith(user_root + os.sep):
+                        inner = form[len(user_root):]
+                        if os.path.exists(copy_root + inner) or not any(_skipped(part) for part in
+                                                                         inner.split(os.sep)):
+                            entry = copy_root + inner
+                        # else: a virtual environment or cache that is not copied (.venv in PATH): it
+                        # stays, and the guard still refuses writes there
+                        break
+            entries.append(entry)
+        env[key] = os.pathsep.join(entries)
+    return env
+
+
 def run_trial(
     label: str,
     script: Path,
@@ -327,7 +368,7 @@ def run_trial(
         "project": str(project[0] if project else script.parent),
         "protect": str(project[1]) if project else None, "copy": str(project[0]) if project else None,
     }), "utf-8")
-    env = dict(os.environ)
+    env = trial_env(cwd, project)
     env["PYTHONHASHSEED"] = str(options.seed)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
@@ -340,16 +381,17 @@ def run_trial(
     deadline = start + STARTUP_SECONDS + limit  # until the child says torch is imported and the script starts
     memory_limit = options.memory_bytes()
     started, killed, leftovers = False, None, False
+    baseline = children()
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        proc = subprocess.Popen(
+        proc = start_contained(  # its own session; on Linux it dies with us and what it detaches comes back to us
             [sys.executable, str(BOOTSTRAP), str(config_file)],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
         )
         try:
             while True:
                 try:
                     proc.wait(timeout=0.25)
-                    leftovers = group_alive(proc.pid)
+                    leftovers = group_alive(proc.pid) or bool(left_behind(baseline))
                     break
                 except subprocess.TimeoutExpired:
                     records, _, now_started = read_events(events)
@@ -365,6 +407,7 @@ def run_trial(
                         break
         finally:  # also on Ctrl-C in the parent: take the child and all it started down with it
             kill_group(proc)
+            kill_leftovers(baseline)  # daemons that left the group (setsid), found as our descendants
     records, end, _ = read_events(events)
     run = Run(label, killed or ("killed" if end is None else end["end"]), records,
               stderr_tail=_tail(stderr), wall_seconds=time.monotonic() - start, time_limit=options.timeout,
