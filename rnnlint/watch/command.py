@@ -88,7 +88,9 @@ def measurements(watched: Watched) -> dict:
     return {
         "steps": m["steps"], "stopped": m["stopped"], "status": m["status"], "problem": m["problem"],
         "device": m["device"], "loss_start": m["start_loss"], "loss_end": m["final_loss"], "loss_best": m["best_loss"],
-        "grad_norm_max": m["max_grad_norm"], "grad_norm_median": m["median_grad_norm"],
+        # the watcher's largest finite norm (before clipping); the step records' when it saw none
+        "grad_norm_max": own.get("grad_norm_max") if own.get("grad_norm_max") is not None else m["max_grad_norm"],
+        "grad_norm_median": m["median_grad_norm"],
         "grad_norm_max_step": own.get("grad_norm_max_step"),
         "first_nonfinite_step": m["first_nonfinite_step"],
         "first_nonfinite": own.get("first_nonfinite"),

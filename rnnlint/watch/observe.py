@@ -203,6 +203,8 @@ class Watcher:
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
         self._patched.clear()
+        for state in self._modules.values():
+            state["hooked"] = False
         self.attached = False
 
     close = detach
@@ -301,10 +303,13 @@ class Watcher:
         self._patch(torch.autograd, "backward", backward)
 
     def _watch_module(self, module, name: str | None) -> None:
-        if module in self._modules:
+        state = self._modules.get(module)
+        if state is None:  # kept across detach() and attach(): the samplers go on counting
+            state = self._modules[module] = {"name": name, "sampler": Sampler(self.warm, self.every),
+                                             "saturation": Sampler(3, SATURATION_EVERY)}
+        elif state["hooked"]:
             return
-        self._modules[module] = {"name": name, "sampler": Sampler(self.warm, self.every),
-                                 "saturation": Sampler(3, SATURATION_EVERY)}
+        state["hooked"] = True
         self._handles.append(module.register_forward_pre_hook(self._rnn_pre, with_kwargs=True))
         self._handles.append(module.register_forward_hook(self._rnn_post, with_kwargs=True))
 
@@ -572,7 +577,7 @@ class Watcher:
             parameters = self._nonfinite_parameters(optimizer) if nonfinite_grad else []
             what = "loss" if nonfinite_loss and not parameters else "gradient"
             if nonfinite_grad and not parameters:
-                what = "gradient norm (it overflowed: every gradient is finite, their norm is not)"
+                what = "gradient norm (every gradient is finite, their norm overflowed)"
             self.first_nonfinite = {"step": step, "what": what, "parameters": parameters}
         spike = None
         if norm is not None and math.isfinite(norm) and len(self.norms) >= MIN_HISTORY:

@@ -171,6 +171,9 @@ def explain_crash(run: Run, findings: list[Observed]) -> tuple[str | None, str |
         pattern = CRASHES.get(code)
         if pattern is not None and pattern.search(last_line):
             d = observed.diagnostic
-            return code, (f"the crash ({last_line.strip()}) follows from {code} {d.name}, observed at step "
+            kind, _, text = last_line.strip().partition(": ")
+            sentence = re.match(r".*?\.(?=\s|$)", text)  # the message's first sentence
+            crash = f"{kind}: {(sentence.group(0) if sentence else text).rstrip('.')}"
+            return code, (f"the crash ({crash}) follows from {code} {d.name}, observed at step "
                           f"{observed.finding.get('step')} ({d.path}:{d.line}); {FIXES[code]}")
     return None, None
