@@ -493,3 +493,24 @@ def test_fixtures_are_clean_for_the_static_stage(tmp_path):
     result = rnnlint("check", "--static", "--no-cache", str(FIXTURES), cwd=tmp_path)
     assert result.returncode == 0, result.stdout
     assert "0 findings" in result.stdout or "No findings." in result.stdout
+
+
+@pytest.mark.slow
+def test_e2e_check_and_watch_agree_on_codes(tmp_path):
+    """verify's exploding RNN: the static rules see RNN001 and RNN020, and the run shows both, at the same lines."""
+    project = tmp_path / "exploding_rnn"
+    shutil.copytree(FIXTURES.parent / "verify" / "exploding_rnn", project)
+    report = tmp_path / "report.json"
+    result = rnnlint("watch", "train.py", "--steps", "40", "--json", str(report), cwd=project, env=ENV, timeout=300)
+    assert result.returncode == 1, result.stderr
+    findings = json.loads(report.read_text())["findings"]
+    assert sorted((f["code"], f["observed"], f["inferred"]) for f in findings) == [
+        ("RNN001", True, True), ("RNN020", True, True)]
+    static = json.loads(rnnlint("check", "--static", "--output-format", "json", "train.py", cwd=project).stdout)
+    assert sorted((d["code"], d["line"]) for d in static) == sorted((f["code"], f["line"]) for f in findings)
+    result = rnnlint("watch", "train.py", "--steps", "2", "--output-format", "json", cwd=project, env=ENV,
+                     timeout=300)
+    shown = json.loads(result.stdout)
+    assert sorted((f["code"], f["observed"]) for f in shown) == [("RNN001", False), ("RNN020", False)]
+    no_static = rnnlint("watch", "train.py", "--steps", "2", "--no-static", cwd=project, env=ENV, timeout=300)
+    assert no_static.returncode == 0 and "No observed findings." in no_static.stdout

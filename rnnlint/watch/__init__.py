@@ -40,6 +40,10 @@ def __getattr__(name: str):
         from rnnlint.watch import observe
 
         return getattr(observe, name)
+    if name in ("lightning", "huggingface"):  # rnnlint.watch.lightning.RnnlintWatch: imports the framework
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -15,11 +15,12 @@ import click
 
 from rnnlint import output
 from rnnlint.config import ConfigError, load_config
+from rnnlint.diagnostics import Severity
 from rnnlint.registry import RuleLoadError, load_rules
 from rnnlint.verify import compare, report
 from rnnlint.verify.command import TerminalProgress, _Failure
 from rnnlint.verify.trial import Options, TrialError
-from rnnlint.watch.run import Watched, watch_script
+from rnnlint.watch.run import Watched, merge_static, static_findings, watch_script
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -40,7 +41,10 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
               help="Time limit for the run, in seconds.")
 @click.option("--memory-limit", type=click.FloatRange(min=0.1), metavar="GIB",
               help="Stop the run when its processes together use more resident memory than this, in GiB.")
-def watch(script, script_args, steps, json_path, output_format, seed, device, timeout, memory_limit):
+@click.option("--static/--no-static", "with_static", default=True, show_default=True,
+              help="Also report the static rules' findings in the script and the project files it imports "
+                   "(\"observed\": false in JSON).")
+def watch(script, script_args, steps, json_path, output_format, seed, device, timeout, memory_limit, with_static):
     """Run SCRIPT once under rnnlint's observers and report what the run shows.
 
     The script runs in a child process on a copy of its project (your files are
@@ -68,6 +72,8 @@ def watch(script, script_args, steps, json_path, output_format, seed, device, ti
         severities = {code: rule.severity for code, rule in rules.items()}
         progress = TerminalProgress(steps, sys.stderr.isatty())
         watched = watch_script(options, config, progress, severities)
+        if with_static:
+            merge_static(watched, static_findings(config, script))
     except (ConfigError, RuleLoadError, TrialError) as exc:
         raise _Failure(str(exc)) from None
     sys.exit(_report(watched, json_path, output_format))
@@ -129,6 +135,7 @@ def _summary_lines(watched: Watched, measured: dict) -> list[str]:
 def _report(watched: Watched, json_path: Path | None, output_format: str) -> int:
     measured = measurements(watched)
     findings = [o.to_json() for o in watched.findings]
+    findings += [{**d.to_json(), "observed": False, "inferred": True} for d in watched.inferred]
     if output_format == "json":
         click.echo(report.to_json(findings))
     else:
@@ -148,6 +155,8 @@ def _report(watched: Watched, json_path: Path | None, output_format: str) -> int
             if site:
                 click.echo(f"    call:   {display_path(Path(site['file']))}:{site['line']} in {site['function']}")
             click.echo(f"    fix:    {d.fix.message}")
+        for d in watched.inferred:
+            click.echo(output.text_line(d, color).replace(f"{d.code}", f"{d.code} [static]", 1))
         for line in _summary_lines(watched, measured):
             click.echo(line)
         if watched.explanation:
@@ -157,7 +166,10 @@ def _report(watched: Watched, json_path: Path | None, output_format: str) -> int
             detail = measured["error"] or measured["stderr_tail"]
             if detail:
                 click.echo("    " + detail.replace("\n", "\n    "))
-        click.echo(f"{output.plural(len(findings), 'observed finding')}." if findings else "No observed findings.")
+        observed, inferred = len(watched.findings), len(watched.inferred)
+        counts = [output.plural(observed, "observed finding")] if observed else []
+        counts += [output.plural(inferred, "static finding")] if inferred else []
+        click.echo(" and ".join(counts) + "." if counts else "No observed findings.")
     if measured["blocked_writes"]:
         click.secho(f"rnnlint: warning: the run tried to {measured['blocked_writes'][0]} in your project; rnnlint "
                     "refused (watch never changes your files).", err=True, fg="yellow")
@@ -167,6 +179,6 @@ def _report(watched: Watched, json_path: Path | None, output_format: str) -> int
             "steps_requested": watched.options.steps, "findings": findings, "measured": measured,
             "crash_explained_by": watched.explained_by, "crash_explanation": watched.explanation,
         }) + "\n", "utf-8")
-    if findings:
+    if watched.findings or any(d.severity is not Severity.INFO for d in watched.inferred):
         return EXIT_FINDINGS
     return EXIT_OK if measured["status"] == "ok" else EXIT_ERROR

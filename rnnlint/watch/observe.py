@@ -48,9 +48,9 @@ SPIKE_FLOOR = 1.0  # ... and above this (clipping at 1.0 is the usual remedy)
 DIVERGE_FACTOR = 10.0  # a loss this many times its minimum so far diverges
 MIN_HISTORY = 5  # steps of history before spikes and divergence are judged
 SATURATION_SHARE = 0.25  # RNN106's max-share
-SATURATION_EVERY = 25  # one sampled gate recomputation per this many calls of a module (after the first)
+SATURATION_EVERY = 100  # one sampled gate recomputation per this many calls of a module (after the first)
 SATURATION_BATCH = 8  # sequences of the batch the recomputation looks at
-SATURATION_STEPS = 64  # time steps it looks at
+SATURATION_STEPS = 32  # time steps it looks at
 GRAPH_WALK = 256  # autograd nodes looked at from one hidden state
 STEP_TAG = "rnnlint_step"
 
@@ -141,6 +141,7 @@ class Watcher:
         self.optimizers = list(optimizers) if optimizers is not None else None
         self.roots = tuple(os.path.join(os.path.realpath(r), "") for r in roots) if roots else None
         self._libraries = _library_dirs()
+        self._user_files: dict[str, bool] = {}  # code filename -> in the user's files
         self.warm, self.every = warm, every
         self.on_finding = on_finding
         self.warn = warn
@@ -316,12 +317,16 @@ class Watcher:
     # -- where ---------------------------------------------------------------------
 
     def is_user_file(self, filename: str) -> bool:
+        known = self._user_files.get(filename)
+        if known is not None:
+            return known
         if not filename or filename.startswith("<"):
-            return False
-        path = os.path.realpath(filename)
-        if self.roots is not None:
-            return path.startswith(self.roots) and not path.startswith(self._libraries)
-        return not path.startswith(self._libraries)
+            mine = False
+        else:
+            path = os.path.realpath(filename)
+            mine = not path.startswith(self._libraries) and (self.roots is None or path.startswith(self.roots))
+        self._user_files[filename] = mine
+        return mine
 
     def user_frame(self) -> dict | None:
         """The innermost frame of the current stack in the user's files: ``{"file", "line", "function"}``."""
@@ -592,12 +597,15 @@ class Watcher:
             self.norms.append(norm)
         if loss is not None and math.isfinite(loss):
             self.loss_min = loss if self.loss_min is None else min(self.loss_min, loss)
+        if not (spike or nonfinite_grad or nonfinite_loss or diverged):
+            return
         site = self.user_frame()
         if (spike or nonfinite_grad) and not self.clip_seen:
             if nonfinite_grad:
                 first = self.first_nonfinite.get("parameters") or []
                 where = f" (first in {', '.join(first[:3])})" if first else ""
-                what = f"the gradients became non-finite (NaN/Inf) at step {step}{where}"
+                what = (f"the gradients became non-finite (NaN/Inf) at step {step}{where}" if first else
+                        f"the gradient norm became non-finite at step {step}")
             else:
                 what = (f"the gradient norm jumped to {spike[0]:.3g} at step {step} (median of the previous steps "
                         f"{spike[1]:.3g})")

@@ -45,10 +45,12 @@ CRASHES = {
 class Observed:
     diagnostic: Diagnostic
     finding: dict  # what the watcher recorded, its paths mapped to the user's files
+    inferred: bool = False  # the static stage reports the same code at the same line
 
     def to_json(self) -> dict:
         data = self.diagnostic.to_json()
         data["observed"] = True
+        data["inferred"] = self.inferred
         data["step"] = self.finding.get("step")
         data["module"] = self.finding.get("module")
         data["call_site"] = self.finding.get("site")
@@ -65,6 +67,32 @@ class Watched:
     measured: dict = field(default_factory=dict)
     explanation: str | None = None  # how a crash follows from a finding
     explained_by: str | None = None
+    inferred: list[Diagnostic] = field(default_factory=list)  # static findings the run did not show
+
+
+def static_findings(config: Config, script: Path) -> list[Diagnostic]:
+    """What ``rnnlint check --static`` reports in the script and the project files it imports."""
+    from dataclasses import replace
+
+    from rnnlint.runner import Session
+    from rnnlint.verify.trial import imported_files
+
+    session = Session(replace(config, graph=False), use_cache=False)
+    found = []
+    for path in imported_files(session, script.resolve()):
+        found.extend(session.check(path).diagnostics)
+    return sorted(found, key=lambda d: d.sort_key())
+
+
+def merge_static(watched: "Watched", static: list[Diagnostic]) -> None:
+    """A static finding at the place of an observed one marks it inferred too; the others are listed apart."""
+    observed = {(o.diagnostic.code, o.diagnostic.path, o.diagnostic.line): o for o in watched.findings}
+    for d in static:
+        match = observed.get((d.code, d.path, d.line))
+        if match is not None:
+            match.inferred = True
+        else:
+            watched.inferred.append(d)
 
 
 def watch_script(options: Options, config: Config, progress: Progress | None = None,
