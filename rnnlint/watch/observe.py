@@ -230,7 +230,7 @@ class Watcher:
             try:
                 if self not in origins:
                     origins[self] = watcher.user_frame()
-                if watch and type(self).__init__ is not None:
+                if watch:
                     watcher._watch_module(self, None)
             except Exception:  # never fail the user's constructor
                 pass
