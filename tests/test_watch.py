@@ -207,6 +207,40 @@ def test_rnn001_not_reported_when_the_script_clips():
     assert measured["clipping_seen"] is True and measured["grad_norm_max_step"] == 8  # the norm before clipping
 
 
+def test_step_with_a_closure_is_judged_after_the_closure_ran():
+    """Lightning's automatic optimization: forward and backward run inside optimizer.step(closure)."""
+    torch.manual_seed(0)
+    model = Encoder()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with quiet(model, optimizer) as watcher:
+        for step in range(1, 11):
+            def closure():
+                optimizer.zero_grad()
+                out, _ = model(torch.randn(4, 6, 4))
+                loss = out.pow(2).mean() * (1e6 if step == 8 else 1.0)
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+    assert codes(watcher) == ["RNN001"] and watcher.findings[0]["step"] == 8
+    assert watcher.steps == 10 and watcher.measured()["grad_norm_max_step"] == 8
+
+
+def test_losses_under_amp_are_judged_unscaled():
+    torch.manual_seed(0)
+    model = Encoder()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    with quiet(model, optimizer) as watcher:
+        out, _ = model(torch.randn(4, 6, 4))
+        loss = out.pow(2).mean()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    assert watcher.steps == 1
+    assert watcher.measured()["loss_first"] == pytest.approx(loss.item())
+
+
 def test_first_nonfinite_step_and_parameter():
     torch.manual_seed(0)
     model = Encoder()

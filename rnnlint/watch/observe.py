@@ -157,6 +157,8 @@ class Watcher:
         self.attached = False
         # per-step measurements
         self.primary = None
+        self._deferred = False
+        self._scaled = None  # (id of the loss GradScaler.scale returned, the unscaled loss)
         self.steps = 0
         self.clip_seen = False
         self._preclip = None
@@ -298,10 +300,25 @@ class Watcher:
         def backward(tensors, *args, **kwargs):
             first = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
             if isinstance(first, torch.Tensor) and first.numel() == 1:
-                watcher._loss = first.detach()
+                scaled = watcher._scaled
+                watcher._loss = scaled[1] if scaled is not None and scaled[0] == id(first) else first.detach()
             return original_backward(tensors, *args, **kwargs)
 
         self._patch(torch.autograd, "backward", backward)
+
+        scalers = {getattr(getattr(torch, "amp", None), "GradScaler", None),
+                   getattr(getattr(torch.cuda, "amp", None), "GradScaler", None)}
+        for cls in scalers:
+            if cls is None or "scale" not in cls.__dict__:
+                continue
+
+            def scale(self, outputs, _original=cls.__dict__["scale"]):
+                scaled = _original(self, outputs)  # under AMP the loss is judged unscaled
+                if isinstance(outputs, torch.Tensor) and isinstance(scaled, torch.Tensor):
+                    watcher._scaled = (id(scaled), outputs.detach())
+                return scaled
+
+            self._patch(cls, "scale", scale)
 
     def _watch_module(self, module, name: str | None) -> None:
         state = self._modules.get(module)
@@ -552,6 +569,20 @@ class Watcher:
             self.primary = optimizer
         if optimizer is not self.primary:
             return
+        if any(callable(a) for a in args) or callable(kwargs.get("closure")):  # args[0] is the optimizer
+            self._deferred = True  # step(closure) (Lightning): forward and backward run inside the step
+            return
+        self._judge_guarded(optimizer)
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        if optimizer is not self.primary:
+            return
+        if self._deferred:
+            self._deferred = False
+            self._judge_guarded(optimizer)
+        self.steps += 1
+
+    def _judge_guarded(self, optimizer) -> None:
         try:
             self._judge_step(optimizer)
         except Exception:
@@ -561,10 +592,6 @@ class Watcher:
         finally:
             self._preclip = None
             self._loss = None
-
-    def _post_step(self, optimizer, args, kwargs) -> None:
-        if optimizer is self.primary:
-            self.steps += 1
 
     def _judge_step(self, optimizer) -> None:
         if "steps" in self._disabled:
