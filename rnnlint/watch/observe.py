@@ -358,6 +358,8 @@ class Watcher:
 
     def module_info(self, module) -> dict:
         state = self._modules.get(module) or {}
+        if state and state.get("name") is None:
+            state["name"] = self._module_name(module)
         info = {"class": type(module).__name__, "name": state.get("name"), "describe": _describe(module)}
         origin = self._origins.get(module) or _construction_line(self.model, module, state.get("name"))
         if origin:
@@ -696,6 +698,16 @@ class Watcher:
                     found.append(names.get(id(p), f"a parameter of shape {tuple(p.shape)}"))
         return found
 
+    def _module_name(self, module) -> str | None:
+        """``Model.encoder.rnn`` for a module built without a model handed over (once per finding)."""
+        import gc
+
+        for root in _root_modules(self.torch, gc.get_objects()):
+            for name, child in root.named_modules():
+                if child is module and name:
+                    return f"{type(root).__name__}.{name}"
+        return None
+
     def _parameter_names(self) -> dict[int, str]:
         """id(parameter) -> a readable name: ``Model.rnn.weight_hh_l0`` (the model's, or every module's found)."""
         torch = self.torch
@@ -704,12 +716,8 @@ class Watcher:
             return {id(p): f"{label}.{n}" for n, p in self.model.named_parameters()}
         import gc  # the child's run: the model was never handed over; once, on the first NaN
 
-        modules = [o for o in gc.get_objects() if isinstance(o, torch.nn.Module)]
-        children = {id(c) for m in modules for c in m.children()}
         names: dict[int, str] = {}
-        for root in modules:
-            if id(root) in children:
-                continue
+        for root in _root_modules(torch, gc.get_objects()):
             label = type(root).__name__
             for n, p in root.named_parameters():
                 names.setdefault(id(p), f"{label}.{n}")
@@ -730,6 +738,13 @@ class Watcher:
             "saturation_max": self.saturation_max,
             "checks_disabled": sorted(self._disabled),
         }
+
+
+def _root_modules(torch, objects) -> list:
+    """The modules of ``objects`` that are no other module's child: the models."""
+    modules = [o for o in objects if isinstance(o, torch.nn.Module)]
+    children = {id(c) for m in modules for c in m.children()}
+    return [m for m in modules if id(m) not in children]
 
 
 def _has_metadata(node) -> bool:
