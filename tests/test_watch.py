@@ -83,7 +83,8 @@ def test_rnn010_padded_plain_tensor_is_observed_at_the_module_and_call_site():
     assert finding["observed"] is True and finding["step"] == 1
     assert finding["module"]["class"] == "LSTM" and finding["module"]["name"] == "rnn"
     assert finding["module"]["line"] == line_of("construction line: found by the watcher")
-    assert finding["site"]["file"] == str(HERE) and finding["site"]["line"] == line_of("out, state = self.rnn(x, state)")
+    assert finding["site"]["file"] == str(HERE)
+    assert finding["site"]["line"] == line_of("out, state = self.rnn(x, state)")
     assert finding["details"]["lengths"] == [2, 7]
     assert "pack_padded_sequence" in finding["message"] and finding["fix"] == FIXES["RNN010"]
 
@@ -101,6 +102,23 @@ def test_rnn010_not_reported_for_packed_or_unpadded_batches():
                                                    enforce_sorted=False)
         model.rnn(packed)
     assert codes(watcher) == []
+
+
+def test_padding_detection_spares_real_data():
+    from rnnlint.watch.observe import _trailing_padding
+
+    torch.manual_seed(0)
+    table = torch.randn(20, 5)
+    tokens = torch.randint(1, 20, (4, 9))
+    tokens[0, -2:] = 7  # one sentence ends in a repeated word
+    assert _trailing_padding(torch, table[tokens], vectors=True) is None
+    tokens[1, 3] = 0
+    tokens[1, -3:] = 0
+    tokens[2, -1:] = 0  # token 0 also inside a sentence: not padding
+    assert _trailing_padding(torch, table[tokens], vectors=True) is None
+    tokens[1, 3] = 5
+    padded, lengths, zero = _trailing_padding(torch, table[tokens], vectors=True)
+    assert (padded, sorted(lengths), zero) == (2, [6, 8, 9, 9], False)  # the padding embedding, not zeros
 
 
 def test_rnn013_padded_targets_not_ignored():

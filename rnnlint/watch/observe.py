@@ -813,9 +813,9 @@ def _trailing_padding(torch, seq, *, vectors: bool):
     counts = [int(k) for k in trailing.tolist()]
     padded = sum(1 for k in counts if k > 0)
     zero = bool((pad == 0).all()) if vectors else None
-    if len(set(counts)) < 2 or (padded < 2 and not (vectors and zero)) or padded == batch and min(counts) == max(counts):
-        return None
+    if len(set(counts)) < 2:
+        return None  # every sequence padded alike: nothing a pack would change
+    if padded < 2 and not (vectors and zero):
+        return None  # one sequence ending in a repeated value: as likely real data
     lengths = [time - k for k in counts]
-    if min(lengths) == 0:
-        lengths = [max(1, n) for n in lengths]
     return padded, lengths, zero if vectors else pad.item()
