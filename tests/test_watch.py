@@ -333,12 +333,32 @@ def test_a_check_that_fails_is_turned_off_not_the_run():
     assert "RNN010" in watcher.measured()["checks_disabled"] and watcher.findings == []
 
 
-def test_names_and_severities_are_the_rule_packs():
+def _literal_texts(path: Path) -> list[str]:
+    """Every string literal of a file, f-strings with ``{}`` for their fields (implicit concatenation joined)."""
+    import ast
+
+    texts = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            texts.append(node.value)
+        elif isinstance(node, ast.JoinedStr):
+            texts.append("".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values))
+    return texts
+
+
+def test_names_and_fix_messages_are_the_rule_packs():
+    """An observed finding has the static rule's name and its fix message (the same words, other values)."""
+    import re
+
     from rnnlint.registry import load_rules
 
     rules = load_rules()
     for code, name in NAMES.items():
         assert rules[code].name == name
+        source = Path(sys.modules[rules[code].__module__].__file__)
+        texts = _literal_texts(source)
+        for part in re.split(r"\{\w+\}", FIXES[code]):
+            assert any(part in text for text in texts), f"{code}: {part!r} is not in {source.name}"
 
 
 # -- the callback fronts --------------------------------------------------------------------------

@@ -54,28 +54,36 @@ SATURATION_STEPS = 32  # time steps it looks at
 GRAPH_WALK = 256  # autograd nodes looked at from one hidden state
 STEP_TAG = "rnnlint_step"
 
-# the static rules' names and the fixes their docs give (the parent checks them against the rule pack)
+# the static rules' names, and their fix messages as templates (the tests check them against the rule pack)
 NAMES = {
     "RNN001": "missing-grad-clip", "RNN010": "padded-not-packed", "RNN011": "pack-lengths-on-device",
     "RNN013": "padded-loss-without-ignore-index", "RNN020": "high-learning-rate", "RNN030": "hidden-not-detached",
     "RNN106": "saturated-at-init",
 }
 FIXES = {
-    "RNN001": "Insert torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0) between backward() and step()",
-    "RNN010": "Pack the input and unpack the output: pack_padded_sequence(x, lengths.cpu(), batch_first=..., "
-              "enforce_sorted=False)",
-    "RNN011": "Keep the lengths on the CPU: pass lengths.cpu()",
-    "RNN013": "Pass ignore_index=<the pad value> to the loss (or mask the loss)",
-    "RNN020": "Set the learning rate at or below the family's ceiling (Adam 1e-3, RMSprop 1e-3, SGD 0.1)",
-    "RNN030": "Detach the hidden state at the start of each batch (truncated BPTT): state = state.detach()",
-    "RNN106": "Keep PyTorch's default init (xavier_uniform_ for weight_ih, orthogonal_ for weight_hh) and "
-              "normalise the inputs",
+    "RNN001": "Insert clip_grad_norm_(..., max_norm={max_norm}) before step()",
+    "RNN010": "Pack the input and unpack the output",
+    "RNN011": "Append .cpu() to the lengths",
+    "RNN013": "Pass ignore_index={pad}",
+    "RNN020": "Set the learning rate to {lr}",
+    "RNN030": "Detach {state} at the top of the loop body",
+    "RNN106": "Keep PyTorch's default init or use xavier_uniform_ for weight_ih and orthogonal_ for weight_hh, "
+              "and normalise the inputs",
 }
-# RNN020's ceilings (its options' defaults): optimizer class name -> (family, ceiling)
+FIX_DEFAULTS = {"max_norm": "1.0", "pad": "<the pad value>", "lr": "the family's fix value", "state": "the state"}
+# RNN020's ceilings and the learning rates its fix writes (its options' defaults): class -> (family, ceiling, fix)
 LR_CEILINGS = {
-    "Adam": ("Adam", 3e-3), "AdamW": ("Adam", 3e-3), "Adamax": ("Adam", 3e-3), "NAdam": ("Adam", 3e-3),
-    "RAdam": ("Adam", 3e-3), "RMSprop": ("RMSprop", 1e-2), "SGD": ("SGD", 1.0),
+    "Adam": ("Adam", 3e-3, 1e-3), "AdamW": ("Adam", 3e-3, 1e-3), "Adamax": ("Adam", 3e-3, 1e-3),
+    "NAdam": ("Adam", 3e-3, 1e-3), "RAdam": ("Adam", 3e-3, 1e-3), "RMSprop": ("RMSprop", 1e-2, 1e-3),
+    "SGD": ("SGD", 1.0, 0.1),
 }
+
+
+def fix_text(code: str, **values) -> str:
+    """The static rule's fix message for ``code``, filled with what was observed."""
+    return FIXES[code].format(**{**FIX_DEFAULTS, **{k: str(v) for k, v in values.items()}})
+
+
 
 
 class ObservedFinding(UserWarning):
@@ -368,12 +376,13 @@ class Watcher:
 
     # -- reporting -------------------------------------------------------------------
 
-    def _report(self, code: str, key, message: str, *, module=None, site=None, **details) -> None:
+    def _report(self, code: str, key, message: str, *, module=None, site=None, fix: dict | None = None,
+                **details) -> None:
         if (code, key) in self._reported:
             return
         self._reported.add((code, key))
         finding = {"code": code, "name": NAMES[code], "step": self.steps + 1, "message": message,
-                   "fix": FIXES[code], "observed": True, "site": site or self.user_frame()}
+                   "fix": fix_text(code, **(fix or {})), "observed": True, "site": site or self.user_frame()}
         if module is not None:
             finding["module"] = self.module_info(module)
         if details:
@@ -547,7 +556,7 @@ class Watcher:
             f"in it, real lengths {lo} to {hi} of {target.shape[1]}) and has {ignored}: every padding position is "
             f"trained as a target of class {pad_value}, so the model learns to predict padding and the loss is "
             f"dominated by it; pass ignore_index={pad_value} (or mask the loss)",
-            pad=pad_value, ignore_index=ignore_index, lengths=[lo, hi])
+            fix={"pad": pad_value}, pad=pad_value, ignore_index=ignore_index, lengths=[lo, hi])
 
     def _site_key(self):
         site = self.user_frame()
@@ -652,7 +661,7 @@ class Watcher:
         cls = type(optimizer).__name__
         if cls not in LR_CEILINGS or not optimizer.param_groups:
             return
-        family, ceiling = LR_CEILINGS[cls]
+        family, ceiling, recommended = LR_CEILINGS[cls]
         lr = optimizer.param_groups[0].get("lr")
         try:
             lr = float(lr)
@@ -671,8 +680,8 @@ class Watcher:
             "RNN020", ("lr", id(optimizer)),
             f"{cls} runs with lr={lr:g}, above {ceiling:g}, the ceiling for {family} optimizers on recurrent "
             f"models, and {what}: updates are amplified through every time step and the loss diverges; use "
-            f"a lower learning rate",
-            site=origin or site, lr=lr, ceiling=ceiling, optimizer=cls)
+            f"lr={recommended:g} or lower",
+            site=origin or site, fix={"lr": f"{recommended:g}"}, lr=lr, ceiling=ceiling, optimizer=cls)
 
     def _grad_norm(self, optimizer) -> float | None:
         torch = self.torch

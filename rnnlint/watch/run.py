@@ -26,7 +26,7 @@ from pathlib import Path
 from rnnlint.config import Config
 from rnnlint.diagnostics import Applicability, Diagnostic, Fix, Position, Severity
 from rnnlint.verify.trial import Options, Progress, Run, _working_dir, copy_project, run_trial
-from rnnlint.watch.observe import FIXES, NAMES
+from rnnlint.watch.observe import NAMES, fix_text
 
 CHILD = Path(__file__).with_name("child.py")
 WHY = "watch runs your script on a copy of the project and never changes your files"
@@ -184,7 +184,7 @@ def to_diagnostic(finding: dict, script: Path, severities: dict[str, Severity]) 
     return Diagnostic(
         code=code, name=NAMES.get(code, finding.get("name", "")), severity=severities.get(code, Severity.WARNING),
         path=display_path(path), start=Position(where["line"], start), end=Position(where["line"], end),
-        message=finding["message"], fix=Fix(FIXES.get(code, finding.get("fix", "")), Applicability.DISPLAY_ONLY, ()),
+        message=finding["message"], fix=Fix(finding.get("fix") or fix_text(code), Applicability.DISPLAY_ONLY, ()),
         extra={"observed": True},
     )
 
@@ -203,5 +203,5 @@ def explain_crash(run: Run, findings: list[Observed]) -> tuple[str | None, str |
             sentence = re.match(r".*?\.(?=\s|$)", text)  # the message's first sentence
             crash = f"{kind}: {(sentence.group(0) if sentence else text).rstrip('.')}"
             return code, (f"the crash ({crash}) follows from {code} {d.name}, observed at step "
-                          f"{observed.finding.get('step')} ({d.path}:{d.line}); {FIXES[code]}")
+                          f"{observed.finding.get('step')} ({d.path}:{d.line}); fix: {d.fix.message}")
     return None, None
