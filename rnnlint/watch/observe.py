@@ -456,12 +456,11 @@ class Watcher:
             queue.extend(next_node for next_node, _ in node.next_functions)
         if found is None:
             return
-        ago = self.steps - found
         self._report(
             "RNN030", id(module),
             f"the hidden state entering {_describe(module)} at step {self.steps + 1} is still attached to the "
-            f"graph of a batch {ago} optimizer step{'s' if ago > 1 else ''} earlier (its grad_fn leads back into "
-            f"that batch's recurrence): backward() reaches into the previous batches' graph, which fails with "
+            f"autograd graph of an earlier batch (its grad_fn leads back into the recurrence run before optimizer "
+            f"step {found + 1}): backward() reaches into the previous batches' graph, which fails with "
             f"'Trying to backward through the graph a second time' or makes memory and step time grow with every "
             f"batch; detach the state at the top of the loop (truncated BPTT)",
             module=module, state_from_step=found + 1)
