@@ -154,7 +154,8 @@ class _Commands(click.Group):
     ``check --static`` (run by pre-commit on every commit) never needs it.
     """
 
-    lazy = {"verify": "rnnlint.verify.command"}  # command name -> module defining it under that name
+    # command name -> module defining it under that name
+    lazy = {"verify": "rnnlint.verify.command", "watch": "rnnlint.watch.command"}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -178,6 +179,7 @@ def main() -> None:
       rnnlint fix src/             show the fixes as a diff, write nothing
       rnnlint fix --apply src/     write the safe fixes
       rnnlint verify train.py      a short trial: does the fix make training healthier?
+      rnnlint watch train.py       run it under observers: what the run itself shows
       rnnlint rules                list every rule
       rnnlint explain RNN001       what a rule catches, why, and how it fixes
     """

@@ -342,19 +342,25 @@ def traceback_tail(exc: BaseException, project: str, limit: int = 12) -> str:
             + "".join(traceback.format_exception_only(type(exc), exc))).rstrip()
 
 
+def load_by_path(name: str, path: str):
+    """Load one of rnnlint's own files by path (never ``import rnnlint``: the user's project could shadow it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _guard(config: dict):
     """Refuse writes into the user's own project (the trial runs in a copy of it); see rnnlint/sandbox.py."""
     if not config.get("protect"):
         return None
-    import importlib.util
-
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandbox.py")
-    spec = importlib.util.spec_from_file_location("_rnnlint_sandbox", path)
-    sandbox = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sandbox)
+    sandbox = load_by_path("_rnnlint_sandbox", path)
     sandbox.confine(filesystem=False, network=False, signals=True, unix=False)  # no signals out (Linux 6.12+)
-    return sandbox.Guard(protected=[config["protect"]], writable=[config["copy"]],
-                         why="verify runs your script on a copy of the project and never changes your files").install()
+    why = config.get("why") or "verify runs your script on a copy of the project and never changes your files"
+    return sandbox.Guard(protected=[config["protect"]], writable=[config["copy"]], why=why).install()
 
 
 def main(argv: list[str]) -> int:
@@ -377,6 +383,8 @@ def main(argv: list[str]) -> int:
             return 0
         torch.set_default_device("cuda")
     install_hooks(torch, recorder)
+    for number, path in enumerate(config.get("extensions") or ()):  # more observers (rnnlint watch), by path
+        load_by_path(f"_rnnlint_extension{number}", path).install(torch, recorder, config)
 
     def on_alarm(signum, frame):
         raise TrialStop("time")

@@ -355,10 +355,12 @@ def run_trial(
     workdir: Path,
     progress: Callable[[str, list[dict]], None] | None = None,
     project: tuple[Path, Path] | None = None,
+    extra: dict | None = None,
 ) -> Run:
     """Run ``script`` under the bootstrap in a child process and collect what it measured.
 
     ``project`` is ``(copy root, user's root)``: tracebacks name the user's files.
+    ``extra`` adds to the child's config (``extensions``: more observers the bootstrap loads by path).
     """
     events = workdir / f"{label}.events.jsonl"
     config_file = workdir / f"{label}.config.json"
@@ -367,6 +369,7 @@ def run_trial(
         "device": options.device, "time_limit": options.timeout, "events": str(events),
         "project": str(project[0] if project else script.parent),
         "protect": str(project[1]) if project else None, "copy": str(project[0]) if project else None,
+        **(extra or {}),
     }), "utf-8")
     env = trial_env(cwd, project)
     env["PYTHONHASHSEED"] = str(options.seed)
