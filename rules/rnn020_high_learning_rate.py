@@ -1,3 +1,5 @@
+import re
+
 from rnnlint.flow.resolve import origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
@@ -15,9 +17,11 @@ class HighLearningRate(Rule):
     **What it catches.** An optimizer for a model that contains an RNN, LSTM or
     GRU whose learning rate is above the family's ceiling: Adam, AdamW, Adamax,
     NAdam, RAdam above 3e-3; RMSprop above 1e-2; SGD above 1.0. The value is
-    followed from the call to where it is written: literals and constant
-    expressions, module constants, function defaults, ``argparse`` and
-    ``click`` option defaults in the same file. When ``lr`` is omitted the
+    followed from the call to where it is written by the project's value flow:
+    literals and constant arithmetic, module constants, dict and
+    hyper-parameter holders, ``self`` attributes, function defaults and every
+    call site, ``argparse``/``click`` defaults, imports from other files. The
+    message says where the value came from. When ``lr`` is omitted the
     optimizer's own default is used (it is never above the ceiling).
     Adagrad, Adadelta and LBFGS are not covered.
 
@@ -33,10 +37,15 @@ class HighLearningRate(Rule):
         optimizer = torch.optim.Adam(model.parameters(), lr=0.01)   # RNN020
 
     **Fix safety.** Unsafe: the fix sets the learning rate to the
-    recommended value for the family (Adam 1e-3, RMSprop 1e-3, SGD 0.1) where
-    the number is written (which may be a constant or an argparse default used
-    elsewhere too). It changes how the model trains: review it, and consider a
-    warm-up or a scheduler instead.
+    recommended value for the family (Adam 1e-3, RMSprop 1e-3, SGD 0.1) only
+    where it reaches this optimizer: at the number's definition when that is a
+    name of the same file read nowhere else, otherwise in the optimizer's own
+    ``lr`` argument (``lr=args.lr`` becomes ``lr=0.001``), never in a
+    command-line default or a config value that a scheduler, a manual update
+    or another optimizer may also read. It changes how the model trains:
+    review it, and consider a warm-up or a scheduler instead. SGD with
+    gradient clipping in the same file (the word-language-model recipe, lr
+    20-30) is not reported.
 
     **Options.** ``adam``, ``rmsprop``, ``sgd``: the ceilings;
     ``adam-fix``, ``rmsprop-fix``, ``sgd-fix``: the values the fix writes.
@@ -76,16 +85,27 @@ class HighLearningRate(Rule):
             where = f" ({where})" if where else ""
             others = len({v.number for v in above}) - 1
             also = f" (and {others} other value{'s' * (others > 1)} above it)" if others else ""
-            # The number is changed where it is written, when that is in this file and it is the only one.
-            editable = found.path == self.ctx.path.resolve() and found.node is not None and not others
             self.report(
                 optimizer.lr,
                 f"{short} lr={found.number:g}{where}{also} is above {ceiling:g}, the ceiling for "
                 f"{_PRETTY[optimizer.family]} optimizers on recurrent models: updates are amplified through "
                 f"every time step and the loss diverges; use lr={recommended:g} or lower",
                 fix=f"Set the learning rate to {recommended:g}",
-                edits=[replace(found.node, f"{recommended:g}")] if editable else [],
+                edits=[replace(self._where_to_edit(optimizer, found), f"{recommended:g}")],
             )
+
+    def _where_to_edit(self, optimizer, found):
+        """The lr changes only where it reaches this optimizer: at its definition when that is a name of
+        this file bound to the literal and read nowhere else, otherwise in the optimizer's own argument
+        (a command-line default or a config value may also drive a scheduler, a manual update, another
+        optimizer)."""
+        if found.node is optimizer.lr or found.path != self.ctx.path.resolve() or found.node is None:
+            return optimizer.lr
+        if len(found.steps) == 1 and found.steps[0].text.isidentifier():
+            name = found.steps[0].text
+            if len(re.findall(rf"\b{re.escape(name)}\b", self.ctx.text)) == 2:  # its binding and this use
+                return found.node
+        return optimizer.lr
 
 
 _MODEL = """
@@ -129,7 +149,8 @@ HighLearningRate.INVALID = [
     model = Tagger()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     """),
-    # followed through an argparse default and an alias import
+    # followed through an argparse default and an alias import; the fix changes this optimizer's own
+    # argument, not the command line's default (a scheduler or a manual update may read it too)
     Invalid("""
     import argparse
     from torch import optim
@@ -146,10 +167,10 @@ from torch import optim
 from torch.nn import GRU
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--learning-rate", type=float, default=0.001)
+parser.add_argument("--learning-rate", type=float, default=5e-2)
 args = parser.parse_args()
 rnn = GRU(16, 32)
-opt = optim.RMSprop(rnn.parameters(), args.learning_rate)
+opt = optim.RMSprop(rnn.parameters(), 0.001)
 """),
     # the model lives in another file of the project; lr is a module constant
     Invalid("""

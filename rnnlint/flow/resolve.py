@@ -257,6 +257,10 @@ class Flow:
         for call, caller in self.callers(function, facts)[:_MAX_CALL_SITES]:
             arg = _argument(call, function, name, facts)
             if arg is None:
+                if any(a.star == "**" for a in call.args) and not self._models:
+                    # ``Model(**vars(args))``, ``Model(**options_of(args))``: the command line's option of that name
+                    out.extend(v.via(f"argument {name} of {_display_call(call)}", caller.file.path, call)
+                               for v in self._options_named(name, caller.file, depth + 1, seen))
                 continue
             for value in self._values(arg, caller, depth + 1, seen):
                 out.append(value.via(f"argument {name} of {_display_call(call)}", caller.file.path, call))

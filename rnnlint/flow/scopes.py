@@ -167,12 +167,12 @@ class _Collector(Visitor):
             return
         scope = self.scopes[-1]
         self.facts.assigns.setdefault(scope, {}).setdefault(name, []).append(value)
-        if name.startswith("self.") and name.count(".") == 1 and self.functions:
+        head, _, attr = name.partition(".")
+        if head in ("self", "cls") and attr and "." not in attr and self.functions:
+            # ``self.x = ...`` in a method, ``cls.x = ...`` in a classmethod: an attribute of the class
             cls = self.facts.owner.get(self.functions[-1], (None, None))[1]
             if cls is not None:
-                self.facts.self_assigns.setdefault(cls, {}).setdefault(name[5:], []).append(
-                    (value, self.functions[-1])
-                )
+                self.facts.self_assigns.setdefault(cls, {}).setdefault(attr, []).append((value, self.functions[-1]))
 
     def _opaque_target(self, target: cst.BaseExpression) -> None:
         if isinstance(target, (cst.Tuple, cst.List)):
