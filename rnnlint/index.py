@@ -382,6 +382,10 @@ class ProjectIndex:
                 self._trees[path] = None
         return self._trees[path]
 
+    def text(self, path: Path) -> str | None:
+        """The decoded text of a file :meth:`tree` parsed."""
+        return self._texts.get(path.resolve())
+
     def parsed(self, path: Path, text: str) -> cst.Module | None:
         """The tree of ``text`` if this run already parsed the file with exactly that text (no second parse)."""
         path = path.resolve()

@@ -581,6 +581,59 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
     return found
 
 
+def _forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
+                  rnns: frozenset[str] = frozenset()) -> list[Use]:
+    """The calls of ``cls.forward`` that receive its arguments, each marked ``Padded("@i")``."""
+    forward = methods(cls)["forward"]
+    env: dict[str, Value] = dict(submodules(cls, imports, resolver))
+    env.update({p: Padded(f"@{i}") for i, p in enumerate(forward_params(forward))})
+    return Flow(imports, resolver, rnns).run_function(forward, env).uses
+
+
+def forward_feeds(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
+                  rnns: frozenset[str] = frozenset()) -> list[tuple[int, Use]]:
+    """``(argument position, recurrent call)``: where ``forward`` runs a sequence RNN over an argument, unpacked."""
+    fed = []
+    for use in _forward_uses(cls, imports, resolver, rnns):
+        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn:
+            padded = use.padded_input()
+            if padded is not None and padded[0].origin.startswith("@"):
+                fed.append((int(padded[0].origin[1:]), use))
+    return fed
+
+
+def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]]:
+    """Calls in *other* files of the project that hand ``class_name`` (defined in ``path``) a padded batch.
+
+    ``argument position -> (file, line, origin)`` of the first such call: read from each file that
+    mentions the class, analysed with the same padding flow as the file itself.
+    """
+    from rnnlint.analysis import _positions
+    from rnnlint.rule import FileContext
+
+    flow = ctx.index.flow()
+    found: dict[int, tuple[str, int, str]] = {}
+    for other, words in flow.project_files().items():
+        if other == path or class_name not in words:
+            continue
+        module = ctx.index.tree(other)
+        text = ctx.index.text(other)
+        if module is None or text is None:
+            continue
+        contexts = flow.scratch.setdefault("padding.contexts", {})
+        if other not in contexts:
+            contexts[other] = FileContext(other, text, module, ctx.index)
+        for run in file_runs(contexts[other]):
+            for use in run.result.uses:
+                if not isinstance(use.callee, Instance) or ctx.index.lookup(other, use.callee.name) != (path, class_name):
+                    continue
+                for key, value, _ in use.args:
+                    if isinstance(key, int) and isinstance(value, Padded) and key not in found:
+                        line = _positions(module).get(use.call)
+                        found[key] = (flow.display(other), line.start.line if line else 1, value.origin)
+    return found
+
+
 def forward_params(function: cst.FunctionDef) -> list[str]:
     """Positional parameters after ``self``."""
     params = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
@@ -678,11 +731,8 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         forward = methods(stmt).get("forward")
         if forward is None or not may_feed(stmt.name.value):
             continue
-        params = forward_params(forward)
-        env: dict[str, Value] = dict(submodules(stmt, imports, resolver))
-        env.update({p: Padded(f"@{i}") for i, p in enumerate(params)})
         feeds: dict[str, list[list]] = {}
-        for use in Flow(imports, resolver).run_function(forward, env).uses:
+        for use in _forward_uses(stmt, imports, resolver):
             callee = use.callee
             if isinstance(callee, Module) and callee.is_sequence_rnn:
                 target = callee.qualname

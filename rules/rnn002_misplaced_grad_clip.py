@@ -27,7 +27,9 @@ class MisplacedGradClip(Rule):
 
     * comes after ``optimizer.step()`` (between the step and the next
       ``backward()``),
-    * comes before ``loss.backward()`` of the same iteration, or
+    * comes before ``loss.backward()`` of the same iteration,
+    * runs once where the optimizer is built, outside the training loop and
+      before any ``backward()`` (its result handed to the loop clips nothing), or
     * runs under a ``GradScaler`` (``scaler.step(optimizer)``) without
       ``scaler.unscale_(optimizer)`` before it.
 
@@ -71,8 +73,30 @@ class MisplacedGradClip(Rule):
                 placement = clip_placement(scope, clip)
                 if placement is not None:
                     self._misplaced(scope, clip, placement)
+                elif self._at_setup(scope, clip):
+                    self._once(scope, clip)
                 else:
                     self._unscaled(scope, clip)
+
+    # -- once, at setup ------------------------------------------------------
+
+    def _at_setup(self, scope: Scope, clip: Event) -> bool:
+        """A library clip outside any loop, in the function that builds the optimizer, with no backward in it:
+        it runs once, before training, when there are no gradients to clip."""
+        if clip.loop is not None or not self._direct(clip) or any(e.kind == "backward" for e in scope.events):
+            return False
+        return any(o.scope is scope for o in facts(self.ctx).all_optimizers)
+
+    def _once(self, scope: Scope, clip: Event) -> None:
+        optimizer = next(o for o in facts(self.ctx).all_optimizers if o.scope is scope)
+        if not recurrent_context(self.ctx, scope, optimizer):
+            return
+        self.report(
+            clip.call,
+            f"{_clip_name(clip)} runs once, where the optimizer is built and before any backward(): there are "
+            f"no gradients yet, so it clips nothing and every training step runs unclipped; call it in the "
+            f"training step, between loss.backward() and optimizer.step()",
+        )
 
     # -- after step / before backward --------------------------------------
 
@@ -339,6 +363,22 @@ MisplacedGradClip.VALID = [
 ]
 
 MisplacedGradClip.INVALID = [
+    # clipped once where the optimizer is built: no gradients exist yet, the loop runs unclipped
+    Invalid("""
+    import torch
+    import torch.nn as nn
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(16, 32, batch_first=True)
+
+    def main(run_epochs):
+        model = Tagger()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        run_epochs(model, optimizer, norm)
+    """, line=12),
     # after the step, through an alias
     Invalid(_MODEL + """
     from torch.nn.utils import clip_grad_norm_ as clip

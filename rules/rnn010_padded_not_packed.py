@@ -4,6 +4,10 @@ from rnnlint.diagnostics import Applicability
 from rnnlint.nodes import Visitor
 from rnnlint.padding import (
     Instance,
+    ProjectResolver,
+    forward_feeds,
+    methods,
+    padded_callers,
     Module,
     Padded,
     Run,
@@ -82,7 +86,9 @@ class PaddedNotPacked(Rule):
     fix_applicability = Applicability.UNSAFE
     triggers = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader",
                 # padding by hand: a buffer filled up to each length, a row extended to the longest
-                ("len(", "zeros"), ("len(", "ones"), ("len(", "] *"), ("len(", "' *"), ("len(", '" *'))
+                ("len(", "zeros"), ("len(", "ones"), ("len(", "] *"), ("len(", "' *"), ("len(", '" *'),
+                # a model whose forward may be handed a padded batch by another file
+                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
 
     def finish(self) -> None:
         seen: set[int] = set()
@@ -101,6 +107,7 @@ class PaddedNotPacked(Rule):
                 elif isinstance(use.callee, Instance):
                     if self._report_model(use, use.callee):
                         seen.add(id(use.call))
+        self._report_forwards(seen)
 
     def _report_module(self, run: Run, use: Use, module: Module, padded: Padded, arg: cst.Arg) -> None:
         call = self.ctx.code(use.call)
@@ -114,6 +121,36 @@ class PaddedNotPacked(Rule):
         )
         edits, imports = self._fix(run, use, module, arg)
         self.report(use.call, message, fix="Pack the input and unpack the output", edits=edits, imports=imports)
+
+    # -- the model's side: a caller in another file hands its forward a padded batch -----------------
+
+    def _report_forwards(self, seen: set[int]) -> None:
+        ctx = self.ctx
+        resolver = ProjectResolver(ctx)
+        here = ctx.path.resolve()
+        for stmt in ctx.module.body:
+            if not isinstance(stmt, cst.ClassDef) or "forward" not in methods(stmt):
+                continue
+            fed = forward_feeds(stmt, ctx.imports, resolver, self._rnns())
+            if not fed:
+                continue
+            callers = padded_callers(ctx, here, stmt.name.value)
+            for position, use in fed:
+                if id(use.call) in seen or position not in callers:
+                    continue
+                seen.add(id(use.call))
+                display, line, origin = callers[position]
+                module = use.callee
+                self.report(
+                    use.call,
+                    f"{ctx.code(use.call.func)}(...) runs the {module.short} over the padded batch that {display}:{line} "
+                    f"passes to {stmt.name.value} ({origin}): padded time steps run through the recurrence and "
+                    f"corrupt the final hidden state; pack it here with pack_padded_sequence(x, lengths.cpu(), "
+                    f"batch_first={module.batch_first or '...'}, enforce_sorted=False)",
+                )
+
+    def _rnns(self) -> frozenset[str]:
+        return frozenset(n for n in self.ctx.index.recurrent_names if "Cell" not in n)
 
     def _report_model(self, use: Use, model: Instance) -> bool:
         hit = self.ctx.index.lookup(self.ctx.path, model.name)

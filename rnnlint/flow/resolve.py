@@ -65,6 +65,8 @@ class Flow:
         #: bumped whenever a file's facts are replaced: memos over node identities start again
         self.generation = 0
         self._models = False  # the question in progress asks for a module (see values())
+        #: per-generation results other analyses keep (they hold nodes, so they go with the memo)
+        self.scratch: dict = {}
         self._memo: dict[tuple, tuple] = {}  # answers, keyed by node identity (the node is kept to check it)
 
     # -- files -------------------------------------------------------------
@@ -75,6 +77,7 @@ class Flow:
         self._files[path.resolve()] = facts
         self.generation += 1
         self._memo.clear()
+        self.scratch.clear()
         return facts
 
     def forget(self, path: Path) -> None:
@@ -82,6 +85,7 @@ class Flow:
         if self._files.pop(path.resolve(), None) is not None:
             self.generation += 1
             self._memo.clear()
+            self.scratch.clear()
 
     def file(self, path: Path) -> FileFacts | None:
         path = path.resolve()
