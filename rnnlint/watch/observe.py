@@ -159,6 +159,7 @@ class Watcher:
         self._handles: list = []
         self._patched: list = []
         self._modules: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module -> its state
+        self._roots: list = []  # the models whose forward ran a watched module (see _note_root)
         self._origins: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # module/optimizer -> (file, line)
         self._loss_sampler = Sampler(warm, every)
         self._measure = None
@@ -411,6 +412,9 @@ class Watcher:
         state = self._modules.get(module)
         if state is None:
             return None
+        if not state.get("rooted"):
+            state["rooted"] = True
+            self._note_root(module)
         x = args[0] if args else kwargs.get("input")
         hx = args[1] if len(args) > 1 else kwargs.get("hx")
         if hx is not None and "RNN030" not in self._disabled:
@@ -706,11 +710,26 @@ class Watcher:
                     found.append(names.get(id(p), f"a parameter of shape {tuple(p.shape)}"))
         return found
 
+    def _note_root(self, module) -> None:
+        """Remember the outermost module on the stack that called this recurrent module: the model.
+
+        Read from the frames (``self`` of each ``forward`` up the stack) the first time the module runs,
+        so that findings can name ``Model.encoder.rnn`` without a search of every object (``gc``, which
+        the child's guard refuses: it would reach the guard itself).
+        """
+        frame = sys._getframe(1)
+        outer = None
+        while frame is not None:
+            owner = frame.f_locals.get("self") if frame.f_code.co_name in ("forward", "_call_impl") else None
+            if isinstance(owner, self.torch.nn.Module):
+                outer = owner
+            frame = frame.f_back
+        if outer is not None and all(outer is not r for r in self._roots):
+            self._roots.append(outer)
+
     def _module_name(self, module) -> str | None:
         """``Model.encoder.rnn`` for a module built without a model handed over (once per finding)."""
-        import gc
-
-        for root in _root_modules(self.torch, gc.get_objects()):
+        for root in _root_modules(self.torch, list(self._roots)):
             for name, child in root.named_modules():
                 if child is module and name:
                     return f"{type(root).__name__}.{name}"
@@ -722,10 +741,8 @@ class Watcher:
         if self.model is not None:
             label = type(self.model).__name__
             return {id(p): f"{label}.{n}" for n, p in self.model.named_parameters()}
-        import gc  # the child's run: the model was never handed over; once, on the first NaN
-
-        names: dict[int, str] = {}
-        for root in _root_modules(torch, gc.get_objects()):
+        names: dict[int, str] = {}  # the child's run: the model was never handed over; once, on the first NaN
+        for root in _root_modules(torch, list(self._roots)):
             label = type(root).__name__
             for n, p in root.named_parameters():
                 names.setdefault(id(p), f"{label}.{n}")
