@@ -58,7 +58,7 @@ EXTERNAL_ROOTS = frozenset(
 _NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                             "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                             "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_SUMMARY_VERSION = 3
+_SUMMARY_VERSION = 4
 _MAX_DEPTH = 8
 EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 

@@ -716,14 +716,30 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
                 return True
         return False
 
-    function_defs = [s for s in module.body if isinstance(s, cst.FunctionDef)]
-    for stmt in function_defs + function_defs:  # twice: helpers defined below their callers
-        if isinstance(stmt, cst.FunctionDef) and may_pad(stmt.name.value) and not functions.get(stmt.name.value):
+    # top-level functions, and static methods under their qualified name (``Helpers.make_batch``)
+    function_defs = [(s.name.value, s) for s in module.body if isinstance(s, cst.FunctionDef)]
+    function_defs += [
+        (f"{c.name.value}.{name}", m) for c in module.body if isinstance(c, cst.ClassDef)
+        for name, m in methods(c).items() if any(dotted(d.decorator) == "staticmethod" for d in m.decorators)
+    ]
+    for name, stmt in function_defs + function_defs:  # twice: helpers defined below their callers
+        if may_pad(name) and not functions.get(name):
             result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt)
             positions = padded_positions(result.returns)
-            functions[stmt.name.value] = positions
+            functions[name] = positions
             if positions:
-                out[stmt.name.value] = {"padded_returns": positions}
+                out[name] = {"padded_returns": positions}
+    # ``make_batch = Helpers.make_batch``: the alias returns what the method does
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign):
+            assign = stmt.body[0]
+            source = dotted(assign.value)
+            if source in functions and functions[source]:
+                for target in assign.targets:
+                    alias = dotted(target.target)
+                    if alias and "." not in alias:
+                        functions[alias] = functions[source]
+                        out[alias] = {"padded_returns": functions[source]}
     resolver = _SummaryResolver(imports, functions)
     for stmt in module.body:
         if not isinstance(stmt, cst.ClassDef):
@@ -859,7 +875,7 @@ class ProjectResolver(Resolver):
             return None
         if definition.kind == "class":
             return Instance(name)
-        if definition.kind == "function":
+        if definition.kind in ("function", "assign"):  # an assignment: an alias of a padding function
             return returned(definition.padded_returns)
         return None
 

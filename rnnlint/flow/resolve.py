@@ -278,6 +278,14 @@ class Flow:
         if cls is not None:
             if function.name.value == "__init__":
                 return self._calls_of(cls.name.value, facts, want_class=cls)
+            if any(dotted(d.decorator) == "staticmethod" for d in function.decorators):
+                # ``Helpers.train(...)`` and ``train = Helpers.train`` then ``train(...)``: called like a function
+                qualified = f"{cls.name.value}.{function.name.value}"
+                aliases = [name for name, exprs in facts.assigns.get(facts.module, {}).items()
+                           if "." not in name and any(dotted(e) == qualified for e in exprs)]
+                found = [(c, s) for alias in aliases for c, s in self._calls_of(alias, facts)]
+                return found + [(c, facts.site(f)) for c, f, _ in facts.calls.get(function.name.value, [])
+                                if dotted(c.func) == qualified]
             return [
                 (call, facts.site(caller))
                 for call, caller, caller_cls in facts.calls.get(function.name.value, [])
@@ -326,9 +334,12 @@ class Flow:
         if written and written.startswith("self.hparams.") and site.cls is not None:
             return self._hparam(site.cls, facts, attr, depth, seen)
         out: list[Value] = []
-        for owner in self._values(base, site, depth + 1, seen):
+        owners = self._values(base, site, depth + 1, seen)
+        for owner in owners:
             out.extend(v.via(f".{attr}", facts.path, expr) for v in self._member(owner, attr, depth, seen))
-        if not out and written and "." in written and not self._models:
+        if not owners and written and "." in written and not self._models:
+            # ``opt.lr`` where ``opt`` cannot be followed at all (a parameter nobody in the project fills):
+            # the project's command line; never when ``opt`` is a known module or object without ``lr``
             out = self._options_named(attr, facts, depth, seen)
         return out
 
