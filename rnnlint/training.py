@@ -521,7 +521,8 @@ class _Collector:
     def _maybe_helper(self, name: str, call: cst.Call, stmt, scope: Scope, loop) -> None:
         """Remember a call that may be a clipping helper; decided once the file is read."""
         head = name.split(".")[0]
-        if (head == "self" and name.count(".") == 1) or "." not in name or head in self.ctx.imports.names:
+        if (head == "self" and name.count(".") == 1) or "." not in name or head in self.ctx.imports.names \
+                or name.count(".") == 1:  # ``net.tidy_gradients()``: a method of a project model, maybe
             self.pending.append((scope, len(scope.events), Event("clip", call, stmt, loop=loop), name))
 
     def _backward_via(self, call: cst.Call) -> str | None:
@@ -553,24 +554,44 @@ class _Collector:
                         self.clip_helpers.add(scope.node.name.value)
                         changed = True
         training = {id(s) for s in self.scopes if any(e.kind in ("backward", "step") for e in s.events)}
-        for i, (scope, _, _, name) in enumerate(self.pending):
+        for i, (scope, _, event, name) in enumerate(self.pending):
             if i in resolved or id(scope) not in training or name.startswith("self."):
                 continue
-            if self._imported_helper(name):
+            if self._imported_helper(name) or self._method_helper(event.call):
                 resolved.add(i)
         for i in sorted(resolved, key=lambda i: self.pending[i][1], reverse=True):
             scope, position, event, _ = self.pending[i]
             scope.events.insert(position, event)
 
     def _imported_helper(self, name: str) -> bool:
-        """A project function (found through the index) whose body reaches a clip function."""
+        """A project function (found through the index) whose body reaches a clip function or rewrites
+        ``.grad`` in place."""
+        from rnnlint.flow.models import changes_gradients
+
         index, path = self.ctx.index, self.ctx.path
         hit = index.lookup(path, name)
         if hit is None or hit[0] == path.resolve():
             return False  # not project code, or defined here (already decided above)
         summary = index.summary(hit[0])
         definition = summary.definitions.get(hit[1]) if summary else None
-        return definition is not None and definition.kind == "function" and index.reaches(path, name, CLIP_FUNCTIONS)
+        if definition is None or definition.kind != "function":
+            return False
+        if index.reaches(path, name, CLIP_FUNCTIONS):
+            return True
+        flow = index.flow()
+        facts = flow.file(hit[0])
+        function = facts.functions.get(hit[1]) if facts is not None else None
+        return function is not None and changes_gradients(flow, facts, function)
+
+    def _method_helper(self, call: cst.Call) -> bool:
+        """``net.tidy_gradients(max_norm=1.0)``: a method of the project's model that clips."""
+        if not isinstance(call.func, cst.Attribute) or not isinstance(call.func.value, cst.Name):
+            return False
+        from rnnlint.flow.models import method_changes_gradients
+        from rnnlint.flow.resolve import flow_of, site_of
+
+        flow, _ = flow_of(self.ctx)
+        return method_changes_gradients(flow, call, site_of(self.ctx, call))
 
 
 def _looks_like_optimizer(receiver: str, optimizers: dict, schedulers: set) -> bool:

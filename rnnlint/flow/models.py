@@ -83,3 +83,53 @@ def _packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
             if function in methods and facts.imports.resolve(call.func) in _PACKERS:
                 return True
     return False
+
+
+_IN_PLACE = frozenset({"clamp_", "clip_", "mul_", "div_", "copy_", "zero_", "fill_", "nan_to_num_", "sub_", "add_"})
+
+
+def changes_gradients(flow, facts: FileFacts, function: cst.FunctionDef, depth: int = 0) -> bool:
+    """Does ``function`` clip or otherwise rewrite gradients in place (recognised by what it does)?
+
+    A call of a clip function (``clip_grad_norm_``...), an in-place method on a ``.grad``
+    (``p.grad.data.clamp_(-1, 1)``, ``p.grad.mul_(scale)``), or a call of a method of the same class or
+    a function of the same file that does.
+    """
+    from rnnlint.index import CLIP_FUNCTIONS
+
+    for calls in facts.calls.values():
+        for call, owner, cls in calls:
+            if owner is not function:
+                continue
+            if facts.imports.resolve(call.func) in CLIP_FUNCTIONS:
+                return True
+            func = call.func
+            if isinstance(func, cst.Attribute) and func.attr.value in _IN_PLACE:
+                receiver = dotted(func.value) or ""
+                if receiver.endswith(".grad") or receiver.endswith(".grad.data"):
+                    return True
+            if depth < 2:
+                written = dotted(func) or ""
+                local = None
+                if written.startswith("self.") and cls is not None:
+                    local = facts.methods.get(cls, {}).get(written[5:])
+                elif "." not in written:
+                    local = facts.functions.get(written)
+                if local is not None and local is not function and changes_gradients(flow, facts, local, depth + 1):
+                    return True
+    return False
+
+
+def method_changes_gradients(flow, call: cst.Call, site) -> bool:
+    """``net.tidy_gradients(...)``: a method of the project class ``net`` is, that changes gradients."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return False
+    for value in flow.values(func.value, site, models=True):
+        if value.kind != INSTANCE:
+            continue
+        facts = flow.file(value.path)
+        method = facts.methods.get(value.node, {}).get(func.attr.value) if facts is not None else None
+        if method is not None and changes_gradients(flow, facts, method):
+            return True
+    return False
