@@ -136,6 +136,7 @@ def _make_hook(protected, writable, readable, processes, network, why, record, n
     fd_path = _fd_path_function()
     path_events, process_events = dict(_PATH_EVENTS), dict(_PROCESS_EVENTS)
     network_events, introspection = _NETWORK_EVENTS, _INTROSPECTION_EVENTS
+    af_unix = getattr(__import__("socket"), "AF_UNIX", None)
     dangerous_imports = _DANGEROUS_IMPORTS
     write_flags = _WRITE_FLAGS
     fd_root = "/proc/self/fd"
@@ -306,7 +307,8 @@ def _make_hook(protected, writable, readable, processes, network, why, record, n
         elif event == "os.killpg":
             check_signal(args[0], True)
         elif event in network_events:
-            if not network:
+            # a unix socket is local (DataLoader workers, multiprocessing): only the network is refused
+            if not network and not (args and getattr(args[0], "family", None) == af_unix):
                 refuse("use the network")
         elif event in introspection:
             refuse(f"call {event} (it could reach rnnlint's guard)")

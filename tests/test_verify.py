@@ -406,3 +406,41 @@ def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypa
     (user / ".venv" / "bin").mkdir(parents=True)
     monkeypatch.setenv("PATH", os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"]))
     assert trial_env(copy / "src", (copy, user))["PATH"] == os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"])
+
+
+def test_the_network_is_refused_unless_allowed(tmp_path):
+    """A trial opens no connection unless the user passes --allow-network (a local listener checks)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    root = tmp_path / "project"
+    write_script(tmp_path, f"""
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+        print("connected")
+    except (PermissionError, OSError) as exc:
+        print("refused:", exc)
+    """ + TRAIN_STEPS)
+
+    def accepted() -> int:
+        count = 0
+        while True:
+            try:
+                listener.accept()[0].close()
+                count += 1
+            except BlockingIOError:
+                return count
+
+    result = verify(root, "project/train.py", "--steps", "3")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert accepted() == 0
+    assert "--allow-network" in result.stderr  # the refusal says how to allow it
+    allowed = verify(root, "project/train.py", "--steps", "3", "--allow-network")
+    assert allowed.returncode in (0, 1), allowed.stdout + allowed.stderr
+    assert accepted() >= 1  # both runs (before and after the fixes) may connect
+    listener.close()

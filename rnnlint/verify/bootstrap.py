@@ -358,9 +358,14 @@ def _guard(config: dict):
         return None
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandbox.py")
     sandbox = load_by_path("_rnnlint_sandbox", path)
-    sandbox.confine(filesystem=False, network=False, signals=True, unix=False)  # no signals out (Linux 6.12+)
+    network = bool(config.get("network"))
+    # no signals out (Linux 6.12+); no TCP unless the user allowed the network (Linux 6.7+)
+    sandbox.confine(filesystem=False, network=not network, signals=True, unix=False)
     why = config.get("why") or "verify runs your script on a copy of the project and never changes your files"
-    return sandbox.Guard(protected=[config["protect"]], writable=[config["copy"]], why=why).install()
+    if not network:
+        why += "; pass --allow-network if the script needs the network"
+    return sandbox.Guard(protected=[config["protect"]], writable=[config["copy"]], network=network,
+                         why=why).install()
 
 
 def main(argv: list[str]) -> int:

@@ -80,6 +80,8 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
               help="auto: the script's own choice; cpu hides CUDA; cuda makes it the default device.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Time limit per run, in seconds.")
+@click.option("--allow-network", is_flag=True,
+              help="Let the script open network connections (refused by default: downloads, telemetry).")
 @click.option("--memory-limit", type=click.FloatRange(min=0.1), metavar="GIB",
               help="Stop a run whose processes together use more resident memory than this, in GiB "
                    "(default: three quarters of this machine's memory).")
@@ -89,7 +91,8 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
               help="Write the measurements and the verdict as JSON to this file.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write a PNG of loss and gradient norm for each run (needs matplotlib).")
-def verify(script, script_args, steps, seed, device, timeout, memory_limit, codes, each, json_path, plot_path):
+def verify(script, script_args, steps, seed, device, timeout, allow_network, memory_limit, codes, each, json_path,
+           plot_path):
     """Does fixing SCRIPT make training healthier? A short trial before and after.
 
     The script's project is copied to a temporary directory (data directories
@@ -110,7 +113,7 @@ def verify(script, script_args, steps, seed, device, timeout, memory_limit, code
     if script.suffix != ".py":
         raise _Failure(f"{script}: verify runs a Python script (.py)")
     options = Options(script, list(script_args), steps, seed, device, float(timeout), _codes(codes), each,
-                      int(memory_limit * 2**30) if memory_limit else None)
+                      int(memory_limit * 2**30) if memory_limit else None, network=allow_network)
     try:
         config = load_config([script])
         config = replace(config, graph=False)
@@ -166,9 +169,15 @@ def _report(trial: Trial, json_path: Path | None, plot_path: Path | None) -> int
         where = f"{display_path(trial.root / fix.path)}:{fix.line}"
         click.echo(f"only {fix.code}#{number} ({where}): {item['verdict'] or 'not run'}: {item['reason']}")
     for name, m in columns:
-        if m["blocked_writes"]:
-            more = f" and {len(m['blocked_writes']) - 1} more" if len(m["blocked_writes"]) > 1 else ""
-            click.secho(f"rnnlint: warning: the {name} run tried to {m['blocked_writes'][0]}{more} in your project; "
+        network = [b for b in m["blocked_writes"] if b == "use the network"]
+        writes = [b for b in m["blocked_writes"] if b != "use the network"]
+        if network:
+            click.secho(f"rnnlint: warning: the {name} run tried to use the network; rnnlint refused (a trial "
+                        "opens no connection unless asked). Pass --allow-network if the script needs it "
+                        "(a dataset download, say).", err=True, fg="yellow")
+        if writes:
+            more = f" and {len(writes) - 1} more" if len(writes) > 1 else ""
+            click.secho(f"rnnlint: warning: the {name} run tried to {writes[0]}{more} in your project; "
                         "rnnlint refused (verify never changes your files). Let the script take its output paths "
                         "as arguments and pass a scratch folder after `--`.", err=True, fg="yellow")
         if m["left_processes_running"]:

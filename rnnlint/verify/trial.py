@@ -75,6 +75,7 @@ class Options:
     codes: tuple[str, ...] | None = None
     each: bool = False
     memory_limit: int | None = None  # bytes of resident memory for the run's whole process group
+    network: bool = False  # the script may open sockets (--allow-network); refused by default
 
     def memory_bytes(self) -> int | None:
         """The limit in force: the one given, else three quarters of this machine's memory."""
@@ -369,6 +370,7 @@ def run_trial(
         "device": options.device, "time_limit": options.timeout, "events": str(events),
         "project": str(project[0] if project else script.parent),
         "protect": str(project[1]) if project else None, "copy": str(project[0]) if project else None,
+        "network": options.network,
         **(extra or {}),
     }), "utf-8")
     env = trial_env(cwd, project)

@@ -39,12 +39,15 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
               help="auto: the script's own choice; cpu hides CUDA; cuda makes it the default device.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Time limit for the run, in seconds.")
+@click.option("--allow-network", is_flag=True,
+              help="Let the script open network connections (refused by default: downloads, telemetry).")
 @click.option("--memory-limit", type=click.FloatRange(min=0.1), metavar="GIB",
               help="Stop the run when its processes together use more resident memory than this, in GiB.")
 @click.option("--static/--no-static", "with_static", default=True, show_default=True,
               help="Also report the static rules' findings in the script and the project files it imports "
                    "(\"observed\": false in JSON).")
-def watch(script, script_args, steps, json_path, output_format, seed, device, timeout, memory_limit, with_static):
+def watch(script, script_args, steps, json_path, output_format, seed, device, timeout, allow_network, memory_limit,
+          with_static):
     """Run SCRIPT once under rnnlint's observers and report what the run shows.
 
     The script runs in a child process on a copy of its project (your files are
@@ -65,7 +68,7 @@ def watch(script, script_args, steps, json_path, output_format, seed, device, ti
     if script.suffix != ".py":
         raise _Failure(f"{script}: watch runs a Python script (.py)")
     options = Options(script, list(script_args), steps, seed, device, float(timeout),
-                      memory_limit=int(memory_limit * 2**30) if memory_limit else None)
+                      memory_limit=int(memory_limit * 2**30) if memory_limit else None, network=allow_network)
     try:
         config = load_config([script])
         rules = load_rules(config.rule_folders)
