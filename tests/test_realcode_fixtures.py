@@ -47,9 +47,6 @@ NOT_YET = {
     "BucketIterator's device) into another file's forward",
     "self_hidden": "a state kept on self.hidden and reassigned by the model's own forward, carried across "
     "backward() calls by a loop in another file that resets it once per epoch",
-    "clip_negatives": "no RNN001 when the clip covers model.parameters() and model/optimizer are both "
-    "parameters, when a project helper clamps p.grad in place, or when a model method clips; no RNN020 "
-    "for SGD lr 20 with a clip under `if args.clip:` (the word-LM recipe)",
 }
 
 

@@ -120,10 +120,12 @@ class Flow:
         """Every Python file of the project with the words it contains (built once, on first need)."""
         if self._words is None:
             self._words = {}
+            from rnnlint.source import SourceError, read_file_bytes
+
             for path in self.index.files():
-                try:
-                    text = path.read_text("utf-8", errors="replace")
-                except OSError:
+                try:  # a regular file of sane size only: a FIFO named x.py would block a plain read
+                    text = read_file_bytes(path).decode("utf-8", errors="replace")
+                except SourceError:
                     continue
                 self._words[path] = frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
         return self._words
