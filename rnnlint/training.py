@@ -554,10 +554,11 @@ class _Collector:
                         self.clip_helpers.add(scope.node.name.value)
                         changed = True
         training = {id(s) for s in self.scopes if any(e.kind in ("backward", "step") for e in s.events)}
-        for i, (scope, _, event, name) in enumerate(self.pending):
+        for i, (scope, position, event, name) in enumerate(self.pending):
             if i in resolved or id(scope) not in training or name.startswith("self."):
                 continue
-            if self._imported_helper(name) or self._method_helper(event.call):
+            if self._imported_helper(name) or (_between_backward_and_step(scope, position, event)
+                                               and self._method_helper(event.call)):
                 resolved.add(i)
         for i in sorted(resolved, key=lambda i: self.pending[i][1], reverse=True):
             scope, position, event, _ = self.pending[i]
@@ -592,6 +593,18 @@ class _Collector:
 
         flow, _ = flow_of(self.ctx)
         return method_changes_gradients(flow, call, site_of(self.ctx, call))
+
+
+def _between_backward_and_step(scope: Scope, position: int, event: Event) -> bool:
+    """Does a call at ``position`` of the scope's events stand where a clip belongs (in its loop)?
+
+    Only such calls are worth asking the flow model about (``net.tidy_gradients()``): a method call
+    anywhere else could not be the missing clip.
+    """
+    same = [e for e in scope.events if e.loop is event.loop]
+    before = scope.events[:position]
+    return any(e.kind == "backward" and e.loop is event.loop for e in before) and any(
+        e.kind == "step" and e.loop is event.loop for e in scope.events[position:]) and bool(same)
 
 
 def _looks_like_optimizer(receiver: str, optimizers: dict, schedulers: set) -> bool:

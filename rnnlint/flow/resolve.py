@@ -44,6 +44,8 @@ _OPS = {
     cst.Multiply: operator.mul, cst.Divide: operator.truediv, cst.Add: operator.add,
     cst.Subtract: operator.sub, cst.Power: operator.pow, cst.FloorDivide: operator.floordiv,
 }
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[^\n]*|import[ \t]+[^\n]*)$", re.MULTILINE)
 _STR_METHODS = frozenset({"upper", "lower", "strip", "capitalize"})
 _CONVERSIONS = {"float": float, "int": int, "str": str, "bool": bool}
 _NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace", "dict", "easydict.EasyDict",
@@ -61,6 +63,7 @@ class Flow:
         self.index = index
         self._files: dict[Path, FileFacts | None] = {}
         self._words: dict[Path, frozenset[str]] | None = None
+        self._import_words: dict[Path, frozenset[str]] = {}  # words on each file's import lines
         self._data: dict[Path, object] = {}
         #: bumped whenever a file's facts are replaced: memos over node identities start again
         self.generation = 0
@@ -119,7 +122,7 @@ class Flow:
     def project_files(self) -> dict[Path, frozenset[str]]:
         """Every Python file of the project with the words it contains (built once, on first need)."""
         if self._words is None:
-            self._words = {}
+            self._words, self._import_words = {}, {}
             from rnnlint.source import SourceError, read_file_bytes
 
             for path in self.index.files():
@@ -127,8 +130,20 @@ class Flow:
                     text = read_file_bytes(path).decode("utf-8", errors="replace")
                 except SourceError:
                     continue
-                self._words[path] = frozenset(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+                self._words[path] = frozenset(_WORD.findall(text))
+                self._import_words[path] = frozenset(
+                    word for line in _IMPORT_LINE.findall(text) for word in _WORD.findall(line))
         return self._words
+
+    def may_call_into(self, path: Path, defining: Path) -> bool:
+        """Could ``path`` call a function of ``defining``? Only by importing it (or its package)."""
+        if path == defining:
+            return True
+        self.project_files()
+        names = set(defining.parent.relative_to(self.index.root).parts) if self.index.root in defining.parents \
+            else set()
+        names.add(defining.stem)
+        return bool(names & self._import_words.get(path, frozenset()))
 
     # -- the question rules ask ---------------------------------------------
 
@@ -298,7 +313,7 @@ class Flow:
     def _calls_of(self, name: str, facts: FileFacts, want_class=None, want_function=None) -> list[tuple[cst.Call, Site]]:
         found: list[tuple[cst.Call, Site]] = []
         for path, words in self.project_files().items():
-            if name not in words:
+            if name not in words or not self.may_call_into(path, facts.path):
                 continue
             other = facts if path == facts.path else self.file(path)
             if other is None:
