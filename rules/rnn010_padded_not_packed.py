@@ -85,10 +85,13 @@ class PaddedNotPacked(Rule):
     name = "padded-not-packed"
     fix_applicability = Applicability.UNSAFE
     triggers = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader",
-                # padding by hand: a buffer filled up to each length, a row extended to the longest
-                ("len(", "zeros"), ("len(", "ones"), ("len(", "] *"), ("len(", "' *"), ("len(", '" *'),
+                # padding by hand, next to a recurrent module: a buffer filled up to each length, a row
+                # extended to the longest (a data helper of another file is summarised on demand)
+                ("len(", "zeros", "LSTM"), ("len(", "zeros", "GRU"), ("len(", "zeros", "RNN"),
+                ("len(", "ones", "LSTM"), ("len(", "ones", "GRU"), ("len(", "ones", "RNN"),
+                ("len(", " * (", "LSTM"), ("len(", " * (", "GRU"), ("len(", " * (", "RNN"),
                 # a model whose forward may be handed a padded batch by another file
-                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
+                ("def forward", "nn.LSTM"), ("def forward", "nn.GRU"), ("def forward", "nn.RNN"))
 
     def finish(self) -> None:
         seen: set[int] = set()

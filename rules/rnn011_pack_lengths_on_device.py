@@ -144,6 +144,10 @@ class PackLengthsOnDevice(Rule):
     # -- across functions and files: the value-flow model joins the move and the pack --------
 
     def finish(self) -> None:
+        lengths = lengths_of(self.ctx.index.flow())
+        packs_here = "pack_padded_sequence" in self.ctx.text and "def forward" in self.ctx.text
+        if not packs_here and not lengths.project_packs():
+            return  # nothing in the project packs: no lengths can reach a pack from here
         flow, facts = flow_of(self.ctx)
         lengths = lengths_of(flow)
         here = self.ctx.path.resolve()

@@ -1,5 +1,7 @@
 import re
 
+import libcst as cst
+
 from rnnlint.flow.resolve import origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
@@ -73,6 +75,8 @@ class HighLearningRate(Rule):
             if optimizer.family == "sgd" and clips:
                 continue  # plain SGD at lr 20-30 with clipping is the word-language-model recipe
             ceiling = self.opts[keys[0]]
+            if isinstance(optimizer.lr, (cst.Integer, cst.Float)) and float(optimizer.lr.evaluated_value) <= ceiling:
+                continue  # a number written in place, below the ceiling: no need to build the file's flow
             above = [v for v in values(self.ctx, optimizer.lr) if v.number is not None and v.number > ceiling]
             if not above:
                 continue

@@ -172,9 +172,20 @@ class Lengths:
         return self._scans[facts.path]
 
     def project_packs(self) -> bool:
-        """Does any file of the project pack sequences? (Without one, no call can reach a pack.)"""
+        """Does any module of the project pack an argument of its ``forward`` as it came? Without one, no
+        caller's lengths can reach a pack, and no file needs the caller-side scan."""
         if self._packs is None:
-            self._packs = any("pack_padded_sequence" in words for words in self.flow.project_files().values())
+            self._packs = False
+            for path, words in self.flow.project_files().items():
+                if "pack_padded_sequence" not in words or "forward" not in words:
+                    continue
+                facts = self.flow.file(path)
+                for methods in (facts.methods.values() if facts is not None else ()):
+                    forward = methods.get("forward")
+                    params = [p.name.value for p in forward.params.params[1:]] if forward is not None else []
+                    if any(self.param_sinks(facts, forward, name) for name in params):
+                        self._packs = True
+                        return True
         return self._packs
 
     def callers(self, sink: Sink) -> list[Hit]:
