@@ -575,13 +575,20 @@ class _Collector:
             return False  # not project code, or defined here (already decided above)
         summary = index.summary(hit[0])
         definition = summary.definitions.get(hit[1]) if summary else None
-        if definition is None or definition.kind != "function":
+        if definition is None or definition.kind not in ("function", "assign"):
             return False
-        if index.reaches(path, name, CLIP_FUNCTIONS):
+        if definition.kind == "function" and index.reaches(path, name, CLIP_FUNCTIONS):
             return True
         flow = index.flow()
         facts = flow.file(hit[0])
-        function = facts.functions.get(hit[1]) if facts is not None else None
+        if facts is None:
+            return False
+        function = facts.functions.get(hit[1])
+        if function is None:  # ``bound = Helpers.bound``: an alias of a static method
+            for value in facts.assigned(facts.module, hit[1]):
+                owner, _, method = (dotted(value) or "").partition(".")
+                if owner in facts.classes and method:
+                    function = facts.methods.get(facts.classes[owner], {}).get(method)
         return function is not None and changes_gradients(flow, facts, function)
 
     def _method_helper(self, call: cst.Call) -> bool:

@@ -91,11 +91,14 @@ class PaddedNotPacked(Rule):
                 ("len(", "ones", "LSTM"), ("len(", "ones", "GRU"), ("len(", "ones", "RNN"),
                 ("len(", " * (", "LSTM"), ("len(", " * (", "GRU"), ("len(", " * (", "RNN"),
                 # a model whose forward may be handed a padded batch by another file
-                ("def forward", "nn.LSTM"), ("def forward", "nn.GRU"), ("def forward", "nn.RNN"))
+                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
+    #: what the caller side needs in the file: without it only the model's side is looked at
+    _CALLER_SIDE = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader", "len(")
 
     def finish(self) -> None:
         seen: set[int] = set()
-        for run in file_runs(self.ctx):
+        caller_side = any(word in self.ctx.text for word in self._CALLER_SIDE)
+        for run in file_runs(self.ctx) if caller_side else ():
             for use in run.result.uses:
                 if id(use.call) in seen:
                     continue
