@@ -608,7 +608,6 @@ def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]
     ``argument position -> (file, line, origin)`` of the first such call: read from each file that
     mentions the class, analysed with the same padding flow as the file itself.
     """
-    from rnnlint.analysis import _positions
     from rnnlint.rule import FileContext
 
     flow = ctx.index.flow()
@@ -629,8 +628,7 @@ def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]
                     continue
                 for key, value, _ in use.args:
                     if isinstance(key, int) and isinstance(value, Padded) and key not in found:
-                        line = _positions(module).get(use.call)
-                        found[key] = (flow.display(other), line.start.line if line else 1, value.origin)
+                        found[key] = (flow.display(other), flow.line(other, use.call) or 1, value.origin)
     return found
 
 

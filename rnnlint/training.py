@@ -191,32 +191,7 @@ def _called_models(ctx: FileContext, scope: Scope) -> bool | None:
 
 def _bases(expr: cst.BaseExpression) -> list[str]:
     """Dotted receivers of ``.parameters()``-like calls and bare names in ``expr``."""
-    found: list[str] = []
-
-    class Finder(Visitor):
-        def visit_Call(self, node: cst.Call) -> bool:
-            if isinstance(node.func, cst.Attribute) and node.func.attr.value in (
-                "parameters", "named_parameters", "children", "modules",
-            ):
-                name = dotted(node.func.value)
-                if name:
-                    found.append(name)
-                return False
-            return True
-
-        def visit_Name(self, node: cst.Name) -> None:
-            found.append(node.value)
-
-        def visit_Attribute(self, node: cst.Attribute) -> bool:
-            name = dotted(node)
-            if name:
-                found.append(name)
-                return False
-            return True
-
-    Finder().walk(expr)
-    return found
-
+    return [name for name in map(dotted, _receivers(expr)) if name]
 
 def recurrent_context(ctx: FileContext, scope: Scope | None, optimizer: Optimizer | None) -> bool:
     """Does a training step in ``scope`` (for ``optimizer``) train a recurrent model?"""

@@ -5,7 +5,7 @@ from rnnlint.flow.resolve import flow_of
 from rnnlint.flow.tensors import lengths_of
 from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
-from rnnlint.padding import PACK_PADDED
+from rnnlint.padding import PACK_PADDED, forward_params
 from rnnlint.rule import Invalid, Rule, Valid, replace
 
 # methods that keep a tensor on the device it is on
@@ -149,7 +149,7 @@ class PackLengthsOnDevice(Rule):
         if not packs_here and not lengths.project_packs():
             return  # nothing in the project packs: no lengths can reach a pack from here
         flow, facts = flow_of(self.ctx)
-        lengths = lengths_of(flow)
+        lengths = lengths_of(flow)  # adding this file's facts started a new generation of the memos
         here = self.ctx.path.resolve()
         reported: set[int] = set()
         # the module side: a forward argument packed as it came, and a caller that moved it to the GPU
@@ -157,7 +157,7 @@ class PackLengthsOnDevice(Rule):
             forward = methods.get("forward")
             if forward is None:
                 continue
-            for param in _forward_params(forward):
+            for param in forward_params(forward) + [p.name.value for p in forward.params.kwonly_params]:
                 for sink in lengths.param_sinks(facts, forward, param):
                     if sink.path != here or id(sink.lengths) in reported:
                         continue
@@ -221,12 +221,6 @@ class PackLengthsOnDevice(Rule):
         else:
             self.report(value, message, fix="Append .cpu() to the lengths",
                         edits=[replace(value, _cpu(written, value))])
-
-
-def _forward_params(forward: cst.FunctionDef) -> list[str]:
-    params = [p.name.value for p in (*forward.params.posonly_params, *forward.params.params,
-                                     *forward.params.kwonly_params)]
-    return params[1:] if params and params[0] in ("self", "cls") else params
 
 
 def _code(flow, hit) -> str:

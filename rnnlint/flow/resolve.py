@@ -36,6 +36,7 @@ from rnnlint.flow import library
 from rnnlint.flow.scopes import FileFacts, Site, collect
 from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, MODULE, SEQUENCE, Value
 from rnnlint.names import dotted
+from rnnlint.nodes import find_all
 
 _MAX_DEPTH = 14
 _MAX_VALUES = 24
@@ -454,16 +455,16 @@ class Flow:
                     if isinstance(element, cst.DictElement):
                         names = [v.value for v in self._values(element.key, Site(other), depth + 1, seen) if v.kind == CONST]
                         if key in names:
-                            return self._values(element.value, self._site_of(owner, other), depth + 1, seen)
+                            return self._values(element.value, other.site_of(owner.node), depth + 1, seen)
             elif isinstance(node, cst.Call):
                 for arg in node.args:
                     if arg.keyword is not None and arg.keyword.value == key:
-                        return self._values(arg.value, self._site_of(owner, other), depth + 1, seen)
+                        return self._values(arg.value, other.site_of(owner.node), depth + 1, seen)
             return []
         if owner.kind == SEQUENCE and other is not None and isinstance(key, int):
             elements = owner.node.elements
             if -len(elements) <= key < len(elements) and not isinstance(elements[key], cst.StarredElement):
-                return self._values(elements[key].value, self._site_of(owner, other), depth + 1, seen)
+                return self._values(elements[key].value, other.site_of(owner.node), depth + 1, seen)
             return []
         if owner.kind == DATA:
             data = owner.value
@@ -475,13 +476,6 @@ class Flow:
         if owner.kind == ARGS and isinstance(key, str) and other is not None:
             return self._options(other, key, depth, seen)
         return []
-
-    def _site_of(self, owner: Value, facts: FileFacts) -> Site:
-        """The site of a container literal: found again from its node's enclosing function."""
-        for function, (_, cls) in facts.owner.items():
-            if _contains(function, owner.node):
-                return Site(facts, function, cls)
-        return Site(facts)
 
     # -- calls -------------------------------------------------------------------
 
@@ -612,28 +606,10 @@ def _data(owner: Value, item, shown: str) -> Value:
 
 
 def _opened_as(site: Site, name: str) -> cst.BaseExpression | None:
-    found = []
-
-    class Finder(cst.CSTVisitor):
-        def visit_WithItem(self, node: cst.WithItem) -> None:
-            if node.asname is not None and isinstance(node.asname.name, cst.Name) and node.asname.name.value == name:
-                found.append(node.item)
-
-    (site.function or site.file.module).visit(Finder())
+    """``with open("config.json") as f``: what ``f`` was opened from, in the function (or module) around."""
+    found = [item.item for item in find_all(site.function or site.file.module, cst.WithItem)
+             if item.asname is not None and isinstance(item.asname.name, cst.Name) and item.asname.name.value == name]
     return found[-1] if found else None
-
-
-def _contains(outer: cst.CSTNode, inner: cst.CSTNode | None) -> bool:
-    if inner is None:
-        return False
-    stack = [outer]
-    while stack:
-        node = stack.pop()
-        if node is inner:
-            return True
-        stack.extend(node.children)
-    return False
-
 
 def _params(function: cst.FunctionDef) -> list[cst.Param]:
     p = function.params
@@ -706,29 +682,8 @@ def values(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None
 
 def site_of(ctx, node: cst.CSTNode | None) -> Site:
     """The function and class around ``node`` in the analysed file."""
-    flow, facts = flow_of(ctx)
-    spans = ctx.memo("flow.spans", lambda: _function_spans(facts))
-    if node is None:
-        return Site(facts)
-    innermost = None
-    for function, members in spans:
-        if id(node) in members:
-            innermost = function  # spans are ordered outer to inner
-    return facts.site(innermost)
-
-
-def _function_spans(facts: FileFacts) -> list[tuple[cst.FunctionDef, set[int]]]:
-    spans = []
-    for function in facts.owner:
-        members: set[int] = set()
-        stack = [function]
-        while stack:
-            node = stack.pop()
-            members.add(id(node))
-            stack.extend(node.children)
-        spans.append((function, members))
-    return spans
-
+    _, facts = flow_of(ctx)
+    return facts.site_of(node) if node is not None else Site(facts)
 
 def origin(ctx, value: Value, written: cst.BaseExpression) -> str:
     """Where a value came from, for a message: ``config["lr"], config.py:4``; "" when written in place.

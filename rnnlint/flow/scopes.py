@@ -62,8 +62,22 @@ class FileFacts:
     )
     returns: dict[cst.FunctionDef, list[cst.BaseExpression]] = field(default_factory=dict)
     positions: object = None  # node -> CodeRange, computed when a message needs a line
+    _enclosing: dict | None = None  # id(node) -> innermost FunctionDef, see site_of()
     #: names bound by a ``for`` target or an unpacking the model cannot split: their values are unknown
     opaque: dict[Scope, set[str]] = field(default_factory=dict)
+
+    def site_of(self, node: cst.CSTNode) -> Site:
+        """The site of any node of this file: the innermost function around it (one walk, on first need)."""
+        if self._enclosing is None:
+            self._enclosing = {}
+            stack: list[tuple[cst.CSTNode, cst.FunctionDef | None]] = [(self.module, None)]
+            while stack:
+                current, function = stack.pop()
+                if isinstance(current, cst.FunctionDef):
+                    function = current
+                self._enclosing[id(current)] = function
+                stack.extend((child, function) for child in current.children)
+        return self.site(self._enclosing.get(id(node)))
 
     def site(self, function: cst.FunctionDef | None) -> Site:
         if function is None:
