@@ -52,11 +52,11 @@ TRANSPARENT_LAYERS = frozenset(
 )
 TRANSPARENT_FUNCTIONS = frozenset(
     f"torch.nn.functional.{name}" for name in ("dropout", "relu", "gelu", "elu", "leaky_relu", "embedding")
-) | frozenset({"torch.tanh", "torch.relu", "torch.sigmoid"})
+) | frozenset({"torch.tanh", "torch.relu", "torch.sigmoid", "torch.flip"})
 #: tensor (and module) methods whose result is still what the receiver was
 KEEP_METHODS = frozenset(
     {"to", "cuda", "cpu", "float", "long", "int", "half", "double", "bfloat16", "transpose", "permute",
-     "contiguous", "detach", "clone", "type", "t", "train", "eval"}
+     "contiguous", "detach", "clone", "type", "t", "train", "eval", "flip"}
 )
 #: calls that turn a padded array into a tensor (or back) without changing its rows
 CONVERSIONS = frozenset({"torch.tensor", "torch.Tensor", "torch.LongTensor", "torch.FloatTensor", "torch.as_tensor",
@@ -64,6 +64,8 @@ CONVERSIONS = frozenset({"torch.tensor", "torch.Tensor", "torch.LongTensor", "to
                          "torch.cuda.LongTensor", "torch.cuda.FloatTensor"})
 #: calls that stack a list of padded rows into one batch
 STACKS = frozenset({"numpy.stack", "torch.stack", "numpy.vstack", "numpy.array", "numpy.asarray"})
+#: calls that join a row and its padding into one padded row
+CONCATENATIONS = frozenset({"torch.cat", "torch.concat", "numpy.concatenate", "numpy.hstack", "numpy.append"})
 #: datasets that hand out rows of the arrays they are given, unchanged
 DATASETS = frozenset({"torch.utils.data.TensorDataset"})
 #: buffers made to be filled per example
@@ -92,6 +94,16 @@ class Items:
     """A tuple of values, by position (``None`` where unknown)."""
 
     items: tuple
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A dict of values by string key (``{"src": padded, "lengths": ...}``): a dict batch, a dataset item."""
+
+    items: tuple  # ((key, value), ...), only the known values
+
+    def get(self, key: str) -> "Value":
+        return next((v for k, v in self.items if k == key), None)
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ class Instance:
     name: str
 
 
-Value = Union[Padded, Items, Loader, Module, Instance, None]
+Value = Union[Padded, Items, Fields, Loader, Module, Instance, None]
 
 
 @dataclass
@@ -156,6 +168,10 @@ class Resolver:
     def collate(self, name: str) -> Value:
         """The batch a ``collate_fn=name`` produces."""
         return self.call(name)
+
+    def item(self, name: str) -> Value:
+        """An item of the project dataset class ``name`` (what its ``__getitem__`` returns)."""
+        return None
 
 
 @dataclass
@@ -191,6 +207,7 @@ class Flow:
         self.result = Result()
         self._statement: cst.CSTNode | None = None
         self.buffers: dict[str, str] = {}  # names bound to np.zeros-like buffers -> their fill value as written
+        self.views: dict[str, str] = {}  # loop targets that are views of a buffer -> the buffer
 
     # -- entry points --------------------------------------------------------
 
@@ -222,6 +239,7 @@ class Flow:
         if isinstance(stmt, cst.For):
             items = self.value(stmt.iter)
             self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+            self._views(stmt.target, stmt.iter)
             self.statements(body_of(stmt))
         elif isinstance(stmt, cst.While):
             self.value(stmt.test)
@@ -279,11 +297,28 @@ class Flow:
                 if owner and isinstance(self.value(call.args[0].value), Padded):
                     self.env[owner] = self.value(call.args[0].value)
 
+    def _views(self, target: cst.BaseExpression, iterable: cst.BaseExpression) -> None:
+        """``for row, token in zip(buffer[:, i], seq)``: ``row`` is a view of the buffer, and ``zip`` stops
+        at the example's own length, so what the loop writes through it fills the buffer per example."""
+        if not (isinstance(iterable, cst.Call) and dotted(iterable.func) == "zip"
+                and isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == len(iterable.args)):
+            return
+        for element, arg in zip(target.elements, iterable.args):
+            base = arg.value.value if isinstance(arg.value, cst.Subscript) else arg.value
+            owner, name = dotted(base), dotted(element.value)
+            if owner in self.buffers and name is not None:
+                self.views[name] = owner
+
     def _fill(self, target: cst.Subscript, value: Value) -> None:
         """``buffer[i, :len(seq)] = seq``: a zero buffer filled per example up to its length is padded."""
         owner = dotted(target.value)
         if owner and isinstance(value, Padded):  # rows[i] = rows[i] + [pad] * (n - len(rows[i]))
             self.env[owner] = PaddedRows(value.origin, value.by_hand)
+            return
+        if owner in self.views:  # written through a view that zip() stops at the example's length
+            buffer = self.views[owner]
+            self.env[buffer] = Padded(f"{buffer}, a buffer filled per example up to its length",
+                                      self.buffers[buffer])
             return
         if owner in self.buffers and any(
             isinstance(e.slice, cst.Slice) and _varies(e.slice) for e in target.slice
@@ -347,11 +382,22 @@ class Flow:
                 return Padded(base.origin, base.by_hand)
             if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] is one time step
                 return base if all(isinstance(e.slice, cst.Slice) for e in expr.slice) else None
+            if isinstance(base, Fields) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index) \
+                    and isinstance(expr.slice[0].slice.value, cst.SimpleString):
+                return base.get(expr.slice[0].slice.value.evaluated_value)  # batch["src"]
             if isinstance(base, Items) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
                 index = _int(expr.slice[0].slice.value)
                 if index is not None and -len(base.items) <= index < len(base.items):
                     return base.items[index]
             return None
+        if isinstance(expr, cst.Dict):
+            fields = []
+            for element in expr.elements:
+                value = self.value(element.value)
+                key = getattr(element, "key", None)
+                if value is not None and isinstance(key, cst.SimpleString):
+                    fields.append((key.evaluated_value, value))
+            return Fields(tuple(fields)) if fields else None
         if isinstance(expr, (cst.Tuple, cst.List)):
             values = tuple(self.value(e.value) for e in expr.elements)
             if any(isinstance(e, cst.StarredElement) for e in expr.elements):
@@ -400,6 +446,13 @@ class Flow:
             return None
         if qualname in TRANSPARENT_FUNCTIONS:
             return first if isinstance(first, Padded) else None
+        if qualname in CONCATENATIONS:
+            parts = call.args[0].value if call.args else None
+            if isinstance(parts, (cst.Tuple, cst.List)):
+                for element in parts.elements:
+                    tail = _pad_tail(element.value)
+                    if tail is not None:  # cat((row, tensor([pad] * (n - len(row)))))
+                        return Padded(f"padded by hand ({_short(tail)})", _pad_of_tail(tail))
         if qualname in CONVERSIONS or qualname in STACKS:
             if qualname in STACKS and isinstance(first, Items):
                 return next((v for v in first.items if isinstance(v, Padded)), None)
@@ -435,7 +488,9 @@ class Flow:
             # no collate_fn: each batch stacks rows of the dataset as they are (padded rows stay padded)
             dataset = keyword_arg(call, "dataset") or next((a for a in call.args if a.keyword is None), None)
             data = self.value(dataset.value) if dataset is not None else None
-            return Loader(data) if isinstance(data, (Padded, Items)) else None
+            if isinstance(data, Instance):  # a Dataset class of the project: its items are what __getitem__ returns
+                data = self.resolver.item(data.name)
+            return Loader(data) if isinstance(data, (Padded, Items, Fields)) else None
         collate = arg.value
         if isinstance(collate, cst.Lambda) and isinstance(collate.body, cst.Call):
             collate = collate.body.func
@@ -493,6 +548,25 @@ def _buffer_fill(expr: cst.BaseExpression, imports: ImportMap) -> str:
     if last == "full" and isinstance(expr, cst.Call):
         value = keyword_arg(expr, "fill_value") or (expr.args[1] if len(expr.args) > 1 else None)
         return _short(value.value) if value is not None else ""
+    return ""
+
+
+def _pad_tail(expr: cst.BaseExpression) -> cst.BinaryOperation | None:
+    """``[pad] * (n - len(row))``, maybe converted (``torch.LongTensor([pad] * (n - len(row)))``)."""
+    while isinstance(expr, cst.Call) and len(expr.args) == 1:
+        expr = expr.args[0].value
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        operands = (expr.left, expr.right)
+        if any(isinstance(o, cst.List) and len(o.elements) == 1 for o in operands) and any(
+                isinstance(o, cst.BinaryOperation) and isinstance(o.operator, cst.Subtract) for o in operands):
+            return expr
+    return None
+
+
+def _pad_of_tail(tail: cst.BinaryOperation) -> str:
+    for operand in (tail.left, tail.right):
+        if isinstance(operand, cst.List):
+            return _short(operand.elements[0].value)
     return ""
 
 
@@ -644,36 +718,70 @@ def forward_params(function: cst.FunctionDef) -> list[str]:
 class _SummaryResolver(Resolver):
     """Inside one file without the index: every non-torch callee may be a project model."""
 
-    def __init__(self, imports: ImportMap, functions: dict[str, list[int]]):
+    def __init__(self, imports: ImportMap, functions: dict[str, dict]):
         self.imports = imports
-        self.functions = functions
+        self.functions = functions  # name -> its summary facts (padded_returns, pads)
 
     def call(self, name: str) -> Value:
         if name in self.functions:
-            return returned(self.functions[name])
+            return returned(self.functions[name], f"padded by {name}(...)")
         head = self.imports.resolve_dotted(name).split(".")[0]
         if head in ("torch", "numpy", "np") or name.split(".")[0] in _BUILTINS:
             return None
         return Instance(name)
 
 
-def returned(positions: list[int]) -> Value:
-    """The value a function whose returns are padded at ``positions`` gives (-1: the whole value)."""
+def returned(facts: dict, origin: str) -> Value:
+    """The value that a function (or a dataset's item) summarised by ``facts`` gives.
+
+    ``facts["padded_returns"]`` holds the padded positions of the returned tuple (-1: the whole value) or
+    the padded keys of a returned dict; ``facts["pads"]`` the pad written by hand at each position, when
+    the padding was done by hand (a number as written, or "" when it is not a literal).
+    """
+    positions = facts.get("padded_returns") or []
+    pads = facts.get("pads") or {}
+
+    def padded(position) -> Padded:
+        return Padded(origin, pads.get(str(position)))
+
     if not positions:
         return None
     if -1 in positions:
-        return Padded("padded value returned")
-    return Items(tuple(Padded("padded value returned") if i in positions else None for i in range(max(positions) + 1)))
+        return padded(-1)
+    keys = [p for p in positions if isinstance(p, str)]
+    if keys:
+        return Fields(tuple((key, padded(key)) for key in keys))
+    return Items(tuple(padded(i) if i in positions else None for i in range(max(positions) + 1)))
 
 
-def padded_positions(values: list[Value]) -> list[int]:
-    positions: set[int] = set()
+def padded_facts(values: list[Value]) -> dict:
+    """The summary facts of returned ``values`` (see :func:`returned`)."""
+    positions: dict[int | str, Padded] = {}
     for value in values:
         if isinstance(value, Padded):
-            positions.add(-1)
+            positions.setdefault(-1, value)
         elif isinstance(value, Items):
-            positions.update(i for i, v in enumerate(value.items) if isinstance(v, Padded))
-    return sorted(positions)
+            positions.update((i, v) for i, v in enumerate(value.items) if isinstance(v, Padded) and i not in positions)
+        elif isinstance(value, Fields):
+            positions.update((k, v) for k, v in value.items if isinstance(v, Padded) and k not in positions)
+    if not positions:
+        return {}
+    facts: dict = {"padded_returns": sorted(positions, key=lambda p: (isinstance(p, str), str(p)))}
+    pads = {str(p): _portable_pad(v.by_hand) for p, v in positions.items() if v.by_hand is not None}
+    if pads:
+        facts["pads"] = pads
+    return facts
+
+
+def _portable_pad(text: str) -> str:
+    """A pad as another file can use it: a number stays; a name of this file cannot be written there."""
+    try:
+        expr = cst.parse_expression(text)
+    except cst.ParserSyntaxError:
+        return ""
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        expr = expr.expression
+    return text if isinstance(expr, (cst.Integer, cst.Float)) else ""
 
 
 def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]] | None = None) -> dict[str, dict]:
@@ -695,14 +803,15 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         return {}
     calls = calls or {}
     out: dict[str, dict] = {}
-    functions: dict[str, list[int]] = {}
+    functions: dict[str, dict] = {}
     padders = {PAD_SEQUENCE, PAD_PACKED}
 
     def may_pad(name: str) -> bool:
         if name not in calls:
             return True
         return any(imports.resolve_dotted(c) in padders or imports.resolve_dotted(c) in BUFFERS
-                   or c == "len" or functions.get(c) for c in calls[name])
+                   or imports.resolve_dotted(c) in CONCATENATIONS or c == "len" or functions.get(c)
+                   for c in calls[name])
 
     def may_feed(name: str) -> bool:
         if name not in calls:
@@ -723,10 +832,9 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     for name, stmt in function_defs + function_defs:  # twice: helpers defined below their callers
         if may_pad(name) and not functions.get(name):
             result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt)
-            positions = padded_positions(result.returns)
-            functions[name] = positions
-            if positions:
-                out[name] = {"padded_returns": positions}
+            functions[name] = padded_facts(result.returns)
+            if functions[name]:
+                out[name] = dict(functions[name])
     # ``make_batch = Helpers.make_batch``: the alias returns what the method does
     for stmt in module.body:
         if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign):
@@ -737,11 +845,16 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
                     alias = dotted(target.target)
                     if alias and "." not in alias:
                         functions[alias] = functions[source]
-                        out[alias] = {"padded_returns": functions[source]}
+                        out[alias] = dict(functions[source])
     resolver = _SummaryResolver(imports, functions)
     for stmt in module.body:
         if not isinstance(stmt, cst.ClassDef):
             continue
+        getitem = methods(stmt).get("__getitem__")
+        if getitem is not None and may_pad(stmt.name.value):  # a Dataset: what one item holds padded
+            item = padded_facts(Flow(imports, resolver).run_function(getitem).returns)
+            if item:
+                out[stmt.name.value] = item
         forward = methods(stmt).get("forward")
         if forward is None or not may_feed(stmt.name.value):
             continue
@@ -763,7 +876,7 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
                     if entry not in bucket:
                         bucket.append(entry)
         if feeds:
-            out[stmt.name.value] = {"feeds": feeds}
+            out.setdefault(stmt.name.value, {})["feeds"] = feeds
     return out
 
 
@@ -874,8 +987,16 @@ class ProjectResolver(Resolver):
         if definition.kind == "class":
             return Instance(name)
         if definition.kind in ("function", "assign"):  # an assignment: an alias of a padding function
-            return returned(definition.padded_returns)
+            return returned(vars(definition), f"padded by {name}(...)")
         return None
+
+    def item(self, name: str) -> Value:
+        hit = self.ctx.index.lookup(self.ctx.path, name)
+        summary = self.ctx.index.summary(hit[0]) if hit is not None else None
+        definition = summary.definitions.get(hit[1]) if summary else None
+        if definition is None or definition.kind != "class":
+            return None
+        return returned(vars(definition), f"items of {name}, padded by its __getitem__")
 
 
 @dataclass

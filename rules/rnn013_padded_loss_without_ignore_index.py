@@ -23,7 +23,7 @@ from rnnlint.padding import (
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
 from rnnlint.source import parse_python
-from rnnlint.training import facts
+from rnnlint.training import facts, recurrent_context
 
 LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
 LOSS_FUNCTIONS = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"})
@@ -97,7 +97,8 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                     continue
                 if recurrent is None:
                     f = facts(self.ctx)
-                    recurrent = f.mentions_recurrent or any(self.ctx.is_recurrent(c) for c in f.classes)
+                    recurrent = f.mentions_recurrent or any(self.ctx.is_recurrent(c) for c in f.classes) or any(
+                        recurrent_context(self.ctx, o.scope, o) for o in f.all_optimizers)
                 if not recurrent:
                     return
                 if self._check(loss, site):
