@@ -76,6 +76,8 @@ class Definition:
     #: functions: padded positions (-1: all) or dict keys of what they return; classes: of an item
     padded_returns: list = field(default_factory=list)
     pads: dict[str, str] = field(default_factory=dict)  # padded position -> pad written by hand ("" unknown)
+    loaders: dict[str, dict] = field(default_factory=dict)  # position -> facts of a returned loader's batches
+    passes: dict[str, list] = field(default_factory=dict)  # returned position -> [index, name] of a parameter
     feeds: dict[str, list] = field(default_factory=dict)  # classes: forward param -> unpacked callees
 
 
@@ -124,6 +126,11 @@ def _valid_definition(value) -> bool:
             and isinstance(value.get("padded_returns", []), list)
             and all(isinstance(i, (int, str)) and not isinstance(i, bool) for i in value.get("padded_returns", []))
             and _str_map(value.get("pads", {}))
+            and isinstance(value.get("loaders", {}), dict)
+            and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.get("loaders", {}).items())
+            and isinstance(value.get("passes", {}), dict)
+            and all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], int) and isinstance(v[1], str)
+                    for v in value.get("passes", {}).values())
             and isinstance(value.get("feeds", {}), dict)
             and all(isinstance(k, str) and isinstance(v, list) for k, v in value.get("feeds", {}).items()))
 
@@ -138,6 +145,8 @@ def summarise(module: cst.Module, imports: ImportMap | None = None) -> FileSumma
         if name in definitions:
             definitions[name].padded_returns = facts.get("padded_returns", [])
             definitions[name].pads = facts.get("pads", {})
+            definitions[name].loaders = facts.get("loaders", {})
+            definitions[name].passes = facts.get("passes", {})
             definitions[name].feeds = facts.get("feeds", {})
     return FileSummary(
         imports=dict(imports.names), star_modules=list(imports.star_modules), definitions=definitions

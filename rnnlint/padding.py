@@ -34,7 +34,7 @@ from typing import Union
 import libcst as cst
 
 from rnnlint.names import ImportMap, dotted
-from rnnlint.nodes import Visitor, body_of, keyword_arg
+from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg
 
 RNN_UTILS = "torch.nn.utils.rnn."
 PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
@@ -135,6 +135,13 @@ class Instance:
     """An instance of a project class (or of a name the flow cannot see into), as written."""
 
     name: str
+    #: ``(file, definition name)`` when the instance was made in another file, where ``name`` was written
+    home: tuple | None = field(default=None, compare=False)
+
+
+def locate(index, importer, instance: Instance) -> tuple | None:
+    """Where the class of ``instance`` (seen in ``importer``) is defined: ``(file, name)`` or None."""
+    return instance.home or index.lookup(importer, instance.name)
 
 
 Value = Union[Padded, Items, Fields, Loader, Module, Instance, None]
@@ -173,6 +180,11 @@ class Resolver:
         """An item of the project dataset class ``name`` (what its ``__getitem__`` returns)."""
         return None
 
+    def passes(self, name: str) -> dict:
+        """Which parameters the function ``name`` hands back: returned position -> ``[index, name]``
+        (``encode(rows)`` that maps padded rows to ids returns them still padded)."""
+        return {}
+
 
 @dataclass
 class Result:
@@ -208,6 +220,7 @@ class Flow:
         self._statement: cst.CSTNode | None = None
         self.buffers: dict[str, str] = {}  # names bound to np.zeros-like buffers -> their fill value as written
         self.views: dict[str, str] = {}  # loop targets that are views of a buffer -> the buffer
+        self.lambdas: dict[str, cst.Lambda] = {}  # names bound to a lambda
 
     # -- entry points --------------------------------------------------------
 
@@ -238,7 +251,10 @@ class Flow:
             return
         if isinstance(stmt, cst.For):
             items = self.value(stmt.iter)
-            self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+            if isinstance(items, Padded):  # each row of a padded batch is padded too
+                self.bind(stmt.target, Padded(items.origin, items.by_hand), None)
+            else:
+                self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
             self._views(stmt.target, stmt.iter)
             self.statements(body_of(stmt))
         elif isinstance(stmt, cst.While):
@@ -267,6 +283,10 @@ class Flow:
             self.statements(body_of(final))
 
     def small(self, small: cst.BaseSmallStatement) -> None:
+        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Lambda):
+            for target in small.targets:
+                if isinstance(target.target, cst.Name):
+                    self.lambdas[target.target.value] = small.value
         if isinstance(small, cst.Assign):
             value = self.value(small.value)
             if _is_buffer(small.value, self.imports):
@@ -390,6 +410,10 @@ class Flow:
                 if index is not None and -len(base.items) <= index < len(base.items):
                     return base.items[index]
             return None
+        if isinstance(expr, cst.IfExp):  # row[:n] if len(row) > n else row + [pad] * (n - len(row))
+            self.value(expr.test)
+            body, orelse = self.value(expr.body), self.value(expr.orelse)
+            return body if isinstance(body, Padded) else orelse if isinstance(orelse, Padded) else None
         if isinstance(expr, cst.Dict):
             fields = []
             for element in expr.elements:
@@ -480,7 +504,12 @@ class Flow:
             return None
         if any(v is not None for _, v, _ in args):
             self._use(call, name, args)
-        return self.resolver.call(name)
+        if name in self.lambdas:  # pad = lambda row, n: row + [0] * (n - len(row))
+            return self.value(self.lambdas[name].body)
+        result = self.resolver.call(name)
+        if result is None and any(isinstance(v, Padded) for _, v, _ in args):
+            result = _passed(self.resolver.passes(name), args)
+        return result
 
     def _loader(self, call: cst.Call) -> Value:
         arg = keyword_arg(call, "collate_fn")
@@ -682,21 +711,15 @@ def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]
     ``argument position -> (file, line, origin)`` of the first such call: read from each file that
     mentions the class, analysed with the same padding flow as the file itself.
     """
-    from rnnlint.rule import FileContext
-
     flow = ctx.index.flow()
     found: dict[int, tuple[str, int, str]] = {}
     for other, words in flow.project_files().items():
         if other == path or class_name not in words:
             continue
-        module = ctx.index.tree(other)
-        text = ctx.index.text(other)
-        if module is None or text is None:
+        context = file_context(ctx, other)
+        if context is None:
             continue
-        contexts = flow.scratch.setdefault("padding.contexts", {})
-        if other not in contexts:
-            contexts[other] = FileContext(other, text, module, ctx.index)
-        for run in file_runs(contexts[other]):
+        for run in file_runs(context):
             for use in run.result.uses:
                 if not isinstance(use.callee, Instance) or ctx.index.lookup(other, use.callee.name) != (path, class_name):
                     continue
@@ -722,6 +745,9 @@ class _SummaryResolver(Resolver):
         self.imports = imports
         self.functions = functions  # name -> its summary facts (padded_returns, pads)
 
+    def passes(self, name: str) -> dict:
+        return self.functions.get(name, {}).get("passes", {})
+
     def call(self, name: str) -> Value:
         if name in self.functions:
             return returned(self.functions[name], f"padded by {name}(...)")
@@ -740,37 +766,91 @@ def returned(facts: dict, origin: str) -> Value:
     """
     positions = facts.get("padded_returns") or []
     pads = facts.get("pads") or {}
+    loaders = {int(k): v for k, v in (facts.get("loaders") or {}).items()}  # position -> the item's facts
 
-    def padded(position) -> Padded:
-        return Padded(origin, pads.get(str(position)))
+    def at(position) -> Value:
+        if position in loaders:
+            item = returned(loaders[position], origin)
+            return Loader(item) if item is not None else None
+        return Padded(origin, pads.get(str(position))) if position in positions else None
 
-    if not positions:
+    if not positions and not loaders:
         return None
-    if -1 in positions:
-        return padded(-1)
+    if -1 in positions or -1 in loaders:
+        return at(-1)
     keys = [p for p in positions if isinstance(p, str)]
     if keys:
-        return Fields(tuple((key, padded(key)) for key in keys))
-    return Items(tuple(padded(i) if i in positions else None for i in range(max(positions) + 1)))
+        return Fields(tuple((key, at(key)) for key in keys))
+    return Items(tuple(at(i) for i in range(max([*positions, *loaders]) + 1)))
 
 
 def padded_facts(values: list[Value]) -> dict:
     """The summary facts of returned ``values`` (see :func:`returned`)."""
     positions: dict[int | str, Padded] = {}
+    loaders: dict[str, dict] = {}  # a returned DataLoader (or tuple position holding one) of padded batches
     for value in values:
-        if isinstance(value, Padded):
-            positions.setdefault(-1, value)
-        elif isinstance(value, Items):
-            positions.update((i, v) for i, v in enumerate(value.items) if isinstance(v, Padded) and i not in positions)
+        if isinstance(value, Items):
+            pairs = list(enumerate(value.items))
         elif isinstance(value, Fields):
-            positions.update((k, v) for k, v in value.items if isinstance(v, Padded) and k not in positions)
-    if not positions:
-        return {}
-    facts: dict = {"padded_returns": sorted(positions, key=lambda p: (isinstance(p, str), str(p)))}
+            pairs = list(value.items)
+        else:
+            pairs = [(-1, value)]
+        for key, item in pairs:
+            if isinstance(item, Padded):
+                positions.setdefault(key, item)
+            elif isinstance(item, Loader) and isinstance(key, int) and str(key) not in loaders:
+                inner = padded_facts([item.item])
+                if inner:
+                    loaders[str(key)] = inner
+    facts: dict = {}
+    if positions:
+        facts["padded_returns"] = sorted(positions, key=lambda p: (isinstance(p, str), str(p)))
     pads = {str(p): _portable_pad(v.by_hand) for p, v in positions.items() if v.by_hand is not None}
     if pads:
         facts["pads"] = pads
+    if loaders:
+        facts["loaders"] = loaders
     return facts
+
+
+def _own(value: Value) -> Value:
+    """``value`` without what merely passes a parameter through (``Padded("@i")`` of a summary run)."""
+    if isinstance(value, Padded):
+        return None if value.origin.startswith("@") else value
+    if isinstance(value, Items):
+        return Items(tuple(_own(v) for v in value.items))
+    if isinstance(value, Fields):
+        return Fields(tuple((k, _own(v)) for k, v in value.items))
+    if isinstance(value, Loader):
+        return Loader(_own(value.item))
+    return value
+
+
+def _passes(values: list[Value], params: list[str]) -> dict:
+    """Returned position (-1: the whole value) -> ``[index, name]`` of the parameter handed back."""
+    found: dict[str, list] = {}
+    for value in values:
+        pairs = list(enumerate(value.items)) if isinstance(value, Items) else [(-1, value)]
+        for position, item in pairs:
+            if isinstance(item, Padded) and item.origin[:1] == "@" and item.origin[1:].isdigit():
+                index = int(item.origin[1:])
+                found.setdefault(str(position), [index, params[index]])
+    return found
+
+
+def _passed(passes: dict, args) -> Value:
+    """What a call returns of the padded arguments it was given (see :meth:`Resolver.passes`)."""
+    if not passes:
+        return None
+
+    def argument(index: int, name: str) -> Value:
+        return next((v for k, v, _ in args if k == index or k == name), None)
+
+    if "-1" in passes:
+        return argument(*passes["-1"])
+    positions = {int(k): argument(*v) for k, v in passes.items()}
+    values = tuple(positions.get(i) for i in range(max(positions) + 1))
+    return Items(values) if any(v is not None for v in values) else None
 
 
 def _portable_pad(text: str) -> str:
@@ -831,8 +911,13 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     ]
     for name, stmt in function_defs + function_defs:  # twice: helpers defined below their callers
         if may_pad(name) and not functions.get(name):
-            result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt)
-            functions[name] = padded_facts(result.returns)
+            params = [p.name.value for p in (*stmt.params.posonly_params, *stmt.params.params)]
+            env = {p: Padded(f"@{i}") for i, p in enumerate(params)}
+            result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt, env)
+            functions[name] = padded_facts([_own(v) for v in result.returns])
+            passes = _passes(result.returns, params)
+            if passes:
+                functions[name]["passes"] = passes
             if functions[name]:
                 out[name] = dict(functions[name])
     # ``make_batch = Helpers.make_batch``: the alias returns what the method does
@@ -990,6 +1075,12 @@ class ProjectResolver(Resolver):
             return returned(vars(definition), f"padded by {name}(...)")
         return None
 
+    def passes(self, name: str) -> dict:
+        hit = self.ctx.index.lookup(self.ctx.path, name)
+        summary = self.ctx.index.summary(hit[0]) if hit is not None else None
+        definition = summary.definitions.get(hit[1]) if summary else None
+        return definition.passes if definition is not None and definition.kind == "function" else {}
+
     def item(self, name: str) -> Value:
         hit = self.ctx.index.lookup(self.ctx.path, name)
         summary = self.ctx.index.summary(hit[0]) if hit is not None else None
@@ -1011,7 +1102,7 @@ class Run:
 _MAX_RUNS_PER_FUNCTION = 8
 
 
-def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None) -> list[Run]:
+def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
     """Every body of the file, followed into same-file functions and models with known values.
 
     The module's top-level code, each top-level function and each method run
@@ -1019,15 +1110,59 @@ def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None) ->
     ``forward``, or ``self(...)``) called with a padded batch, a loader or a
     model runs again with those values bound to its parameters.
 
+    With ``callers``, a top-level function also runs with what calls of it
+    in other files of the project hand it (``train(model, loader)`` called
+    from ``main.py`` with a padded loader); those files are read without it.
+
     A rule that tracks more than padding (RNN013: the padding value, loss
     calls) passes its own ``Flow`` subclass (and resolver); runs are memoised
     per subclass.
     """
     key = "padding.runs" if flow is Flow else f"padding.runs.{flow.__module__}.{flow.__qualname__}"
-    return ctx.memo(key, lambda: _file_runs(ctx, flow, resolver))
+    key += "" if callers else ".local"
+    return ctx.memo(key, lambda: _file_runs(ctx, flow, resolver, callers))
 
 
-def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None) -> list[Run]:
+def _foreign_uses(ctx, function_name: str) -> list[Use]:
+    """Calls of ``function_name`` (a top-level function of this file) in other files of the project that
+    hand it known values; instances among them carry where their class is defined."""
+    flow = ctx.index.flow()
+    here = ctx.path.resolve()
+    found: list[Use] = []
+    for other, words in flow.project_files().items():
+        if other == here or function_name not in words or not flow.may_call_into(other, here):
+            continue
+        context = file_context(ctx, other)
+        if context is None:
+            continue
+        for run in file_runs(context, callers=False):
+            for use in run.result.uses:
+                if not isinstance(use.callee, str) or ctx.index.lookup(other, use.callee) != (here, function_name):
+                    continue
+                args = [(key, _homed(ctx.index, other, value), arg) for key, value, arg in use.args]
+                found.append(Use(use.call, use.callee, args, use.statement, {}))
+    return found
+
+
+def _homed(index, importer, value: Value) -> Value:
+    if isinstance(value, Instance) and value.home is None:
+        home = index.lookup(importer, value.name)
+        return replace(value, home=home) if home is not None else None
+    return value
+
+
+def file_context(ctx, path):
+    """The analysis context of another file of the project, made once per run."""
+    from rnnlint.rule import FileContext
+
+    contexts = ctx.index.flow().scratch.setdefault("padding.contexts", {})
+    if path not in contexts:
+        module, text = ctx.index.tree(path), ctx.index.text(path)
+        contexts[path] = FileContext(path, text, module, ctx.index) if module is not None and text is not None else None
+    return contexts[path]
+
+
+def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
     resolver = resolver or ProjectResolver(ctx)
     rnns = frozenset(n for n in ctx.index.recurrent_names if "Cell" not in n)
     functions: dict[str, cst.FunctionDef] = {}
@@ -1059,6 +1194,14 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
         if passed:
             queue.append((function, cls, env))
 
+    if callers:
+        for function in functions.values():
+            if _takes_values(function):
+                params = [p.name.value for p in (*function.params.posonly_params, *function.params.params,
+                                                 *function.params.kwonly_params)]
+                for use in _foreign_uses(ctx, function.name.value):
+                    enter(function, None, params, use)
+
     while queue:
         node, cls, env = queue.pop(0)
         key = (id(node), tuple(sorted((k, v) for k, v in env.items() if not k.startswith("self."))))
@@ -1074,7 +1217,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
             if use.callee == "self":
                 target = cls
             elif isinstance(use.callee, Instance):
-                hit = ctx.index.lookup(ctx.path, use.callee.name)
+                hit = locate(ctx.index, ctx.path, use.callee)
                 if hit is not None and hit[0] == ctx.path.resolve():
                     target = classes.get(hit[1])
             elif isinstance(use.callee, str) and use.callee in functions:
@@ -1087,6 +1230,21 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
                 enter(forward, target, forward_params(forward) + [
                     p.name.value for p in forward.params.kwonly_params], use)
     return runs
+
+
+def _takes_values(function: cst.FunctionDef) -> bool:
+    """Does the function use a parameter as a batch source or a model: loop over it, or call it?"""
+    params = {p.name.value for p in (*function.params.posonly_params, *function.params.params,
+                                     *function.params.kwonly_params)}
+    if not params:
+        return False
+    for node in find_all(function, (cst.For, cst.Call)):
+        head = node.iter if isinstance(node, cst.For) else node.func
+        while isinstance(head, cst.Call) and head.args:  # enumerate(loader), tqdm(loader)
+            head = head.args[0].value
+        if isinstance(head, cst.Name) and head.value in params:
+            return True
+    return False
 
 
 def rnn_utils_name(imports: ImportMap, function: str) -> tuple[str, tuple[str, ...]]:

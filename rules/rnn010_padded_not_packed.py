@@ -1,6 +1,9 @@
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
+from rnnlint.flow.models import is_recurrent, packs_anywhere
+from rnnlint.flow.resolve import flow_of, site_of
+from rnnlint.flow.values import INSTANCE
 from rnnlint.nodes import Visitor
 from rnnlint.padding import (
     Instance,
@@ -15,6 +18,7 @@ from rnnlint.padding import (
     feeds_recurrent,
     file_runs,
     lengths_in_scope,
+    locate,
     rnn_utils_name,
 )
 from rnnlint.rule import Invalid, Rule, Valid, insert_after, insert_before, replace
@@ -91,9 +95,12 @@ class PaddedNotPacked(Rule):
                 ("len(", "ones", "LSTM"), ("len(", "ones", "GRU"), ("len(", "ones", "RNN"),
                 ("len(", " * (", "LSTM"), ("len(", " * (", "GRU"), ("len(", " * (", "RNN"),
                 # a model whose forward may be handed a padded batch by another file
-                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
+                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"),
+                # a training loop whose loader and model are handed in by another file
+                ("for ", ".backward("))
     #: what the caller side needs in the file: without it only the model's side is looked at
-    _CALLER_SIDE = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader", "len(")
+    _CALLER_SIDE = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader", "len(",
+                    ".backward(")
 
     def finish(self) -> None:
         seen: set[int] = set()
@@ -159,23 +166,34 @@ class PaddedNotPacked(Rule):
         return frozenset(n for n in self.ctx.index.recurrent_names if "Cell" not in n)
 
     def _report_model(self, use: Use, model: Instance) -> bool:
-        hit = self.ctx.index.lookup(self.ctx.path, model.name)
+        hit = locate(self.ctx.index, self.ctx.path, model)
         if hit is None or hit[0] == self.ctx.path.resolve():
             return False  # a model of this file is followed into its forward instead
         for key, value, _ in use.args:
             if not isinstance(key, int) or not isinstance(value, Padded):
                 continue
-            where = feeds_recurrent(self.ctx.index, self.ctx.path, model.name, key)
+            where = feeds_recurrent(self.ctx.index, hit[0], hit[1], key) or self._unpacked_model(use)
             if where:
                 self.report(
                     use.call,
-                    f"{self.ctx.code(use.call.func)}(...) feeds a padded batch ({value.origin}) to {model.name}, "
+                    f"{self.ctx.code(use.call.func)}(...) feeds a padded batch ({value.origin}) to {hit[1]}, "
                     f"whose forward runs {where} over it without packing: padded time steps run through the "
                     f"recurrence and corrupt the final hidden state; pack it in forward with "
                     f"pack_padded_sequence(x, lengths.cpu(), batch_first=..., enforce_sorted=False)",
                 )
                 return True
         return False
+
+    def _unpacked_model(self, use: Use) -> str | None:
+        """The model the flow model resolves at this call (a parameter filled by the callers, a model
+        built from injected submodules): recurrent, and packing nowhere in its classes. Returns the
+        recurrent classes it is made of, for the message, or None."""
+        flow, _ = flow_of(self.ctx)
+        values = flow.values(use.call.func, site_of(self.ctx, use.call), models=True)
+        models = [v for v in values if v.kind == INSTANCE]
+        if not models or not all(is_recurrent(flow, v) and not packs_anywhere(flow, v) for v in models):
+            return None
+        return f"its recurrent layers ({flow.display(models[0].path)})"
 
     # -- fix -----------------------------------------------------------------
 
