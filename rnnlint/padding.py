@@ -120,6 +120,7 @@ class Module:
     qualname: str
     batch_first: str | None = "False"  # literal text, None when not a literal
     padding_idx: bool = False
+    bidirectional: bool | None = False  # None when not a literal
 
     @property
     def short(self) -> str:
@@ -156,6 +157,22 @@ class Use:
     args: list[tuple[int | str, Value, cst.Arg]]  # (position or keyword, value, argument)
     statement: cst.CSTNode | None  # the SimpleStatementLine it stands in
     names: dict[str, cst.BaseExpression | None]  # names bound before it: value (a parameter: its default)
+
+    def decoder_step(self) -> bool:
+        """``out, _ = self.decoder(x, state)``: a one-way recurrence started from a given state whose final
+        state is dropped. Over right padding its outputs at the real positions are exact (they never see a
+        later pad step), and the loss masks the rest: nothing to pack."""
+        if not isinstance(self.callee, Module) or self.callee.bidirectional is not False:
+            return False
+        if not any(key in (1, "hx") for key, _, _ in self.args):
+            return False
+        statement = self.statement
+        if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
+                and isinstance(statement.body[0], cst.Assign) and statement.body[0].value is self.call):
+            return False
+        target = statement.body[0].targets[0].target
+        return (isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2
+                and isinstance(target.elements[1].value, cst.Name) and target.elements[1].value.value == "_")
 
     def padded_input(self) -> tuple[Padded, cst.Arg] | None:
         """The padded first argument (a recurrent module's input), if any."""
@@ -204,7 +221,10 @@ def module_value(qualname: str, call: cst.Call) -> Module:
     batch_first = keyword_arg(call, "batch_first")
     padding = keyword_arg(call, "padding_idx")
     has_padding = padding is not None and not (isinstance(padding.value, cst.Name) and padding.value.value == "None")
-    return Module(qualname, _literal(batch_first.value if batch_first else None), has_padding)
+    bidirectional = keyword_arg(call, "bidirectional")
+    both = _literal(bidirectional.value if bidirectional else None)
+    return Module(qualname, _literal(batch_first.value if batch_first else None), has_padding,
+                  None if both is None else both == "True")
 
 
 class Flow:
@@ -221,6 +241,7 @@ class Flow:
         self.buffers: dict[str, str] = {}  # names bound to np.zeros-like buffers -> their fill value as written
         self.views: dict[str, str] = {}  # loop targets that are views of a buffer -> the buffer
         self.lambdas: dict[str, cst.Lambda] = {}  # names bound to a lambda
+        self.own_methods: dict[str, Value] = {}  # what ``self.<method>(...)`` returns, in a class's method
 
     # -- entry points --------------------------------------------------------
 
@@ -400,8 +421,9 @@ class Flow:
                         return index  # np.eye(n)[padded ids]: one-hot rows of a padded batch
             if isinstance(base, PaddedRows):
                 return Padded(base.origin, base.by_hand)
-            if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] is one time step
-                return base if all(isinstance(e.slice, cst.Slice) for e in expr.slice) else None
+            if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] and x[:, t:t + 1] are one time step
+                return base if all(isinstance(e.slice, cst.Slice) and not _one_step(e.slice)
+                                   for e in expr.slice) else None
             if isinstance(base, Fields) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index) \
                     and isinstance(expr.slice[0].slice.value, cst.SimpleString):
                 return base.get(expr.slice[0].slice.value.evaluated_value)  # batch["src"]
@@ -464,6 +486,8 @@ class Flow:
             return None
         if isinstance(callee, Instance) or callee == "self":
             self._use(call, callee, args)
+            if isinstance(callee, Instance) and any(isinstance(v, Padded) for _, v, _ in args):
+                return _passed(self.resolver.passes(callee.name), args)  # an embedding layer of the project
             return None
         if name is None:
             self.value(func)
@@ -483,6 +507,8 @@ class Flow:
             return first if isinstance(first, Padded) else None
         if qualname in DATASETS:
             values = tuple(v for k, v, _ in args if isinstance(k, int))
+            if len(args) == 1 and args[0][0] == "*" and isinstance(args[0][1], Items):  # TensorDataset(*tensors)
+                values = args[0][1].items
             return Items(values) if any(isinstance(v, Padded) for v in values) else None
         if qualname is not None and qualname.startswith("torch."):
             if qualname in self.rnns or qualname in TRANSPARENT_LAYERS or qualname in EMBEDDINGS:
@@ -498,6 +524,8 @@ class Flow:
             return first.item
         if name.rsplit(".", 1)[-1] == "DataLoader":  # lightning / accelerate re-exports
             return self._loader(call)
+        if name.startswith("self.") and name[5:] in self.own_methods:
+            return self.own_methods[name[5:]]
         if name.startswith("self.") or name.split(".")[0] in _BUILTINS:
             return None
         if "." in name and name.split(".")[0] in self.names:  # a method of a local value
@@ -609,6 +637,14 @@ def _pad_written(expr: cst.BinaryOperation) -> str:
     return ""
 
 
+def _one_step(part: cst.Slice) -> bool:
+    """``t:t + 1``: one time step, kept as a dimension."""
+    upper, lower = part.upper, part.lower
+    return (lower is not None and isinstance(upper, cst.BinaryOperation) and isinstance(upper.operator, cst.Add)
+            and isinstance(upper.right, cst.Integer) and upper.right.value == "1"
+            and _short(upper.left) == _short(lower))
+
+
 def _varies(part: cst.Slice) -> bool:
     """A slice bound that is not a literal: ``:len(seq)``, ``-len(row):``, ``:n``."""
     bounds = [b for b in (part.lower, part.upper) if b is not None]
@@ -684,21 +720,26 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
     return found
 
 
-def _forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
+def forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
                   rnns: frozenset[str] = frozenset()) -> list[Use]:
     """The calls of ``cls.forward`` that receive its arguments, each marked ``Padded("@i")``."""
+    return _forward_run(cls, imports, resolver, rnns).uses
+
+
+def _forward_run(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
+                 rnns: frozenset[str] = frozenset()) -> Result:
     forward = methods(cls)["forward"]
     env: dict[str, Value] = dict(submodules(cls, imports, resolver))
     env.update({p: Padded(f"@{i}") for i, p in enumerate(forward_params(forward))})
-    return Flow(imports, resolver, rnns).run_function(forward, env).uses
+    return Flow(imports, resolver, rnns).run_function(forward, env)
 
 
 def forward_feeds(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
                   rnns: frozenset[str] = frozenset()) -> list[tuple[int, Use]]:
     """``(argument position, recurrent call)``: where ``forward`` runs a sequence RNN over an argument, unpacked."""
     fed = []
-    for use in _forward_uses(cls, imports, resolver, rnns):
-        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn:
+    for use in forward_uses(cls, imports, resolver, rnns):
+        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.decoder_step():
             padded = use.padded_input()
             if padded is not None and padded[0].origin.startswith("@"):
                 fed.append((int(padded[0].origin[1:]), use))
@@ -813,6 +854,19 @@ def padded_facts(values: list[Value]) -> dict:
     return facts
 
 
+def _renamed(value: Value, origin: str) -> Value:
+    """``value`` with each padded part's origin replaced (as the caller sees it)."""
+    if isinstance(value, Padded):
+        return replace(value, origin=origin)
+    if isinstance(value, Items):
+        return Items(tuple(_renamed(v, origin) for v in value.items))
+    if isinstance(value, Fields):
+        return Fields(tuple((k, _renamed(v, origin)) for k, v in value.items))
+    if isinstance(value, Loader):
+        return Loader(_renamed(value.item, origin))
+    return value
+
+
 def _own(value: Value) -> Value:
     """``value`` without what merely passes a parameter through (``Padded("@i")`` of a summary run)."""
     if isinstance(value, Padded):
@@ -889,9 +943,9 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     def may_pad(name: str) -> bool:
         if name not in calls:
             return True
-        return any(imports.resolve_dotted(c) in padders or imports.resolve_dotted(c) in BUFFERS
-                   or imports.resolve_dotted(c) in CONCATENATIONS or c == "len" or functions.get(c)
-                   for c in calls[name])
+        return any(q in padders or q in BUFFERS or q in CONCATENATIONS or q in CONVERSIONS or q in STACKS
+                   or q in DATASETS or q.endswith("DataLoader") or c == "len" or functions.get(c)
+                   for c, q in ((c, imports.resolve_dotted(c)) for c in calls[name]))
 
     def may_feed(name: str) -> bool:
         if name not in calls:
@@ -899,7 +953,8 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         for callee in calls[name]:
             qualname = imports.resolve_dotted(callee)
             constructor = qualname.rsplit(".", 1)[-1][:1].isupper()
-            if qualname in SEQUENCE_RNNS or (constructor and not qualname.startswith("torch.")):
+            if qualname in SEQUENCE_RNNS or qualname in EMBEDDINGS or (
+                    constructor and not qualname.startswith("torch.")):
                 return True
         return False
 
@@ -937,16 +992,29 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
             continue
         getitem = methods(stmt).get("__getitem__")
         if getitem is not None and may_pad(stmt.name.value):  # a Dataset: what one item holds padded
-            item = padded_facts(Flow(imports, resolver).run_function(getitem).returns)
+            own = {}
+            for name, method in methods(stmt).items():  # helpers of __getitem__: self._encode(text)
+                if name != "__getitem__" and not name.startswith("__"):
+                    returns = Flow(imports, resolver).run_function(method).returns
+                    own[name] = next((v for v in returns if padded_facts([v])), None)
+            flow = Flow(imports, resolver)
+            flow.own_methods = {k: v for k, v in own.items() if v is not None}
+            item = padded_facts(flow.run_function(getitem).returns)
             if item:
                 out[stmt.name.value] = item
         forward = methods(stmt).get("forward")
         if forward is None or not may_feed(stmt.name.value):
             continue
         feeds: dict[str, list[list]] = {}
-        for use in _forward_uses(stmt, imports, resolver):
+        run = _forward_run(stmt, imports, resolver)
+        passes = _passes(run.returns, forward_params(forward))
+        if passes:  # an embedding (or other shape-keeping) layer of the project: its output is its input
+            out.setdefault(stmt.name.value, {})["passes"] = passes
+        for use in run.uses:
             callee = use.callee
             if isinstance(callee, Module) and callee.is_sequence_rnn:
+                if use.decoder_step():
+                    continue
                 target = callee.qualname
             elif isinstance(callee, Instance):
                 target = callee.name
@@ -989,6 +1057,25 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
         if inner:
             return inner
     return None
+
+
+def builds_recurrent(index, file, class_name: str, depth: int = 0) -> bool:
+    """Does the class (or a project base) build a recurrent module itself? Then :func:`feeds_recurrent`
+    knows what its forward feeds; otherwise its recurrent layers come from outside (its constructor)."""
+    summary = index.summary(file)
+    definition = summary.definitions.get(class_name) if summary else None
+    if definition is None or definition.kind != "class" or depth > 3:
+        return False
+    from rnnlint.index import ImportMapView  # the index imports this module
+
+    view = ImportMapView(summary)
+    if any(view.resolve_dotted(c) in index.recurrent_names for c in definition.calls):
+        return True
+    for base in definition.bases:
+        hit = index.lookup(file, base)
+        if hit is not None and builds_recurrent(index, *hit, depth + 1):
+            return True
+    return False
 
 
 def _display(index, file) -> str:
@@ -1072,14 +1159,40 @@ class ProjectResolver(Resolver):
         if definition.kind == "class":
             return Instance(name)
         if definition.kind in ("function", "assign"):  # an assignment: an alias of a padding function
-            return returned(vars(definition), f"padded by {name}(...)")
+            value = returned(vars(definition), f"padded by {name}(...)")
+            if value is None and definition.kind == "function" and self._calls_padders(file, definition):
+                value = self._run(file, definition_name, name)
+            return value
         return None
 
+    def _calls_padders(self, file, definition) -> bool:
+        """Does the function call a project function that pads (or hands padding through)? Its own
+        summary cannot know, as summaries are made one file at a time."""
+        for callee in definition.calls:
+            hit = self.ctx.index.lookup(file, callee)
+            summary = self.ctx.index.summary(hit[0]) if hit is not None and hit[0] != file else None
+            found = summary.definitions.get(hit[1]) if summary else None
+            if found is not None and (found.padded_returns or found.loaders or found.passes):
+                return True
+        return False
+
+    def _run(self, file, function_name: str, written: str) -> Value:
+        """What the function returns, followed with the whole project's knowledge (once per run)."""
+        memo = self.ctx.index.flow().scratch.setdefault("padding.returns", {})
+        key = (file, function_name)
+        if key not in memo:
+            memo[key] = None  # recursion guard
+            ctx = self.ctx if file == self.ctx.path.resolve() else file_context(self.ctx, file)
+            function = next((s for s in ctx.module.body if isinstance(s, cst.FunctionDef)
+                             and s.name.value == function_name), None) if ctx is not None else None
+            if function is not None:
+                returns = Flow(ctx.imports, ProjectResolver(ctx)).run_function(function).returns
+                memo[key] = next((v for v in returns if padded_facts([v])), None)
+        value = memo[key]
+        return _renamed(value, f"padded by {written}(...)") if value is not None else None
+
     def passes(self, name: str) -> dict:
-        hit = self.ctx.index.lookup(self.ctx.path, name)
-        summary = self.ctx.index.summary(hit[0]) if hit is not None else None
-        definition = summary.definitions.get(hit[1]) if summary else None
-        return definition.passes if definition is not None and definition.kind == "function" else {}
+        return _passes_of(self.ctx.index, self.ctx.path, name)
 
     def item(self, name: str) -> Value:
         hit = self.ctx.index.lookup(self.ctx.path, name)
@@ -1230,6 +1343,22 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
                 enter(forward, target, forward_params(forward) + [
                     p.name.value for p in forward.params.kwonly_params], use)
     return runs
+
+
+def _passes_of(index, importer, name: str, depth: int = 0) -> dict:
+    """What the function (or the class's ``forward``, inherited from a project base) ``name`` hands back."""
+    hit = index.lookup(importer, name)
+    summary = index.summary(hit[0]) if hit is not None else None
+    definition = summary.definitions.get(hit[1]) if summary else None
+    if definition is None:
+        return {}
+    if definition.passes or definition.kind != "class" or depth > 3:
+        return definition.passes
+    for base in definition.bases:
+        found = _passes_of(index, hit[0], base, depth + 1)
+        if found:
+            return found
+    return {}
 
 
 def _takes_values(function: cst.FunctionDef) -> bool:

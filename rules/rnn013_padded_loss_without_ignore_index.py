@@ -115,6 +115,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 if self._check(loss, site):
                     reported.add(id(site))
         self._report_wrapper_constructions(reported)
+        self._report_wrapper_definitions()
 
     # -- loss classes of the project -------------------------------------------------------------
 
@@ -137,6 +138,57 @@ class PaddedLossWithoutIgnoreIndex(Rule):
             f"{wrapper.loss} in {wrapper.display}:{wrapper.line} (or reduction='none' and mask it)",
         )
         return True
+
+    def _report_wrapper_definitions(self) -> None:
+        """A loss class of this file, computed over padded targets somewhere in the project: reported at
+        its own CrossEntropyLoss, where ignore_index belongs."""
+        here = self.ctx.path.resolve()
+        flow = self.ctx.index.flow()
+        for cls in self.ctx.module.body:
+            if not isinstance(cls, cst.ClassDef):
+                continue
+            wrapper = _wrapper_of(self.ctx, here, cls.name.value)
+            if wrapper is None or wrapper.ignores or wrapper.site is None:
+                continue
+            for other, words in flow.project_files().items():
+                if other == here or cls.name.value not in words:
+                    continue
+                context = padding_context(self.ctx, other)
+                if context is None:
+                    continue
+                used = self._padded_wrapper_use(context, here, cls.name.value)
+                if used is None:
+                    continue
+                loss, line = used
+                pad = _pad_of(context, loss.target)
+                if pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
+                    continue
+                if wrapper.masks and wrapper.elementwise is not False:
+                    continue
+                number = _number_text(pad.value) if pad.value is not None else None
+                padded = f"padded with {pad.text}" if pad.text else "padded with a pad that file cannot name"
+                mask = (" (its mask multiplies the loss after the mean reduction, which leaves the mean "
+                        "unchanged)" if wrapper.masks else "")
+                self.report(
+                    wrapper.site,
+                    f"{wrapper.loss} has no ignore_index, and {flow.display(other)}:{line} computes "
+                    f"{cls.name.value} over targets {padded} ({loss.target.origin}): every padding position is "
+                    f"trained as a target{mask}; pass ignore_index={number or '<the pad id>'}",
+                    fix=f"Pass ignore_index={number}" if number else None,
+                    edits=[add_arg(wrapper.site, f"ignore_index={number}")] if number else [],
+                )
+                break
+
+    @staticmethod
+    def _padded_wrapper_use(context, path, class_name: str) -> tuple["_Loss", int] | None:
+        resolver = _LossResolver(context, _criteria(context))
+        for run in file_runs(context, _LossFlow, resolver):
+            for loss in getattr(run.result, "losses", []):
+                if loss.wrapper is None or loss.wrapper.name != class_name or not isinstance(loss.target, Padded):
+                    continue
+                if locate(context.index, context.path, Instance(class_name)) in (None, (path, class_name)):
+                    return loss, context.index.flow().line(context.path, loss.call) or 1
+        return None
 
     def _report_wrapper_constructions(self, reported: set[int]) -> None:
         """``criterion = MyLoss()`` here, handed to a training loop of another file that computes it over
@@ -230,6 +282,7 @@ class _Wrapper:
     ignores: bool  # ignore_index given
     masks: bool  # forward multiplies / indexes the loss by a mask
     elementwise: bool | None  # reduction='none' (None: not a literal)
+    site: cst.Call | None = field(default=None, compare=False)  # the loss's constructor (or call) in its file
 
 
 @dataclass
@@ -394,7 +447,7 @@ def _wrapper_of(ctx, path: Path, class_name: str) -> _Wrapper | None:
     """Is ``class_name`` (defined in ``path``) a loss class wrapping CrossEntropyLoss/NLLLoss over one of
     its forward's arguments? Read from its body: ``self.loss = nn.CrossEntropyLoss()`` then
     ``self.loss(output, target)`` (or ``F.cross_entropy(output, target)``) in ``forward``."""
-    module = ctx.index.tree(path)
+    module = ctx.module if path == ctx.path.resolve() else ctx.index.tree(path)  # reports need this file's nodes
     if module is None:
         return None
     cls = next((s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == class_name), None)
@@ -437,7 +490,7 @@ def _wrapper_of(ctx, path: Path, class_name: str) -> _Wrapper | None:
             name=class_name, position=params.index(target.value), loss=loss_text,
             display=ctx.index.flow().display(path), line=ctx.index.flow().line(path, site) or 1,
             ignores=keyword_arg(site, "ignore_index") is not None, masks=_masked(forward, probe),
-            elementwise=elementwise,
+            elementwise=elementwise, site=site,
         )
     return None
 
