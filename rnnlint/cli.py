@@ -134,21 +134,27 @@ class Inputs:
         self.paths = [self.stdin] if self.stdin is not None else list(paths) or [Path(".")]
         self.files: list[Path] = []
         self.data = b""
+        self.failed = False  # a path named on the command line does not exist
 
     def discover(self, config) -> None:
-        """The files to check (or stdin's content); a path that does not exist is an error (exit 2)."""
+        """The files to check (or stdin's content).
+
+        A path that does not exist is an error, said once: the rest is still
+        checked, and the run exits 2 (``failed``), so that a mistyped path can
+        never pass a build; with nothing else to check it exits 2 at once.
+        """
         if self.stdin is not None:
             self.data = sys.stdin.buffer.read()
             return
         self.files, problems = discover(self.paths, config)
-        missing = [p for p in problems if ": no such file or directory" in p]
         for problem in problems:
-            if problem not in missing:
+            if ": no such file or directory" in problem:
+                click.secho(f"rnnlint: error: {problem}", err=True, fg="red")
+                self.failed = True
+            else:
                 _warning(problem)
-        for problem in missing[:-1]:
-            click.secho(f"rnnlint: error: {problem}", err=True, fg="red")
-        if missing:
-            raise Failure(missing[-1])
+        if self.failed and not self.files:
+            sys.exit(EXIT_ERROR)
 
     def run(self, session: Session, mode: str, write: bool = False, unsafe: bool = False, jobs=None,
             use_cache: bool = True) -> list[FileOutcome]:
@@ -342,7 +348,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
     session = _prepare(inputs, select, extend_select, ignore, config_file, no_project_code)
     mode = "fix" if fix_ else "check"
     outcomes = inputs.run(session, mode, write=fix_, unsafe=unsafe_fixes, jobs=jobs, use_cache=not no_cache)
-    internal = _report_messages(outcomes)
+    internal = _report_messages(outcomes) or inputs.failed
     if fix_:
         _fixed_output(inputs, outcomes, show_fixes)
     diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
@@ -432,7 +438,7 @@ def fix(paths, select, extend_select, ignore, output_format, exit_zero, show_fix
     inputs = Inputs(paths, stdin_filename)
     session = _prepare(inputs, select, extend_select, ignore, config_file, no_project_code)
     outcomes = inputs.run(session, "fix", write=apply_, unsafe=unsafe_fixes, jobs=jobs, use_cache=not no_cache)
-    internal = _report_messages(outcomes)
+    internal = _report_messages(outcomes) or inputs.failed
     color = _color()
     remaining = _sorted(d for o in outcomes for d in o.diagnostics)
     changed = [o for o in outcomes if o.diff]

@@ -315,10 +315,13 @@ def test_fix_lists_findings_it_cannot_fix(project):
 
 
 def test_a_path_that_does_not_exist_is_one_error(project):
-    result = rnnlint("check", "train.py", "trian.py", cwd=project)
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == ["rnnlint: error: trian.py: no such file or directory"]
-    assert result.stdout == ""
+    said = ["rnnlint: error: trian.py: no such file or directory"]
+    alone = rnnlint("check", "trian.py", cwd=project)
+    assert (alone.returncode, alone.stdout, alone.stderr.splitlines()) == (2, "", said)
+    with_others = rnnlint("check", "--static", "train.py", "trian.py", cwd=project)
+    assert with_others.stderr.splitlines() == said
+    assert "train.py:22:51: RNN020" in with_others.stdout  # the rest is still checked
+    assert with_others.returncode == 2  # but a mistyped path never passes a build
 
 
 def test_rule_docs_have_no_rest_double_backticks():
