@@ -20,7 +20,7 @@ from rnnlint.config import ConfigError, load_config, unknown_code
 from rnnlint.diagnostics import Applicability, Severity
 from rnnlint.discovery import discover
 from rnnlint.registry import RuleLoadError, load_rules
-from rnnlint.runner import FileOutcome, Session, run
+from rnnlint.runner import FileOutcome, Session, display_path, run
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -65,14 +65,13 @@ def _quietness() -> int:
 
 
 def _note(message: str, fg: str | None = None) -> None:
-    """A message about the run (not a finding) on stderr; -q and --silent drop it."""
+    """A message about the run (not a finding) on stderr; -q and --silent drop it (errors stay)."""
     if not _quietness():
         click.secho(message, err=True, fg=fg)
 
 
 def _warning(message: str) -> None:
-    if _quietness() < SILENT:
-        click.secho(f"rnnlint: warning: {message}", err=True, fg="yellow")
+    _note(f"rnnlint: warning: {message}", fg="yellow")
 
 
 def common_options(func):
@@ -185,11 +184,19 @@ def _prepare(inputs: Inputs, select, extend_select, ignore, config_file, no_proj
 
 
 def _emit(diagnostics, fmt: str, rules, color: bool, show_fixes: bool = False, err: bool = False,
-          stored: output.StoredPositions | None = None) -> None:
-    """The findings in ``fmt`` (on stderr with ``err``: when stdout carries fixed code)."""
+          stored: output.StoredPositions | None = None, statistics: bool = False) -> None:
+    """The findings in ``fmt``, or their counts per rule (``statistics``: text or json);
+    on stderr with ``err``, when stdout carries fixed code."""
     if _quietness() >= SILENT:
         return
-    if fmt == "json":
+    if statistics and fmt == "json":
+        click.echo(json.dumps(output.statistics(diagnostics), indent=2), err=err)
+    elif statistics:
+        for line in output.statistics_lines(diagnostics):
+            click.echo(line, err=err)
+        if not _quietness():
+            click.echo(output.summary(diagnostics), err=err)
+    elif fmt == "json":
         click.echo(output.to_json(diagnostics), err=err)
     elif fmt == "sarif":
         click.echo(output.to_sarif(diagnostics, rules, stored), err=err)
@@ -206,12 +213,11 @@ def _emit(diagnostics, fmt: str, rules, color: bool, show_fixes: bool = False, e
             click.echo(output.summary(diagnostics), err=err)
 
 
-def _stored(inputs: Inputs, session: Session) -> output.StoredPositions:
+def _stored(inputs: Inputs) -> output.StoredPositions:
     """Positions in the stored files; a notebook read from stdin is located in what was read."""
     if inputs.stdin is None or inputs.stdin.suffix != ".ipynb":
         return output.StoredPositions()
     from rnnlint.notebook import read_notebook
-    from rnnlint.runner import display_path
     from rnnlint.source import SourceError
 
     try:
@@ -337,7 +343,8 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
     if graph and (static or no_project_code):
         raise Failure(f"--graph contradicts {'--static' if static else '--no-project-code'}")
     if unsafe_fixes and not fix_:
-        raise Failure("--unsafe-fixes applies fixes: use it with --fix (or preview them with `rnnlint fix --unsafe-fixes`)")
+        raise Failure("--unsafe-fixes applies fixes: use it with --fix "
+                      "(or preview them with `rnnlint fix --unsafe-fixes`)")
     if add_noqa and fix_:
         raise Failure("--add-noqa and --fix contradict each other: fix first, then add noqa comments to what remains")
     if statistics and output_format not in ("text", "json"):
@@ -352,8 +359,10 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
     if fix_:
         _fixed_output(inputs, outcomes, show_fixes)
     diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
-    files = inputs.files  # none for stdin: the graph stage builds models from files on disk
-    if graph or (session.config.graph and not static):
+    files = inputs.files
+    if inputs.stdin is not None:
+        pass  # the graph stage builds models from files on disk, never from stdin
+    elif graph or (session.config.graph and not static):
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
@@ -366,18 +375,8 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
         _add_noqa(diagnostics, internal)
     color = _color()
     to_stderr = fix_ and inputs.stdin is not None  # stdout carries the fixed code
-    if statistics and output_format == "json":
-        if _quietness() < SILENT:
-            click.echo(json.dumps(output.statistics(diagnostics), indent=2), err=to_stderr)
-    elif statistics:
-        if _quietness() < SILENT:
-            for line in output.statistics_lines(diagnostics):
-                click.echo(line, err=to_stderr)
-        if not _quietness():
-            click.echo(output.summary(diagnostics), err=to_stderr)
-    else:
-        _emit(diagnostics, output_format, session.rules, color, show_fixes and not fix_, to_stderr,
-              _stored(inputs, session))
+    _emit(diagnostics, output_format, session.rules, color, show_fixes and not fix_, to_stderr,
+          _stored(inputs), statistics)
     _exit(diagnostics, internal, exit_zero)
 
 
@@ -451,10 +450,11 @@ def fix(paths, select, extend_select, ignore, output_format, exit_zero, show_fix
         _report_fixes(changed, "Would fix", show_fixes, "run with --apply to write the changes")
         left = sum(1 for d in remaining if d.severity is not Severity.INFO)
         if left:
-            _note(f"{output.plural(left, 'finding')} would remain; `rnnlint check` shows {'it' if left == 1 else 'them'}.")
+            them = "it" if left == 1 else "them"
+            _note(f"{output.plural(left, 'finding')} would remain; `rnnlint check` shows {them}.")
         _exit([*remaining, *(d for o in changed for d in o.fixed)], internal, exit_zero)
     _emit(remaining, output_format, session.rules, color, show_fixes, err=apply_ and inputs.stdin is not None,
-          stored=_stored(inputs, session))
+          stored=_stored(inputs))
     if not changed:
         _nothing_to_fix(remaining, unsafe_fixes)
     _exit(remaining, internal, exit_zero)
