@@ -17,6 +17,7 @@ import pytest
 from rnnlint import __version__
 from rnnlint.registry import load_rules
 from tests.helpers import rnnlint
+from tests.test_trust import MODEL  # a recurrent model alone: nothing to report, one model to build
 
 DATA = Path(__file__).parent / "data"
 # tests/data/lstm_train.py: RNN041 (safe fix) on line 12, RNN020 (unsafe fix) on line 22.
@@ -32,20 +33,6 @@ def collate(batch):
     tokens = [torch.tensor(item["tokens"]) for item in batch]
     lengths = torch.tensor([len(t) for t in tokens])
     return pad_sequence(tokens, batch_first=True), lengths
-"""
-
-# A recurrent model alone: nothing to report, but one model the graph stage would build.
-MODEL = """\
-import torch.nn as nn
-
-
-class Tagger(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn = nn.GRU(8, 16, batch_first=True)
-
-    def forward(self, x):
-        return self.rnn(x)[0]
 """
 
 
