@@ -121,7 +121,8 @@ def _trusted_config(paths, config_file, no_project_code: bool):
 
 
 class Inputs:
-    """What to check: files found under the paths, or code read from stdin as the file ``stdin``."""
+    """What to check: the files found under the paths, or code read from stdin as if it were
+    the file that --stdin-filename names (``-`` without it)."""
 
     def __init__(self, paths: tuple[Path, ...], stdin_filename: Path | None) -> None:
         reads_stdin = Path("-") in paths or (stdin_filename is not None and not paths)
@@ -160,6 +161,8 @@ class Inputs:
         if self.stdin is None:
             return run(self.files, session.config, mode, write=write, unsafe=unsafe, jobs=jobs,
                        use_cache=use_cache, session=session)
+        if not use_cache:
+            session.disable_cache()
         if mode == "check":
             return [session.check(self.stdin, self.data)]
         return [session.fix(self.stdin, write, unsafe, self.data)]
