@@ -110,17 +110,16 @@ class Notebook:
         the cell's end maps to the end of its ``source``; the column of a line
         masked as IPython is clamped to the line.
         """
-        cell = next(c for c in self.cells if c.number == cell_number)
         raw = self.source.text
         start, end = self._spans[cell_number - 1]
         literals = list(_items(raw, start)) if raw[start] == "[" else [(start, end)]
         code = _joined(json.loads(raw[start:end]))
         lines = _split_lines(code)
-        if position.line > len(lines) or position.line > cell.lines:
+        if position.line > len(lines):
             offset = len(code)
         else:
-            line = lines[position.line - 1]
-            offset = sum(map(len, lines[: position.line - 1])) + min(position.column - 1, len(line.rstrip("\n")))
+            width = len(lines[position.line - 1].rstrip("\n"))
+            offset = sum(map(len, lines[: position.line - 1])) + min(position.column - 1, width)
         at = end - 1  # past everything: before the closing bracket or quote
         seen = 0
         for literal_start, literal_end in literals:
@@ -130,12 +129,17 @@ class Notebook:
                 break
             seen += len(raw_offsets)
             at = literal_end - 1
-        line_start = raw.rfind("\n", 0, at) + 1
-        return Position(raw.count("\n", 0, at) + 1, at - line_start + 1)
+        number = bisect_right(self._line_starts, at)
+        return Position(number, at - self._line_starts[number - 1] + 1)
 
     @cached_property
     def _spans(self) -> dict[int, tuple[int, int]]:
         return _source_spans(self.source.text)
+
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        """Offsets in the raw JSON where its lines start (outputs can make it megabytes long)."""
+        return [0, *(match.end() for match in re.finditer("\n", self.source.text))]
 
     # -- the document members Session uses (see rnnlint.source.SourceFile) ------
 
