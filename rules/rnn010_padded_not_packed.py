@@ -186,7 +186,7 @@ class PaddedNotPacked(Rule):
                 continue
             where = feeds_recurrent(self.ctx.index, hit[0], hit[1], key)
             if where is None and not builds_recurrent(self.ctx.index, *hit):
-                where = self._unpacked_model(use)  # its recurrent layers are handed to its constructor
+                where = self._unpacked_model(use, hit)  # its recurrent layers are handed to its constructor
             if where:
                 self.report(
                     use.call,
@@ -198,13 +198,13 @@ class PaddedNotPacked(Rule):
                 return True
         return False
 
-    def _unpacked_model(self, use: Use) -> str | None:
+    def _unpacked_model(self, use: Use, hit: tuple) -> str | None:
         """The model the flow model resolves at this call (a parameter filled by the callers, a model
         built from injected submodules): recurrent, and packing nowhere in its classes. Returns the
         recurrent classes it is made of, for the message, or None."""
         flow, _ = flow_of(self.ctx)
         values = flow.values(use.call.func, site_of(self.ctx, use.call), models=True)
-        models = [v for v in values if v.kind == INSTANCE]
+        models = [v for v in values if v.kind == INSTANCE and v.path == hit[0]]  # this run's model
         if not models or not all(is_recurrent(flow, v) and not packs_anywhere(flow, v) for v in models):
             return None
         return f"its recurrent layers ({flow.display(models[0].path)})"

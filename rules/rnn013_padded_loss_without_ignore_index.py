@@ -159,7 +159,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 used = self._padded_wrapper_use(context, here, cls.name.value)
                 if used is None:
                     continue
-                loss, line = used
+                loss, where = used
                 pad = _pad_of(context, loss.target)
                 if pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
                     continue
@@ -171,7 +171,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                         "unchanged)" if wrapper.masks else "")
                 self.report(
                     wrapper.site,
-                    f"{wrapper.loss} has no ignore_index, and {flow.display(other)}:{line} computes "
+                    f"{wrapper.loss} has no ignore_index, and {where} computes "
                     f"{cls.name.value} over targets {padded} ({loss.target.origin}): every padding position is "
                     f"trained as a target{mask}; pass ignore_index={number or '<the pad id>'}",
                     fix=f"Pass ignore_index={number}" if number else None,
@@ -180,14 +180,23 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 break
 
     @staticmethod
-    def _padded_wrapper_use(context, path, class_name: str) -> tuple["_Loss", int] | None:
+    def _padded_wrapper_use(context, path, class_name: str) -> tuple["_Loss", str] | None:
+        """Where the file ``context`` computes the loss class over padded targets, itself or through a
+        training function of another file it hands the loss to: ``(loss, "loop.py:10")``."""
         resolver = _LossResolver(context, _criteria(context))
+        home = (path, class_name)
+        flow = context.index.flow()
         for run in file_runs(context, _LossFlow, resolver):
             for loss in getattr(run.result, "losses", []):
-                if loss.wrapper is None or loss.wrapper.name != class_name or not isinstance(loss.target, Padded):
-                    continue
-                if locate(context.index, context.path, Instance(class_name)) in (None, (path, class_name)):
-                    return loss, context.index.flow().line(context.path, loss.call) or 1
+                if loss.wrapper is not None and loss.wrapper.home == home and isinstance(loss.target, Padded):
+                    return loss, f"{flow.display(context.path.resolve())}:{flow.line(context.path, loss.call) or 1}"
+        for run in file_runs(context):
+            for use in run.result.uses:
+                for key, value, _ in use.args if isinstance(use.callee, str) else ():
+                    if isinstance(value, Instance) and locate(context.index, context.path, value) == home:
+                        found = _padded_use_elsewhere(context, use, key, home)
+                        if found is not None:
+                            return found
         return None
 
     def _report_wrapper_constructions(self, reported: set[int]) -> None:
@@ -203,7 +212,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                     built = use.names.get(arg.value.value)
                     if not isinstance(built, cst.Call) or id(built) in reported:
                         continue
-                    found = _padded_use_elsewhere(self.ctx, use, key)
+                    found = _padded_use_elsewhere(self.ctx, use, key, locate(self.ctx.index, self.ctx.path, value))
                     if found is not None and self._check_wrapper(found[0], built, None, found[1]):
                         reported.add(id(built))
 
@@ -283,6 +292,7 @@ class _Wrapper:
     masks: bool  # forward multiplies / indexes the loss by a mask
     elementwise: bool | None  # reduction='none' (None: not a literal)
     site: cst.Call | None = field(default=None, compare=False)  # the loss's constructor (or call) in its file
+    home: tuple | None = field(default=None, compare=False)  # (file, class name)
 
 
 @dataclass
@@ -490,7 +500,7 @@ def _wrapper_of(ctx, path: Path, class_name: str) -> _Wrapper | None:
             name=class_name, position=params.index(target.value), loss=loss_text,
             display=ctx.index.flow().display(path), line=ctx.index.flow().line(path, site) or 1,
             ignores=keyword_arg(site, "ignore_index") is not None, masks=_masked(forward, probe),
-            elementwise=elementwise, site=site,
+            elementwise=elementwise, site=site, home=(path, class_name),
         )
     return None
 
@@ -502,7 +512,7 @@ def _assigned_name(function: cst.FunctionDef, call: cst.Call) -> str | None:
     return None
 
 
-def _padded_use_elsewhere(ctx, use, key) -> tuple["_Loss", str] | None:
+def _padded_use_elsewhere(ctx, use, key, home) -> tuple["_Loss", str] | None:
     """The loss class handed as argument ``key`` of ``use`` (a call of a function of another file): is it
     computed there over padded targets? ``(loss, "train.py:15")`` of the first such computation."""
     hit = ctx.index.lookup(ctx.path, use.callee)
@@ -519,9 +529,10 @@ def _padded_use_elsewhere(ctx, use, key) -> tuple["_Loss", str] | None:
                                          *run.node.params.kwonly_params)]
         param = params[key] if isinstance(key, int) and key < len(params) else key
         for loss in getattr(run.result, "losses", []):
-            if loss.wrapper is not None and isinstance(loss.target, Padded) and dotted(loss.call.func) == param:
+            if loss.wrapper is not None and isinstance(loss.target, Padded) and dotted(loss.call.func) == param \
+                    and loss.wrapper.home == home:
                 flow = ctx.index.flow()
-                return loss, f"{hit[1]} ({flow.display(hit[0])}:{flow.line(hit[0], loss.call) or 1})"
+                return loss, f"{flow.display(hit[0])}:{flow.line(hit[0], loss.call) or 1} ({hit[1]})"
     return None
 
 

@@ -46,6 +46,19 @@ def is_recurrent(flow, value: Value, depth: int = 0) -> bool:
         for arg in value.call.args:
             if any(is_recurrent(flow, v, depth + 1) for v in flow.values(arg.value, value.call_site, models=True)):
                 return True
+    return class_builds_recurrent(flow, facts, cls, depth)
+
+
+def class_builds_recurrent(flow, facts: FileFacts, cls: cst.ClassDef, depth: int = 0) -> bool:
+    """Does a ``self.x = ...`` of the class build a recurrent model, as the flow model resolves it
+    (``self.model = self.model_cls(...)`` with ``model_cls`` a recurrent class picked in a classmethod)?"""
+    if depth > 3:
+        return False
+    for assigned in facts.self_assigns.get(cls, {}).values():
+        for expr, method in assigned:
+            if isinstance(expr, cst.Call) and any(
+                    is_recurrent(flow, v, depth + 1) for v in flow.values(expr, facts.site(method), models=True)):
+                return True
     return False
 
 
