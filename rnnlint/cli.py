@@ -106,7 +106,7 @@ def _prepare(paths, select, extend_select, ignore, config_file, no_project_code=
     return session, files
 
 
-def _emit(diagnostics, fmt: str, rules, color: bool, quiet_summary: bool = False) -> None:
+def _emit(diagnostics, fmt: str, rules, color: bool, quiet_summary: bool = False, stage: str | None = None) -> None:
     if fmt == "json":
         click.echo(output.to_json(diagnostics))
     elif fmt == "sarif":
@@ -119,7 +119,7 @@ def _emit(diagnostics, fmt: str, rules, color: bool, quiet_summary: bool = False
         for d in diagnostics:
             click.echo(output.text_line(d, color), color=color)
         if not quiet_summary:
-            click.echo(output.summary(diagnostics))
+            click.echo(output.summary(diagnostics, stage))
 
 
 def _sorted(diagnostics) -> list:
@@ -205,13 +205,15 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, static
     outcomes = run(files, session.config, "check", jobs=jobs, use_cache=not no_cache, session=session)
     internal = _report_messages(outcomes)
     diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
+    stage = None  # the graph stage's part of the summary line
     if graph or (session.config.graph and not static):
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
-            diagnostics = _sorted([*diagnostics, *run_graph_stage(files, session)])
+            graph_run = run_graph_stage(files, session)
         except ConfigError as exc:
             raise Failure(str(exc)) from None
+        diagnostics, stage = _sorted([*diagnostics, *graph_run.diagnostics]), graph_run.summary()
     elif not static and not no_project_code:
         _note_unbuilt(files, session)
     if add_noqa:
@@ -220,9 +222,9 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, static
     if statistics and output_format == "text":
         for line in output.statistics(diagnostics):
             click.echo(line)
-        click.echo(output.summary(diagnostics))
+        click.echo(output.summary(diagnostics, stage))
     else:
-        _emit(diagnostics, output_format, session.rules, color)
+        _emit(diagnostics, output_format, session.rules, color, stage=stage)
     _exit(diagnostics, internal, exit_zero)
 
 

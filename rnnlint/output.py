@@ -39,9 +39,10 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def summary(diagnostics: list[Diagnostic]) -> str:
+def summary(diagnostics: list[Diagnostic], stage: str | None = None) -> str:
+    """The last line of text output; ``stage`` adds what the graph stage did (``graph stage: 3 models built in 4.2 s``)."""
     if not diagnostics:
-        return "No findings."
+        return f"No findings; {stage}." if stage else "No findings."
     safe = sum(1 for d in diagnostics if d.fix and d.fix.applicability is Applicability.SAFE)
     unsafe = sum(1 for d in diagnostics if d.fix and d.fix.applicability is Applicability.UNSAFE)
     notes = sum(1 for d in diagnostics if d.severity is Severity.INFO)
@@ -51,6 +52,8 @@ def summary(diagnostics: list[Diagnostic]) -> str:
         line += f" ({unsafe} more with `--unsafe-fixes`)"
     if notes:
         line += f"; {plural(notes, 'note')} (info, exit code unaffected)"
+    if stage:
+        line += f"; {stage}"
     return line + "."
 
 

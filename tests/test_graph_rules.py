@@ -7,6 +7,8 @@ so torch is imported once for all examples.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("torch")
@@ -33,7 +35,7 @@ def graph_check(root, main: str, files=None, select=None, options=None):
     helpers.write_project(root, main, files)
     session = helpers.session(root, select, options)
     sources = sorted(root.rglob("*.py"))
-    return run_graph_stage(sources, session, executor=in_process)
+    return run_graph_stage(sources, session, executor=in_process).diagnostics
 
 
 def _cases(kind: str):
@@ -77,4 +79,49 @@ def test_invalid_model_is_reported(tmp_path, rule, example):
     assert found, f"{rule.code} did not report:\n{source}"
     if example.line is not None:
         assert found[0].line == example.line, found[0]
-    assert all(d.message and d.path == helpers.MAIN or d.path.endswith(helpers.MAIN) for d in found)
+    assert all(d.message and Path(d.path).name == helpers.MAIN for d in found), found
+
+
+def _note(tmp_path, source: str) -> str:
+    found = graph_check(tmp_path, dedent(source), select=["RNN901", "RNN106"])  # RNN106 runs the probe batch
+    notes = [d.message for d in found if d.code == "RNN901"]
+    assert len(notes) == 1, found
+    return notes[0]
+
+
+@pytest.mark.parametrize("first, template", [
+    ("nn.LSTM(8, 16, batch_first=True)", 'shape = [3, 7, 8], dtype = "float32" }'),
+    ("nn.Embedding(50, 16)", 'shape = [7, 3], dtype = "int64", high = 50 }'),
+])
+def test_the_input_template_follows_the_first_layer(tmp_path, first, template):
+    """A forward() the probe cannot feed: the note's template is what the first layer takes (ids only for an Embedding)."""
+    note = _note(tmp_path, f"""
+        import torch.nn as nn
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.first = {first}
+                self.rnn = nn.GRU(16, 16)
+
+            def forward(self, batch):
+                return self.rnn(self.first(batch.series))[0]
+        """)
+    assert template in note, note
+    assert ("int64" in note) == ("Embedding" in first)
+
+
+def test_a_dependency_version_mismatch_is_named_as_such(tmp_path):
+    """"cannot import name" from an installed library: the environment differs, not a bug of the model."""
+    note = _note(tmp_path, """
+        import torch.nn as nn
+        from torch.nn.modules.utils import _gone_in_this_version
+
+        class Tagger(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.LSTM(4, 8)
+        """)
+    assert "train.py imports `_gone_in_this_version` from `torch.nn.modules.utils`, which the installed torch 2" in note
+    assert "your environment's torch differs from the version the project needs" in note
+    assert "Install the versions the project's requirements name" in note and "factory" not in note

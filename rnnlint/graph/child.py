@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rnnlint.graph.causes import import_failure, library_of, version_of
 from rnnlint.graph.view import definitions_view
 from rnnlint.sandbox import Guard, confine, isolate_network
 
@@ -156,7 +157,7 @@ def _fill_arguments(target: Any, args: list, kwargs: dict, used: dict[str, int])
 def _placeholder_or_fail(name: str, used: dict[str, int]) -> int:
     value = placeholder(name)
     if value is None:
-        raise TypeError(f"the value of argument {name!r} is not a literal at the call site (missing argument)")
+        raise TypeError(f"argument {name!r} has no value rnnlint could resolve and no default (missing argument)")
     used[name] = value
     return value
 
@@ -257,6 +258,7 @@ class Worker:
             "graph": run.graph_kind,
             "notes": notes,
             "needs_inputs": bool(notes) and spec.get("inputs") is None,
+            "template": _template(run) if notes and spec.get("inputs") is None else None,
             "findings": [self._locate(model, f) for f in run.findings],
             "placeholders": self.placeholders,
             "covered": sorted(list(key) for key in covered),
@@ -280,6 +282,10 @@ class Worker:
         return target(*args, **kwargs)
 
     def _build_error(self, spec: dict, exc: BaseException) -> dict:
+        if isinstance(exc, ImportError):
+            environment = import_failure(exc, self.request["roots"])
+            if environment is not None:
+                return {"status": "error", "reason": environment, "cause": "environment"}
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
         missing: list[str] = []
         if isinstance(exc, TypeError) and "argument" in str(exc):
@@ -297,6 +303,10 @@ class Worker:
                 "file": finding.file, "line": finding.line, "owner": [], "attr": None}
         if finding.module is None:
             return data
+        try:
+            data["kind"] = type(model.get_submodule(finding.module)).__name__
+        except AttributeError:
+            pass
         parts = finding.module.split(".") if finding.module else []
         for cut in range(len(parts), -1, -1):
             try:
@@ -311,6 +321,13 @@ class Worker:
                 data["attr"] = parts[cut] if cut < len(parts) else None
                 break
         return data
+
+
+def _template(run: Any) -> dict | None:
+    try:
+        return run.input_template()
+    except Exception:  # noqa: BLE001 - a forward() whose signature cannot be read: the note says so without one
+        return None
 
 
 def _class_key(cls: Any) -> tuple[str, str]:
@@ -441,10 +458,16 @@ def _contained(worker: Worker, spec: dict, request: dict) -> dict:
     guard = _guard(request, readable=None if held.get("reads") else _readable(request))
     result = worker.analyse(spec)
     if guard.blocked:  # reported even when the model's code caught the PermissionError
-        result["blocked"] = guard.blocked[:20]
+        result.update(_refusals(guard, 0, request["roots"]))
     if guard.read_elsewhere:  # no Landlock here: keep what it read out of the report
         result = _withheld(result)
     return result
+
+
+def _refusals(guard: Guard, start: int, roots: list[str]) -> dict:
+    """What the guard refused since ``start``, each with the library that attempted it ("" for the project's code)."""
+    by = [library_of(origin) or "" for origin in guard.origins[start:start + 20]]
+    return {"blocked": guard.blocked[start:start + 20], "blocked_by": [version_of(name) if name else "" for name in by]}
 
 
 def _guard(request: dict, readable: list[str] | None) -> Guard:
@@ -495,7 +518,7 @@ def main() -> None:
             blocked = len(guard.blocked)
             result = worker.analyse(spec)
             if len(guard.blocked) > blocked:
-                result["blocked"] = guard.blocked[blocked:][:20]
+                result.update(_refusals(guard, blocked, request["roots"]))
         covered = result.pop("covered", None)
         if isinstance(covered, list):  # only classes of the project's modules, as the request names them
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]

@@ -8,9 +8,10 @@ A model is
 * a recurrent module built at module level (``rnn = nn.LSTM(32, 64)``);
 * anything named in ``[tool.rnnlint.models]``.
 
-Constructor arguments come, in this order, from the config, from a call site in
-the checked files whose arguments are literals or names bound to literals, or
-from the constructor's defaults. Classes that other found models build inside
+Constructor arguments come, in this order, from the config, from the project's
+own call of the class (each argument followed by the flow model to the one
+literal it always is: argparse defaults, config dicts, constants of other
+files; see :mod:`rnnlint.graph.arguments`), or from the constructor's defaults. Classes that other found models build inside
 themselves (an ``Encoder`` inside ``Seq2Seq``) are "components": the child
 skips them when a model containing them was already built, so a layer is
 analysed once, with the arguments its real owner gives it.
@@ -31,22 +32,18 @@ the project root (or ``src/``, or the file's own folder when it is not in a pack
 from __future__ import annotations
 
 import ast
-import operator
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rnnlint.config import ConfigError
+from rnnlint.graph.arguments import call_sites
 from rnnlint.index import ImportMapView
 from rnnlint.names import canonical
 
-UNKNOWN = {"$unknown": True}  # an argument whose value is not a literal (the child may use a placeholder)
 _MODEL_KEYS = {"args", "kwargs", "factory", "inputs", "skip"}
 _INPUT_KEYS = {"shape", "dtype", "low", "high"}
 _MODULE_BASES = frozenset({"lightning.pytorch.LightningModule", "lightning.LightningModule"})
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 
 
 @dataclass
@@ -140,103 +137,6 @@ def module_name(path: Path) -> tuple[str, Path] | None:
     return ".".join(parts), directory
 
 
-class _Folder:
-    """Literal values of expressions, following names bound to literals."""
-
-    def __init__(self) -> None:
-        self.scopes: list[dict[str, ast.expr]] = [{}]
-
-    def bind(self, stmt: ast.stmt) -> None:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            self.scopes[-1][stmt.targets[0].id] = stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
-            self.scopes[-1][stmt.target.id] = stmt.value
-
-    def fold(self, node: ast.expr, depth: int = 0) -> Any:
-        """The value, or raise ValueError."""
-        if depth > 12:
-            raise ValueError
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, (ast.Tuple, ast.List)):
-            return [self.fold(e, depth + 1) for e in node.elts]
-        if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
-            return {str(self.fold(k, depth + 1)): self.fold(v, depth + 1) for k, v in zip(node.keys, node.values)}
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            value = self.fold(node.operand, depth + 1)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return -value if isinstance(node.op, ast.USub) else value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            left, right = self.fold(node.left, depth + 1), self.fold(node.right, depth + 1)
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
-                try:
-                    return _OPS[type(node.op)](left, right)
-                except (ZeroDivisionError, OverflowError):
-                    raise ValueError from None
-        if isinstance(node, ast.Name):
-            for scope in reversed(self.scopes):
-                if node.id in scope:
-                    return self.fold(scope[node.id], depth + 1)
-        raise ValueError
-
-
-class _CallSites(ast.NodeVisitor):
-    """Calls of the candidate classes whose arguments fold to literals."""
-
-    def __init__(self, wanted: set[str]) -> None:
-        self.wanted = wanted
-        self.folder = _Folder()
-        # (dotted callee, line, args, kwargs, number of arguments that are not literals)
-        self.found: list[tuple[str, int, list, dict, int]] = []
-
-    def visit_Module(self, node: ast.Module) -> None:
-        self._body(node.body)
-
-    def _body(self, body: list[ast.stmt]) -> None:
-        for stmt in body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                self.folder.scopes.append({})
-                self._body(stmt.body)
-                self.folder.scopes.pop()
-                continue
-            if isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
-                for header in ("test", "iter", "items"):
-                    for part in _as_list(getattr(stmt, header, None)):
-                        self.visit(part)
-                for block in ("body", "orelse", "finalbody"):
-                    self._body(getattr(stmt, block, []))
-                for handler in getattr(stmt, "handlers", []):
-                    self._body(handler.body)
-                continue
-            self.visit(stmt)
-            self.folder.bind(stmt)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self.folder.scopes.append({})
-        self._body(node.body)
-        self.folder.scopes.pop()
-
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
-
-    def visit_Call(self, node: ast.Call) -> None:
-        self.generic_visit(node)
-        name = _dotted(node.func)
-        if name is None or name.rsplit(".", 1)[-1] not in self.wanted:
-            return
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-            return
-        args = [self._value(a) for a in node.args]
-        kwargs = {k.arg: self._value(k.value) for k in node.keywords}
-        unknown = sum(v == UNKNOWN for v in [*args, *kwargs.values()])
-        self.found.append((name, node.lineno, args, kwargs, unknown))
-
-    def _value(self, node: ast.expr) -> Any:
-        try:
-            return self.folder.fold(node)
-        except ValueError:
-            return UNKNOWN
-
-
 def _dotted(node: ast.expr) -> str | None:
     parts = []
     while isinstance(node, ast.Attribute):
@@ -314,7 +214,7 @@ class ModelFinder:
             if added and str(folder) not in search:
                 search.append(str(folder))
         self._mark_components(specs)
-        self._call_sites(sources, specs)
+        self._call_sites(specs)
         self._apply_config(specs, search)
         # one folder at a time (the child re-imports when it moves on: two projects may both have
         # a train.py), containing models before their components
@@ -345,31 +245,16 @@ class ModelFinder:
                 if hit is not None and (str(hit[0]), hit[1]) in classes and (str(hit[0]), hit[1]) != (file, name):
                     specs[(str(hit[0]), hit[1])].component = True
 
-    def _call_sites(self, sources: list[Path], specs: dict) -> None:
-        wanted = {name for (_, name), s in specs.items() if s.kind == "class"}
-        if not wanted:
-            return
-        best: dict[tuple[str, str], int] = {}  # the call site with the fewest non-literal arguments wins
-        for path in sources:
-            try:
-                text = path.read_text("utf-8", errors="replace")
-            except OSError:
+    def _call_sites(self, specs: dict) -> None:
+        """Arguments from the project's own calls of each model class (see :mod:`rnnlint.graph.arguments`)."""
+        flow = self.index.flow()
+        for (file, name), spec in specs.items():
+            if spec.kind != "class":
                 continue
-            if not any(name in text for name in wanted):
-                continue
-            tree = _parse(path)
-            if tree is None:
-                continue
-            visitor = _CallSites(wanted)
-            visitor.visit(tree)
-            for callee, line, args, kwargs, unknown in visitor.found:
-                hit = self.index.lookup(path, callee)
-                key = (str(hit[0]), hit[1]) if hit else None
-                spec = specs.get(key)
-                if spec is not None and unknown < best.get(key, len(args) + len(kwargs) + 1):
-                    best[key] = unknown
-                    spec.args, spec.kwargs = args, kwargs
-                    spec.origin = f"the call at {self.config.relative(path)}:{line}"
+            sites = call_sites(flow, Path(file), name)
+            if sites:
+                best = sites[0]
+                spec.args, spec.kwargs, spec.origin = best.args, best.kwargs, best.explained()
 
     def _apply_config(self, specs: dict, search: list[str]) -> None:
         where = str(self.config.source) if self.config.source else "config"
@@ -418,41 +303,50 @@ class LineTable:
     """Source lines of classes and of the ``self.<attr> = ...`` assignments in them, per file."""
 
     def __init__(self) -> None:
-        self._files: dict[str, dict[str, tuple[int, dict[str, int]]]] = {}
+        self._files: dict[str, dict[str, tuple[int, dict[str, list[int]]]]] = {}
+        self._texts: dict[str, list[str]] = {}
 
-    def lookup(self, file: str, qualname: str, attr: str | None) -> int | None:
+    def lookup(self, file: str, qualname: str, attr: str | None, kind: str | None = None) -> int | None:
+        """The line of the class, or of its ``self.<attr> = ...``: of several (``if cell == "gru": self.core =
+        nn.GRU(...) else: self.core = nn.RNN(...)``), the first that names ``kind``, the layer's class."""
         classes = self._files.get(file)
         if classes is None:
+            text = Path(file).read_text("utf-8", errors="replace") if Path(file).is_file() else ""
             tree = _parse(Path(file))
             classes = self._files[file] = _class_lines(tree) if tree else {}
+            self._texts[file] = text.splitlines()
         entry = classes.get(qualname)
         if entry is None:
             return None
         if attr is None:
             return entry[0]
-        return entry[1].get(attr)
+        lines = entry[1].get(attr) or [None]
+        text = self._texts[file]
+        named = [n for n in lines if kind and n is not None and 0 < n <= len(text)
+                 and re.search(rf"\b{re.escape(kind)}\b", text[n - 1])]
+        return (named or lines)[0]
 
 
-def _class_lines(tree: ast.Module) -> dict[str, tuple[int, dict[str, int]]]:
-    found: dict[str, tuple[int, dict[str, int]]] = {}
+def _class_lines(tree: ast.Module) -> dict[str, tuple[int, dict[str, list[int]]]]:
+    found: dict[str, tuple[int, dict[str, list[int]]]] = {}
 
     def visit(body: list[ast.stmt], prefix: str) -> None:
         for stmt in body:
             if not isinstance(stmt, ast.ClassDef):
                 continue
             qualname = prefix + stmt.name
-            attrs: dict[str, int] = {}
+            attrs: dict[str, list[int]] = {}
             methods = [s for s in stmt.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
             methods.sort(key=lambda m: m.name != "__init__")  # __init__ lines win
             for method in methods:
-                for node in ast.walk(method):
+                for node in sorted(ast.walk(method), key=lambda n: getattr(n, "lineno", 0)):
                     for target, line in _self_targets(node):
-                        attrs.setdefault(target, line)
+                        attrs.setdefault(target, []).append(line)
             for item in stmt.body:  # class-level attributes
                 if isinstance(item, ast.Assign):
                     for t in item.targets:
                         if isinstance(t, ast.Name):
-                            attrs.setdefault(t.id, item.lineno)
+                            attrs.setdefault(t.id, []).append(item.lineno)
             found[qualname] = (stmt.lineno, attrs)
             visit(stmt.body, qualname + ".")
 

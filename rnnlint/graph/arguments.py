@@ -1,0 +1,122 @@
+"""A model's constructor arguments as the project passes them (static: the flow model answers, nothing runs).
+
+A training script rarely builds its model from literals:
+``Model(args.vocab, args.hidden, num_layers=args.layers)`` takes argparse
+defaults, a config dict, constants of another module. The project's value flow
+(:mod:`rnnlint.flow`) follows each argument of every call of the class's
+constructor, in any file of the project, to where it is written. An argument is
+used only when it resolves to exactly one literal; anything else stays unknown
+(the child then uses the parameter's default or a placeholder size, and says so)
+and the reason is kept for the note. Of several call sites, the one with the
+fewest unknown arguments wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import libcst as cst
+
+from rnnlint.flow.values import CONST, DATA, SEQUENCE, Value
+
+UNKNOWN = {"$unknown": True}  # an argument without one literal value (the child may use a placeholder)
+_LITERAL = (int, float, str, bool, type(None))
+
+
+@dataclass
+class CallSite:
+    """One call of a model's constructor, its arguments resolved as far as they go."""
+
+    where: str  # "train.py:42"
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)  # parameter -> why it has no value
+
+    def explained(self) -> str:
+        """``the call at train.py:42 (vocab_size: len(chars) is not a literal)``, for notes."""
+        if not self.unknown:
+            return f"the call at {self.where}"
+        reasons = "; ".join(f"{name}: {why}" for name, why in self.unknown.items())
+        return f"the call at {self.where}, where {reasons}"
+
+
+def call_sites(flow, path: Path, class_name: str) -> list[CallSite]:
+    """Every call of ``class_name`` (defined in ``path``) in the project, best resolved first."""
+    facts = flow.file(path)
+    cls = facts.classes.get(class_name) if facts is not None else None
+    init = facts.methods.get(cls, {}).get("__init__") if cls is not None else None
+    if init is None:  # the constructor of a base: its defaults are all there is to use
+        return []
+    names = [p.name.value for p in (*init.params.posonly_params, *init.params.params)][1:]  # without self
+    found = [_resolved(flow, call, site, names) for call, site in flow.callers(init, facts)]
+    return sorted(found, key=lambda c: len(c.unknown))
+
+
+def _resolved(flow, call: cst.Call, site, names: list[str]) -> CallSite:
+    line = flow.line(site.file.path, call)
+    result = CallSite(f"{flow.display(site.file.path)}:{line}" if line else flow.display(site.file.path))
+    for position, arg in enumerate(call.args):
+        if arg.star:
+            result.unknown[arg.star + _code(site, arg.value)] = "a splat rnnlint does not unpack"
+            continue
+        name = arg.keyword.value if arg.keyword is not None else (
+            names[position] if position < len(names) else f"argument {position + 1}")
+        value, why = literal(flow, arg.value, site)
+        if why:
+            result.unknown[name] = f"{_code(site, arg.value)} {why}"
+        if arg.keyword is not None:
+            result.kwargs[name] = UNKNOWN if why else value
+        else:
+            result.args.append(UNKNOWN if why else value)
+    return result
+
+
+def literal(flow, expr: cst.BaseExpression, site, depth: int = 0) -> tuple[Any, str]:
+    """``(value, "")`` when ``expr`` always has one literal value (JSON-able), else ``(None, why not)``."""
+    if depth > 4:
+        return None, "is nested too deeply"
+    found = flow.values(expr, site)
+    if not found:
+        return None, "is not a value rnnlint can follow statically"
+    options: dict[str, Any] = {}
+    for value in found:
+        got, why = _one(flow, value, depth)
+        if why:
+            return None, why
+        options.setdefault(repr(got), got)
+    if len(options) > 1:
+        shown = ", ".join(list(options)[:3])
+        return None, f"has several values ({shown})"
+    return next(iter(options.values())), ""
+
+
+def _one(flow, value: Value, depth: int) -> tuple[Any, str]:
+    if value.kind in (CONST, DATA) and _jsonable(value.value):
+        return value.value, ""
+    if value.kind == SEQUENCE and isinstance(value.node, (cst.Tuple, cst.List)) and value.path is not None:
+        facts = flow.file(value.path)
+        items = []
+        for element in value.node.elements:
+            if isinstance(element, cst.StarredElement) or facts is None:
+                return None, "holds a starred element"
+            item, why = literal(flow, element.value, facts.site_of(value.node), depth + 1)
+            if why:
+                return None, why
+            items.append(item)
+        return items, ""
+    return None, "is not a literal (an object, or a value computed at run time)"
+
+
+def _jsonable(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_jsonable(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _jsonable(v) for k, v in value.items())
+    return isinstance(value, _LITERAL)
+
+
+def _code(site, node: cst.CSTNode) -> str:
+    text = site.file.module.code_for_node(node)
+    return text if len(text) <= 40 else text[:39] + "…"
