@@ -334,13 +334,15 @@ def _origin_function():
     stdlib = tuple({os.path.join(p, "") for key in ("stdlib", "platstdlib") for p in (paths[key], os.path.realpath(paths[key]))})
     own = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
     libraries = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+    str_, type_, startswith, contains = str, type, str.startswith, str.__contains__  # bound now, like the hook's
 
     def attempted_by():
         frame = getframe(1)
         while frame is not None:
             name = frame.f_code.co_filename
-            if not (name.startswith("<") or name.startswith(own)
-                    or (name.startswith(stdlib) and not any(part in name for part in libraries))):
+            if type_(name) is str_ and not (
+                    startswith(name, "<") or startswith(name, own)
+                    or (startswith(name, stdlib) and not (contains(name, libraries[0]) or contains(name, libraries[1])))):
                 return name
             frame = frame.f_back
         return ""

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnnlint.graph.causes import import_failure, library_of, version_of
+from rnnlint.graph.causes import import_failure
 from rnnlint.graph.view import definitions_view
 from rnnlint.sandbox import Guard, confine, isolate_network
 
@@ -283,7 +283,10 @@ class Worker:
 
     def _build_error(self, spec: dict, exc: BaseException) -> dict:
         if isinstance(exc, ImportError):
-            environment = import_failure(exc, self.request["roots"])
+            try:
+                environment = import_failure(exc, self.request["roots"])
+            except Exception:  # noqa: BLE001 - the model's code may have broken what telling needs
+                environment = None
             if environment is not None:
                 return {"status": "error", "reason": environment, "cause": "environment"}
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
@@ -458,16 +461,19 @@ def _contained(worker: Worker, spec: dict, request: dict) -> dict:
     guard = _guard(request, readable=None if held.get("reads") else _readable(request))
     result = worker.analyse(spec)
     if guard.blocked:  # reported even when the model's code caught the PermissionError
-        result.update(_refusals(guard, 0, request["roots"]))
+        result.update(_refusals(guard, 0))
     if guard.read_elsewhere:  # no Landlock here: keep what it read out of the report
         result = _withheld(result)
     return result
 
 
-def _refusals(guard: Guard, start: int, roots: list[str]) -> dict:
-    """What the guard refused since ``start``, each with the library that attempted it ("" for the project's code)."""
-    by = [library_of(origin) or "" for origin in guard.origins[start:start + 20]]
-    return {"blocked": guard.blocked[start:start + 20], "blocked_by": [version_of(name) if name else "" for name in by]}
+def _refusals(guard: Guard, start: int) -> dict:
+    """What the guard refused since ``start``, each with the file of the code that attempted it.
+
+    Plain list slices only: the model's code may have replaced builtins by now. The parent tells
+    a library's file from the project's.
+    """
+    return {"blocked": guard.blocked[start:start + 20], "blocked_by": guard.origins[start:start + 20]}
 
 
 def _guard(request: dict, readable: list[str] | None) -> Guard:
@@ -518,7 +524,7 @@ def main() -> None:
             blocked = len(guard.blocked)
             result = worker.analyse(spec)
             if len(guard.blocked) > blocked:
-                result.update(_refusals(guard, blocked, request["roots"]))
+                result.update(_refusals(guard, blocked))
         covered = result.pop("covered", None)
         if isinstance(covered, list):  # only classes of the project's modules, as the request names them
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]

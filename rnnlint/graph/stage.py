@@ -30,6 +30,7 @@ from typing import Callable
 
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, Position, Severity
+from rnnlint.graph.causes import library_of, version_of
 from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
 from rnnlint.noqa import Suppressions, split_lines
@@ -349,10 +350,10 @@ def _checked_result(event: dict, codes: frozenset[str]) -> dict:
         raise _Forged("an unknown status")
     out: dict = {"status": status, "seconds": event["seconds"] if _number(event.get("seconds")) else 0.0,
                  "blocked": _strings(event.get("blocked"), 50, 300)}
-    by = _strings(event.get("blocked_by"), 50, 100)
+    by = _strings(event.get("blocked_by"), 50, 1000)
     if by and len(by) != len(out["blocked"]):
         raise _Forged("refusals and their origins do not pair up")
-    out["blocked_by"] = by or [""] * len(out["blocked"])
+    out["blocked_by"] = [library_of(file) or "" for file in by] or [""] * len(out["blocked"])  # "" for the project
     if status == "crash":
         code = event.get("code")
         out["code"] = code if isinstance(code, int) and not isinstance(code, bool) and -256 < code < 256 else None
@@ -584,6 +585,6 @@ def _blocked(spec: ModelSpec, result: dict, analysed: bool, own: bool = True) ->
                     "network, so move such work out of the model.")
     if theirs and not analysed:
         what, by = theirs[0]
-        said.append(f"The library {by} (not the model's code) tried to {what} while the model was built; rnnlint "
+        said.append(f"The library {version_of(by)} (not the model's code) tried to {what} while the model was built; rnnlint "
                     "blocked that, which may be why the build failed.")
     return " ".join(said)
