@@ -297,3 +297,27 @@ def test_constructor_arguments_from_the_training_script(tmp_path):
     assert "placeholder sizes n_words=20" in lines[0]  # len(words) is known only when it runs
     assert re.fullmatch(r"1 finding, .*; graph stage: 1 model built in \d+\.\d s\.", lines[-1]), lines[-1]
     assert not (tmp_path / "matplotlib").exists() and not list(tmp_path.rglob("fontlist*"))
+
+
+def test_a_model_defined_in_a_notebook_is_built_with_its_cells_arguments(tmp_path):
+    """The class in one cell, its size in another, the call in a third: built, reported by cell; no training cell runs."""
+    cells = [
+        "%matplotlib inline\nimport torch.nn as nn\n",
+        "HIDDEN = 32\n",
+        "class Net(nn.Module):\n"
+        "    def __init__(self, width, layers):\n"
+        "        super().__init__()\n"
+        "        self.rnn = nn.RNN(4, width, layers, nonlinearity=\"relu\")\n\n"
+        "    def forward(self, x):\n"
+        "        return self.rnn(x)[0]\n",
+        "net = Net(HIDDEN, layers=3)\nopen(\"TRAINING_RAN\", \"w\").close()\n",
+    ]
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                           "source": cell.splitlines(keepends=True)} for cell in cells],
+                "metadata": {"language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "explore.ipynb").write_text(json.dumps(notebook), "utf-8")
+    result = rnnlint("check", "--graph", "--no-cache", "--output-format", "json", ".", cwd=tmp_path)
+    items = [d for d in json.loads(result.stdout) if d["code"][3] in "19"]
+    assert [(d["code"], d["cell"], d["line"]) for d in items] == [("RNN102", 3, 4)], result.stdout
+    assert "RNN(4 -> 32, 3 layers)" in items[0]["message"] and "placeholder" not in items[0]["message"]
+    assert not (tmp_path / "TRAINING_RAN").exists()

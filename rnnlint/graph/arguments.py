@@ -20,6 +20,7 @@ from typing import Any
 import libcst as cst
 
 from rnnlint.flow.values import CONST, DATA, SEQUENCE, Value
+from rnnlint.names import dotted
 
 UNKNOWN = {"$unknown": True}  # an argument without one literal value (the child may use a placeholder)
 _LITERAL = (int, float, str, bool, type(None))
@@ -42,21 +43,35 @@ class CallSite:
         return f"the call at {self.where}, where {reasons}"
 
 
-def call_sites(flow, path: Path, class_name: str) -> list[CallSite]:
-    """Every call of ``class_name`` (defined in ``path``) in the project, best resolved first."""
+def call_sites(flow, path: Path, class_name: str, notebooks: dict | None = None) -> list[CallSite]:
+    """Every call of ``class_name`` (defined in ``path``) in the project, best resolved first.
+
+    ``notebooks``: the checked notebooks by path (their calls are located by cell); a class
+    defined in one is built as its own cells build it (the flow model searches ``.py`` files).
+    """
     facts = flow.file(path)
     cls = facts.classes.get(class_name) if facts is not None else None
     init = facts.methods.get(cls, {}).get("__init__") if cls is not None else None
     if init is None:  # the constructor of a base: its defaults are all there is to use
         return []
     names = [p.name.value for p in (*init.params.posonly_params, *init.params.params)][1:]  # without self
-    found = [_resolved(flow, call, site, names) for call, site in flow.callers(init, facts)]
+    calls = flow.callers(init, facts)
+    if not any(site.file is facts for _, site in calls):
+        calls += [(call, facts.site(function)) for call, function, _ in facts.calls.get(class_name, [])
+                  if dotted(call.func) == class_name]
+    found = [_resolved(flow, call, site, names, notebooks or {}) for call, site in calls]
     return sorted(found, key=lambda c: len(c.unknown))
 
 
-def _resolved(flow, call: cst.Call, site, names: list[str]) -> CallSite:
-    line = flow.line(site.file.path, call)
-    result = CallSite(f"{flow.display(site.file.path)}:{line}" if line else flow.display(site.file.path))
+def _resolved(flow, call: cst.Call, site, names: list[str], notebooks: dict) -> CallSite:
+    path = site.file.path
+    line = flow.line(path, call)
+    if line and path in notebooks:
+        cell, cell_line = notebooks[path].locate(line)
+        where = f"{flow.display(path)}:cell {cell}:{cell_line}"
+    else:
+        where = f"{flow.display(path)}:{line}" if line else flow.display(path)
+    result = CallSite(where)
     for position, arg in enumerate(call.args):
         if arg.star:
             result.unknown[arg.star + _code(site, arg.value)] = "a splat rnnlint does not unpack"

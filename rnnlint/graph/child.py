@@ -40,6 +40,7 @@ import os
 import select
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +270,8 @@ class Worker:
 
         torch.manual_seed(0)
         self._enter(spec.get("base", ""))
+        if spec.get("source") is not None:
+            self._notebook(spec)
         if spec["kind"] == "instance":
             namespace = dict(vars(importlib.import_module(spec["module"])))
             return eval(compile(spec["expr"], spec["file"], "eval"), namespace)  # noqa: S307 - user's own code
@@ -280,6 +283,23 @@ class Worker:
             target = _resolve(module, name)
         args, kwargs = _fill_arguments(target, spec["args"], spec["kwargs"], self.placeholders)
         return target(*args, **kwargs)
+
+    def _notebook(self, spec: dict) -> None:
+        """A notebook's code cells as a module, definitions only (its training cells never run)."""
+        name = spec["module"]
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == spec["file"]:
+            return
+        module = types.ModuleType(name)
+        module.__file__ = spec["file"]
+        sys.modules[name] = module
+        self.finder.names.add(name)  # forgotten with the folder's other modules
+        self.finder.loaded.add(spec["file"])
+        try:
+            exec(compile(definitions_view(spec["source"]), spec["file"], "exec", dont_inherit=True),  # noqa: S102
+                 module.__dict__)
+        except BaseException:
+            del sys.modules[name]  # a half-run module is no module (the next model tries again)
+            raise
 
     def _build_error(self, spec: dict, exc: BaseException) -> dict:
         if isinstance(exc, ImportError):

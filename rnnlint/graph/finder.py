@@ -36,10 +36,14 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import libcst as cst
+
 from rnnlint.config import ConfigError
 from rnnlint.graph.arguments import call_sites
 from rnnlint.index import ImportMapView
-from rnnlint.names import canonical
+from rnnlint.names import ImportMap, canonical
+from rnnlint.notebook import Notebook, read_notebook
+from rnnlint.source import SourceError, parse_python
 
 _MODEL_KEYS = {"args", "kwargs", "factory", "inputs", "skip"}
 _INPUT_KEYS = {"shape", "dtype", "low", "high"}
@@ -74,6 +78,7 @@ class ModelSpec:
     inputs: list | None = None
     skip: bool = False
     component: bool = False
+    source: str | None = None  # a notebook's code cells as one module (the child compiles this text)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -148,9 +153,9 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _parse(path: Path) -> ast.Module | None:
+def _parse(path: Path, source: str | None = None) -> ast.Module | None:
     try:
-        return ast.parse(path.read_bytes())
+        return ast.parse(source if source is not None else path.read_bytes())
     except (OSError, SyntaxError, ValueError, RecursionError):
         return None
 
@@ -161,6 +166,7 @@ class ModelFinder:
         self.index = session.index
         self.config = session.config
         self._module_memo: dict[tuple, bool] = {}
+        self.notebooks: dict[Path, Notebook] = {}  # checked notebooks, by path
 
     def is_module_class(self, path: Path, name: str, depth: int = 0) -> bool:
         """Does the class ``name`` of ``path`` derive from ``torch.nn.Module`` (through its bases only)?"""
@@ -188,25 +194,26 @@ class ModelFinder:
         """The models to build, and the folders to put on the child's sys.path."""
         specs: dict[tuple[str, str], ModelSpec] = {}
         search: list[str] = []
-        sources = [f.resolve() for f in files if f.suffix == ".py"]
+        sources = [f.resolve() for f in files if f.suffix in (".py", ".ipynb")]
         for path in sources:
-            named = module_name(path)
+            named = module_name(path) if path.suffix == ".py" else self._notebook(path)
             summary = self.index.summary(path)
             if named is None or summary is None:
                 continue
             dotted_name, folder = named
             added = False
             tree = None
+            source = self.notebooks[path].text if path in self.notebooks else None
             for name, definition in summary.definitions.items():
                 if definition.kind == "class" and self.is_module_class(path, name) and self.index.is_recurrent(path, name):
-                    tree = tree or _parse(path)
+                    tree = tree or _parse(path, source)
                     line = _definition_line(tree, name) if tree else 1
                     specs[(str(path), name)] = ModelSpec(f"{dotted_name}:{name}", str(path), dotted_name, name, "class",
-                                                         line, str(folder))
+                                                         line, str(folder), source=source)
                     added = True
                 elif definition.kind == "assign":
-                    tree = tree or _parse(path)
-                    spec = self._instance(path, dotted_name, name, summary, tree)
+                    tree = tree or _parse(path, source)
+                    spec = self._instance(path, dotted_name, name, summary, tree, source)
                     if spec is not None:
                         spec.base = str(folder)
                         specs[(str(path), name)] = spec
@@ -221,7 +228,21 @@ class ModelFinder:
         ordered = sorted(specs.values(), key=lambda s: (s.base, s.component, s.file, s.line))
         return ordered, search
 
-    def _instance(self, path: Path, dotted_name: str, name: str, summary, tree) -> ModelSpec | None:
+    def _notebook(self, path: Path) -> tuple[str, Path] | None:
+        """A notebook's code cells as one module (see rnnlint.notebook), named after the file, for the index and the
+        child; ``(module name, folder)``. Its findings are reported by cell (see Reporter)."""
+        try:
+            notebook = read_notebook(path)
+            module = parse_python(notebook.text)
+        except (SourceError, SyntaxError, cst.ParserSyntaxError, RecursionError, MemoryError, ValueError):
+            return None
+        self.notebooks[path] = notebook
+        imports = ImportMap(module)
+        self.index.add(path, module, imports)
+        self.index.flow().add(path, module, imports)  # its own cells' calls give the constructor arguments
+        return re.sub(r"\W|^(?=\d)", "_", path.stem), path.parent
+
+    def _instance(self, path: Path, dotted_name: str, name: str, summary, tree, source: str | None) -> ModelSpec | None:
         """``name = nn.LSTM(...)`` at module level: the recurrent module is a model."""
         if tree is None:
             return None
@@ -230,10 +251,10 @@ class ModelFinder:
                     and stmt.targets[0].id == name and isinstance(stmt.value, ast.Call)):
                 callee = _dotted(stmt.value.func)
                 if callee and ImportMapView(summary).resolve_dotted(callee) in self.index.recurrent_names:
-                    text = path.read_text("utf-8", errors="replace")
+                    text = source if source is not None else path.read_text("utf-8", errors="replace")
                     expr = ast.get_source_segment(text, stmt.value)
                     return ModelSpec(f"{dotted_name}:{name}", str(path), dotted_name, name, "instance",
-                                     stmt.lineno, expr=expr, origin="the module-level expression")
+                                     stmt.lineno, expr=expr, origin="the module-level expression", source=source)
         return None
 
     def _mark_components(self, specs: dict) -> None:
@@ -251,7 +272,7 @@ class ModelFinder:
         for (file, name), spec in specs.items():
             if spec.kind != "class":
                 continue
-            sites = call_sites(flow, Path(file), name)
+            sites = call_sites(flow, Path(file), name, self.notebooks)
             if sites:
                 best = sites[0]
                 spec.args, spec.kwargs, spec.origin = best.args, best.kwargs, best.explained()
@@ -302,17 +323,20 @@ def _definition_line(tree: ast.Module, name: str) -> int:
 class LineTable:
     """Source lines of classes and of the ``self.<attr> = ...`` assignments in them, per file."""
 
-    def __init__(self) -> None:
+    def __init__(self, sources: dict[str, str] | None = None) -> None:
         self._files: dict[str, dict[str, tuple[int, dict[str, list[int]]]]] = {}
         self._texts: dict[str, list[str]] = {}
+        self._sources = sources or {}  # files whose Python text is not their bytes (notebooks)
 
     def lookup(self, file: str, qualname: str, attr: str | None, kind: str | None = None) -> int | None:
         """The line of the class, or of its ``self.<attr> = ...``: of several (``if cell == "gru": self.core =
         nn.GRU(...) else: self.core = nn.RNN(...)``), the first that names ``kind``, the layer's class."""
         classes = self._files.get(file)
         if classes is None:
-            text = Path(file).read_text("utf-8", errors="replace") if Path(file).is_file() else ""
-            tree = _parse(Path(file))
+            text = self._sources.get(file)
+            if text is None:
+                text = Path(file).read_text("utf-8", errors="replace") if Path(file).is_file() else ""
+            tree = _parse(Path(file), text)
             classes = self._files[file] = _class_lines(tree) if tree else {}
             self._texts[file] = text.splitlines()
         entry = classes.get(qualname)

@@ -88,7 +88,8 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
         print(TORCH_MISSING, file=sys.stderr)
         return GraphRun()
     started = time.monotonic()
-    specs, search = ModelFinder(session).find(files)
+    finder = ModelFinder(session)
+    specs, search = finder.find(files)
     specs = [s for s in specs if not s.skip]
     if not specs:
         return GraphRun(ran=True)
@@ -110,7 +111,7 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
     run = executor or run_child
     results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
     statuses = [results.get(str(number), {}).get("status") for number in range(len(specs))]
-    return GraphRun(Reporter(session, search).diagnostics(specs, results, limits), ran=True,
+    return GraphRun(Reporter(session, search, finder.notebooks).diagnostics(specs, results, limits), ran=True,
                     models=sum(s != "covered" for s in statuses), built=statuses.count("ok"),
                     seconds=time.monotonic() - started)
 
@@ -421,11 +422,12 @@ def _fail_all(results: dict, pending: list[str], reason: str) -> None:
 
 
 class Reporter:
-    def __init__(self, session, search: list[str] | None = None) -> None:
+    def __init__(self, session, search: list[str] | None = None, notebooks: dict | None = None) -> None:
         self.session = session
         self._search = [Path(p).resolve() for p in search or []]
         self.config: Config = session.config
-        self.lines = LineTable()
+        self.notebooks = {str(path): notebook for path, notebook in (notebooks or {}).items()}
+        self.lines = LineTable({path: notebook.text for path, notebook in self.notebooks.items()})
         self._texts: dict[str, list[str]] = {}
         self._suppressions: dict[str, Suppressions] = {}
         self._folders: set[Path] = set()
@@ -465,6 +467,8 @@ class Reporter:
             path = Path(file).resolve()
         except (OSError, RuntimeError, ValueError):
             return False
+        if str(path) in self.notebooks:
+            return True
         return (path.suffix == ".py" and any(f == path.parent or f in path.parents for f in self._folders)
                 and path.is_file())
 
@@ -485,7 +489,8 @@ class Reporter:
     def _text(self, file: str) -> list[str]:
         if file not in self._texts:
             try:
-                text = Path(file).read_text("utf-8", errors="replace")
+                text = self.notebooks[file].text if file in self.notebooks else Path(file).read_text(
+                    "utf-8", errors="replace")
             except OSError:
                 text = ""
             self._texts[file] = split_lines(text)
@@ -512,6 +517,8 @@ class Reporter:
         if key not in found:
             found[key] = Diagnostic(code=code, name=rule.name, severity=Severity(severity) if severity else rule.severity,
                                     path=display, start=start, end=end, message=message)
+            if file in self.notebooks:  # located by cell, as the static stage's findings
+                found[key] = self.notebooks[file].for_output(found[key])
 
     # -- RNN901 messages -----------------------------------------------------
 
