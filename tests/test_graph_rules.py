@@ -125,3 +125,26 @@ def test_a_dependency_version_mismatch_is_named_as_such(tmp_path):
     assert "train.py imports `_gone_in_this_version` from `torch.nn.modules.utils`, which the installed torch 2" in note
     assert "your environment's torch differs from the version the project needs" in note
     assert "Install the versions the project's requirements name" in note and "factory" not in note
+
+
+def test_a_model_still_not_built_says_where_its_arguments_came_from(tmp_path):
+    """The call site is named, with each argument that has no single literal value and why."""
+    helpers.write_project(tmp_path, dedent("""
+        import os
+        from model import Tagger
+
+        SIZES = {"hidden": 32}
+        tagger = Tagger(os.environ['CELL'], hidden=SIZES["hidden"])
+        """), {"model.py": dedent("""
+        import torch.nn as nn
+
+        class Tagger(nn.Module):
+            def __init__(self, cell, hidden):
+                super().__init__()
+                self.rnn = nn.RNN(8, hidden, nonlinearity=cell)
+        """)})
+    found = run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path, ["RNN901", "RNN105"]),
+                            executor=in_process).diagnostics
+    (note,) = [d.message for d in found if d.code == "RNN901"]
+    assert "(arguments from the call at train.py:5, where cell: os.environ['CELL'] cannot be followed statically)" in note
+    assert "hidden" not in note.split(" could not be built")[0].split("where")[1]  # SIZES["hidden"] was resolved

@@ -36,7 +36,7 @@ class CallSite:
     unknown: dict[str, str] = field(default_factory=dict)  # parameter -> why it has no value
 
     def explained(self) -> str:
-        """``the call at train.py:42 (vocab_size: len(chars) is not a literal)``, for notes."""
+        """``the call at train.py:42, where vocab_size: len(chars) cannot be followed statically``, for notes."""
         if not self.unknown:
             return f"the call at {self.where}"
         reasons = "; ".join(f"{name}: {why}" for name, why in self.unknown.items())
@@ -94,7 +94,7 @@ def literal(flow, expr: cst.BaseExpression, site, depth: int = 0) -> tuple[Any, 
         return None, "is nested too deeply"
     found = flow.values(expr, site)
     if not found:
-        return None, "is not a value rnnlint can follow statically"
+        return None, "cannot be followed statically"
     options: dict[str, Any] = {}
     for value in found:
         got, why = _one(flow, value, depth)

@@ -534,6 +534,8 @@ class Reporter:
         status = result.get("status")
         name = f"`{spec.qualname}`"
         built = f" (arguments from {spec.origin})" if spec.origin != "defaults" else ""
+        if not built and spec.kind == "class" and result.get("missing"):
+            built = " (no call of it in the project's Python files gives its arguments)"
         if status == "timeout":
             reason = (f"building and analysing {name}{built} did not finish within {result['seconds']:g} s "
                       "(an endless loop or heavy work in __init__?); it was stopped")
