@@ -148,3 +148,34 @@ def test_a_model_still_not_built_says_where_its_arguments_came_from(tmp_path):
     (note,) = [d.message for d in found if d.code == "RNN901"]
     assert "(arguments from the call at train.py:5, where cell: os.environ['CELL'] cannot be followed statically)" in note
     assert "hidden" not in note.split(" could not be built")[0].split("where")[1]  # SIZES["hidden"] was resolved
+
+
+def test_config_dicts_and_hyper_parameter_objects_build_the_model(tmp_path):
+    """``Net(CONFIG["model"])`` gets the dict literal of settings.py; ``hp = HParams()`` in hparams.py is importable."""
+    helpers.write_project(tmp_path, dedent("""
+        from model import Net
+        from settings import CONFIG
+
+        net = Net(CONFIG["model"])
+        """), {
+        "settings.py": 'CONFIG = {"model": {"hidden": 24, "layers": 3}, "lr": 0.1}\n',
+        "hparams.py": dedent("""
+            class HParams:
+                def __init__(self):
+                    self.features = 6
+
+            hp = HParams()
+            """),
+        "model.py": dedent("""
+            import torch.nn as nn
+            from hparams import hp
+
+            class Net(nn.Module):
+                def __init__(self, cfg):
+                    super().__init__()
+                    self.rnn = nn.RNN(hp.features, cfg["hidden"], cfg["layers"], nonlinearity="relu")
+            """)})
+    found = run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path, ["RNN901", "RNN102"]),
+                            executor=in_process).diagnostics
+    assert [(d.code, Path(d.path).name, d.line) for d in found] == [("RNN102", "model.py", 7)], found
+    assert "RNN(6 -> 24, 3 layers)" in found[0].message

@@ -19,7 +19,7 @@ from typing import Any
 
 import libcst as cst
 
-from rnnlint.flow.values import CONST, DATA, SEQUENCE, Value
+from rnnlint.flow.values import CONST, DATA, DICT, SEQUENCE, Value
 from rnnlint.names import dotted
 
 UNKNOWN = {"$unknown": True}  # an argument without one literal value (the child may use a placeholder)
@@ -108,20 +108,33 @@ def literal(flow, expr: cst.BaseExpression, site, depth: int = 0) -> tuple[Any, 
 
 
 def _one(flow, value: Value, depth: int) -> tuple[Any, str]:
+    """One possible value as a literal: constants, JSON data, and tuple, list and dict literals of literals."""
     if value.kind in (CONST, DATA) and _jsonable(value.value):
         return value.value, ""
-    if value.kind == SEQUENCE and isinstance(value.node, (cst.Tuple, cst.List)) and value.path is not None:
-        facts = flow.file(value.path)
-        items = []
-        for element in value.node.elements:
-            if isinstance(element, cst.StarredElement) or facts is None:
-                return None, "holds a starred element"
-            item, why = literal(flow, element.value, facts.site_of(value.node), depth + 1)
-            if why:
-                return None, why
-            items.append(item)
-        return items, ""
-    return None, "is not a literal (an object, or a value computed at run time)"
+    facts = flow.file(value.path) if value.path is not None else None
+    node = value.node
+    if facts is not None and value.kind == SEQUENCE and isinstance(node, (cst.Tuple, cst.List)):
+        pairs = [(None, e.value if isinstance(e, cst.Element) else None) for e in node.elements]
+    elif facts is not None and value.kind == DICT and isinstance(node, cst.Dict):  # a config dict: {"hidden": 256}
+        pairs = [(e.key, e.value) if isinstance(e, cst.DictElement) else (None, None) for e in node.elements]
+    elif facts is not None and value.kind == DICT and isinstance(node, cst.Call) and dotted(node.func) == "dict":
+        pairs = [(arg.keyword, arg.value if arg.keyword is not None else None) for arg in node.args]
+    else:
+        return None, "is not a literal (an object, or a value computed at run time)"
+    site = facts.site_of(node)
+    items, keys = [], []
+    for key, element in pairs:
+        if element is None:
+            return None, "holds a splat rnnlint does not unpack"
+        item, why = literal(flow, element, site, depth + 1)
+        if not why and key is not None:
+            found, why = (key.value, "") if isinstance(key, cst.Name) else literal(flow, key, site, depth + 1)
+            keys.append(found)
+            why = why or ("" if isinstance(found, str) else "has a key that is not a string")
+        if why:
+            return None, why
+        items.append(item)
+    return (dict(zip(keys, items)) if value.kind == DICT else items), ""
 
 
 def _jsonable(value: Any) -> bool:
