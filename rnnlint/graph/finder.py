@@ -6,6 +6,9 @@ A model is
   contains, or is, a recurrent module -- the project index answers that across
   files, so ``Seq2Seq`` built from an ``Encoder`` in another module counts;
 * a recurrent module built at module level (``rnn = nn.LSTM(32, 64)``);
+* either of these in a checked notebook: its code cells are one module (as
+  :mod:`rnnlint.notebook` reads them), named after the file, sent to the child
+  as text, and its findings are located by cell;
 * anything named in ``[tool.rnnlint.models]``.
 
 Constructor arguments come, in this order, from the config, from the project's
