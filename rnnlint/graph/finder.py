@@ -418,8 +418,8 @@ def count_models(files: list[Path], session) -> int:
 
     For the one line ``check`` prints when the graph stage is off. Counts the
     classes :meth:`ModelFinder.find` would build (``nn.Module`` subclasses that
-    hold a recurrent module, as the project index answers) in the files whose
-    bytes name a recurrent module and define a ``Module`` subclass; the others
+    hold a recurrent module, as the project index answers) in the files and
+    notebooks whose bytes name a recurrent module and define a ``Module`` subclass; the others
     are not parsed, so a model composed only of classes from other files is
     not counted (the number is a lower bound). Nothing is imported or run.
     Zero when no graph rule is enabled.
@@ -433,12 +433,16 @@ def count_models(files: list[Path], session) -> int:
     words = _RECURRENT_WORDS + tuple(name.rsplit(".", 1)[-1].encode() for name in session.config.recurrent_classes)
     finder = ModelFinder(session)
     count = 0
-    for path in (f.resolve() for f in files if f.suffix == ".py"):
+    for path in (f.resolve() for f in files if f.suffix in (".py", ".ipynb")):
         try:
             data = read_file_bytes(path)
         except SourceError:
             continue
-        if not any(word in data for word in words) or not _MODULE_CLASS.search(data) or module_name(path) is None:
+        notebook = path.suffix == ".ipynb"  # its lines are JSON strings: no anchored pattern
+        if not any(word in data for word in words) or not (
+                b"class " in data and b"Module" in data if notebook else _MODULE_CLASS.search(data)):
+            continue
+        if (finder._notebook(path) if notebook else module_name(path)) is None:
             continue
         summary = finder.index.summary(path)
         for name, definition in (summary.definitions.items() if summary else ()):
