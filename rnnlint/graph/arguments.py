@@ -72,10 +72,14 @@ def _resolved(flow, call: cst.Call, site, names: list[str], notebooks: dict) -> 
     else:
         where = f"{flow.display(path)}:{line}" if line else flow.display(path)
     result = CallSite(where)
+    positions_known = True
     for position, arg in enumerate(call.args):
         if arg.star:
             result.unknown[arg.star + _code(site, arg.value)] = "a splat rnnlint does not unpack"
+            positions_known = positions_known and arg.star == "**"
             continue
+        if arg.keyword is None and not positions_known:
+            continue  # after *args, a positional argument's parameter is unknown
         name = arg.keyword.value if arg.keyword is not None else (
             names[position] if position < len(names) else f"argument {position + 1}")
         value, why = literal(flow, arg.value, site)

@@ -403,12 +403,6 @@ def _self_targets(node: ast.AST):
                 yield sub.attr, node.lineno
 
 
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 _RECURRENT_WORDS = (b"LSTM", b"GRU", b"RNN")
 _MODULE_CLASS = re.compile(rb"^[ \t]*class[ \t]+\w+[ \t]*\([^)]*Module", re.MULTILINE)
 
