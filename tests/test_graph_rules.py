@@ -179,3 +179,43 @@ def test_config_dicts_and_hyper_parameter_objects_build_the_model(tmp_path):
                             executor=in_process).diagnostics
     assert [(d.code, Path(d.path).name, d.line) for d in found] == [("RNN102", "model.py", 7)], found
     assert "RNN(6 -> 24, 3 layers)" in found[0].message
+
+
+def test_a_model_given_its_recurrent_parts_is_built_with_them(tmp_path):
+    """``Translator(enc, dec)`` builds no layer itself: the encoder and decoder its caller built are built first."""
+    helpers.write_project(tmp_path, dedent("""
+        import argparse
+        from nets import Decoder, Encoder, Translator
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--hid", type=int, default=32)
+        args = parser.parse_args()
+        model = Translator(Encoder(100, args.hid, 1), Decoder(120, args.hid, 2))
+        """), {"nets.py": dedent("""
+        import torch.nn as nn
+
+        class Encoder(nn.Module):
+            def __init__(self, vocab, hid, layers):
+                super().__init__()
+                self.emb = nn.Embedding(vocab, 16)
+                self.rnn = nn.LSTM(16, hid, layers)
+
+            def forward(self, src):
+                return self.rnn(self.emb(src))[1]
+
+        class Decoder(Encoder):
+            def forward(self, tgt, state):
+                return self.rnn(self.emb(tgt), state)[0]
+
+        class Translator(nn.Module):
+            def __init__(self, encoder, decoder):
+                super().__init__()
+                self.encoder, self.decoder = encoder, decoder
+
+            def forward(self, src, tgt):
+                return self.decoder(tgt, self.encoder(src))
+        """)})
+    found = run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path, ["RNN901", "RNN107"]),
+                            executor=in_process).diagnostics
+    assert [(d.code, Path(d.path).name, d.line) for d in found] == [("RNN107", "nets.py", 7)], found
+    assert "[1, 3, 32] but needs [2, 3, 32]" in found[0].message

@@ -5,7 +5,8 @@ A training script rarely builds its model from literals:
 defaults, a config dict, constants of another module. The project's value flow
 (:mod:`rnnlint.flow`) follows each argument of every call of the class's
 constructor, in any file of the project, to where it is written. An argument is
-used only when it resolves to exactly one literal; anything else stays unknown
+used only when it resolves to exactly one literal (or to one submodule built by
+a call whose own arguments resolve, which the child builds first); anything else stays unknown
 (the child then uses the parameter's default or a placeholder size, and says so)
 and the reason is kept for the note. Of several call sites, the one with the
 fewest unknown arguments wins.
@@ -19,10 +20,12 @@ from typing import Any
 
 import libcst as cst
 
-from rnnlint.flow.values import CONST, DATA, DICT, SEQUENCE, Value
+from rnnlint.flow.models import is_recurrent
+from rnnlint.flow.values import CONST, DATA, DICT, INSTANCE, LIBRARY, SEQUENCE, Value
 from rnnlint.names import dotted
 
 UNKNOWN = {"$unknown": True}  # an argument without one literal value (the child may use a placeholder)
+BUILD = "$build"  # {"$build": {module, qualname, args, kwargs}}: a module the child builds and passes
 _LITERAL = (int, float, str, bool, type(None))
 
 
@@ -54,7 +57,7 @@ def call_sites(flow, path: Path, class_name: str, notebooks: dict | None = None)
     init = facts.methods.get(cls, {}).get("__init__") if cls is not None else None
     if init is None:  # the constructor of a base: its defaults are all there is to use
         return []
-    names = [p.name.value for p in (*init.params.posonly_params, *init.params.params)][1:]  # without self
+    names = _parameters(init)
     calls = flow.callers(init, facts)
     if not any(site.file is facts for _, site in calls):
         calls += [(call, facts.site(function)) for call, function, _ in facts.calls.get(class_name, [])
@@ -63,7 +66,35 @@ def call_sites(flow, path: Path, class_name: str, notebooks: dict | None = None)
     return sorted(found, key=lambda c: len(c.unknown))
 
 
-def _resolved(flow, call: cst.Call, site, names: list[str], notebooks: dict) -> CallSite:
+def receives_recurrent(flow, path: Path, class_name: str) -> bool:
+    """Is the class given a recurrent module by a call of it (``Translator(encoder, decoder)``)?
+
+    Such a class is a recurrent model although its body builds no recurrent layer:
+    the flow model answers for each argument of each call in the project.
+    """
+    facts = flow.file(path)
+    cls = facts.classes.get(class_name) if facts is not None else None
+    init = facts.methods.get(cls, {}).get("__init__") if cls is not None else None
+    if init is None or not _parameters(init):
+        return False
+    return any(is_recurrent(flow, value) for call, site in flow.callers(init, facts)
+               for arg in call.args for value in flow.values(arg.value, site, models=True))
+
+
+def built_classes(value: Any) -> list[tuple[str, str]]:
+    """``(module, qualname)`` of every submodule the arguments ``value`` have the child build."""
+    if isinstance(value, dict) and set(value) == {BUILD}:
+        inner = value[BUILD]
+        return [(inner["module"], inner["qualname"]), *built_classes(inner["args"]), *built_classes(inner["kwargs"])]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [found for item in items for found in built_classes(item)]
+
+
+def _parameters(init: cst.FunctionDef) -> list[str]:
+    return [p.name.value for p in (*init.params.posonly_params, *init.params.params)][1:]  # without self
+
+
+def _resolved(flow, call: cst.Call, site, names: list[str], notebooks: dict, depth: int = 0) -> CallSite:
     path = site.file.path
     line = flow.line(path, call)
     if line and path in notebooks:
@@ -82,7 +113,7 @@ def _resolved(flow, call: cst.Call, site, names: list[str], notebooks: dict) -> 
             continue  # after *args, a positional argument's parameter is unknown
         name = arg.keyword.value if arg.keyword is not None else (
             names[position] if position < len(names) else f"argument {position + 1}")
-        value, why = literal(flow, arg.value, site)
+        value, why = literal(flow, arg.value, site, depth)
         if why:
             result.unknown[name] = f"{_code(site, arg.value)} {why}"
         if arg.keyword is not None:
@@ -112,7 +143,8 @@ def literal(flow, expr: cst.BaseExpression, site, depth: int = 0) -> tuple[Any, 
 
 
 def _one(flow, value: Value, depth: int) -> tuple[Any, str]:
-    """One possible value as a literal: constants, JSON data, and tuple, list and dict literals of literals."""
+    """One possible value as a literal: constants, JSON data, tuple, list and dict literals of literals, and
+    submodules built by a call whose arguments resolve (see :func:`_built`)."""
     if value.kind in (CONST, DATA) and _jsonable(value.value):
         return value.value, ""
     facts = flow.file(value.path) if value.path is not None else None
@@ -123,6 +155,8 @@ def _one(flow, value: Value, depth: int) -> tuple[Any, str]:
         pairs = [(e.key, e.value) if isinstance(e, cst.DictElement) else (None, None) for e in node.elements]
     elif facts is not None and value.kind == DICT and isinstance(node, cst.Call) and dotted(node.func) == "dict":
         pairs = [(arg.keyword, arg.value if arg.keyword is not None else None) for arg in node.args]
+    elif value.kind in (INSTANCE, LIBRARY) and value.call is not None and value.call_site is not None:
+        return _built(flow, value, depth)
     else:
         return None, "is not a literal (an object, or a value computed at run time)"
     site = facts.site_of(node)
@@ -139,6 +173,31 @@ def _one(flow, value: Value, depth: int) -> tuple[Any, str]:
             return None, why
         items.append(item)
     return (dict(zip(keys, items)) if value.kind == DICT else items), ""
+
+
+def _built(flow, value: Value, depth: int) -> tuple[Any, str]:
+    """A submodule handed to the constructor (``Seq2Seq(Encoder(...), Decoder(...))``, ``Tagger(nn.LSTM(8, 16))``):
+    the child builds it first, from its own call's arguments, resolved the same way."""
+    from rnnlint.graph.finder import module_name  # the finder uses this module
+
+    if depth > 3:
+        return None, "is nested too deeply"
+    if value.kind == LIBRARY:
+        if not str(value.value).startswith("torch.nn."):
+            return None, f"is a {value.value} object, which rnnlint does not build"
+        module, _, name = str(value.value).rpartition(".")
+        names: list[str] = []
+    else:
+        facts = flow.file(value.path)
+        init = facts.methods.get(value.node, {}).get("__init__") if facts is not None else None
+        named = module_name(value.path) if value.path.suffix == ".py" else None
+        if named is None:
+            return None, f"is a {value.value} object, which rnnlint cannot import"
+        module, name, names = named[0], value.value, _parameters(init) if init is not None else []
+    inner = _resolved(flow, value.call, value.call_site, names, {}, depth + 1)
+    if inner.unknown:
+        return None, f"is built by a call whose arguments are not all known ({inner.explained()})"
+    return {BUILD: {"module": module, "qualname": name, "args": inner.args, "kwargs": inner.kwargs}}, ""
 
 
 def _jsonable(value: Any) -> bool:

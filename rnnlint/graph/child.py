@@ -251,15 +251,17 @@ class Worker:
                 notes.append(f"{rule.code} could not measure it: {type(exc).__name__}: {str(exc)[:200]}")
         if "graph" in run.__dict__ and run.graph is None:
             notes.append(f"no graph could be traced ({run.trace_error}); RNN101 and RNN108 saw the parameters only")
-        if "probe" in run.__dict__ and not run.probe.ok and not run.probe.handoffs:
+        # example inputs would help only where the probe batch itself did not fit forward()
+        guessed_wrong = "probe" in run.__dict__ and not run.probe.ok and not run.probe.handoffs
+        if guessed_wrong:
             notes.append(f"the probe batch failed ({run.probe.error})")
         return {
             "status": "ok",
             "summary": describe(model) if run.recurrent and run.recurrent[0][1] is model else type(model).__name__,
             "graph": run.graph_kind,
             "notes": notes,
-            "needs_inputs": bool(notes) and spec.get("inputs") is None,
-            "template": _template(run) if notes and spec.get("inputs") is None else None,
+            "needs_inputs": guessed_wrong and spec.get("inputs") is None,
+            "template": _template(run) if guessed_wrong and spec.get("inputs") is None else None,
             "findings": [self._locate(model, f) for f in run.findings],
             "placeholders": self.placeholders,
             "covered": sorted(list(key) for key in covered),
@@ -281,8 +283,22 @@ class Worker:
         if spec.get("factory"):
             module, _, name = spec["factory"].partition(":")
             target = _resolve(module, name)
-        args, kwargs = _fill_arguments(target, spec["args"], spec["kwargs"], self.placeholders)
-        return target(*args, **kwargs)
+        return self._call(target, spec["args"], spec["kwargs"])
+
+    def _call(self, target: Any, args: list, kwargs: dict) -> Any:
+        """``target(*args, **kwargs)``, unknown arguments filled, submodules (``{"$build": ...}``) built first."""
+        args, kwargs = _fill_arguments(target, args, kwargs, self.placeholders)
+        return target(*[self._built(a) for a in args], **{k: self._built(v) for k, v in kwargs.items()})
+
+    def _built(self, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"$build"}:
+            spec = value["$build"]
+            return self._call(_resolve(spec["module"], spec["qualname"]), spec["args"], spec["kwargs"])
+        if isinstance(value, list):
+            return [self._built(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._built(v) for k, v in value.items()}
+        return value
 
     def _notebook(self, spec: dict) -> None:
         """A notebook's code cells as a module, definitions only (its training cells never run)."""

@@ -42,7 +42,7 @@ from pathlib import Path
 import libcst as cst
 
 from rnnlint.config import ConfigError
-from rnnlint.graph.arguments import call_sites
+from rnnlint.graph.arguments import built_classes, call_sites, receives_recurrent
 from rnnlint.index import ImportMapView
 from rnnlint.names import ImportMap, canonical
 from rnnlint.notebook import Notebook, read_notebook
@@ -208,7 +208,8 @@ class ModelFinder:
             tree = None
             source = self.notebooks[path].text if path in self.notebooks else None
             for name, definition in summary.definitions.items():
-                if definition.kind == "class" and self.is_module_class(path, name) and self.index.is_recurrent(path, name):
+                if definition.kind == "class" and self.is_module_class(path, name) and (
+                        self.index.is_recurrent(path, name) or receives_recurrent(self.index.flow(), path, name)):
                     tree = tree or _parse(path, source)
                     line = _definition_line(tree, name) if tree else 1
                     specs[(str(path), name)] = ModelSpec(f"{dotted_name}:{name}", str(path), dotted_name, name, "class",
@@ -225,6 +226,7 @@ class ModelFinder:
                 search.append(str(folder))
         self._mark_components(specs)
         self._call_sites(specs)
+        self._mark_injected(specs)
         self._apply_config(specs, search)
         # one folder at a time (the child re-imports when it moves on: two projects may both have
         # a train.py), containing models before their components
@@ -259,6 +261,14 @@ class ModelFinder:
                     return ModelSpec(f"{dotted_name}:{name}", str(path), dotted_name, name, "instance",
                                      stmt.lineno, expr=expr, origin="the module-level expression", source=source)
         return None
+
+    def _mark_injected(self, specs: dict) -> None:
+        """Classes a model is given built (``Translator(Encoder(...), Decoder(...))``) are its components."""
+        by_class = {(s.module, s.qualname): s for s in specs.values()}
+        for spec in list(specs.values()):
+            for key in built_classes([spec.args, spec.kwargs]):
+                if key in by_class and by_class[key] is not spec:
+                    by_class[key].component = True
 
     def _mark_components(self, specs: dict) -> None:
         classes = {k for k, s in specs.items() if s.kind == "class"}
