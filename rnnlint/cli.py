@@ -187,9 +187,9 @@ def _prepare(inputs: Inputs, select, extend_select, ignore, config_file, no_proj
 
 
 def _emit(diagnostics, fmt: str, rules, color: bool, show_fixes: bool = False, err: bool = False,
-          stored: output.StoredPositions | None = None, statistics: bool = False) -> None:
+          stored: output.StoredPositions | None = None, statistics: bool = False, stage: str | None = None) -> None:
     """The findings in ``fmt``, or their counts per rule (``statistics``: text or json);
-    on stderr with ``err``, when stdout carries fixed code."""
+    on stderr with ``err``, when stdout carries fixed code; ``stage``: the graph stage's part of the summary."""
     if _quietness() >= SILENT:
         return
     if statistics and fmt == "json":
@@ -198,7 +198,7 @@ def _emit(diagnostics, fmt: str, rules, color: bool, show_fixes: bool = False, e
         for line in output.statistics_lines(diagnostics):
             click.echo(line, err=err)
         if not _quietness():
-            click.echo(output.summary(diagnostics), err=err)
+            click.echo(output.summary(diagnostics, stage), err=err)
     elif fmt == "json":
         click.echo(output.to_json(diagnostics), err=err)
     elif fmt == "sarif":
@@ -213,7 +213,7 @@ def _emit(diagnostics, fmt: str, rules, color: bool, show_fixes: bool = False, e
             if show_fixes and d.fix is not None:
                 click.echo(f"    fix: {d.fix.message} ({d.fix.applicability.value})", err=err)
         if not _quietness():
-            click.echo(output.summary(diagnostics), err=err)
+            click.echo(output.summary(diagnostics, stage), err=err)
 
 
 def _stored(inputs: Inputs) -> output.StoredPositions:
@@ -363,15 +363,17 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
         _fixed_output(inputs, outcomes, show_fixes)
     diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
     files = inputs.files
+    stage = None  # the graph stage's part of the summary line
     if inputs.stdin is not None:
         pass  # the graph stage builds models from files on disk, never from stdin
     elif graph or (session.config.graph and not static):
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
-            diagnostics = _sorted([*diagnostics, *run_graph_stage(files, session)])
+            graph_run = run_graph_stage(files, session)
         except ConfigError as exc:
             raise Failure(str(exc)) from None
+        diagnostics, stage = _sorted([*diagnostics, *graph_run.diagnostics]), graph_run.summary()
     elif not static and not no_project_code and not _quietness():
         _note_unbuilt(files, session)
     if add_noqa:
@@ -379,7 +381,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
     color = _color()
     to_stderr = fix_ and inputs.stdin is not None  # stdout carries the fixed code
     _emit(diagnostics, output_format, session.rules, color, show_fixes and not fix_, to_stderr,
-          _stored(inputs), statistics)
+          _stored(inputs), statistics, stage)
     _exit(diagnostics, internal, exit_zero)
 
 
