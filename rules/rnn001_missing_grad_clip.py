@@ -148,17 +148,24 @@ class MissingGradClip(Rule):
         target = step.target or shown
         step_text = f"{shown}.step({step.target})" if step.via == "scaler" else f"{target}.step()"
         fix_lines = self._fix_lines(scope, step, backward, optimizer)
+        if len(step.statement.body) == 1:
+            edits = [insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else []
+        elif any(isinstance(small, cst.Expr) and small.value is step.call for small in step.statement.body):
+            # ``loss.backward(); opt.step()`` on one line: the clip goes between them, on that line
+            edits = [replace(step.call, "; ".join([*fix_lines, self.ctx.code(step.call)]))] if fix_lines else []
+        else:
+            edits = []
         self.report(
             step.call,
             f"{step_text} updates the recurrent model without gradient clipping after backward(): "
             f"{_WHY}; clip the gradients of `{target}`'s parameters before step()",
             fix=f"Insert clip_grad_norm_(..., max_norm={self.opts['max-norm']!r}) before step()",
-            edits=[insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else [],
-            imports=self._imports() if fix_lines and backward.via is None else (),
+            edits=edits,
+            imports=self._imports() if edits and backward.via is None else (),
         )
 
     def _fix_lines(self, scope: Scope, step: Event, backward: Event, optimizer: Optimizer | None) -> list[str]:
-        if not step.target or len(step.statement.body) != 1:
+        if not step.target:
             return []
         max_norm = f"max_norm={self.opts['max-norm']!r}"
         params = self._params(scope, optimizer, step.target)
