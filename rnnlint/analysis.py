@@ -190,6 +190,7 @@ def _diagnostics(
             end=end,
             message=report.message,
             fix=fix,
+            related=report.related,
         )
         result.setdefault((rule.code, start, report.message), diagnostic)
     return sorted(result.values(), key=Diagnostic.sort_key)

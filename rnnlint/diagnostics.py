@@ -89,6 +89,18 @@ class Fix:
 
 
 @dataclass(frozen=True)
+class Related:
+    """A place a finding's value passed through (where an lr was defined, the file that padded a batch)."""
+
+    path: str
+    line: int
+    message: str
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "line": self.line, "message": self.message}
+
+
+@dataclass(frozen=True)
 class Diagnostic:
     code: str
     name: str
@@ -101,6 +113,8 @@ class Diagnostic:
     # Where the finding sits in a notebook (cell number, line in cell); None for .py.
     cell: int | None = None
     cell_line: int | None = None
+    #: where the value the finding is about came from, source first (JSON ``related``, SARIF relatedLocations)
+    related: tuple[Related, ...] = ()
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -130,6 +144,8 @@ class Diagnostic:
         if self.cell is not None:
             data["cell"] = self.cell
             data["cell_line"] = self.cell_line
+        if self.related:
+            data["related"] = [r.to_json() for r in self.related]
         return data
 
     @classmethod
@@ -146,4 +162,5 @@ class Diagnostic:
             fix=Fix.from_json(data["fix"]) if data["fix"] else None,
             cell=data.get("cell"),
             cell_line=data.get("cell_line"),
+            related=tuple(Related(r["path"], r["line"], r["message"]) for r in data.get("related", [])),
         )

@@ -172,6 +172,12 @@ def _sarif_result(d: Diagnostic, rule_index: int, stored: StoredPositions) -> di
         "message": {"text": d.message},
         "locations": [location],
     }
+    if d.related:
+        result["relatedLocations"] = [
+            {"id": i, "physicalLocation": {"artifactLocation": _artifact(r.path), "region": {"startLine": r.line}},
+             "message": {"text": r.message}}
+            for i, r in enumerate(d.related, 1)
+        ]
     if d.cell is not None:
         location["logicalLocations"] = [
             {"name": f"cell {d.cell}", "fullyQualifiedName": f"{d.path}:cell {d.cell}", "kind": "notebookCell"}

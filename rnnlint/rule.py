@@ -185,6 +185,7 @@ class Report:
     edits: tuple[NodeEdit, ...]
     applicability: Applicability | None
     imports: tuple[str, ...]
+    related: tuple = ()  # Related locations: where the value came from
 
 
 class FileContext:
@@ -251,12 +252,14 @@ class Rule:
         edits: Iterable[NodeEdit] = (),
         applicability: Applicability | None = None,
         imports: Iterable[str] = (),
+        related: Iterable = (),
     ) -> None:
         """Report a finding at ``node``.
 
         ``fix`` describes the repair ("Insert clip_grad_norm_ before step()"),
         ``edits`` make it, ``imports`` are ``import x`` / ``from x import y``
-        lines the edits need (added once, after the file's last top import).
+        lines the edits need (added once, after the file's last top import), ``related`` the
+        :class:`~rnnlint.diagnostics.Related` places the value came through (for JSON and SARIF).
         """
         edits = tuple(edits)
         self._reports.append(
@@ -268,6 +271,7 @@ class Rule:
                 edits=edits,
                 applicability=(applicability or self.fix_applicability) if edits else None,
                 imports=tuple(imports),
+                related=tuple(related),
             )
         )
 

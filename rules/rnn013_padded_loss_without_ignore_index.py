@@ -6,7 +6,7 @@ from pathlib import Path
 import libcst as cst
 
 from rnnlint.flow.resolve import number
-from rnnlint.diagnostics import Applicability
+from rnnlint.diagnostics import Applicability, Related
 from rnnlint.names import ImportMap, dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
 from rnnlint.padding import (
@@ -136,6 +136,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
             f"{used} over targets {padded} ({loss.target.origin}): every padding position is trained as a "
             f"target, so the model learns to predict padding.{mask} Pass ignore_index=<the pad id> to the "
             f"{wrapper.loss} in {wrapper.display}:{wrapper.line} (or reduction='none' and mask it)",
+            related=(Related(wrapper.display, wrapper.line, f"{wrapper.loss} without ignore_index"),),
         )
         return True
 

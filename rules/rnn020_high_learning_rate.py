@@ -2,7 +2,7 @@ import re
 
 import libcst as cst
 
-from rnnlint.flow.resolve import origin, values
+from rnnlint.flow.resolve import chain, origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
 from rnnlint.training import facts, recurrent_context
@@ -96,6 +96,7 @@ class HighLearningRate(Rule):
                 f"every time step and the loss diverges; use lr={recommended:g} or lower",
                 fix=f"Set the learning rate to {recommended:g}",
                 edits=[replace(self._where_to_edit(optimizer, found), f"{recommended:g}")],
+                related=chain(self.ctx, found),
             )
 
     def _where_to_edit(self, optimizer, found):

@@ -1,6 +1,6 @@
 import libcst as cst
 
-from rnnlint.flow.resolve import origin, values
+from rnnlint.flow.resolve import chain, origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Rule, Valid, remove_arg, replace
 from rnnlint.signatures import bind, signatures
@@ -62,6 +62,7 @@ class DropoutOnSingleLayer(Rule):
         if layers_arg is None:
             layers_text = f"num_layers is not given (default {signature.defaults['num_layers']})"
             always_one = True
+            layers_chain = ()
         else:
             known = [v for v in values(self.ctx, layers_arg.value) if v.number is not None]
             ones = [v for v in known if v.number == 1]
@@ -72,6 +73,7 @@ class DropoutOnSingleLayer(Rule):
             always_one = all(v.number == 1 for v in known) and not any(_passed_in(v) for v in ones)
             where = origin(self.ctx, ones[0], layers_arg.value)
             layers_text = "num_layers=1" + (f" ({where})" if where else "")
+            layers_chain = chain(self.ctx, ones[0])
         dropouts = [v for v in values(self.ctx, dropout_arg.value) if v.number is not None and v.number > 0]
         if not dropouts:
             return
@@ -87,6 +89,7 @@ class DropoutOnSingleLayer(Rule):
                 f"nn.Dropout to the output, or use num_layers >= 2",
                 fix="Remove the dropout argument" if edit.node is node else "Set dropout to 0.0",
                 edits=[edit],
+                related=chain(self.ctx, dropout) + layers_chain,
             )
             return
         self.report(
@@ -94,6 +97,7 @@ class DropoutOnSingleLayer(Rule):
             f"{shown} has no effect on {signature.display} when {layers_text}: PyTorch applies this dropout "
             f"only between stacked layers (it just warns). Pass it only for a stack, e.g. "
             f"dropout=(dropout if num_layers > 1 else 0.0), and apply nn.Dropout to the output for one layer",
+            related=chain(self.ctx, dropout) + layers_chain,
         )
 
 

@@ -137,3 +137,24 @@ def test_github_escaping_of_messages():
         "::warning file=a%3Ab.py,line=3,col=4,endLine=3,endColumn=9,title=RNN020 high-learning-rate"
         "::RNN020 100%25 wrong%0Asecond line%0D"
     )
+
+
+def test_value_chain_travels_as_related_locations(tmp_path):
+    """An lr defined in a config module: JSON names the literal's file and line under ``related``, and
+    SARIF carries it as a related location (schema-valid), so a code-scanning UI can link to it."""
+    (tmp_path / "settings.py").write_text('CONFIG = {"optim": {"lr": 0.02}}\n')
+    (tmp_path / "train.py").write_text(
+        "import torch\nfrom torch import nn\nfrom settings import CONFIG\n\n"
+        "model = nn.LSTM(8, 16)\n"
+        'optimizer = torch.optim.Adam(model.parameters(), lr=CONFIG["optim"]["lr"])\n'
+    )
+    found = json.loads(rnnlint("check", "--static", "--no-cache", "--output-format", "json", "--select", "RNN020",
+                               ".", cwd=tmp_path).stdout)
+    assert [(d["path"], d["line"]) for d in found] == [("train.py", 6)]
+    assert {"path": "settings.py", "line": 1} == {k: found[0]["related"][0][k] for k in ("path", "line")}
+    document = json.loads(rnnlint("check", "--static", "--no-cache", "--output-format", "sarif", "--select",
+                                  "RNN020", ".", cwd=tmp_path).stdout)
+    assert sarif_errors(document) == []
+    related = document["runs"][0]["results"][0]["relatedLocations"]
+    assert related[0]["physicalLocation"]["artifactLocation"]["uri"] == "settings.py"
+    assert related[0]["physicalLocation"]["region"]["startLine"] == 1

@@ -710,6 +710,25 @@ def origin(ctx, value: Value, written: cst.BaseExpression) -> str:
     return ", ".join(parts)
 
 
+def chain(ctx, value: Value) -> tuple:
+    """The places ``value`` came through, source first, as :class:`~rnnlint.diagnostics.Related`
+    locations: the literal that holds it, then each hop the flow model followed that has a line."""
+    from rnnlint.diagnostics import Related
+
+    flow, _ = flow_of(ctx)
+    out = []
+    if value.node is not None and value.path is not None:
+        line = flow.line(value.path, value.node)
+        if line:
+            out.append(Related(flow.display(value.path), line, f"the value {value.value!r} is written here"))
+    for step in value.steps:
+        if step.node is not None and step.path is not None:
+            line = flow.line(step.path, step.node)
+            if line and not any(r.line == line and r.path == flow.display(step.path) for r in out):
+                out.append(Related(flow.display(step.path), line, f"through {step.text}"))
+    return tuple(out)
+
+
 def number(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None) -> float | None:
     """The one number ``expr`` always is, or None (unknown, not a number, or several values)."""
     found = {v.number for v in values(ctx, expr, node)} if expr is not None else set()
