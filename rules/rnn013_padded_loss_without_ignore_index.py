@@ -27,7 +27,6 @@ from rnnlint.padding import (
     methods,
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
-from rnnlint.source import parse_python
 from rnnlint.training import facts, recurrent_context
 
 LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
@@ -343,20 +342,15 @@ class _LossResolver(ProjectResolver):
 
     def _follow(self, path: Path, function_name: str) -> Value:
         local = path == self.ctx.path.resolve()
-        if local:
-            module, imports = self.ctx.module, self.ctx.imports
-        else:
-            try:
-                module = parse_python(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
-                return None
-            imports = ImportMap(module)
-        function = next((s for s in module.body if isinstance(s, cst.FunctionDef) and s.name.value == function_name),
-                        None)
+        context = self.ctx if local else padding_context(self.ctx, path)  # parsed once per run, by the index
+        if context is None:
+            return None
+        function = next((s for s in context.module.body if isinstance(s, cst.FunctionDef)
+                         and s.name.value == function_name), None)
         if function is None:
             return None
-        flow = _LossFlow(imports, self if local else Resolver())
-        flow.constants = {} if local else _module_constants(module)
+        flow = _LossFlow(context.imports, self if local else Resolver())
+        flow.fold = lambda expr: number(context, expr)  # the flow model folds the pad in its own file
         flow.local = local
         returns = [v for v in flow.run_function(function).returns if _padded(v)]
         return returns[0] if returns else None
@@ -368,7 +362,7 @@ class _LossFlow(Flow):
     def __init__(self, imports, resolver=None, extra_rnns=frozenset()):
         super().__init__(imports, resolver, extra_rnns)
         self.result = _LossResult()
-        self.constants: dict[str, float] = {}  # module constants of another file (to fold its pad value)
+        self.fold = _literal_number  # the pad's number; for another file's pad, the flow model's answer there
         self.local = True
 
     def small(self, small: cst.BaseSmallStatement) -> None:
@@ -434,7 +428,7 @@ class _LossFlow(Flow):
         if pad is None:
             return _PadWith(origin, text="0", value=0.0, local=self.local)
         text = cst.Module(body=[]).code_for_node(pad.value)
-        value = _fold(pad.value, self.constants)
+        value = self.fold(pad.value)
         return _PadWith(origin, text=text, value=value, local=self.local)
 
     def _loss_constructor(self, call: cst.Call, name: str | None, qualname: str | None) -> cst.Call | None:
@@ -639,36 +633,11 @@ def _literal(expr: cst.BaseExpression) -> bool:
     return isinstance(expr, (cst.Integer, cst.Float))
 
 
-def _fold(expr: cst.BaseExpression, constants: dict[str, float]) -> float | None:
+def _literal_number(expr: cst.BaseExpression) -> float | None:
     if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
-        inner = _fold(expr.expression, constants)
+        inner = _literal_number(expr.expression)
         return -inner if inner is not None else None
-    if isinstance(expr, (cst.Integer, cst.Float)):
-        return float(expr.evaluated_value)
-    if isinstance(expr, cst.Name):
-        return constants.get(expr.value)
-    return None
-
-
-def _module_constants(module: cst.Module) -> dict[str, float]:
-    """``PAD_IDX = 1`` and ``PAD, SOS, EOS = 0, 1, 2`` at the top of a module."""
-    found: dict[str, float] = {}
-    for stmt in module.body:
-        if not isinstance(stmt, cst.SimpleStatementLine):
-            continue
-        for small in stmt.body:
-            if not isinstance(small, cst.Assign) or len(small.targets) != 1:
-                continue
-            target, value = small.targets[0].target, small.value
-            pairs = [(target, value)]
-            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) and len(
-                    target.elements) == len(value.elements):
-                pairs = [(t.value, v.value) for t, v in zip(target.elements, value.elements)]
-            for name, expr in pairs:
-                folded = _fold(expr, found)
-                if isinstance(name, cst.Name) and folded is not None:
-                    found[name.value] = folded
-    return found
+    return float(expr.evaluated_value) if isinstance(expr, (cst.Integer, cst.Float)) else None
 
 
 def _module_names(module: cst.Module) -> set[str]:
