@@ -114,18 +114,26 @@ class Recorder:
             return 0.0
         return float(self.torch.linalg.vector_norm(self.norms(tensors)))
 
-    def note_preclip(self, parameters) -> None:
-        """Before a clip: the gradient norm of each parameter that no clip has touched since the backward."""
-        fresh = [p for p in parameters if p.grad is not None and id(p) not in self.preclip]
+    def measure(self, parameters, into: dict) -> None:
+        """Each parameter's squared gradient norm, for those not yet in ``into``."""
+        fresh = [p for p in parameters if p.grad is not None and id(p) not in into]
         if fresh:
             for p, norm in zip(fresh, self.norms([p.grad for p in fresh]).tolist()):
-                self.preclip[id(p)] = norm * norm
+                into[id(p)] = norm * norm
+
+    def note_preclip(self, parameters) -> None:
+        """Before a clip: the gradient norm of each parameter that no clip has touched since the backward."""
+        self.measure(parameters, self.preclip)
 
     def grad_sq(self, parameters) -> float:
-        """Squared total gradient norm of ``parameters``, each measured before it was first clipped."""
-        clipped = [p for p in parameters if id(p) in self.preclip]
-        rest = [p.grad for p in parameters if p.grad is not None and id(p) not in self.preclip]
-        return sum(self.preclip[id(p)] for p in clipped) + self.total_norm(rest) ** 2
+        """Squared total gradient norm of ``parameters``, each measured before it was first clipped.
+
+        Summed per parameter in their order whether or not a clip measured it, so a
+        clip that changes nothing leaves the number unchanged to the last bit.
+        """
+        measured = dict(self.preclip)
+        self.measure(parameters, measured)
+        return sum(measured[id(p)] for p in parameters if id(p) in measured)
 
     @staticmethod
     def parameters(optimizer) -> list:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 the fixes were confirmed, the result is inconclusive, or there was
 nothing to fix; 1 the fixed run (all fixes together) regressed; 2 the
-trial measured nothing (neither run reached an optimizer step: the script
+trial measured nothing (neither run reached a training step: the script
 crashes, hangs, needs arguments or never steps), or a usage / config error.
 """
 
@@ -93,6 +93,9 @@ class TrialProgress(TerminalProgress):
     def runs(self, jobs: list[Job], steps: dict[str, int], elapsed: float) -> None:
         if not self.live:
             return
+        if not steps:  # nothing running: leave the terminal line clean for the table
+            click.echo("\r\x1b[K", err=True, nl=False)
+            return
         done = sum(job.run is not None for job in jobs)
         active = [f"{job.arm} seed {job.seed} step {max(0, steps[job.label])}/{self.steps}"
                   for job in jobs if job.label in steps]
@@ -118,7 +121,7 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
 @click.argument("script", type=click.Path(path_type=Path, dir_okay=False))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Optimizer steps per run.")
+              help="Training steps per run (optimizer steps, or weight updates where there is no optimizer).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for Python, NumPy and torch (both runs).")
 @click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs per copy, with seeds --seed, --seed+1, ...: the table shows their spread, and a verdict "
@@ -148,7 +151,8 @@ def verify(script, script_args, steps, seed, seeds, jobs, device, timeout, allow
     The script's project is copied to a temporary directory (data directories
     are linked; writes into your project are refused), the fixes that `rnnlint fix
     --unsafe-fixes` would make are applied to the copy, and the original and
-    the fixed script each run for --steps optimizer steps with the same seed.
+    the fixed script each run for --steps training steps with the same seed
+    (or seeds: --seeds).
     Pass the script's own arguments after `--`:
 
     \b

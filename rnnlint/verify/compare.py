@@ -112,6 +112,9 @@ def steps_per_second(times: list[float]) -> float | None:
 def metrics(run: Run) -> dict:
     """The JSON-ready summary of one run (non-finite floats are left as floats here)."""
     losses = [r.get("loss") for r in run.records]
+    grads = [r.get("grad_norm") for r in run.records]
+    finite_losses = [v for v in losses if finite(v)]
+    finite_grads = [v for v in grads if finite(v)]
     nonfinite = next((r["step"] for r in run.records if r.get("nonfinite")), None)
     state, problem = status(run)
     return {
@@ -123,7 +126,13 @@ def metrics(run: Run) -> dict:
         "updates": run.updates,
         "first_nonfinite_step": nonfinite,
         "losses": losses,
-        "grad_norms": [r.get("grad_norm") for r in run.records],
+        "grad_norms": grads,
+        # one run on its own, over all its steps (rnnlint watch); verify's table reads arm() instead
+        "start_loss": _first(losses),
+        "final_loss": _first(reversed(losses)),
+        "best_loss": min(finite_losses) if finite_losses else None,
+        "median_grad_norm": statistics.median(finite_grads) if finite_grads else None,
+        "max_grad_norm": _worst(grads),
         "param_norms": [r.get("param_norm") for r in run.records],
         "update_norms": [r.get("update_norm") for r in run.records],
         "saturations": [r.get("saturation") for r in run.records],
@@ -297,7 +306,9 @@ def _healthy(before: dict, after: dict) -> tuple[str, str]:
         rel = (a_loss - b_loss) / abs(b_loss) if b_loss else (math.inf if a_loss > 0 else 0.0)
     not_worse = rel is None or rel <= LOSS_TOLERANCE
     seeds = len(before["seeds"])
-    losses = f"end loss {end_text(before)} -> {end_text(after)}" + (f" (mean ± sd of {seeds} seeds)" if seeds > 1 else "")
+    losses = f"end loss {end_text(before)} -> {end_text(after)}"
+    if seeds > 1:
+        losses += f" (mean ± sd of {seeds} seeds)"
     b_grad, a_grad = before["max_grad_norm"], after["max_grad_norm"]
     grads = f"max gradient norm before clipping {number(b_grad, 3)} -> {number(a_grad, 3)}"
     least = before["max_grad_norm_least"]
@@ -313,7 +324,7 @@ def _healthy(before: dict, after: dict) -> tuple[str, str]:
     if rel is None or -LOSS_GAIN < rel <= LOSS_TOLERANCE:
         return "inconclusive", f"no marked difference over {h} steps: {losses}, {grads}{_stability(before, after, h)}"
     direction = "lower" if rel < 0 else "higher"
-    size = f"the {losses} is {abs(rel):.0%} {direction} over {h} steps"
+    size = f"the {losses} is {abs(rel):.0%} {'lower' if rel < 0 else 'worse'} over {h} steps"
     if seeds > 1:
         separated = (after["end_loss_max"] < before["end_loss_min"] if rel < 0
                      else after["end_loss_min"] > before["end_loss_max"])

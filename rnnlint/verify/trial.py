@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -656,7 +655,8 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
         if not trial.fixes:
             return trial
         progress.applied(trial)
-        arms = [("before", before_root, None), ("after", after_root, fixed_lines(root, after_root, [f.path for f in trial.fixes]))]
+        moved = fixed_lines(root, after_root, [f.path for f in trial.fixes])
+        arms = [("before", before_root, None), ("after", after_root, moved)]
         singles: list[tuple[AppliedFix, str | None]] = []
         if options.each and len(trial.fixes) > 1:
             for number, fix in enumerate(trial.fixes, 1):
