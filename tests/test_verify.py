@@ -476,7 +476,7 @@ def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
     root = tmp_path / "project"
     shutil.copytree(FIXTURES / "word_lm_manual_sgd", root)
     out = tmp_path / "report.json"
-    result = verify(root, "project/train.py", "--steps", "12", "--seeds", "2", "-q", "--json", str(out),
+    result = verify(root, "project/train.py", "--steps", "12", "--seeds", "2", "--jobs", "2", "-q", "--json", str(out),
                     "--", "--optimizer", "adam", "--lr", "0.03", "--words", "2000", timeout=300)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     report = json.loads(out.read_text())
@@ -501,6 +501,7 @@ def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
     if not separated and report["verdict"] == "inconclusive" and "no marked difference" not in report["reason"]:
         assert "within the spread of 2 seeds" in report["reason"]
     assert "run 1/" not in result.stderr  # -q: no progress
+    assert "2 runs at a time shared this machine" in result.stdout  # the runs went in parallel, and it says so
 
 
 def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_path):
@@ -655,3 +656,38 @@ def report_table(columns):
     from rnnlint.verify import report
 
     return report.table(columns)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_path):
+    import subprocess
+    import sys
+
+    script = write_script(tmp_path, """
+    import time
+    for step in range(100):
+        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
+        loss.backward()
+        optimizer.step()
+        time.sleep(0.15)
+    """)
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "12"],
+                            cwd=tmp_path, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other end closed (Linux)
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    stdout = proc.communicate(timeout=120)[0].decode()
+    os.close(master)
+    shown = terminal.decode(errors="replace")
+    assert proc.returncode == 0, stdout + shown
+    assert "run 1/2: before seed 0 step " in shown and "/12  [0:" in shown  # run i/n, step k/N, elapsed
+    assert "run 2/2: after seed 0 step " in shown
+    assert "run 1/2" not in stdout and "\r" not in stdout  # the table's stream carries no progress

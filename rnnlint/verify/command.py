@@ -136,7 +136,7 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
               help="Let the script open network connections (refused by default: downloads, telemetry).")
 @click.option("--memory-limit", type=click.FloatRange(min=0.1), metavar="GIB",
               help="Stop a run whose processes together use more resident memory than this, in GiB "
-                   "(default: three quarters of this machine's memory).")
+                   "(default: three quarters of this machine's memory, shared by the runs at a time).")
 @click.option("--codes", metavar="CODES", help="Only these fixes (comma-separated codes or prefixes).")
 @click.option("--each", is_flag=True, help="Also one run per individual fix, to see which one made the difference.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),

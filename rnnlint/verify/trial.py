@@ -604,6 +604,9 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
     """
     workers = options.workers(len(jobs))
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    memory = options.memory_limit  # the default (3/4 of the machine) is shared by the runs at a time
+    if memory is None and workers > 1 and options.memory_bytes():
+        memory = options.memory_bytes() // workers
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     waiting, running, ran = list(jobs), {}, []
     started = time.monotonic()
@@ -612,7 +615,7 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
         while waiting or running:
             while waiting and len(running) < workers:
                 job = waiting.pop(0)
-                job_options = replace(options, seed=job.seed, threads=threads)
+                job_options = replace(options, seed=job.seed, threads=threads, memory_limit=memory)
                 args = (job.label, job.copy_root / relative, _working_dir(root, script, job.copy_root),
                         job_options, workdir, None, (job.copy_root, root), None, job.moved)
                 running[job.label] = (job, pool.apply_async(run_trial, args))
