@@ -566,10 +566,7 @@ def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(tmp_path):
     import os, time
     cold = not os.path.exists({str(marker)!r})
     open({str(marker)!r}, "w").close()
-    for step in range(100):
-        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
-        loss.backward()
-        optimizer.step()
+    """ + TRAIN_STEPS + """
         time.sleep(0.6 if cold and step < 3 else 0.05)
     """)
     out = tmp_path / "report.json"
@@ -587,12 +584,7 @@ def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(tmp_path):
 
 def test_a_traceback_from_the_fixed_copy_names_the_users_lines(tmp_path):
     """The clipping fix inserts a line above the crash: the fixed copy's traceback still points at the user's line."""
-    script = write_script(tmp_path, """
-    for step in range(100):
-        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    script = write_script(tmp_path, TRAIN_STEPS + """
         if step == 2:
             raise RuntimeError("corrupt batch in shard 7")
     """)
@@ -665,10 +657,7 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
 
     script = write_script(tmp_path, """
     import time
-    for step in range(100):
-        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.zeros(40, dtype=torch.long))
-        loss.backward()
-        optimizer.step()
+    """ + TRAIN_STEPS + """
         time.sleep(0.15)
     """)
     master, slave = os.openpty()
