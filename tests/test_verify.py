@@ -23,8 +23,8 @@ from tests.helpers import rnnlint
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-SIDE_KEYS = {"steps", "first_nonfinite_step", "losses", "grad_norms", "final_loss", "max_grad_norm",
-             "saturation", "steps_per_second", "device"}
+SIDE_KEYS = {"steps", "first_nonfinite_step", "losses", "grad_norms", "end_loss", "max_grad_norm",
+             "saturation", "steps_per_second", "device", "seeds", "runs"}
 
 
 def tree_hash(root: Path) -> dict[str, str]:
@@ -106,7 +106,7 @@ def test_confirmed_on_a_diverging_relu_rnn_with_json_each_and_plot(tmp_path):
     assert before["first_nonfinite_step"] is not None and before["steps"] < 30
     assert after["first_nonfinite_step"] is None and after["steps"] == 25 and after["stopped"] == "finished"
     assert all(isinstance(v, float) for v in after["losses"])  # every step's loss was recorded
-    assert after["final_loss"] < after["losses"][0]  # the fixed run learns
+    assert after["end_loss"] < after["losses"][0]  # the fixed run learns
     assert before["max_grad_norm"] in ("inf", "nan") or before["max_grad_norm"] > 100 * after["max_grad_norm"]
     # --each: one run per fix; the lowered learning rate alone is enough
     codes = {fix["code"] for fix in report["fixes"]}
@@ -145,10 +145,10 @@ def test_a_script_that_crashes_is_reported_with_its_traceback(tmp_path):
     """)
     result = verify(script.parent, "project/train.py", "--steps", "5")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "crashed before its first optimizer step" in result.stdout
+    assert "crashed before its first step" in result.stdout
     assert "RuntimeError" in result.stdout and "train.py" in result.stdout  # the traceback tail
     assert "bootstrap" not in result.stdout  # only the script's own frames
-    assert "verdict: error: neither run reached an optimizer step" in result.stdout
+    assert "verdict: error: neither run reached a training step" in result.stdout
 
 
 def test_a_script_that_hangs_is_killed_at_the_time_limit(tmp_path):
@@ -168,7 +168,7 @@ def test_a_script_that_hangs_is_killed_at_the_time_limit(tmp_path):
     """)
     result = verify(script.parent, "project/train.py", "--steps", "5", "--timeout", "1", timeout=180)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "hung and was killed 1s after it started (0 optimizer steps done)" in result.stdout
+    assert "hung and was killed 1s after it started (0 steps done)" in result.stdout
 
 
 def test_a_script_that_needs_arguments_says_how_to_pass_them(tmp_path):
@@ -199,7 +199,7 @@ def test_a_script_that_never_steps_is_reported(tmp_path):
     """)
     result = verify(script.parent, "project/train.py", "--steps", "5")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "finished without ever calling optimizer.step()" in result.stdout
+    assert "finished without updating its weights (no optimizer.step()" in result.stdout
 
 
 def test_nothing_to_fix_runs_nothing(tmp_path):
@@ -242,13 +242,23 @@ def test_cuda_device_is_forced_and_recorded(tmp_path):
 # -- the verdict rules, on synthetic runs (no subprocess) ---------------------------
 
 
-def _run(losses, grads, stopped="steps", saturation=None):
+def _metrics(losses, grads, stopped="steps", saturation=None, seed=0):
     records = [
         {"step": i + 1, "loss": loss, "grad_norm": grad, "saturation": saturation,
          "nonfinite": not all(v == v and abs(v) != float("inf") for v in (loss, grad))}
         for i, (loss, grad) in enumerate(zip(losses, grads))
     ]
-    return compare.metrics(Run("x", stopped, records))
+    return compare.metrics(Run("x", stopped, records, seed=seed))
+
+
+def _run(losses, grads, stopped="steps", saturation=None):
+    """One run as the only seed of its arm (verdicts compare arms)."""
+    return compare.arm([_metrics(losses, grads, stopped, saturation)], None)
+
+
+def _pair(before_runs: list[dict], after_runs: list[dict]) -> tuple[dict, dict]:
+    (_, before), (_, after) = compare.arms([("before", before_runs), ("after", after_runs)])
+    return before, after
 
 
 def test_verdict_regressed_when_the_fix_diverges():
@@ -444,3 +454,229 @@ def test_the_network_is_refused_unless_allowed(tmp_path):
     assert allowed.returncode in (0, 1), allowed.stdout + allowed.stderr
     assert accepted() >= 1  # both runs (before and after the fixes) may connect
     listener.close()
+
+
+# -- issue 14: numbers a user can trust ------------------------------------------------
+
+
+def _row(stdout: str, label: str) -> list[str]:
+    """The cells of one table row (columns are separated by two spaces or more)."""
+    import re
+
+    line = next(l for l in stdout.splitlines() if l.startswith(label + "  "))
+    return re.split(r"\s{2,}", line[len(label):].strip())
+
+
+def _verdict_line(stdout: str) -> str:
+    return next(l for l in stdout.splitlines() if l.startswith("verdict: "))
+
+
+def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
+    """--seeds 2 on the word LM's Adam path: one set of numbers, a spread, a verdict beyond seed noise or not."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURES / "word_lm_manual_sgd", root)
+    out = tmp_path / "report.json"
+    result = verify(root, "project/train.py", "--steps", "12", "--seeds", "2", "--jobs", "2", "-q", "--json", str(out),
+                    "--", "--optimizer", "adam", "--lr", "0.03", "--words", "2000", timeout=300)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    before, after = report["before"], report["after"]
+    assert before["seeds"] == after["seeds"] == [0, 1]
+    assert [m["seed"] for m in before["runs"]] == [0, 1]
+    assert before["runs"][0]["losses"] != before["runs"][1]["losses"]  # the seeds really differ
+    # the table shows mean ± sd and the seed range; the reason quotes exactly the table's cells
+    ends = _row(result.stdout, "loss end")
+    assert all(" ± " in cell for cell in ends)
+    assert len(_row(result.stdout, "loss end, seed range")) == 2
+    verdict = _verdict_line(result.stdout)
+    assert f"end loss {ends[0]} -> {ends[1]} (mean ± sd of 2 seeds)" in verdict
+    grads = _row(result.stdout, "grad norm max, before clipping")
+    assert grads == [f"{before['max_grad_norm']:.3g}", f"{after['max_grad_norm']:.3g}"]
+    if "max gradient norm" in verdict:
+        assert f"{grads[0]} -> {grads[1]}" in verdict
+    lows, highs = (before["end_loss_min"], after["end_loss_min"]), (before["end_loss_max"], after["end_loss_max"])
+    separated = highs[1] < lows[0] or lows[1] > highs[0]
+    if report["verdict"] in ("confirmed", "regressed") and "gradient norm" not in report["reason"]:
+        assert separated and "every fixed seed ended" in report["reason"]
+    if not separated and report["verdict"] == "inconclusive" and "no marked difference" not in report["reason"]:
+        assert "within the spread of 2 seeds" in report["reason"]
+    assert "run 1/" not in result.stderr  # -q: no progress
+    assert "2 runs at a time shared this machine" in result.stdout  # the runs went in parallel, and it says so
+
+
+def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_path):
+    """The classic word LM: p.data.add_(p.grad, alpha=-lr) by hand. Its steps are weight changes."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURES / "word_lm_manual_sgd", root)
+    out = tmp_path / "report.json"
+    result = verify(root, "project/train.py", "--steps", "8", "--json", str(out), "--", "--words", "2000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _row(result.stdout, "steps counted by") == ["weight changes", "weight changes"]
+    assert "no optimizer object; a step is a change of the weights" in result.stdout
+    report = json.loads(out.read_text())
+    before = report["before"]["runs"][0]
+    assert before["steps"] == 8 and before["stopped"] == "steps"
+    assert all(isinstance(v, float) and v > 0 for v in before["losses"])  # the loss of each backward()
+    # the hand-written update moves the weights by lr * |grad|: lr is 20, the gradients are not clipped
+    assert all(u == pytest.approx(20 * g, rel=1e-3) for u, g in zip(before["update_norms"], before["grad_norms"]))
+    assert report["after"] is not None  # the fixed copy ran (its fixes touch only the Adam branch)
+    assert "not run" not in result.stdout
+    assert "verdict: inconclusive: the two runs are identical over 8 steps" in result.stdout
+
+
+def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(tmp_path):
+    """The norm the script itself measures before its clips is the norm verify reports: not sqrt(a² + b²)."""
+    log = tmp_path / "norms.txt"  # outside the project: the script may write there
+    script = write_script(tmp_path, f"""
+    import sys
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)  # RNN020: the fix writes 0.001
+    for step in range(100):
+        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.randint(0, 3, (40,)))
+        optimizer.zero_grad()
+        loss.backward()
+        grads = [p.grad for p in model.parameters()]
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        with open({str(log)!r}, "a") as out:
+            out.write(f"{{optimizer.param_groups[0]['lr']}} {{float(norm)!r}}\\n")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)  # a second clip over the same weights
+        optimizer.step()
+    """)
+    out = tmp_path / "report.json"
+    result = verify(script.parent, "project/train.py", "--steps", "4", "-q", "--json", str(out))
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "grad norm max, before clipping" in result.stdout
+    assert "measured before any clipping" in result.stdout
+    own = {}
+    for line in log.read_text().splitlines():
+        lr, norm = line.split()
+        own.setdefault(float(lr), []).append(float(norm))
+    report = json.loads(out.read_text())
+    for side, lr in (("before", 0.01), ("after", 0.001)):
+        recorded = report[side]["runs"][0]["grad_norms"]
+        assert recorded == pytest.approx(own[lr][:4], rel=1e-5)
+        assert min(recorded) > 0.05  # before clipping
+    assert "run 1/" not in result.stderr  # -q: no progress lines
+
+
+def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(tmp_path):
+    """The first run to start is slow for its first steps (cold caches); the second is not. Same rate."""
+    marker = tmp_path / "warm.flag"  # outside the project
+    script = write_script(tmp_path, f"""
+    import os, time
+    cold = not os.path.exists({str(marker)!r})
+    open({str(marker)!r}, "w").close()
+    """ + TRAIN_STEPS + """
+        time.sleep(0.6 if cold and step < 3 else 0.05)
+    """)
+    out = tmp_path / "report.json"
+    result = verify(script.parent, "project/train.py", "--steps", "14", "--json", str(out))
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    before, after = report["before"]["steps_per_second"], report["after"]["steps_per_second"]
+    assert 0.67 < before / after < 1.5, (before, after)
+    assert before < 1 / 0.05  # the sleep bounds the rate: the numbers are real step times
+    assert "leaving out each run's first quarter of steps" in result.stdout
+    # progress on stderr (not a terminal: one line per finished run), none on stdout
+    assert "run 1/2 before seed 0: 14 steps in" in result.stderr and "run 2/2 after seed 0" in result.stderr
+    assert "elapsed]" in result.stderr and "run 1/2" not in result.stdout
+
+
+def test_a_traceback_from_the_fixed_copy_names_the_users_lines(tmp_path):
+    """The clipping fix inserts a line above the crash: the fixed copy's traceback still points at the user's line."""
+    script = write_script(tmp_path, TRAIN_STEPS + """
+        if step == 2:
+            raise RuntimeError("corrupt batch in shard 7")
+    """)
+    crash = 1 + next(i for i, line in enumerate(script.read_text().splitlines()) if "corrupt batch" in line)
+    out = tmp_path / "report.json"
+    result = verify(script.parent, "project/train.py", "--steps", "10", "--json", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert any(f["code"] == "RNN001" for f in report["fixes"])  # the fix that inserts a line
+    for side in ("before", "after"):
+        assert f'train.py", line {crash}, in <module>' in report[side]["error"]
+        assert str(script.parent) in report[side]["error"] and "rnnlint-verify-" not in report[side]["error"]
+    assert "after: the same failure" in result.stdout  # the tracebacks are now the same
+
+
+def test_a_line_the_fix_wrote_is_named_as_the_fixed_copys():
+    from rnnlint.verify.trial import line_map, users_view
+
+    original = "a\nb\nstep()\nboom()\n"
+    fixed = "a\nb\nclip()\nstep()\nboom()\n"
+    moved = line_map(original, fixed)
+    assert moved == {3: (3, True), 4: (3, False), 5: (4, False)}
+    copy, user = Path("/tmp/rnnlint-verify-x/after"), Path("/home/me/project")
+    text = (f'  File "{copy}/train.py", line 5, in <module>\n'
+            f'  File "{copy}/train.py", line 3, in <module>\n  File "/usr/lib/x.py", line 9, in f')
+    shown = users_view(text, copy, user, {"train.py": moved})
+    assert shown.splitlines() == [
+        f'  File "{user}/train.py", line 4, in <module>',
+        f'  File "{user}/train.py", line 3 (line 3 of the fixed copy, written by the fix), in <module>',
+        '  File "/usr/lib/x.py", line 9, in f',
+    ]
+
+
+# -- seeds and seed noise in the verdict (synthetic arms, no subprocess) --------------------
+
+
+def test_one_seed_says_a_small_difference_may_be_seed_noise():
+    """A lower lr learns slower in a short trial; the original did not diverge: no evidence either way."""
+    before = _metrics([2.0 - 0.02 * i for i in range(50)], [1.0] * 50)  # ends near 1.0
+    after = _metrics([2.0 - 0.016 * i for i in range(50)], [0.8] * 50)  # ends near 1.2: 20% worse
+    verdict, reason = compare.verdict(*_pair([before], [after]))
+    assert verdict == "inconclusive"
+    assert "with one seed a difference this size cannot be told from seed noise" in reason
+    assert "the original did not diverge in that time: no evidence either way about stability" in reason
+
+
+def test_several_seeds_confirm_only_an_effect_larger_than_their_spread():
+    def seeds(base: float, spread: list[float]) -> list[dict]:
+        return [_metrics([2.0] * 10 + [base + d] * 10, [1.0] * 20, seed=n) for n, d in enumerate(spread)]
+
+    verdict, reason = compare.verdict(*_pair(seeds(1.0, [0.0, 0.05, -0.05]), seeds(0.7, [0.0, 0.02, -0.02])))
+    assert verdict == "confirmed" and "every fixed seed ended lower than every original seed" in reason
+    assert "(mean ± sd of 3 seeds)" in reason
+    verdict, reason = compare.verdict(*_pair(seeds(1.0, [0.0, 0.4, -0.4]), seeds(0.7, [0.0, 0.4, -0.4])))
+    assert verdict == "inconclusive" and "within the spread of 3 seeds" in reason
+    before, after = _pair(seeds(1.0, [0.0, 0.4, -0.4]), seeds(0.7, [0.0, 0.4, -0.4]))
+    assert "loss end, seed range" in report_table([("before", before), ("after", after)])
+
+
+def report_table(columns):
+    from rnnlint.verify import report
+
+    return report.table(columns)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_path):
+    import subprocess
+    import sys
+
+    script = write_script(tmp_path, """
+    import time
+    """ + TRAIN_STEPS + """
+        time.sleep(0.15)
+    """)
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "12"],
+                            cwd=tmp_path, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other end closed (Linux)
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    stdout = proc.communicate(timeout=120)[0].decode()
+    os.close(master)
+    shown = terminal.decode(errors="replace")
+    assert proc.returncode == 0, stdout + shown
+    assert "run 1/2: before seed 0 step " in shown and "/12  [0:" in shown  # run i/n, step k/N, elapsed
+    assert "run 2/2: after seed 0 step " in shown
+    assert "run 1/2" not in stdout and "\r" not in stdout  # the table's stream carries no progress

@@ -15,9 +15,14 @@ Nothing in the user's code is edited. Measurement comes from global hooks:
   parameter norm, and the step count that ends the trial;
 - ``torch.autograd.backward`` (which ``Tensor.backward`` calls): the loss value,
   unscaled when it went through ``GradScaler.scale``;
-- ``clip_grad_norm_`` / ``clip_grad_value_``: the gradient norm *before*
-  clipping, so a clipped run reports the gradients the model really produced,
-  not the clipped ones;
+- ``clip_grad_norm_`` / ``clip_grad_value_``: each parameter's gradient norm
+  *before the first clip that touches it* in this step, so a clipped run
+  reports the gradients the model really produced, and two clip calls over
+  the same parameters do not count them twice;
+- a training loop with no optimizer object (``p.data.add_(p.grad, alpha=-lr)``
+  by hand): a step is a change of the weights between one ``backward()`` and
+  the next; the weights that received gradients are compared with a copy
+  taken right after the backward, and the size of the update is recorded.
 - a global module forward hook: the share of saturated units in the outputs of
   recurrent modules and of ``Tanh`` / ``Sigmoid`` / ``Hardtanh`` layers.
 
@@ -60,13 +65,14 @@ class Recorder:
         self.primary = None  # the first optimizer that steps: its steps are counted
         self.pending_losses: list = []
         self.scaled: tuple[int, object] | None = None  # (id of scaled loss, unscaled loss)
-        self.preclip_norm = None  # gradient norm measured by a clip call since the last step
+        self.preclip: dict[int, float] = {}  # id(parameter) -> squared grad norm before its first clip since backward
+        self.seen: dict[int, object] = {}  # parameters of modules that ran forward (for a loop with no optimizer)
+        self.snapshot: list | None = None  # (parameter, copy) right after the last backward, no optimizer yet
+        self.snapshot_grad_sq = 0.0
         self.extra_sq = 0.0  # squared gradient norms of other optimizers since the last step
         self.extra_nonfinite = False
         self.saturated: list = []  # (count tensor, numel) since the last step
         self.device: str | None = None
-        self.first_step_time: float | None = None
-        self.last_step_time: float | None = None
         self.grad_norm = 0.0
         self._kinds: dict[type, str | None] = {}
         self.guard = None  # rnnlint.sandbox.Guard, once installed
@@ -89,57 +95,105 @@ class Recorder:
 
     # -- gradient norms ------------------------------------------------------
 
-    def total_norm(self, tensors) -> float:
-        """The 2-norm of all ``tensors`` together, computed in float32 or wider (fp16 would overflow)."""
+    def norms(self, tensors):
+        """One 2-norm per tensor (a tensor on the first one's device), in float32 or wider (fp16 would overflow)."""
         torch = self.torch
         tensors = [t.coalesce()._values() if t.is_sparse else t for t in tensors]
-        if not tensors:
-            return 0.0
         first = tensors[0]
         with torch.no_grad():
             if first.dtype in (torch.float32, torch.float64) and all(
                 t.device == first.device and t.dtype == first.dtype for t in tensors
             ):
-                norms = torch._foreach_norm(tensors)  # one fused kernel per device
-            else:
-                norms = [torch.linalg.vector_norm(t, dtype=torch.float32).to(first.device) for t in tensors]
-            return float(torch.linalg.vector_norm(torch.stack(norms)))
+                return torch.stack(torch._foreach_norm(tensors))  # one fused kernel per device
+            return torch.stack([torch.linalg.vector_norm(t, dtype=torch.float32).to(first.device) for t in tensors])
+
+    def total_norm(self, tensors) -> float:
+        """The 2-norm of all ``tensors`` together."""
+        tensors = list(tensors)
+        if not tensors:
+            return 0.0
+        return float(self.torch.linalg.vector_norm(self.norms(tensors)))
+
+    def measure(self, parameters, into: dict) -> None:
+        """Each parameter's squared gradient norm, for those not yet in ``into``."""
+        fresh = [p for p in parameters if p.grad is not None and id(p) not in into]
+        if fresh:
+            for p, norm in zip(fresh, self.norms([p.grad for p in fresh]).tolist()):
+                into[id(p)] = norm * norm
+
+    def note_preclip(self, parameters) -> None:
+        """Before a clip: the gradient norm of each parameter that no clip has touched since the backward."""
+        self.measure(parameters, self.preclip)
+
+    def grad_sq(self, parameters) -> float:
+        """Squared total gradient norm of ``parameters``, each measured before it was first clipped.
+
+        Summed per parameter in their order whether or not a clip measured it, so a
+        clip that changes nothing leaves the number unchanged to the last bit.
+        """
+        measured = dict(self.preclip)
+        self.measure(parameters, measured)
+        return sum(measured[id(p)] for p in parameters if id(p) in measured)
 
     @staticmethod
-    def grads(optimizer) -> list:
-        return [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    def parameters(optimizer) -> list:
+        return [p for group in optimizer.param_groups for p in group["params"]]
 
     def pre_step(self, optimizer, args, kwargs) -> None:
         if self.primary is None:
             self.primary = optimizer
+            self.snapshot, self.seen = None, {}  # an optimizer steps: its steps are counted, not weight changes
+        sq = self.grad_sq(self.parameters(optimizer))
         if optimizer is not self.primary:
-            norm = self.total_norm(self.grads(optimizer))
-            self.extra_sq += norm * norm
-            self.extra_nonfinite = self.extra_nonfinite or not math.isfinite(norm)
+            self.extra_sq += sq
+            self.extra_nonfinite = self.extra_nonfinite or not math.isfinite(sq)
             return
-        if self.preclip_norm is not None:
-            self.grad_norm = self.preclip_norm  # what the model produced, before clipping
-        else:
-            self.grad_norm = self.total_norm(self.grads(optimizer))
+        self.grad_norm = math.sqrt(sq)
         if self.device is None:
-            for group in optimizer.param_groups:
-                if group["params"]:
-                    self.device = str(group["params"][0].device)
-                    break
+            params = self.parameters(optimizer)
+            self.device = str(params[0].device) if params else None
 
     def post_step(self, optimizer, args, kwargs) -> None:
         if optimizer is not self.primary:
             return
+        self.record(self.grad_norm, self.total_norm(self.parameters(optimizer)))
+
+    # -- a loop without an optimizer: weight changes between backward() calls ------------
+
+    def before_backward(self) -> None:
+        """A new backward: if the weights changed since the last one, that was a (hand-written) update."""
+        self.preclip.clear()  # new gradients: the next clip measures them afresh
+        if self.primary is not None or self.snapshot is None:
+            return
+        torch = self.torch
+        with torch.no_grad():
+            params = [p for p, _ in self.snapshot]
+            update = self.total_norm([p - copy for p, copy in self.snapshot])
+        self.snapshot = None
+        if update == 0.0:
+            return  # gradient accumulation, or a backward for evaluation: no update yet
+        self.record(math.sqrt(self.snapshot_grad_sq), self.total_norm(params), update=update)
+
+    def after_backward(self) -> None:
+        if self.primary is not None or not self.seen:
+            return
+        params = [p for p in self.seen.values() if p.grad is not None]
+        if not params:
+            return
+        self.snapshot_grad_sq = self.grad_sq(params)
+        self.snapshot = [(p, p.detach().clone()) for p in params]
+        if self.device is None:
+            self.device = str(params[0].device)
+
+    # -- one step ------------------------------------------------------------------
+
+    def record(self, grad_norm: float, param_norm: float, update: float | None = None, last: bool = False) -> None:
+        """Emit one step's record; stop the trial at the step limit (``last``: the script has ended anyway)."""
         self.steps += 1
         now = time.perf_counter()
-        if self.first_step_time is None:
-            self.first_step_time = now
-        self.last_step_time = now
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        param_norm = self.total_norm(params)
         losses = [float(t) for t in self.pending_losses]
         loss = sum(losses) / len(losses) if losses else None
-        grad_norm = math.sqrt(self.grad_norm**2 + self.extra_sq) if self.extra_sq else self.grad_norm
+        grad_norm = math.sqrt(grad_norm**2 + self.extra_sq) if self.extra_sq else grad_norm
         saturation = None
         if self.saturated:
             total = sum(n for _, n in self.saturated)
@@ -152,13 +206,14 @@ class Recorder:
         )
         self.emit({
             "step": self.steps, "loss": loss, "grad_norm": grad_norm, "param_norm": param_norm,
-            "saturation": saturation, "nonfinite": nonfinite, "time": now,
+            "update_norm": update, "saturation": saturation, "nonfinite": nonfinite, "time": now,
         })
         self.pending_losses.clear()
         self.saturated.clear()
-        self.preclip_norm = None
         self.extra_sq = 0.0
         self.extra_nonfinite = False
+        if last:
+            return
         if not math.isfinite(param_norm):
             # every later step is NaN too: nothing more to learn from this run
             raise TrialStop("nonfinite")
@@ -190,6 +245,10 @@ class Recorder:
         return kind
 
     def forward_hook(self, module, inputs, output) -> None:
+        if self.primary is None:  # no optimizer has stepped (yet): remember the weights in use
+            for p in module._parameters.values():
+                if p is not None and p.requires_grad:
+                    self.seen.setdefault(id(p), p)
         kind = self.kind(module)
         if kind is None:
             return
@@ -210,19 +269,30 @@ class Recorder:
 
     # -- summary -------------------------------------------------------------
 
+    def finish_manual_step(self) -> None:
+        """The script ended after a hand-written update: count it."""
+        try:
+            with self.torch.no_grad():
+                params = [p for p, _ in self.snapshot]
+                update = self.total_norm([p - copy for p, copy in self.snapshot])
+            if update:
+                self.record(math.sqrt(self.snapshot_grad_sq), self.total_norm(params), update=update, last=True)
+        except Exception:  # noqa: BLE001 - a half-torn-down script: the steps already written stand
+            pass
+        self.snapshot = None
+
     def finish(self, stopped: str, error: str | None = None, exit_code: int | None = None) -> None:
         torch = self.torch
-        rate = None
-        if self.steps > 1 and self.last_step_time and self.first_step_time:
-            elapsed = self.last_step_time - self.first_step_time
-            rate = (self.steps - 1) / elapsed if elapsed > 0 else None
+        if self.snapshot is not None and stopped != "steps":
+            self.finish_manual_step()
         peak, kind = None, None
         if self.device and self.device.startswith("cuda") and torch.cuda.is_available():
             peak, kind = int(torch.cuda.max_memory_allocated()), "cuda"
         else:
             peak, kind = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024, "rss"
         self.emit({
-            "end": stopped, "steps": self.steps, "device": self.device, "steps_per_second": rate,
+            "end": stopped, "steps": self.steps, "device": self.device,
+            "updates": "optimizer" if self.primary is not None else ("weights" if self.steps else None),
             "peak_memory_bytes": peak, "peak_memory_kind": kind, "error": error, "exit_code": exit_code,
             "blocked": self.guard.blocked if self.guard else [],
         })
@@ -264,9 +334,12 @@ def install_hooks(torch, recorder: Recorder):
         first = tensors if isinstance(tensors, torch.Tensor) else None
         if first is None and isinstance(tensors, (list, tuple)) and len(tensors) == 1:
             first = tensors[0]
+        recorder.before_backward()
         if first is not None:
             recorder.note_loss(first)
-        return original_backward(tensors, *args, **kwargs)
+        result = original_backward(tensors, *args, **kwargs)
+        recorder.after_backward()
+        return result
 
     patch(torch.autograd, "backward", backward)
 
@@ -294,15 +367,12 @@ def install_hooks(torch, recorder: Recorder):
 
     def clip_grad_norm_(parameters, *args, **kwargs):
         parameters = as_list(parameters)
-        total = original_norm(parameters, *args, **kwargs)
-        norm = float(total)
-        recorder.preclip_norm = norm if recorder.preclip_norm is None else math.hypot(recorder.preclip_norm, norm)
-        return total
+        recorder.note_preclip(parameters)
+        return original_norm(parameters, *args, **kwargs)
 
     def clip_grad_value_(parameters, *args, **kwargs):
         parameters = as_list(parameters)
-        norm = recorder.total_norm([p.grad for p in parameters if p.grad is not None])
-        recorder.preclip_norm = norm if recorder.preclip_norm is None else math.hypot(recorder.preclip_norm, norm)
+        recorder.note_preclip(parameters)
         return original_value(parameters, *args, **kwargs)
 
     for module in (clip, torch.nn.utils):

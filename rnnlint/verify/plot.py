@@ -34,7 +34,7 @@ def write_plot(path: Path, columns: list[tuple[str, dict]], title: str) -> None:
                               fontsize=7, color=line.get_color(), xytext=(4, 0), textcoords="offset points")
     for axis, label in zip(axes, ("loss", "gradient norm (before clipping)")):
         axis.set_yscale("log")
-        axis.set_xlabel("optimizer step")
+        axis.set_xlabel("training step")
         axis.set_title(label, fontsize=10)
         axis.grid(True, which="major", alpha=0.3)
         axis.legend(fontsize=8)

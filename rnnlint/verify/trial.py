@@ -8,6 +8,11 @@ else the script's own directory) is copied twice into a temporary directory,
 Large data directories (named ``data``/``datasets``, or over 50 MB) and large
 files are symbolically linked instead of copied.
 
+With ``--seeds N`` every copy runs once per seed, several runs at a time
+where there are cores for them (``--jobs``): each run is driven by a worker
+process of its own, so that what one run leaves behind is told apart from
+another's.
+
 Each copy runs in its own child process (:mod:`rnnlint.verify.bootstrap`, run by
 path so that nothing in the user's project can shadow it), in its own process
 group (:mod:`rnnlint.sandbox`): killed as a group when it overruns the time
@@ -23,11 +28,15 @@ it refused. torch is imported by the child only.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
 import math
+import multiprocessing
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +50,7 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.fixer import fix_text
 from rnnlint.runner import Session
-from rnnlint.sandbox import children, group_alive, group_rss, kill_group, kill_leftovers
+from rnnlint.sandbox import children, die_with_parent, group_alive, group_rss, kill_group, kill_leftovers
 from rnnlint.sandbox import start as start_contained
 from rnnlint.sandbox import leftovers as left_behind
 from rnnlint.source import SourceError, read_source, write_atomic
@@ -55,8 +64,9 @@ SKIP_NAMES = (
 )
 MAX_COPY_FILES = 20_000
 MAX_COPY_BYTES = 500 * 2**20
-# Failures before the first step that no fix can change (a crash can be: an invalid argument removed)
-FIX_INDEPENDENT = frozenset({"needs-arguments", "killed", "no-step", "out-of-memory"})
+# Failures before the first step that no fix can change (a crash can be: an invalid argument removed; a
+# script that never updates its weights can be: a fix may change the loop)
+FIX_INDEPENDENT = frozenset({"needs-arguments", "killed", "out-of-memory"})
 STARTUP_SECONDS = 120.0  # importing torch (and CUDA initialisation) before the script's clock starts
 
 
@@ -76,6 +86,17 @@ class Options:
     each: bool = False
     memory_limit: int | None = None  # bytes of resident memory for the run's whole process group
     network: bool = False  # the script may open sockets (--allow-network); refused by default
+    seeds: int = 1  # runs per copy: seed, seed + 1, ...
+    jobs: int | None = None  # runs at a time; None: as many as the cores allow (one on CUDA)
+    threads: int | None = None  # OMP/MKL threads per run, set by the scheduler when runs share the CPU
+
+    def workers(self, runs: int) -> int:
+        """How many runs at a time: --jobs, else half the cores (one per run on a GPU)."""
+        if self.jobs:
+            return max(1, min(self.jobs, runs))
+        if self.device == "cuda":
+            return 1
+        return max(1, min(runs, (os.cpu_count() or 1) // 2))
 
     def memory_bytes(self) -> int | None:
         """The limit in force: the one given, else three quarters of this machine's memory."""
@@ -108,7 +129,8 @@ class Run:
     stopped: str  # steps | time | nonfinite | finished | error | exit | killed | memory
     records: list[dict] = field(default_factory=list)
     device: str | None = None
-    steps_per_second: float | None = None
+    updates: str | None = None  # what a step was: "optimizer" (optimizer.step()) or "weights" (weights changed)
+    seed: int = 0
     peak_memory_bytes: int | None = None
     peak_memory_kind: str | None = None
     error: str | None = None  # the script's traceback tail
@@ -276,6 +298,58 @@ def fix_one(session: Session, copy_root: Path, wanted: AppliedFix) -> bool:
     return True
 
 
+def line_map(original: str, fixed: str) -> dict[int, tuple[int, bool]]:
+    """Each line of ``fixed`` that moved or that the fix wrote -> (the user's line, written by the fix)."""
+    a, b = original.splitlines(), fixed.splitlines()
+    moved: dict[int, tuple[int, bool]] = {}
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        for j in range(j1, j2):
+            if tag == "equal":
+                if i1 != j1:
+                    moved[j + 1] = (i1 + (j - j1) + 1, False)
+            else:  # replaced or inserted: the user's line at that place
+                moved[j + 1] = (min(i1 + (j - j1), max(i1, i2 - 1)) + 1, True)
+    return moved
+
+
+def fixed_lines(user_root: Path, copy_root: Path, paths) -> dict[str, dict[int, tuple[int, bool]]]:
+    """For each file the fixes changed (relative paths): its :func:`line_map`."""
+    maps = {}
+    for rel in sorted(set(paths)):
+        try:
+            original = (user_root / rel).read_text("utf-8")
+            fixed = (copy_root / rel).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        moved = line_map(original, fixed)
+        if moved:
+            maps[rel] = moved
+    return maps
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def users_view(text: str, copy_root: Path, user_root: Path, moved: dict | None) -> str:
+    """A traceback from a copy, told in the user's files: their paths and, where a fix moved lines, their lines.
+
+    A frame on a line the fix wrote keeps the user's nearest line and says which
+    line of the fixed copy ran.
+    """
+    copy, user = str(copy_root.resolve()) + os.sep, str(user_root.resolve()) + os.sep
+
+    def frame(match: re.Match) -> str:
+        path, line = match.group(1), int(match.group(2))
+        if not path.startswith(copy):
+            return match.group(0)
+        rel = path[len(copy):]
+        mapped, written = (moved or {}).get(rel, {}).get(line, (line, False))
+        where = f'File "{user}{rel}", line {mapped}'
+        return where + (f" (line {line} of the fixed copy, written by the fix)" if written else "")
+
+    return _FRAME.sub(frame, text).replace(copy, user)
+
+
 # -- running --------------------------------------------------------------------
 
 
@@ -357,10 +431,12 @@ def run_trial(
     progress: Callable[[str, list[dict]], None] | None = None,
     project: tuple[Path, Path] | None = None,
     extra: dict | None = None,
+    moved: dict | None = None,
 ) -> Run:
     """Run ``script`` under the bootstrap in a child process and collect what it measured.
 
-    ``project`` is ``(copy root, user's root)``: tracebacks name the user's files.
+    ``project`` is ``(copy root, user's root)``: tracebacks name the user's files, at the user's
+    lines where ``moved`` (:func:`fixed_lines`) says the fixes moved them.
     ``extra`` adds to the child's config (``extensions``: more observers the bootstrap loads by path).
     """
     events = workdir / f"{label}.events.jsonl"
@@ -380,6 +456,9 @@ def run_trial(
     env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     if options.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # the script's own "cuda if available" picks the CPU
+    if options.threads:  # runs share the cores: each gets its part, unless the user chose
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(options.threads))
     stdout, stderr = workdir / f"{label}.stdout", workdir / f"{label}.stderr"
     start = time.monotonic()
     limit = options.timeout + grace_seconds(options.timeout)
@@ -414,12 +493,12 @@ def run_trial(
             kill_group(proc)
             kill_leftovers(baseline)  # daemons that left the group (setsid), found as our descendants
     records, end, _ = read_events(events)
-    run = Run(label, killed or ("killed" if end is None else end["end"]), records,
+    run = Run(label, killed or ("killed" if end is None else end["end"]), records, seed=options.seed,
               stderr_tail=_tail(stderr), wall_seconds=time.monotonic() - start, time_limit=options.timeout,
               memory_limit=memory_limit, leftovers=leftovers)
     if end is not None:
         run.device = end.get("device")
-        run.steps_per_second = end.get("steps_per_second")
+        run.updates = end.get("updates")
         run.peak_memory_bytes = end.get("peak_memory_bytes")
         run.peak_memory_kind = end.get("peak_memory_kind")
         run.error = end.get("error")
@@ -429,16 +508,28 @@ def run_trial(
         run.stopped = "error"
         run.error = run.stderr_tail or f"the trial process exited with status {proc.returncode} without a report"
     if project is not None:
-        copy_root, user_root = (str(p.resolve()) + os.sep for p in project)
-        run.error = run.error.replace(copy_root, user_root) if run.error else run.error
-        run.stderr_tail = run.stderr_tail.replace(copy_root, user_root)
-    if killed and len(records) > 1:
-        elapsed = records[-1]["time"] - records[0]["time"]
-        run.steps_per_second = (len(records) - 1) / elapsed if elapsed > 0 else None
+        run.error = users_view(run.error, *project, moved) if run.error else run.error
+        run.stderr_tail = users_view(run.stderr_tail, *project, moved)
     return run
 
 
 # -- the whole trial --------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One run of the trial: a copy of the project (an *arm*: before, after, fix1, ...) with one seed."""
+
+    arm: str
+    seed: int
+    copy_root: Path
+    number: int  # 1-based, in the order the runs start
+    moved: dict | None = None  # fixed_lines() of this copy
+    run: Run | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}-seed{self.seed}"
 
 
 @dataclass
@@ -447,10 +538,11 @@ class Trial:
     root: Path
     fixes: list[AppliedFix] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
-    before: Run | None = None
-    after: Run | None = None
-    each: list[tuple[AppliedFix, Run | None]] = field(default_factory=list)
+    before: list[Run] = field(default_factory=list)  # one per seed
+    after: list[Run] | None = None  # None: not run (the original failed in a way no fix changes)
+    each: list[tuple[AppliedFix, list[Run] | None]] = field(default_factory=list)
     linked: list[Path] = field(default_factory=list)
+    workers: int = 1
 
 
 def _working_dir(root: Path, script: Path, copy_root: Path) -> Path:
@@ -476,6 +568,74 @@ class Progress:
     def done(self, label: str, run: Run) -> None:  # pragma: no cover - interface
         pass
 
+    def runs(self, jobs: list[Job], steps: dict[str, int], elapsed: float) -> None:  # pragma: no cover
+        """The state of every run: finished (``job.run``), running (steps done so far), waiting."""
+
+    def finished(self, job: Job, total: int, elapsed: float) -> None:  # pragma: no cover - interface
+        pass
+
+
+def _steps_done(path: Path) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for line in handle if line.startswith(b'{"step"'))
+    except OSError:
+        return -1  # not started
+
+
+def _stop_worker(signum, frame):
+    raise SystemExit(1)  # unwinds run_trial, whose finally kills the run's process group
+
+
+def _worker_init() -> None:
+    """A run's worker dies with rnnlint; Ctrl-C is the parent's to handle; SIGTERM ends the run cleanly."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options: Options, workdir: Path,
+             progress: Progress, stop: Callable[[Job], bool]) -> list[Job]:
+    """Run ``jobs`` in that order, ``options.workers`` at a time, each driven by a worker process.
+
+    A worker is one run's parent: its run's leftovers are found among its own
+    descendants, never another run's. When ``stop(job)`` says so after a run,
+    no further run starts. Returns the jobs that ran.
+    """
+    workers = options.workers(len(jobs))
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    memory = options.memory_limit  # the default (3/4 of the machine) is shared by the runs at a time
+    if memory is None and workers > 1 and options.memory_bytes():
+        memory = options.memory_bytes() // workers
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    waiting, running, ran = list(jobs), {}, []
+    started = time.monotonic()
+    pool = context.Pool(workers, initializer=_worker_init)
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                job = waiting.pop(0)
+                job_options = replace(options, seed=job.seed, threads=threads, memory_limit=memory)
+                args = (job.label, job.copy_root / relative, _working_dir(root, script, job.copy_root),
+                        job_options, workdir, None, (job.copy_root, root), None, job.moved)
+                running[job.label] = (job, pool.apply_async(run_trial, args))
+                ran.append(job)
+            time.sleep(0.25)
+            for label, (job, result) in list(running.items()):
+                if result.ready():
+                    job.run = result.get()
+                    del running[label]
+                    progress.finished(job, len(jobs), time.monotonic() - started)
+                    if stop(job):
+                        waiting.clear()
+            steps = {job.label: _steps_done(workdir / f"{job.label}.events.jsonl") for job, _ in running.values()}
+            progress.runs(jobs, steps, time.monotonic() - started)
+        pool.close()
+    finally:
+        pool.terminate()  # on Ctrl-C too: a worker that dies takes its run down with it (parent-death signal)
+        pool.join()
+    return ran
+
 
 def run(options: Options, config: Config, progress: Progress | None = None) -> Trial:
     """Set up the copies, apply the fixes and run the trials; never writes the user's files."""
@@ -498,29 +658,37 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
         if not trial.fixes:
             return trial
         progress.applied(trial)
-        progress.phase(f"Trial runs of {options.steps} optimizer steps, seed {options.seed}, device {options.device}")
-
-        def trial_run(label: str, copy_root: Path) -> Run:
-            result = run_trial(label, copy_root / relative, _working_dir(root, script, copy_root), options,
-                               workdir, progress.step, (copy_root, root))
-            progress.done(label, result)
-            return result
-
-        trial.before = trial_run("before", before_root)
-        from rnnlint.verify.compare import status
-
-        if status(trial.before)[0] in FIX_INDEPENDENT:
-            return trial  # no fix can change that: the fixed copy would fail the same way
-        trial.after = trial_run("after", after_root)
+        moved = fixed_lines(root, after_root, [f.path for f in trial.fixes])
+        arms = [("before", before_root, None), ("after", after_root, moved)]
+        singles: list[tuple[AppliedFix, str | None]] = []
         if options.each and len(trial.fixes) > 1:
             for number, fix in enumerate(trial.fixes, 1):
                 copy_root = workdir / f"fix{number}"
                 copy_project(root, copy_root)
-                one = fix_session(config, copy_root, options.codes)
-                if not fix_one(one, copy_root, fix):
-                    trial.each.append((fix, None))
-                    continue
-                trial.each.append((fix, trial_run(f"fix{number}", copy_root)))
+                if fix_one(fix_session(config, copy_root, options.codes), copy_root, fix):
+                    arms.append((f"fix{number}", copy_root, fixed_lines(root, copy_root, [fix.path])))
+                    singles.append((fix, f"fix{number}"))
+                else:
+                    singles.append((fix, None))
+        seeds = range(options.seed, options.seed + options.seeds)
+        jobs = [Job(arm, seed, copy_root, 0, moved) for seed in seeds for arm, copy_root, moved in arms]
+        for number, job in enumerate(jobs, 1):
+            job.number = number
+        trial.workers = options.workers(len(jobs))
+        from rnnlint.verify.compare import status
+
+        def hopeless(job: Job) -> bool:  # the original fails before its first step in a way no fix changes
+            return job.arm == "before" and job.run.steps == 0 and status(job.run)[0] in FIX_INDEPENDENT
+
+        ran = run_jobs(jobs, relative, root, script, options, workdir, progress, hopeless)
+        by_arm: dict[str, list[Run]] = {}
+        for job in ran:
+            by_arm.setdefault(job.arm, []).append(job.run)
+        trial.before = by_arm["before"]
+        if any(hopeless(job) for job in ran):
+            return trial  # no fix can change that: a fixed copy, if it started, fails the same way
+        trial.after = by_arm.get("after")
+        trial.each = [(fix, by_arm.get(arm) if arm else None) for fix, arm in singles]
         return trial
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # symlinks are unlinked, never followed
