@@ -3,9 +3,12 @@ from dataclasses import dataclass
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
+from rnnlint.flow.resolve import flow_of, site_of
+from rnnlint.flow.values import INSTANCE
 from rnnlint.loops import Placed, assignments, block, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor, keyword_arg
+from rnnlint.nodes import Visitor, find_all, keyword_arg
+from rnnlint.padding import file_context
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
 from rnnlint.training import Scope, facts
 
@@ -75,7 +78,9 @@ class HiddenNotDetached(Rule):
     code = "RNN030"
     name = "hidden-not-detached"
     fix_applicability = Applicability.SAFE
-    triggers = ("backward",)
+    triggers = ("backward",
+                # a model that keeps its state on self between calls
+                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
 
     def finish(self) -> None:
         f = facts(self.ctx)
@@ -88,6 +93,52 @@ class HiddenNotDetached(Rule):
                 continue
             for carry in self._carries(scope):
                 self._check(scope, carry, seen)
+        self._check_stateful_models()
+
+    # -- a model that keeps its state on ``self`` ----------------------------------
+
+    def _check_stateful_models(self) -> None:
+        """``out, self.hidden = self.lstm(x, self.hidden)`` in a model's forward keeps the state on the
+        model between calls. A training loop (here or in another file) that calls the model across
+        ``backward()`` calls without resetting or detaching that state each iteration carries it: reported
+        at the loop's call and at the forward's recurrent call, where the fix detaches it."""
+        here = self.ctx.path.resolve()
+        flow = self.ctx.index.flow()
+        for carried in _carrying_calls(self.ctx):
+            call, home, attr, _ = carried
+            self.report(
+                call,
+                f"{dotted(call.func) or 'the model'}(...) runs {home[1]}, which keeps its recurrent state in "
+                f"self.{attr} ({flow.display(home[0])}), across backward() calls: nothing in this loop resets or "
+                f"detaches it, so backward() reaches into the previous batches' graph ('Trying to backward "
+                f"through the graph a second time', or memory and step time growing with every batch); detach "
+                f"self.{attr} in {home[1]}.forward (truncated BPTT) or reset it every iteration",
+            )
+        for cls in self.ctx.module.body:
+            state = _stateful(cls) if isinstance(cls, cst.ClassDef) else None
+            if state is None:
+                continue
+            attr, statement, call = state
+            loops = []
+            for other, words in flow.project_files().items():
+                if cls.name.value in words and "backward" in words:
+                    context = self.ctx if other == here else file_context(self.ctx, other)
+                    loops += [c for c in (_carrying_calls(context) if context is not None else [])
+                              if c[1] == (here, cls.name.value)]
+            if not loops:
+                continue
+            _, _, _, where = loops[0]
+            detach = (f"if self.{attr} is not None:\n"
+                      f"    self.{attr} = tuple(h.detach() for h in self.{attr}) if isinstance(self.{attr}, tuple) "
+                      f"else self.{attr}.detach()")
+            self.report(
+                call,
+                f"self.{attr} is fed back into {dotted(call.func)}() on every call and never detached, and "
+                f"{where} trains the model across backward() calls without resetting it: backward() reaches "
+                f"into the previous batches' graph; detach it here (truncated BPTT)",
+                fix=f"Detach self.{attr} before the recurrent call",
+                edits=[insert_before(statement, detach)],
+            )
 
     # -- finding the carried state -------------------------------------------
 
@@ -358,6 +409,94 @@ def _state_names(expr: cst.BaseExpression) -> tuple[str, ...]:
         if all(names):
             return names  # type: ignore[return-value]
     return ()
+
+
+def _stateful(cls: cst.ClassDef) -> tuple[str, cst.CSTNode, cst.Call] | None:
+    """``(attr, statement, call)`` of ``..., self.attr = self.rnn(x, self.attr)`` in ``cls.forward``, when
+    forward does not detach ``self.attr`` itself."""
+    forward = next((s for s in block(cls) if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None)
+    if forward is None:
+        return None
+    for statement in find_all(forward, cst.SimpleStatementLine):
+        for targets, value in assignments(statement):
+            if not isinstance(value, cst.Call) or not (dotted(value.func) or "").startswith("self."):
+                continue
+            for arg in value.args[1:]:
+                attr = dotted(arg.value) or ""
+                if attr.startswith("self.") and attr in targets and not _detaches(forward, attr):
+                    return attr[5:], statement, value
+    return None
+
+
+def _detaches(function: cst.FunctionDef, attr: str) -> bool:
+    """Does ``function`` cut the graph of ``attr`` (``attr.detach()``, ``attr.detach_()``, ``attr.data``, or a
+    detach inside an expression that reads it: ``tuple(h.detach() for h in attr)``)?"""
+    for call in find_all(function, cst.Call):
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in _DETACH_METHODS and \
+                attr in cst.Module(body=[]).code_for_node(call):
+            return True
+    for node in find_all(function, cst.Attribute):
+        if node.attr.value == "data" and dotted(node.value) == attr:
+            return True
+    for comp in find_all(function, (cst.GeneratorExp, cst.ListComp)):
+        text = cst.Module(body=[]).code_for_node(comp)
+        if attr in text and ".detach()" in text:
+            return True
+    return False
+
+
+def _carrying_calls(ctx) -> list[tuple[cst.Call, tuple, str, str]]:
+    """Calls in training loops of ``ctx``'s file of a model that keeps its state on ``self``, with no reset
+    or detach of that state in the loop: ``(call, (file, class), attr, "train.py:22")``."""
+    def compute():
+        flow, _ = flow_of(ctx)
+        found = []
+        for scope in facts(ctx).scopes:
+            if not any(e.kind == "backward" for e in scope.events):
+                continue
+            for where in placed(ctx, scope):
+                loops = [loop for loop, _ in where.loops
+                         if any(e.kind == "backward" and contains(ctx, loop, e.call) for e in scope.events)]
+                if not loops:
+                    continue
+                for call in find_all(where.statement, cst.Call):
+                    if not isinstance(call.func, cst.Name):
+                        continue
+                    for value in flow.values(call.func, site_of(ctx, call), models=True):
+                        if value.kind != INSTANCE or value.node is None:
+                            continue
+                        state = _stateful(value.node)
+                        if state is None or _resets(ctx, loops[0], call.func.value, state[0], value):
+                            continue
+                        line = flow.line(ctx.path.resolve(), call) or 1
+                        found.append((call, (value.path, value.node.name.value), state[0],
+                                      f"{flow.display(ctx.path.resolve())}:{line}"))
+                        break
+        return found
+
+    return ctx.memo("rnn030.carrying", compute)
+
+
+def _resets(ctx, loop: cst.CSTNode, model: str, attr: str, value) -> bool:
+    """Does the loop body reset or detach ``model.attr``: assign it, detach it, or call a method of the
+    model that assigns ``self.attr`` (``model.reset_state(bs)``, ``model.init_hidden()``)?"""
+    flow = ctx.index.flow()
+    facts_of_class = flow.file(value.path)
+    methods = facts_of_class.methods.get(value.node, {}) if facts_of_class is not None else {}
+    for call in calls_inside(ctx, loop):
+        name = dotted(call.func) or ""
+        if name in (f"{model}.{attr}.detach", f"{model}.{attr}.detach_"):
+            return True
+        if name.startswith(f"{model}.") and name.count(".") == 1:
+            method = methods.get(name.split(".", 1)[1])
+            if method is not None and any(f"self.{attr}" in targets for stmt in find_all(method, cst.SimpleStatementLine)
+                                          for targets, _ in assignments(stmt)):
+                return True
+    for stmt in find_all(loop, cst.SimpleStatementLine):
+        for targets, _ in assignments(stmt):
+            if f"{model}.{attr}" in targets:
+                return True
+    return False
 
 
 def _mentions(expr: cst.CSTNode, name: str) -> bool:

@@ -35,8 +35,6 @@ NOT_YET = {
     "from a dict, and getattr(nn, cell.upper()) with a string default",
     "torchtext_field": "legacy torchtext Field (pads; include_lengths=True gives lengths on the "
     "BucketIterator's device) into another file's forward",
-    "self_hidden": "a state kept on self.hidden and reassigned by the model's own forward, carried across "
-    "backward() calls by a loop in another file that resets it once per epoch",
 }
 
 
