@@ -316,11 +316,15 @@ def _catalogue(config_file, no_project_code) -> dict:
 
 
 @main.command("rules")
-@click.option("--output-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output-format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="markdown: the table the README shows.")
 @_catalogue_options
 def rules_command(output_format, config_file, no_project_code):
     """List every rule: code, name, fixable, on by default (with the project's own rules)."""
     rules = _catalogue(config_file, no_project_code)
+    if output_format == "markdown":
+        click.echo(output.rule_table(rules.values()))
+        return
     if output_format == "json":
         import json
 
