@@ -95,7 +95,7 @@ def _prepare(paths, select, extend_select, ignore, config_file, no_project_code=
             overrides["extend_select"] = config.extend_select + codes
         if (codes := _codes("--ignore", ignore, known)) is not None:
             overrides["ignore"] = config.ignore + codes
-        session = Session(replace(config, **overrides))
+        session = Session(replace(config, **overrides), rules=known)
     except (ConfigError, RuleLoadError) as exc:
         raise Failure(str(exc)) from None
     files, problems = discover(paths, session.config)

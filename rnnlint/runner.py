@@ -53,8 +53,9 @@ def cache_dir(config: Config, enabled: bool) -> Path | None:
 
 
 class Session:
-    def __init__(self, config: Config, use_cache: bool = True) -> None:
-        self.rules = load_rules(config.rule_folders)
+    def __init__(self, config: Config, use_cache: bool = True, rules: dict[str, type[Rule]] | None = None) -> None:
+        """``rules``: the rule pack the caller already loaded for ``config`` (the CLI does, to check codes)."""
+        self.rules = rules if rules is not None else load_rules(config.rule_folders)
         self.config = config.with_rules(self.rules)
         directory = cache_dir(self.config, use_cache)
         self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory)

@@ -63,7 +63,7 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
     specs = [s for s in specs if not s.skip]
     if not specs:
         return []
-    limits = config.options_for(session.rules[NOT_ANALYSED]) if NOT_ANALYSED in session.rules else {}
+    limits = config.options_for(session.rules[NOT_ANALYSED])  # the graph limits are RNN901's options (defaults there)
     request = {
         "roots": [str(config.root), *search],
         "search": search,
@@ -72,14 +72,14 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
             for r in graph_rules if r.code != NOT_ANALYSED
         },
         "project_clips": _clips(files),
-        "memory_mb": limits.get("memory-limit-mb", 4096),
+        "memory_mb": limits["memory-limit-mb"],
         "models": [{**s.to_json(), "id": str(number)} for number, s in enumerate(specs)],
         # tests only: RNNLINT_SANDBOX_KERNEL=0 leaves out Landlock and the network namespace, to show
         # what the portable layer (the audit hook) holds on its own, as on macOS and Windows
         "kernel": os.environ.get("RNNLINT_SANDBOX_KERNEL", "1") != "0",
     }
     run = executor or run_child
-    results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
+    results = run(request, float(limits["model-timeout"]), float(limits["stage-timeout"]))
     return Reporter(session, search).diagnostics(specs, results, limits)
 
 
@@ -378,7 +378,7 @@ class Reporter:
         self._folders = ({Path(s.file).resolve().parent for s in specs if s.file} | {Path(self.config.root).resolve()}
                          | set(self._search))
         for number, spec in enumerate(specs):
-            result = results.get(str(number), {"status": "stage-timeout", "seconds": limits.get("stage-timeout", 300)})
+            result = results.get(str(number), {"status": "stage-timeout", "seconds": limits["stage-timeout"]})
             status = result.get("status")
             if status == "covered":
                 continue
