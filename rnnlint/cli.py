@@ -209,7 +209,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, static
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
-            diagnostics = _sorted([*diagnostics, *run_graph_stage(files, session)])
+            diagnostics = _sorted([*diagnostics, *session.final.settle_files(run_graph_stage(files, session))])
         except ConfigError as exc:
             raise Failure(str(exc)) from None
     elif not static and not no_project_code:

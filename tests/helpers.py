@@ -7,8 +7,6 @@ from pathlib import Path
 
 from rnnlint.config import parse_table
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.fixer import fix_text
-from rnnlint.analysis import analyse
 from rnnlint.runner import Session
 
 MAIN = "train.py"
@@ -55,13 +53,7 @@ def check(root: Path, main: str, files=None, select=None, options=None) -> list[
 
 def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=True) -> tuple[str, list[Diagnostic]]:
     path = write_project(root, main, files)
-    s = session(root, select, options)
-    rules = s.enabled(path)
-
-    def run(text: str) -> list[Diagnostic]:
-        return analyse(path, MAIN, text, rules, s.config, s.index).diagnostics
-
-    outcome = fix_text(main, run, unsafe)
+    outcome = session(root, select, options).fix_document(path, MAIN, main, unsafe)
     return outcome.text, outcome.remaining
 
 

@@ -31,7 +31,7 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, Position, Severity
 from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
-from rnnlint.noqa import Suppressions, split_lines
+from rnnlint.noqa import split_lines
 from rnnlint.runner import display_path
 from rnnlint.sandbox import children, kill_group, kill_leftovers, start
 
@@ -370,7 +370,6 @@ class Reporter:
         self.config: Config = session.config
         self.lines = LineTable()
         self._texts: dict[str, list[str]] = {}
-        self._suppressions: dict[str, Suppressions] = {}
         self._folders: set[Path] = set()
 
     def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
@@ -433,7 +432,6 @@ class Reporter:
             except OSError:
                 text = ""
             self._texts[file] = split_lines(text)
-            self._suppressions[file] = Suppressions(text)
         return self._texts[file]
 
     def _add(self, found: dict, code: str, file: str, line: int, message: str, severity: str | None) -> None:
@@ -445,9 +443,7 @@ class Reporter:
         path = Path(file)
         if rule not in self.config.enabled(self.session.rules, path):
             return
-        lines = self._text(file)
-        if self._suppressions[file].suppressed(code, line):
-            return
+        lines = self._text(file)  # `# noqa` is the final step's (rnnlint.final), as for every finding
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         start = Position(line, len(text) - len(text.lstrip()) + 1)
         end = Position(line, len(text.rstrip()) + 1)
