@@ -291,6 +291,7 @@ def test_warm_cli_run_from_another_directory_prints_identical_json(project):
     assert paths == {f"{project.name}/train.py", f"{project.name}/tagger.py"}
 
 
+@pytest.mark.slow  # two runs, each with a pool of workers
 def test_two_concurrent_checks_agree(project):
     for i in range(30):  # enough files for the worker pool
         (project / "pkg" / f"m{i}").mkdir(parents=True)
