@@ -226,10 +226,10 @@ def run(
     """Check or fix ``files``; outcomes come back in the order of ``files``."""
     jobs = jobs or default_jobs()
     tasks = [(str(f), mode, write, unsafe) for f in files]
+    if session is not None and not use_cache:
+        session.disable_cache()  # the caller keeps using it (the graph stage, its note): --no-cache holds there too
     if jobs <= 1 or len(files) < PARALLEL_THRESHOLD:
         local = session or Session(config, use_cache)
-        if not use_cache:
-            local.disable_cache()
         outcomes = []
         for path, _, _, _ in tasks:
             try:
