@@ -3,7 +3,8 @@
 A large codebase adopts rnnlint in one commit this way and fixes the findings
 over time: each reported line gets ``# noqa: CODE`` (merged into a ``# noqa:``
 comment already there), so the next ``check`` is clean and only new mistakes
-fail CI. The comment goes on the finding's reported line, which is where
+fail CI. Info-level notes (RNN901) get none: they never fail a run. The comment
+goes on the finding's reported line, which is where
 :class:`rnnlint.noqa.Suppressions` looks for it.
 
 A line that cannot take a comment is skipped and said so: one inside a
@@ -20,7 +21,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rnnlint.diagnostics import Diagnostic
+from rnnlint.diagnostics import Diagnostic, Severity
 from rnnlint.noqa import _LINE, _SPLIT
 from rnnlint.source import SourceError, read_source, write_atomic
 
@@ -40,6 +41,8 @@ def add_noqa(diagnostics: list[Diagnostic]) -> NoqaResult:
     result = NoqaResult()
     by_path: dict[str, list[Diagnostic]] = {}
     for d in diagnostics:
+        if d.severity is Severity.INFO:
+            continue  # a note (RNN901: a model not analysed) fails nothing: a noqa would only hide it
         if d.code == "RNN900":
             result.skipped.append(f"{_where(d)}: RNN900: the file does not parse; fix it rather than suppress it")
             continue

@@ -6,19 +6,21 @@ Exit codes (stable): 0 nothing found or everything fixed, 1 findings remain,
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from rnnlint import __version__, output
-from rnnlint.config import ConfigError, load_config
-from rnnlint.diagnostics import Severity
+from rnnlint.config import ConfigError, load_config, unknown_code
+from rnnlint.diagnostics import Applicability, Severity
 from rnnlint.discovery import discover
 from rnnlint.registry import RuleLoadError, load_rules
-from rnnlint.runner import FileOutcome, Session, run
+from rnnlint.runner import FileOutcome, Session, display_path, run
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -37,13 +39,39 @@ def _codes(option: str, values: tuple[str, ...], known: dict) -> tuple[str, ...]
     codes = tuple(c.strip().upper() for v in values for c in v.split(",") if c.strip())
     for code in codes:
         if code != "ALL" and not any(rule_code.startswith(code) for rule_code in known):
-            raise Failure(f"{option}: unknown rule code or prefix {code!r}; `rnnlint rules` lists them")
+            raise Failure(f"{option}: {unknown_code(code, known)}; `rnnlint rules` lists them")
     return codes or None
 
 
 def _color() -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+# -- how much to say: -q prints the findings only, --silent nothing but errors -------------
+
+QUIET, SILENT = 1, 2
+
+
+def _set_quietness(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        level = QUIET if param.name == "quiet" else SILENT
+        ctx.meta["rnnlint.quiet"] = max(level, ctx.meta.get("rnnlint.quiet", 0))
+
+
+def _quietness() -> int:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("rnnlint.quiet", 0) if ctx is not None else 0
+
+
+def _note(message: str, fg: str | None = None) -> None:
+    """A message about the run (not a finding) on stderr; -q and --silent drop it (errors stay)."""
+    if not _quietness():
+        click.secho(message, err=True, fg=fg)
+
+
+def _warning(message: str) -> None:
+    _note(f"rnnlint: warning: {message}", fg="yellow")
 
 
 def common_options(func):
@@ -57,6 +85,15 @@ def common_options(func):
         click.option("--output-format", type=click.Choice(output.FORMATS), default="text", show_default=True,
                      help="text for people; json, sarif (code scanning) or github (Actions annotations)."),
         click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings remain (errors still exit 2)."),
+        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quietness,
+                     help="Print the findings (or the diff) only: no summary, notes or warnings about the run."),
+        click.option("--silent", is_flag=True, expose_value=False, callback=_set_quietness,
+                     help="Print nothing but errors; the exit code still says whether findings remain."),
+        click.option("--show-fixes", is_flag=True,
+                     help="Under each finding, the fix it has; after fixing, the fixes applied per file."),
+        click.option("--stdin-filename", metavar="NAME", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Read the code from stdin (the path `-`) as if it were the file NAME: its config, "
+                          "per-file-ignores and notebook-ness follow NAME."),
         click.option("--static", is_flag=True,
                      help="Static rules only: skip the graph stage even where config enables it; never import torch."),
         click.option("--no-project-code", is_flag=True,
@@ -78,15 +115,62 @@ def _trusted_config(paths, config_file, no_project_code: bool):
     config = load_config(paths, config_file)
     if no_project_code and (config.graph or config.rule_folders):
         enabled = [name for name, on in (("the graph stage", config.graph), ("rule-folders", config.rule_folders)) if on]
-        click.secho(f"rnnlint: note: --no-project-code: not running {' and '.join(enabled)} enabled by "
-                    f"{config.source}", err=True, fg="yellow")
+        _note(f"rnnlint: note: --no-project-code: not running {' and '.join(enabled)} enabled by "
+              f"{config.source}", fg="yellow")
     return config.without_project_code() if no_project_code else config
 
 
-def _prepare(paths, select, extend_select, ignore, config_file, no_project_code=False):
-    paths = list(paths) or [Path(".")]
+class Inputs:
+    """What to check: the files found under the paths, or code read from stdin as if it were
+    the file that --stdin-filename names (``-`` without it)."""
+
+    def __init__(self, paths: tuple[Path, ...], stdin_filename: Path | None) -> None:
+        reads_stdin = Path("-") in paths or (stdin_filename is not None and not paths)
+        if reads_stdin and len(paths) > 1:
+            raise Failure("`-` reads the code from stdin: give it alone, without other paths")
+        if stdin_filename is not None and not reads_stdin:
+            raise Failure("--stdin-filename names the code read from stdin: give `-` as the path")
+        self.stdin = (stdin_filename or Path("-")) if reads_stdin else None
+        self.paths = [self.stdin] if self.stdin is not None else list(paths) or [Path(".")]
+        self.files: list[Path] = []
+        self.data = b""
+        self.failed = False  # a path named on the command line does not exist
+
+    def discover(self, config) -> None:
+        """The files to check (or stdin's content).
+
+        A path that does not exist is an error, said once: the rest is still
+        checked, and the run exits 2 (``failed``), so that a mistyped path can
+        never pass a build; with nothing else to check it exits 2 at once.
+        """
+        if self.stdin is not None:
+            self.data = sys.stdin.buffer.read()
+            return
+        self.files, problems = discover(self.paths, config)
+        for problem in problems:
+            if ": no such file or directory" in problem:
+                click.secho(f"rnnlint: error: {problem}", err=True, fg="red")
+                self.failed = True
+            else:
+                _warning(problem)
+        if self.failed and not self.files:
+            sys.exit(EXIT_ERROR)
+
+    def run(self, session: Session, mode: str, write: bool = False, unsafe: bool = False, jobs=None,
+            use_cache: bool = True) -> list[FileOutcome]:
+        if self.stdin is None:
+            return run(self.files, session.config, mode, write=write, unsafe=unsafe, jobs=jobs,
+                       use_cache=use_cache, session=session)
+        if not use_cache:
+            session.disable_cache()
+        if mode == "check":
+            return [session.check(self.stdin, self.data)]
+        return [session.fix(self.stdin, write, unsafe, self.data)]
+
+
+def _prepare(inputs: Inputs, select, extend_select, ignore, config_file, no_project_code=False) -> Session:
     try:
-        config = _trusted_config(paths, config_file, no_project_code)
+        config = _trusted_config(inputs.paths, config_file, no_project_code)
         known = load_rules(config.rule_folders)
         overrides = {}
         if (codes := _codes("--select", select, known)) is not None:
@@ -98,28 +182,51 @@ def _prepare(paths, select, extend_select, ignore, config_file, no_project_code=
         session = Session(replace(config, **overrides), rules=known)
     except (ConfigError, RuleLoadError) as exc:
         raise Failure(str(exc)) from None
-    files, problems = discover(paths, session.config)
-    for problem in problems:
-        click.secho(f"rnnlint: warning: {problem}", err=True, fg="yellow")
-    if not files and problems and all("no such file" in p for p in problems):
-        raise Failure("nothing to check: " + "; ".join(problems))
-    return session, files
+    inputs.discover(session.config)
+    return session
 
 
-def _emit(diagnostics, fmt: str, rules, color: bool, quiet_summary: bool = False) -> None:
-    if fmt == "json":
-        click.echo(output.to_json(diagnostics))
+def _emit(diagnostics, fmt: str, rules, color: bool, show_fixes: bool = False, err: bool = False,
+          stored: output.StoredPositions | None = None, statistics: bool = False, stage: str | None = None) -> None:
+    """The findings in ``fmt``, or their counts per rule (``statistics``: text or json);
+    on stderr with ``err``, when stdout carries fixed code; ``stage``: the graph stage's part of the summary."""
+    if _quietness() >= SILENT:
+        return
+    if statistics and fmt == "json":
+        click.echo(json.dumps(output.statistics(diagnostics), indent=2), err=err)
+    elif statistics:
+        for line in output.statistics_lines(diagnostics):
+            click.echo(line, err=err)
+        if not _quietness():
+            click.echo(output.summary(diagnostics, stage), err=err)
+    elif fmt == "json":
+        click.echo(output.to_json(diagnostics), err=err)
     elif fmt == "sarif":
-        click.echo(output.to_sarif(diagnostics, rules))
+        click.echo(output.to_sarif(diagnostics, rules, stored), err=err)
     elif fmt == "github":
-        text = output.to_github(diagnostics)
+        text = output.to_github(diagnostics, stored)
         if text:
-            click.echo(text)
+            click.echo(text, err=err)
     else:
         for d in diagnostics:
-            click.echo(output.text_line(d, color), color=color)
-        if not quiet_summary:
-            click.echo(output.summary(diagnostics))
+            click.echo(output.text_line(d, color), color=color, err=err)
+            if show_fixes and d.fix is not None:
+                click.echo(f"    fix: {d.fix.message} ({d.fix.applicability.value})", err=err)
+        if not _quietness():
+            click.echo(output.summary(diagnostics, stage), err=err)
+
+
+def _stored(inputs: Inputs) -> output.StoredPositions:
+    """Positions in the stored files; a notebook read from stdin is located in what was read."""
+    if inputs.stdin is None or inputs.stdin.suffix != ".ipynb":
+        return output.StoredPositions()
+    from rnnlint.notebook import read_notebook
+    from rnnlint.source import SourceError
+
+    try:
+        return output.StoredPositions({display_path(inputs.stdin): read_notebook(inputs.stdin, inputs.data)})
+    except SourceError:
+        return output.StoredPositions()
 
 
 def _sorted(diagnostics) -> list:
@@ -145,6 +252,38 @@ def _exit(diagnostics, internal: bool, exit_zero: bool) -> None:
     if any(d.severity is not Severity.INFO for d in diagnostics) and not exit_zero:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_OK)
+
+
+def _report_fixes(changed: list[FileOutcome], verb: str, show_fixes: bool, then: str = "") -> None:
+    """``Fixed 3 findings in 2 files.`` (``verb``: Fixed / Would fix; ``then``: what to do next),
+    and with --show-fixes which fixes, per file."""
+    fixed = sum(len(o.fixed) for o in changed)
+    line = f"{verb} {output.plural(fixed, 'finding')} in {output.plural(len(changed), 'file')}"
+    if not show_fixes:
+        _note(f"{line}; {then}." if then else f"{line}.")
+        return
+    lines = [line + ":"]
+    for outcome in changed:
+        lines.append(f"- {outcome.path}:")
+        counts = Counter((d.code, d.name) for d in outcome.fixed)
+        lines += [f"    {count} × {code} ({name})" for (code, name), count in sorted(counts.items())]
+    if then:
+        lines.append(then[0].upper() + then[1:] + ".")
+    _note("\n".join(lines))
+
+
+def _nothing_to_fix(remaining, unsafe: bool) -> None:
+    """``fix`` changed nothing: say so, and why when findings remain (they are listed above)."""
+    if not any(d.severity is not Severity.INFO for d in remaining):
+        _note("Nothing to fix.")
+        return
+    needs_unsafe = sum(1 for d in remaining if d.fix and d.fix.applicability is Applicability.UNSAFE)
+    if needs_unsafe and not unsafe:
+        have = "has" if needs_unsafe == 1 else "have"
+        _note(f"Nothing to fix without --unsafe-fixes: {output.plural(needs_unsafe, 'finding')} above {have} only "
+              "an unsafe fix (it changes how the model trains; preview it with `rnnlint fix --unsafe-fixes`).")
+    else:
+        _note("Nothing to fix: none of the findings above has an automatic fix.")
 
 
 class _Commands(click.Group):
@@ -187,43 +326,76 @@ def main() -> None:
 
 @main.command()
 @common_options
+@click.option("--fix", "fix_", is_flag=True,
+              help="Apply the safe fixes (as `rnnlint fix --apply`), then report what remains.")
+@click.option("--unsafe-fixes", is_flag=True, help="With --fix: also apply the fixes that change how the model trains.")
 @click.option("--graph", is_flag=True,
               help="Also run the graph stage: build the models found (this runs project code, in a child process).")
-@click.option("--statistics", is_flag=True, help="Print the number of findings per rule instead of each finding.")
+@click.option("--statistics", is_flag=True,
+              help="The number of findings per rule instead of each finding (text, or a JSON list with "
+                   "--output-format json).")
 @click.option("--add-noqa", is_flag=True,
               help="Add `# noqa: CODE` to the line of every finding (to adopt rnnlint now and fix later); exit 0.")
-def check(paths, select, extend_select, ignore, output_format, exit_zero, static, no_project_code, config_file,
-          no_cache, jobs, graph, statistics, add_noqa):
-    """Report recurrent-training mistakes in PATHS (default: the current directory).
+def check(paths, select, extend_select, ignore, output_format, exit_zero, show_fixes, stdin_filename, static,
+          no_project_code, config_file, no_cache, jobs, fix_, unsafe_fixes, graph, statistics, add_noqa):
+    """Report recurrent-training mistakes in PATHS (default: the current directory; `-`: stdin).
 
     Runs nothing from the checked tree unless asked: the graph stage (which
     builds the project's models) runs with --graph or `graph = true` in config.
     """
     if graph and (static or no_project_code):
         raise Failure(f"--graph contradicts {'--static' if static else '--no-project-code'}")
-    session, files = _prepare(paths, select, extend_select, ignore, config_file, no_project_code)
-    outcomes = run(files, session.config, "check", jobs=jobs, use_cache=not no_cache, session=session)
-    internal = _report_messages(outcomes)
+    if unsafe_fixes and not fix_:
+        raise Failure("--unsafe-fixes applies fixes: use it with --fix "
+                      "(or preview them with `rnnlint fix --unsafe-fixes`)")
+    if add_noqa and fix_:
+        raise Failure("--add-noqa and --fix contradict each other: fix first, then add noqa comments to what remains")
+    if statistics and output_format not in ("text", "json"):
+        raise Failure(f"--statistics prints text or json, not {output_format}")
+    inputs = Inputs(paths, stdin_filename)
+    if inputs.stdin is not None and (add_noqa or graph):
+        raise Failure(f"{'--add-noqa' if add_noqa else '--graph'} works on files: it cannot take code from stdin")
+    session = _prepare(inputs, select, extend_select, ignore, config_file, no_project_code)
+    mode = "fix" if fix_ else "check"
+    outcomes = inputs.run(session, mode, write=fix_, unsafe=unsafe_fixes, jobs=jobs, use_cache=not no_cache)
+    internal = _report_messages(outcomes) or inputs.failed
+    if fix_:
+        _fixed_output(inputs, outcomes, show_fixes)
     diagnostics = _sorted(d for o in outcomes for d in o.diagnostics)
-    if graph or (session.config.graph and not static):
+    files = inputs.files
+    stage = None  # the graph stage's part of the summary line
+    if inputs.stdin is not None:
+        pass  # the graph stage builds models from files on disk, never from stdin
+    elif graph or (session.config.graph and not static):
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
-            diagnostics = _sorted([*diagnostics, *session.final.settle_files(run_graph_stage(files, session))])
+            graph_run = run_graph_stage(files, session)
         except ConfigError as exc:
             raise Failure(str(exc)) from None
-    elif not static and not no_project_code:
+        diagnostics, stage = _sorted([*diagnostics, *graph_run.diagnostics]), graph_run.summary()
+    elif not static and not no_project_code and not _quietness():
         _note_unbuilt(files, session)
     if add_noqa:
         _add_noqa(diagnostics, internal)
     color = _color()
-    if statistics and output_format == "text":
-        for line in output.statistics(diagnostics):
-            click.echo(line)
-        click.echo(output.summary(diagnostics))
-    else:
-        _emit(diagnostics, output_format, session.rules, color)
+    to_stderr = fix_ and inputs.stdin is not None  # stdout carries the fixed code
+    _emit(diagnostics, output_format, session.rules, color, show_fixes and not fix_, to_stderr,
+          _stored(inputs), statistics, stage)
     _exit(diagnostics, internal, exit_zero)
+
+
+def _fixed_output(inputs: Inputs, outcomes: list[FileOutcome], show_fixes: bool) -> None:
+    """After fixes were applied: the fixed code on stdout (stdin), and what was fixed."""
+    if inputs.stdin is not None:
+        outcome = outcomes[0]
+        sys.stdout.buffer.write(outcome.content if outcome.content is not None else inputs.data)
+        sys.stdout.flush()
+        changed = [o for o in outcomes if o.content is not None]
+    else:
+        changed = [o for o in outcomes if o.written]
+    if changed:
+        _report_fixes(changed, "Fixed", show_fixes)
 
 
 def _note_unbuilt(files, session) -> None:
@@ -235,10 +407,8 @@ def _note_unbuilt(files, session) -> None:
     except Exception:  # a hint must never cost the user their findings
         return
     if count:
-        click.secho(
-            f"note: {output.plural(count, 'model')} not built by the graph stage (it runs project code); "
-            "use --graph or graph = true to enable it", err=True, fg="yellow",
-        )
+        _note(f"note: {output.plural(count, 'model')} not built by the graph stage (it runs project code); "
+              "use --graph or graph = true to enable it", fg="yellow")
 
 
 def _add_noqa(diagnostics, internal: bool) -> None:
@@ -246,52 +416,52 @@ def _add_noqa(diagnostics, internal: bool) -> None:
 
     result = add_noqa(diagnostics)
     for line in result.skipped:
-        click.secho(f"rnnlint: warning: {line}", err=True, fg="yellow")
+        _warning(line)
     for line in result.errors:
         click.secho(f"rnnlint: error: {line}", err=True, fg="red")
-    click.echo(f"Added {output.plural(result.added, 'noqa directive')} in {output.plural(result.files, 'file')}.")
+    if _quietness() < SILENT:
+        click.echo(f"Added {output.plural(result.added, 'noqa directive')} in {output.plural(result.files, 'file')}.")
     sys.exit(EXIT_ERROR if internal or result.errors else EXIT_OK)
 
 
 @main.command()
 @common_options
-@click.option("--apply", "apply_", is_flag=True, help="Write the fixes to the files (default: print a diff).")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Write the fixes to the files (default: print a diff). With `-`, print the fixed code.")
 @click.option("--unsafe-fixes", is_flag=True,
               help="Also apply fixes that change how the model trains (e.g. lowering a learning rate).")
-def fix(paths, select, extend_select, ignore, output_format, exit_zero, static, no_project_code, config_file,
-        no_cache, jobs, apply_, unsafe_fixes):
+def fix(paths, select, extend_select, ignore, output_format, exit_zero, show_fixes, stdin_filename, static,
+        no_project_code, config_file, no_cache, jobs, apply_, unsafe_fixes):
     """Fix what can be fixed in PATHS: print a diff, or write it with --apply.
 
     Safe fixes are applied by default; unsafe ones need --unsafe-fixes. Every
     fixed file is re-parsed before it is written, writes are atomic, and a file
-    changed on disk meanwhile is left alone. Exit 1 when findings remain.
+    changed on disk meanwhile is left alone. Exit 1 when findings remain. With
+    `-` as the path the code is read from stdin, and --apply prints it fixed.
     """
-    session, files = _prepare(paths, select, extend_select, ignore, config_file, no_project_code)
-    outcomes = run(files, session.config, "fix", write=apply_, unsafe=unsafe_fixes, jobs=jobs,
-                   use_cache=not no_cache, session=session)
-    internal = _report_messages(outcomes)
+    inputs = Inputs(paths, stdin_filename)
+    session = _prepare(inputs, select, extend_select, ignore, config_file, no_project_code)
+    outcomes = inputs.run(session, "fix", write=apply_, unsafe=unsafe_fixes, jobs=jobs, use_cache=not no_cache)
+    internal = _report_messages(outcomes) or inputs.failed
     color = _color()
-    fixed = [d for o in outcomes for d in o.fixed]
-    changed = [o for o in outcomes if o.diff]
     remaining = _sorted(d for o in outcomes for d in o.diagnostics)
-    if not apply_:
-        for outcome in changed:
-            click.echo(outcome.diff, nl=False)
-        if changed:
-            click.echo(
-                f"Would fix {output.plural(len(fixed), 'finding')} in {output.plural(len(changed), 'file')}; "
-                "run with --apply to write the changes.",
-                err=True,
-            )
-        else:
-            click.echo("Nothing to fix.", err=True)
-        _exit(remaining or fixed, internal, exit_zero)
-    written = [o for o in outcomes if o.written]
-    if written:
-        click.echo(
-            f"Fixed {output.plural(len(fixed), 'finding')} in {output.plural(len(written), 'file')}.", err=True
-        )
-    _emit(remaining, output_format, session.rules, color)
+    changed = [o for o in outcomes if o.diff]
+    if apply_:
+        _fixed_output(inputs, outcomes, show_fixes)
+    elif changed:
+        if _quietness() < SILENT:
+            for outcome in changed:
+                click.echo(outcome.diff, nl=False)
+        _report_fixes(changed, "Would fix", show_fixes, "run with --apply to write the changes")
+        left = sum(1 for d in remaining if d.severity is not Severity.INFO)
+        if left:
+            them = "it" if left == 1 else "them"
+            _note(f"{output.plural(left, 'finding')} would remain; `rnnlint check` shows {them}.")
+        _exit([*remaining, *(d for o in changed for d in o.fixed)], internal, exit_zero)
+    _emit(remaining, output_format, session.rules, color, show_fixes, err=apply_ and inputs.stdin is not None,
+          stored=_stored(inputs))
+    if not changed:
+        _nothing_to_fix(remaining, unsafe_fixes)
     _exit(remaining, internal, exit_zero)
 
 

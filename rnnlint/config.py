@@ -132,11 +132,11 @@ class Config:
                              ("ignore", self.ignore)):
             for entry in entries:
                 if entry != "ALL" and not any(code.startswith(entry) for code in known):
-                    raise ConfigError(f"{self._where(key)}: unknown rule code or prefix {entry!r}")
+                    raise ConfigError(f"{self._where(key)}: {unknown_code(entry, rules)}")
         for _, codes in self.per_file_ignores:
             for entry in codes:
                 if not any(code.startswith(entry) for code in known):
-                    raise ConfigError(f"{self._where('per-file-ignores')}: unknown rule code or prefix {entry!r}")
+                    raise ConfigError(f"{self._where('per-file-ignores')}: {unknown_code(entry, rules)}")
         by_name = {rule.name: rule for rule in rules.values()}
         by_code = {rule.code: rule for rule in rules.values()}
         validated: dict[str, dict[str, Any]] = {}
@@ -170,6 +170,13 @@ class Config:
     def _where(self, key: str) -> str:
         origin = str(self.source) if self.source else "command line"
         return f"{origin}: [tool.rnnlint] {key}"
+
+
+def unknown_code(entry: str, rules: dict[str, type[Rule]]) -> str:
+    """Why ``entry`` selects nothing, with the code that was likely meant (a near miss, or a rule's name)."""
+    named = {rule.name: code for code, rule in rules.items()}.get(entry.lower().replace("_", "-"))
+    hint = f"; that is the name of {named}: use its code" if named else did_you_mean(entry, rules)
+    return f"unknown rule code or prefix {entry!r}{hint}"
 
 
 def did_you_mean(word: str, choices) -> str:

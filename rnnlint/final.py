@@ -1,7 +1,8 @@
 """The last step every finding passes before it is reported or fixed.
 
-Static findings, syntax errors (RNN900) and the graph stage's findings all
-come through here, whichever stage made them:
+Static findings, syntax errors (RNN900) and the graph stage's findings
+(``graph/stage.py``'s reporter asks :meth:`FinalStep.keeps`) all come through
+here, whichever stage made them:
 
 * ``per-file-ignores`` drop the codes they name for the files they match;
 * ``# noqa`` comments drop what they name (see :mod:`rnnlint.noqa`), read from
@@ -15,6 +16,7 @@ never fixed (:meth:`rnnlint.runner.Session.fix_document`, the one fix loop).
 from __future__ import annotations
 
 from pathlib import Path
+
 from rnnlint.config import Config, _glob_match
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.noqa import Suppressions
@@ -41,17 +43,6 @@ class FinalStep:
     def settle(self, document, path: Path, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
         """Filtered, then placed for output (a notebook's at their cell)."""
         return [document.for_output(d) for d in self.filter(path, document.text, diagnostics)]
-
-    def settle_files(self, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-        """Findings made outside the static stage (the graph stage), on files it read itself."""
-        texts: dict[str, str] = {}
-        for d in diagnostics:
-            if d.path not in texts:
-                try:
-                    texts[d.path] = Path(d.path).read_text("utf-8", errors="replace")
-                except OSError:
-                    texts[d.path] = ""
-        return [d for d in diagnostics if self.keeps(Path(d.path), texts[d.path], d.code, d.line)]
 
     def _ignored(self, path: Path, code: str) -> bool:
         if not self.config.per_file_ignores:

@@ -58,7 +58,7 @@ EXTERNAL_ROOTS = frozenset(
 _NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                             "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                             "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_SUMMARY_VERSION = 4
+_SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
 EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
@@ -73,7 +73,11 @@ class Definition:
     calls: list[str] = field(default_factory=list)  # dotted callees in the body / value
     returns: list[str] = field(default_factory=list)  # functions: callees in return values
     # padding facts (see rnnlint.padding.summarise)
-    padded_returns: list[int] = field(default_factory=list)  # functions: padded positions returned
+    #: functions: padded positions (-1: all) or dict keys of what they return; classes: of an item
+    padded_returns: list = field(default_factory=list)
+    pads: dict[str, str] = field(default_factory=dict)  # padded position -> pad written by hand ("" unknown)
+    loaders: dict[str, dict] = field(default_factory=dict)  # position -> facts of a returned loader's batches
+    passes: dict[str, list] = field(default_factory=dict)  # returned position -> [index, name] of a parameter
     feeds: dict[str, list] = field(default_factory=dict)  # classes: forward param -> unpacked callees
 
 
@@ -120,7 +124,13 @@ def _valid_definition(value) -> bool:
             and not isinstance(value.get("line"), bool)
             and all(_strs(value.get(k, [])) for k in ("bases", "calls", "returns"))
             and isinstance(value.get("padded_returns", []), list)
-            and all(isinstance(i, int) and not isinstance(i, bool) for i in value.get("padded_returns", []))
+            and all(isinstance(i, (int, str)) and not isinstance(i, bool) for i in value.get("padded_returns", []))
+            and _str_map(value.get("pads", {}))
+            and isinstance(value.get("loaders", {}), dict)
+            and all(isinstance(k, str) and isinstance(v, dict) for k, v in value.get("loaders", {}).items())
+            and isinstance(value.get("passes", {}), dict)
+            and all(isinstance(v, list) and len(v) == 2 and isinstance(v[0], int) and isinstance(v[1], str)
+                    for v in value.get("passes", {}).values())
             and isinstance(value.get("feeds", {}), dict)
             and all(isinstance(k, str) and isinstance(v, list) for k, v in value.get("feeds", {}).items()))
 
@@ -134,6 +144,9 @@ def summarise(module: cst.Module, imports: ImportMap | None = None) -> FileSumma
     for name, facts in padding.summarise(module, imports, calls).items():
         if name in definitions:
             definitions[name].padded_returns = facts.get("padded_returns", [])
+            definitions[name].pads = facts.get("pads", {})
+            definitions[name].loaders = facts.get("loaders", {})
+            definitions[name].passes = facts.get("passes", {})
             definitions[name].feeds = facts.get("feeds", {})
     return FileSummary(
         imports=dict(imports.names), star_modules=list(imports.star_modules), definitions=definitions

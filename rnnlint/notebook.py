@@ -31,6 +31,7 @@ import json
 import re
 from bisect import bisect_right
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from json.decoder import scanstring
 from pathlib import Path
 
@@ -98,6 +99,47 @@ class Notebook:
             cell = next(c for c in self.cells if c.number == cell_number)
             return Position(cell.lines + 1, 1) if number > cell_number else Position(1, 1)
         return Position(line, position.column)
+
+    def stored_position(self, cell_number: int, position: Position) -> Position:
+        """Where a cell-relative ``position`` lies in the notebook file as stored: a line and column of its JSON.
+
+        What tools that only know files need (GitHub annotations, SARIF
+        regions). A cell's ``source`` is a JSON list of lines or one string,
+        with escapes (``\\"``, ``\\n``, ``\\u00e9``): the position is found in the
+        decoded code, then in the string literal that holds it. A position past
+        the cell's end maps to the end of its ``source``; the column of a line
+        masked as IPython is clamped to the line.
+        """
+        raw = self.source.text
+        start, end = self._spans[cell_number - 1]
+        literals = list(_items(raw, start)) if raw[start] == "[" else [(start, end)]
+        code = _joined(json.loads(raw[start:end]))
+        lines = _split_lines(code)
+        if position.line > len(lines):
+            offset = len(code)
+        else:
+            width = len(lines[position.line - 1].rstrip("\n"))
+            offset = sum(map(len, lines[: position.line - 1])) + min(position.column - 1, width)
+        at = end - 1  # past everything: before the closing bracket or quote
+        seen = 0
+        for literal_start, literal_end in literals:
+            raw_offsets = _decoded_offsets(raw, literal_start, literal_end)
+            if offset < seen + len(raw_offsets):
+                at = raw_offsets[offset - seen]
+                break
+            seen += len(raw_offsets)
+            at = literal_end - 1
+        number = bisect_right(self._line_starts, at)
+        return Position(number, at - self._line_starts[number - 1] + 1)
+
+    @cached_property
+    def _spans(self) -> dict[int, tuple[int, int]]:
+        return _source_spans(self.source.text)
+
+    @cached_property
+    def _line_starts(self) -> list[int]:
+        """Offsets in the raw JSON where its lines start (outputs can make it megabytes long)."""
+        return [0, *(match.end() for match in re.finditer("\n", self.source.text))]
 
     # -- the document members Session uses (see rnnlint.source.SourceFile) ------
 
@@ -249,9 +291,11 @@ def _joined(source) -> str:
 # -- reading ------------------------------------------------------------------
 
 
-def read_notebook(path: Path) -> Notebook:
-    """Read ``path`` as a notebook; :class:`SourceError` (reported as RNN900) says why not."""
-    data, identity = read_file(path, limit=None)  # no size limit: outputs make notebooks big, not their code
+def read_notebook(path: Path, data: bytes | None = None) -> Notebook:
+    """Read ``path`` (or ``data``, its content given on stdin) as a notebook; :class:`SourceError`
+    (reported as RNN900) says why not."""
+    # no size limit: outputs make notebooks big, not their code
+    data, identity = read_file(path, limit=None) if data is None else (data, None)
     encoding = "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
     try:
         raw = data.decode(encoding)
@@ -410,6 +454,28 @@ def _source_spans(raw: str) -> dict[int, tuple[int, int]]:
             if key == "source":
                 spans[index] = (value_start, value_end)
     return spans
+
+
+def _decoded_offsets(raw: str, start: int, end: int) -> list[int]:
+    """The offset in ``raw`` of each character that the JSON string literal ``raw[start:end]`` decodes to."""
+    offsets = []
+    i = start + 1
+    while i < end - 1:
+        offsets.append(i)
+        if raw[i] != "\\":
+            i += 1
+        elif raw[i + 1] != "u":
+            i += 2
+        elif 0xD800 <= _hex(raw, i) < 0xDC00 and raw.startswith("\\u", i + 6) and 0xDC00 <= _hex(raw, i + 6) < 0xE000:
+            i += 12  # a surrogate pair: one character
+        else:
+            i += 6
+    return offsets
+
+
+def _hex(raw: str, i: int) -> int:
+    """The code unit of the ``\\uXXXX`` escape at ``raw[i]``."""
+    return int(raw[i + 2 : i + 6], 16)
 
 
 def _serialise(raw: str, start: int, end: int, old, code: str, ascii_only: bool) -> str:

@@ -34,7 +34,7 @@ from typing import Union
 import libcst as cst
 
 from rnnlint.names import ImportMap, dotted
-from rnnlint.nodes import Visitor, body_of, keyword_arg
+from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg
 
 RNN_UTILS = "torch.nn.utils.rnn."
 PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
@@ -52,11 +52,11 @@ TRANSPARENT_LAYERS = frozenset(
 )
 TRANSPARENT_FUNCTIONS = frozenset(
     f"torch.nn.functional.{name}" for name in ("dropout", "relu", "gelu", "elu", "leaky_relu", "embedding")
-) | frozenset({"torch.tanh", "torch.relu", "torch.sigmoid"})
+) | frozenset({"torch.tanh", "torch.relu", "torch.sigmoid", "torch.flip"})
 #: tensor (and module) methods whose result is still what the receiver was
 KEEP_METHODS = frozenset(
     {"to", "cuda", "cpu", "float", "long", "int", "half", "double", "bfloat16", "transpose", "permute",
-     "contiguous", "detach", "clone", "type", "t", "train", "eval"}
+     "contiguous", "detach", "clone", "type", "t", "train", "eval", "flip"}
 )
 #: calls that turn a padded array into a tensor (or back) without changing its rows
 CONVERSIONS = frozenset({"torch.tensor", "torch.Tensor", "torch.LongTensor", "torch.FloatTensor", "torch.as_tensor",
@@ -64,6 +64,8 @@ CONVERSIONS = frozenset({"torch.tensor", "torch.Tensor", "torch.LongTensor", "to
                          "torch.cuda.LongTensor", "torch.cuda.FloatTensor"})
 #: calls that stack a list of padded rows into one batch
 STACKS = frozenset({"numpy.stack", "torch.stack", "numpy.vstack", "numpy.array", "numpy.asarray"})
+#: calls that join a row and its padding into one padded row
+CONCATENATIONS = frozenset({"torch.cat", "torch.concat", "numpy.concatenate", "numpy.hstack", "numpy.append"})
 #: datasets that hand out rows of the arrays they are given, unchanged
 DATASETS = frozenset({"torch.utils.data.TensorDataset"})
 #: buffers made to be filled per example
@@ -95,6 +97,16 @@ class Items:
 
 
 @dataclass(frozen=True)
+class Fields:
+    """A dict of values by string key (``{"src": padded, "lengths": ...}``): a dict batch, a dataset item."""
+
+    items: tuple  # ((key, value), ...), only the known values
+
+    def get(self, key: str) -> "Value":
+        return next((v for k, v in self.items if k == key), None)
+
+
+@dataclass(frozen=True)
 class Loader:
     """Something iterated over: each item is ``item``."""
 
@@ -108,6 +120,7 @@ class Module:
     qualname: str
     batch_first: str | None = "False"  # literal text, None when not a literal
     padding_idx: bool = False
+    bidirectional: bool | None = False  # None when not a literal
 
     @property
     def short(self) -> str:
@@ -123,9 +136,16 @@ class Instance:
     """An instance of a project class (or of a name the flow cannot see into), as written."""
 
     name: str
+    #: ``(file, definition name)`` when the instance was made in another file, where ``name`` was written
+    home: tuple | None = field(default=None, compare=False)
 
 
-Value = Union[Padded, Items, Loader, Module, Instance, None]
+def locate(index, importer, instance: Instance) -> tuple | None:
+    """Where the class of ``instance`` (seen in ``importer``) is defined: ``(file, name)`` or None."""
+    return instance.home or index.lookup(importer, instance.name)
+
+
+Value = Union[Padded, Items, Fields, Loader, Module, Instance, None]
 
 
 @dataclass
@@ -137,6 +157,22 @@ class Use:
     args: list[tuple[int | str, Value, cst.Arg]]  # (position or keyword, value, argument)
     statement: cst.CSTNode | None  # the SimpleStatementLine it stands in
     names: dict[str, cst.BaseExpression | None]  # names bound before it: value (a parameter: its default)
+
+    def decoder_step(self) -> bool:
+        """``out, _ = self.decoder(x, state)``: a one-way recurrence started from a given state whose final
+        state is dropped. Over right padding its outputs at the real positions are exact (they never see a
+        later pad step), and the loss masks the rest: nothing to pack."""
+        if not isinstance(self.callee, Module) or self.callee.bidirectional is not False:
+            return False
+        if not any(key in (1, "hx") for key, _, _ in self.args):
+            return False
+        statement = self.statement
+        if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
+                and isinstance(statement.body[0], cst.Assign) and statement.body[0].value is self.call):
+            return False
+        target = statement.body[0].targets[0].target
+        return (isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2
+                and isinstance(target.elements[1].value, cst.Name) and target.elements[1].value.value == "_")
 
     def padded_input(self) -> tuple[Padded, cst.Arg] | None:
         """The padded first argument (a recurrent module's input), if any."""
@@ -157,6 +193,15 @@ class Resolver:
         """The batch a ``collate_fn=name`` produces."""
         return self.call(name)
 
+    def item(self, name: str) -> Value:
+        """An item of the project dataset class ``name`` (what its ``__getitem__`` returns)."""
+        return None
+
+    def passes(self, name: str) -> dict:
+        """Which parameters the function ``name`` hands back: returned position -> ``[index, name]``
+        (``encode(rows)`` that maps padded rows to ids returns them still padded)."""
+        return {}
+
 
 @dataclass
 class Result:
@@ -176,7 +221,10 @@ def module_value(qualname: str, call: cst.Call) -> Module:
     batch_first = keyword_arg(call, "batch_first")
     padding = keyword_arg(call, "padding_idx")
     has_padding = padding is not None and not (isinstance(padding.value, cst.Name) and padding.value.value == "None")
-    return Module(qualname, _literal(batch_first.value if batch_first else None), has_padding)
+    bidirectional = keyword_arg(call, "bidirectional")
+    both = _literal(bidirectional.value if bidirectional else None)
+    return Module(qualname, _literal(batch_first.value if batch_first else None), has_padding,
+                  None if both is None else both == "True")
 
 
 class Flow:
@@ -191,6 +239,9 @@ class Flow:
         self.result = Result()
         self._statement: cst.CSTNode | None = None
         self.buffers: dict[str, str] = {}  # names bound to np.zeros-like buffers -> their fill value as written
+        self.views: dict[str, str] = {}  # loop targets that are views of a buffer -> the buffer
+        self.lambdas: dict[str, cst.Lambda] = {}  # names bound to a lambda
+        self.own_methods: dict[str, Value] = {}  # what ``self.<method>(...)`` returns, in a class's method
 
     # -- entry points --------------------------------------------------------
 
@@ -221,7 +272,11 @@ class Flow:
             return
         if isinstance(stmt, cst.For):
             items = self.value(stmt.iter)
-            self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+            if isinstance(items, Padded):  # each row of a padded batch is padded too
+                self.bind(stmt.target, Padded(items.origin, items.by_hand), None)
+            else:
+                self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+            self._views(stmt.target, stmt.iter)
             self.statements(body_of(stmt))
         elif isinstance(stmt, cst.While):
             self.value(stmt.test)
@@ -249,6 +304,10 @@ class Flow:
             self.statements(body_of(final))
 
     def small(self, small: cst.BaseSmallStatement) -> None:
+        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Lambda):
+            for target in small.targets:
+                if isinstance(target.target, cst.Name):
+                    self.lambdas[target.target.value] = small.value
         if isinstance(small, cst.Assign):
             value = self.value(small.value)
             if _is_buffer(small.value, self.imports):
@@ -279,11 +338,28 @@ class Flow:
                 if owner and isinstance(self.value(call.args[0].value), Padded):
                     self.env[owner] = self.value(call.args[0].value)
 
+    def _views(self, target: cst.BaseExpression, iterable: cst.BaseExpression) -> None:
+        """``for row, token in zip(buffer[:, i], seq)``: ``row`` is a view of the buffer, and ``zip`` stops
+        at the example's own length, so what the loop writes through it fills the buffer per example."""
+        if not (isinstance(iterable, cst.Call) and dotted(iterable.func) == "zip"
+                and isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == len(iterable.args)):
+            return
+        for element, arg in zip(target.elements, iterable.args):
+            base = arg.value.value if isinstance(arg.value, cst.Subscript) else arg.value
+            owner, name = dotted(base), dotted(element.value)
+            if owner in self.buffers and name is not None:
+                self.views[name] = owner
+
     def _fill(self, target: cst.Subscript, value: Value) -> None:
         """``buffer[i, :len(seq)] = seq``: a zero buffer filled per example up to its length is padded."""
         owner = dotted(target.value)
         if owner and isinstance(value, Padded):  # rows[i] = rows[i] + [pad] * (n - len(rows[i]))
             self.env[owner] = PaddedRows(value.origin, value.by_hand)
+            return
+        if owner in self.views:  # written through a view that zip() stops at the example's length
+            buffer = self.views[owner]
+            self.env[buffer] = Padded(f"{buffer}, a buffer filled per example up to its length",
+                                      self.buffers[buffer])
             return
         if owner in self.buffers and any(
             isinstance(e.slice, cst.Slice) and _varies(e.slice) for e in target.slice
@@ -345,13 +421,29 @@ class Flow:
                         return index  # np.eye(n)[padded ids]: one-hot rows of a padded batch
             if isinstance(base, PaddedRows):
                 return Padded(base.origin, base.by_hand)
-            if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] is one time step
-                return base if all(isinstance(e.slice, cst.Slice) for e in expr.slice) else None
+            if isinstance(base, Padded):  # x[:, :-1] is still padded; x[:, t] and x[:, t:t + 1] are one time step
+                return base if all(isinstance(e.slice, cst.Slice) and not _one_step(e.slice)
+                                   for e in expr.slice) else None
+            if isinstance(base, Fields) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index) \
+                    and isinstance(expr.slice[0].slice.value, cst.SimpleString):
+                return base.get(expr.slice[0].slice.value.evaluated_value)  # batch["src"]
             if isinstance(base, Items) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index):
                 index = _int(expr.slice[0].slice.value)
                 if index is not None and -len(base.items) <= index < len(base.items):
                     return base.items[index]
             return None
+        if isinstance(expr, cst.IfExp):  # row[:n] if len(row) > n else row + [pad] * (n - len(row))
+            self.value(expr.test)
+            body, orelse = self.value(expr.body), self.value(expr.orelse)
+            return body if isinstance(body, Padded) else orelse if isinstance(orelse, Padded) else None
+        if isinstance(expr, cst.Dict):
+            fields = []
+            for element in expr.elements:
+                value = self.value(element.value)
+                key = getattr(element, "key", None)
+                if value is not None and isinstance(key, cst.SimpleString):
+                    fields.append((key.evaluated_value, value))
+            return Fields(tuple(fields)) if fields else None
         if isinstance(expr, (cst.Tuple, cst.List)):
             values = tuple(self.value(e.value) for e in expr.elements)
             if any(isinstance(e, cst.StarredElement) for e in expr.elements):
@@ -394,18 +486,29 @@ class Flow:
             return None
         if isinstance(callee, Instance) or callee == "self":
             self._use(call, callee, args)
+            if isinstance(callee, Instance) and any(isinstance(v, Padded) for _, v, _ in args):
+                return _passed(self.resolver.passes(callee.name), args)  # an embedding layer of the project
             return None
         if name is None:
             self.value(func)
             return None
         if qualname in TRANSPARENT_FUNCTIONS:
             return first if isinstance(first, Padded) else None
+        if qualname in CONCATENATIONS:
+            parts = call.args[0].value if call.args else None
+            if isinstance(parts, (cst.Tuple, cst.List)):
+                for element in parts.elements:
+                    tail = _pad_tail(element.value)
+                    if tail is not None:  # cat((row, tensor([pad] * (n - len(row)))))
+                        return Padded(f"padded by hand ({_short(tail)})", _pad_of_tail(tail))
         if qualname in CONVERSIONS or qualname in STACKS:
             if qualname in STACKS and isinstance(first, Items):
                 return next((v for v in first.items if isinstance(v, Padded)), None)
             return first if isinstance(first, Padded) else None
         if qualname in DATASETS:
             values = tuple(v for k, v, _ in args if isinstance(k, int))
+            if len(args) == 1 and args[0][0] == "*" and isinstance(args[0][1], Items):  # TensorDataset(*tensors)
+                values = args[0][1].items
             return Items(values) if any(isinstance(v, Padded) for v in values) else None
         if qualname is not None and qualname.startswith("torch."):
             if qualname in self.rnns or qualname in TRANSPARENT_LAYERS or qualname in EMBEDDINGS:
@@ -421,13 +524,20 @@ class Flow:
             return first.item
         if name.rsplit(".", 1)[-1] == "DataLoader":  # lightning / accelerate re-exports
             return self._loader(call)
+        if name.startswith("self.") and name[5:] in self.own_methods:
+            return self.own_methods[name[5:]]
         if name.startswith("self.") or name.split(".")[0] in _BUILTINS:
             return None
         if "." in name and name.split(".")[0] in self.names:  # a method of a local value
             return None
         if any(v is not None for _, v, _ in args):
             self._use(call, name, args)
-        return self.resolver.call(name)
+        if name in self.lambdas:  # pad = lambda row, n: row + [0] * (n - len(row))
+            return self.value(self.lambdas[name].body)
+        result = self.resolver.call(name)
+        if result is None and any(isinstance(v, Padded) for _, v, _ in args):
+            result = _passed(self.resolver.passes(name), args)
+        return result
 
     def _loader(self, call: cst.Call) -> Value:
         arg = keyword_arg(call, "collate_fn")
@@ -435,7 +545,9 @@ class Flow:
             # no collate_fn: each batch stacks rows of the dataset as they are (padded rows stay padded)
             dataset = keyword_arg(call, "dataset") or next((a for a in call.args if a.keyword is None), None)
             data = self.value(dataset.value) if dataset is not None else None
-            return Loader(data) if isinstance(data, (Padded, Items)) else None
+            if isinstance(data, Instance):  # a Dataset class of the project: its items are what __getitem__ returns
+                data = self.resolver.item(data.name)
+            return Loader(data) if isinstance(data, (Padded, Items, Fields)) else None
         collate = arg.value
         if isinstance(collate, cst.Lambda) and isinstance(collate.body, cst.Call):
             collate = collate.body.func
@@ -496,6 +608,25 @@ def _buffer_fill(expr: cst.BaseExpression, imports: ImportMap) -> str:
     return ""
 
 
+def _pad_tail(expr: cst.BaseExpression) -> cst.BinaryOperation | None:
+    """``[pad] * (n - len(row))``, maybe converted (``torch.LongTensor([pad] * (n - len(row)))``)."""
+    while isinstance(expr, cst.Call) and len(expr.args) == 1:
+        expr = expr.args[0].value
+    if isinstance(expr, cst.BinaryOperation) and isinstance(expr.operator, cst.Multiply):
+        operands = (expr.left, expr.right)
+        if any(isinstance(o, cst.List) and len(o.elements) == 1 for o in operands) and any(
+                isinstance(o, cst.BinaryOperation) and isinstance(o.operator, cst.Subtract) for o in operands):
+            return expr
+    return None
+
+
+def _pad_of_tail(tail: cst.BinaryOperation) -> str:
+    for operand in (tail.left, tail.right):
+        if isinstance(operand, cst.List):
+            return _short(operand.elements[0].value)
+    return ""
+
+
 def _pad_written(expr: cst.BinaryOperation) -> str:
     """``0`` of ``row + [0] * (n - len(row))``; "" for a string pad (mapped to an id later) or a complex one."""
     for side in (expr.left, expr.right):
@@ -504,6 +635,14 @@ def _pad_written(expr: cst.BinaryOperation) -> str:
                 if isinstance(operand, cst.List) and len(operand.elements) == 1:
                     return _short(operand.elements[0].value)
     return ""
+
+
+def _one_step(part: cst.Slice) -> bool:
+    """``t:t + 1``: one time step, kept as a dimension."""
+    upper, lower = part.upper, part.lower
+    return (lower is not None and isinstance(upper, cst.BinaryOperation) and isinstance(upper.operator, cst.Add)
+            and isinstance(upper.right, cst.Integer) and upper.right.value == "1"
+            and _short(upper.left) == _short(lower))
 
 
 def _varies(part: cst.Slice) -> bool:
@@ -581,21 +720,26 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
     return found
 
 
-def _forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
+def forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
                   rnns: frozenset[str] = frozenset()) -> list[Use]:
     """The calls of ``cls.forward`` that receive its arguments, each marked ``Padded("@i")``."""
+    return _forward_run(cls, imports, resolver, rnns).uses
+
+
+def _forward_run(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
+                 rnns: frozenset[str] = frozenset()) -> Result:
     forward = methods(cls)["forward"]
     env: dict[str, Value] = dict(submodules(cls, imports, resolver))
     env.update({p: Padded(f"@{i}") for i, p in enumerate(forward_params(forward))})
-    return Flow(imports, resolver, rnns).run_function(forward, env).uses
+    return Flow(imports, resolver, rnns).run_function(forward, env)
 
 
 def forward_feeds(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
                   rnns: frozenset[str] = frozenset()) -> list[tuple[int, Use]]:
     """``(argument position, recurrent call)``: where ``forward`` runs a sequence RNN over an argument, unpacked."""
     fed = []
-    for use in _forward_uses(cls, imports, resolver, rnns):
-        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn:
+    for use in forward_uses(cls, imports, resolver, rnns):
+        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.decoder_step():
             padded = use.padded_input()
             if padded is not None and padded[0].origin.startswith("@"):
                 fed.append((int(padded[0].origin[1:]), use))
@@ -608,21 +752,15 @@ def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]
     ``argument position -> (file, line, origin)`` of the first such call: read from each file that
     mentions the class, analysed with the same padding flow as the file itself.
     """
-    from rnnlint.rule import FileContext
-
     flow = ctx.index.flow()
     found: dict[int, tuple[str, int, str]] = {}
     for other, words in flow.project_files().items():
         if other == path or class_name not in words:
             continue
-        module = ctx.index.tree(other)
-        text = ctx.index.text(other)
-        if module is None or text is None:
+        context = file_context(ctx, other)
+        if context is None:
             continue
-        contexts = flow.scratch.setdefault("padding.contexts", {})
-        if other not in contexts:
-            contexts[other] = FileContext(other, text, module, ctx.index)
-        for run in file_runs(contexts[other]):
+        for run in file_runs(context):
             for use in run.result.uses:
                 if not isinstance(use.callee, Instance) or ctx.index.lookup(other, use.callee.name) != (path, class_name):
                     continue
@@ -644,36 +782,140 @@ def forward_params(function: cst.FunctionDef) -> list[str]:
 class _SummaryResolver(Resolver):
     """Inside one file without the index: every non-torch callee may be a project model."""
 
-    def __init__(self, imports: ImportMap, functions: dict[str, list[int]]):
+    def __init__(self, imports: ImportMap, functions: dict[str, dict]):
         self.imports = imports
-        self.functions = functions
+        self.functions = functions  # name -> its summary facts (padded_returns, pads)
+
+    def passes(self, name: str) -> dict:
+        return self.functions.get(name, {}).get("passes", {})
 
     def call(self, name: str) -> Value:
         if name in self.functions:
-            return returned(self.functions[name])
+            return returned(self.functions[name], f"padded by {name}(...)")
         head = self.imports.resolve_dotted(name).split(".")[0]
         if head in ("torch", "numpy", "np") or name.split(".")[0] in _BUILTINS:
             return None
         return Instance(name)
 
 
-def returned(positions: list[int]) -> Value:
-    """The value a function whose returns are padded at ``positions`` gives (-1: the whole value)."""
-    if not positions:
+def returned(facts: dict, origin: str) -> Value:
+    """The value that a function (or a dataset's item) summarised by ``facts`` gives.
+
+    ``facts["padded_returns"]`` holds the padded positions of the returned tuple (-1: the whole value) or
+    the padded keys of a returned dict; ``facts["pads"]`` the pad written by hand at each position, when
+    the padding was done by hand (a number as written, or "" when it is not a literal).
+    """
+    positions = facts.get("padded_returns") or []
+    pads = facts.get("pads") or {}
+    loaders = {int(k): v for k, v in (facts.get("loaders") or {}).items()}  # position -> the item's facts
+
+    def at(position) -> Value:
+        if position in loaders:
+            item = returned(loaders[position], origin)
+            return Loader(item) if item is not None else None
+        return Padded(origin, pads.get(str(position))) if position in positions else None
+
+    if not positions and not loaders:
         return None
-    if -1 in positions:
-        return Padded("padded value returned")
-    return Items(tuple(Padded("padded value returned") if i in positions else None for i in range(max(positions) + 1)))
+    if -1 in positions or -1 in loaders:
+        return at(-1)
+    keys = [p for p in positions if isinstance(p, str)]
+    if keys:
+        return Fields(tuple((key, at(key)) for key in keys))
+    return Items(tuple(at(i) for i in range(max([*positions, *loaders]) + 1)))
 
 
-def padded_positions(values: list[Value]) -> list[int]:
-    positions: set[int] = set()
+def padded_facts(values: list[Value]) -> dict:
+    """The summary facts of returned ``values`` (see :func:`returned`)."""
+    positions: dict[int | str, Padded] = {}
+    loaders: dict[str, dict] = {}  # a returned DataLoader (or tuple position holding one) of padded batches
     for value in values:
-        if isinstance(value, Padded):
-            positions.add(-1)
-        elif isinstance(value, Items):
-            positions.update(i for i, v in enumerate(value.items) if isinstance(v, Padded))
-    return sorted(positions)
+        if isinstance(value, Items):
+            pairs = list(enumerate(value.items))
+        elif isinstance(value, Fields):
+            pairs = list(value.items)
+        else:
+            pairs = [(-1, value)]
+        for key, item in pairs:
+            if isinstance(item, Padded):
+                positions.setdefault(key, item)
+            elif isinstance(item, Loader) and isinstance(key, int) and str(key) not in loaders:
+                inner = padded_facts([item.item])
+                if inner:
+                    loaders[str(key)] = inner
+    facts: dict = {}
+    if positions:
+        facts["padded_returns"] = sorted(positions, key=lambda p: (isinstance(p, str), str(p)))
+    pads = {str(p): _portable_pad(v.by_hand) for p, v in positions.items() if v.by_hand is not None}
+    if pads:
+        facts["pads"] = pads
+    if loaders:
+        facts["loaders"] = loaders
+    return facts
+
+
+def _renamed(value: Value, origin: str) -> Value:
+    """``value`` with each padded part's origin replaced (as the caller sees it)."""
+    if isinstance(value, Padded):
+        return replace(value, origin=origin)
+    if isinstance(value, Items):
+        return Items(tuple(_renamed(v, origin) for v in value.items))
+    if isinstance(value, Fields):
+        return Fields(tuple((k, _renamed(v, origin)) for k, v in value.items))
+    if isinstance(value, Loader):
+        return Loader(_renamed(value.item, origin))
+    return value
+
+
+def _own(value: Value) -> Value:
+    """``value`` without what merely passes a parameter through (``Padded("@i")`` of a summary run)."""
+    if isinstance(value, Padded):
+        return None if value.origin.startswith("@") else value
+    if isinstance(value, Items):
+        return Items(tuple(_own(v) for v in value.items))
+    if isinstance(value, Fields):
+        return Fields(tuple((k, _own(v)) for k, v in value.items))
+    if isinstance(value, Loader):
+        return Loader(_own(value.item))
+    return value
+
+
+def _passes(values: list[Value], params: list[str]) -> dict:
+    """Returned position (-1: the whole value) -> ``[index, name]`` of the parameter handed back."""
+    found: dict[str, list] = {}
+    for value in values:
+        pairs = list(enumerate(value.items)) if isinstance(value, Items) else [(-1, value)]
+        for position, item in pairs:
+            if isinstance(item, Padded) and item.origin[:1] == "@" and item.origin[1:].isdigit():
+                index = int(item.origin[1:])
+                found.setdefault(str(position), [index, params[index]])
+    return found
+
+
+def _passed(passes: dict, args) -> Value:
+    """What a call returns of the padded arguments it was given (see :meth:`Resolver.passes`)."""
+    if not passes:
+        return None
+
+    def argument(index: int, name: str) -> Value:
+        return next((v for k, v, _ in args if k == index or k == name), None)
+
+    if "-1" in passes:
+        return argument(*passes["-1"])
+    positions = {int(k): argument(*v) for k, v in passes.items()}
+    values = tuple(positions.get(i) for i in range(max(positions) + 1))
+    return Items(values) if any(v is not None for v in values) else None
+
+
+def _portable_pad(text: str) -> str:
+    """A pad as another file can use it: a number stays; a name of this file cannot be written there."""
+    try:
+        expr = cst.parse_expression(text)
+    except cst.ParserSyntaxError:
+        return ""
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Minus):
+        expr = expr.expression
+    return text if isinstance(expr, (cst.Integer, cst.Float)) else ""
 
 
 def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]] | None = None) -> dict[str, dict]:
@@ -695,14 +937,15 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         return {}
     calls = calls or {}
     out: dict[str, dict] = {}
-    functions: dict[str, list[int]] = {}
+    functions: dict[str, dict] = {}
     padders = {PAD_SEQUENCE, PAD_PACKED}
 
     def may_pad(name: str) -> bool:
         if name not in calls:
             return True
-        return any(imports.resolve_dotted(c) in padders or imports.resolve_dotted(c) in BUFFERS
-                   or c == "len" or functions.get(c) for c in calls[name])
+        return any(q in padders or q in BUFFERS or q in CONCATENATIONS or q in CONVERSIONS or q in STACKS
+                   or q in DATASETS or q.endswith("DataLoader") or c == "len" or functions.get(c)
+                   for c, q in ((c, imports.resolve_dotted(c)) for c in calls[name]))
 
     def may_feed(name: str) -> bool:
         if name not in calls:
@@ -710,7 +953,8 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         for callee in calls[name]:
             qualname = imports.resolve_dotted(callee)
             constructor = qualname.rsplit(".", 1)[-1][:1].isupper()
-            if qualname in SEQUENCE_RNNS or (constructor and not qualname.startswith("torch.")):
+            if qualname in SEQUENCE_RNNS or qualname in EMBEDDINGS or (
+                    constructor and not qualname.startswith("torch.")):
                 return True
         return False
 
@@ -722,11 +966,15 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     ]
     for name, stmt in function_defs + function_defs:  # twice: helpers defined below their callers
         if may_pad(name) and not functions.get(name):
-            result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt)
-            positions = padded_positions(result.returns)
-            functions[name] = positions
-            if positions:
-                out[name] = {"padded_returns": positions}
+            params = [p.name.value for p in (*stmt.params.posonly_params, *stmt.params.params)]
+            env = {p: Padded(f"@{i}") for i, p in enumerate(params)}
+            result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt, env)
+            functions[name] = padded_facts([_own(v) for v in result.returns])
+            passes = _passes(result.returns, params)
+            if passes:
+                functions[name]["passes"] = passes
+            if functions[name]:
+                out[name] = dict(functions[name])
     # ``make_batch = Helpers.make_batch``: the alias returns what the method does
     for stmt in module.body:
         if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign):
@@ -737,18 +985,36 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
                     alias = dotted(target.target)
                     if alias and "." not in alias:
                         functions[alias] = functions[source]
-                        out[alias] = {"padded_returns": functions[source]}
+                        out[alias] = dict(functions[source])
     resolver = _SummaryResolver(imports, functions)
     for stmt in module.body:
         if not isinstance(stmt, cst.ClassDef):
             continue
+        getitem = methods(stmt).get("__getitem__")
+        if getitem is not None and may_pad(stmt.name.value):  # a Dataset: what one item holds padded
+            own = {}
+            for name, method in methods(stmt).items():  # helpers of __getitem__: self._encode(text)
+                if name != "__getitem__" and not name.startswith("__"):
+                    returns = Flow(imports, resolver).run_function(method).returns
+                    own[name] = next((v for v in returns if padded_facts([v])), None)
+            flow = Flow(imports, resolver)
+            flow.own_methods = {k: v for k, v in own.items() if v is not None}
+            item = padded_facts(flow.run_function(getitem).returns)
+            if item:
+                out[stmt.name.value] = item
         forward = methods(stmt).get("forward")
         if forward is None or not may_feed(stmt.name.value):
             continue
         feeds: dict[str, list[list]] = {}
-        for use in _forward_uses(stmt, imports, resolver):
+        run = _forward_run(stmt, imports, resolver)
+        passes = _passes(run.returns, forward_params(forward))
+        if passes:  # an embedding (or other shape-keeping) layer of the project: its output is its input
+            out.setdefault(stmt.name.value, {})["passes"] = passes
+        for use in run.uses:
             callee = use.callee
             if isinstance(callee, Module) and callee.is_sequence_rnn:
+                if use.decoder_step():
+                    continue
                 target = callee.qualname
             elif isinstance(callee, Instance):
                 target = callee.name
@@ -763,7 +1029,7 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
                     if entry not in bucket:
                         bucket.append(entry)
         if feeds:
-            out[stmt.name.value] = {"feeds": feeds}
+            out.setdefault(stmt.name.value, {})["feeds"] = feeds
     return out
 
 
@@ -791,6 +1057,25 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
         if inner:
             return inner
     return None
+
+
+def builds_recurrent(index, file, class_name: str, depth: int = 0) -> bool:
+    """Does the class (or a project base) build a recurrent module itself? Then :func:`feeds_recurrent`
+    knows what its forward feeds; otherwise its recurrent layers come from outside (its constructor)."""
+    summary = index.summary(file)
+    definition = summary.definitions.get(class_name) if summary else None
+    if definition is None or definition.kind != "class" or depth > 3:
+        return False
+    from rnnlint.index import ImportMapView  # the index imports this module
+
+    view = ImportMapView(summary)
+    if any(view.resolve_dotted(c) in index.recurrent_names for c in definition.calls):
+        return True
+    for base in definition.bases:
+        hit = index.lookup(file, base)
+        if hit is not None and builds_recurrent(index, *hit, depth + 1):
+            return True
+    return False
 
 
 def _display(index, file) -> str:
@@ -874,8 +1159,48 @@ class ProjectResolver(Resolver):
         if definition.kind == "class":
             return Instance(name)
         if definition.kind in ("function", "assign"):  # an assignment: an alias of a padding function
-            return returned(definition.padded_returns)
+            value = returned(vars(definition), f"padded by {name}(...)")
+            if value is None and definition.kind == "function" and self._calls_padders(file, definition):
+                value = self._run(file, definition_name, name)
+            return value
         return None
+
+    def _calls_padders(self, file, definition) -> bool:
+        """Does the function call a project function that pads (or hands padding through)? Its own
+        summary cannot know, as summaries are made one file at a time."""
+        for callee in definition.calls:
+            hit = self.ctx.index.lookup(file, callee)
+            summary = self.ctx.index.summary(hit[0]) if hit is not None and hit[0] != file else None
+            found = summary.definitions.get(hit[1]) if summary else None
+            if found is not None and (found.padded_returns or found.loaders or found.passes):
+                return True
+        return False
+
+    def _run(self, file, function_name: str, written: str) -> Value:
+        """What the function returns, followed with the whole project's knowledge (once per run)."""
+        memo = self.ctx.index.flow().scratch.setdefault("padding.returns", {})
+        key = (file, function_name)
+        if key not in memo:
+            memo[key] = None  # recursion guard
+            ctx = self.ctx if file == self.ctx.path.resolve() else file_context(self.ctx, file)
+            function = next((s for s in ctx.module.body if isinstance(s, cst.FunctionDef)
+                             and s.name.value == function_name), None) if ctx is not None else None
+            if function is not None:
+                returns = Flow(ctx.imports, ProjectResolver(ctx)).run_function(function).returns
+                memo[key] = next((v for v in returns if padded_facts([v])), None)
+        value = memo[key]
+        return _renamed(value, f"padded by {written}(...)") if value is not None else None
+
+    def passes(self, name: str) -> dict:
+        return _passes_of(self.ctx.index, self.ctx.path, name)
+
+    def item(self, name: str) -> Value:
+        hit = self.ctx.index.lookup(self.ctx.path, name)
+        summary = self.ctx.index.summary(hit[0]) if hit is not None else None
+        definition = summary.definitions.get(hit[1]) if summary else None
+        if definition is None or definition.kind != "class":
+            return None
+        return returned(vars(definition), f"items of {name}, padded by its __getitem__")
 
 
 @dataclass
@@ -890,7 +1215,7 @@ class Run:
 _MAX_RUNS_PER_FUNCTION = 8
 
 
-def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None) -> list[Run]:
+def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
     """Every body of the file, followed into same-file functions and models with known values.
 
     The module's top-level code, each top-level function and each method run
@@ -898,15 +1223,59 @@ def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None) ->
     ``forward``, or ``self(...)``) called with a padded batch, a loader or a
     model runs again with those values bound to its parameters.
 
+    With ``callers``, a top-level function also runs with what calls of it
+    in other files of the project hand it (``train(model, loader)`` called
+    from ``main.py`` with a padded loader); those files are read without it.
+
     A rule that tracks more than padding (RNN013: the padding value, loss
     calls) passes its own ``Flow`` subclass (and resolver); runs are memoised
     per subclass.
     """
     key = "padding.runs" if flow is Flow else f"padding.runs.{flow.__module__}.{flow.__qualname__}"
-    return ctx.memo(key, lambda: _file_runs(ctx, flow, resolver))
+    key += "" if callers else ".local"
+    return ctx.memo(key, lambda: _file_runs(ctx, flow, resolver, callers))
 
 
-def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None) -> list[Run]:
+def _foreign_uses(ctx, function_name: str) -> list[Use]:
+    """Calls of ``function_name`` (a top-level function of this file) in other files of the project that
+    hand it known values; instances among them carry where their class is defined."""
+    flow = ctx.index.flow()
+    here = ctx.path.resolve()
+    found: list[Use] = []
+    for other, words in flow.project_files().items():
+        if other == here or function_name not in words or not flow.may_call_into(other, here):
+            continue
+        context = file_context(ctx, other)
+        if context is None:
+            continue
+        for run in file_runs(context, callers=False):
+            for use in run.result.uses:
+                if not isinstance(use.callee, str) or ctx.index.lookup(other, use.callee) != (here, function_name):
+                    continue
+                args = [(key, _homed(ctx.index, other, value), arg) for key, value, arg in use.args]
+                found.append(Use(use.call, use.callee, args, use.statement, {}))
+    return found
+
+
+def _homed(index, importer, value: Value) -> Value:
+    if isinstance(value, Instance) and value.home is None:
+        home = index.lookup(importer, value.name)
+        return replace(value, home=home) if home is not None else None
+    return value
+
+
+def file_context(ctx, path):
+    """The analysis context of another file of the project, made once per run."""
+    from rnnlint.rule import FileContext
+
+    contexts = ctx.index.flow().scratch.setdefault("padding.contexts", {})
+    if path not in contexts:
+        module, text = ctx.index.tree(path), ctx.index.text(path)
+        contexts[path] = FileContext(path, text, module, ctx.index) if module is not None and text is not None else None
+    return contexts[path]
+
+
+def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
     resolver = resolver or ProjectResolver(ctx)
     rnns = frozenset(n for n in ctx.index.recurrent_names if "Cell" not in n)
     functions: dict[str, cst.FunctionDef] = {}
@@ -938,6 +1307,14 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
         if passed:
             queue.append((function, cls, env))
 
+    if callers:
+        for function in functions.values():
+            if _takes_values(function):
+                params = [p.name.value for p in (*function.params.posonly_params, *function.params.params,
+                                                 *function.params.kwonly_params)]
+                for use in _foreign_uses(ctx, function.name.value):
+                    enter(function, None, params, use)
+
     while queue:
         node, cls, env = queue.pop(0)
         key = (id(node), tuple(sorted((k, v) for k, v in env.items() if not k.startswith("self."))))
@@ -953,7 +1330,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
             if use.callee == "self":
                 target = cls
             elif isinstance(use.callee, Instance):
-                hit = ctx.index.lookup(ctx.path, use.callee.name)
+                hit = locate(ctx.index, ctx.path, use.callee)
                 if hit is not None and hit[0] == ctx.path.resolve():
                     target = classes.get(hit[1])
             elif isinstance(use.callee, str) and use.callee in functions:
@@ -966,6 +1343,37 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
                 enter(forward, target, forward_params(forward) + [
                     p.name.value for p in forward.params.kwonly_params], use)
     return runs
+
+
+def _passes_of(index, importer, name: str, depth: int = 0) -> dict:
+    """What the function (or the class's ``forward``, inherited from a project base) ``name`` hands back."""
+    hit = index.lookup(importer, name)
+    summary = index.summary(hit[0]) if hit is not None else None
+    definition = summary.definitions.get(hit[1]) if summary else None
+    if definition is None:
+        return {}
+    if definition.passes or definition.kind != "class" or depth > 3:
+        return definition.passes
+    for base in definition.bases:
+        found = _passes_of(index, hit[0], base, depth + 1)
+        if found:
+            return found
+    return {}
+
+
+def _takes_values(function: cst.FunctionDef) -> bool:
+    """Does the function use a parameter as a batch source or a model: loop over it, or call it?"""
+    params = {p.name.value for p in (*function.params.posonly_params, *function.params.params,
+                                     *function.params.kwonly_params)}
+    if not params:
+        return False
+    for node in find_all(function, (cst.For, cst.Call)):
+        head = node.iter if isinstance(node, cst.For) else node.func
+        while isinstance(head, cst.Call) and head.args:  # enumerate(loader), tqdm(loader)
+            head = head.args[0].value
+        if isinstance(head, cst.Name) and head.value in params:
+            return True
+    return False
 
 
 def rnn_utils_name(imports: ImportMap, function: str) -> tuple[str, tuple[str, ...]]:

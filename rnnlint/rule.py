@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ from rnnlint.names import ImportMap
 
 if TYPE_CHECKING:
     from rnnlint.index import ProjectIndex
+
+_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)  # a reST inline literal in a rule's docstring
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,10 @@ class Rule:
 
     @classmethod
     def doc(cls) -> str:
-        return inspect.cleandoc(cls.__doc__ or "")
+        """The docstring as users read it (``rnnlint rules``/``explain``, SARIF): reST's
+        double-backtick literals become Markdown's single ones, which read as code in a
+        terminal and render as code on GitHub."""
+        return _LITERAL.sub(r"`\1`", inspect.cleandoc(cls.__doc__ or ""))
 
     @classmethod
     def summary(cls) -> str:

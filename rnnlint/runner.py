@@ -24,7 +24,7 @@ from rnnlint.fixer import FixOutcome, fix_text
 from rnnlint.index import ProjectIndex
 from rnnlint.registry import load_rules
 from rnnlint.rule import Rule
-from rnnlint.source import SourceError, SourceFile, compile_error, read_source, write_atomic
+from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
 PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
 
@@ -37,6 +37,7 @@ class FileOutcome:
     diff: str = ""
     written: bool = False
     messages: list[str] = field(default_factory=list)
+    content: bytes | None = None  # the fixed content of data given in memory (stdin), never written
 
 
 def display_path(path: Path) -> str:
@@ -82,18 +83,23 @@ class Session:
             return FileOutcome(display)
         return FileOutcome(display, self.final.filter(path, "", [syntax_error(display, str(exc), exc.line)]))
 
-    def _read(self, path: Path):
-        """The file as a document (see :class:`~rnnlint.source.SourceFile`): a notebook or a source file."""
+    def _read(self, path: Path, data: bytes | None = None):
+        """The file as a document (see :class:`~rnnlint.source.SourceFile`): a notebook or a source file.
+
+        ``data``: its bytes as read from stdin rather than from ``path``.
+        """
         if path.suffix == ".ipynb":
             from rnnlint.notebook import read_notebook
 
-            return read_notebook(path)
-        return read_source(path)
+            return read_notebook(path, data)
+        return read_source(path, data)
 
-    def check(self, path: Path) -> FileOutcome:
+    def check(self, path: Path, data: bytes | None = None) -> FileOutcome:
+        """Check ``path``, or ``data`` (read from stdin) as if it were that file's content."""
         display = display_path(path)
+        given = data is not None
         try:
-            document = self._read(path)
+            document = self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.enabled(path)
@@ -102,7 +108,7 @@ class Session:
             result = analyse(path, display, document.text, rules, self.config, self.index)
             return self.final.settle(document, path, result.diagnostics)
 
-        if self.results is None:
+        if self.results is None or given:
             return FileOutcome(display, found())
         cached = self.results.get(path, document.digest, rules, display)
         if cached is not None:
@@ -113,10 +119,12 @@ class Session:
         self.results.put(path, document.digest, rules, deps, diagnostics)
         return FileOutcome(display, diagnostics)
 
-    def fix(self, path: Path, write: bool, unsafe: bool) -> FileOutcome:
+    def fix(self, path: Path, write: bool, unsafe: bool, data: bytes | None = None) -> FileOutcome:
+        """Fix ``path``, or ``data`` (read from stdin: never written, see ``content``) as if it were its content."""
         display = display_path(path)
+        given = data is not None
         try:
-            document = self._read(path)
+            document = self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         outcome = self.fix_document(path, display, document.text, unsafe)
@@ -133,7 +141,9 @@ class Session:
         try:
             new_content = document.render(outcome.text)  # a notebook that cannot take the fix raises here
             result.diff = document.diff(outcome.text, display)
-            if write:
+            if given:
+                result.content = encode_like(document.file, new_content)
+            elif write:
                 write_atomic(document.file, new_content, self.config.root)
                 result.written = True
         except (SourceError, OSError) as exc:

@@ -103,11 +103,15 @@ class Guard:
         self.network = network
         self.why = why
         self.blocked: list[str] = []
+        #: for each refusal in :attr:`blocked`, the file of the code that attempted it: the innermost
+        #: frame outside the standard library and rnnlint ("" when none), so that a library's attempt
+        #: is not blamed on the user's code. From the code's own file names: for messages, not for trust.
+        self.origins: list[str] = []
         self.read_elsewhere: list[str] = []
 
     def install(self) -> "Guard":
         hook = _make_hook(self.protected, self.writable, self.readable, self.processes, self.network, self.why,
-                          self.blocked.append, self.read_elsewhere.append)
+                          self.blocked.append, self.read_elsewhere.append, self.origins.append)
         if not self.processes:
             _disarm_process_primitives()
         else:
@@ -116,8 +120,9 @@ class Guard:
         return self
 
 
-def _make_hook(protected, writable, readable, processes, network, why, record, note_read):
+def _make_hook(protected, writable, readable, processes, network, why, record, note_read, note_origin):
     """The audit hook: everything it uses is bound here, at install time."""
+    attempted_by = _origin_function()
     protected, writable = tuple(protected), tuple(writable)
     readable = None if readable is None else tuple(readable)
     str_, bytes_, int_, type_, len_, any_, isinstance_ = str, bytes, int, type, len, any, isinstance
@@ -142,6 +147,7 @@ def _make_hook(protected, writable, readable, processes, network, why, record, n
     fd_root = "/proc/self/fd"
 
     def refuse(what):
+        note_origin(attempted_by())
         record(what)
         raise permission_error(f"rnnlint blocked an attempt to {what}: {why}")
 
@@ -317,6 +323,30 @@ def _make_hook(protected, writable, readable, processes, network, why, record, n
                 refuse(f"import {args[0]}")
 
     return hook
+
+
+def _origin_function():
+    """A function naming the file of the innermost caller outside the standard library and rnnlint."""
+    import sysconfig
+
+    getframe = sys._getframe
+    paths = sysconfig.get_paths()
+    stdlib = tuple({os.path.join(p, "") for key in ("stdlib", "platstdlib") for p in (paths[key], os.path.realpath(paths[key]))})
+    own = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+    libraries = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+    str_, type_, startswith, contains = str, type, str.startswith, str.__contains__  # bound now, like the hook's
+
+    def attempted_by():
+        frame = getframe(1)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if type_(name) is str_ and not (
+                    startswith(name, "<") or startswith(name, own)
+                    or (startswith(name, stdlib) and not (contains(name, libraries[0]) or contains(name, libraries[1])))):
+                return name
+            frame = frame.f_back
+        return ""
+    return attempted_by
 
 
 def _path_types() -> frozenset:

@@ -200,8 +200,9 @@ def read_file(path: Path, limit: int | None = MAX_SOURCE_BYTES) -> tuple[bytes, 
         raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
 
 
-def read_source(path: Path) -> SourceFile:
-    data, identity = read_file(path)
+def read_source(path: Path, data: bytes | None = None) -> SourceFile:
+    """``path`` decoded; ``data``: its content as given on stdin (no file is read, and none can be written)."""
+    data, identity = read_file(path) if data is None else (data, None)
     text, encoding = decode(data, path)
     return SourceFile(path=path, text=text, encoding=encoding, digest=digest_bytes(data), data=data,
                       identity=identity)

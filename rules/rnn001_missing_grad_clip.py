@@ -4,11 +4,14 @@ import re
 
 import libcst as cst
 
-from rnnlint.flow.resolve import number
+from rnnlint.flow.resolve import flow_of, number, site_of
+from rnnlint.flow.models import class_builds_recurrent, recurrent
+from rnnlint.flow.values import INSTANCE
 from rnnlint.diagnostics import Applicability
 from rnnlint.index import CLIP_FUNCTIONS
 from rnnlint.names import dotted
-from rnnlint.nodes import keyword_arg
+from rnnlint.nodes import find_all, keyword_arg
+from rnnlint.padding import file_context
 from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
 from rnnlint.training import (
     Event,
@@ -82,7 +85,7 @@ class MissingGradClip(Rule):
     code = "RNN001"
     name = "missing-grad-clip"
     fix_applicability = Applicability.SAFE
-    triggers = ("step(", "Trainer", "TrainingArguments")
+    triggers = ("step(", "Trainer", "TrainingArguments", "LightningModule")
     options = {"max-norm": Option(1.0, "max_norm written by the fix", minimum=0, exclusive_minimum=True, maximum=1e6)}
 
     def __init__(self, *args, **kwargs) -> None:
@@ -111,20 +114,10 @@ class MissingGradClip(Rule):
             self._fits.append(node)
 
     def _kind(self, call: cst.Call) -> str | None:
-        func = call.func
-        last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
-        if last not in ("Trainer", "TrainingArguments", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"):
-            return None
-        qualname = self.ctx.qualname(func)
-        if qualname in _LIGHTNING_TRAINERS:
-            return "lightning"
-        if qualname in _HF_ARGUMENTS:
-            return "hf-arguments"
-        if qualname in _HF_TRAINERS:
-            return "hf-trainer"
-        return None
+        return _trainer_kind(self.ctx, call)
 
     def finish(self) -> None:
+        self._check_lightning_modules()
         f = facts(self.ctx)
         for scope in f.scopes:
             for event in scope.events:
@@ -155,17 +148,24 @@ class MissingGradClip(Rule):
         target = step.target or shown
         step_text = f"{shown}.step({step.target})" if step.via == "scaler" else f"{target}.step()"
         fix_lines = self._fix_lines(scope, step, backward, optimizer)
+        if len(step.statement.body) == 1:
+            edits = [insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else []
+        elif any(isinstance(small, cst.Expr) and small.value is step.call for small in step.statement.body):
+            # ``loss.backward(); opt.step()`` on one line: the clip goes between them, on that line
+            edits = [replace(step.call, "; ".join([*fix_lines, self.ctx.code(step.call)]))] if fix_lines else []
+        else:
+            edits = []
         self.report(
             step.call,
             f"{step_text} updates the recurrent model without gradient clipping after backward(): "
             f"{_WHY}; clip the gradients of `{target}`'s parameters before step()",
             fix=f"Insert clip_grad_norm_(..., max_norm={self.opts['max-norm']!r}) before step()",
-            edits=[insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else [],
-            imports=self._imports() if fix_lines and backward.via is None else (),
+            edits=edits,
+            imports=self._imports() if edits and backward.via is None else (),
         )
 
     def _fix_lines(self, scope: Scope, step: Event, backward: Event, optimizer: Optimizer | None) -> list[str]:
-        if not step.target or len(step.statement.body) != 1:
+        if not step.target:
             return []
         max_norm = f"max_norm={self.opts['max-norm']!r}"
         params = self._params(scope, optimizer, step.target)
@@ -196,24 +196,60 @@ class MissingGradClip(Rule):
     # -- Lightning ---------------------------------------------------------
 
     def _check_lightning(self, name: str | None, call: cst.Call) -> None:
-        if any(arg.star == "**" for arg in call.args) or _MANUAL_OPTIMIZATION.search(self.ctx.text):
+        if _MANUAL_OPTIMIZATION.search(self.ctx.text) or _trainer_clips(self.ctx, call) is not False:
             return
         clip = keyword_arg(call, "gradient_clip_val")
-        if clip is not None and not _is_zero_or_none(self.ctx, clip.value):
-            return
         models = [_fit_model(fit) for fit in self._fits if _fits_with(fit, name, call)]
         models = [m for m in models if m is not None]
         if any(self._clips_itself(m) for m in models) or not self._recurrent(models):
             return
         max_norm = repr(self.opts["max-norm"])
         edit = replace(clip.value, max_norm) if clip is not None else add_arg(call, f"gradient_clip_val={max_norm}")
+        from_cli = isinstance(call.func, cst.Attribute) and call.func.attr.value == "from_argparse_args"
         self.report(
             call,
-            f"Lightning Trainer fits a recurrent model without gradient clipping: {_WHY}; "
+            f"Lightning Trainer fits a recurrent model without gradient clipping"
+            f"{' (--gradient_clip_val defaults to none)' if from_cli else ''}: {_WHY}; "
             f"set gradient_clip_val (e.g. {max_norm})",
             fix=f"Set gradient_clip_val={max_norm}",
             edits=[edit],
         )
+
+    def _check_lightning_modules(self) -> None:
+        """The module's side: a recurrent LightningModule of this file that every Trainer of the project
+        fitting it trains without clipping (the Trainer is reported where it is built)."""
+        if "LightningModule" not in self.ctx.text or _MANUAL_OPTIMIZATION.search(self.ctx.text):
+            return
+        here = self.ctx.path.resolve()
+        flow = self.ctx.index.flow()
+        for cls in self.ctx.module.body:
+            if not isinstance(cls, cst.ClassDef):
+                continue
+            hooks = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
+            if "configure_optimizers" not in hooks or "training_step" not in hooks:
+                continue
+            if not any((self.ctx.qualname(b.value) or "").endswith("LightningModule") for b in cls.bases):
+                continue
+            name = cls.name.value
+            if self._clips_itself(cst.Call(func=cst.Name(name))):
+                continue
+            flow, file_facts = flow_of(self.ctx)
+            if not (self.ctx.is_recurrent(name) or class_builds_recurrent(flow, file_facts, cls)):
+                continue
+            trainers = []
+            for other, words in flow.project_files().items():
+                if other != here and name in words and "Trainer" in words:
+                    context = file_context(self.ctx, other)
+                    trainers += _unclipped_fits(context, here, name) if context is not None else []
+            if not trainers or any(clips for _, clips in trainers):
+                continue
+            where = ", ".join(dict.fromkeys(w for w, _ in trainers))
+            self.report(
+                hooks["configure_optimizers"].name,
+                f"{name} trains a recurrent model without gradient clipping: the Lightning Trainer that fits it "
+                f"({where}) sets no gradient_clip_val; {_WHY}; set gradient_clip_val there (e.g. "
+                f"{self.opts['max-norm']!r}) or clip in configure_gradient_clipping",
+            )
 
     def _clips_itself(self, model: cst.BaseExpression) -> bool:
         """A LightningModule that clips in its own hooks (``configure_gradient_clipping``...)."""
@@ -232,7 +268,11 @@ class MissingGradClip(Rule):
         verdicts = []
         for model in models:
             classes = self._classes(model)
-            if classes:
+            flow, _ = flow_of(self.ctx)
+            resolved = recurrent(flow, flow_values(self.ctx, model, model, models=True))
+            if resolved:
+                verdicts.append(True)
+            elif classes:
                 verdicts.append(any(self.ctx.is_recurrent(c) for c in classes))
             else:
                 verdicts.append(is_recurrent_expr(self.ctx, model, None))
@@ -275,6 +315,78 @@ def _visible(ctx, scope: Scope, optimizer: Optimizer) -> bool:
         return scope.cls is not None and optimizer.scope is not None and optimizer.scope.cls is scope.cls
     module_scope = facts(ctx).scopes[0]
     return head in scope.assigned or head in scope.params or head in module_scope.assigned
+
+
+def _trainer_kind(ctx, call: cst.Call) -> str | None:
+    """"lightning" for ``Trainer(...)`` and ``Trainer.from_argparse_args(...)``, "hf-arguments",
+    "hf-trainer", or None."""
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value == "from_argparse_args":
+        return "lightning" if ctx.qualname(func.value) in _LIGHTNING_TRAINERS else None
+    last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
+    if last not in ("Trainer", "TrainingArguments", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"):
+        return None
+    qualname = ctx.qualname(func)
+    if qualname in _LIGHTNING_TRAINERS:
+        return "lightning"
+    if qualname in _HF_ARGUMENTS:
+        return "hf-arguments"
+    if qualname in _HF_TRAINERS:
+        return "hf-trainer"
+    return None
+
+
+def _trainer_clips(ctx, call: cst.Call) -> bool | None:
+    """Does a Lightning Trainer clip? None when it cannot be told (``**kwargs``, a value that does not
+    resolve). ``Trainer.from_argparse_args(args)`` takes ``--gradient_clip_val`` from the command line:
+    its default (the project's, or Lightning's: none) decides."""
+    if any(arg.star == "**" for arg in call.args):
+        return None
+    clip = keyword_arg(call, "gradient_clip_val")
+    if clip is not None:
+        if _is_zero_or_none(ctx, clip.value):
+            return False
+        return True if number(ctx, clip.value) is not None else None
+    if isinstance(call.func, cst.Attribute) and call.func.attr.value == "from_argparse_args" and call.args:
+        option = cst.Attribute(value=call.args[0].value, attr=cst.Name("gradient_clip_val"))
+        values = [v for v in flow_values(ctx, option, call) if v.number() is not None]
+        return any(v.number() for v in values) if values else False
+    return False
+
+
+def _unclipped_fits(ctx, path, class_name: str) -> list[tuple[str, bool]]:
+    """The Lightning Trainers of the file ``ctx`` that fit an instance of ``class_name`` (defined in
+    ``path``): ``("main.py:56", clips)`` each; a Trainer whose clipping cannot be told counts as clipping."""
+    trainers: list[tuple[str | None, cst.Call]] = []
+    fits: list[cst.Call] = []
+    for call in find_all(ctx.module, cst.Call):
+        if _trainer_kind(ctx, call) == "lightning":
+            trainers.append((None, call))
+        elif isinstance(call.func, cst.Attribute) and call.func.attr.value == "fit":
+            fits.append(call)
+    for assign in find_all(ctx.module, cst.Assign):
+        for i, (_, call) in enumerate(trainers):
+            if assign.value is call and len(assign.targets) == 1:
+                trainers[i] = (dotted(assign.targets[0].target), call)
+    flow = ctx.index.flow()
+    found = []
+    for name, call in trainers:
+        for fit in fits:
+            model = _fit_model(fit)
+            if model is None or not _fits_with(fit, name, call):
+                continue
+            values = flow_values(ctx, model, fit, models=True)
+            if any(v.kind == INSTANCE and v.path == path and getattr(v.node, "name", None) is not None
+                   and v.node.name.value == class_name for v in values):
+                clips = _trainer_clips(ctx, call)
+                found.append((f"{flow.display(ctx.path.resolve())}:{flow.line(ctx.path.resolve(), call) or 1}",
+                              clips is not False))
+    return found
+
+
+def flow_values(ctx, expr: cst.BaseExpression, node: cst.CSTNode, models: bool = False):
+    flow, _ = flow_of(ctx)
+    return flow.values(expr, site_of(ctx, node), models=models)
 
 
 def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:

@@ -1,11 +1,16 @@
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
-from rnnlint.nodes import Visitor
+from rnnlint.flow.models import is_recurrent, packs_anywhere
+from rnnlint.flow.resolve import flow_of, site_of
+from rnnlint.flow.values import INSTANCE
+from rnnlint.names import dotted
+from rnnlint.nodes import Visitor, find_all
 from rnnlint.padding import (
     Instance,
     ProjectResolver,
     forward_feeds,
+    forward_uses,
     methods,
     padded_callers,
     Module,
@@ -14,7 +19,9 @@ from rnnlint.padding import (
     Use,
     feeds_recurrent,
     file_runs,
+    builds_recurrent,
     lengths_in_scope,
+    locate,
     rnn_utils_name,
 )
 from rnnlint.rule import Invalid, Rule, Valid, insert_after, insert_before, replace
@@ -91,9 +98,12 @@ class PaddedNotPacked(Rule):
                 ("len(", "ones", "LSTM"), ("len(", "ones", "GRU"), ("len(", "ones", "RNN"),
                 ("len(", " * (", "LSTM"), ("len(", " * (", "GRU"), ("len(", " * (", "RNN"),
                 # a model whose forward may be handed a padded batch by another file
-                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
+                ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"),
+                # a training loop whose loader and model are handed in by another file
+                ("for ", ".backward("))
     #: what the caller side needs in the file: without it only the model's side is looked at
-    _CALLER_SIDE = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader", "len(")
+    _CALLER_SIDE = ("pad_sequence", "padding_idx", "pad_packed_sequence", "collate_fn", "DataLoader", "len(",
+                    ".backward(")
 
     def finish(self) -> None:
         seen: set[int] = set()
@@ -107,7 +117,7 @@ class PaddedNotPacked(Rule):
                     and "Cell" not in use.callee.qualname
                 ):
                     padded = use.padded_input()
-                    if padded is not None and not _stepwise_decoder(use, padded[0]):
+                    if padded is not None and not _stepwise_decoder(use, padded[0]) and not use.decoder_step():
                         seen.add(id(use.call))
                         self._report_module(run, use, use.callee, padded[0], padded[1])
                 elif isinstance(use.callee, Instance):
@@ -138,44 +148,66 @@ class PaddedNotPacked(Rule):
             if not isinstance(stmt, cst.ClassDef) or "forward" not in methods(stmt):
                 continue
             fed = forward_feeds(stmt, ctx.imports, resolver, self._rnns())
-            if not fed:
+            tokenizer = _padding_tokenizer(ctx, stmt)
+            if tokenizer is not None and not _packs(stmt):
+                # a model that owns a padding tokenizer is fed its ids, however forward reaches them
+                name, display, line = tokenizer
+                fed = [(0, use) for use in forward_uses(stmt, ctx.imports, resolver, self._rnns())
+                       if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.decoder_step()]
+                callers = {0: f"the ids of the tokenizer the model owns ({name} turns on padding to a fixed length "
+                              f"at {display}:{line})"}
+            elif fed:
+                callers = {position: f"the padded batch that {d}:{line} passes to {stmt.name.value} ({origin})"
+                           for position, (d, line, origin) in padded_callers(ctx, here, stmt.name.value).items()}
+            else:
                 continue
-            callers = padded_callers(ctx, here, stmt.name.value)
             for position, use in fed:
                 if id(use.call) in seen or position not in callers:
                     continue
                 seen.add(id(use.call))
-                display, line, origin = callers[position]
                 module = use.callee
                 self.report(
                     use.call,
-                    f"{ctx.code(use.call.func)}(...) runs the {module.short} over the padded batch that {display}:{line} "
-                    f"passes to {stmt.name.value} ({origin}): padded time steps run through the recurrence and "
-                    f"corrupt the final hidden state; pack it here with pack_padded_sequence(x, lengths.cpu(), "
-                    f"batch_first={module.batch_first or '...'}, enforce_sorted=False)",
+                    f"{ctx.code(use.call.func)}(...) runs the {module.short} over {callers[position]}: padded time "
+                    f"steps run through the recurrence and corrupt the final hidden state; pack it here with "
+                    f"pack_padded_sequence(x, lengths.cpu(), batch_first={module.batch_first or '...'}, "
+                    f"enforce_sorted=False)",
                 )
 
     def _rnns(self) -> frozenset[str]:
         return frozenset(n for n in self.ctx.index.recurrent_names if "Cell" not in n)
 
     def _report_model(self, use: Use, model: Instance) -> bool:
-        hit = self.ctx.index.lookup(self.ctx.path, model.name)
+        hit = locate(self.ctx.index, self.ctx.path, model)
         if hit is None or hit[0] == self.ctx.path.resolve():
             return False  # a model of this file is followed into its forward instead
         for key, value, _ in use.args:
             if not isinstance(key, int) or not isinstance(value, Padded):
                 continue
-            where = feeds_recurrent(self.ctx.index, self.ctx.path, model.name, key)
+            where = feeds_recurrent(self.ctx.index, hit[0], hit[1], key)
+            if where is None and not builds_recurrent(self.ctx.index, *hit):
+                where = self._unpacked_model(use, hit)  # its recurrent layers are handed to its constructor
             if where:
                 self.report(
                     use.call,
-                    f"{self.ctx.code(use.call.func)}(...) feeds a padded batch ({value.origin}) to {model.name}, "
+                    f"{self.ctx.code(use.call.func)}(...) feeds a padded batch ({value.origin}) to {hit[1]}, "
                     f"whose forward runs {where} over it without packing: padded time steps run through the "
                     f"recurrence and corrupt the final hidden state; pack it in forward with "
                     f"pack_padded_sequence(x, lengths.cpu(), batch_first=..., enforce_sorted=False)",
                 )
                 return True
         return False
+
+    def _unpacked_model(self, use: Use, hit: tuple) -> str | None:
+        """The model the flow model resolves at this call (a parameter filled by the callers, a model
+        built from injected submodules): recurrent, and packing nowhere in its classes. Returns the
+        recurrent classes it is made of, for the message, or None."""
+        flow, _ = flow_of(self.ctx)
+        values = flow.values(use.call.func, site_of(self.ctx, use.call), models=True)
+        models = [v for v in values if v.kind == INSTANCE and v.path == hit[0]]  # this run's model
+        if not models or not all(is_recurrent(flow, v) and not packs_anywhere(flow, v) for v in models):
+            return None
+        return f"its recurrent layers ({flow.display(models[0].path)})"
 
     # -- fix -----------------------------------------------------------------
 
@@ -225,6 +257,54 @@ class PaddedNotPacked(Rule):
         if len(imports) == 2:  # one line for both functions
             imports = ["from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence"]
         return edits, imports
+
+
+def _padding_tokenizer(ctx, cls: cst.ClassDef) -> tuple[str, str, int] | None:
+    """A model that owns a tokenizer padding to a fixed length (``enable_padding(...)`` of the
+    ``tokenizers`` library, called on ``self.tokenizer`` here or inside the tokenizer class of the project
+    that ``self.tokenizer = WordTokenizer(...)`` builds): the model is meant to be fed that tokenizer's
+    ids. ``(tokenizer, file, line)`` of the padding."""
+    flow = ctx.index.flow()
+    for call in find_all(cls, cst.Call):
+        func = call.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "enable_padding" and \
+                (dotted(func.value) or "").startswith("self."):
+            return dotted(func.value), flow.display(ctx.path.resolve()), flow.line(ctx.path.resolve(), call) or 1
+    for assign in find_all(cls, cst.Assign):
+        if not isinstance(assign.value, cst.Call) or not any(
+                (dotted(t.target) or "").startswith("self.") for t in assign.targets):
+            continue
+        name = dotted(assign.value.func)
+        hit = ctx.index.lookup(ctx.path, name) if name else None
+        if hit is not None:
+            found = _enables_padding(ctx, *hit)
+            if found is not None:
+                return (hit[1], *found)
+    return None
+
+
+def _packs(cls: cst.ClassDef) -> bool:
+    return any((dotted(c.func) or "").rsplit(".", 1)[-1] in ("pack_padded_sequence", "pack_sequence")
+               for c in find_all(cls, cst.Call))
+
+
+def _enables_padding(ctx, path, class_name: str, depth: int = 0) -> tuple[str, int] | None:
+    module = ctx.index.tree(path)
+    cls = next((s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == class_name), None) \
+        if module is not None else None
+    if cls is None or depth > 3:
+        return None
+    flow = ctx.index.flow()
+    for call in find_all(cls, cst.Call):
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value == "enable_padding":
+            return flow.display(path), flow.line(path, call) or 1
+    for base in cls.bases:
+        name = dotted(base.value)
+        hit = ctx.index.lookup(path, name) if name else None
+        found = _enables_padding(ctx, *hit, depth + 1) if hit is not None else None
+        if found is not None:
+            return found
+    return None
 
 
 def _stepwise_decoder(use: Use, padded: Padded) -> bool:

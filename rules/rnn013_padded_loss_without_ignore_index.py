@@ -12,6 +12,7 @@ from rnnlint.nodes import Visitor, find_all, keyword_arg
 from rnnlint.padding import (
     PAD_SEQUENCE,
     Flow,
+    Instance,
     Items,
     Padded,
     PaddedRows,
@@ -19,11 +20,15 @@ from rnnlint.padding import (
     Resolver,
     Result,
     Value,
+    file_context as padding_context,
     file_runs,
+    forward_params,
+    locate,
+    methods,
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
 from rnnlint.source import parse_python
-from rnnlint.training import facts
+from rnnlint.training import facts, recurrent_context
 
 LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
 LOSS_FUNCTIONS = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"})
@@ -81,7 +86,9 @@ class PaddedLossWithoutIgnoreIndex(Rule):
     code = "RNN013"
     name = "padded-loss-without-ignore-index"
     fix_applicability = Applicability.UNSAFE
-    triggers = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss")
+    triggers = ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss",
+                # a loss class of the project, built here or called in a training loop of this file
+                "Loss(", ("for ", ".backward("))
 
     def finish(self) -> None:
         criteria = _criteria(self.ctx)
@@ -92,16 +99,122 @@ class PaddedLossWithoutIgnoreIndex(Rule):
             for loss in getattr(run.result, "losses", []):
                 if not isinstance(loss.target, Padded):
                     continue
+                if loss.wrapper is not None:  # a loss class of the project: judged by its own body
+                    if id(loss.call) not in reported and self._check_wrapper(loss, loss.call, loss.call):
+                        reported.add(id(loss.call))
+                    continue
                 site = loss.constructor if loss.constructor is not None else loss.call
                 if id(site) in reported or _masked(run.node, loss):
                     continue
                 if recurrent is None:
                     f = facts(self.ctx)
-                    recurrent = f.mentions_recurrent or any(self.ctx.is_recurrent(c) for c in f.classes)
+                    recurrent = f.mentions_recurrent or any(self.ctx.is_recurrent(c) for c in f.classes) or any(
+                        recurrent_context(self.ctx, o.scope, o) for o in f.all_optimizers)
                 if not recurrent:
                     return
                 if self._check(loss, site):
                     reported.add(id(site))
+        self._report_wrapper_constructions(reported)
+        self._report_wrapper_definitions()
+
+    # -- loss classes of the project -------------------------------------------------------------
+
+    def _check_wrapper(self, loss: "_Loss", site: cst.CSTNode, used_at: cst.Call | None, where: str = "") -> bool:
+        wrapper = loss.wrapper
+        pad = _pad_of(self.ctx, loss.target)
+        if wrapper.ignores or pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
+            return False
+        if wrapper.masks and wrapper.elementwise is not False:
+            return False  # a per-element loss, masked: the pads do not count
+        padded = f"padded with {pad.text}" if pad.text else "padded with a pad this file cannot name"
+        mask = (" Its mask multiplies the loss after the mean reduction, which leaves the mean unchanged: "
+                "the pads still count." if wrapper.masks else "")
+        used = f"{where} computes it" if where else "it is computed"
+        self.report(
+            site,
+            f"{wrapper.name} wraps {wrapper.loss} ({wrapper.display}:{wrapper.line}) with no ignore_index, and "
+            f"{used} over targets {padded} ({loss.target.origin}): every padding position is trained as a "
+            f"target, so the model learns to predict padding.{mask} Pass ignore_index=<the pad id> to the "
+            f"{wrapper.loss} in {wrapper.display}:{wrapper.line} (or reduction='none' and mask it)",
+        )
+        return True
+
+    def _report_wrapper_definitions(self) -> None:
+        """A loss class of this file, computed over padded targets somewhere in the project: reported at
+        its own CrossEntropyLoss, where ignore_index belongs."""
+        here = self.ctx.path.resolve()
+        flow = self.ctx.index.flow()
+        for cls in self.ctx.module.body:
+            if not isinstance(cls, cst.ClassDef):
+                continue
+            wrapper = _wrapper_of(self.ctx, here, cls.name.value)
+            if wrapper is None or wrapper.ignores or wrapper.site is None:
+                continue
+            for other, words in flow.project_files().items():
+                if other == here or cls.name.value not in words:
+                    continue
+                context = padding_context(self.ctx, other)
+                if context is None:
+                    continue
+                used = self._padded_wrapper_use(context, here, cls.name.value)
+                if used is None:
+                    continue
+                loss, where = used
+                pad = _pad_of(context, loss.target)
+                if pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
+                    continue
+                if wrapper.masks and wrapper.elementwise is not False:
+                    continue
+                number = _number_text(pad.value) if pad.value is not None else None
+                padded = f"padded with {pad.text}" if pad.text else "padded with a pad that file cannot name"
+                mask = (" (its mask multiplies the loss after the mean reduction, which leaves the mean "
+                        "unchanged)" if wrapper.masks else "")
+                self.report(
+                    wrapper.site,
+                    f"{wrapper.loss} has no ignore_index, and {where} computes "
+                    f"{cls.name.value} over targets {padded} ({loss.target.origin}): every padding position is "
+                    f"trained as a target{mask}; pass ignore_index={number or '<the pad id>'}",
+                    fix=f"Pass ignore_index={number}" if number else None,
+                    edits=[add_arg(wrapper.site, f"ignore_index={number}")] if number else [],
+                )
+                break
+
+    @staticmethod
+    def _padded_wrapper_use(context, path, class_name: str) -> tuple["_Loss", str] | None:
+        """Where the file ``context`` computes the loss class over padded targets, itself or through a
+        training function of another file it hands the loss to: ``(loss, "loop.py:10")``."""
+        resolver = _LossResolver(context, _criteria(context))
+        home = (path, class_name)
+        flow = context.index.flow()
+        for run in file_runs(context, _LossFlow, resolver):
+            for loss in getattr(run.result, "losses", []):
+                if loss.wrapper is not None and loss.wrapper.home == home and isinstance(loss.target, Padded):
+                    return loss, f"{flow.display(context.path.resolve())}:{flow.line(context.path, loss.call) or 1}"
+        for run in file_runs(context):
+            for use in run.result.uses:
+                for key, value, _ in use.args if isinstance(use.callee, str) else ():
+                    if isinstance(value, Instance) and locate(context.index, context.path, value) == home:
+                        found = _padded_use_elsewhere(context, use, key, home)
+                        if found is not None:
+                            return found
+        return None
+
+    def _report_wrapper_constructions(self, reported: set[int]) -> None:
+        """``criterion = MyLoss()`` here, handed to a training loop of another file that computes it over
+        padded targets: reported where the loss is built, as for a library loss."""
+        for run in file_runs(self.ctx):
+            for use in run.result.uses:
+                if not isinstance(use.callee, str):
+                    continue
+                for key, value, arg in use.args:
+                    if not isinstance(value, Instance) or not isinstance(arg.value, cst.Name):
+                        continue
+                    built = use.names.get(arg.value.value)
+                    if not isinstance(built, cst.Call) or id(built) in reported:
+                        continue
+                    found = _padded_use_elsewhere(self.ctx, use, key, locate(self.ctx.index, self.ctx.path, value))
+                    if found is not None and self._check_wrapper(found[0], built, None, found[1]):
+                        reported.add(id(built))
 
     def _check(self, loss: "_Loss", site: cst.Call) -> bool:
         pad = _pad_of(self.ctx, loss.target)
@@ -166,6 +279,22 @@ class _PadWith(Padded):
     local: bool = True  # written in the file being checked
 
 
+@dataclass(frozen=True)
+class _Wrapper:
+    """A loss class of the project whose ``forward`` computes a cross-entropy/NLL loss of its argument."""
+
+    name: str
+    position: int  # of the targets among forward's arguments
+    loss: str  # "nn.CrossEntropyLoss()" as written
+    display: str  # its file and line
+    line: int
+    ignores: bool  # ignore_index given
+    masks: bool  # forward multiplies / indexes the loss by a mask
+    elementwise: bool | None  # reduction='none' (None: not a literal)
+    site: cst.Call | None = field(default=None, compare=False)  # the loss's constructor (or call) in its file
+    home: tuple | None = field(default=None, compare=False)  # (file, class name)
+
+
 @dataclass
 class _Loss:
     call: cst.Call
@@ -173,6 +302,7 @@ class _Loss:
     target: Value
     target_expr: cst.BaseExpression
     result_name: str | None  # ``loss`` in ``loss = criterion(...)``
+    wrapper: _Wrapper | None = None
 
 
 @dataclass
@@ -200,6 +330,15 @@ class _LossResolver(ProjectResolver):
             self._returns[key] = None  # recursion guard
             self._returns[key] = self._follow(hit[0], hit[1]) or value
         return self._returns[key]
+
+    def wrapper(self, instance: Instance) -> _Wrapper | None:
+        home = locate(self.ctx.index, self.ctx.path, instance)
+        if home is None:
+            return None
+        cache = self.ctx.index.flow().scratch.setdefault("rnn013.wrappers", {})
+        if home not in cache:
+            cache[home] = _wrapper_of(self.ctx, *home)
+        return cache[home]
 
     def _follow(self, path: Path, function_name: str) -> Value:
         local = path == self.ctx.path.resolve()
@@ -267,6 +406,15 @@ class _LossFlow(Flow):
             if isinstance(receiver, Padded):
                 return receiver
             return super().call(call) if receiver is not None else None
+        callee = self.env.get(name) if name else None
+        if isinstance(callee, Instance) and isinstance(self.resolver, _LossResolver):
+            wrapper = self.resolver.wrapper(callee)
+            if wrapper is not None:
+                values = {self._key(call, arg): (self.value(arg.value), arg.value) for arg in call.args}
+                target, expr = values.get(wrapper.position) or (None, None)
+                if expr is not None:
+                    self.result.losses.append(_Loss(call, None, target, expr, None, wrapper))
+                return None
         constructor = self._loss_constructor(call, name, qualname)
         if constructor is not None or qualname in LOSS_FUNCTIONS:
             values = {self._key(call, arg): (self.value(arg.value), arg.value) for arg in call.args}
@@ -303,6 +451,89 @@ class _LossFlow(Flow):
             if isinstance(small, cst.Assign) and small.value is call and len(small.targets) == 1:
                 return dotted(small.targets[0].target)
         return None
+
+
+def _wrapper_of(ctx, path: Path, class_name: str) -> _Wrapper | None:
+    """Is ``class_name`` (defined in ``path``) a loss class wrapping CrossEntropyLoss/NLLLoss over one of
+    its forward's arguments? Read from its body: ``self.loss = nn.CrossEntropyLoss()`` then
+    ``self.loss(output, target)`` (or ``F.cross_entropy(output, target)``) in ``forward``."""
+    module = ctx.module if path == ctx.path.resolve() else ctx.index.tree(path)  # reports need this file's nodes
+    if module is None:
+        return None
+    cls = next((s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == class_name), None)
+    if cls is None:
+        return None
+    forward = methods(cls).get("forward")
+    if forward is None:
+        return None
+    imports = ImportMap(module)
+    built: dict[str, cst.Call] = {}
+    for assign in find_all(cls, cst.Assign):
+        value = assign.value
+        while isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and \
+                value.func.attr.value in ("to", "cuda") and isinstance(value.func.value, cst.Call):
+            value = value.func.value
+        if isinstance(value, cst.Call) and imports.resolve(value.func) in LOSS_MODULES:
+            for target in assign.targets:
+                if dotted(target.target):
+                    built[dotted(target.target)] = value
+    params = forward_params(forward)
+    for call in find_all(forward, cst.Call):
+        name = dotted(call.func)
+        constructor = built.get(name or "")
+        if constructor is None and imports.resolve(call.func) not in LOSS_FUNCTIONS:
+            continue
+        target = call.args[1].value if len(call.args) > 1 and call.args[1].keyword is None else None
+        target = target or next((a.value for a in call.args if a.keyword and a.keyword.value == "target"), None)
+        while isinstance(target, cst.Call) and isinstance(target.func, cst.Attribute):  # y.view(-1), y.long()
+            target = target.func.value
+        if not isinstance(target, cst.Name) or target.value not in params:
+            continue
+        site = constructor if constructor is not None else call
+        reduction = keyword_arg(site, "reduction")
+        elementwise = None if reduction is not None and not isinstance(reduction.value, cst.SimpleString) else \
+            (reduction is not None and reduction.value.evaluated_value == "none")
+        probe = _Loss(call, constructor, None, target, _assigned_name(forward, call))
+        code = cst.Module(body=[]).code_for_node
+        loss_text = code(site.func) + "()" if constructor is not None else code(call.func) + "(...)"
+        return _Wrapper(
+            name=class_name, position=params.index(target.value), loss=loss_text,
+            display=ctx.index.flow().display(path), line=ctx.index.flow().line(path, site) or 1,
+            ignores=keyword_arg(site, "ignore_index") is not None, masks=_masked(forward, probe),
+            elementwise=elementwise, site=site, home=(path, class_name),
+        )
+    return None
+
+
+def _assigned_name(function: cst.FunctionDef, call: cst.Call) -> str | None:
+    for assign in find_all(function, cst.Assign):
+        if assign.value is call and len(assign.targets) == 1:
+            return dotted(assign.targets[0].target)
+    return None
+
+
+def _padded_use_elsewhere(ctx, use, key, home) -> tuple["_Loss", str] | None:
+    """The loss class handed as argument ``key`` of ``use`` (a call of a function of another file): is it
+    computed there over padded targets? ``(loss, "train.py:15")`` of the first such computation."""
+    hit = ctx.index.lookup(ctx.path, use.callee)
+    if hit is None or hit[0] == ctx.path.resolve():
+        return None
+    other = padding_context(ctx, hit[0])
+    if other is None:
+        return None
+    resolver = _LossResolver(other, _criteria(other))
+    for run in file_runs(other, _LossFlow, resolver):
+        if not isinstance(run.node, cst.FunctionDef) or run.node.name.value != hit[1]:
+            continue
+        params = [p.name.value for p in (*run.node.params.posonly_params, *run.node.params.params,
+                                         *run.node.params.kwonly_params)]
+        param = params[key] if isinstance(key, int) and key < len(params) else key
+        for loss in getattr(run.result, "losses", []):
+            if loss.wrapper is not None and isinstance(loss.target, Padded) and dotted(loss.call.func) == param \
+                    and loss.wrapper.home == home:
+                flow = ctx.index.flow()
+                return loss, f"{flow.display(hit[0])}:{flow.line(hit[0], loss.call) or 1} ({hit[1]})"
+    return None
 
 
 def _padded(value: Value) -> bool:

@@ -44,7 +44,7 @@ class SaturatedAtInit(GraphRule):
         for path, (module, x, hx) in run.probe.calls.items():
             try:
                 measured = saturation(module, x, hx)
-            except (ValueError, RuntimeError):
+            except (ValueError, RuntimeError, IndexError):  # a state that does not fit the layer: RNN107's finding
                 continue
             if measured is None or measured.share <= self.opts["max-share"]:
                 continue

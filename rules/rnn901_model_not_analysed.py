@@ -7,13 +7,18 @@ class ModelNotAnalysed(GraphRule):
     """The graph stage could not build, trace or run a model.
 
     **What it catches.** A model the graph stage found but could not analyse,
-    and why: its constructor needs arguments that no call site gives as
-    literals (sizes named like ``vocab_size`` or ``hidden_dim`` get small
-    placeholder values instead, and the findings say so), ``__init__`` raised, called ``sys.exit``, did not finish within
-    ``model-timeout`` seconds, allocated beyond ``memory-limit-mb``, or
-    killed its process; or the model was built but no graph could be traced
-    and no probe batch could run, so some rules saw its parameters only. The
-    message says what configuration would let rnnlint build it.
+    and why: its constructor needs arguments that the project's own call of it
+    does not resolve to one literal each (the call site is named, with each
+    argument it could not follow; arguments are followed through argparse
+    defaults, config dicts, constants of other files; sizes named like
+    ``vocab_size`` or ``hidden_dim`` get small placeholder values instead, and
+    the findings say so), a library it imports is missing or of another
+    version than the project needs, ``__init__`` raised, called ``sys.exit``,
+    did not finish within ``model-timeout`` seconds, allocated beyond
+    ``memory-limit-mb``, or killed its process; or the model was built but no
+    graph could be traced and no probe batch could run, so some rules saw its
+    parameters only (the message then gives an input template of the kind its
+    first layer takes). The message says what would let rnnlint build it.
 
     **Why it matters.** A model that is not analysed gets no RNN1xx
     findings: silence would look like a clean bill of health.

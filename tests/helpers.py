@@ -57,10 +57,10 @@ def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=Tru
     return outcome.text, outcome.remaining
 
 
-def rnnlint(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
+def rnnlint(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60, input: str | None = None):
     """Run the real command line in a subprocess (``python -m rnnlint``), as a user or CI does.
 
-    Its output is not a terminal, so there is no colour.
+    Its output is not a terminal, so there is no colour. ``input`` is written to its stdin.
     """
     import os
     import subprocess
@@ -70,5 +70,5 @@ def rnnlint(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60)
     full_env.pop("FORCE_COLOR", None)
     return subprocess.run(
         [sys.executable, "-m", "rnnlint", *args], cwd=cwd, env=full_env, capture_output=True, text=True,
-        timeout=timeout,
+        timeout=timeout, input=input,
     )

@@ -6,6 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import rnnlint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -101,3 +103,30 @@ def test_statistics_counts_findings_per_rule(tmp_path):
         "    3  RNN001  missing-grad-clip  [*] 3 fixable",
         "7 findings, 3 fixable with `rnnlint fix --apply` (4 more with `--unsafe-fixes`).",
     ]
+
+
+UNBUILDABLE = '''import torch.nn as nn
+
+
+class Forecaster(nn.Module):
+    def __init__(self, data_dir):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 8)
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+'''
+
+
+def test_info_notes_get_no_noqa_and_read_as_notes(tmp_path):
+    """RNN901 (a model the graph stage could not build) fails nothing: no noqa hides it."""
+    pytest.importorskip("torch")
+    (tmp_path / "model.py").write_text(UNBUILDABLE)
+    checked = rnnlint("check", "--graph", ".", cwd=tmp_path, timeout=240)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("model.py:4:1: RNN901 `Forecaster` could not be built")
+    assert checked.stdout.splitlines()[-1] == "No findings; 1 note (info: the exit code is unaffected)."
+    result = rnnlint("check", "--graph", "--add-noqa", ".", cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Added 0 noqa directives in 0 files."
+    assert (tmp_path / "model.py").read_text() == UNBUILDABLE

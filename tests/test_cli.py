@@ -7,6 +7,7 @@ the rules so that rules added later do not change what is asserted.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from rnnlint import __version__
 from rnnlint.registry import load_rules
 from tests.helpers import rnnlint
+from tests.test_trust import MODEL  # a recurrent model alone: nothing to report, one model to build
 
 DATA = Path(__file__).parent / "data"
 # tests/data/lstm_train.py: RNN041 (safe fix) on line 12, RNN020 (unsafe fix) on line 22.
@@ -171,3 +173,147 @@ def test_statistics(project):
     assert result.returncode == 1
     assert re.search(r"^\s+1\s+RNN041\s+dropout-on-single-layer\s+\[\*\] 1 fixable$", result.stdout, re.M)
     assert re.search(r"^\s+1\s+RNN020\s+high-learning-rate$", result.stdout, re.M)
+
+
+def test_statistics_as_json(project):
+    result = rnnlint("check", "--output-format", "json", "--statistics", "--select", "RNN020,RNN041", "train.py",
+                     cwd=project)
+    assert result.returncode == 1
+    rows = json.loads(result.stdout)  # stdout is the JSON list alone
+    assert sorted(rows, key=lambda r: r["code"]) == [
+        {"code": "RNN020", "name": "high-learning-rate", "count": 1, "fixable": False, "fixable_count": 0},
+        {"code": "RNN041", "name": "dropout-on-single-layer", "count": 1, "fixable": True, "fixable_count": 1},
+    ]
+    sarif = rnnlint("check", "--output-format", "sarif", "--statistics", "train.py", cwd=project)
+    assert sarif.returncode == 2 and "--statistics prints text or json" in sarif.stderr
+
+
+def test_mistyped_rule_codes_get_a_did_you_mean(project):
+    result = rnnlint("check", "--select", "RNN21", "train.py", cwd=project)
+    assert result.returncode == 2
+    assert "--select: unknown rule code or prefix 'RNN21'; did you mean 'RNN021'?" in result.stderr
+    by_name = rnnlint("check", "--ignore", "high-learning-rate", "train.py", cwd=project)
+    assert by_name.returncode == 2
+    assert "that is the name of RNN020: use its code" in by_name.stderr
+    (project / "pyproject.toml").write_text('[tool.rnnlint]\nextend-select = ["RNN0211"]\n')
+    config = rnnlint("check", "train.py", cwd=project)
+    assert config.returncode == 2
+    assert "extend-select: unknown rule code or prefix 'RNN0211'; did you mean 'RNN021'?" in config.stderr
+
+
+# -- Ruff's habits: check --fix, -q, --silent, --show-fixes, stdin ----------------------
+
+
+def test_check_fix_applies_safe_fixes_then_reports_what_remains(project):
+    result = rnnlint("check", "--fix", "--select", "RNN020,RNN041", "train.py", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert "Fixed 1 finding in 1 file." in result.stderr
+    assert codes(result.stdout) == ["RNN020"]  # the unsafe one is left, and reported
+    text = (project / "train.py").read_text()
+    assert "dropout=0.2" not in text and "lr=0.05" in text
+    result = rnnlint("check", "--fix", "--unsafe-fixes", "--select", "RNN020,RNN041", "train.py", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lr=0.001" in (project / "train.py").read_text()
+    assert result.stdout.strip() == "No findings."
+
+
+def test_check_unsafe_fixes_without_fix_is_a_usage_error(project):
+    result = rnnlint("check", "--unsafe-fixes", "train.py", cwd=project)
+    assert result.returncode == 2
+    assert "--unsafe-fixes applies fixes: use it with --fix" in result.stderr
+    assert (project / "train.py").read_text() == TRAIN
+
+
+def test_quiet_prints_the_findings_only_and_silent_nothing(project):
+    (project / "model.py").write_text(MODEL)  # a model the graph stage would build: normally a note
+    normal = rnnlint("check", ".", cwd=project)
+    assert "not built by the graph stage" in normal.stderr
+    quiet = rnnlint("check", "-q", ".", cwd=project)
+    assert quiet.returncode == 1
+    assert quiet.stdout.splitlines() == normal.stdout.splitlines()[:-1]  # no summary line
+    assert "RNN020" in codes(quiet.stdout) and quiet.stderr == ""
+    silent = rnnlint("check", "--silent", "--select", "RNN020,RNN041", ".", cwd=project)
+    assert (silent.returncode, silent.stdout, silent.stderr) == (1, "", "")
+    fixed = rnnlint("check", "--fix", "--quiet", "--select", "RNN041", ".", cwd=project)
+    assert (fixed.returncode, fixed.stdout, fixed.stderr) == (0, "", "")
+
+
+def test_show_fixes_names_each_fix(project):
+    shown = rnnlint("check", "--show-fixes", "--select", "RNN020,RNN041", "train.py", cwd=project)
+    lines = shown.stdout.splitlines()
+    assert lines[1] == "    fix: Remove the dropout argument (safe)"
+    assert lines[3] == "    fix: Set the learning rate to 0.001 (unsafe)"
+    applied = rnnlint("check", "--fix", "--unsafe-fixes", "--show-fixes", "--select", "RNN020,RNN041", "train.py",
+                      cwd=project)
+    assert applied.returncode == 0
+    assert applied.stderr.splitlines() == [
+        "Fixed 2 findings in 1 file:",
+        "- train.py:",
+        "    1 × RNN020 (high-learning-rate)",
+        "    1 × RNN041 (dropout-on-single-layer)",
+    ]
+
+
+def test_stdin_is_checked_as_the_named_file(project):
+    (project / "pyproject.toml").write_text('[tool.rnnlint.per-file-ignores]\n"scripts/*" = ["RNN041"]\n')
+    result = rnnlint("check", "--select", "RNN020,RNN041", "-", "--stdin-filename", "train.py", cwd=project,
+                     input=TRAIN)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[0].startswith("train.py:12:59: RNN041 ")
+    # the name decides the per-file-ignores, as for a file on disk
+    ignored = rnnlint("check", "--select", "RNN020,RNN041", "--stdin-filename", "scripts/train.py", cwd=project,
+                      input=TRAIN)
+    assert codes(ignored.stdout) == ["RNN020"]
+    assert ignored.stdout.startswith("scripts/train.py:22:51: RNN020 ")
+    both = rnnlint("check", "-", "train.py", cwd=project, input=TRAIN)
+    assert both.returncode == 2 and "give it alone" in both.stderr
+
+
+def test_stdin_fix_prints_the_fixed_code_and_writes_nothing(project):
+    before = (project / "train.py").read_bytes()
+    result = rnnlint("fix", "--apply", "--select", "RNN020,RNN041", "-", "--stdin-filename", "train.py",
+                     cwd=project, input=TRAIN)
+    assert result.returncode == 1  # RNN020's fix is unsafe: it remains, reported on stderr
+    assert result.stdout == TRAIN.replace(", dropout=0.2", "")
+    assert "Fixed 1 finding in 1 file." in result.stderr
+    assert "train.py:22:51: RNN020 " in result.stderr
+    checked = rnnlint("check", "--fix", "--unsafe-fixes", "--select", "RNN020,RNN041", "-", cwd=project,
+                      input=TRAIN)
+    assert checked.returncode == 0
+    assert checked.stdout == TRAIN.replace(", dropout=0.2", "").replace("lr=0.05", "lr=0.001")
+    clean = rnnlint("fix", "--apply", "-", cwd=project, input=CLEAN)
+    assert (clean.returncode, clean.stdout) == (0, CLEAN)  # unchanged code comes back as it was
+    assert (project / "train.py").read_bytes() == before
+
+
+def test_fix_lists_findings_it_cannot_fix(project):
+    result = rnnlint("fix", "--select", "RNN021", "train.py", cwd=project)
+    assert result.returncode == 1
+    assert codes(result.stdout) == ["RNN021"]  # listed, as check lists it
+    assert result.stdout.splitlines()[-1] == "1 finding, none with an automatic fix."
+    assert "Nothing to fix: none of the findings above has an automatic fix." in result.stderr
+    unsafe = rnnlint("fix", "--apply", "--select", "RNN020", "train.py", cwd=project)
+    assert unsafe.returncode == 1
+    assert codes(unsafe.stdout) == ["RNN020"]
+    assert "Nothing to fix without --unsafe-fixes: 1 finding above has only an unsafe fix" in unsafe.stderr
+
+
+# -- wording ----------------------------------------------------------------------
+
+
+def test_a_path_that_does_not_exist_is_one_error(project):
+    said = ["rnnlint: error: trian.py: no such file or directory"]
+    alone = rnnlint("check", "trian.py", cwd=project)
+    assert (alone.returncode, alone.stdout, alone.stderr.splitlines()) == (2, "", said)
+    with_others = rnnlint("check", "--static", "train.py", "trian.py", cwd=project)
+    assert with_others.stderr.splitlines() == said
+    assert "train.py:22:51: RNN020" in with_others.stdout  # the rest is still checked
+    assert with_others.returncode == 2  # but a mistyped path never passes a build
+
+
+def test_rule_docs_have_no_rest_double_backticks():
+    listed = rnnlint("rules", cwd=DATA)
+    assert "``" not in listed.stdout
+    assert "`pack_padded_sequence` given lengths" in listed.stdout
+    explained = rnnlint("explain", "RNN001", cwd=DATA)
+    assert "``" not in explained.stdout and "`backward()`" in explained.stdout

@@ -90,11 +90,13 @@ def test_explicit_files_are_always_checked(tmp_path):
 def test_missing_paths(tmp_path):
     shutil.copy(DATA / "lstm_train.py", tmp_path / "train.py")
     result = rnnlint("check", "--select", "RNN020", "nope.py", "train.py", cwd=tmp_path)
-    assert "warning: nope.py: no such file or directory" in result.stderr
-    assert result.returncode == 1 and "RNN020" in result.stdout  # the rest is still checked
+    assert result.stderr.splitlines() == ["rnnlint: error: nope.py: no such file or directory"]  # said once
+    assert "RNN020" in result.stdout  # the rest is still checked
+    assert result.returncode == 2  # and a mistyped path never passes a build
     result = rnnlint("check", "nope.py", "gone/", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "nothing to check" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == ["rnnlint: error: nope.py: no such file or directory",
+                                          "rnnlint: error: gone: no such file or directory"]
 
 
 UNUSUAL = {
@@ -194,7 +196,7 @@ def test_a_symlink_loop_named_on_the_command_line_is_a_clean_error(tmp_path):
     assert "loop_a: no such file or directory (a broken symbolic link or a symlink loop)" in alone.stderr
     for command in (("check", "--select", "RNN020"), ("fix", "--select", "RNN020")):
         with_others = rnnlint(*command, "loop_a", "train.py", "loop_b/x.py", cwd=tmp_path)
-        assert with_others.returncode == 1 and "Traceback" not in with_others.stderr, with_others.stderr
+        assert with_others.returncode == 2 and "Traceback" not in with_others.stderr, with_others.stderr
         assert "loop_a: no such file or directory (a broken symbolic link or a symlink loop)" in with_others.stderr
         assert "loop_b/x.py: no such file or directory" in with_others.stderr
     assert "train.py:22:51: RNN020" in rnnlint("check", "loop_a", "train.py", cwd=tmp_path).stdout

@@ -7,6 +7,8 @@ so torch is imported once for all examples.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("torch")
@@ -33,7 +35,7 @@ def graph_check(root, main: str, files=None, select=None, options=None):
     helpers.write_project(root, main, files)
     session = helpers.session(root, select, options)
     sources = sorted(root.rglob("*.py"))
-    return run_graph_stage(sources, session, executor=in_process)
+    return run_graph_stage(sources, session, executor=in_process).diagnostics
 
 
 def _cases(kind: str):
@@ -74,5 +76,144 @@ def test_invalid_model_is_reported(tmp_path, rule, example):
     source = dedent(example.code)
     found = [d for d in graph_check(tmp_path, source, files, _select(rule), _opts(rule, example)) if d.code == rule.code]
     assert [d.line for d in found] == list(example.lines), f"{rule.code} findings in:\n{source}\n{found}"
-    assert all(d.message and d.path.endswith(helpers.MAIN) for d in found)
+    assert all(d.message and Path(d.path).name == helpers.MAIN for d in found), found
     assert example.fixed is None and all(d.fix is None for d in found), "graph rules do not fix"
+
+
+def _note(tmp_path, source: str) -> str:
+    found = graph_check(tmp_path, dedent(source), select=["RNN901", "RNN106"])  # RNN106 runs the probe batch
+    notes = [d.message for d in found if d.code == "RNN901"]
+    assert len(notes) == 1, found
+    return notes[0]
+
+
+@pytest.mark.parametrize("first, template", [
+    ("nn.LSTM(8, 16, batch_first=True)", 'shape = [3, 7, 8], dtype = "float32" }'),
+    ("nn.Embedding(50, 16)", 'shape = [7, 3], dtype = "int64", high = 50 }'),
+])
+def test_the_input_template_follows_the_first_layer(tmp_path, first, template):
+    """A forward() the probe cannot feed: the note's template is what the first layer takes (ids only for an Embedding)."""
+    note = _note(tmp_path, f"""
+        import torch.nn as nn
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.first = {first}
+                self.rnn = nn.GRU(16, 16)
+
+            def forward(self, batch):
+                return self.rnn(self.first(batch.series))[0]
+        """)
+    assert template in note, note
+    assert ("int64" in note) == ("Embedding" in first)
+
+
+def test_a_dependency_version_mismatch_is_named_as_such(tmp_path):
+    """"cannot import name" from an installed library: the environment differs, not a bug of the model."""
+    note = _note(tmp_path, """
+        import torch.nn as nn
+        from torch.nn.modules.utils import _gone_in_this_version
+
+        class Tagger(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.LSTM(4, 8)
+        """)
+    assert "train.py imports `_gone_in_this_version` from `torch.nn.modules.utils`, which the installed torch 2" in note
+    assert "your environment's torch differs from the version the project needs" in note
+    assert "Install the versions the project's requirements name" in note and "factory" not in note
+
+
+def test_a_model_still_not_built_says_where_its_arguments_came_from(tmp_path):
+    """The call site is named, with each argument that has no single literal value and why."""
+    helpers.write_project(tmp_path, dedent("""
+        import os
+        from model import Tagger
+
+        SIZES = {"hidden": 32}
+        tagger = Tagger(os.environ['CELL'], hidden=SIZES["hidden"])
+        """), {"model.py": dedent("""
+        import torch.nn as nn
+
+        class Tagger(nn.Module):
+            def __init__(self, cell, hidden):
+                super().__init__()
+                self.rnn = nn.RNN(8, hidden, nonlinearity=cell)
+        """)})
+    found = run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path, ["RNN901", "RNN105"]),
+                            executor=in_process).diagnostics
+    (note,) = [d.message for d in found if d.code == "RNN901"]
+    assert "(arguments from the call at train.py:5, where cell: os.environ['CELL'] cannot be followed statically)" in note
+    assert "hidden" not in note.split(" could not be built")[0].split("where")[1]  # SIZES["hidden"] was resolved
+
+
+def test_config_dicts_and_hyper_parameter_objects_build_the_model(tmp_path):
+    """``Net(CONFIG["model"])`` gets the dict literal of settings.py; ``hp = HParams()`` in hparams.py is importable."""
+    helpers.write_project(tmp_path, dedent("""
+        from model import Net
+        from settings import CONFIG
+
+        net = Net(CONFIG["model"])
+        """), {
+        "settings.py": 'CONFIG = {"model": {"hidden": 24, "layers": 3}, "lr": 0.1}\n',
+        "hparams.py": dedent("""
+            class HParams:
+                def __init__(self):
+                    self.features = 6
+
+            hp = HParams()
+            """),
+        "model.py": dedent("""
+            import torch.nn as nn
+            from hparams import hp
+
+            class Net(nn.Module):
+                def __init__(self, cfg):
+                    super().__init__()
+                    self.rnn = nn.RNN(hp.features, cfg["hidden"], cfg["layers"], nonlinearity="relu")
+            """)})
+    found = run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path, ["RNN901", "RNN102"]),
+                            executor=in_process).diagnostics
+    assert [(d.code, Path(d.path).name, d.line) for d in found] == [("RNN102", "model.py", 7)], found
+    assert "RNN(6 -> 24, 3 layers)" in found[0].message
+
+
+def test_a_model_given_its_recurrent_parts_is_built_with_them(tmp_path):
+    """``Translator(enc, dec)`` builds no layer itself: the encoder and decoder its caller built are built first."""
+    helpers.write_project(tmp_path, dedent("""
+        import argparse
+        from nets import Decoder, Encoder, Translator
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--hid", type=int, default=32)
+        args = parser.parse_args()
+        model = Translator(Encoder(100, args.hid, 1), Decoder(120, args.hid, 2))
+        """), {"nets.py": dedent("""
+        import torch.nn as nn
+
+        class Encoder(nn.Module):
+            def __init__(self, vocab, hid, layers):
+                super().__init__()
+                self.emb = nn.Embedding(vocab, 16)
+                self.rnn = nn.LSTM(16, hid, layers)
+
+            def forward(self, src):
+                return self.rnn(self.emb(src))[1]
+
+        class Decoder(Encoder):
+            def forward(self, tgt, state):
+                return self.rnn(self.emb(tgt), state)[0]
+
+        class Translator(nn.Module):
+            def __init__(self, encoder, decoder):
+                super().__init__()
+                self.encoder, self.decoder = encoder, decoder
+
+            def forward(self, src, tgt):
+                return self.decoder(tgt, self.encoder(src))
+        """)})
+    found = run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path, ["RNN901", "RNN107"]),
+                            executor=in_process).diagnostics
+    assert [(d.code, Path(d.path).name, d.line) for d in found] == [("RNN107", "nets.py", 7)], found
+    assert "[1, 3, 32] but needs [2, 3, 32]" in found[0].message

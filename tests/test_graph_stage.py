@@ -2,7 +2,7 @@
 
 Each run is a subprocess, as a user runs it, through a small wrapper that also
 tells whether the parent process imported torch (it must not: only the
-child does). Fixture projects are copied to a temporary folder first, so a
+child does) and how many processes it started. Fixture projects are copied to a temporary folder first, so a
 model that misbehaved could not touch the repository. Expected findings
 (file, code, line) were derived by hand from the fixture sources.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,12 +24,19 @@ pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures" / "graph"
 WRAPPER = (
-    "import sys\n"
+    "import subprocess, sys\n"
+    "started = []\n"
+    "popen = subprocess.Popen.__init__\n"
+    "def counted(self, *args, **kwargs):\n"
+    "    started.append(args)\n"
+    "    popen(self, *args, **kwargs)\n"
+    "subprocess.Popen.__init__ = counted\n"
     "from rnnlint.cli import main\n"
     "try:\n"
     "    main(sys.argv[1:])\n"
     "finally:\n"
     "    sys.stderr.write('\\nparent imported torch: %s\\n' % ('torch' in sys.modules))\n"
+    "    sys.stderr.write('processes started: %d\\n' % len(started))\n"
 )
 
 
@@ -211,7 +219,7 @@ def test_missing_torch_is_said_once(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(stage, "torch_available", lambda: False)
     path = helpers.write_project(tmp_path, "import torch.nn as nn\nrnn = nn.LSTM(4, 8)\n")
-    assert stage.run_graph_stage([path], helpers.session(tmp_path)) == []
+    assert stage.run_graph_stage([path], helpers.session(tmp_path)).diagnostics == []
     assert capsys.readouterr().err.strip() == stage.TORCH_MISSING
 
 
@@ -231,3 +239,90 @@ def test_a_model_that_cannot_be_built_is_a_note_not_a_failure(tmp_path):
     assert "RNN901" in result.stdout, result.stdout + result.stderr
     assert "note" in result.stdout
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nothing_to_build_costs_nothing(tmp_path):
+    """--graph on code without a recurrent model: no child process, no torch, and the summary says why."""
+    (tmp_path / "train.py").write_text(
+        "import torch.nn as nn\n\n\n"
+        "class Classifier(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv1d(4, 8, 3)\n",
+        "utf-8",
+    )
+    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "processes started: 0" in result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "No findings; graph stage: no models to build."
+
+
+def test_constructor_arguments_from_the_training_script(tmp_path):
+    """Word-model shape: the layer kind and sizes are argparse defaults of train.py, passed to model.py's class.
+
+    The model's module imports matplotlib (whose font cache set-up writes a config folder and asks for a
+    subprocess): it builds all the same and nothing is blamed on the model. The summary line tells the stage's time.
+    """
+    (tmp_path / "model.py").write_text(
+        "import matplotlib.pyplot as plt\n"
+        "import torch.nn as nn\n\n\n"
+        "class WordModel(nn.Module):\n"
+        "    def __init__(self, cell, n_words, emb_dim, width, depth, drop=0.2):\n"
+        "        super().__init__()\n"
+        "        self.embed = nn.Embedding(n_words, emb_dim)\n"
+        "        if cell == \"gru\":\n"
+        "            self.core = nn.GRU(emb_dim, width, depth, dropout=drop)\n"
+        "        else:\n"
+        "            self.core = nn.RNN(emb_dim, width, depth, nonlinearity=cell, dropout=drop)\n"
+        "        self.head = nn.Linear(width, n_words)\n\n"
+        "    def forward(self, tokens):\n"
+        "        states, _ = self.core(self.embed(tokens))\n"
+        "        return self.head(states)\n\n\n"
+        "def plot(losses):\n"
+        "    plt.plot(losses)\n",
+        "utf-8",
+    )
+    (tmp_path / "train.py").write_text(
+        "import argparse\n\n"
+        "from model import WordModel\n\n"
+        "options = argparse.ArgumentParser()\n"
+        "options.add_argument(\"--cell\", default=\"relu\", help=\"gru, tanh or relu\")\n"
+        "options.add_argument(\"--emb\", type=int, default=24)\n"
+        "options.add_argument(\"--width\", type=int, default=24)\n"
+        "options.add_argument(\"--depth\", type=int, default=3)\n"
+        "cfg = options.parse_args()\n\n"
+        "words = sorted(set(open(\"corpus.txt\").read().split()))\n"
+        "net = WordModel(cfg.cell, len(words), cfg.emb, cfg.width, cfg.depth)\n",
+        "utf-8",
+    )
+    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path)
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(" ")[:2] for line in lines[:-1]] == [["model.py:12:13:", "RNN102"]], result.stdout
+    assert "RNN(24 -> 24, 3 layers)" in lines[0] and "relu" in lines[0]
+    assert "placeholder sizes n_words=20" in lines[0]  # len(words) is known only when it runs
+    assert re.fullmatch(r"1 finding, .*; graph stage: 1 model built in \d+\.\d s\.", lines[-1]), lines[-1]
+    assert not (tmp_path / "matplotlib").exists() and not list(tmp_path.rglob("fontlist*"))
+
+
+def test_a_model_defined_in_a_notebook_is_built_with_its_cells_arguments(tmp_path):
+    """The class in one cell, its size in another, the call in a third: built, reported by cell; no training cell runs."""
+    cells = [
+        "%matplotlib inline\nimport torch.nn as nn\n",
+        "HIDDEN = 32\n",
+        "class Net(nn.Module):\n"
+        "    def __init__(self, width, layers):\n"
+        "        super().__init__()\n"
+        "        self.rnn = nn.RNN(4, width, layers, nonlinearity=\"relu\")\n\n"
+        "    def forward(self, x):\n"
+        "        return self.rnn(x)[0]\n",
+        "net = Net(HIDDEN, layers=3)\nopen(\"TRAINING_RAN\", \"w\").close()\n",
+    ]
+    notebook = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                           "source": cell.splitlines(keepends=True)} for cell in cells],
+                "metadata": {"language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    (tmp_path / "explore.ipynb").write_text(json.dumps(notebook), "utf-8")
+    result = rnnlint("check", "--graph", "--no-cache", "--output-format", "json", ".", cwd=tmp_path)
+    items = [d for d in json.loads(result.stdout) if d["code"][3] in "19"]
+    assert [(d["code"], d["cell"], d["line"]) for d in items] == [("RNN102", 3, 4)], result.stdout
+    assert "RNN(4 -> 32, 3 layers)" in items[0]["message"] and "placeholder" not in items[0]["message"]
+    assert not (tmp_path / "TRAINING_RAN").exists()

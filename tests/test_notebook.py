@@ -18,6 +18,7 @@ import pytest
 from rnnlint.notebook import parse_notebook
 from rnnlint.source import SourceError
 from tests.helpers import rnnlint
+from tests.test_output import sarif_errors
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "notebook"
 TRAINING_CELL = 7
@@ -85,8 +86,68 @@ def test_json_and_sarif_name_the_cell(tmp_path):
     ]
     assert found[0]["fix"]["edits"][0]["cell"] == TRAINING_CELL  # edits say which cell they change
     sarif = json.loads(rnnlint("check", "--static", "--output-format", "sarif", "lstm_training.ipynb", cwd=root).stdout)
+    assert sarif_errors(sarif) == []
     results = sarif["runs"][0]["results"]
-    assert [r["properties"] for r in results] == [{"cell": 7, "cellLine": 2}, {"cell": 7, "cellLine": 11}]
+    assert [(r["properties"]["cell"], r["properties"]["cellLine"], r["properties"]["cellColumn"]) for r in results] == [
+        (7, 2, 53), (7, 11, 9)]
+    assert [r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] for r in results] == [
+        "lstm_training.ipynb:cell 7", "lstm_training.ipynb:cell 7"]
+
+
+def stored_text(raw: str, region: tuple[int, int, int, int]) -> str:
+    """The text of the stored file between (line, column) and (end line, end column), 1-based."""
+    lines = raw.split("\n")
+    line, column, end_line, end_column = region
+    assert line == end_line, region
+    return lines[line - 1][column - 1 : end_column - 1]
+
+
+def test_sarif_and_github_point_at_the_stored_json_and_carry_no_unappliable_fix(tmp_path):
+    """A region in a notebook is a line of the .ipynb as stored, where the cell's code is; a cell
+    edit is not a replacement of the JSON's text, so SARIF gives no `fixes` for it."""
+    root = copy_fixture(tmp_path)
+    raw = (root / "lstm_training.ipynb").read_text("utf-8")
+    sarif = json.loads(rnnlint("check", "--static", "--output-format", "sarif", "lstm_training.ipynb", cwd=root).stdout)
+    results = sarif["runs"][0]["results"]
+    regions = [r["locations"][0]["physicalLocation"]["region"] for r in results]
+    spans = [(g["startLine"], g["startColumn"], g["endLine"], g["endColumn"]) for g in regions]
+    assert [stored_text(raw, span) for span in spans] == ["0.01", "optimizer.step()"]
+    assert all("fixes" not in r for r in results)
+    assert results[1]["properties"]["fix"].startswith("Insert clip_grad_norm_")  # described, for people
+
+    github = rnnlint("check", "--static", "--output-format", "github", "lstm_training.ipynb", cwd=root)
+    annotations = github.stdout.splitlines()
+    for annotation, span in zip(annotations, spans):
+        assert f"line={span[0]},col={span[1]},endLine={span[2]},endColumn={span[3]}," in annotation
+    assert "title=RNN001 missing-grad-clip (cell 7%2C line 11)::" in annotations[1]
+
+
+def test_stored_positions_follow_json_escapes_and_one_string_sources(tmp_path):
+    # one string per cell, written with ASCII escapes: é is six characters in the file, the quote two
+    code = 'note = "résumé: \\"fast\\""\nopt = optim.Adam(model.parameters(), lr=0.01)\n'
+    cells = [{"cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [],
+              "source": "import torch.nn as nn\nfrom torch import optim\nmodel = nn.LSTM(4, 8)\n"},
+             {"cell_type": "code", "execution_count": 2, "metadata": {}, "outputs": [], "source": code}]
+    raw = json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1)
+    (tmp_path / "escaped.ipynb").write_text(raw, "utf-8")
+    sarif = json.loads(rnnlint("check", "--static", "--select", "RNN020", "--output-format", "sarif",
+                               "escaped.ipynb", cwd=tmp_path).stdout)
+    assert sarif_errors(sarif) == []
+    [result] = sarif["runs"][0]["results"]
+    region = result["locations"][0]["physicalLocation"]["region"]
+    span = (region["startLine"], region["startColumn"], region["endLine"], region["endColumn"])
+    assert stored_text(raw, span) == "0.01"
+    assert (result["properties"]["cell"], result["properties"]["cellLine"]) == (2, 2)
+
+
+def test_a_notebook_from_stdin_is_fixed_to_stdout(tmp_path):
+    root = copy_fixture(tmp_path)
+    before = (root / "lstm_training.ipynb").read_text("utf-8")
+    result = rnnlint("fix", "--static", "--apply", "--unsafe-fixes", "-", "--stdin-filename", "lstm_training.ipynb",
+                     cwd=root, input=before)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (FIXTURE / "lstm_training_fixed.ipynb").read_text("utf-8")
+    assert (root / "lstm_training.ipynb").read_text("utf-8") == before
 
 
 def test_fix_apply_writes_the_fixed_twin_and_touches_nothing_else(tmp_path):

@@ -33,16 +33,6 @@ EXPECTED = tomllib.loads((REALCODE / "EXPECTED.toml").read_text("utf-8"))["proje
 NOT_YET = {
     "dynamic_import": "importlib.import_module(f'archs.{args.arch}') with an argparse default, a class picked "
     "from a dict, and getattr(nn, cell.upper()) with a string default",
-    "np_zeros_buffer": "np.full/np.zeros buffers filled per example and returned by a helper, through "
-    "torch.from_numpy, a DataLoader over a tensor and slicing, into another file's forward and the loss",
-    "manual_pad": "list arithmetic padding (s + [PAD] * (n - len(s))) in a helper, encoded to a "
-    "TensorDataset, into another file's encoder and into CrossEntropyLoss targets",
-    "scalar_mask": "padded targets crossing into a loss wrapper in another file whose mask multiplies an "
-    "already mean-reduced loss (no effect)",
-    "dataset_getitem": "a Dataset.__getitem__ that pads its item and returns a dict; batch['caption'] passed "
-    "to a helper's parameters and sliced before NLLLoss",
-    "tokenizer_pad": "a `tokenizers` Tokenizer with enable_padding(...) owned by the model; its encode_batch "
-    "ids reach the model's own LSTM",
     "torchtext_field": "legacy torchtext Field (pads; include_lengths=True gives lengths on the "
     "BucketIterator's device) into another file's forward",
     "self_hidden": "a state kept on self.hidden and reassigned by the model's own forward, carried across "

@@ -271,3 +271,30 @@ def test_lightning_trainer_without_arguments_gets_the_keyword(tmp_path):
     assert [d.code for d in found] == ["RNN001"]
     fixed, _ = helpers.fix(tmp_path, source, select=BOTH, options={"missing-grad-clip": {"max-norm": 5.0}})
     assert fixed.endswith("L.Trainer(gradient_clip_val=5.0).fit(Net(), loader)\n")
+
+
+def test_backward_and_step_on_one_line_get_the_clip_between_them(tmp_path):
+    """``loss.backward(); opt.step()``: the clip goes on that line, between the two, and the fixed code
+    really clips the gradients that step() applies."""
+    torch = pytest.importorskip("torch")
+    source = MODEL + textwrap.dedent("""
+        def train_step(model, optimizer, x, y):
+            optimizer.zero_grad(); loss = ((model(x) - y) * 1e4).pow(2).mean(); loss.backward(); optimizer.step()
+    """)
+    fixed, remaining = helpers.fix(tmp_path, source, select=BOTH, options={"missing-grad-clip": {"max-norm": 0.5}})
+    assert not remaining
+    last = fixed.rstrip().splitlines()[-1]
+    assert last.count(";") == 4 and last.index("loss.backward()") < last.index("clip_grad_norm_") < last.index(
+        "optimizer.step()"), last
+    namespace: dict = {}
+    exec(compile(fixed, "train.py", "exec"), namespace)
+    model = namespace["Net"]()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    norms = []
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: norms.append(
+            torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+        )
+    )
+    namespace["train_step"](model, optimizer, torch.randn(2, 5, 4), torch.zeros(2, 1))
+    assert norms and norms[0] <= 0.5 + 1e-4

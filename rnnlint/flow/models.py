@@ -21,7 +21,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rnnlint.flow.scopes import FileFacts
-from rnnlint.flow.values import CONST, INSTANCE, LIBRARY, Value
+from rnnlint.flow.values import CLASS, CONST, INSTANCE, LIBRARY, Value
 from rnnlint.names import dotted
 
 _RECURRENT_SHORT = frozenset({"RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"})
@@ -45,6 +45,19 @@ def is_recurrent(flow, value: Value, depth: int = 0) -> bool:
     if value.call is not None and value.call_site is not None:
         for arg in value.call.args:
             if any(is_recurrent(flow, v, depth + 1) for v in flow.values(arg.value, value.call_site, models=True)):
+                return True
+    return class_builds_recurrent(flow, facts, cls, depth)
+
+
+def class_builds_recurrent(flow, facts: FileFacts, cls: cst.ClassDef, depth: int = 0) -> bool:
+    """Does a ``self.x = ...`` of the class build a recurrent model, as the flow model resolves it
+    (``self.model = self.model_cls(...)`` with ``model_cls`` a recurrent class picked in a classmethod)?"""
+    if depth > 3:
+        return False
+    for assigned in facts.self_assigns.get(cls, {}).values():
+        for expr, method in assigned:
+            if isinstance(expr, cst.Call) and any(
+                    is_recurrent(flow, v, depth + 1) for v in flow.values(expr, facts.site(method), models=True)):
                 return True
     return False
 
@@ -81,6 +94,37 @@ def _packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
     for name in ("pack_padded_sequence", "pack_sequence"):
         for call, function, _ in facts.calls.get(name, []):
             if function in methods and facts.imports.resolve(call.func) in _PACKERS:
+                return True
+    return False
+
+
+def packs_anywhere(flow, value: Value, depth: int = 0) -> bool:
+    """Does the model ``value`` pack sequences somewhere: in its class, its project bases, the project
+    classes it builds as submodules, or the submodules handed to its constructor? When unsure, yes."""
+    if value.kind != INSTANCE:
+        return False
+    if depth > 3:
+        return True
+    facts = flow.file(value.path)
+    if facts is None:
+        return True
+    classes = [(value.node, value.path)]
+    classes += [(b.node, b.path) for base in value.node.bases
+                for b in flow.values(base.value, facts.site(None), models=True) if b.kind == CLASS]
+    for cls, path in classes:
+        owner = flow.file(path) if cls is not None else None
+        if owner is None or _packs(owner, cls):
+            return True
+        for assigned in owner.self_assigns.get(cls, {}).values():
+            for expr, method in assigned:
+                if isinstance(expr, cst.Call) and any(
+                        packs_anywhere(flow, v, depth + 1)
+                        for v in flow.values(expr, owner.site(method), models=True) if v.kind == INSTANCE):
+                    return True
+    if value.call is not None and value.call_site is not None:
+        for arg in value.call.args:
+            if any(packs_anywhere(flow, v, depth + 1)
+                   for v in flow.values(arg.value, value.call_site, models=True) if v.kind == INSTANCE):
                 return True
     return False
 

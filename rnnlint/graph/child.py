@@ -40,9 +40,11 @@ import os
 import select
 import sys
 import time
+import types
 from pathlib import Path
 from typing import Any
 
+from rnnlint.graph.causes import import_failure
 from rnnlint.graph.view import definitions_view
 from rnnlint.sandbox import Guard, confine, isolate_network
 
@@ -156,7 +158,7 @@ def _fill_arguments(target: Any, args: list, kwargs: dict, used: dict[str, int])
 def _placeholder_or_fail(name: str, used: dict[str, int]) -> int:
     value = placeholder(name)
     if value is None:
-        raise TypeError(f"the value of argument {name!r} is not a literal at the call site (missing argument)")
+        raise TypeError(f"argument {name!r} has no value rnnlint could resolve and no default (missing argument)")
     used[name] = value
     return value
 
@@ -249,14 +251,17 @@ class Worker:
                 notes.append(f"{rule.code} could not measure it: {type(exc).__name__}: {str(exc)[:200]}")
         if "graph" in run.__dict__ and run.graph is None:
             notes.append(f"no graph could be traced ({run.trace_error}); RNN101 and RNN108 saw the parameters only")
-        if "probe" in run.__dict__ and not run.probe.ok and not run.probe.handoffs:
+        # example inputs would help only where the probe batch itself did not fit forward()
+        guessed_wrong = "probe" in run.__dict__ and not run.probe.ok and not run.probe.handoffs
+        if guessed_wrong:
             notes.append(f"the probe batch failed ({run.probe.error})")
         return {
             "status": "ok",
             "summary": describe(model) if run.recurrent and run.recurrent[0][1] is model else type(model).__name__,
             "graph": run.graph_kind,
             "notes": notes,
-            "needs_inputs": bool(notes) and spec.get("inputs") is None,
+            "needs_inputs": guessed_wrong and spec.get("inputs") is None,
+            "template": _template(run) if guessed_wrong and spec.get("inputs") is None else None,
             "findings": [self._locate(model, f) for f in run.findings],
             "placeholders": self.placeholders,
             "covered": sorted(list(key) for key in covered),
@@ -267,6 +272,8 @@ class Worker:
 
         torch.manual_seed(0)
         self._enter(spec.get("base", ""))
+        if spec.get("source") is not None:
+            self._notebook(spec)
         if spec["kind"] == "instance":
             namespace = dict(vars(importlib.import_module(spec["module"])))
             return eval(compile(spec["expr"], spec["file"], "eval"), namespace)  # noqa: S307 - user's own code
@@ -276,10 +283,48 @@ class Worker:
         if spec.get("factory"):
             module, _, name = spec["factory"].partition(":")
             target = _resolve(module, name)
-        args, kwargs = _fill_arguments(target, spec["args"], spec["kwargs"], self.placeholders)
-        return target(*args, **kwargs)
+        return self._call(target, spec["args"], spec["kwargs"])
+
+    def _call(self, target: Any, args: list, kwargs: dict) -> Any:
+        """``target(*args, **kwargs)``, unknown arguments filled, submodules (``{"$build": ...}``) built first."""
+        args, kwargs = _fill_arguments(target, args, kwargs, self.placeholders)
+        return target(*[self._built(a) for a in args], **{k: self._built(v) for k, v in kwargs.items()})
+
+    def _built(self, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"$build"}:
+            spec = value["$build"]
+            return self._call(_resolve(spec["module"], spec["qualname"]), spec["args"], spec["kwargs"])
+        if isinstance(value, list):
+            return [self._built(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._built(v) for k, v in value.items()}
+        return value
+
+    def _notebook(self, spec: dict) -> None:
+        """A notebook's code cells as a module, definitions only (its training cells never run)."""
+        name = spec["module"]
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == spec["file"]:
+            return
+        module = types.ModuleType(name)
+        module.__file__ = spec["file"]
+        sys.modules[name] = module
+        self.finder.names.add(name)  # forgotten with the folder's other modules
+        self.finder.loaded.add(spec["file"])
+        try:
+            exec(compile(definitions_view(spec["source"]), spec["file"], "exec", dont_inherit=True),  # noqa: S102
+                 module.__dict__)
+        except BaseException:
+            del sys.modules[name]  # a half-run module is no module (the next model tries again)
+            raise
 
     def _build_error(self, spec: dict, exc: BaseException) -> dict:
+        if isinstance(exc, ImportError):
+            try:
+                environment = import_failure(exc, self.request["roots"])
+            except Exception:  # noqa: BLE001 - the model's code may have broken what telling needs
+                environment = None
+            if environment is not None:
+                return {"status": "error", "reason": environment, "cause": "environment"}
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
         missing: list[str] = []
         if isinstance(exc, TypeError) and "argument" in str(exc):
@@ -297,6 +342,10 @@ class Worker:
                 "file": finding.file, "line": finding.line, "owner": [], "attr": None}
         if finding.module is None:
             return data
+        try:
+            data["kind"] = type(model.get_submodule(finding.module)).__name__
+        except AttributeError:
+            pass
         parts = finding.module.split(".") if finding.module else []
         for cut in range(len(parts), -1, -1):
             try:
@@ -311,6 +360,13 @@ class Worker:
                 data["attr"] = parts[cut] if cut < len(parts) else None
                 break
         return data
+
+
+def _template(run: Any) -> dict | None:
+    try:
+        return run.input_template()
+    except Exception:  # noqa: BLE001 - a forward() whose signature cannot be read: the note says so without one
+        return None
 
 
 def _class_key(cls: Any) -> tuple[str, str]:
@@ -441,10 +497,19 @@ def _contained(worker: Worker, spec: dict, request: dict) -> dict:
     guard = _guard(request, readable=None if held.get("reads") else _readable(request))
     result = worker.analyse(spec)
     if guard.blocked:  # reported even when the model's code caught the PermissionError
-        result["blocked"] = guard.blocked[:20]
+        result.update(_refusals(guard, 0))
     if guard.read_elsewhere:  # no Landlock here: keep what it read out of the report
         result = _withheld(result)
     return result
+
+
+def _refusals(guard: Guard, start: int) -> dict:
+    """What the guard refused since ``start``, each with the file of the code that attempted it.
+
+    Plain list slices only: the model's code may have replaced builtins by now. The parent tells
+    a library's file from the project's.
+    """
+    return {"blocked": guard.blocked[start:start + 20], "blocked_by": guard.origins[start:start + 20]}
 
 
 def _guard(request: dict, readable: list[str] | None) -> Guard:
@@ -495,7 +560,7 @@ def main() -> None:
             blocked = len(guard.blocked)
             result = worker.analyse(spec)
             if len(guard.blocked) > blocked:
-                result["blocked"] = guard.blocked[blocked:][:20]
+                result.update(_refusals(guard, blocked))
         covered = result.pop("covered", None)
         if isinstance(covered, list):  # only classes of the project's modules, as the request names them
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]

@@ -6,11 +6,15 @@ A model is
   contains, or is, a recurrent module -- the project index answers that across
   files, so ``Seq2Seq`` built from an ``Encoder`` in another module counts;
 * a recurrent module built at module level (``rnn = nn.LSTM(32, 64)``);
+* either of these in a checked notebook: its code cells are one module (as
+  :mod:`rnnlint.notebook` reads them), named after the file, sent to the child
+  as text, and its findings are located by cell;
 * anything named in ``[tool.rnnlint.models]``.
 
-Constructor arguments come, in this order, from the config, from a call site in
-the checked files whose arguments are literals or names bound to literals, or
-from the constructor's defaults. Classes that other found models build inside
+Constructor arguments come, in this order, from the config, from the project's
+own call of the class (each argument followed by the flow model to the one
+literal it always is: argparse defaults, config dicts, constants of other
+files; see :mod:`rnnlint.graph.arguments`), or from the constructor's defaults. Classes that other found models build inside
 themselves (an ``Encoder`` inside ``Seq2Seq``) are "components": the child
 skips them when a model containing them was already built, so a layer is
 analysed once, with the arguments its real owner gives it.
@@ -31,19 +35,19 @@ the project root (or ``src/``, or the file's own folder when it is not in a pack
 from __future__ import annotations
 
 import ast
-import operator
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
+import libcst as cst
+
+from rnnlint.graph.arguments import built_classes, call_sites, receives_recurrent
 from rnnlint.index import ImportMapView
-from rnnlint.names import canonical
+from rnnlint.names import ImportMap, canonical
+from rnnlint.notebook import Notebook, read_notebook
+from rnnlint.source import SourceError, parse_python
 
-UNKNOWN = {"$unknown": True}  # an argument whose value is not a literal (the child may use a placeholder)
 _MODULE_BASES = frozenset({"lightning.pytorch.LightningModule", "lightning.LightningModule"})
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 
 
 @dataclass
@@ -65,6 +69,7 @@ class ModelSpec:
     inputs: list | None = None
     skip: bool = False
     component: bool = False
+    source: str | None = None  # a notebook's code cells as one module (the child compiles this text)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -83,103 +88,6 @@ def module_name(path: Path) -> tuple[str, Path] | None:
     return ".".join(parts), directory
 
 
-class _Folder:
-    """Literal values of expressions, following names bound to literals."""
-
-    def __init__(self) -> None:
-        self.scopes: list[dict[str, ast.expr]] = [{}]
-
-    def bind(self, stmt: ast.stmt) -> None:
-        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
-            self.scopes[-1][stmt.targets[0].id] = stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and isinstance(stmt.target, ast.Name):
-            self.scopes[-1][stmt.target.id] = stmt.value
-
-    def fold(self, node: ast.expr, depth: int = 0) -> Any:
-        """The value, or raise ValueError."""
-        if depth > 12:
-            raise ValueError
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, (ast.Tuple, ast.List)):
-            return [self.fold(e, depth + 1) for e in node.elts]
-        if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
-            return {str(self.fold(k, depth + 1)): self.fold(v, depth + 1) for k, v in zip(node.keys, node.values)}
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            value = self.fold(node.operand, depth + 1)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return -value if isinstance(node.op, ast.USub) else value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            left, right = self.fold(node.left, depth + 1), self.fold(node.right, depth + 1)
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
-                try:
-                    return _OPS[type(node.op)](left, right)
-                except (ZeroDivisionError, OverflowError):
-                    raise ValueError from None
-        if isinstance(node, ast.Name):
-            for scope in reversed(self.scopes):
-                if node.id in scope:
-                    return self.fold(scope[node.id], depth + 1)
-        raise ValueError
-
-
-class _CallSites(ast.NodeVisitor):
-    """Calls of the candidate classes whose arguments fold to literals."""
-
-    def __init__(self, wanted: set[str]) -> None:
-        self.wanted = wanted
-        self.folder = _Folder()
-        # (dotted callee, line, args, kwargs, number of arguments that are not literals)
-        self.found: list[tuple[str, int, list, dict, int]] = []
-
-    def visit_Module(self, node: ast.Module) -> None:
-        self._body(node.body)
-
-    def _body(self, body: list[ast.stmt]) -> None:
-        for stmt in body:
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                self.folder.scopes.append({})
-                self._body(stmt.body)
-                self.folder.scopes.pop()
-                continue
-            if isinstance(stmt, (ast.If, ast.For, ast.While, ast.With, ast.Try)):
-                for header in ("test", "iter", "items"):
-                    for part in _as_list(getattr(stmt, header, None)):
-                        self.visit(part)
-                for block in ("body", "orelse", "finalbody"):
-                    self._body(getattr(stmt, block, []))
-                for handler in getattr(stmt, "handlers", []):
-                    self._body(handler.body)
-                continue
-            self.visit(stmt)
-            self.folder.bind(stmt)
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self.folder.scopes.append({})
-        self._body(node.body)
-        self.folder.scopes.pop()
-
-    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
-
-    def visit_Call(self, node: ast.Call) -> None:
-        self.generic_visit(node)
-        name = _dotted(node.func)
-        if name is None or name.rsplit(".", 1)[-1] not in self.wanted:
-            return
-        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-            return
-        args = [self._value(a) for a in node.args]
-        kwargs = {k.arg: self._value(k.value) for k in node.keywords}
-        unknown = sum(v == UNKNOWN for v in [*args, *kwargs.values()])
-        self.found.append((name, node.lineno, args, kwargs, unknown))
-
-    def _value(self, node: ast.expr) -> Any:
-        try:
-            return self.folder.fold(node)
-        except ValueError:
-            return UNKNOWN
-
-
 def _dotted(node: ast.expr) -> str | None:
     parts = []
     while isinstance(node, ast.Attribute):
@@ -191,9 +99,9 @@ def _dotted(node: ast.expr) -> str | None:
     return None
 
 
-def _parse(path: Path) -> ast.Module | None:
+def _parse(path: Path, source: str | None = None) -> ast.Module | None:
     try:
-        return ast.parse(path.read_bytes())
+        return ast.parse(source if source is not None else path.read_bytes())
     except (OSError, SyntaxError, ValueError, RecursionError):
         return None
 
@@ -204,6 +112,7 @@ class ModelFinder:
         self.index = session.index
         self.config = session.config
         self._module_memo: dict[tuple, bool] = {}
+        self.notebooks: dict[Path, Notebook] = {}  # checked notebooks, by path
 
     def is_module_class(self, path: Path, name: str, depth: int = 0) -> bool:
         """Does the class ``name`` of ``path`` derive from ``torch.nn.Module`` (through its bases only)?"""
@@ -231,25 +140,27 @@ class ModelFinder:
         """The models to build, and the folders to put on the child's sys.path."""
         specs: dict[tuple[str, str], ModelSpec] = {}
         search: list[str] = []
-        sources = [f.resolve() for f in files if f.suffix == ".py"]
+        sources = [f.resolve() for f in files if f.suffix in (".py", ".ipynb")]
         for path in sources:
-            named = module_name(path)
+            named = module_name(path) if path.suffix == ".py" else self._notebook(path)
             summary = self.index.summary(path)
             if named is None or summary is None:
                 continue
             dotted_name, folder = named
             added = False
             tree = None
+            source = self.notebooks[path].text if path in self.notebooks else None
             for name, definition in summary.definitions.items():
-                if definition.kind == "class" and self.is_module_class(path, name) and self.index.is_recurrent(path, name):
-                    tree = tree or _parse(path)
+                if definition.kind == "class" and self.is_module_class(path, name) and (
+                        self.index.is_recurrent(path, name) or receives_recurrent(self.index.flow(), path, name)):
+                    tree = tree or _parse(path, source)
                     line = _definition_line(tree, name) if tree else 1
                     specs[(str(path), name)] = ModelSpec(f"{dotted_name}:{name}", str(path), dotted_name, name, "class",
-                                                         line, str(folder))
+                                                         line, str(folder), source=source)
                     added = True
                 elif definition.kind == "assign":
-                    tree = tree or _parse(path)
-                    spec = self._instance(path, dotted_name, name, summary, tree)
+                    tree = tree or _parse(path, source)
+                    spec = self._instance(path, dotted_name, name, summary, tree, source)
                     if spec is not None:
                         spec.base = str(folder)
                         specs[(str(path), name)] = spec
@@ -257,14 +168,29 @@ class ModelFinder:
             if added and str(folder) not in search:
                 search.append(str(folder))
         self._mark_components(specs)
-        self._call_sites(sources, specs)
+        self._call_sites(specs)
+        self._mark_injected(specs)
         self._apply_config(specs, search)
         # one folder at a time (the child re-imports when it moves on: two projects may both have
         # a train.py), containing models before their components
         ordered = sorted(specs.values(), key=lambda s: (s.base, s.component, s.file, s.line))
         return ordered, search
 
-    def _instance(self, path: Path, dotted_name: str, name: str, summary, tree) -> ModelSpec | None:
+    def _notebook(self, path: Path) -> tuple[str, Path] | None:
+        """A notebook's code cells as one module (see rnnlint.notebook), named after the file, for the index and the
+        child; ``(module name, folder)``. Its findings are reported by cell (see Reporter)."""
+        try:
+            notebook = read_notebook(path)
+            module = parse_python(notebook.text)
+        except (SourceError, SyntaxError, cst.ParserSyntaxError, RecursionError, MemoryError, ValueError):
+            return None
+        self.notebooks[path] = notebook
+        imports = ImportMap(module)
+        self.index.add(path, module, imports)
+        self.index.flow().add(path, module, imports)  # its own cells' calls give the constructor arguments
+        return re.sub(r"\W|^(?=\d)", "_", path.stem), path.parent
+
+    def _instance(self, path: Path, dotted_name: str, name: str, summary, tree, source: str | None) -> ModelSpec | None:
         """``name = nn.LSTM(...)`` at module level: the recurrent module is a model."""
         if tree is None:
             return None
@@ -273,11 +199,19 @@ class ModelFinder:
                     and stmt.targets[0].id == name and isinstance(stmt.value, ast.Call)):
                 callee = _dotted(stmt.value.func)
                 if callee and ImportMapView(summary).resolve_dotted(callee) in self.index.recurrent_names:
-                    text = path.read_text("utf-8", errors="replace")
+                    text = source if source is not None else path.read_text("utf-8", errors="replace")
                     expr = ast.get_source_segment(text, stmt.value)
                     return ModelSpec(f"{dotted_name}:{name}", str(path), dotted_name, name, "instance",
-                                     stmt.lineno, expr=expr, origin="the module-level expression")
+                                     stmt.lineno, expr=expr, origin="the module-level expression", source=source)
         return None
+
+    def _mark_injected(self, specs: dict) -> None:
+        """Classes a model is given built (``Translator(Encoder(...), Decoder(...))``) are its components."""
+        by_class = {(s.module, s.qualname): s for s in specs.values()}
+        for spec in list(specs.values()):
+            for key in built_classes([spec.args, spec.kwargs]):
+                if key in by_class and by_class[key] is not spec:
+                    by_class[key].component = True
 
     def _mark_components(self, specs: dict) -> None:
         classes = {k for k, s in specs.items() if s.kind == "class"}
@@ -288,31 +222,16 @@ class ModelFinder:
                 if hit is not None and (str(hit[0]), hit[1]) in classes and (str(hit[0]), hit[1]) != (file, name):
                     specs[(str(hit[0]), hit[1])].component = True
 
-    def _call_sites(self, sources: list[Path], specs: dict) -> None:
-        wanted = {name for (_, name), s in specs.items() if s.kind == "class"}
-        if not wanted:
-            return
-        best: dict[tuple[str, str], int] = {}  # the call site with the fewest non-literal arguments wins
-        for path in sources:
-            try:
-                text = path.read_text("utf-8", errors="replace")
-            except OSError:
+    def _call_sites(self, specs: dict) -> None:
+        """Arguments from the project's own calls of each model class (see :mod:`rnnlint.graph.arguments`)."""
+        flow = self.index.flow()
+        for (file, name), spec in specs.items():
+            if spec.kind != "class":
                 continue
-            if not any(name in text for name in wanted):
-                continue
-            tree = _parse(path)
-            if tree is None:
-                continue
-            visitor = _CallSites(wanted)
-            visitor.visit(tree)
-            for callee, line, args, kwargs, unknown in visitor.found:
-                hit = self.index.lookup(path, callee)
-                key = (str(hit[0]), hit[1]) if hit else None
-                spec = specs.get(key)
-                if spec is not None and unknown < best.get(key, len(args) + len(kwargs) + 1):
-                    best[key] = unknown
-                    spec.args, spec.kwargs = args, kwargs
-                    spec.origin = f"the call at {self.config.relative(path)}:{line}"
+            sites = call_sites(flow, Path(file), name, self.notebooks)
+            if sites:
+                best = sites[0]
+                spec.args, spec.kwargs, spec.origin = best.args, best.kwargs, best.explained()
 
     def _apply_config(self, specs: dict, search: list[str]) -> None:
         by_key = {s.key: s for s in specs.values()}
@@ -358,42 +277,54 @@ def _definition_line(tree: ast.Module, name: str) -> int:
 class LineTable:
     """Source lines of classes and of the ``self.<attr> = ...`` assignments in them, per file."""
 
-    def __init__(self) -> None:
-        self._files: dict[str, dict[str, tuple[int, dict[str, int]]]] = {}
+    def __init__(self, sources: dict[str, str] | None = None) -> None:
+        self._files: dict[str, dict[str, tuple[int, dict[str, list[int]]]]] = {}
+        self._texts: dict[str, list[str]] = {}
+        self._sources = sources or {}  # files whose Python text is not their bytes (notebooks)
 
-    def lookup(self, file: str, qualname: str, attr: str | None) -> int | None:
+    def lookup(self, file: str, qualname: str, attr: str | None, kind: str | None = None) -> int | None:
+        """The line of the class, or of its ``self.<attr> = ...``: of several (``if cell == "gru": self.core =
+        nn.GRU(...) else: self.core = nn.RNN(...)``), the first that names ``kind``, the layer's class."""
         classes = self._files.get(file)
         if classes is None:
-            tree = _parse(Path(file))
+            text = self._sources.get(file)
+            if text is None:
+                text = Path(file).read_text("utf-8", errors="replace") if Path(file).is_file() else ""
+            tree = _parse(Path(file), text)
             classes = self._files[file] = _class_lines(tree) if tree else {}
+            self._texts[file] = text.splitlines()
         entry = classes.get(qualname)
         if entry is None:
             return None
         if attr is None:
             return entry[0]
-        return entry[1].get(attr)
+        lines = entry[1].get(attr) or [None]
+        text = self._texts[file]
+        named = [n for n in lines if kind and n is not None and 0 < n <= len(text)
+                 and re.search(rf"\b{re.escape(kind)}\b", text[n - 1])]
+        return (named or lines)[0]
 
 
-def _class_lines(tree: ast.Module) -> dict[str, tuple[int, dict[str, int]]]:
-    found: dict[str, tuple[int, dict[str, int]]] = {}
+def _class_lines(tree: ast.Module) -> dict[str, tuple[int, dict[str, list[int]]]]:
+    found: dict[str, tuple[int, dict[str, list[int]]]] = {}
 
     def visit(body: list[ast.stmt], prefix: str) -> None:
         for stmt in body:
             if not isinstance(stmt, ast.ClassDef):
                 continue
             qualname = prefix + stmt.name
-            attrs: dict[str, int] = {}
+            attrs: dict[str, list[int]] = {}
             methods = [s for s in stmt.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
             methods.sort(key=lambda m: m.name != "__init__")  # __init__ lines win
             for method in methods:
-                for node in ast.walk(method):
+                for node in sorted(ast.walk(method), key=lambda n: getattr(n, "lineno", 0)):
                     for target, line in _self_targets(node):
-                        attrs.setdefault(target, line)
+                        attrs.setdefault(target, []).append(line)
             for item in stmt.body:  # class-level attributes
                 if isinstance(item, ast.Assign):
                     for t in item.targets:
                         if isinstance(t, ast.Name):
-                            attrs.setdefault(t.id, item.lineno)
+                            attrs.setdefault(t.id, []).append(item.lineno)
             found[qualname] = (stmt.lineno, attrs)
             visit(stmt.body, qualname + ".")
 
@@ -423,12 +354,6 @@ def _self_targets(node: ast.AST):
                 yield sub.attr, node.lineno
 
 
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 _RECURRENT_WORDS = (b"LSTM", b"GRU", b"RNN")
 _MODULE_CLASS = re.compile(rb"^[ \t]*class[ \t]+\w+[ \t]*\([^)]*Module", re.MULTILINE)
 
@@ -438,8 +363,8 @@ def count_models(files: list[Path], session) -> int:
 
     For the one line ``check`` prints when the graph stage is off. Counts the
     classes :meth:`ModelFinder.find` would build (``nn.Module`` subclasses that
-    hold a recurrent module, as the project index answers) in the files whose
-    bytes name a recurrent module and define a ``Module`` subclass; the others
+    hold a recurrent module, as the project index answers) in the files and
+    notebooks whose bytes name a recurrent module and define a ``Module`` subclass; the others
     are not parsed, so a model composed only of classes from other files is
     not counted (the number is a lower bound). Nothing is imported or run.
     Zero when no graph rule is enabled.
@@ -453,12 +378,16 @@ def count_models(files: list[Path], session) -> int:
     words = _RECURRENT_WORDS + tuple(name.rsplit(".", 1)[-1].encode() for name in session.config.recurrent_classes)
     finder = ModelFinder(session)
     count = 0
-    for path in (f.resolve() for f in files if f.suffix == ".py"):
+    for path in (f.resolve() for f in files if f.suffix in (".py", ".ipynb")):
         try:
             data = read_file_bytes(path)
         except SourceError:
             continue
-        if not any(word in data for word in words) or not _MODULE_CLASS.search(data) or module_name(path) is None:
+        notebook = path.suffix == ".ipynb"  # its lines are JSON strings: no anchored pattern
+        if not any(word in data for word in words) or not (
+                b"class " in data and b"Module" in data if notebook else _MODULE_CLASS.search(data)):
+            continue
+        if (finder._notebook(path) if notebook else module_name(path)) is None:
             continue
         summary = finder.index.summary(path)
         for name, definition in (summary.definitions.items() if summary else ()):

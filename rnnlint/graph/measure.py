@@ -155,8 +155,7 @@ class ModelRun:
         """Example inputs to try, best guess first (configured inputs alone when given)."""
         if self.configured_inputs is not None:
             return [tuple(_configured_tensor(spec) for spec in self.configured_inputs)]
-        first = next((m for m in self.model.modules()
-                      if isinstance(m, (nn.Embedding, nn.EmbeddingBag, *RECURRENT, nn.Linear, nn.Conv1d))), None)
+        first = self.first_layer()
         rnn = next((m for m in self.model.modules() if isinstance(m, nn.RNNBase)), None)
         batch_first = bool(getattr(rnn, "batch_first", False))
         vocab = min((m.num_embeddings for m in self.model.modules() if isinstance(m, nn.Embedding)), default=2)
@@ -180,6 +179,30 @@ class ModelRun:
             if isinstance(first, nn.Conv1d):
                 break
         return candidates
+
+    def first_layer(self) -> nn.Module | None:
+        """The first layer that tells what the model takes (token ids, or features of a size)."""
+        return next((m for m in self.model.modules()
+                     if isinstance(m, (nn.Embedding, nn.EmbeddingBag, *RECURRENT, nn.Linear, nn.Conv1d))), None)
+
+    def input_template(self) -> dict | None:
+        """The input the probe guessed first, as a ``[tool.rnnlint.models]`` entry the user can correct.
+
+        It follows the first layer: an Embedding takes token ids (int64, below its
+        vocabulary size), a recurrent, Linear or Conv1d layer takes float features of
+        its input size, so the template never suggests ids for a model that takes floats.
+        """
+        candidates = self.input_candidates()
+        layer = self.first_layer()
+        if not candidates or layer is None or not isinstance(candidates[0][0], torch.Tensor):
+            return None
+        primary = candidates[0][0]
+        ids = not primary.is_floating_point()
+        template = {"shape": list(primary.shape), "dtype": "int64" if ids else "float32",
+                    "layer": describe(layer) if isinstance(layer, RECURRENT) else repr(layer)}
+        if ids:
+            template["high"] = int(layer.num_embeddings)
+        return template
 
     def _arguments(self, primary: torch.Tensor) -> tuple:
         """Fill the other required parameters of ``forward`` by what their names suggest."""

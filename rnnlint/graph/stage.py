@@ -24,14 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, Position, Severity
+from rnnlint.graph.causes import library_of, version_of
 from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
 from rnnlint.noqa import split_lines
+from rnnlint.output import plural
 from rnnlint.runner import display_path
 from rnnlint.sandbox import children, kill_group, kill_leftovers, start
 
@@ -50,19 +53,46 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def run_graph_stage(files: list[Path], session, executor: Executor | None = None) -> list[Diagnostic]:
-    """Graph findings for the models defined in ``files`` (empty when there is nothing to build)."""
+@dataclass
+class GraphRun:
+    """What the graph stage did: its findings, and for the summary line how many models it built and how fast."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    ran: bool = False  # False: no graph rule enabled, or torch missing (said on stderr)
+    models: int = 0  # models analysed on their own (not those analysed inside another)
+    built: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str | None:
+        """``graph stage: 3 models built in 4.2 s`` for the summary line; None when the stage did not run."""
+        if not self.ran:
+            return None
+        if not self.models:
+            return "graph stage: no models to build"
+        count = f"{self.built} of {self.models} models" if self.built != self.models else plural(self.built, "model")
+        return f"graph stage: {count} built in {self.seconds:.1f} s"
+
+
+def run_graph_stage(files: list[Path], session, executor: Executor | None = None) -> GraphRun:
+    """Graph findings for the models defined in ``files``.
+
+    Costs nothing when there is nothing to build: the models are found
+    statically first, and only when there is one is a child process started
+    (which imports torch, once for the whole run).
+    """
     config: Config = session.config
     graph_rules = [r for r in config.enabled(session.rules) if issubclass(r, GraphRule)]
     if not any(r.code != NOT_ANALYSED for r in graph_rules):
-        return []
+        return GraphRun()
     if executor is None and not torch_available():
         print(TORCH_MISSING, file=sys.stderr)
-        return []
-    specs, search = ModelFinder(session).find(files)
+        return GraphRun()
+    started = time.monotonic()
+    finder = ModelFinder(session)
+    specs, search = finder.find(files)
     specs = [s for s in specs if not s.skip]
     if not specs:
-        return []
+        return GraphRun(ran=True)
     limits = config.options_for(session.rules[NOT_ANALYSED])  # the graph limits are RNN901's options (defaults there)
     request = {
         "roots": [str(config.root), *search],
@@ -80,7 +110,10 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
     }
     run = executor or run_child
     results = run(request, float(limits["model-timeout"]), float(limits["stage-timeout"]))
-    return Reporter(session, search).diagnostics(specs, results, limits)
+    statuses = [results.get(str(number), {}).get("status") for number in range(len(specs))]
+    return GraphRun(Reporter(session, search, finder.notebooks).diagnostics(specs, results, limits), ran=True,
+                    models=sum(s != "covered" for s in statuses), built=statuses.count("ok"),
+                    seconds=time.monotonic() - started)
 
 
 def _jsonable(options: dict) -> dict:
@@ -143,6 +176,10 @@ def _child_env(scratch: str) -> dict:
     os.makedirs(home, exist_ok=True)
     env["HOME"] = env["USERPROFILE"] = home
     env["TMPDIR"] = env["TEMP"] = env["TMP"] = scratch  # the only folder the child may write (rnnlint.sandbox)
+    # libraries' own config and cache folders (matplotlib's font cache, ~/.cache): private and writable
+    for name, folder in (("MPLCONFIGDIR", "matplotlib"), ("XDG_CACHE_HOME", ".cache"),
+                         ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share")):
+        env[name] = os.path.join(home, folder)
     env["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(scratch, "inductor")  # torch.export's caches go there
     env["TRITON_CACHE_DIR"] = os.path.join(scratch, "triton")
     package_parent = str(Path(__file__).resolve().parents[2])
@@ -314,11 +351,16 @@ def _checked_result(event: dict, codes: frozenset[str]) -> dict:
         raise _Forged("an unknown status")
     out: dict = {"status": status, "seconds": event["seconds"] if _number(event.get("seconds")) else 0.0,
                  "blocked": _strings(event.get("blocked"), 50, 300)}
+    by = _strings(event.get("blocked_by"), 50, 1000)
+    if by and len(by) != len(out["blocked"]):
+        raise _Forged("refusals and their origins do not pair up")
+    out["blocked_by"] = [library_of(file) or "" for file in by] or [""] * len(out["blocked"])  # "" for the project
     if status == "crash":
         code = event.get("code")
         out["code"] = code if isinstance(code, int) and not isinstance(code, bool) and -256 < code < 256 else None
     elif status == "error":
         out["reason"] = clean_text(event.get("reason", "unknown error"), 300)
+        out["cause"] = "environment" if event.get("cause") == "environment" else None
         out["missing"] = [m for m in _strings(event.get("missing"), 100, 100) if m.isidentifier()]
     elif status == "ok":
         out["summary"] = clean_text(event.get("summary", ""), 200)
@@ -330,11 +372,25 @@ def _checked_result(event: dict, codes: frozenset[str]) -> dict:
                 for k, v in placeholders.items()):
             raise _Forged("placeholders of the wrong shape")
         out["placeholders"] = placeholders
+        out["template"] = _checked_template(event.get("template"))
         findings = event.get("findings") or []
         if not isinstance(findings, list) or len(findings) > 1000:
             raise _Forged("findings of the wrong shape")
         out["findings"] = [_checked_finding(f, codes) for f in findings]
     return out
+
+
+def _checked_template(template) -> dict | None:
+    """The input the probe guessed (see ModelRun.input_template), checked: it is printed as TOML."""
+    if template is None:
+        return None
+    shape, dtype, high = (template.get(k) for k in ("shape", "dtype", "high")) if isinstance(template, dict) else (
+        None, None, None)
+    if (not isinstance(shape, list) or not 0 < len(shape) <= 4 or dtype not in ("int64", "float32")
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 10**7 for n in shape)
+            or not (high is None or isinstance(high, int) and not isinstance(high, bool) and 0 <= high < 10**9)):
+        raise _Forged("an input template of the wrong shape")
+    return {"shape": shape, "dtype": dtype, "high": high, "layer": clean_text(template.get("layer", ""), 120)}
 
 
 def _checked_finding(finding, codes: frozenset[str]) -> dict:
@@ -350,8 +406,10 @@ def _checked_finding(finding, codes: frozenset[str]) -> dict:
             or not isinstance(owner, list) or len(owner) > 100
             or not all(isinstance(o, list) and len(o) == 2 and all(isinstance(x, str) for x in o) for o in owner)):
         raise _Forged("a finding of the wrong shape")
+    kind = finding.get("kind")
     return {"code": finding["code"], "message": clean_text(finding.get("message", ""), 500), "severity": severity,
-            "file": file, "line": line, "owner": owner, "attr": attr}
+            "file": file, "line": line, "owner": owner, "attr": attr,
+            "kind": kind if isinstance(kind, str) and kind.isidentifier() else None}
 
 
 def _fail_all(results: dict, pending: list[str], reason: str) -> None:
@@ -364,12 +422,14 @@ def _fail_all(results: dict, pending: list[str], reason: str) -> None:
 
 
 class Reporter:
-    def __init__(self, session, search: list[str] | None = None) -> None:
+    def __init__(self, session, search: list[str] | None = None, notebooks: dict | None = None) -> None:
         self.session = session
         self._search = [Path(p).resolve() for p in search or []]
         self.config: Config = session.config
-        self.lines = LineTable()
+        self.notebooks = {str(path): notebook for path, notebook in (notebooks or {}).items()}
+        self.lines = LineTable({path: notebook.text for path, notebook in self.notebooks.items()})
         self._texts: dict[str, list[str]] = {}
+        self._raw: dict[str, str] = {}  # each file's text, for the final step's `# noqa`
         self._folders: set[Path] = set()
 
     def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
@@ -390,13 +450,12 @@ class Reporter:
                 for finding in result.get("findings", []):
                     file, line = self._where(spec, finding)
                     self._add(found, finding["code"], file, line, finding["message"] + note, finding.get("severity"))
-                said = " ".join(m for m in (self._partial(spec, result), _blocked(spec, result)) if m)
+                said = " ".join(m for m in (self._partial(spec, result), _blocked(spec, result, True)) if m)
                 if said:
                     self._add(found, NOT_ANALYSED, spec.file, spec.line, said, None)
                 continue
             said = self._failure(spec, result)
-            if "rnnlint blocked" not in said:
-                said = " ".join(m for m in (said, _blocked(spec, result)) if m)
+            said = " ".join(m for m in (said, _blocked(spec, result, False, own="rnnlint blocked" not in said)) if m)
             self._add(found, NOT_ANALYSED, spec.file, spec.line, said, None)
         return sorted(found.values(), key=Diagnostic.sort_key)
 
@@ -408,6 +467,8 @@ class Reporter:
             path = Path(file).resolve()
         except (OSError, RuntimeError, ValueError):
             return False
+        if str(path) in self.notebooks:
+            return True
         return (path.suffix == ".py" and any(f == path.parent or f in path.parents for f in self._folders)
                 and path.is_file())
 
@@ -416,7 +477,7 @@ class Reporter:
             return finding["file"], int(finding["line"])
         owners = [(f, q) for f, q in finding.get("owner") or [] if self._known(f)]
         for file, qualname in owners:
-            line = self.lines.lookup(file, qualname, finding.get("attr"))
+            line = self.lines.lookup(file, qualname, finding.get("attr"), finding.get("kind"))
             if line is not None:
                 return file, line
         for file, qualname in owners:
@@ -428,10 +489,12 @@ class Reporter:
     def _text(self, file: str) -> list[str]:
         if file not in self._texts:
             try:
-                text = Path(file).read_text("utf-8", errors="replace")
+                text = self.notebooks[file].text if file in self.notebooks else Path(file).read_text(
+                    "utf-8", errors="replace")
             except OSError:
                 text = ""
             self._texts[file] = split_lines(text)
+            self._raw[file] = text
         return self._texts[file]
 
     def _add(self, found: dict, code: str, file: str, line: int, message: str, severity: str | None) -> None:
@@ -443,7 +506,9 @@ class Reporter:
         path = Path(file)
         if rule not in self.config.enabled(self.session.rules, path):
             return
-        lines = self._text(file)  # `# noqa` is the final step's (rnnlint.final), as for every finding
+        lines = self._text(file)
+        if not self.session.final.keeps(path, self._raw[file], code, line):  # the final step, as for every finding
+            return
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         start = Position(line, len(text) - len(text.lstrip()) + 1)
         end = Position(line, len(text.rstrip()) + 1)
@@ -452,6 +517,8 @@ class Reporter:
         if key not in found:
             found[key] = Diagnostic(code=code, name=rule.name, severity=Severity(severity) if severity else rule.severity,
                                     path=display, start=start, end=end, message=message)
+            if file in self.notebooks:  # located by cell, as the final step places the static stage's findings
+                found[key] = self.notebooks[file].for_output(found[key])
 
     # -- RNN901 messages -----------------------------------------------------
 
@@ -460,14 +527,15 @@ class Reporter:
             return ""
         message = f"`{spec.qualname}` was only partly analysed: " + "; ".join(result["notes"]) + "."
         if result.get("needs_inputs"):
-            message += (f" Give example inputs in pyproject.toml: [tool.rnnlint.models] \"{spec.key}\" = "
-                        "{ inputs = [{ shape = [4, 20], dtype = \"int64\", high = 1000 }] }.")
+            message += " " + _inputs_hint(spec, result.get("template"))
         return message
 
     def _failure(self, spec: ModelSpec, result: dict) -> str:
         status = result.get("status")
         name = f"`{spec.qualname}`"
         built = f" (arguments from {spec.origin})" if spec.origin != "defaults" else ""
+        if not built and spec.kind == "class" and result.get("missing"):
+            built = " (no call of it in the project's Python files gives its arguments)"
         if status == "timeout":
             reason = (f"building and analysing {name}{built} did not finish within {result['seconds']:g} s "
                       "(an endless loop or heavy work in __init__?); it was stopped")
@@ -480,7 +548,10 @@ class Reporter:
         else:
             reason = f"{name}{built} could not be built: {result.get('reason', 'unknown error')}"
         missing = result.get("missing") or []
-        if missing:
+        if result.get("cause") == "environment":
+            hint = ("Install the versions the project's requirements name (its requirements file or setup), "
+                    "in the environment that runs rnnlint, then run again")
+        elif missing:
             hint = (f"Give its constructor arguments ({', '.join(missing)}) in pyproject.toml: "
                     f"[tool.rnnlint.models] \"{spec.key}\" = {{ args = [...], kwargs = {{ ... }} }}, or a factory "
                     f"that builds it: {{ factory = \"{spec.module}:make_model\" }}")
@@ -490,12 +561,39 @@ class Reporter:
         return f"{reason}. {hint}."
 
 
-def _blocked(spec: ModelSpec, result: dict) -> str:
-    """What the model's code tried and the guard refused (see rnnlint.sandbox), when it did not fail the build."""
-    blocked = result.get("blocked") or []
-    if not blocked:
-        return ""
-    more = f" (and {len(blocked) - 1} more)" if len(blocked) > 1 else ""
-    return (f"While rnnlint built and ran `{spec.qualname}`, its code tried to {blocked[0]}{more}; rnnlint blocked "
-            "that: models are analysed without writing files, starting processes or using the network, so move such "
-            "work out of the model.")
+def _inputs_hint(spec: ModelSpec, template: dict | None) -> str:
+    """Where to give example inputs, with a template of the kind the model's first layer takes."""
+    where = f"[tool.rnnlint.models] \"{spec.key}\" = {{ inputs = [{{ "
+    if template is None:
+        return (f"Give the inputs forward() takes in pyproject.toml: {where}shape = [...], dtype = \"float32\" }}] }} "
+                "(dtype \"int64\" with high = <vocabulary size> for token ids).")
+    high = f", high = {template['high']}" if template["dtype"] == "int64" else ""
+    takes = (f"token ids below {template['high']}" if template["dtype"] == "int64"
+             else f"float features, shape {template['shape']}")
+    return (f"The probe fed {takes}, as its first layer {template['layer']} takes; if forward() takes other inputs, "
+            f"give them in pyproject.toml: {where}shape = {template['shape']}, dtype = \"{template['dtype']}\"{high} "
+            "}] }.")
+
+
+def _blocked(spec: ModelSpec, result: dict, analysed: bool, own: bool = True) -> str:
+    """What the guard refused (see rnnlint.sandbox), said where it helps.
+
+    The project's own attempts always (``own``: unless the failure already quotes
+    the refusal); a library's (matplotlib asking for ``fc-list``) only when the
+    model then failed, naming the library: when the model was analysed there is
+    nothing to change and nothing was missed.
+    """
+    pairs = list(zip(result.get("blocked") or [], result.get("blocked_by") or []))
+    mine = [what for what, by in pairs if not by]
+    theirs = [(what, by) for what, by in pairs if by]
+    said = []
+    if mine and own:
+        more = f" (and {len(mine) - 1} more)" if len(mine) > 1 else ""
+        said.append(f"While rnnlint built and ran `{spec.qualname}`, its code tried to {mine[0]}{more}; rnnlint "
+                    "blocked that: models are analysed without writing files, starting processes or using the "
+                    "network, so move such work out of the model.")
+    if theirs and not analysed:
+        what, by = theirs[0]
+        said.append(f"The library {version_of(by)} (not the model's code) tried to {what} while the model was built; rnnlint "
+                    "blocked that, which may be why the build failed.")
+    return " ".join(said)

@@ -9,6 +9,10 @@ and drops the rest, so importing it runs no training:
 * ``def`` and ``class`` statements (their bodies run only when called);
 * assignments of simple constant expressions (``HIDDEN = 2 * 128``,
   ``PAD = "<pad>"``) whose names are all defined above;
+* hyper-parameter holders: ``hp = HParams()`` (constant arguments) where
+  ``HParams`` is a plain class defined above (no base, or ``object``), and
+  ``SimpleNamespace``/``Namespace``/``dict`` calls with constant arguments; a model
+  module often imports ``hp`` from such a file (an ``nn.Module`` is never built here);
 * the module docstring.
 
 Everything else, ``if __name__ == "__main__":`` included, becomes blank lines:
@@ -57,6 +61,23 @@ def _is_constant(expr: ast.expr, known: set[str]) -> bool:
     return True
 
 
+_NAMESPACES = frozenset({"SimpleNamespace", "types.SimpleNamespace", "Namespace", "argparse.Namespace", "dict"})
+
+
+def _is_holder(expr: ast.expr, known: set[str], holders: set[str]) -> bool:
+    """``HParams(...)`` of a plain class defined above, or a namespace of constants."""
+    if not isinstance(expr, ast.Call):
+        return False
+    func = ast.unparse(expr.func)
+    return (func in holders or func in _NAMESPACES) and all(
+        _is_constant(a, known) for a in [*expr.args, *(k.value for k in expr.keywords)])
+
+
+def _plain_class(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.ClassDef) and not stmt.keywords and all(
+        isinstance(b, ast.Name) and b.id == "object" for b in stmt.bases)
+
+
 def _only_imports(body: list[ast.stmt]) -> bool:
     return all(isinstance(s, (ast.Import, ast.ImportFrom, ast.Pass)) for s in body)
 
@@ -77,14 +98,17 @@ def _is_import_guard(stmt: ast.stmt) -> bool:
 def kept_statements(tree: ast.Module) -> list[ast.stmt]:
     """The top-level statements the view keeps, in order."""
     known: set[str] = {"__name__", "__file__", "__doc__"}
+    holders: set[str] = set()
     kept: list[ast.stmt] = []
     for index, stmt in enumerate(tree.body):
         keep = False
         if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             keep = True
+            if _plain_class(stmt):
+                holders.add(stmt.name)
         elif index == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
             keep = True  # docstring
-        elif isinstance(stmt, ast.Assign) and _is_constant(stmt.value, known):
+        elif isinstance(stmt, ast.Assign) and (_is_constant(stmt.value, known) or _is_holder(stmt.value, known, holders)):
             keep = all(isinstance(n, (ast.Name, ast.Tuple, ast.Store)) for t in stmt.targets for n in ast.walk(t))
         elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None and _is_constant(stmt.value, known):
             keep = isinstance(stmt.target, ast.Name)
