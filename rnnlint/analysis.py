@@ -19,7 +19,7 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, Severity
 from rnnlint.index import ProjectIndex
 from rnnlint.nodes import Visitor
-from rnnlint.noqa import Suppressions, split_lines
+from rnnlint.noqa import split_lines
 from rnnlint.rule import FileContext, NodeEdit, Report, Rule
 from rnnlint.source import newline_of, parse_python
 
@@ -87,13 +87,11 @@ def _python_syntax_error(text: str, exc: cst.ParserSyntaxError) -> tuple[str, in
     return f"cannot parse: {detail}; the file is skipped by every other rule", exc.raw_line, exc.raw_column + 1
 
 
-def _syntax_only(display: str, text: str, suppressions: Suppressions) -> Analysis:
+def _syntax_only(display: str, text: str) -> Analysis:
     try:
         ast.parse(text)
     except SyntaxError as error:
         line = error.lineno or 1
-        if suppressions.suppressed(SYNTAX_ERROR[0], line):
-            return Analysis(parsed=False)
         message = f"SyntaxError: {error.msg}; the file is skipped by every other rule"
         return Analysis([syntax_error(display, message, line, error.offset or 1)], parsed=False)
     except (ValueError, RecursionError, MemoryError) as error:
@@ -109,8 +107,11 @@ def analyse(
     config: Config,
     index: ProjectIndex,
 ) -> Analysis:
-    """Run ``rules`` over one file's ``text``; findings carry ``display`` as path."""
-    suppressions = Suppressions(text)
+    """Run ``rules`` over one file's ``text``; findings carry ``display`` as path.
+
+    Every finding is returned, suppressed or not: ``# noqa`` and per-file-ignores
+    are applied by the final step (:mod:`rnnlint.final`) that all findings pass.
+    """
     wanted = [r for r in rules if r.wants(text)]
     syntax_rule_on = any(r.code == SYNTAX_ERROR[0] for r in rules)
     if not wanted and not syntax_rule_on:
@@ -118,18 +119,18 @@ def analyse(
     if not wanted:
         # No rule can match this file: CPython's parser (several times faster
         # than libcst's) is enough to tell whether it is valid Python.
-        return _syntax_only(display, text, suppressions)
+        return _syntax_only(display, text)
     try:
         module = index.parsed(path, text) or parse(text)  # another file's analysis may have parsed it
     except cst.ParserSyntaxError as exc:
         diagnostics = []
         message, line, column = _python_syntax_error(text, exc)
-        if syntax_rule_on and not suppressions.suppressed(SYNTAX_ERROR[0], line):
+        if syntax_rule_on:
             diagnostics.append(syntax_error(display, message, line, column))
         return Analysis(diagnostics, parsed=False)
     except SyntaxError as error:  # from CPython's parser, which libcst's waits for
         line = error.lineno or 1
-        if not syntax_rule_on or suppressions.suppressed(SYNTAX_ERROR[0], line):
+        if not syntax_rule_on:
             return Analysis(parsed=False)
         message = f"SyntaxError: {error.msg}; the file is skipped by every other rule"
         return Analysis([syntax_error(display, message, line, error.offset or 1)], parsed=False)
@@ -153,11 +154,11 @@ def analyse(
         index.release(path)
     if not reports:
         return Analysis()
-    return Analysis(_diagnostics(display, text, module, ctx, reports, suppressions))
+    return Analysis(_diagnostics(display, text, module, ctx, reports))
 
 
 def _diagnostics(
-    display: str, text: str, module: cst.Module, ctx: FileContext, reports: list[Report], suppressions: Suppressions
+    display: str, text: str, module: cst.Module, ctx: FileContext, reports: list[Report]
 ) -> list[Diagnostic]:
     positions = _positions(module)
     lines = split_lines(text)
@@ -169,8 +170,6 @@ def _diagnostics(
             continue
         start = Position(code_range.start.line, code_range.start.column + 1)
         end = Position(code_range.end.line, code_range.end.column + 1)
-        if suppressions.suppressed(rule.code, start.line):
-            continue
         fix = None
         if report.edits:
             edits = _resolve_edits(report.edits, positions, lines, ctx)

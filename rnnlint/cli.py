@@ -179,7 +179,7 @@ def _prepare(inputs: Inputs, select, extend_select, ignore, config_file, no_proj
             overrides["extend_select"] = config.extend_select + codes
         if (codes := _codes("--ignore", ignore, known)) is not None:
             overrides["ignore"] = config.ignore + codes
-        session = Session(replace(config, **overrides))
+        session = Session(replace(config, **overrides), rules=known)
     except (ConfigError, RuleLoadError) as exc:
         raise Failure(str(exc)) from None
     inputs.discover(session.config)
@@ -486,11 +486,15 @@ def _catalogue(config_file, no_project_code) -> dict:
 
 
 @main.command("rules")
-@click.option("--output-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output-format", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="markdown: the table the README shows.")
 @_catalogue_options
 def rules_command(output_format, config_file, no_project_code):
     """List every rule: code, name, fixable, on by default (with the project's own rules)."""
     rules = _catalogue(config_file, no_project_code)
+    if output_format == "markdown":
+        click.echo(output.rule_table(rules.values()))
+        return
     if output_format == "json":
         import json
 

@@ -75,7 +75,7 @@ class Config:
     recurrent_classes: tuple[str, ...] = ()
     rule_folders: tuple[str, ...] = ()
     cache_dir: Path | None = None
-    models: dict = field(default_factory=dict, hash=False, compare=False)
+    models: dict = field(default_factory=dict, hash=False, compare=False)  # "module:Name" -> ModelConfig
     # rule name -> {option: value}, already validated against the rule's options
     rule_options: dict = field(default_factory=dict, hash=False, compare=False)
     _raw_options: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
@@ -310,10 +310,7 @@ def parse_table(table: dict, root: Path, source: Path | None = None) -> Config:
                 raise ConfigError(f"{where(key)}: must be a path string, got {value!r}")
             values["cache_dir"] = _path_value(root, value, where(key))
         elif key == "models":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where(key)}: must be a table")
-            check_model_keys(value, root, where(key))
-            values["models"] = value
+            values["models"] = parse_models(value, root, where(key))
         elif isinstance(value, dict):
             raw_options[key] = value  # a rule's options; checked against the rules in with_rules()
         else:
@@ -331,7 +328,69 @@ def _path_value(root: Path, value: str, where: str) -> Path:
         raise ConfigError(f"{where}: {value!r} is not a usable path: {exc}") from None
 
 
-def check_model_keys(models: dict, root: Path, where: str) -> None:
+@dataclass(frozen=True)
+class ModelConfig:
+    """How the graph stage builds one model: ``[tool.rnnlint.models] "module:Name" = {...}``."""
+
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    factory: str | None = None  # "module:function" that returns the model
+    inputs: list | None = None  # [{shape = [4, 20], dtype = "int64", low = 0, high = 100}]
+    skip: bool = False
+
+
+_MODEL_KEYS = ("args", "kwargs", "factory", "inputs", "skip")
+_INPUT_KEYS = ("shape", "dtype", "low", "high")
+
+
+def parse_models(raw: Any, root: Path, where: str) -> dict[str, ModelConfig]:
+    """Validate ``[tool.rnnlint.models]`` when the config is read, before any stage runs.
+
+    A typo here must fail ``check --static`` (what pre-commit runs) as it fails
+    ``check --graph``: the table is checked whether or not the graph stage runs.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table")
+    parsed: dict[str, ModelConfig] = {}
+    for key, value in raw.items():
+        here = f"{where} {key!r}"
+        if ":" not in key or not all(part for part in key.split(":", 1)):
+            raise ConfigError(f"{here}: keys are \"module:Name\", e.g. \"models.seq2seq:Seq2Seq\"")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{here}: must be a table, e.g. {{ args = [1000, 256] }}")
+        for name in value:
+            if name not in _MODEL_KEYS:
+                raise ConfigError(f"{here}: unknown key {name!r}{did_you_mean(name, _MODEL_KEYS)}; "
+                                  f"known: {', '.join(_MODEL_KEYS)}")
+        args, kwargs = value.get("args", []), value.get("kwargs", {})
+        factory, skip, inputs = value.get("factory"), value.get("skip", False), value.get("inputs")
+        if not isinstance(args, list):
+            raise ConfigError(f"{here}.args: must be a list")
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"{here}.kwargs: must be a table")
+        if factory is not None and (not isinstance(factory, str) or ":" not in factory):
+            raise ConfigError(f"{here}.factory: must be \"module:function\"")
+        if not isinstance(skip, bool):
+            raise ConfigError(f"{here}.skip: must be true or false")
+        if inputs is not None:
+            if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
+                raise ConfigError(f"{here}.inputs: must be a list of tables like {{ shape = [4, 20], dtype = \"int64\" }}")
+            for item in inputs:
+                for name in item:
+                    if name not in _INPUT_KEYS:
+                        raise ConfigError(f"{here}.inputs: unknown key {name!r}{did_you_mean(name, _INPUT_KEYS)}; "
+                                          f"known: {', '.join(_INPUT_KEYS)}")
+                shape = item.get("shape", [])
+                if not isinstance(shape, list) or not all(
+                    isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+                ):
+                    raise ConfigError(f"{here}.inputs: shape must be a list of positive integers")
+        parsed[key] = ModelConfig(args, kwargs, factory, inputs, skip)
+    check_model_keys(parsed, root, where)
+    return parsed
+
+
+def check_model_keys(models: dict[str, ModelConfig], root: Path, where: str) -> None:
     """Refuse ``[tool.rnnlint.models]`` entries that name code outside the project.
 
     The graph stage imports the module of each key (and of its ``factory``) and
@@ -344,13 +403,11 @@ def check_model_keys(models: dict, root: Path, where: str) -> None:
     module (those are found before any project file).
     """
     for key, value in models.items():
-        targets = [("key", key)]
-        if isinstance(value, dict) and isinstance(value.get("factory"), str):
-            targets.append(("factory", value["factory"]))
+        targets = [("key", key)] + ([("factory", value.factory)] if value.factory else [])
         for what, target in targets:
             module = target.partition(":")[0].strip()
-            if not module or ":" not in target:
-                continue  # malformed: the graph stage's own validation names it
+            if not module:
+                continue  # ":function": no module to import
             if not _project_module(root, module):
                 label = f"{key!r}" if what == "key" else f"{key!r}.factory ({target!r})"
                 raise ConfigError(

@@ -7,20 +7,25 @@
   whole file, and ``# rnnlint: noqa`` suppresses the whole file (after code on
   the same line, they act on that line only).
 
-``check``, ``fix`` and ``--add-noqa`` all go through :class:`Suppressions`, so a
-finding is suppressed identically everywhere.
+Only comments count: they are read from the tokenizer's COMMENT tokens, so a
+``"# noqa"`` inside a string literal (a docstring, a help text) suppresses
+nothing. Every finding passes :mod:`rnnlint.final`, which reads a file's
+comments once and applies them, so ``check``, ``fix``, the graph stage and
+``--add-noqa`` suppress identically.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 
 # Codes are matched in any case (``# noqa: rnn020``): a lower-case code must not
 # turn into a bare ``# noqa`` that silences every rule on the line.
 _CODES = r"(?P<codes>[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+|\s+[A-Z]+[0-9]+)*)"
 # ``# rnnlint: noqa`` after code on the same line acts on that line only.
 _LINE = re.compile(r"#\s*(?:rnnlint\s*:\s*)?noqa(?::\s*" + _CODES + ")?", re.IGNORECASE)
-_FILE = re.compile(r"^\s*#\s*rnnlint\s*:\s*noqa(?::\s*" + _CODES + r")?\s*$", re.MULTILINE | re.IGNORECASE)
+_FILE = re.compile(r"^#\s*rnnlint\s*:\s*noqa(?::\s*" + _CODES + r")?\s*$", re.IGNORECASE)
 _SPLIT = re.compile(r"[\s,]+")
 ALL = "*"
 
@@ -29,6 +34,33 @@ def _codes(group: str | None) -> frozenset[str]:
     if not group:
         return frozenset({ALL})
     return frozenset(c.upper() for c in _SPLIT.split(group.strip()) if c)
+
+
+def comments(text: str) -> list[tuple[int, str, bool]]:
+    """``(line, comment text, alone on its line)`` for every comment of ``text``.
+
+    A file the tokenizer gives up on (a syntax error, an unterminated string:
+    still worth a ``# noqa: RNN900``) keeps the comments read up to there, and
+    its later lines are read as text, as nothing better can tell there what is
+    a comment.
+    """
+    found: list[tuple[int, str, bool]] = []
+    lines = split_lines(text)
+    last = 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text, newline=None).readline):
+            last = token.start[0]
+            if token.type == tokenize.COMMENT:
+                line = lines[token.start[0] - 1] if token.start[0] <= len(lines) else token.line
+                found.append((token.start[0], token.string, not line[: token.start[1]].strip()))
+    except (tokenize.TokenError, SyntaxError):
+        seen = {number for number, _, _ in found}
+        for number in range(max(last, 1), len(lines) + 1):
+            line = lines[number - 1]
+            at = line.find("#")
+            if at >= 0 and number not in seen:
+                found.append((number, line[at:], not line[:at].strip()))
+    return found
 
 
 class Suppressions:
@@ -40,16 +72,14 @@ class Suppressions:
         if "noqa" not in text.lower():
             return
         file_codes: set[str] = set()
-        for match in _FILE.finditer(text):
-            file_codes |= _codes(match.group("codes"))
-        self.file_codes = frozenset(file_codes)
-        for number, line in enumerate(split_lines(text), start=1):
-            if "#" not in line:
+        for number, comment, alone in comments(text):
+            whole_file = _FILE.match(comment) if alone else None
+            if whole_file:
+                file_codes |= _codes(whole_file.group("codes"))
                 continue
-            for match in _LINE.finditer(line):
-                if _FILE.match(line):
-                    continue
+            for match in _LINE.finditer(comment):
                 self._by_line[number] = self._by_line.get(number, frozenset()) | _codes(match.group("codes"))
+        self.file_codes = frozenset(file_codes)
 
     def suppressed(self, code: str, line: int) -> bool:
         for codes in (self.file_codes, self._by_line.get(line, frozenset())):

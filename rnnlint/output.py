@@ -247,3 +247,17 @@ def to_sarif(diagnostics: list[Diagnostic], rules: dict[str, type[Rule]], stored
         ],
     }
     return json.dumps(sarif, indent=2)
+
+
+def rule_table(rules: Iterable[type[Rule]]) -> str:
+    """The rules as a Markdown table (``rnnlint rules --output-format markdown``).
+
+    The README's rule table is this text, so it cannot drift from the rules
+    (tests/test_readme.py compares them).
+    """
+    rows = ["| code | name | what it catches | fix | default |", "|---|---|---|---|---|"]
+    for rule in rules:
+        fix = rule.fix_applicability.value if rule.fix_applicability else "—"
+        summary = rule.summary().replace("``", "`").replace("|", "\\|")  # docstrings are reStructuredText
+        rows.append(f"| {rule.code} | {rule.name} | {summary} | {fix} | {'on' if rule.default_enabled else 'off'} |")
+    return "\n".join(rows)

@@ -11,9 +11,10 @@ the runner turns those into text edits once positions are known.
 The class carries its own documentation and its own examples:
 
 * the docstring is what ``rnnlint explain`` prints (what, why, example, fix safety);
-* ``VALID`` snippets must produce no finding of this rule;
-* ``INVALID`` examples must produce one, and when ``fixed`` is given,
-  ``fix --unsafe-fixes`` must turn the snippet into exactly that text.
+* ``VALID`` snippets must produce no finding at all (and must parse);
+* ``INVALID`` examples (:class:`Invalid`) must produce exactly the findings
+  they list, on the lines they list, and ``fix --unsafe-fixes`` must turn the
+  snippet into exactly their ``fixed`` text (or, without one, change nothing).
 
 The test suite runs every rule's examples.
 """
@@ -102,18 +103,25 @@ def _number(value: float) -> str:
 
 @dataclass(frozen=True)
 class Invalid:
-    """An example that must be reported.
+    """An example that must be reported, exactly so (the harness in tests/ checks each part).
 
-    ``files`` adds other files of a small project (path -> source) so that
-    project-aware behaviour (model defined in another module) is tested too.
-    ``line`` is the expected line of the first finding.
+    ``lines``: the line of every finding of the rule in ``code``, in order, so
+    also how many there are (``[3, 3]``: two findings on line 3). ``fixed``:
+    the text ``rnnlint fix --unsafe-fixes`` makes of ``code``; left out, it
+    states that the example has no fix to apply, and fixing must change
+    nothing. ``files`` adds other files of a small project (path -> source) so
+    that project-aware behaviour (a model defined in another module) is tested
+    too; only ``code`` (the project's ``train.py``) is checked.
     """
 
     code: str
+    lines: tuple[int, ...] = ()
     fixed: str | None = None
-    line: int | None = None
     files: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lines", tuple(self.lines))  # written as a list in the rule files
 
 
 @dataclass(frozen=True)

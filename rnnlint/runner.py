@@ -12,13 +12,15 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from rnnlint import seal
 from rnnlint.analysis import analyse, syntax_error
 from rnnlint.cache import ResultCache
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.fixer import fix_text
+from rnnlint.final import FinalStep
+from rnnlint.fixer import FixOutcome, fix_text
 from rnnlint.index import ProjectIndex
 from rnnlint.registry import load_rules
 from rnnlint.rule import Rule
@@ -54,14 +56,16 @@ def cache_dir(config: Config, enabled: bool) -> Path | None:
 
 
 class Session:
-    def __init__(self, config: Config, use_cache: bool = True) -> None:
-        self.rules = load_rules(config.rule_folders)
+    def __init__(self, config: Config, use_cache: bool = True, rules: dict[str, type[Rule]] | None = None) -> None:
+        """``rules``: the rule pack the caller already loaded for ``config`` (the CLI does, to check codes)."""
+        self.rules = rules if rules is not None else load_rules(config.rule_folders)
         self.config = config.with_rules(self.rules)
         directory = cache_dir(self.config, use_cache)
         self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory)
         # check's findings per file; fix never reads them (it must see the file as it is now)
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}
+        self.final = FinalStep(self.config)
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
@@ -77,7 +81,7 @@ class Session:
         """RNN900 for a file that cannot be read or decoded, unless RNN900 is off for it."""
         if not any(rule.code == "RNN900" for rule in self.enabled(path)):
             return FileOutcome(display)
-        return FileOutcome(display, [syntax_error(display, str(exc), exc.line)])
+        return FileOutcome(display, self.final.filter(path, "", [syntax_error(display, str(exc), exc.line)]))
 
     def _read(self, path: Path, data: bytes | None = None):
         """The file as a document (see :class:`~rnnlint.source.SourceFile`): a notebook or a source file.
@@ -102,7 +106,7 @@ class Session:
 
         def found() -> list[Diagnostic]:
             result = analyse(path, display, document.text, rules, self.config, self.index)
-            return [document.for_output(d) for d in result.diagnostics]
+            return self.final.settle(document, path, result.diagnostics)
 
         if self.results is None or given:
             return FileOutcome(display, found())
@@ -123,12 +127,7 @@ class Session:
             document = self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
-        rules = self.enabled(path)
-
-        def run(text: str) -> list[Diagnostic]:
-            return analyse(path, display, text, rules, self.config, self.index).diagnostics
-
-        outcome = fix_text(document.text, run, unsafe)
+        outcome = self.fix_document(path, display, document.text, unsafe)
         result = FileOutcome(display, [document.for_output(d) for d in outcome.remaining],
                              [document.for_output(d) for d in outcome.applied], messages=list(outcome.dropped))
         if outcome.text == document.text:
@@ -136,7 +135,7 @@ class Session:
         refused = self._refuses(document, outcome.text)
         if refused is not None:
             result.messages.append(f"{display}: not fixed: {refused}")
-            result.diagnostics = [document.for_output(d) for d in run(document.text)]
+            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text))
             result.fixed = []
             return result
         try:
@@ -150,10 +149,25 @@ class Session:
         except (SourceError, OSError) as exc:
             result.messages.append(f"{display}: not written: {exc}")
             # what was "fixed" is still there
-            result.diagnostics = [document.for_output(d) for d in run(document.text)]
+            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text))
             result.fixed = []
         return result
 
+
+    def fix_document(self, path: Path, display: str, text: str, unsafe: bool,
+                     choose: Callable[[list[Diagnostic]], list[Diagnostic]] | None = None) -> FixOutcome:
+        """Fix ``text`` (the document at ``path``) round by round: the one fix loop, for ``fix``,
+        ``verify`` and the tests. Each round fixes what the final step keeps (never a suppressed
+        finding); ``choose`` narrows a round's findings (verify applies one fix at a time)."""
+
+        def run(current: str) -> list[Diagnostic]:
+            found = self.final.filter(path, current, self._analyse(path, display, current))
+            return choose(found) if choose is not None else found
+
+        return fix_text(text, run, unsafe)
+
+    def _analyse(self, path: Path, display: str, text: str) -> list[Diagnostic]:
+        return analyse(path, display, text, self.enabled(path), self.config, self.index).diagnostics
 
     @staticmethod
     def _refuses(document, new_text: str) -> str | None:
@@ -222,10 +236,10 @@ def run(
     """Check or fix ``files``; outcomes come back in the order of ``files``."""
     jobs = jobs or default_jobs()
     tasks = [(str(f), mode, write, unsafe) for f in files]
+    if session is not None and not use_cache:
+        session.disable_cache()  # the caller keeps using it (the graph stage, its note): --no-cache holds there too
     if jobs <= 1 or len(files) < PARALLEL_THRESHOLD:
         local = session or Session(config, use_cache)
-        if not use_cache:
-            local.disable_cache()
         outcomes = []
         for path, _, _, _ in tasks:
             try:

@@ -607,10 +607,10 @@ MissingGradClip.VALID = [
 
 MissingGradClip.INVALID = [
     # the plain loop
-    Invalid(_LOOP.format(clip=""), line=22, fixed=_LOOP.format(
+    Invalid(_LOOP.format(clip=""), lines=[22], fixed=_LOOP.format(
         clip="        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)\n")),
     # the max-norm option changes the value written
-    Invalid(_LOOP.format(clip=""), options={"max-norm": 0.5}, fixed=_LOOP.format(
+    Invalid(_LOOP.format(clip=""), lines=[22], options={"max-norm": 0.5}, fixed=_LOOP.format(
         clip="        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=0.5)\n")),
     # inside a function, `torch` not imported (only `import torch.nn as tnn`): it is added
     Invalid("""
@@ -626,7 +626,7 @@ MissingGradClip.INVALID = [
                 out, _ = model(x)
                 tnn.functional.mse_loss(out, y).backward()
                 opt.step()
-    """, line=12, fixed="""\
+    """, lines=[12], fixed="""\
 import torch.nn as tnn
 from torch import optim
 import torch
@@ -654,7 +654,7 @@ def train(loader, epochs=10):
                 self.optimizer.zero_grad()
                 nn.functional.cross_entropy(self.model(x), y).backward()
                 self.optimizer.step()
-    """, fixed=_MODEL + """
+    """, lines=[24], fixed=_MODEL + """
     class Trainer:
         def __init__(self):
             self.model = Tagger()
@@ -675,7 +675,7 @@ def train(loader, epochs=10):
         loss.backward()
         optimizer.step()
         return loss.item()
-    """, fixed=_MODEL + """
+    """, lines=[19], fixed=_MODEL + """
     def train_step(model, optimizer, x, y):
         optimizer.zero_grad()
         loss = nn.functional.cross_entropy(model(x), y)
@@ -696,7 +696,7 @@ def train(loader, epochs=10):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-    """, fixed=_MODEL + """
+    """, lines=[23], fixed=_MODEL + """
     model = Tagger().cuda()
     optimizer = torch.optim.Adam(model.parameters())
     scaler = torch.cuda.amp.GradScaler()
@@ -725,7 +725,7 @@ def train(loader, epochs=10):
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
         enc_opt.step()
         dec_opt.step()
-    """, line=13, files=_SEQ2SEQ_FILES, fixed="""\
+    """, lines=[13], files=_SEQ2SEQ_FILES, fixed="""\
 import torch
 from models.seq2seq import Encoder, Decoder
 
@@ -753,7 +753,7 @@ for src, tgt in loader:
         accelerator.backward(nn.functional.cross_entropy(model(x), y))
         optimizer.step()
         optimizer.zero_grad()
-    """, fixed=_MODEL + """
+    """, lines=[23], fixed=_MODEL + """
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision="fp16")
@@ -771,7 +771,7 @@ for src, tgt in loader:
     model = LitTagger()
     trainer = L.Trainer(max_epochs=5, accelerator="auto")
     trainer.fit(model, loader)
-    """, line=20, fixed=_LIGHTNING_MODULE + """
+    """, lines=[20], fixed=_LIGHTNING_MODULE + """
     model = LitTagger()
     trainer = L.Trainer(max_epochs=5, accelerator="auto", gradient_clip_val=1.0)
     trainer.fit(model, loader)
@@ -787,7 +787,7 @@ for src, tgt in loader:
             devices=1,
         )
         trainer.fit(LitTagger(), train_dataloaders=loader)
-    """, files={"lit.py": _LIGHTNING_MODULE.replace("import lightning as L", "import pytorch_lightning as L")},
+    """, lines=[5], files={"lit.py": _LIGHTNING_MODULE.replace("import lightning as L", "import pytorch_lightning as L")},
         fixed="""\
 import pytorch_lightning as pl
 from lit import LitTagger
@@ -803,7 +803,7 @@ def main():
     # lightning.pytorch, clipping switched off explicitly
     Invalid(_LIGHTNING_PYTORCH + """
     Trainer(gradient_clip_val=None).fit(LitTagger())
-    """, fixed=_LIGHTNING_PYTORCH + """
+    """, lines=[20], fixed=_LIGHTNING_PYTORCH + """
     Trainer(gradient_clip_val=1.0).fit(LitTagger())
     """),
     # Hugging Face Trainer with clipping turned off
@@ -812,7 +812,7 @@ def main():
 
     args = TrainingArguments(output_dir="out", max_grad_norm=0)
     Trainer(model=Tagger(), args=args, train_dataset=data).train()
-    """, fixed=_MODEL + """
+    """, lines=[17], fixed=_MODEL + """
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(output_dir="out", max_grad_norm=1.0)

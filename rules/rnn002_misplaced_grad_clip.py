@@ -378,7 +378,7 @@ MisplacedGradClip.INVALID = [
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         run_epochs(model, optimizer, norm)
-    """, line=12),
+    """, lines=[12]),
     # after the step, through an alias
     Invalid(_MODEL + """
     from torch.nn.utils import clip_grad_norm_ as clip
@@ -388,7 +388,7 @@ MisplacedGradClip.INVALID = [
         model(x).mean().backward()
         optimizer.step()
         clip(model.parameters(), 0.5)  # keep it small
-    """, line=24, fixed=_MODEL + """
+    """, lines=[24], fixed=_MODEL + """
     from torch.nn.utils import clip_grad_norm_ as clip
 
     for x, y in loader:
@@ -413,7 +413,7 @@ MisplacedGradClip.INVALID = [
                     nn.utils.clip_grad_value_(self.model.parameters(), self.clip)
                 loss.backward()
                 self.opt.step()
-    """, fixed=_MODEL + """
+    """, lines=[29], fixed=_MODEL + """
     class Runner:
         def __init__(self, model, clip):
             self.model = model
@@ -439,7 +439,7 @@ MisplacedGradClip.INVALID = [
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         scaler.step(optimizer)
         scaler.update()
-    """, fixed=_MODEL + """
+    """, lines=[23], fixed=_MODEL + """
     scaler = torch.cuda.amp.GradScaler()
     for x, y in loader:
         with torch.autocast("cuda"):
@@ -459,7 +459,7 @@ MisplacedGradClip.INVALID = [
         scaler.unscale_(optimizer)
         scaler.step(optimizer)
         scaler.update()
-    """, fixed=_MODEL + """
+    """, lines=[21], fixed=_MODEL + """
     scaler = torch.amp.GradScaler("cuda")
     for x, y in loader:
         scaler.scale(model(x).mean()).backward()
@@ -476,7 +476,7 @@ MisplacedGradClip.INVALID = [
             scaler.step(optimizer)
             scaler.update()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    """, fixed=_MODEL + """
+    """, lines=[23], fixed=_MODEL + """
     def train(loader, scaler):
         for x, y in loader:
             scaler.scale(model(x).mean()).backward()
@@ -502,7 +502,7 @@ MisplacedGradClip.INVALID = [
             enc_opt.step()
             dec_opt.step()
             clip_gradients(model)
-    """, line=15, files=_PROJECT, fixed="""\
+    """, lines=[15], files=_PROJECT, fixed="""\
 import torch
 from nets.rnn import Seq2Seq
 from train_utils import clip_gradients

@@ -432,7 +432,7 @@ PaddedNotPacked.INVALID = [
             embedded = self.embedding(tokens)
             _, (hidden, _) = self.lstm(embedded)
             return self.fc(hidden[-1])
-    """, line=13, fixed=_CLASSIFIER + """
+    """, lines=[13], fixed=_CLASSIFIER + """
         def forward(self, tokens, lengths):
             embedded = self.embedding(tokens)
             packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -445,7 +445,7 @@ PaddedNotPacked.INVALID = [
             embedded = self.embedding(tokens)
             out, hidden = self.lstm(embedded)
             return self.fc(out.mean(dim=1))
-    """, line=13, fixed=_CLASSIFIER + """
+    """, lines=[13], fixed=_CLASSIFIER + """
         def forward(self, tokens, seq_lens):
             embedded = self.embedding(tokens)
             packed = nn.utils.rnn.pack_padded_sequence(embedded, seq_lens.cpu(), batch_first=True, enforce_sorted=False)
@@ -464,7 +464,7 @@ PaddedNotPacked.INVALID = [
     lengths = [len(s) for s in seqs]
     padded = pad(seqs)
     out, h = rnn(padded)
-    """, line=9, fixed="""\
+    """, lines=[9], fixed="""\
 import torch
 from torch.nn import GRU
 from torch.nn.utils.rnn import pad_sequence as pad
@@ -487,7 +487,7 @@ out, _ = pad_packed_sequence(packed_out, batch_first=False)
     lstm = nn.LSTM(8, 16, batch_first=True)
     batch = rnn_utils.pad_sequence([torch.randn(5, 8), torch.randn(3, 8)], batch_first=True)
     output, (h, c) = lstm(batch.float())
-    """, line=7),
+    """, lines=[7]),
     # the model lives in another file; the padded batches come from a collate function
     Invalid("""
     import torch
@@ -504,7 +504,7 @@ out, _ = pad_packed_sequence(packed_out, batch_first=False)
         loader = DataLoader(dataset, batch_size=32, collate_fn=collate)
         for tokens, labels in loader:
             logits = model(tokens.to("cuda"))
-    """, line=14, files={
+    """, lines=[14], files={
         "models/__init__.py": "",
         "models/classifier.py": """
             import torch.nn as tnn

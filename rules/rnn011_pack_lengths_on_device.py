@@ -298,7 +298,7 @@ PackLengthsOnDevice.INVALID = [
         emb = model.embedding(text)
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
         return model.rnn(packed)
-    """, line=9, fixed=_HEAD + """
+    """, lines=[9], fixed=_HEAD + """
     def train_step(model, batch, device):
         text, lengths = batch
         text, lengths = text.to(device), lengths.to(device)
@@ -318,7 +318,7 @@ PackLengthsOnDevice.INVALID = [
         def forward(self, x, src_len):
             packed = tnn.utils.rnn.pack_padded_sequence(x, src_len.cuda(), enforce_sorted=False)
             return self.gru(packed)
-    """, line=9, fixed="""\
+    """, lines=[9], fixed="""\
 import torch.nn as tnn
 
 class Encoder(tnn.Module):
@@ -338,7 +338,7 @@ class Encoder(tnn.Module):
     seqs = [torch.randn(4, 8), torch.randn(2, 8)]
     lens = torch.tensor([len(s) for s in seqs], device="cuda").long()
     out = rnn_utils.pack_padded_sequence(rnn_utils.pad_sequence(seqs), lengths=lens)
-    """, line=6, fixed="""\
+    """, lines=[6], fixed="""\
 import torch
 import torch.nn.utils.rnn as rnn_utils
 

@@ -716,7 +716,7 @@ SortedPackOrderLost.INVALID = [
             packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True)
             _, hidden = self.rnn(packed)
             return self.fc(hidden[-1])
-    """, line=13, fixed=_ENCODER + """
+    """, lines=[13], fixed=_ENCODER + """
         def forward(self, tokens, lengths):
             packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
             _, hidden = self.rnn(packed)
@@ -733,7 +733,7 @@ SortedPackOrderLost.INVALID = [
         output, h_n = rnn(packed)
         output, _ = rnn_utils.pad_packed_sequence(output)
         return output, h_n
-    """, line=5, fixed="""\
+    """, lines=[5], fixed="""\
 import torch
 import torch.nn.utils.rnn as rnn_utils
 
@@ -753,7 +753,7 @@ def encode(rnn, padded, lengths):
             out, _ = pad_packed_sequence(out, batch_first=True)
             mask = torch.arange(out.size(1))[None, :] < sorted_lens[:, None]
             return self.fc((out * mask.unsqueeze(-1)).sum(1))
-    """, line=13),
+    """, lines=[13]),
     # a collate that sorts the sequences but builds the labels before the sort
     Invalid("""
     import torch
@@ -765,5 +765,5 @@ def encode(rnn, padded, lengths):
         seqs.sort(key=len, reverse=True)
         lengths = torch.tensor([len(s) for s in seqs])
         return pad_sequence(seqs, batch_first=True), lengths, labels
-    """, line=7),
+    """, lines=[7]),
 ]

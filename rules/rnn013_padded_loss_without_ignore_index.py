@@ -830,10 +830,10 @@ PaddedLossWithoutIgnoreIndex.VALID = [
 ]
 
 PaddedLossWithoutIgnoreIndex.INVALID = [
-    Invalid(_SEQ2SEQ_HEAD + _TRAIN.format(args=""), line=27,
+    Invalid(_SEQ2SEQ_HEAD + _TRAIN.format(args=""), lines=[27],
             fixed=_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=PAD_IDX")),
     # ignore_index=0 while the targets are padded with 1
-    Invalid(_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=0"), line=27,
+    Invalid(_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=0"), lines=[27],
             fixed=_SEQ2SEQ_HEAD + _TRAIN.format(args="ignore_index=PAD_IDX")),
     # functional form, targets padded in the loop with the default value 0, aliased imports
     Invalid("""
@@ -849,7 +849,7 @@ PaddedLossWithoutIgnoreIndex.INVALID = [
         optimizer.step()
 
     tagger = torch.nn.LSTM(32, 10, batch_first=True)
-    """, line=8, fixed="""\
+    """, lines=[8], fixed="""\
 import torch
 from torch.nn import functional as Fn
 import torch.nn.utils.rnn as rnn_utils
@@ -881,7 +881,7 @@ tagger = torch.nn.LSTM(32, 10, batch_first=True)
                 logits = self.model(src, trg[:, :-1])
                 loss = self.loss_fn(logits.reshape(-1, logits.size(-1)), trg[:, 1:].reshape(-1))
                 loss.backward()
-    """, line=10, files={
+    """, lines=[10], files={
         "data.py": """
             from torch.nn.utils.rnn import pad_sequence
             PAD = 3

@@ -150,7 +150,7 @@ HighLearningRate.INVALID = [
     Invalid(_MODEL + """
     model = Tagger()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    """, line=11, fixed=_MODEL + """
+    """, lines=[11], fixed=_MODEL + """
     model = Tagger()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     """),
@@ -166,7 +166,7 @@ HighLearningRate.INVALID = [
     args = parser.parse_args()
     rnn = GRU(16, 32)
     opt = optim.RMSprop(rnn.parameters(), args.learning_rate)
-    """, line=9, fixed="""\
+    """, lines=[9], fixed="""\
 import argparse
 from torch import optim
 from torch.nn import GRU
@@ -187,7 +187,16 @@ opt = optim.RMSprop(rnn.parameters(), 0.001)
     def main():
         model = Seq2Seq(vocab=100)
         optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-    """, line=8, files={
+    """, lines=[8], fixed="""
+    import torch
+    from models.seq2seq import Seq2Seq
+
+    LR = 0.001
+
+    def main():
+        model = Seq2Seq(vocab=100)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    """, files={
         "models/__init__.py": "",
         "models/seq2seq.py": """
             import torch.nn as tnn

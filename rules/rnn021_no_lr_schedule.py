@@ -164,7 +164,7 @@ NoLrSchedule.VALID = [
     # StepLR built next to the optimizer, stepped once per epoch
     Valid(_MODEL + _LOOP.replace(
         "criterion = nn.CrossEntropyLoss()",
-        "criterion = nn.CrossEntropyLoss()\n    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 5, gamma=0.5)",
+        "criterion = nn.CrossEntropyLoss()\n        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 5, gamma=0.5)",
     ) + """
             scheduler.step()
     """),
@@ -207,7 +207,7 @@ NoLrSchedule.VALID = [
 ]
 
 NoLrSchedule.INVALID = [
-    Invalid(_MODEL + _LOOP, line=17),
+    Invalid(_MODEL + _LOOP, lines=[17]),
     # Lightning module with an LSTM and a bare optimizer
     Invalid("""
     import torch
@@ -221,7 +221,7 @@ NoLrSchedule.INVALID = [
 
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
-    """, line=11),
+    """, lines=[11]),
     # the model lives in another file; optimizer imported by name
     Invalid("""
     from torch.optim import RMSprop
@@ -234,7 +234,7 @@ NoLrSchedule.INVALID = [
             opt.zero_grad()
             model.loss(x, y).backward()
             opt.step()
-    """, line=6, files={
+    """, lines=[6], files={
         "models/__init__.py": "",
         "models/lm.py": """
             import torch.nn as nn

@@ -700,7 +700,7 @@ HiddenNotDetached.INVALID = [
             optimizer.step()
 
     model = RNNModel(10000)
-    """, line=31, fixed=_LM + """
+    """, lines=[31], fixed=_LM + """
     def train(model, batches, optimizer, criterion, bsz):
         model.train()
         hidden = model.init_hidden(bsz)
@@ -728,7 +728,7 @@ HiddenNotDetached.INVALID = [
         loss = nn.functional.mse_loss(out, target)
         loss.backward(retain_graph=True)
         opt.step()
-    """, line=9, fixed="""
+    """, lines=[9], fixed="""
     import torch
     from torch import nn
 
@@ -756,7 +756,7 @@ HiddenNotDetached.INVALID = [
         out, (h, c) = lstm(x, (h, c))
         out.pow(2).mean().backward()
         opt.step()
-    """, line=9, fixed="""
+    """, lines=[9], fixed="""
     import torch
     import torch.nn as tnn
 
@@ -790,7 +790,7 @@ HiddenNotDetached.INVALID = [
                 self.optimizer.step()
 
     Trainer(StatefulLM(5000)).train_epoch([])
-    """, line=13, files={
+    """, lines=[13], files={
         "models/__init__.py": "",
         "models/lm.py": """
             import torch.nn as nn

@@ -292,7 +292,7 @@ MissingZeroGrad.INVALID = [
         loss = nn.functional.cross_entropy(logits, y)
         loss.backward()
         optimizer.step()
-    """, line=23, fixed=_MODEL + """
+    """, lines=[23], fixed=_MODEL + """
     model = SentimentLSTM(5000)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     optimizer.zero_grad()
@@ -324,7 +324,7 @@ MissingZeroGrad.INVALID = [
                 self.scaler.update()
 
     Trainer(WordLM(10000)).fit([])
-    """, line=16, files={
+    """, lines=[16], files={
         "models/__init__.py": "",
         "models/lm.py": """
             from torch import nn
@@ -372,7 +372,7 @@ MissingZeroGrad.INVALID = [
         loss.backward()
         enc_opt.step()
         dec_opt.step()
-    """, line=15, fixed="""
+    """, lines=[15], fixed="""
     import torch.nn as tnn
     from torch.optim import Adam
 

@@ -208,21 +208,21 @@ InvalidRecurrentArgument.VALID = [
 InvalidRecurrentArgument.INVALID = [
     Invalid(_MODEL + """
             self.rnn = nn.LSTM(emb, hidden, batch_first=True, peephole=True)
-    """, line=9, fixed=_MODEL + """
+    """, lines=[9], fixed=_MODEL + """
             self.rnn = nn.LSTM(emb, hidden, batch_first=True)
     """),
     # Keras habits through an alias import: units is renamed, return_sequences removed
     Invalid("""
     import torch.nn as tnn
     gru = tnn.GRU(32, units=64, return_sequences=True)
-    """, line=2, fixed="""
+    """, lines=[2, 2], fixed="""
     import torch.nn as tnn
     gru = tnn.GRU(32, hidden_size=64)
     """),
     Invalid("""
     from torch.nn import GRU as Recurrent
     layer = Recurrent(16, 32, num_layers=2, recurrent_dropout=0.25)
-    """, fixed="""
+    """, lines=[2], fixed="""
     from torch.nn import GRU as Recurrent
     layer = Recurrent(16, 32, num_layers=2)
     """),
@@ -230,7 +230,7 @@ InvalidRecurrentArgument.INVALID = [
     Invalid("""
     import torch
     lstm = torch.nn.LSTM(8, 16, nonlinearity="relu")
-    """, fixed="""
+    """, lines=[2], fixed="""
     import torch
     lstm = torch.nn.LSTM(8, 16)
     """),
@@ -239,7 +239,7 @@ InvalidRecurrentArgument.INVALID = [
     from torch import nn
     def build(n_in):
         return nn.LSTM(n_in, 256, bidirection=True, batch_frist=True)
-    """, line=3, fixed="""
+    """, lines=[3, 3], fixed="""
     from torch import nn
     def build(n_in):
         return nn.LSTM(n_in, 256, bidirectional=True, batch_first=True)
@@ -248,7 +248,7 @@ InvalidRecurrentArgument.INVALID = [
     Invalid("""
     import torch.nn
     gru = torch.nn.GRU(32, 64, proj_size=16)
-    """, fixed="""
+    """, lines=[2], fixed="""
     import torch.nn
     gru = torch.nn.GRU(32, 64)
     """),
@@ -256,14 +256,14 @@ InvalidRecurrentArgument.INVALID = [
     Invalid("""
     from torch.nn.modules.rnn import LSTMCell
     cell = LSTMCell(32, 64, dropout=0.1)
-    """, fixed="""
+    """, lines=[2], fixed="""
     from torch.nn.modules.rnn import LSTMCell
     cell = LSTMCell(32, 64)
     """),
     Invalid("""
     import torch.nn as nn
     rnn = nn.RNN(4, 8, activation="relu")
-    """, fixed="""
+    """, lines=[2], fixed="""
     import torch.nn as nn
     rnn = nn.RNN(4, 8)
     """),
@@ -271,20 +271,17 @@ InvalidRecurrentArgument.INVALID = [
     Invalid("""
     import torch.nn as nn
     lstm = nn.LSTM(10, 20, 1, True, True, 0.5, False, 0, None, None, "extra")
-    """, fixed="""
-    import torch.nn as nn
-    lstm = nn.LSTM(10, 20, 1, True, True, 0.5, False, 0, None, None, "extra")
-    """),
+    """, lines=[2]),
     # a keyword repeating a positional argument
     Invalid("""
     import torch.nn as nn
     lstm = nn.LSTM(10, 20, 2, num_layers=2)
-    """, fixed="""
+    """, lines=[2], fixed="""
     import torch.nn as nn
     lstm = nn.LSTM(10, 20, 2)
     """),
     Invalid("""
     import torch.nn as nn
     lstm = nn.LSTM(10)
-    """),
+    """, lines=[2]),
 ]

@@ -160,7 +160,7 @@ DropoutOnSingleLayer.INVALID = [
         def __init__(self, nhid, nlayers=1, dropout=0.5):
             super().__init__()
             self.rnn = nn.LSTM(nhid, nhid, nlayers, dropout=dropout)
-    """, line=6),
+    """, lines=[6]),
     # the count and the dropout live on a hyper-parameter object
     Invalid("""
     from torch import nn
@@ -171,14 +171,23 @@ DropoutOnSingleLayer.INVALID = [
 
     hp = HParams()
     encoder = nn.GRU(16, 32, hp.layers, dropout=hp.dropout)
-    """, line=8),
+    """, lines=[8], fixed="""
+    from torch import nn
+
+    class HParams:
+        layers = 1
+        dropout = 0.3
+
+    hp = HParams()
+    encoder = nn.GRU(16, 32, hp.layers)
+    """),
     Invalid("""
     import torch.nn as nn
     class Tagger(nn.Module):
         def __init__(self):
             super().__init__()
             self.lstm = nn.LSTM(32, 64, batch_first=True, dropout=0.3)
-    """, line=5, fixed="""
+    """, lines=[5], fixed="""
     import torch.nn as nn
     class Tagger(nn.Module):
         def __init__(self):
@@ -192,7 +201,7 @@ DropoutOnSingleLayer.INVALID = [
     DROPOUT = 0.2
     def build():
         return Recurrent(16, 32, num_layers=LAYERS, dropout=DROPOUT, bidirectional=True)
-    """, line=5, fixed="""
+    """, lines=[5], fixed="""
     from torch.nn import GRU as Recurrent
     LAYERS = 1
     DROPOUT = 0.2
@@ -207,7 +216,7 @@ DropoutOnSingleLayer.INVALID = [
             super().__init__()
             self.embed = nn.Embedding(vocab, hidden)
             self.rnn = nn.GRU(hidden, hidden, 1, dropout=dropout, batch_first=True)
-    """, line=6, fixed="""
+    """, lines=[6], fixed="""
     import torch.nn as nn
     class Encoder(nn.Module):
         def __init__(self, vocab, hidden=256, dropout=0.1):
@@ -219,7 +228,7 @@ DropoutOnSingleLayer.INVALID = [
     Invalid("""
     import torch.nn as nn
     lstm = nn.LSTM(10, 20, 1, True, True, 0.5)
-    """, fixed="""
+    """, lines=[2], fixed="""
     import torch.nn as nn
     lstm = nn.LSTM(10, 20, 1, True, True)
     """),
@@ -227,7 +236,7 @@ DropoutOnSingleLayer.INVALID = [
     Invalid("""
     import torch
     rnn = torch.nn.RNN(10, 20, 1, "relu", True, False, 0.25, True)
-    """, fixed="""
+    """, lines=[2], fixed="""
     import torch
     rnn = torch.nn.RNN(10, 20, 1, "relu", True, False, 0.0, True)
     """),

@@ -459,7 +459,7 @@ KerasMissingClip.INVALID = [
     Invalid(_SEQUENTIAL + """
     optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3)
     loss_fn = tf.keras.losses.MeanSquaredError()
-    """ + _TAPE, line=9, fixed=_SEQUENTIAL + """
+    """ + _TAPE, lines=[9], fixed=_SEQUENTIAL + """
     optimizer = tf.keras.optimizers.Adam(learning_rate=1e-3, global_clipnorm=1.0)
     loss_fn = tf.keras.losses.MeanSquaredError()
     """ + _TAPE),
@@ -475,7 +475,7 @@ KerasMissingClip.INVALID = [
         ),
         loss="categorical_crossentropy",
     )
-    """, line=6, fixed="""
+    """, lines=[6], fixed="""
     from tensorflow.keras import layers, models
     from tensorflow.keras import optimizers as opts
 
@@ -494,12 +494,7 @@ KerasMissingClip.INVALID = [
     from keras.layers import SimpleRNN, Dense
     model = keras.Sequential([SimpleRNN(32), Dense(1)])
     model.compile(optimizer="adam", loss="mse")
-    """, line=4, fixed="""
-    import keras
-    from keras.layers import SimpleRNN, Dense
-    model = keras.Sequential([SimpleRNN(32), Dense(1)])
-    model.compile(optimizer="adam", loss="mse")
-    """),
+    """, lines=[4]),
     # model built in another file; optimizer handed in: the tape loop gets the clip line
     Invalid("""
     import tensorflow as tf2
@@ -513,7 +508,7 @@ KerasMissingClip.INVALID = [
                     loss = tf2.reduce_mean(tf2.square(model(x) - y))
                 gradients = tape.gradient(loss, model.trainable_variables)
                 optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    """, line=11, files={
+    """, lines=[11], files={
         "models/__init__.py": "",
         "models/seq.py": """
             from tensorflow import keras
@@ -541,7 +536,7 @@ KerasMissingClip.INVALID = [
     from keras import Sequential
     model = Sequential([GRU(16)])
     model.compile(optimizer=SGD(0.01), loss="mse")
-    """, options={"clip-norm": 5.0}, fixed="""
+    """, lines=[5], options={"clip-norm": 5.0}, fixed="""
     from keras.layers import GRU
     from keras.optimizers import SGD
     from keras import Sequential
@@ -554,5 +549,5 @@ KerasMissingClip.INVALID = [
     from tensorflow.keras import Sequential
     model = Sequential([Recurrent(16), Dense(1)])
     model.compile(loss="mse")
-    """, line=4),
+    """, lines=[4]),
 ]

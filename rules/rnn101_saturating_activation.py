@@ -121,7 +121,7 @@ SaturatingActivationOnRecurrentOutput.INVALID = [
         def forward(self, x):
             out, _ = self.lstm(x)
             return self.act(self.drop(out[:, -1]))
-    """, line=7),
+    """, lines=[7]),
     # functional, on the final hidden state, through view
     Invalid("""
     import torch
@@ -138,7 +138,7 @@ SaturatingActivationOnRecurrentOutput.INVALID = [
             _, h = self.gru(self.emb(tokens))
             z = torch.sigmoid(h.view(-1, 16))
             return self.fc(z)
-    """, line=13),
+    """, lines=[13]),
     # a decoder looping over time steps: symbolic tracing fails, torch.export sees it
     Invalid("""
     import torch
@@ -157,5 +157,5 @@ SaturatingActivationOnRecurrentOutput.INVALID = [
                 h, c = self.cell(x[:, t], (h, c))
                 outs.append(h.tanh())
             return torch.stack(outs, 1)
-    """, line=15),
+    """, lines=[15]),
 ]

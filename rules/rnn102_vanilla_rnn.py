@@ -76,7 +76,7 @@ VanillaRnn.INVALID = [
             super().__init__()
             self.rnn = nn.RNN(8, hidden, num_layers=2, nonlinearity="relu")
             self.out = nn.Linear(hidden, 3)
-    """, line=6),
+    """, lines=[6]),
     # built at module level in a training script
     Invalid("""
     import torch
@@ -84,5 +84,5 @@ VanillaRnn.INVALID = [
 
     rnn = nn.RNN(10, 20)
     opt = torch.optim.Adam(rnn.parameters(), lr=1e-3)
-    """, line=4),
+    """, lines=[4]),
 ]

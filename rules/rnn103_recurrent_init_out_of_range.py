@@ -107,7 +107,7 @@ RecurrentInitOutOfRange.VALID = [
     """,
 ]
 RecurrentInitOutOfRange.INVALID = [
-    Invalid(_MODEL.replace("{init}", "nn.init.normal_(p, std=1.0)"), line=6),
+    Invalid(_MODEL.replace("{init}", "nn.init.normal_(p, std=1.0)"), lines=[6]),
     Invalid("""
     import torch.nn as nn
 
@@ -116,6 +116,6 @@ RecurrentInitOutOfRange.INVALID = [
             super().__init__()
             self.rnn = nn.RNN(4, 32)
             nn.init.normal_(self.rnn.weight_hh_l0, std=0.01)
-    """, line=6),
-    Invalid(_MODEL.replace("{init}", "nn.init.normal_(p, std=1.0)"), options={"max-radius": 3.0}, line=6),
+    """, lines=[6]),
+    Invalid(_MODEL.replace("{init}", "nn.init.normal_(p, std=1.0)"), options={"max-radius": 3.0}, lines=[6]),
 ]

@@ -89,5 +89,5 @@ LstmForgetBias.INVALID = [
         def __init__(self):
             super().__init__()
             self.lstm = nn.LSTM(8, 16)
-    """, line=6),
+    """, lines=[6]),
 ]

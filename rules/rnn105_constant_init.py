@@ -88,5 +88,5 @@ ConstantInit.INVALID = [
             self.head = nn.Linear(16, 1)
             for name, p in self.gru.named_parameters():
                 nn.init.constant_(p, 0.1)
-    """, line=6),
+    """, lines=[6]),
 ]

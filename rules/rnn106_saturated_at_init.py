@@ -90,5 +90,5 @@ SaturatedAtInit.INVALID = [
         def forward(self, tokens):
             out, _ = self.lstm(self.emb(tokens))
             return self.out(out)
-    """, line=7),
+    """, lines=[7]),
 ]

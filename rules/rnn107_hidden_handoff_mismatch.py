@@ -63,6 +63,6 @@ HiddenHandoffMismatch.VALID = [
     _SEQ2SEQ.format(encoder="bidirectional=True", decoder="num_layers=1", bridge="h = h[0:1] + h[1:2]"),
 ]
 HiddenHandoffMismatch.INVALID = [
-    Invalid(_SEQ2SEQ.format(encoder="bidirectional=True", decoder="num_layers=2", bridge="pass"), line=8),
-    Invalid(_SEQ2SEQ.format(encoder="bidirectional=True", decoder="num_layers=1", bridge="pass"), line=8),
+    Invalid(_SEQ2SEQ.format(encoder="bidirectional=True", decoder="num_layers=2", bridge="pass"), lines=[8]),
+    Invalid(_SEQ2SEQ.format(encoder="bidirectional=True", decoder="num_layers=1", bridge="pass"), lines=[8]),
 ]

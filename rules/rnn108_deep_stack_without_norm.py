@@ -114,7 +114,7 @@ DeepStackWithoutNorm.INVALID = [
         def __init__(self):
             super().__init__()
             self.rnn = nn.LSTM(8, 16, num_layers=4)
-    """, line=6),
+    """, lines=[6]),
     Invalid("""
     import torch.nn as nn
 
@@ -129,5 +129,5 @@ DeepStackWithoutNorm.INVALID = [
             out, _ = self.first(x)
             out, _ = self.second(self.drop(out))
             return out
-    """, line=6),
+    """, lines=[6]),
 ]

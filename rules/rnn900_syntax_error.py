@@ -27,4 +27,4 @@ class SyntaxErrorRule(Rule):
     severity = Severity.ERROR
 
     VALID = [Valid("x = 1\n")]
-    INVALID = [Invalid("def train(:\n    pass\n", line=1)]
+    INVALID = [Invalid("def train(:\n    pass\n", lines=[1])]

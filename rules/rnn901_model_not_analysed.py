@@ -74,7 +74,7 @@ ModelNotAnalysed.INVALID = [
         def __init__(self, config):
             super().__init__()
             self.lstm = nn.LSTM(config["features"], config["hidden"])
-    """, line=3),
+    """, lines=[3]),
     Invalid("""
     import torch.nn as nn
 
@@ -83,5 +83,5 @@ ModelNotAnalysed.INVALID = [
             super().__init__()
             self.lstm = nn.LSTM(8, 16)
             raise RuntimeError("needs a GPU")
-    """, line=3),
+    """, lines=[3]),
 ]

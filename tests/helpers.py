@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rnnlint.config import parse_table
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.fixer import fix_text
-from rnnlint.analysis import analyse
 from rnnlint.runner import Session
 
 MAIN = "train.py"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def write_project(root: Path, main: str, files: dict[str, str] | None = None) -> Path:
@@ -21,6 +21,20 @@ def write_project(root: Path, main: str, files: dict[str, str] | None = None) ->
     main_path = root / MAIN
     main_path.write_text(main, "utf-8")
     return main_path
+
+
+def fixture_copy(tmp_path: Path, relative: str) -> Path:
+    """Copy ``relative`` (``fixtures/...``) to the same place under ``tmp_path``, a project of its own.
+
+    Checked where it lies, a fixture belongs to the whole checkout (the nearest
+    ``pyproject.toml``), so each question the value-flow model asks about
+    callers parses the tests and rnnlint's own sources too; a copy is checked as
+    the project it stands for, and nothing a run writes (caches, fixes) lands in
+    the checkout. Returns ``tmp_path``, the folder to run from.
+    """
+    shutil.copytree(REPO / relative, tmp_path / relative, ignore=shutil.ignore_patterns("__pycache__", ".rnnlint_cache"))
+    (tmp_path / "pyproject.toml").write_text("[tool.rnnlint]\n", "utf-8")
+    return tmp_path
 
 
 def session(root: Path, select: list[str] | None = None, options: dict | None = None) -> Session:
@@ -39,13 +53,7 @@ def check(root: Path, main: str, files=None, select=None, options=None) -> list[
 
 def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=True) -> tuple[str, list[Diagnostic]]:
     path = write_project(root, main, files)
-    s = session(root, select, options)
-    rules = s.enabled(path)
-
-    def run(text: str) -> list[Diagnostic]:
-        return analyse(path, MAIN, text, rules, s.config, s.index).diagnostics
-
-    outcome = fix_text(main, run, unsafe)
+    outcome = session(root, select, options).fix_document(path, MAIN, main, unsafe)
     return outcome.text, outcome.remaining
 
 

@@ -278,6 +278,15 @@ def test_no_cache_writes_nothing(project):
     assert not (project / ".rnnlint_cache").exists()
 
 
+def test_no_cache_writes_nothing_on_a_tree_large_enough_for_workers(project):
+    """Workers check the files; the parent's session still answers the graph stage's note: neither writes."""
+    for i in range(runner.PARALLEL_THRESHOLD):
+        (project / f"train_{i}.py").write_text(TRAIN, "utf-8")
+    result = rnnlint("check", "--no-cache", "--jobs", "2", ".", cwd=project)
+    assert result.returncode == 1, result.stderr
+    assert not (project / ".rnnlint_cache").exists()
+
+
 def test_warm_cli_run_from_another_directory_prints_identical_json(project):
     args = ("check", "--static", "--output-format", "json")
     cold = rnnlint(*args, ".", cwd=project)
@@ -291,6 +300,7 @@ def test_warm_cli_run_from_another_directory_prints_identical_json(project):
     assert paths == {f"{project.name}/train.py", f"{project.name}/tagger.py"}
 
 
+@pytest.mark.slow  # two runs, each with a pool of workers
 def test_two_concurrent_checks_agree(project):
     for i in range(30):  # enough files for the worker pool
         (project / "pkg" / f"m{i}").mkdir(parents=True)

@@ -151,3 +151,20 @@ def test_explicit_config_file(tmp_path):
     result = rnnlint("check", "--config", str(other), "train.py", cwd=tmp_path)
     assert result.returncode == 1
     assert "RNN041" in result.stdout and "RNN020" not in result.stdout
+
+
+@pytest.mark.parametrize("toml, expected", [
+    ('[tool.rnnlint.models]\n"model:Tagger" = { argz = [65] }\n',
+     "models 'model:Tagger': unknown key 'argz'; did you mean 'args'?"),
+    ('[tool.rnnlint.models]\n"model:Tagger" = { args = [1], inputs = [{ shape = [4, 0] }] }\n',
+     "models 'model:Tagger'.inputs: shape must be a list of positive integers"),
+    ('[tool.rnnlint.models]\n"Tagger" = {}\n', "models 'Tagger': keys are \"module:Name\""),
+    ('[tool.rnnlint.model-not-analysed]\nmodel-timout = 5\n', "did you mean 'model-timeout'?"),
+])
+def test_graph_settings_are_checked_before_any_stage_runs(tmp_path, toml, expected):
+    """`check --static` (what pre-commit runs) never runs the graph stage, yet a typo in its settings fails it."""
+    write(tmp_path / "model.py", "class Tagger:\n    pass\n")
+    write(tmp_path / "pyproject.toml", toml)
+    result = rnnlint("check", "--static", "model.py", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and "pyproject.toml" in result.stderr

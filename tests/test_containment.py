@@ -101,6 +101,7 @@ def _line(root: Path, text: str) -> int:
     return next(n for n, line in enumerate((root / "models.py").read_text().splitlines(), 1) if text in line)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel", ["1", "0"], ids=["with-kernel-layers", "audit-hook-only"])
 def test_python_level_escapes_from_the_graph_stage_are_contained(tmp_path, kernel):
     pytest.importorskip("torch")
@@ -144,6 +145,7 @@ def test_python_level_escapes_from_the_graph_stage_are_contained(tmp_path, kerne
         assert _gone([int(p) for p in _live("rnnlint-daemon")], 2.0)
 
 
+@pytest.mark.slow
 def test_native_escapes_are_stopped_by_the_kernel(tmp_path):
     """libc through ctypes: writes, exec, reads, signals and TCP, which only Landlock and a netns stop."""
     pytest.importorskip("torch")
@@ -316,6 +318,7 @@ print(json.dumps({{"found": found, "killed": killed, "left": sandbox.leftovers(b
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX_PROC, reason="child subreapers are Linux")
 def test_a_daemon_that_left_the_process_group_is_found_and_killed(tmp_path):
     marker = f"rnnlint-test-daemon-{os.getpid()}-{tmp_path.name}"
@@ -341,6 +344,7 @@ os._exit(0)  # rnnlint dies without cleaning up
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not LINUX_PROC, reason="parent-death signals are Linux")
 def test_children_and_pool_workers_die_with_rnnlint(tmp_path):
     marker = f"rnnlint-test-orphan-{os.getpid()}-{tmp_path.name}"

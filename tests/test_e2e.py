@@ -143,6 +143,7 @@ def test_fix_produces_the_fixed_twin(project, name, tmp_path):
     assert left == [] and result.returncode == 0
 
 
+@pytest.mark.slow
 def test_check_fixture_tree_from_repo_root():
     result = rnnlint("check", "--no-cache", "--output-format", "json", "fixtures/", cwd=REPO, timeout=300)
     assert result.returncode == 1, result.stderr

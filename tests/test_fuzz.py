@@ -52,6 +52,8 @@ from rnnlint.source import read_source
 
 from tests.helpers import rnnlint
 
+pytestmark = pytest.mark.slow  # each case runs the whole engine (and often the CLI) on many mutated projects
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
 # every static rule, off-by-default ones included: the fuzzer should reach them all

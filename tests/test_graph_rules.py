@@ -17,7 +17,7 @@ from rnnlint.graph.child import Worker  # noqa: E402
 from rnnlint.graph.rule import GraphRule  # noqa: E402
 from rnnlint.graph.stage import run_graph_stage  # noqa: E402
 from rnnlint.registry import load_rules  # noqa: E402
-from rnnlint.rule import Invalid, Valid, dedent  # noqa: E402
+from rnnlint.rule import Valid, dedent  # noqa: E402
 from tests import helpers  # noqa: E402
 
 RULES = {code: rule for code, rule in load_rules().items() if issubclass(rule, GraphRule)}
@@ -72,14 +72,12 @@ def test_valid_model_is_quiet(tmp_path, rule, example):
 
 @pytest.mark.parametrize("rule, example", list(_cases("INVALID")))
 def test_invalid_model_is_reported(tmp_path, rule, example):
-    example = example if isinstance(example, Invalid) else Invalid(example)
     files = {k: dedent(v) for k, v in example.files.items()}
     source = dedent(example.code)
     found = [d for d in graph_check(tmp_path, source, files, _select(rule), _opts(rule, example)) if d.code == rule.code]
-    assert found, f"{rule.code} did not report:\n{source}"
-    if example.line is not None:
-        assert found[0].line == example.line, found[0]
+    assert [d.line for d in found] == list(example.lines), f"{rule.code} findings in:\n{source}\n{found}"
     assert all(d.message and Path(d.path).name == helpers.MAIN for d in found), found
+    assert example.fixed is None and all(d.fix is None for d in found), "graph rules do not fix"
 
 
 def _note(tmp_path, source: str) -> str:

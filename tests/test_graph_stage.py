@@ -57,6 +57,7 @@ def graph_findings(items: list[dict]) -> set[tuple[str, str, int]]:
     return {(Path(d["path"]).as_posix(), d["code"], d["line"]) for d in items if d["code"][3] in "19"}
 
 
+@pytest.mark.slow
 def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
     """Composed from three files; the decoder loop defeats symbolic tracing (torch.export is used)."""
     root = copy(tmp_path, "seq2seq_bad", "hostile")
@@ -90,6 +91,7 @@ def test_seq2seq_findings_at_layer_lines_and_sarif_shape(tmp_path):
     assert {"RNN101", "RNN107", "RNN901"} <= rule_ids
 
 
+@pytest.mark.slow
 def test_configured_arguments_build_the_model(tmp_path):
     """CharRNN(len(chars), HIDDEN) is not literal: [tool.rnnlint.models] gives the arguments."""
     root = copy(tmp_path, "char_rnn_bad")
@@ -110,6 +112,7 @@ def test_configured_arguments_build_the_model(tmp_path):
     assert all("RNN(128 -> 128" in d["message"] or "Linear(128 -> 128)" in d["message"] for d in items)
 
 
+@pytest.mark.slow
 def test_clean_twins_are_quiet(tmp_path):
     root = copy(tmp_path, "seq2seq_clean", "char_rnn_clean")
     config = root / "char_rnn_clean" / "pyproject.toml"
@@ -133,6 +136,7 @@ def _running(name: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_hostile_models_are_contained(tmp_path):
     """Endless __init__, sys.exit, 4 TiB, os._exit, file writes, processes: each is RNN901, and the run goes on."""
     root = copy(tmp_path, "hostile")
@@ -176,6 +180,7 @@ def test_noqa_and_ignore_apply_to_graph_findings(tmp_path):
     assert result.returncode == 0
 
 
+@pytest.mark.slow
 def test_the_graph_stage_runs_only_when_asked(tmp_path):
     """Trust model: `check` runs no project code unless --graph or `graph = true` asks for it."""
     root = copy(tmp_path, "char_rnn_bad")

@@ -157,6 +157,7 @@ def test_symlink_loops_and_dangling_links(tmp_path):
     assert_clean_exit(fixed)
 
 
+@pytest.mark.slow  # the graph stage builds the model in a child process
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_a_fifo_named_like_a_source_does_not_hang_the_run(tmp_path):
     os.mkfifo(tmp_path / "pipe.py")

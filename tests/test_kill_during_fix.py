@@ -134,6 +134,7 @@ def assert_each_file_whole(root: Path, before: dict, after: dict) -> tuple[int, 
     return fixed, untouched, leftovers
 
 
+@pytest.mark.slow
 def test_killed_fix_leaves_every_file_original_or_fully_fixed(trees):
     base, before, after = trees
     to_write = sum(before[name][0] != after[name][0] for name in before)

@@ -64,6 +64,7 @@ def test_walk_matches_libcst(source, monkeypatch):
         assert_same_walk(text)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(hypothesmith is None, reason="pip install -e '.[dev]' (hypothesmith)")
 @settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(source=hypothesmith.from_node() if hypothesmith else st.just(""))

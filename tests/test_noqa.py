@@ -38,8 +38,12 @@ def variant(dropout_comment: str = "", lr_comment: str = "", header: str = "") -
         (variant(lr_comment="  # noqa: RNN02"), {"RNN041"}),  # a prefix
         (variant(header="# rnnlint: noqa: RNN041\n"), {"RNN020"}),
         (variant(header="# rnnlint: noqa\n"), set()),
+        # only comments suppress: the same words inside string literals hide nothing
+        (variant(lr_comment='; tag = "# noqa: RNN020"'), {"RNN020", "RNN041"}),
+        (variant(header='"""Train the tagger.\n\n# rnnlint: noqa\n"""\n'), {"RNN020", "RNN041"}),
     ],
-    ids=["none", "code", "other-code", "bare", "list", "lower-case", "prefix", "file-code", "file-all"],
+    ids=["none", "code", "other-code", "bare", "list", "lower-case", "prefix", "file-code", "file-all",
+         "in-a-string", "in-a-docstring"],
 )
 def test_check_honours_noqa(tmp_path, text, expected):
     assert {d.code for d in helpers.check(tmp_path, text, select=["RNN020", "RNN041"])} == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -23,8 +24,15 @@ def test_every_subpackage_is_listed_in_pyproject():
 
 @pytest.mark.slow
 def test_wheel_contains_rule_pack_and_no_top_level_rules(tmp_path):
+    # pip builds in the source tree (build/, *.egg-info): build a copy, never the checkout
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for name in ("rnnlint", "rules"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         check=True,
     )
     wheel = next(tmp_path.glob("rnnlint-*.whl"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rnnlint
+from tests.helpers import fixture_copy, rnnlint
 
 try:
     import tomllib
@@ -71,21 +71,22 @@ def test_every_project_has_expectations_and_parses():
             assert not target.stem.endswith("_fixed"), f"a fixed twin cannot have findings: {finding}"
 
 
-def test_realcode_tree_checks_cleanly_and_twins_stay_silent():
+@pytest.mark.slow
+def test_realcode_tree_checks_cleanly_and_twins_stay_silent(tmp_path):
     """Not marked: whatever the engine follows yet, the whole tree is checked without an error,
     and no fixed twin is ever reported (a twin with a finding is a false alarm)."""
     result = rnnlint("check", "--static", "--output-format", "json", "--no-cache", "--exit-zero",
-                     "fixtures/realcode", cwd=REPO, timeout=120)
+                     "fixtures/realcode", cwd=fixture_copy(tmp_path, "fixtures/realcode"), timeout=120)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert not [d for d in found if Path(d["path"]).stem.endswith("_fixed")], result.stdout
 
 
 @pytest.mark.parametrize("project", params())
-def test_realcode_project_findings(project):
+def test_realcode_project_findings(project, tmp_path):
     result = rnnlint(
         "check", "--static", "--output-format", "json", "--no-cache", "--exit-zero",
-        f"fixtures/realcode/{project}", cwd=REPO,
+        f"fixtures/realcode/{project}", cwd=fixture_copy(tmp_path, f"fixtures/realcode/{project}"),
     )
     assert result.returncode == 0, result.stderr
     prefix = f"fixtures/realcode/{project}/"

@@ -86,6 +86,7 @@ def write_script(tmp_path: Path, body: str, loop: bool = True) -> Path:
     return script
 
 
+@pytest.mark.slow
 def test_confirmed_on_a_diverging_relu_rnn_with_json_each_and_plot(tmp_path):
     root = project(tmp_path, "exploding_rnn")
     out, png = tmp_path / "report.json", tmp_path / "curves.png"
@@ -123,6 +124,7 @@ def _has_matplotlib() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
+@pytest.mark.slow
 def test_inconclusive_when_the_fix_changes_nothing(tmp_path):
     root = project(tmp_path, "stable_lstm")
     out = tmp_path / "report.json"
@@ -134,6 +136,7 @@ def test_inconclusive_when_the_fix_changes_nothing(tmp_path):
     assert report["before"]["max_grad_norm"] < 1.0  # why: the clip at max_norm=1.0 never engages
 
 
+@pytest.mark.slow
 def test_a_script_that_crashes_is_reported_with_its_traceback(tmp_path):
     script = write_script(tmp_path, """
     for step in range(100):
@@ -151,6 +154,7 @@ def test_a_script_that_crashes_is_reported_with_its_traceback(tmp_path):
     assert "verdict: error: neither run reached a training step" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_script_that_hangs_is_killed_at_the_time_limit(tmp_path):
     # waits for a file that never comes, retrying even through KeyboardInterrupt
     script = write_script(tmp_path, """
@@ -171,6 +175,7 @@ def test_a_script_that_hangs_is_killed_at_the_time_limit(tmp_path):
     assert "hung and was killed 1s after it started (0 steps done)" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_script_that_needs_arguments_says_how_to_pass_them(tmp_path):
     script = write_script(tmp_path, """
     import argparse
@@ -188,6 +193,7 @@ def test_a_script_that_needs_arguments_says_how_to_pass_them(tmp_path):
     assert "the following arguments are required: --data" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_script_that_never_steps_is_reported(tmp_path):
     script = write_script(tmp_path, """
     batches = []  # the dataset came out empty
@@ -314,6 +320,7 @@ TRAIN_STEPS = """
 """  # indented like the bodies it is appended to
 
 
+@pytest.mark.slow
 def test_writes_into_the_project_are_refused_and_reported(tmp_path):
     # data/ is linked into the copy, so without the guard this write would land in the user's data
     script = write_script(tmp_path, """
@@ -332,6 +339,7 @@ def test_writes_into_the_project_are_refused_and_reported(tmp_path):
     assert not cache.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="looks for processes in /proc")
 def test_processes_a_script_leaves_behind_are_stopped(tmp_path):
     marker = f"rnnlint-leftover-{os.getpid()}-{tmp_path.name}"
@@ -345,6 +353,7 @@ def test_processes_a_script_leaves_behind_are_stopped(tmp_path):
     assert _live_processes_with(marker) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="measures memory in /proc")
 def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
     # grows by 64 MiB every 20 ms, up to 8 GiB: far past the 1 GiB limit given
@@ -361,6 +370,7 @@ def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
     assert "the fixed copy was not run" in result.stdout  # no fix makes a script need less memory
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="looks for processes in /proc")
 def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run(tmp_path):
     """dir_fd from $PWD and from a path, sqlite3, SIGKILL/SIGSTOP to rnnlint, a setsid daemon: all contained."""
@@ -418,6 +428,7 @@ def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypa
     assert trial_env(copy / "src", (copy, user))["PATH"] == os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"])
 
 
+@pytest.mark.slow
 def test_the_network_is_refused_unless_allowed(tmp_path):
     """A trial opens no connection unless the user passes --allow-network (a local listener checks)."""
     import socket

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rnnlint
+from tests.helpers import fixture_copy, rnnlint
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -373,6 +373,7 @@ def _lightning():
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_lightning() is None, reason="Lightning is not installed (optional)")
 def test_lightning_callback(tmp_path):
     pl = _lightning()
@@ -562,7 +563,7 @@ def test_e2e_lengths_on_gpu(tmp_path):
 
 def test_fixtures_are_clean_for_the_static_stage(tmp_path):
     """Each fixture's failure shows only in the run: `rnnlint check --static` finds nothing in them."""
-    result = rnnlint("check", "--static", "--no-cache", str(FIXTURES), cwd=tmp_path)
+    result = rnnlint("check", "--static", "--no-cache", "fixtures/watch", cwd=fixture_copy(tmp_path, "fixtures/watch"))
     assert result.returncode == 0, result.stdout
     assert "0 findings" in result.stdout or "No findings." in result.stdout
 

@@ -41,25 +41,13 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint.config import ConfigError
 from rnnlint.graph.arguments import built_classes, call_sites, receives_recurrent
 from rnnlint.index import ImportMapView
 from rnnlint.names import ImportMap, canonical
 from rnnlint.notebook import Notebook, read_notebook
 from rnnlint.source import SourceError, parse_python
 
-_MODEL_KEYS = {"args", "kwargs", "factory", "inputs", "skip"}
-_INPUT_KEYS = {"shape", "dtype", "low", "high"}
 _MODULE_BASES = frozenset({"lightning.pytorch.LightningModule", "lightning.LightningModule"})
-
-
-@dataclass
-class ModelConfig:
-    args: list = field(default_factory=list)
-    kwargs: dict = field(default_factory=dict)
-    factory: str | None = None
-    inputs: list | None = None
-    skip: bool = False
 
 
 @dataclass
@@ -85,51 +73,6 @@ class ModelSpec:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def parse_models(raw: dict, where: str) -> dict[str, ModelConfig]:
-    """Validate ``[tool.rnnlint.models]``; errors name the key."""
-    parsed: dict[str, ModelConfig] = {}
-    for key, value in raw.items():
-        here = f"{where}: [tool.rnnlint.models] {key!r}"
-        if ":" not in key or not all(part for part in key.split(":", 1)):
-            raise ConfigError(f"{here}: keys are \"module:Name\", e.g. \"models.seq2seq:Seq2Seq\"")
-        if not isinstance(value, dict):
-            raise ConfigError(f"{here}: must be a table, e.g. {{ args = [1000, 256] }}")
-        unknown = set(value) - _MODEL_KEYS
-        if unknown:
-            raise ConfigError(f"{here}: unknown key {sorted(unknown)[0]!r}; known: {', '.join(sorted(_MODEL_KEYS))}")
-        config = ModelConfig()
-        if "args" in value:
-            if not isinstance(value["args"], list):
-                raise ConfigError(f"{here}.args: must be a list")
-            config.args = value["args"]
-        if "kwargs" in value:
-            if not isinstance(value["kwargs"], dict):
-                raise ConfigError(f"{here}.kwargs: must be a table")
-            config.kwargs = value["kwargs"]
-        if "factory" in value:
-            if not isinstance(value["factory"], str) or ":" not in value["factory"]:
-                raise ConfigError(f"{here}.factory: must be \"module:function\"")
-            config.factory = value["factory"]
-        if "skip" in value:
-            if not isinstance(value["skip"], bool):
-                raise ConfigError(f"{here}.skip: must be true or false")
-            config.skip = value["skip"]
-        if "inputs" in value:
-            inputs = value["inputs"]
-            if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
-                raise ConfigError(f"{here}.inputs: must be a list of tables like {{ shape = [4, 20], dtype = \"int64\" }}")
-            for item in inputs:
-                bad = set(item) - _INPUT_KEYS
-                if bad:
-                    raise ConfigError(f"{here}.inputs: unknown key {sorted(bad)[0]!r}; known: {', '.join(sorted(_INPUT_KEYS))}")
-                shape = item.get("shape", [])
-                if not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape):
-                    raise ConfigError(f"{here}.inputs: shape must be a list of positive integers")
-            config.inputs = inputs
-        parsed[key] = config
-    return parsed
 
 
 def module_name(path: Path) -> tuple[str, Path] | None:
@@ -291,10 +234,8 @@ class ModelFinder:
                 spec.args, spec.kwargs, spec.origin = best.args, best.kwargs, best.explained()
 
     def _apply_config(self, specs: dict, search: list[str]) -> None:
-        where = str(self.config.source) if self.config.source else "config"
-        configured = parse_models(self.config.models, where)
         by_key = {s.key: s for s in specs.values()}
-        for key, entry in configured.items():
+        for key, entry in self.config.models.items():  # validated when the config was read
             spec = by_key.get(key)
             if spec is None:  # a factory function, or a model the finder did not see
                 module, _, attr = key.partition(":")

@@ -7,9 +7,9 @@ stage's child process, on a :class:`rnnlint.graph.measure.ModelRun`; the
 static walk never runs it (its trigger never matches). Rule files are loaded
 by the static stage too, so they must import torch only inside methods.
 
-Examples are model sources: ``INVALID`` ones must produce a finding of the
-rule when the graph stage builds the models they define, ``VALID`` ones none
-(``tests/test_graph_rules.py`` runs them).
+Examples are model sources: ``INVALID`` ones must produce exactly the
+findings they list (``lines``) when the graph stage builds the models they
+define, ``VALID`` ones none (``tests/test_graph_rules.py`` runs them).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from rnnlint.diagnostics import Diagnostic, Position, Severity
 from rnnlint.graph.causes import library_of, version_of
 from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
-from rnnlint.noqa import Suppressions, split_lines
+from rnnlint.noqa import split_lines
 from rnnlint.output import plural
 from rnnlint.runner import display_path
 from rnnlint.sandbox import children, kill_group, kill_leftovers, start
@@ -93,7 +93,7 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
     specs = [s for s in specs if not s.skip]
     if not specs:
         return GraphRun(ran=True)
-    limits = config.options_for(session.rules[NOT_ANALYSED]) if NOT_ANALYSED in session.rules else {}
+    limits = config.options_for(session.rules[NOT_ANALYSED])  # the graph limits are RNN901's options (defaults there)
     request = {
         "roots": [str(config.root), *search],
         "search": search,
@@ -102,14 +102,14 @@ def run_graph_stage(files: list[Path], session, executor: Executor | None = None
             for r in graph_rules if r.code != NOT_ANALYSED
         },
         "project_clips": _clips(files),
-        "memory_mb": limits.get("memory-limit-mb", 4096),
+        "memory_mb": limits["memory-limit-mb"],
         "models": [{**s.to_json(), "id": str(number)} for number, s in enumerate(specs)],
         # tests only: RNNLINT_SANDBOX_KERNEL=0 leaves out Landlock and the network namespace, to show
         # what the portable layer (the audit hook) holds on its own, as on macOS and Windows
         "kernel": os.environ.get("RNNLINT_SANDBOX_KERNEL", "1") != "0",
     }
     run = executor or run_child
-    results = run(request, float(limits.get("model-timeout", 30.0)), float(limits.get("stage-timeout", 300.0)))
+    results = run(request, float(limits["model-timeout"]), float(limits["stage-timeout"]))
     statuses = [results.get(str(number), {}).get("status") for number in range(len(specs))]
     return GraphRun(Reporter(session, search, finder.notebooks).diagnostics(specs, results, limits), ran=True,
                     models=sum(s != "covered" for s in statuses), built=statuses.count("ok"),
@@ -429,7 +429,7 @@ class Reporter:
         self.notebooks = {str(path): notebook for path, notebook in (notebooks or {}).items()}
         self.lines = LineTable({path: notebook.text for path, notebook in self.notebooks.items()})
         self._texts: dict[str, list[str]] = {}
-        self._suppressions: dict[str, Suppressions] = {}
+        self._raw: dict[str, str] = {}  # each file's text, for the final step's `# noqa`
         self._folders: set[Path] = set()
 
     def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
@@ -437,7 +437,7 @@ class Reporter:
         self._folders = ({Path(s.file).resolve().parent for s in specs if s.file} | {Path(self.config.root).resolve()}
                          | set(self._search))
         for number, spec in enumerate(specs):
-            result = results.get(str(number), {"status": "stage-timeout", "seconds": limits.get("stage-timeout", 300)})
+            result = results.get(str(number), {"status": "stage-timeout", "seconds": limits["stage-timeout"]})
             status = result.get("status")
             if status == "covered":
                 continue
@@ -494,7 +494,7 @@ class Reporter:
             except OSError:
                 text = ""
             self._texts[file] = split_lines(text)
-            self._suppressions[file] = Suppressions(text)
+            self._raw[file] = text
         return self._texts[file]
 
     def _add(self, found: dict, code: str, file: str, line: int, message: str, severity: str | None) -> None:
@@ -507,7 +507,7 @@ class Reporter:
         if rule not in self.config.enabled(self.session.rules, path):
             return
         lines = self._text(file)
-        if self._suppressions[file].suppressed(code, line):
+        if not self.session.final.keeps(path, self._raw[file], code, line):  # the final step, as for every finding
             return
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         start = Position(line, len(text) - len(text.lstrip()) + 1)
@@ -517,7 +517,7 @@ class Reporter:
         if key not in found:
             found[key] = Diagnostic(code=code, name=rule.name, severity=Severity(severity) if severity else rule.severity,
                                     path=display, start=start, end=end, message=message)
-            if file in self.notebooks:  # located by cell, as the static stage's findings
+            if file in self.notebooks:  # located by cell, as the final step places the static stage's findings
                 found[key] = self.notebooks[file].for_output(found[key])
 
     # -- RNN901 messages -----------------------------------------------------

@@ -45,10 +45,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from rnnlint.analysis import analyse
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.fixer import fix_text
 from rnnlint.runner import Session
 from rnnlint.sandbox import children, die_with_parent, group_alive, group_rss, kill_group, kill_leftovers
 from rnnlint.sandbox import start as start_contained
@@ -278,20 +276,18 @@ def fix_one(session: Session, copy_root: Path, wanted: AppliedFix) -> bool:
         source = read_source(path)
     except SourceError:
         return False
-    rules = session.enabled(path)
-    calls = 0
+    rounds = 0
 
-    def run(text: str) -> list[Diagnostic]:
-        nonlocal calls
-        calls += 1
-        if calls > 1:
+    def choose(found: list[Diagnostic]) -> list[Diagnostic]:
+        nonlocal rounds
+        rounds += 1
+        if rounds > 1:
             return []  # one fix, one round
-        found = analyse(path, wanted.path, text, rules, session.config, session.index).diagnostics
         exact = [d for d in found if (d.code, d.line, d.message) == (wanted.code, wanted.line, wanted.message)]
         loose = [d for d in found if (d.code, d.message) == (wanted.code, wanted.message)]
         return (exact or loose)[:1]
 
-    outcome = fix_text(source.text, run, unsafe=True)
+    outcome = session.fix_document(path, wanted.path, source.text, unsafe=True, choose=choose)
     if outcome.text == source.text:
         return False
     write_atomic(source, outcome.text)
