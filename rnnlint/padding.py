@@ -1160,8 +1160,8 @@ class ProjectResolver(Resolver):
             return Instance(name)
         if definition.kind in ("function", "assign"):  # an assignment: an alias of a padding function
             value = returned(vars(definition), f"padded by {name}(...)")
-            if value is None and definition.kind == "function" and self._calls_padders(file, definition):
-                value = self._run(file, definition_name, name)
+            if value is None and (definition.kind == "assign" or self._calls_padders(file, definition)):
+                value = self._run(file, definition_name, name)  # an alias of a static method: its body
             return value
         return None
 
@@ -1183,8 +1183,7 @@ class ProjectResolver(Resolver):
         if key not in memo:
             memo[key] = None  # recursion guard
             ctx = self.ctx if file == self.ctx.path.resolve() else file_context(self.ctx, file)
-            function = next((s for s in ctx.module.body if isinstance(s, cst.FunctionDef)
-                             and s.name.value == function_name), None) if ctx is not None else None
+            function = module_functions(ctx.module).get(function_name) if ctx is not None else None
             if function is not None:
                 returns = Flow(ctx.imports, ProjectResolver(ctx)).run_function(function).returns
                 memo[key] = next((v for v in returns if padded_facts([v])), None)
@@ -1278,12 +1277,10 @@ def file_context(ctx, path):
 def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
     resolver = resolver or ProjectResolver(ctx)
     rnns = frozenset(n for n in ctx.index.recurrent_names if "Cell" not in n)
-    functions: dict[str, cst.FunctionDef] = {}
+    functions = module_functions(ctx.module)
     classes: dict[str, cst.ClassDef] = {}
     for stmt in ctx.module.body:
-        if isinstance(stmt, cst.FunctionDef):
-            functions[stmt.name.value] = stmt
-        elif isinstance(stmt, cst.ClassDef):
+        if isinstance(stmt, cst.ClassDef):
             classes[stmt.name.value] = stmt
     modules = {name: submodules(cls, ctx.imports, resolver) for name, cls in classes.items()}
     runs: list[Run] = []
@@ -1359,6 +1356,24 @@ def _passes_of(index, importer, name: str, depth: int = 0) -> dict:
         if found:
             return found
     return {}
+
+
+def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
+    """The module's functions by the name callers use: top-level ones, and static methods bound to a
+    module-level name (``make_batch = Helpers.make_batch``)."""
+    found = {s.name.value: s for s in module.body if isinstance(s, cst.FunctionDef)}
+    classes = {s.name.value: s for s in module.body if isinstance(s, cst.ClassDef)}
+    for stmt in module.body:
+        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign):
+            assign = stmt.body[0]
+            source = dotted(assign.value) or ""
+            owner, _, method = source.partition(".")
+            function = methods(classes[owner]).get(method) if owner in classes and method else None
+            if function is not None and any(dotted(d.decorator) == "staticmethod" for d in function.decorators):
+                for target in assign.targets:
+                    if isinstance(target.target, cst.Name):
+                        found[target.target.value] = function
+    return found
 
 
 def _takes_values(function: cst.FunctionDef) -> bool:

@@ -5,13 +5,11 @@ import re
 import libcst as cst
 
 from rnnlint.flow.resolve import flow_of, number, site_of
-from rnnlint.flow.models import class_builds_recurrent, recurrent
-from rnnlint.flow.values import INSTANCE
+from rnnlint.flow.models import recurrent
 from rnnlint.diagnostics import Applicability
 from rnnlint.index import CLIP_FUNCTIONS
 from rnnlint.names import dotted
-from rnnlint.nodes import find_all, keyword_arg
-from rnnlint.padding import file_context
+from rnnlint.nodes import keyword_arg
 from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
 from rnnlint.training import (
     Event,
@@ -85,7 +83,7 @@ class MissingGradClip(Rule):
     code = "RNN001"
     name = "missing-grad-clip"
     fix_applicability = Applicability.SAFE
-    triggers = ("step(", "Trainer", "TrainingArguments", "LightningModule")
+    triggers = ("step(", "Trainer", "TrainingArguments")
     options = {"max-norm": Option(1.0, "max_norm written by the fix", minimum=0, exclusive_minimum=True, maximum=1e6)}
 
     def __init__(self, *args, **kwargs) -> None:
@@ -117,7 +115,6 @@ class MissingGradClip(Rule):
         return _trainer_kind(self.ctx, call)
 
     def finish(self) -> None:
-        self._check_lightning_modules()
         f = facts(self.ctx)
         for scope in f.scopes:
             for event in scope.events:
@@ -214,42 +211,6 @@ class MissingGradClip(Rule):
             fix=f"Set gradient_clip_val={max_norm}",
             edits=[edit],
         )
-
-    def _check_lightning_modules(self) -> None:
-        """The module's side: a recurrent LightningModule of this file that every Trainer of the project
-        fitting it trains without clipping (the Trainer is reported where it is built)."""
-        if "LightningModule" not in self.ctx.text or _MANUAL_OPTIMIZATION.search(self.ctx.text):
-            return
-        here = self.ctx.path.resolve()
-        flow = self.ctx.index.flow()
-        for cls in self.ctx.module.body:
-            if not isinstance(cls, cst.ClassDef):
-                continue
-            hooks = {s.name.value: s for s in cls.body.body if isinstance(s, cst.FunctionDef)}
-            if "configure_optimizers" not in hooks or "training_step" not in hooks:
-                continue
-            if not any((self.ctx.qualname(b.value) or "").endswith("LightningModule") for b in cls.bases):
-                continue
-            name = cls.name.value
-            if self._clips_itself(cst.Call(func=cst.Name(name))):
-                continue
-            flow, file_facts = flow_of(self.ctx)
-            if not (self.ctx.is_recurrent(name) or class_builds_recurrent(flow, file_facts, cls)):
-                continue
-            trainers = []
-            for other, words in flow.project_files().items():
-                if other != here and name in words and "Trainer" in words:
-                    context = file_context(self.ctx, other)
-                    trainers += _unclipped_fits(context, here, name) if context is not None else []
-            if not trainers or any(clips for _, clips in trainers):
-                continue
-            where = ", ".join(dict.fromkeys(w for w, _ in trainers))
-            self.report(
-                hooks["configure_optimizers"].name,
-                f"{name} trains a recurrent model without gradient clipping: the Lightning Trainer that fits it "
-                f"({where}) sets no gradient_clip_val; {_WHY}; set gradient_clip_val there (e.g. "
-                f"{self.opts['max-norm']!r}) or clip in configure_gradient_clipping",
-            )
 
     def _clips_itself(self, model: cst.BaseExpression) -> bool:
         """A LightningModule that clips in its own hooks (``configure_gradient_clipping``...)."""
@@ -352,36 +313,6 @@ def _trainer_clips(ctx, call: cst.Call) -> bool | None:
         values = [v for v in flow_values(ctx, option, call) if v.number() is not None]
         return any(v.number() for v in values) if values else False
     return False
-
-
-def _unclipped_fits(ctx, path, class_name: str) -> list[tuple[str, bool]]:
-    """The Lightning Trainers of the file ``ctx`` that fit an instance of ``class_name`` (defined in
-    ``path``): ``("main.py:56", clips)`` each; a Trainer whose clipping cannot be told counts as clipping."""
-    trainers: list[tuple[str | None, cst.Call]] = []
-    fits: list[cst.Call] = []
-    for call in find_all(ctx.module, cst.Call):
-        if _trainer_kind(ctx, call) == "lightning":
-            trainers.append((None, call))
-        elif isinstance(call.func, cst.Attribute) and call.func.attr.value == "fit":
-            fits.append(call)
-    for assign in find_all(ctx.module, cst.Assign):
-        for i, (_, call) in enumerate(trainers):
-            if assign.value is call and len(assign.targets) == 1:
-                trainers[i] = (dotted(assign.targets[0].target), call)
-    flow = ctx.index.flow()
-    found = []
-    for name, call in trainers:
-        for fit in fits:
-            model = _fit_model(fit)
-            if model is None or not _fits_with(fit, name, call):
-                continue
-            values = flow_values(ctx, model, fit, models=True)
-            if any(v.kind == INSTANCE and v.path == path and getattr(v.node, "name", None) is not None
-                   and v.node.name.value == class_name for v in values):
-                clips = _trainer_clips(ctx, call)
-                found.append((f"{flow.display(ctx.path.resolve())}:{flow.line(ctx.path.resolve(), call) or 1}",
-                              clips is not False))
-    return found
 
 
 def flow_values(ctx, expr: cst.BaseExpression, node: cst.CSTNode, models: bool = False):

@@ -14,6 +14,7 @@ from rnnlint.padding import (
     methods,
     padded_callers,
     Module,
+    PACK_FUNCTIONS,
     Padded,
     Run,
     Use,
@@ -149,7 +150,7 @@ class PaddedNotPacked(Rule):
                 continue
             fed = forward_feeds(stmt, ctx.imports, resolver, self._rnns())
             tokenizer = _padding_tokenizer(ctx, stmt)
-            if tokenizer is not None and not _packs(stmt):
+            if tokenizer is not None and not _packs(ctx, stmt):
                 # a model that owns a padding tokenizer is fed its ids, however forward reaches them
                 name, display, line = tokenizer
                 fed = [(0, use) for use in forward_uses(stmt, ctx.imports, resolver, self._rnns())
@@ -283,9 +284,8 @@ def _padding_tokenizer(ctx, cls: cst.ClassDef) -> tuple[str, str, int] | None:
     return None
 
 
-def _packs(cls: cst.ClassDef) -> bool:
-    return any((dotted(c.func) or "").rsplit(".", 1)[-1] in ("pack_padded_sequence", "pack_sequence")
-               for c in find_all(cls, cst.Call))
+def _packs(ctx, cls: cst.ClassDef) -> bool:
+    return any(ctx.qualname(c.func) in PACK_FUNCTIONS for c in find_all(cls, cst.Call))
 
 
 def _enables_padding(ctx, path, class_name: str, depth: int = 0) -> tuple[str, int] | None:

@@ -25,6 +25,7 @@ from rnnlint.padding import (
     forward_params,
     locate,
     methods,
+    module_functions,
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
 from rnnlint.training import facts, recurrent_context
@@ -345,8 +346,7 @@ class _LossResolver(ProjectResolver):
         context = self.ctx if local else padding_context(self.ctx, path)  # parsed once per run, by the index
         if context is None:
             return None
-        function = next((s for s in context.module.body if isinstance(s, cst.FunctionDef)
-                         and s.name.value == function_name), None)
+        function = module_functions(context.module).get(function_name)
         if function is None:
             return None
         flow = _LossFlow(context.imports, self if local else Resolver())

@@ -90,9 +90,10 @@ def _builds_by_name(flow, facts: FileFacts, cls: cst.ClassDef) -> bool:
 
 
 def _packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
+    """Does a method of ``cls`` pack (whatever name the file imports the packing function under)?"""
     methods = set(facts.methods.get(cls, {}).values())
-    for name in ("pack_padded_sequence", "pack_sequence"):
-        for call, function, _ in facts.calls.get(name, []):
+    for calls in facts.calls.values():
+        for call, function, _ in calls:
             if function in methods and facts.imports.resolve(call.func) in _PACKERS:
                 return True
     return False
