@@ -14,17 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlint import seal
-from rnnlint.analysis import analyse, syntax_error
+from rnnlint.analysis import analyse
 from rnnlint.cache import ResultCache
 from rnnlint.config import Config
-from rnnlint.diagnostics import Diagnostic
+from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.fixer import fix_text
 from rnnlint.index import ProjectIndex
+from rnnlint.projectmap import ProjectMap, syntax_findings
 from rnnlint.registry import load_rules
 from rnnlint.rule import Rule
 from rnnlint.source import SourceError, SourceFile, compile_error, read_source, write_atomic
 
 PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
+# "0": every file the rules' text prefilter passes reaches libcst, as before the project map: what the
+# benchmarks and the relevance test compare against (the findings must be the same)
+RELEVANCE_ENV = "RNNLINT_RELEVANCE"
 
 
 @dataclass
@@ -61,6 +65,10 @@ class Session:
         # check's findings per file; fix never reads them (it must see the file as it is now)
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}
+        self.relevance = os.environ.get(RELEVANCE_ENV, "1") != "0"
+        self.checked: list[Path] = []  # the run's files: the project map covers them too
+        self.verdicts: dict[str, bool] = {}  # relevance decided beforehand (by the parent of a parallel run)
+        self._map: ProjectMap | None = None
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
@@ -71,6 +79,79 @@ class Session:
         rules = self.config.enabled(self.rules, path)
         key = tuple(r.code for r in rules)
         return self._enabled.setdefault(key, rules)
+
+    # -- relevance: which files reach libcst ------------------------------------
+
+    def project_map(self) -> ProjectMap:
+        """The map of every project file (see :mod:`rnnlint.projectmap`), built on first need."""
+        if self._map is None:
+            files = {*self.index.files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
+            self._map = ProjectMap(self.config.root, sorted(files), self.index.cache_dir)
+        return self._map
+
+    def _words(self, rules: list[type[Rule]]) -> tuple[str, ...]:
+        words = {w for rule in rules for w in rule.relevant_words or ()}
+        words.update(name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
+        return tuple(sorted(words))
+
+    def undecided(self, path: Path, text: str, rules: list[type[Rule]]) -> tuple[str, ...] | None:
+        """The relevance words to look ``path`` up with in the project map, or None when its text
+        decides: no rule with relevance words would read it (their triggers), or it holds one of the
+        words itself (or is a notebook, which the map does not read)."""
+        scoped = [r for r in rules if r.relevant_words is not None and r.wants(text)]
+        if not self.relevance or not scoped or path.suffix != ".py":
+            return None
+        words = self._words(scoped)
+        return None if any(word in text for word in words) else words
+
+    def matters(self, path: Path, text: str, rules: list[type[Rule]]) -> bool:
+        """Can a rule with relevance words report anything in this file? (See :mod:`rnnlint.projectmap`.)"""
+        words = self.undecided(path, text, rules)
+        if words is None:
+            return True
+        key = str(path.resolve())
+        if key not in self.verdicts:
+            self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
+        return self.verdicts[key]
+
+    def decide(self, files: list[Path], pool=None) -> list[int]:
+        """Decide beforehand which of ``files`` matter; the positions of those that do not.
+
+        The text of each file decides most; the rest are looked up in the project
+        map, whose files ``pool`` (a worker pool, see :func:`run`) maps in parallel.
+        """
+        undecided: dict[int, tuple[str, ...]] = {}
+        for i, path in enumerate(files):
+            if not self.relevance or path.suffix != ".py":
+                continue
+            try:
+                text = read_source(path).text
+            except SourceError:
+                continue
+            words = self.undecided(path, text, self.enabled(path))
+            if words is not None:
+                undecided[i] = words
+        if not undecided:
+            return []
+        project = self.project_map()
+        if pool is not None:
+            todo = [path for path in project.files if not project.mapped(path)]
+            for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
+                project.add(path, facts)
+        skipped = []
+        for i, words in undecided.items():
+            key = str(files[i].resolve())
+            self.verdicts[key] = files[i].resolve() in project.relevant(words)
+            if not self.verdicts[key]:
+                skipped.append(i)
+        return skipped
+
+    def _skipped(self, path: Path, display: str, document, rules: list[type[Rule]]) -> FileOutcome:
+        """A file that cannot matter: RNN900 from CPython's parser (the map's), if RNN900 is on."""
+        if not any(rule.relevant_words is None and rule.code == "RNN900" for rule in rules):
+            return FileOutcome(display)
+        facts = self._map.map(path.resolve()) if self._map is not None else None
+        return FileOutcome(display, [document.for_output(d) for d in syntax_findings(display, document.text, facts)])
 
     def _unreadable(self, path: Path, display: str, exc: SourceError) -> FileOutcome:
         """RNN900 for a file that cannot be read or decoded, unless RNN900 is off for it."""
@@ -99,10 +180,14 @@ class Session:
             return [document.for_output(d) for d in result.diagnostics]
 
         if self.results is None:
-            return FileOutcome(display, found())
+            return FileOutcome(display, found()) if self.matters(path, document.text, rules) \
+                else self._skipped(path, display, document, rules)
         cached = self.results.get(path, document.digest, rules, display)
         if cached is not None:
             return FileOutcome(display, cached)
+        if not self.matters(path, document.text, rules):
+            # not cached: whether it matters depends on every file of the project, asked again next run
+            return self._skipped(path, display, document, rules)
         self.index.note_digest(path, document.digest)
         with self.index.recording() as deps:
             diagnostics = found()
@@ -116,6 +201,8 @@ class Session:
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.enabled(path)
+        if not self.matters(path, document.text, rules):
+            return self._skipped(path, display, document, rules)  # nothing a rule could fix
 
         def run(text: str) -> list[Diagnostic]:
             return analyse(path, display, text, rules, self.config, self.index).diagnostics
@@ -174,6 +261,7 @@ def _init_worker(config: Config, use_cache: bool, parent: int | None = None) -> 
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = Session(config, use_cache)
+    _worker.relevance = False  # the parent hands out only the files that matter (see run)
 
 
 def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
@@ -185,6 +273,12 @@ def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
         return _worker.fix(Path(path), write, unsafe)
     except Exception as exc:  # an internal error on one file must not lose the others
         return _internal_error(Path(path), exc)
+
+
+def _map_file(path: str):
+    """A worker's part of the project map (see :meth:`Session.decide`)."""
+    assert _worker is not None
+    return path, ProjectMap(_worker.config.root, [], _worker.index.cache_dir).map(path)
 
 
 def _internal_error(path: Path, exc: Exception) -> FileOutcome:
@@ -228,14 +322,24 @@ def run(
         return outcomes
     import multiprocessing  # several milliseconds to import: only large runs need workers
 
+    local = session or Session(config, use_cache)
+    if not use_cache:
+        local.disable_cache()
+    local.checked = files
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
-    # Largest files first, a few at a time: one huge file handed out last would
-    # leave the other cores idle while it is analysed.
-    order = sorted(range(len(tasks)), key=lambda i: -_size(files[i]))
-    chunk = max(1, min(8, len(tasks) // (jobs * 32)))
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
     with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid())) as pool:
+        # the files that cannot matter are the parent's: reading them costs less than handing them out
+        for i in local.decide(files, pool):
+            try:
+                outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
+            except Exception as exc:
+                outcomes[i] = _internal_error(files[i], exc)
+        # Largest files first, a few at a time: one huge file handed out last would
+        # leave the other cores idle while it is analysed.
+        order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
+        chunk = max(1, min(8, len(order) // (jobs * 32)))
         for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
             outcomes[i] = outcome
     return outcomes  # type: ignore[return-value]
