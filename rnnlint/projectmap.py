@@ -153,6 +153,9 @@ def map_text(text: str) -> FileMap:
             covered[number] = True
         return sorted(set(_CHAIN.findall("".join(lines[first - 1:last]))))
 
+    def cover(node: ast.stmt) -> None:
+        chains(node.lineno, node.end_lineno or node.lineno)
+
     def define(name: str, node: ast.stmt) -> None:
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
         words = chains(first, node.end_lineno or node.lineno)
@@ -162,11 +165,15 @@ def map_text(text: str) -> FileMap:
         for stmt in body:
             if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 define(stmt.name, stmt)
+            elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                cover(stmt)  # bindings, not uses (a package's re-exports): kept out of ``rest``
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                 for target in targets:
                     for name in ast.walk(target):
-                        if isinstance(name, ast.Name):
+                        if isinstance(name, ast.Name) and name.id == "__all__":
+                            cover(stmt)  # a list of exported names uses none of them
+                        elif isinstance(name, ast.Name):
                             define(name.id, stmt)
             elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.AsyncWith)) or type(stmt).__name__ == "TryStar":
                 top(stmt.body)  # try: from apex import X / except ImportError: ...; if TYPE_CHECKING: ...
@@ -389,11 +396,18 @@ class ProjectMap:
             if found is None:
                 continue
             name = parts[cut] if cut < len(parts) else ""
-            facts = self.map(found)
-            if facts is None or (name not in facts.definitions and name not in facts.imports):
-                return found, ""
-            return found, name
+            if not self._binds(found, name) and cut == 1 and not lead:
+                # ``from solver import Solver`` run with the module's own folder on PYTHONPATH: the
+                # project's one file of that name, as the index looks it up
+                alone = self._by_basename().get(parts[0] + ".py", [])
+                if len(alone) == 1 and self._binds(alone[0], name):
+                    found = alone[0]
+            return (found, name) if self._binds(found, name) else (found, "")
         return None
+
+    def _binds(self, path: str, name: str) -> bool:
+        facts = self.map(path)
+        return bool(name) and facts is not None and (name in facts.definitions or name in facts.imports)
 
     def _edges(self, path: str, words, facts: FileMap) -> list[tuple[str, str]]:
         """The project definitions the names in ``words`` (written in ``path``) refer to."""
