@@ -237,6 +237,7 @@ class ProjectIndex:
         self._texts: dict[Path, str] = {}
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
+        self.scope = None  # () -> the files that can matter, when the run decides it (see files())
 
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
@@ -480,6 +481,15 @@ class ProjectIndex:
         return None
 
     def files(self) -> list[Path]:
+        """The Python files the flow model scans project-wide (the callers of a function, of a model's
+        forward): the files that can matter when ``scope`` says which (see :mod:`rnnlint.projectmap`;
+        a caller elsewhere hands nothing to a recurrent model), else every file of the project."""
+        if self.scope is not None:
+            scoped = self.scope()
+            return [path for path in self.all_files() if path in scoped]
+        return self.all_files()
+
+    def all_files(self) -> list[Path]:
         """Every Python file of the project (walked once, skipping virtual environments and caches)."""
         if self._files is None:
             self._files = sorted(walk_python(self.root))
@@ -488,7 +498,7 @@ class ProjectIndex:
     def _by_basename(self) -> dict[str, list[Path]]:
         if self._basenames is None:
             self._basenames = {}
-            for path in self.files():
+            for path in self.all_files():
                 self._basenames.setdefault(path.name, []).append(path)
         return self._basenames
 

@@ -57,7 +57,10 @@ EXTERNAL_ROOTS = frozenset(
 NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                            "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                            "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_MAP_VERSION = 1
+_MAP_VERSION = 2
+#: how far values are followed from the code that uses a recurrent model into the helpers it calls (a
+#: training helper handed the model, the step function it calls): further, a library's every utility
+FEEDING_DEPTH = 2
 # a comment with no quote after its ``#`` (one with a quote may be a ``#`` inside a string: kept)
 _COMMENT = re.compile(r"#[^'\"\n]*$")
 _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
@@ -73,6 +76,7 @@ class FileMap:
     modules: list[str] = field(default_factory=list)
     definitions: dict[str, list[str]] = field(default_factory=dict)
     rest: list[str] = field(default_factory=list)  # the names and words outside every definition
+    classes: list[str] = field(default_factory=list)  # the definitions that are classes
     error: list | None = None  # [message, line, column] when CPython refuses the file
 
     def to_json(self) -> dict:
@@ -82,7 +86,7 @@ class FileMap:
     def from_json(cls, data) -> "FileMap":
         """The inverse of :meth:`to_json`; ValueError for a document of the wrong shape or types."""
         if not (isinstance(data, dict) and set(data) == set(cls.__dataclass_fields__)
-                and _str_map(data["imports"]) and all(_strs(data[k]) for k in ("stars", "modules", "rest"))
+                and _str_map(data["imports"]) and all(_strs(data[k]) for k in ("stars", "modules", "rest", "classes"))
                 and isinstance(data["definitions"], dict)
                 and all(isinstance(k, str) and _strs(v) for k, v in data["definitions"].items())
                 and (data["error"] is None or _valid_error(data["error"]))):
@@ -165,6 +169,8 @@ def map_text(text: str) -> FileMap:
         for stmt in body:
             if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                 define(stmt.name, stmt)
+                if isinstance(stmt, ast.ClassDef):
+                    result.classes.append(stmt.name)
             elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
                 cover(stmt)  # bindings, not uses (a package's re-exports): kept out of ``rest``
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
@@ -445,12 +451,12 @@ class ProjectMap:
         for path, facts in maps.items():
             if facts is None:
                 continue
-            if facts.refuses() or _holds(facts.rest, words):
+            if facts.refuses() or _holds(facts.rest, words, facts):
                 relevant.add(path)  # a refused file: nothing known of its structure, never skipped
                 recurrent.add((path, ""))  # the module's own statements build one: so may ``module.<name>``
             for name, text in facts.definitions.items():
                 node = (path, name)
-                if _holds(text, words):
+                if _holds(text, words, facts):
                     recurrent.add(node)
                     continue
                 for target in self._edges(path, text, facts):
@@ -468,8 +474,9 @@ class ProjectMap:
                 if user not in recurrent:
                     recurrent.add(user)
                     todo.append(user)
-        # the files that build, hold or use a recurrent definition; and the definitions they hand
-        # values to or take values from (training helpers, configuration, data pipelines), transitively
+        # The files that build, hold or use a recurrent definition; then what their code (not a model
+        # class's: its helpers see tensors, not the model) hands values to or takes values from:
+        # training helpers, configuration, data pipelines, FEEDING_DEPTH calls deep.
         feeding: set[tuple[str, str]] = set()
         for path, facts in maps.items():
             if facts is None:
@@ -478,21 +485,26 @@ class ProjectMap:
             used = self._edges(path, facts.rest, facts)  # what the module's own statements use
             if path in relevant or own or any(hit in recurrent for hit in used):
                 relevant.add(path)
-                feeding.update(own, used)
-        todo = list(feeding)
-        while todo:
-            path, name = todo.pop()
-            relevant.add(path)
-            facts = maps.get(path) or self.map(path)
-            if facts is None or not name or name not in facts.definitions:
-                continue
-            for target in self._edges(path, facts.definitions[name], facts):
-                if target not in feeding:
-                    feeding.add(target)
-                    todo.append(target)
+                feeding.update(used, (node for node in own if node[1] not in facts.classes))
+        frontier = list(feeding)
+        for _ in range(FEEDING_DEPTH):
+            following = []
+            for path, name in frontier:
+                facts = maps.get(path) or self.map(path)
+                if facts is None or name not in facts.definitions or (name in facts.classes and (path, name) in recurrent):
+                    continue
+                for target in self._edges(path, facts.definitions[name], facts):
+                    if target not in feeding:
+                        feeding.add(target)
+                        following.append(target)
+            frontier = following
+        relevant.update(path for path, _ in feeding)
         return relevant
 
 
-def _holds(words: list[str], seeds: tuple[str, ...]) -> bool:
-    joined = "\n".join(words)
+def _holds(names: list[str], seeds: tuple[str, ...], facts: FileMap) -> bool:
+    """Do ``names`` (written in the file of ``facts``) hold a seed word, themselves or in what they
+    were imported as (``from torch.nn.utils.rnn import pack_padded_sequence as pack``)?"""
+    imported = [facts.imports[head] for head in {name.partition(".")[0] for name in names} if head in facts.imports]
+    joined = "\n".join(names) + "\n" + "\n".join(imported)
     return any(seed in joined for seed in seeds)

@@ -67,8 +67,11 @@ class Session:
         self._enabled: dict[tuple, list[type[Rule]]] = {}
         self.relevance = os.environ.get(RELEVANCE_ENV, "1") != "0"
         self.checked: list[Path] = []  # the run's files: the project map covers them too
-        self.verdicts: dict[str, bool] = {}  # relevance decided beforehand (by the parent of a parallel run)
+        self.verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}  # (file, relevance words) -> can matter
         self._map: ProjectMap | None = None
+        self._scope: frozenset[Path] | None = None
+        if self.relevance:
+            self.index.scope = self.scope
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
@@ -85,70 +88,72 @@ class Session:
     def project_map(self) -> ProjectMap:
         """The map of every project file (see :mod:`rnnlint.projectmap`), built on first need."""
         if self._map is None:
-            files = {*self.index.files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
+            files = {*self.index.all_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
             self._map = ProjectMap(self.config.root, sorted(files), self.index.cache_dir)
         return self._map
 
-    def _words(self, rules: list[type[Rule]]) -> tuple[str, ...]:
-        words = {w for rule in rules for w in rule.relevant_words or ()}
-        words.update(name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
-        return tuple(sorted(words))
+    def scope(self) -> frozenset[Path]:
+        """The files that can matter to some enabled rule: all the flow model scans project-wide."""
+        if self._scope is None:
+            sets = {self._words(rule) for rule in self.config.enabled(self.rules) if rule.relevant_words is not None}
+            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in sets))
+        return self._scope
 
-    def undecided(self, path: Path, text: str, rules: list[type[Rule]]) -> tuple[str, ...] | None:
-        """The relevance words to look ``path`` up with in the project map, or None when its text
-        decides: no rule with relevance words would read it (their triggers), or it holds one of the
-        words itself (or is a notebook, which the map does not read)."""
-        scoped = [r for r in rules if r.relevant_words is not None and r.wants(text)]
-        if not self.relevance or not scoped or path.suffix != ".py":
-            return None
-        words = self._words(scoped)
-        return None if any(word in text for word in words) else words
+    def _words(self, rule: type[Rule]) -> tuple[str, ...]:
+        """A rule's relevance words, and the configured recurrent classes' names."""
+        extra = (name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
+        return tuple(sorted({*(rule.relevant_words or ()), *extra}))
 
-    def matters(self, path: Path, text: str, rules: list[type[Rule]]) -> bool:
-        """Can a rule with relevance words report anything in this file? (See :mod:`rnnlint.projectmap`.)"""
-        words = self.undecided(path, text, rules)
-        if words is None:
+    def _matters(self, path: Path, text: str, rule: type[Rule]) -> bool:
+        """Can ``rule`` report anything in this file? Its text decides when it holds one of the rule's
+        relevance words (or is a notebook, which the map does not read); else the project map."""
+        if rule.relevant_words is None or path.suffix != ".py":
             return True
-        key = str(path.resolve())
+        words = self._words(rule)
+        if any(word in text for word in words):
+            return True
+        key = (str(path.resolve()), words)
         if key not in self.verdicts:
             self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
         return self.verdicts[key]
 
-    def decide(self, files: list[Path], pool=None) -> list[int]:
-        """Decide beforehand which of ``files`` matter; the positions of those that do not.
+    def reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
+        """The rules that read this file with libcst: those its text passes the triggers of (see
+        :meth:`Rule.wants`) and for which it can matter (RNN900 with them). None: CPython's parser, the
+        project map's, is all the file needs."""
+        if not self.relevance:
+            return rules
+        wanted = [rule for rule in rules if rule.code != "RNN900" and rule.wants(text)]
+        kept = [rule for rule in wanted if self._matters(path, text, rule)]
+        if not kept:
+            return []
+        return [rule for rule in rules if rule in kept or rule not in wanted]
 
-        The text of each file decides most; the rest are looked up in the project
-        map, whose files ``pool`` (a worker pool, see :func:`run`) maps in parallel.
-        """
-        undecided: dict[int, tuple[str, ...]] = {}
+    def decide(self, files: list[Path], pool=None) -> list[int]:
+        """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
+        positions of the files libcst need not read. The project map's files are mapped by ``pool``."""
+        project = self.project_map()
+        if pool is not None:
+            cache = str(project.cache_dir) if project.cache_dir is not None else None
+            todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
+            for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
+                project.add(path, facts)
+        self.scope()
+        skipped = []
         for i, path in enumerate(files):
-            if not self.relevance or path.suffix != ".py":
+            if path.suffix != ".py":
                 continue
             try:
                 text = read_source(path).text
             except SourceError:
                 continue
-            words = self.undecided(path, text, self.enabled(path))
-            if words is not None:
-                undecided[i] = words
-        if not undecided:
-            return []
-        project = self.project_map()
-        if pool is not None:
-            todo = [path for path in project.files if not project.mapped(path)]
-            for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
-                project.add(path, facts)
-        skipped = []
-        for i, words in undecided.items():
-            key = str(files[i].resolve())
-            self.verdicts[key] = files[i].resolve() in project.relevant(words)
-            if not self.verdicts[key]:
+            if not self.reading(path, text, self.enabled(path)):
                 skipped.append(i)
         return skipped
 
-    def _skipped(self, path: Path, display: str, document, rules: list[type[Rule]]) -> FileOutcome:
-        """A file that cannot matter: RNN900 from CPython's parser (the map's), if RNN900 is on."""
-        if not any(rule.relevant_words is None and rule.code == "RNN900" for rule in rules):
+    def _skipped(self, path: Path, display: str, document) -> FileOutcome:
+        """A file libcst need not read: RNN900 from CPython's parser (the map's), if RNN900 is on."""
+        if not any(rule.code == "RNN900" for rule in self.enabled(path)):
             return FileOutcome(display)
         facts = self._map.map(path.resolve()) if self._map is not None else None
         return FileOutcome(display, [document.for_output(d) for d in syntax_findings(display, document.text, facts)])
@@ -173,21 +178,20 @@ class Session:
             document = self._read(path)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
-        rules = self.enabled(path)
+        rules = self.reading(path, document.text, self.enabled(path))
+        if not rules:
+            return self._skipped(path, display, document)
 
         def found() -> list[Diagnostic]:
             result = analyse(path, display, document.text, rules, self.config, self.index)
             return [document.for_output(d) for d in result.diagnostics]
 
         if self.results is None:
-            return FileOutcome(display, found()) if self.matters(path, document.text, rules) \
-                else self._skipped(path, display, document, rules)
+            return FileOutcome(display, found())
+        # keyed by the rules that read the file: whether it matters to a rule is asked again each run
         cached = self.results.get(path, document.digest, rules, display)
         if cached is not None:
             return FileOutcome(display, cached)
-        if not self.matters(path, document.text, rules):
-            # not cached: whether it matters depends on every file of the project, asked again next run
-            return self._skipped(path, display, document, rules)
         self.index.note_digest(path, document.digest)
         with self.index.recording() as deps:
             diagnostics = found()
@@ -200,9 +204,9 @@ class Session:
             document = self._read(path)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
-        rules = self.enabled(path)
-        if not self.matters(path, document.text, rules):
-            return self._skipped(path, display, document, rules)  # nothing a rule could fix
+        rules = self.reading(path, document.text, self.enabled(path))
+        if not rules:
+            return self._skipped(path, display, document)  # nothing a rule could fix
 
         def run(text: str) -> list[Diagnostic]:
             return analyse(path, display, text, rules, self.config, self.index).diagnostics
@@ -255,13 +259,16 @@ class Session:
 _worker: Session | None = None
 
 
-def _init_worker(config: Config, use_cache: bool, parent: int | None = None) -> None:
+def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None) -> None:
     global _worker
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = Session(config, use_cache)
-    _worker.relevance = False  # the parent hands out only the files that matter (see run)
+    if decided is not None:  # what the parent's project map decided (see run): no worker maps again
+        scope, verdicts = decided
+        _worker._scope = scope
+        _worker.verdicts = verdicts
 
 
 def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
@@ -275,10 +282,10 @@ def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
         return _internal_error(Path(path), exc)
 
 
-def _map_file(path: str):
-    """A worker's part of the project map (see :meth:`Session.decide`)."""
-    assert _worker is not None
-    return path, ProjectMap(_worker.config.root, [], _worker.index.cache_dir).map(path)
+def _map_file(task: tuple[str, str, str | None]):
+    """One file's map, in a worker (see :meth:`Session.decide`)."""
+    root, path, cache = task
+    return path, ProjectMap(Path(root), [], Path(cache) if cache else None).map(path)
 
 
 def _internal_error(path: Path, exc: Exception) -> FileOutcome:
@@ -329,19 +336,26 @@ def run(
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
-    with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid())) as pool:
-        # the files that cannot matter are the parent's: reading them costs less than handing them out
-        for i in local.decide(files, pool):
+    decided = None
+    if local.relevance:
+        # the project map first, on every core; then the files that cannot matter are the parent's:
+        # reading them costs less than handing them out
+        with context.Pool(jobs) as pool:
+            skipped = local.decide(files, pool)
+        decided = (local.scope(), local.verdicts)
+        for i in skipped:
             try:
                 outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
             except Exception as exc:
                 outcomes[i] = _internal_error(files[i], exc)
-        # Largest files first, a few at a time: one huge file handed out last would
-        # leave the other cores idle while it is analysed.
-        order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
-        chunk = max(1, min(8, len(order) // (jobs * 32)))
-        for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
-            outcomes[i] = outcome
+    # Largest files first, a few at a time: one huge file handed out last would
+    # leave the other cores idle while it is analysed.
+    order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
+    chunk = max(1, min(8, len(order) // (jobs * 32)))
+    if order:
+        with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided)) as pool:
+            for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
+                outcomes[i] = outcome
     return outcomes  # type: ignore[return-value]
 
 
