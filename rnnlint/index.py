@@ -237,7 +237,7 @@ class ProjectIndex:
         self._texts: dict[Path, str] = {}
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
-        self.scope = None  # () -> the files that can matter, when the run decides it (see files())
+        self.scope = None  # () -> the files that can matter, or None while the run does not know (see files())
 
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
@@ -484,8 +484,8 @@ class ProjectIndex:
         """The Python files the flow model scans project-wide (the callers of a function, of a model's
         forward): the files that can matter when ``scope`` says which (see :mod:`rnnlint.projectmap`;
         a caller elsewhere hands nothing to a recurrent model), else every file of the project."""
-        if self.scope is not None:
-            scoped = self.scope()
+        scoped = self.scope() if self.scope is not None else None
+        if scoped is not None:
             return [path for path in self.all_files() if path in scoped]
         return self.all_files()
 

@@ -29,6 +29,9 @@ PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
 # "0": every file the rules' text prefilter passes reaches libcst, as before the project map: what the
 # benchmarks and the relevance test compare against (the findings must be the same)
 RELEVANCE_ENV = "RNNLINT_RELEVANCE"
+# Mapping a file costs CPython's parse, analysing one libcst's and the rules' (20-50 times more): the
+# project map is built when the run checks at least 1 file in MAP_PAYS of the project
+MAP_PAYS = 20
 
 
 @dataclass
@@ -70,8 +73,8 @@ class Session:
         self.verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}  # (file, relevance words) -> can matter
         self._map: ProjectMap | None = None
         self._scope: frozenset[Path] | None = None
-        if self.relevance:
-            self.index.scope = self.scope
+        if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
+            self.index.scope = lambda: self.scope() if self._map is not None or self._scope is not None else None
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
@@ -114,6 +117,8 @@ class Session:
             return True
         key = (str(path.resolve()), words)
         if key not in self.verdicts:
+            if self._map is None and len(self.checked) * MAP_PAYS < len(self.index.all_files()):
+                return True  # a few files of a large project: reading them costs less than mapping it
             self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
         return self.verdicts[key]
 
@@ -317,6 +322,7 @@ def run(
         local = session or Session(config, use_cache)
         if not use_cache:
             local.disable_cache()
+        local.checked = files
         outcomes = []
         for path, _, _, _ in tasks:
             try:
