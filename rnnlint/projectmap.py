@@ -389,7 +389,7 @@ class ProjectMap:
                 self._basenames.setdefault(os.path.basename(path), []).append(path)
         return self._basenames
 
-    def _target(self, importer: str, dotted_name: str) -> tuple[str, str] | None:
+    def _target(self, importer: str, dotted_name: str, depth: int = 0) -> tuple[str, str] | None:
         """The definition a dotted name written in ``importer`` (its imports applied) reaches: the
         longest module prefix that is a project file, and the first name after it; the module itself
         ("") when nothing follows or the name is not one the module binds (set at run time)."""
@@ -408,8 +408,19 @@ class ProjectMap:
                 alone = self._by_basename().get(parts[0] + ".py", [])
                 if len(alone) == 1 and self._binds(alone[0], name):
                     found = alone[0]
-            return (found, name) if self._binds(found, name) else (found, "")
+            if not self._binds(found, name):
+                return found, ""
+            return self._defining(found, name, depth)
         return None
+
+    def _defining(self, path: str, name: str, depth: int = 0) -> tuple[str, str]:
+        """Where a name a module binds is defined: through its re-exports (``from .trainer import Trainer``
+        in a package's ``__init__``), as far as the project goes."""
+        facts = self.map(path)
+        if facts is None or name in facts.definitions or name not in facts.imports or depth > 8:
+            return path, name
+        hit = self._target(path, facts.imports[name], depth + 1)
+        return hit if hit is not None and hit[1] else (path, name)
 
     def _binds(self, path: str, name: str) -> bool:
         facts = self.map(path)
