@@ -15,12 +15,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.test_no_torch import WRAPPER as RUN
+
 REPO = Path(__file__).resolve().parents[1]
 
-# Runs the CLI in this interpreter and reports which files libcst parsed (each test file starts
-# with a "# file: NAME" line) and whether libcst was imported at all.
+# The CLI run in this interpreter (as in test_no_torch), reporting which files libcst parsed: each
+# test file starts with a "# file: NAME" line.
 WRAPPER = textwrap.dedent("""
-    import json, runpy, sys
+    import json, sys
     parsed = []
     if sys.argv[1] == "--trace":
         import libcst
@@ -31,14 +33,7 @@ WRAPPER = textwrap.dedent("""
             return real(source, *args, **kwargs)
         libcst.parse_module = parse_module
         del sys.argv[1]
-    sys.argv = ["rnnlint", *sys.argv[1:]]
-    try:
-        runpy.run_module("rnnlint", run_name="__main__", alter_sys=True)
-        status = 0
-    except SystemExit as exc:
-        status = exc.code
-    print("@@" + json.dumps({"status": status, "parsed": parsed, "libcst": "libcst" in sys.modules}))
-""")
+""") + RUN + 'print("@@" + json.dumps(parsed))\n'
 
 PROJECT = {
     "models/__init__.py": "# file: models/__init__.py\nfrom .seq2seq import Seq2Seq\n",
@@ -136,10 +131,9 @@ def check(tree: Path, *args: str, relevance: bool = True, trace: bool = False) -
                "--output-format", "json", *args]
     result = subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=600, env=env)
     marker = [line for line in result.stdout.splitlines() if line.startswith("@@")]
-    assert marker, result.stdout + result.stderr
-    report = json.loads(marker[-1][2:])
-    report["findings"] = json.loads(result.stdout.split("@@")[0] or "[]")
-    return report
+    assert len(marker) == 2, result.stdout + result.stderr
+    return {"status": json.loads(marker[0][2:])["status"], "parsed": json.loads(marker[1][2:]),
+            "findings": json.loads(result.stdout.split("@@")[0] or "[]")}
 
 
 def where(findings: list[dict]) -> set[tuple[str, str]]:

@@ -118,12 +118,7 @@ def main() -> None:
         print(f"  {label:34s} {wall:7.3f} s  (min {fastest:.3f} s)  {rss:7.1f} MiB")
 
     tree = corpus(300 if args.quick else None)
-    files = list(tree.rglob("*.py"))
-    lines = sum(f.read_bytes().count(b"\n") for f in files)
-    print(f"== corpus: {tree} ({len(files)} files, {lines:,} lines)")
-    cache = Path(tempfile.mkdtemp(prefix="rnnlint-bench-cache-"))
-    config = cache / "pyproject.toml"
-    config.write_text(f'[tool.rnnlint]\ncache-dir = "{cache / "c"}"\n')
+    config = describe(tree)
     runs = [
         ("libcst parse floor (1 process)", [py, "-c", PARSE_FLOOR, str(tree)]),
         ("rnnlint check --static -j1 (cold)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero", "-j", "1",
@@ -159,19 +154,25 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
-def against_ruff(tree: Path) -> dict[str, dict]:
-    """A real repository, cold and warm, against Ruff in the same run (Ruff on PATH: pip install ruff)."""
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        sys.exit("ruff is not on PATH: pip install ruff (into this virtual environment, not the project's deps)")
-    py = sys.executable
+def describe(tree: Path) -> Path:
+    """Print the size of ``tree``; a config file whose results cache lives in a fresh folder."""
     files = list(tree.rglob("*.py"))
     lines = sum(f.read_bytes().count(b"\n") for f in files)
     print(f"== {tree} ({len(files)} files, {lines:,} lines)")
     cache = Path(tempfile.mkdtemp(prefix="rnnlint-bench-cache-"))
     config = cache / "pyproject.toml"
     config.write_text(f'[tool.rnnlint]\ncache-dir = "{cache / "c"}"\n')
-    ruff_cache = cache / "ruff"
+    return config
+
+
+def against_ruff(tree: Path) -> dict[str, dict]:
+    """A real repository, cold and warm, against Ruff in the same run (Ruff on PATH: pip install ruff)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        sys.exit("ruff is not on PATH: pip install ruff (into this virtual environment, not the project's deps)")
+    py = sys.executable
+    config = describe(tree)
+    ruff_cache = config.parent / "ruff"
     rnnlint = [py, "-m", "rnnlint", "check", "--static", "--exit-zero"]
     runs = [
         ("ruff check --select ALL --no-cache (cold)", [ruff, "check", "--select", "ALL", "--no-cache", "--exit-zero",
