@@ -22,14 +22,13 @@ recurrent when its text holds one of the rule set's relevance words
 (:attr:`rnnlint.rule.Rule.relevant_words`, e.g. ``LSTM``) or names a recurrent
 definition of the project (inheritance, composition, a factory, a re-export,
 across files); a file matters when it holds such a word or names such a
-definition, and so does every project file a file that matters imports,
-transitively (configuration modules, hyper-parameter classes, data pipelines,
-training helpers handed the model). Every other file is read, mapped and
-skipped: no rule could report in it. The flow model still reads any file it
-needs through the project index, mapped or not.
+definition, and so do the definitions the code using one calls or reads
+(training helpers handed the model, configuration, hyper-parameter classes,
+data pipelines), :data:`FEEDING_DEPTH` calls deep. Every other file is read,
+mapped and skipped: no rule could report in it. The flow model still reads any
+file a question leads to through the project index, mapped or not.
 
-This module imports neither libcst nor anything that does, so a run in which
-nothing matters never loads it.
+This module imports no libcst.
 """
 
 from __future__ import annotations
