@@ -16,15 +16,13 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from rnnlint.config import Config
-from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, Severity
+from rnnlint.diagnostics import SYNTAX_ERROR, Applicability, Diagnostic, Edit, Fix, Position, syntax_error
 from rnnlint.index import ProjectIndex
 from rnnlint.nodes import Visitor
 from rnnlint.noqa import split_lines
+from rnnlint.projectmap import syntax_findings
 from rnnlint.rule import FileContext, NodeEdit, Report, Rule
 from rnnlint.source import newline_of, parse_python
-
-SYNTAX_ERROR = ("RNN900", "syntax-error")
-
 
 @dataclass
 class Analysis:
@@ -58,19 +56,6 @@ def parse(text: str) -> cst.Module:
     return parse_python(text)  # CPython's parser first: libcst's crashes the process on deep nesting
 
 
-def syntax_error(path: str, message: str, line: int = 1, column: int = 1) -> Diagnostic:
-    code, name = SYNTAX_ERROR
-    return Diagnostic(
-        code=code,
-        name=name,
-        severity=Severity.ERROR,
-        path=path,
-        start=Position(line, column),
-        end=Position(line, column),
-        message=message,
-    )
-
-
 def _python_syntax_error(text: str, exc: cst.ParserSyntaxError) -> tuple[str, int, int]:
     """CPython's own message for a syntax error (clearer than the CST parser's).
 
@@ -87,16 +72,8 @@ def _python_syntax_error(text: str, exc: cst.ParserSyntaxError) -> tuple[str, in
     return f"cannot parse: {detail}; the file is skipped by every other rule", exc.raw_line, exc.raw_column + 1
 
 
-def _syntax_only(display: str, text: str) -> Analysis:
-    try:
-        ast.parse(text)
-    except SyntaxError as error:
-        line = error.lineno or 1
-        message = f"SyntaxError: {error.msg}; the file is skipped by every other rule"
-        return Analysis([syntax_error(display, message, line, error.offset or 1)], parsed=False)
-    except (ValueError, RecursionError, MemoryError) as error:
-        return Analysis([syntax_error(display, f"cannot parse: {error}")], parsed=False)
-    return Analysis()
+def syntax_only(display: str, text: str) -> Analysis:
+    return Analysis(syntax_findings(display, text))
 
 
 def analyse(
@@ -112,14 +89,12 @@ def analyse(
     Every finding is returned, suppressed or not: ``# noqa`` and per-file-ignores
     are applied by the final step (:mod:`rnnlint.final`) that all findings pass.
     """
-    wanted = [r for r in rules if r.wants(text)]
+    wanted = [r for r in rules if r.code != SYNTAX_ERROR[0] and r.wants(text)]
     syntax_rule_on = any(r.code == SYNTAX_ERROR[0] for r in rules)
-    if not wanted and not syntax_rule_on:
-        return Analysis()
     if not wanted:
         # No rule can match this file: CPython's parser (several times faster
         # than libcst's) is enough to tell whether it is valid Python.
-        return _syntax_only(display, text)
+        return syntax_only(display, text) if syntax_rule_on else Analysis()
     try:
         module = index.parsed(path, text) or parse(text)  # another file's analysis may have parsed it
     except cst.ParserSyntaxError as exc:
@@ -137,9 +112,6 @@ def analyse(
     except (RecursionError, MemoryError, ValueError) as error:
         detail = str(error) if isinstance(error, ValueError) else "expressions nested too deeply to analyse"
         return Analysis([syntax_error(display, f"cannot parse: {detail}")] if syntax_rule_on else [], parsed=False)
-    wanted = [r for r in wanted if r.code != SYNTAX_ERROR[0]]
-    if not wanted:
-        return Analysis()
     ctx = FileContext(path, text, module, index)
     reports: list[Report] = []
     instances = [rule(ctx, config.options_for(rule), reports) for rule in wanted]

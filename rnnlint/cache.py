@@ -44,7 +44,7 @@ from libcst import _version as libcst_version
 
 from rnnlint import __version__
 from rnnlint import seal
-from rnnlint.config import Config, read_regular
+from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.index import EXISTS
 from rnnlint.registry import builtin_pack
@@ -107,10 +107,7 @@ class ResultCache:
         """The cached findings for ``path`` (shown as ``display``), or None on a miss."""
         file = self.entry(path, rules)
         try:
-            payload = seal.unseal(file.name, read_regular(file))
-            if payload is None:
-                return None  # not sealed with this user's key: edited, foreign or corrupt
-            data = json.loads(payload)
+            data = seal.read_json(file)  # None: no entry, or not sealed with this user's key
             if not _valid_entry(data) or data["digest"] != digest:
                 return None
             if not all(self._unchanged(Path(p), d) for p, d in data["deps"].items()):
@@ -161,24 +158,8 @@ class ResultCache:
             "deps": {str(p): d for p, d in sorted(deps.items()) if p != own},
             "diagnostics": [d.to_json() for d in diagnostics],
         }
-        file = self.entry(path, rules)
-        blob = seal.seal(file.name, json.dumps(data).encode("utf-8"))
-        if blob is None:
-            return  # no key to seal with: an entry nobody could trust is not written
-        tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp")
-        try:
-            if not self.directory.is_dir():
-                fresh = not os.path.lexists(self.root)
-                self.directory.mkdir(parents=True, exist_ok=True)
-                if fresh:  # never write a `*` .gitignore into a folder rnnlint did not create (cache-dir = "..")
-                    (self.root / ".gitignore").write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
-            tmp.write_bytes(blob)
-            os.replace(tmp, file)
-        except OSError:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        # a cache that cannot be written, or no key to seal with: nothing is stored, silently
+        seal.write_json(self.root, self.entry(path, rules), data)
 
 
 # -- validation: every field of an entry has the type it must have ----------------

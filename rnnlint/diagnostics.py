@@ -164,3 +164,20 @@ class Diagnostic:
             cell_line=data.get("cell_line"),
             related=tuple(Related(r["path"], r["line"], r["message"]) for r in data.get("related", [])),
         )
+
+
+SYNTAX_ERROR = ("RNN900", "syntax-error")
+
+
+def syntax_error(path: str, message: str, line: int = 1, column: int = 1) -> Diagnostic:
+    """The RNN900 finding: a file that cannot be read or parsed, at ``line``:``column``."""
+    code, name = SYNTAX_ERROR
+    return Diagnostic(
+        code=code,
+        name=name,
+        severity=Severity.ERROR,
+        path=path,
+        start=Position(line, column),
+        end=Position(line, column),
+        message=message,
+    )

@@ -14,8 +14,6 @@ project without re-parsing it.
 
 from __future__ import annotations
 
-import json
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +21,9 @@ from pathlib import Path
 import libcst as cst
 
 from rnnlint import __version__, padding, seal
-from rnnlint.config import read_regular
 from rnnlint.names import ImportMap, canonical, dotted
 from rnnlint.nodes import Visitor
+from rnnlint.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 RECURRENT_MODULES = frozenset(
@@ -49,15 +47,6 @@ CLIP_FUNCTIONS = frozenset(
         "torch.nn.utils.clip_grads_with_norm_",
     }
 )
-# Third-party packages whose names are never project code.
-EXTERNAL_ROOTS = frozenset(
-    {"torch", "numpy", "np", "tensorflow", "keras", "lightning", "pytorch_lightning",
-     "transformers", "accelerate", "math", "random", "os", "sys", "typing", "collections"}
-)
-# Names that start a call chain but never name a module of the project.
-_NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
-                            "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
-                            "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
 _SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
 EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
@@ -261,6 +250,7 @@ class ProjectIndex:
         self._texts: dict[Path, str] = {}
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
+        self.scope = None  # () -> the files that can matter, or None while the run does not know (see files())
 
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
@@ -413,35 +403,18 @@ class ProjectIndex:
 
     def _cache_read(self, key: str) -> FileSummary | None:
         file = self._cache_file(key)
-        if file is None:
-            return None
+        document = seal.read_json(file) if file is not None else None
+        if document is None:
+            return None  # no entry, or one not sealed with this user's key (see rnnlint.seal): a miss
         try:
-            payload = seal.unseal(file.name, read_regular(file))
-            if payload is None:
-                return None  # not sealed with this user's key (see rnnlint.seal): a miss
-            return FileSummary.from_json(json.loads(payload))
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            return FileSummary.from_json(document)
+        except (ValueError, KeyError, TypeError):
             return None
 
     def _cache_write(self, key: str, summary: FileSummary) -> None:
         file = self._cache_file(key)
-        if file is None:
-            return
-        try:
-            if not file.parent.is_dir():
-                fresh = not os.path.lexists(self.cache_dir)  # type: ignore[arg-type]
-                file.parent.mkdir(parents=True, exist_ok=True)
-                if fresh:  # never write a `*` .gitignore into a folder rnnlint did not create (cache-dir = "..")
-                    (self.cache_dir / ".gitignore").write_text(  # type: ignore[operator]
-                        "# created by rnnlint: safe to delete\n*\n", "utf-8")
-            blob = seal.seal(file.name, json.dumps(summary.to_json()).encode("utf-8"))
-            if blob is None:
-                return  # no key to seal with: nothing a later run could trust
-            tmp = file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, file)
-        except OSError:
-            pass  # a read-only tree still gets correct (uncached) answers
+        if file is not None:  # a read-only tree still gets correct (uncached) answers
+            seal.write_json(self.cache_dir, file, summary.to_json())  # type: ignore[arg-type]
 
     # -- module resolution -------------------------------------------------
 
@@ -457,44 +430,10 @@ class ProjectIndex:
         return found
 
     def _resolve_module(self, importer: Path, module: str) -> Path | None:
-        if module.startswith("."):
-            level = len(module) - len(module.lstrip("."))
-            base = importer.parent
-            for _ in range(level - 1):
-                base = base.parent
-            rest = module[level:]
-            return self._find(base, rest) if rest else self._package_init(base)
-        if module.split(".")[0] in EXTERNAL_ROOTS or module.split(".")[0] in _NEVER_MODULES:
-            return None
-        for base in self._search_dirs(importer):
-            found = self._find(base, module)
-            if found is not None:
-                return found
+        for candidate in module_candidates(str(importer), module, str(self.root)):
+            if self._probe(Path(candidate)):
+                return Path(candidate)
         return None
-
-    def _search_dirs(self, importer: Path):
-        seen = set()
-        directory = importer.parent
-        while True:
-            seen.add(directory)
-            yield directory
-            if directory == self.root or directory.parent == directory or self.root not in directory.parents:
-                break
-            directory = directory.parent
-        for extra in (self.root, self.root / "src"):
-            if extra not in seen:
-                yield extra
-
-    def _find(self, base: Path, module: str) -> Path | None:
-        target = base.joinpath(*module.split("."))
-        file = target.with_suffix(".py")
-        if self._probe(file):
-            return file
-        return self._package_init(target)
-
-    def _package_init(self, directory: Path) -> Path | None:
-        init = directory / "__init__.py"
-        return init if self._probe(init) else None
 
     def _probe(self, file: Path) -> bool:
         found = file.is_file()
@@ -555,15 +494,24 @@ class ProjectIndex:
         return None
 
     def files(self) -> list[Path]:
+        """The Python files the flow model scans project-wide (the callers of a function, of a model's
+        forward): the files that can matter when ``scope`` says which (see :mod:`rnnlint.projectmap`;
+        a caller elsewhere hands nothing to a recurrent model), else every file of the project."""
+        scoped = self.scope() if self.scope is not None else None
+        if scoped is not None:
+            return [path for path in self.all_files() if path in scoped]
+        return self.all_files()
+
+    def all_files(self) -> list[Path]:
         """Every Python file of the project (walked once, skipping virtual environments and caches)."""
         if self._files is None:
-            self._files = sorted(_walk(self.root))
+            self._files = sorted(walk_python(self.root))
         return self._files
 
     def _by_basename(self) -> dict[str, list[Path]]:
         if self._basenames is None:
             self._basenames = {}
-            for path in self.files():
+            for path in self.all_files():
                 self._basenames.setdefault(path.name, []).append(path)
         return self._basenames
 
@@ -627,17 +575,6 @@ class ProjectIndex:
         stack.discard(key)
         self._memo[key] = (result, deps)
         return result
-
-
-_SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
-
-
-def _walk(root: Path):
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
-        for name in files:
-            if name.endswith(".py"):
-                yield Path(directory, name)
 
 
 def _constructor(name: str) -> bool:

@@ -33,6 +33,7 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability, Severity
 from rnnlint.names import ImportMap
+from rnnlint.projectmap import RECURRENT_WORDS
 
 if TYPE_CHECKING:
     from rnnlint.index import ProjectIndex
@@ -242,6 +243,12 @@ class Rule:
     #: cheap text prefilter: the rule runs on a file containing one of these
     #: strings; an entry that is itself a tuple needs all of its strings
     triggers: ClassVar[tuple] = ()
+    #: what makes a file matter to this rule (see :mod:`rnnlint.projectmap`): a definition whose code
+    #: holds one of these words (substrings: ``LSTM`` covers ``LSTMCell`` and ``ConvLSTM2D``) is
+    #: recurrent, and the rule reads only the files that build, use, train or feed a recurrent
+    #: definition; every other file is mapped and skipped. None: the rule reads every file its
+    #: triggers pass (a rule about something other than recurrent models).
+    relevant_words: ClassVar[tuple[str, ...] | None] = RECURRENT_WORDS
     options: ClassVar[dict[str, Option]] = {}
     VALID: ClassVar[list] = []
     INVALID: ClassVar[list] = []

@@ -15,18 +15,25 @@ from pathlib import Path
 from typing import Callable
 
 from rnnlint import seal
-from rnnlint.analysis import analyse, syntax_error
+from rnnlint.analysis import analyse
 from rnnlint.cache import ResultCache
 from rnnlint.config import Config
-from rnnlint.diagnostics import Diagnostic
+from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.final import FinalStep
 from rnnlint.fixer import FixOutcome, fix_text
 from rnnlint.index import ProjectIndex
+from rnnlint.projectmap import ProjectMap, syntax_findings
 from rnnlint.registry import load_rules
 from rnnlint.rule import Rule
 from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
 PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
+# "0": every file the rules' text prefilter passes reaches libcst, as before the project map: what the
+# benchmarks and the relevance test compare against (the findings must be the same)
+RELEVANCE_ENV = "RNNLINT_RELEVANCE"
+# Mapping a file costs CPython's parse, analysing one libcst's and the rules' (20-50 times more): the
+# project map is built when the run checks at least 1 file in MAP_PAYS of the project
+MAP_PAYS = 20
 
 
 @dataclass
@@ -66,6 +73,13 @@ class Session:
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}
         self.final = FinalStep(self.config)
+        self.relevance = os.environ.get(RELEVANCE_ENV, "1") != "0"
+        self.checked: list[Path] = []  # the run's files: the project map covers them too
+        self.verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}  # (file, relevance words) -> can matter
+        self._map: ProjectMap | None = None
+        self._scope: frozenset[Path] | None = None
+        if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
+            self.index.scope = lambda: self.scope() if self._map is not None or self._scope is not None else None
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
@@ -76,6 +90,83 @@ class Session:
         rules = self.config.enabled(self.rules, path)
         key = tuple(r.code for r in rules)
         return self._enabled.setdefault(key, rules)
+
+    # -- relevance: which files reach libcst ------------------------------------
+
+    def project_map(self) -> ProjectMap:
+        """The map of every project file (see :mod:`rnnlint.projectmap`), built on first need."""
+        if self._map is None:
+            files = {*self.index.all_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
+            self._map = ProjectMap(self.config.root, sorted(files), self.index.cache_dir)
+        return self._map
+
+    def scope(self) -> frozenset[Path]:
+        """The files that can matter to some enabled rule: all the flow model scans project-wide."""
+        if self._scope is None:
+            sets = {self._words(rule) for rule in self.config.enabled(self.rules) if rule.relevant_words is not None}
+            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in sets))
+        return self._scope
+
+    def _words(self, rule: type[Rule]) -> tuple[str, ...]:
+        """A rule's relevance words, and the configured recurrent classes' names."""
+        extra = (name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
+        return tuple(sorted({*(rule.relevant_words or ()), *extra}))
+
+    def _matters(self, path: Path, text: str, rule: type[Rule]) -> bool:
+        """Can ``rule`` report anything in this file? Its text decides when it holds one of the rule's
+        relevance words (or is a notebook, which the map does not read); else the project map."""
+        if rule.relevant_words is None or path.suffix != ".py":
+            return True
+        words = self._words(rule)
+        if any(word in text for word in words):
+            return True
+        key = (str(path.resolve()), words)
+        if key not in self.verdicts:
+            if self._map is None and len(self.checked) * MAP_PAYS < len(self.index.all_files()):
+                return True  # a few files of a large project: reading them costs less than mapping it
+            self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
+        return self.verdicts[key]
+
+    def reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
+        """The rules that read this file with libcst: those its text passes the triggers of (see
+        :meth:`Rule.wants`) and for which it can matter (RNN900 with them). None: CPython's parser, the
+        project map's, is all the file needs."""
+        if not self.relevance:
+            return rules
+        wanted = [rule for rule in rules if rule.code != "RNN900" and rule.wants(text)]
+        kept = [rule for rule in wanted if self._matters(path, text, rule)]
+        if not kept:
+            return []
+        return [rule for rule in rules if rule in kept or rule not in wanted]
+
+    def decide(self, files: list[Path], pool=None) -> list[int]:
+        """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
+        positions of the files libcst need not read. The project map's files are mapped by ``pool``."""
+        project = self.project_map()
+        if pool is not None:
+            cache = str(project.cache_dir) if project.cache_dir is not None else None
+            todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
+            for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
+                project.add(path, facts)
+        self.scope()
+        skipped = []
+        for i, path in enumerate(files):
+            if path.suffix != ".py":
+                continue
+            try:
+                text = read_source(path).text
+            except SourceError:
+                continue
+            if not self.reading(path, text, self.enabled(path)):
+                skipped.append(i)
+        return skipped
+
+    def _skipped(self, path: Path, display: str, document) -> FileOutcome:
+        """A file libcst need not read: RNN900 from CPython's parser (the map's), if RNN900 is on."""
+        if not any(rule.code == "RNN900" for rule in self.enabled(path)):
+            return FileOutcome(display)
+        facts = self._map.map(path.resolve()) if self._map is not None else None
+        return FileOutcome(display, self.final.settle(document, path, syntax_findings(display, document.text, facts)))
 
     def _unreadable(self, path: Path, display: str, exc: SourceError) -> FileOutcome:
         """RNN900 for a file that cannot be read or decoded, unless RNN900 is off for it."""
@@ -102,7 +193,9 @@ class Session:
             document = self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
-        rules = self.enabled(path)
+        rules = self.reading(path, document.text, self.enabled(path))
+        if not rules:
+            return self._skipped(path, display, document)
 
         def found() -> list[Diagnostic]:
             result = analyse(path, display, document.text, rules, self.config, self.index)
@@ -110,6 +203,7 @@ class Session:
 
         if self.results is None or given:
             return FileOutcome(display, found())
+        # keyed by the rules that read the file: whether it matters to a rule is asked again each run
         cached = self.results.get(path, document.digest, rules, display)
         if cached is not None:
             return FileOutcome(display, cached)
@@ -127,7 +221,10 @@ class Session:
             document = self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
-        outcome = self.fix_document(path, display, document.text, unsafe)
+        rules = self.reading(path, document.text, self.enabled(path))
+        if not rules:
+            return self._skipped(path, display, document)  # nothing a rule could fix
+        outcome = self.fix_document(path, display, document.text, unsafe, rules=rules)
         result = FileOutcome(display, [document.for_output(d) for d in outcome.remaining],
                              [document.for_output(d) for d in outcome.applied], messages=list(outcome.dropped))
         if outcome.text == document.text:
@@ -135,7 +232,7 @@ class Session:
         refused = self._refuses(document, outcome.text)
         if refused is not None:
             result.messages.append(f"{display}: not fixed: {refused}")
-            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text))
+            result.diagnostics = self.final.settle(document, path, analyse(path, display, document.text, rules, self.config, self.index).diagnostics)
             result.fixed = []
             return result
         try:
@@ -149,25 +246,26 @@ class Session:
         except (SourceError, OSError) as exc:
             result.messages.append(f"{display}: not written: {exc}")
             # what was "fixed" is still there
-            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text))
+            result.diagnostics = self.final.settle(document, path, analyse(path, display, document.text, rules, self.config, self.index).diagnostics)
             result.fixed = []
         return result
 
 
     def fix_document(self, path: Path, display: str, text: str, unsafe: bool,
-                     choose: Callable[[list[Diagnostic]], list[Diagnostic]] | None = None) -> FixOutcome:
+                     choose: Callable[[list[Diagnostic]], list[Diagnostic]] | None = None,
+                     rules: list[type[Rule]] | None = None) -> FixOutcome:
         """Fix ``text`` (the document at ``path``) round by round: the one fix loop, for ``fix``,
         ``verify`` and the tests. Each round fixes what the final step keeps (never a suppressed
-        finding); ``choose`` narrows a round's findings (verify applies one fix at a time)."""
+        finding); ``choose`` narrows a round's findings (verify applies one fix at a time); ``rules``:
+        the rules that read this file (default: every enabled one)."""
+        rules = rules if rules is not None else self.enabled(path)
 
         def run(current: str) -> list[Diagnostic]:
-            found = self.final.filter(path, current, self._analyse(path, display, current))
+            found = analyse(path, display, current, rules, self.config, self.index).diagnostics
+            found = self.final.filter(path, current, found)
             return choose(found) if choose is not None else found
 
         return fix_text(text, run, unsafe)
-
-    def _analyse(self, path: Path, display: str, text: str) -> list[Diagnostic]:
-        return analyse(path, display, text, self.enabled(path), self.config, self.index).diagnostics
 
     @staticmethod
     def _refuses(document, new_text: str) -> str | None:
@@ -192,12 +290,16 @@ class Session:
 _worker: Session | None = None
 
 
-def _init_worker(config: Config, use_cache: bool, parent: int | None = None) -> None:
+def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None) -> None:
     global _worker
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = Session(config, use_cache)
+    if decided is not None:  # what the parent's project map decided (see run): no worker maps again
+        scope, verdicts = decided
+        _worker._scope = scope
+        _worker.verdicts = verdicts
 
 
 def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
@@ -209,6 +311,12 @@ def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
         return _worker.fix(Path(path), write, unsafe)
     except Exception as exc:  # an internal error on one file must not lose the others
         return _internal_error(Path(path), exc)
+
+
+def _map_file(task: tuple[str, str, str | None]):
+    """One file's map, in a worker (see :meth:`Session.decide`)."""
+    root, path, cache = task
+    return path, ProjectMap(Path(root), [], Path(cache) if cache else None).map(path)
 
 
 def _internal_error(path: Path, exc: Exception) -> FileOutcome:
@@ -240,6 +348,7 @@ def run(
         session.disable_cache()  # the caller keeps using it (the graph stage, its note): --no-cache holds there too
     if jobs <= 1 or len(files) < PARALLEL_THRESHOLD:
         local = session or Session(config, use_cache)
+        local.checked = files
         outcomes = []
         for path, _, _, _ in tasks:
             try:
@@ -252,16 +361,33 @@ def run(
         return outcomes
     import multiprocessing  # several milliseconds to import: only large runs need workers
 
+    local = session or Session(config, use_cache)
+    if not use_cache:
+        local.disable_cache()
+    local.checked = files
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
+    outcomes: list[FileOutcome | None] = [None] * len(tasks)
+    decided = None
+    if local.relevance:
+        # the project map first, on every core; then the files that cannot matter are the parent's:
+        # reading them costs less than handing them out
+        with context.Pool(jobs) as pool:
+            skipped = local.decide(files, pool)
+        decided = (local.scope(), local.verdicts)
+        for i in skipped:
+            try:
+                outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
+            except Exception as exc:
+                outcomes[i] = _internal_error(files[i], exc)
     # Largest files first, a few at a time: one huge file handed out last would
     # leave the other cores idle while it is analysed.
-    order = sorted(range(len(tasks)), key=lambda i: -_size(files[i]))
-    chunk = max(1, min(8, len(tasks) // (jobs * 32)))
-    outcomes: list[FileOutcome | None] = [None] * len(tasks)
-    with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid())) as pool:
-        for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
-            outcomes[i] = outcome
+    order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
+    chunk = max(1, min(8, len(order) // (jobs * 32)))
+    if order:
+        with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided)) as pool:
+            for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
+                outcomes[i] = outcome
     return outcomes  # type: ignore[return-value]
 
 

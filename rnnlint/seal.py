@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import stat
 from pathlib import Path
@@ -119,3 +120,41 @@ def unseal(name: str, blob: bytes) -> bytes | None:
     if not newline or not hmac.compare_digest(mac, _mac(secret, name, payload)):
         return None
     return payload
+
+
+def read_json(file: Path):
+    """The JSON document of a sealed cache entry (see :func:`write_json`), or None for a miss:
+    no entry, or one not sealed with this user's key (edited, foreign, corrupt)."""
+    from rnnlint.config import read_regular  # not at import time: config loads the rule base
+
+    try:
+        payload = unseal(file.name, read_regular(file))
+        return None if payload is None else json.loads(payload)
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
+def write_json(root: Path, file: Path, document) -> None:
+    """Seal ``document`` and store it as ``file`` under the cache folder ``root``, atomically.
+
+    A folder that cannot be written, or no key to seal with, stores nothing: a
+    later run gets correct answers, only slower. A ``*`` ``.gitignore`` goes only
+    into a cache folder rnnlint itself creates (never into ``cache-dir = ".."``).
+    """
+    blob = seal(file.name, json.dumps(document).encode("utf-8"))
+    if blob is None:
+        return
+    tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp")
+    try:
+        if not file.parent.is_dir():
+            fresh = not os.path.lexists(root)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            if fresh:
+                (root / ".gitignore").write_text("# created by rnnlint: safe to delete\n*\n", "utf-8")
+        tmp.write_bytes(blob)
+        os.replace(tmp, file)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass

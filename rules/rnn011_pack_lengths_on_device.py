@@ -48,6 +48,8 @@ class PackLengthsOnDevice(Rule):
 
     code = "RNN011"
     name = "pack-lengths-on-device"
+    # what can matter: the code that packs, and whatever builds, calls or feeds it (see rnnlint.projectmap)
+    relevant_words = ("pack_padded_sequence",)
     fix_applicability = Applicability.SAFE
     # the caller's file need not mention pack_padded_sequence: it moves lengths and calls a model
     triggers = ("pack_padded_sequence", "cuda", "device")

@@ -2,15 +2,22 @@
 
     python tests/benchmarks/bench_static.py            # everything (several minutes)
     python tests/benchmarks/bench_static.py --quick    # first 300 files of the corpus, no Fixit
+    python tests/benchmarks/bench_static.py --quick --repo /tmp/fairseq   # also a repository against Ruff
 
 Measures, each as a whole process (start-up included), with peak memory:
 
 * one-file ``rnnlint check --static`` as pre-commit runs it, against
-  ``python -c pass`` and ``python -c "import libcst"``;
+  ``python -c pass`` and ``python -c "import libcst"``: a training file, and a
+  file that cannot matter (no recurrent model near it);
 * ``rnnlint check --static --no-cache`` over torch's own installed sources
   (a large real corpus on every machine), with one worker and with all cores,
   and warm (cache filled) — against the libcst parse-only floor (parse every
-  file, one process) and ``fixit lint`` with its default rules on the same tree.
+  file, one process) and ``fixit lint`` with its default rules on the same tree;
+* with ``--repo``, a real repository (facebookresearch/fairseq in the README):
+  cold against ``ruff check --select ALL --no-cache``, warm against ``ruff check``
+  with its cache, in the same run;
+* each rnnlint tree run also with ``RNNLINT_RELEVANCE=0`` (every file the text
+  prefilter passes reaches libcst, as before the project map): the map's gain.
 
 Not part of the test run: timings depend on the machine. Figures go in the README.
 """
@@ -30,11 +37,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ONE_FILE = REPO / "fixtures" / "char_rnn" / "train.py"
+IRRELEVANT = REPO / "fixtures" / "cnn_clean" / "train.py"  # a CNN: trains, but nothing recurrent near it
 
 
 # As users run it: with bytecode caches. A shell that sets PYTHONDONTWRITEBYTECODE would make every
 # process compile rnnlint's modules again (about 60 ms of a one-file run).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+WITHOUT_MAP = dict(ENV, RNNLINT_RELEVANCE="0")
 
 
 def timed(cmd: list[str], cwd: Path | None = Path("/"), env: dict | None = None) -> tuple[float, float, int]:
@@ -87,6 +98,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 files, no Fixit")
     parser.add_argument("--repeat", type=int, default=21, help="repeats for the one-file timings")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--repo", type=Path, help="a repository checkout to time against Ruff (e.g. fairseq)")
     args = parser.parse_args()
     py = sys.executable
     results: dict[str, dict] = {}
@@ -96,24 +108,25 @@ def main() -> None:
         ("python -c pass", [py, "-c", "pass"]),
         ("python -c 'import libcst'", [py, "-c", "import libcst"]),
         ("rnnlint check --static FILE", [py, "-m", "rnnlint", "check", "--static", "--no-cache", str(ONE_FILE)]),
+        ("rnnlint check --static CNN-FILE", [py, "-m", "rnnlint", "check", "--static", "--no-cache",
+                                             str(IRRELEVANT)]),
+        ("the same, without the map", [py, "-m", "rnnlint", "check", "--static", "--no-cache", str(IRRELEVANT)]),
     ]:
-        wall, fastest, rss = best_of(args.repeat, cmd)
+        env = WITHOUT_MAP if "without the map" in label else None
+        wall, fastest, rss = best_of(args.repeat, cmd, env=env)
         results[label] = {"seconds": round(wall, 3), "min_seconds": round(fastest, 3), "peak_mib": round(rss, 1)}
         print(f"  {label:34s} {wall:7.3f} s  (min {fastest:.3f} s)  {rss:7.1f} MiB")
 
     tree = corpus(300 if args.quick else None)
-    files = list(tree.rglob("*.py"))
-    lines = sum(f.read_bytes().count(b"\n") for f in files)
-    print(f"== corpus: {tree} ({len(files)} files, {lines:,} lines)")
-    cache = Path(tempfile.mkdtemp(prefix="rnnlint-bench-cache-"))
-    config = cache / "pyproject.toml"
-    config.write_text(f'[tool.rnnlint]\ncache-dir = "{cache / "c"}"\n')
+    config = describe(tree)
     runs = [
         ("libcst parse floor (1 process)", [py, "-c", PARSE_FLOOR, str(tree)]),
         ("rnnlint check --static -j1 (cold)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero", "-j", "1",
                                               "--no-cache", str(tree)]),
         ("rnnlint check --static (cold, all cores)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero",
                                                      "--no-cache", str(tree)]),
+        ("the same, without the map", [py, "-m", "rnnlint", "check", "--static", "--exit-zero", "--no-cache",
+                                       str(tree)]),
         ("rnnlint check --static (warm: results cache)", [py, "-m", "rnnlint", "check", "--static", "--exit-zero",
                                                       "--config", str(config), str(tree)]),
     ]
@@ -125,17 +138,66 @@ def main() -> None:
     for label, cmd in runs:
         if "warm" in label:
             timed(cmd)  # fill the cache
-        wall, rss, code = timed(cmd)
+        wall, rss, code = timed(cmd, env=WITHOUT_MAP if "without the map" in label else None)
         results[label] = {"seconds": round(wall, 2), "peak_mib": round(rss, 1), "exit": code}
         print(f"  {label:44s} {wall:8.2f} s  {rss:7.1f} MiB  (exit {code})")
     floor = results["libcst parse floor (1 process)"]["seconds"]
     cold = results["rnnlint check --static (cold, all cores)"]["seconds"]
-    print(f"== rnnlint cold / parse floor: {cold / floor:.2f}x (target <= 1.5x)")
+    print(f"== rnnlint cold / parse floor: {cold / floor:.2f}x (target <= 0.5x); without the map "
+          f"{results['the same, without the map']['seconds'] / floor:.2f}x")
     if "fixit lint (default rules)" in results:
         fixit = results["fixit lint (default rules)"]["seconds"]
         print(f"== fixit / rnnlint cold: {fixit / cold:.1f}x faster (target >= 2x)")
+    if args.repo:
+        results.update(against_ruff(args.repo.resolve()))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def describe(tree: Path) -> Path:
+    """Print the size of ``tree``; a config file whose results cache lives in a fresh folder."""
+    files = list(tree.rglob("*.py"))
+    lines = sum(f.read_bytes().count(b"\n") for f in files)
+    print(f"== {tree} ({len(files)} files, {lines:,} lines)")
+    cache = Path(tempfile.mkdtemp(prefix="rnnlint-bench-cache-"))
+    config = cache / "pyproject.toml"
+    config.write_text(f'[tool.rnnlint]\ncache-dir = "{cache / "c"}"\n')
+    return config
+
+
+def against_ruff(tree: Path) -> dict[str, dict]:
+    """A real repository, cold and warm, against Ruff in the same run (Ruff on PATH: pip install ruff)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        sys.exit("ruff is not on PATH: pip install ruff (into this virtual environment, not the project's deps)")
+    py = sys.executable
+    config = describe(tree)
+    ruff_cache = config.parent / "ruff"
+    rnnlint = [py, "-m", "rnnlint", "check", "--static", "--exit-zero"]
+    runs = [
+        ("ruff check --select ALL --no-cache (cold)", [ruff, "check", "--select", "ALL", "--no-cache", "--exit-zero",
+                                                       "--quiet", str(tree)], None),
+        ("rnnlint check --static --no-cache (cold)", [*rnnlint, "--no-cache", str(tree)], None),
+        ("the same, without the map", [*rnnlint, "--no-cache", str(tree)], WITHOUT_MAP),
+        ("ruff check (warm: its cache)", [ruff, "check", "--exit-zero", "--quiet", "--cache-dir", str(ruff_cache),
+                                          str(tree)], None),
+        ("rnnlint check --static (warm: results cache)", [*rnnlint, "--config", str(config), str(tree)], None),
+    ]
+    results = {}
+    for label, cmd, env in runs:
+        if "warm" in label:
+            timed(cmd, env=env)  # fill the cache
+        wall, rss, code = timed(cmd, env=env)
+        results[f"{tree.name}: {label}"] = {"seconds": round(wall, 2), "peak_mib": round(rss, 1), "exit": code}
+        print(f"  {label:46s} {wall:8.2f} s  {rss:7.1f} MiB  (exit {code})")
+    cold = results[f"{tree.name}: rnnlint check --static --no-cache (cold)"]["seconds"]
+    ruff_cold = results[f"{tree.name}: ruff check --select ALL --no-cache (cold)"]["seconds"]
+    warm = results[f"{tree.name}: rnnlint check --static (warm: results cache)"]["seconds"]
+    ruff_warm = results[f"{tree.name}: ruff check (warm: its cache)"]["seconds"]
+    before = results[f"{tree.name}: the same, without the map"]["seconds"]
+    print(f"== cold: rnnlint / ruff --select ALL {cold / ruff_cold:.1f}x (target <= 2x; without the map "
+          f"{before / ruff_cold:.1f}x); warm: rnnlint / ruff {warm / ruff_warm:.1f}x (target <= 1x)")
+    return results
 
 
 if __name__ == "__main__":

@@ -1,0 +1,517 @@
+"""The project map: what every file imports and defines, and which files can matter to the rules.
+
+libcst is what the rules read, and its parser costs about ten times CPython's.
+In a large repository most files hold no recurrent model and train none: the
+text prefilter of the rules cannot tell (``optim``, ``step(`` and ``device``
+are everywhere), the imports can. So every file is first *mapped* from
+CPython's own parser (which the syntax check needs anyway) and a few regular
+expressions, never from libcst:
+
+* the names it imports (``local name -> dotted target``, as
+  :class:`rnnlint.names.ImportMap` reads them) and every module it imports;
+* its top-level definitions (classes, functions, assignments), each with the
+  dotted names and words its text holds (bases, calls, string constants and
+  comments alike: more words only make more files relevant, never fewer);
+* CPython's syntax error, when it refuses the file.
+
+A map is a small JSON document, sealed and cached by content hash beside the
+project index's summaries (see :mod:`rnnlint.seal`).
+
+:class:`ProjectMap` then answers which files *can matter*: a definition is
+recurrent when its text holds one of the rule set's relevance words
+(:attr:`rnnlint.rule.Rule.relevant_words`, e.g. ``LSTM``) or names a recurrent
+definition of the project (inheritance, composition, a factory, a re-export,
+across files); a file matters when it holds such a word or names such a
+definition, and so do the definitions the code using one calls or reads
+(training helpers handed the model, configuration, hyper-parameter classes,
+data pipelines), :data:`FEEDING_DEPTH` calls deep. Every other file is read,
+mapped and skipped: no rule could report in it. The flow model still reads any
+file a question leads to through the project index, mapped or not.
+
+This module imports no libcst.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnlint import __version__, seal
+from rnnlint.diagnostics import Diagnostic, syntax_error
+from rnnlint.source import SourceError, decode, digest_bytes, read_file_bytes
+
+#: words that make a definition recurrent for the built-in rules: substrings, so that ``LSTMCell``,
+#: ``SimpleRNN``, ``CuDNNGRU`` and ``ConvLSTM2D`` count too
+RECURRENT_WORDS = ("RNN", "LSTM", "GRU")
+# Third-party packages whose names are never project code.
+EXTERNAL_ROOTS = frozenset(
+    {"torch", "numpy", "np", "tensorflow", "keras", "lightning", "pytorch_lightning",
+     "transformers", "accelerate", "math", "random", "os", "sys", "typing", "collections"}
+)
+# Names that start a call chain but never name a module of the project.
+NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
+                           "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
+                           "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
+_MAP_VERSION = 2
+#: how far values are followed from the code that uses a recurrent model into the helpers it calls (a
+#: training helper handed the model, the step function it calls): further, a library's every utility
+FEEDING_DEPTH = 2
+# a comment with no quote after its ``#`` (one with a quote may be a ``#`` inside a string: kept)
+_COMMENT = re.compile(r"#[^'\"\n]*$")
+_CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
+
+
+@dataclass
+class FileMap:
+    """What one file imports and defines (see the module docstring)."""
+
+    imports: dict[str, str] = field(default_factory=dict)
+    stars: list[str] = field(default_factory=list)
+    modules: list[str] = field(default_factory=list)
+    definitions: dict[str, list[str]] = field(default_factory=dict)
+    rest: list[str] = field(default_factory=list)  # the names and words outside every definition
+    classes: list[str] = field(default_factory=list)  # the definitions that are classes
+    error: list | None = None  # [message, line, column] when CPython refuses the file
+
+    def to_json(self) -> dict:
+        return vars(self)
+
+    @classmethod
+    def from_json(cls, data) -> "FileMap":
+        """The inverse of :meth:`to_json`; ValueError for a document of the wrong shape or types."""
+        if not (isinstance(data, dict) and set(data) == set(cls.__dataclass_fields__)
+                and _str_map(data["imports"]) and all(_strs(data[k]) for k in ("stars", "modules", "rest", "classes"))
+                and isinstance(data["definitions"], dict)
+                and all(isinstance(k, str) and _strs(v) for k, v in data["definitions"].items())
+                and (data["error"] is None or _valid_error(data["error"]))):
+            raise ValueError("not a file map")
+        return cls(**data)
+
+    def refuses(self) -> bool:
+        """Did CPython refuse the file with an error libcst might not share (newer syntax)? Then
+        nothing is known of its structure and it is never skipped."""
+        return self.error is not None and not self.error[0].startswith("cannot parse")
+
+
+def _strs(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _str_map(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+def _valid_error(value) -> bool:
+    return (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:]))
+
+
+def cpython_error(text: str) -> tuple[ast.Module | None, list | None]:
+    """CPython's tree of ``text``, or its refusal as ``[message, line, column]`` (the RNN900 message).
+
+    ``ast.parse`` only compiles to a tree: nothing of the file runs.
+    """
+    try:
+        return ast.parse(text), None
+    except SyntaxError as error:
+        return None, [f"SyntaxError: {error.msg}; the file is skipped by every other rule", error.lineno or 1,
+                      error.offset or 1]
+    except (ValueError, RecursionError, MemoryError) as error:
+        return None, [f"cannot parse: {error}", 1, 1]
+
+
+def syntax_findings(display: str, text: str, facts: "FileMap | None" = None) -> list[Diagnostic]:
+    """RNN900 from CPython's parser alone (several times faster than libcst's), for a file no other
+    rule reads; ``facts``: the file's map, which holds the parser's verdict already. Like every finding,
+    it then passes the final step (``# noqa``, per-file-ignores)."""
+    error = facts.error if facts is not None else cpython_error(text)[1]
+    if error is None:
+        return []
+    message, line, column = error
+    return [syntax_error(display, message, line, column)]
+
+
+def map_text(text: str) -> FileMap:
+    """The map of one source text."""
+    tree, error = cpython_error(text)
+    result = FileMap(error=error)
+    if tree is None:
+        return result
+    lines = text.splitlines(keepends=True)
+    for first, last in _docstrings(tree):  # prose: "class LSTM(...)" in an example is no model
+        for number in range(first, last + 1):
+            lines[number - 1] = "\n"
+    lines = [_COMMENT.sub("", line) for line in lines]
+    covered = [False] * (len(lines) + 1)
+
+    def chains(first: int, last: int) -> list[str]:
+        for number in range(first, last + 1):
+            covered[number] = True
+        return sorted(set(_CHAIN.findall("".join(lines[first - 1:last]))))
+
+    def cover(node: ast.stmt) -> None:
+        chains(node.lineno, node.end_lineno or node.lineno)
+
+    def define(name: str, node: ast.stmt) -> None:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        words = chains(first, node.end_lineno or node.lineno)
+        result.definitions[name] = sorted(set(result.definitions.get(name, [])) | set(words))
+
+    def top(body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                define(stmt.name, stmt)
+                if isinstance(stmt, ast.ClassDef):
+                    result.classes.append(stmt.name)
+            elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                cover(stmt)  # bindings, not uses (a package's re-exports): kept out of ``rest``
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for target in targets:
+                    for name in ast.walk(target):
+                        if isinstance(name, ast.Name) and name.id == "__all__":
+                            cover(stmt)  # a list of exported names uses none of them
+                        elif isinstance(name, ast.Name):
+                            define(name.id, stmt)
+            elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.AsyncWith)) or type(stmt).__name__ == "TryStar":
+                top(stmt.body)  # try: from apex import X / except ImportError: ...; if TYPE_CHECKING: ...
+                top(getattr(stmt, "orelse", []))
+                top(getattr(stmt, "finalbody", []))
+                for handler in getattr(stmt, "handlers", []):
+                    top(handler.body)
+
+    top(tree.body)
+    _imports(tree.body, result)
+    rest = "".join(line for number, line in enumerate(lines, 1) if not covered[number])
+    result.rest = sorted(set(_CHAIN.findall(rest)))
+    return result
+
+
+def _docstrings(tree: ast.Module):
+    """``(first, last)`` lines of every docstring: the module's, its classes' and functions', nested too."""
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        if (not isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            yield body[0].lineno, body[0].end_lineno or body[0].lineno
+        todo.extend(stmt for stmt in body if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))
+
+
+def _imports(body: list[ast.stmt], result: FileMap) -> None:
+    """Every import statement, in any statement body (never walking expressions: that costs a parse)."""
+    for stmt in body:
+        if isinstance(stmt, ast.Import):
+            for alias in stmt.names:
+                result.modules.append(alias.name)
+                if alias.asname:
+                    result.imports[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".")[0]
+                    result.imports.setdefault(head, head)
+        elif isinstance(stmt, ast.ImportFrom):
+            base = "." * stmt.level + (stmt.module or "")
+            result.modules.append(base)
+            sep = "" if base.endswith(".") else "."
+            for alias in stmt.names:
+                if alias.name == "*":
+                    result.stars.append(base)
+                    continue
+                result.modules.append(f"{base}{sep}{alias.name}")  # ``from pkg import config``: a module
+                result.imports[alias.asname or alias.name] = f"{base}{sep}{alias.name}"
+        else:
+            for name in ("body", "orelse", "finalbody"):
+                inner = getattr(stmt, name, None)
+                if isinstance(inner, list):
+                    _imports(inner, result)
+            for handler in getattr(stmt, "handlers", ()):
+                _imports(handler.body, result)
+            for case in getattr(stmt, "cases", ()):
+                _imports(case.body, result)
+
+
+# -- module resolution: shared with the project index ---------------------------
+
+
+def module_candidates(importer: str, module: str, root: str):
+    """The files ``import <module>`` in ``importer`` could load, in the order they are tried.
+
+    Relative imports start from the importer's package; absolute ones from the
+    importer's own folder and its parents up to ``root`` (as ``python train.py``
+    would), then ``root`` and ``root/src``. Packages that are never project code
+    (``torch``, ``os``) have none. Paths are strings: a large run asks this
+    a hundred thousand times.
+    """
+    if module.startswith("."):
+        level = len(module) - len(module.lstrip("."))
+        base = os.path.dirname(importer)
+        for _ in range(level - 1):
+            base = os.path.dirname(base)
+        rest = module[level:]
+        if not rest:
+            yield os.path.join(base, "__init__.py")
+            return
+        bases = [base]
+    else:
+        head = module.split(".")[0]
+        if head in EXTERNAL_ROOTS or head in NEVER_MODULES:
+            return
+        rest = module
+        bases = _search_dirs(importer, root)
+    tail = os.path.join(*rest.split("."))
+    for base in bases:
+        target = os.path.join(base, tail)
+        yield target + ".py"
+        yield os.path.join(target, "__init__.py")
+
+
+def _search_dirs(importer: str, root: str):
+    seen = set()
+    directory = os.path.dirname(importer)
+    inside = directory == root or directory.startswith(root.rstrip(os.sep) + os.sep)
+    while True:
+        seen.add(directory)
+        yield directory
+        parent = os.path.dirname(directory)
+        if directory == root or parent == directory or not inside:
+            break
+        directory = parent
+    for extra in (root, os.path.join(root, "src")):
+        if extra not in seen:
+            yield extra
+
+
+def walk_python(root: Path):
+    """Every ``.py`` file under ``root``, skipping virtual environments, caches and hidden folders."""
+    for directory, subdirs, files in os.walk(root):
+        subdirs[:] = [d for d in subdirs if d not in _SKIP_DIRS and not d.startswith(".")]
+        for name in files:
+            if name.endswith(".py"):
+                yield Path(directory, name)
+
+
+# -- the project -----------------------------------------------------------------
+
+
+class ProjectMap:
+    """The maps of every project file, and the files that can matter to a rule set.
+
+    ``files`` are the project's files (resolved paths); ``cache_dir`` is where
+    maps are cached (None: not cached). Paths are strings inside: a run over a
+    thousand files resolves a hundred thousand names, and ``Path`` hashing would
+    cost more than the rest.
+    """
+
+    def __init__(self, root: Path, files: list[Path], cache_dir: Path | None = None) -> None:
+        self.root = root.resolve()
+        self._root = str(self.root)
+        self.files = [str(f) for f in files]
+        self.cache_dir = cache_dir
+        self._known = set(self.files)
+        self._maps: dict[str, FileMap | None] = {}
+        self._modules: dict[tuple[str, str], str | None] = {}
+        self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
+        self._basenames: dict[str, list[str]] | None = None
+
+    # -- maps ----------------------------------------------------------------
+
+    def map(self, path: Path | str, text: str | None = None, digest: str | None = None) -> FileMap | None:
+        """The map of ``path`` (None when it cannot be read or decoded); ``text`` and its ``digest``
+        when the caller has read it already."""
+        key = str(path)
+        if key not in self._maps:
+            self._maps[key] = self._load(Path(key), text, digest)
+        return self._maps[key]
+
+    def mapped(self, path: str) -> bool:
+        return path in self._maps
+
+    def add(self, path: str, facts: FileMap | None) -> None:
+        """A map made elsewhere (by a worker process)."""
+        self._maps[path] = facts
+
+    def _load(self, path: Path, text: str | None, digest: str | None) -> FileMap | None:
+        if text is None or digest is None:
+            try:
+                data = read_file_bytes(path)
+                text, _ = decode(data, path)
+            except SourceError:
+                return None
+            digest = digest_bytes(data)
+        file = self._cache_file(digest)
+        if file is not None:
+            document = seal.read_json(file)
+            if document is not None:
+                try:
+                    return FileMap.from_json(document)
+                except (ValueError, TypeError):
+                    pass
+        result = map_text(text)
+        if file is not None:
+            seal.write_json(self.cache_dir, file, result.to_json())  # type: ignore[arg-type]
+        return result
+
+    def _cache_file(self, digest: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"map-{__version__}-{_MAP_VERSION}" / f"{digest}.json"
+
+    # -- resolution ------------------------------------------------------------
+
+    def module(self, importer: str, module: str) -> str | None:
+        """The project file ``import <module>`` in ``importer`` loads, if it is one of the project's."""
+        key = (os.path.dirname(importer), module)
+        if key not in self._modules:
+            candidates = module_candidates(importer, module, self._root)
+            found = next((c for c in candidates if c in self._known), None)
+            if found is None and not module.startswith(".") and "." not in module:
+                alone = self._by_basename().get(module + ".py", [])  # the folder on PYTHONPATH (see index)
+                found = alone[0] if len(alone) == 1 else None
+            self._modules[key] = found
+        return self._modules[key]
+
+    def _by_basename(self) -> dict[str, list[str]]:
+        if self._basenames is None:
+            self._basenames = {}
+            for path in self.files:
+                self._basenames.setdefault(os.path.basename(path), []).append(path)
+        return self._basenames
+
+    def _target(self, importer: str, dotted_name: str, depth: int = 0) -> tuple[str, str] | None:
+        """The definition a dotted name written in ``importer`` (its imports applied) reaches: the
+        longest module prefix that is a project file, and the first name after it; the module itself
+        ("") when nothing follows or the name is not one the module binds (set at run time)."""
+        parts = dotted_name.split(".")
+        lead = len(dotted_name) - len(dotted_name.lstrip("."))
+        if lead:
+            parts = ["." * lead + parts[lead]] + parts[lead + 1:] if len(parts) > lead else ["." * lead]
+        for cut in range(len(parts), 0, -1):
+            found = self.module(importer, ".".join(parts[:cut]))
+            if found is None:
+                continue
+            name = parts[cut] if cut < len(parts) else ""
+            if not self._binds(found, name) and cut == 1 and not lead:
+                # ``from solver import Solver`` run with the module's own folder on PYTHONPATH: the
+                # project's one file of that name, as the index looks it up
+                alone = self._by_basename().get(parts[0] + ".py", [])
+                if len(alone) == 1 and self._binds(alone[0], name):
+                    found = alone[0]
+            if not self._binds(found, name):
+                return found, ""
+            return self._defining(found, name, depth)
+        return None
+
+    def _defining(self, path: str, name: str, depth: int = 0) -> tuple[str, str]:
+        """Where a name a module binds is defined: through its re-exports (``from .trainer import Trainer``
+        in a package's ``__init__``), as far as the project goes."""
+        facts = self.map(path)
+        if facts is None or name in facts.definitions or name not in facts.imports or depth > 8:
+            return path, name
+        hit = self._target(path, facts.imports[name], depth + 1)
+        return hit if hit is not None and hit[1] else (path, name)
+
+    def _binds(self, path: str, name: str) -> bool:
+        facts = self.map(path)
+        return bool(name) and facts is not None and (name in facts.definitions or name in facts.imports)
+
+    def _edges(self, path: str, words, facts: FileMap) -> list[tuple[str, str]]:
+        """The project definitions the names in ``words`` (written in ``path``) refer to."""
+        out = []
+        for word in words:
+            head, _, rest = word.partition(".")
+            if head in facts.definitions:
+                out.append((path, head))
+            elif head in facts.imports:
+                target = facts.imports[head]
+                hit = self._target(path, f"{target}.{rest}" if rest else target)
+                if hit is not None:
+                    out.append(hit)
+            else:
+                for star in facts.stars:
+                    found = self.module(path, star)
+                    other = self.map(found) if found is not None else None
+                    if other is not None and (head in other.definitions or head in other.imports):
+                        out.append((found, head))
+        return out
+
+    # -- relevance ---------------------------------------------------------------
+
+    def relevant(self, words: tuple[str, ...]) -> frozenset[Path]:
+        """The project files that can matter to rules whose relevance words are ``words``."""
+        if words not in self._relevant:
+            self._relevant[words] = frozenset(map(Path, self._compute(words)))
+        return self._relevant[words]
+
+    def _compute(self, words: tuple[str, ...]) -> set[str]:
+        maps = {path: self.map(path) for path in self.files}
+        users: dict[tuple[str, str], list[tuple[str, str]]] = {}  # who is recurrent when a definition is
+        recurrent: set[tuple[str, str]] = set()
+        relevant: set[str] = set()
+        for path, facts in maps.items():
+            if facts is None:
+                continue
+            if facts.refuses() or _holds(facts.rest, words, facts):
+                relevant.add(path)  # a refused file: nothing known of its structure, never skipped
+                recurrent.add((path, ""))  # the module's own statements build one: so may ``module.<name>``
+            for name, text in facts.definitions.items():
+                node = (path, name)
+                if _holds(text, words, facts):
+                    recurrent.add(node)
+                    continue
+                for target in self._edges(path, text, facts):
+                    users.setdefault(target, []).append(node)
+            for name, target in facts.imports.items():  # a binding is what it imports (re-exports)
+                if name not in facts.definitions:
+                    hit = self._target(path, target)
+                    if hit is not None:
+                        users.setdefault(hit, []).append((path, name))
+        todo = list(recurrent)
+        while todo:
+            node = todo.pop()
+            more = users.get(node, [])
+            for user in more:
+                if user not in recurrent:
+                    recurrent.add(user)
+                    todo.append(user)
+        # The files that build, hold or use a recurrent definition; then what their code (not a model
+        # class's: its helpers see tensors, not the model) hands values to or takes values from:
+        # training helpers, configuration, data pipelines, FEEDING_DEPTH calls deep.
+        feeding: set[tuple[str, str]] = set()
+        for path, facts in maps.items():
+            if facts is None:
+                continue
+            own = {(path, name) for name in facts.definitions if (path, name) in recurrent}
+            used = self._edges(path, facts.rest, facts)  # what the module's own statements use
+            if path in relevant or own or any(hit in recurrent for hit in used):
+                relevant.add(path)
+                feeding.update(used, (node for node in own if node[1] not in facts.classes))
+        frontier = list(feeding)
+        for _ in range(FEEDING_DEPTH):
+            following = []
+            for path, name in frontier:
+                facts = maps.get(path) or self.map(path)
+                if facts is None or name not in facts.definitions or (name in facts.classes and (path, name) in recurrent):
+                    continue
+                for target in self._edges(path, facts.definitions[name], facts):
+                    if target not in feeding:
+                        feeding.add(target)
+                        following.append(target)
+            frontier = following
+        relevant.update(path for path, _ in feeding)
+        return relevant
+
+
+def _holds(names: list[str], seeds: tuple[str, ...], facts: FileMap) -> bool:
+    """Do ``names`` (written in the file of ``facts``) hold a seed word, themselves or in what they
+    were imported as (``from torch.nn.utils.rnn import pack_padded_sequence as pack``)?"""
+    imported = [facts.imports[head] for head in {name.partition(".")[0] for name in names} if head in facts.imports]
+    joined = "\n".join(names) + "\n" + "\n".join(imported)
+    return any(seed in joined for seed in seeds)

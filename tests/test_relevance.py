@@ -1,0 +1,197 @@
+"""Only the files that can matter reach libcst, and the findings stay what they were.
+
+The project map (:mod:`rnnlint.projectmap`) decides from CPython's parser which
+files could hold a finding: those that build, use, train or feed a recurrent
+model, across files. These tests run the real command in a subprocess, with the
+map (the default) and without it (``RNNLINT_RELEVANCE=0``), and compare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.test_no_torch import WRAPPER as RUN
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The CLI run in this interpreter (as in test_no_torch), reporting which files libcst parsed: each
+# test file starts with a "# file: NAME" line.
+WRAPPER = textwrap.dedent("""
+    import json, sys
+    parsed = []
+    if sys.argv[1] == "--trace":
+        import libcst
+        real = libcst.parse_module
+        def parse_module(source, *args, **kwargs):
+            text = source if isinstance(source, str) else source.decode("utf-8", "replace")
+            parsed.append(text.split("\\n", 1)[0])
+            return real(source, *args, **kwargs)
+        libcst.parse_module = parse_module
+        del sys.argv[1]
+""") + RUN + 'print("@@" + json.dumps(parsed))\n'
+
+PROJECT = {
+    "models/__init__.py": "# file: models/__init__.py\nfrom .seq2seq import Seq2Seq\n",
+    "models/seq2seq.py": """\
+        # file: models/seq2seq.py
+        import torch.nn as nn
+
+
+        class Encoder(nn.Module):
+            def __init__(self, size):
+                super().__init__()
+                self.rnn = nn.LSTM(size, size, batch_first=True)
+
+            def forward(self, x):
+                return self.rnn(x)[0]
+
+
+        class Seq2Seq(nn.Module):  # composition: recurrent through Encoder
+            def __init__(self, size):
+                super().__init__()
+                self.encoder = Encoder(size)
+
+            def forward(self, x):
+                return self.encoder(x)
+        """,
+    "config.py": "# file: config.py\nLEARNING_RATE = 0.05\n",
+    "loop.py": """\
+        # file: loop.py
+        def fit(model, batches, optimizer, loss_fn):
+            for x, y in batches:
+                optimizer.zero_grad()
+                loss_fn(model(x), y).backward()
+                optimizer.step()
+        """,
+    "train.py": """\
+        # file: train.py
+        import torch
+        from torch import optim
+
+        from config import LEARNING_RATE
+        from loop import fit
+        from models import Seq2Seq
+
+
+        def main():
+            model = Seq2Seq(32)
+            optimizer = optim.Adam(model.parameters(), lr=LEARNING_RATE)
+            for x, y in []:
+                optimizer.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                optimizer.step()
+            fit(model, [], optimizer, torch.nn.functional.mse_loss)
+        """,
+    # a convolutional project beside it: training code, no recurrent model anywhere near
+    "vision/net.py": """\
+        # file: vision/net.py
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3)
+
+            def forward(self, x):
+                return self.conv(x)
+        """,
+    "vision/train_cnn.py": """\
+        # file: vision/train_cnn.py
+        import torch
+        from net import Net
+
+        model = Net().to("cuda")
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+        for x, y in []:
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        """,
+    "vision/broken.py": "# file: vision/broken.py\ndef step(:\n    pass\n",
+}
+
+
+def make(tmp_path: Path) -> Path:
+    for name, text in PROJECT.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def check(tree: Path, *args: str, relevance: bool = True, trace: bool = False) -> dict:
+    env = dict(os.environ, RNNLINT_RELEVANCE="1" if relevance else "0")
+    command = [sys.executable, "-c", WRAPPER, *(["--trace"] if trace else []), "check", "--static", "--no-cache",
+               "--output-format", "json", *args]
+    result = subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=600, env=env)
+    marker = [line for line in result.stdout.splitlines() if line.startswith("@@")]
+    assert len(marker) == 2, result.stdout + result.stderr
+    return {"status": json.loads(marker[0][2:])["status"], "parsed": json.loads(marker[1][2:]),
+            "findings": json.loads(result.stdout.split("@@")[0] or "[]")}
+
+
+def where(findings: list[dict]) -> set[tuple[str, str]]:
+    return {(d["path"], d["code"]) for d in findings}
+
+
+def test_only_the_files_that_can_matter_are_parsed_and_the_findings_stay(tmp_path):
+    tree = make(tmp_path)
+    before = check(tree, ".", relevance=False, trace=True)
+    after = check(tree, ".", trace=True)
+    assert after["findings"] == before["findings"]
+    found = where(after["findings"])
+    # across files: train.py holds no recurrent word, its model is recurrent through models/
+    assert ("train.py", "RNN001") in found and ("train.py", "RNN020") in found
+    assert ("vision/broken.py", "RNN900") in found  # CPython's parser still reads every file
+    assert not any(path.startswith("vision/train_cnn") for path, _ in found)
+    parsed = set(after["parsed"])
+    assert "# file: train.py" in parsed and "# file: models/seq2seq.py" in parsed
+    # the flow model still reads the files the relevant ones take values from
+    assert "# file: config.py" in parsed
+    # the convolutional files were mapped and skipped; without the map libcst read them
+    assert not {"# file: vision/train_cnn.py", "# file: vision/net.py"} & parsed
+    assert "# file: vision/train_cnn.py" in set(before["parsed"])
+
+
+def test_a_helper_handed_the_recurrent_model_still_matters(tmp_path):
+    # loop.py holds no recurrent word and imports nothing recurrent: train.py hands it the model
+    tree = make(tmp_path)
+    before = check(tree, "loop.py", "train.py", relevance=False)
+    after = check(tree, "loop.py", "train.py")
+    assert after["findings"] == before["findings"]
+    assert ("loop.py", "RNN001") in where(after["findings"])
+
+
+def test_recurrent_classes_from_config_count_as_recurrent(tmp_path):
+    # a recurrent class of another library, declared in config: the files that use it matter
+    tree = make(tmp_path)
+    (tree / "pyproject.toml").write_text('[tool.rnnlint]\nrecurrent-classes = ["sru.SRU"]\n')
+    (tree / "tagger.py").write_text(textwrap.dedent("""\
+        # file: tagger.py
+        import torch
+        from sru import SRU
+
+        model = SRU(32, 32)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        for x, y in []:
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(x)[0], y).backward()
+            optimizer.step()
+        """))
+    before = check(tree, ".", relevance=False)
+    after = check(tree, ".")
+    assert after["findings"] == before["findings"]
+    assert ("tagger.py", "RNN001") in where(after["findings"])
+
+
+def test_the_fixtures_report_the_same_with_and_without_the_map():
+    before = check(REPO / "fixtures" / "realcode", ".", relevance=False)
+    after = check(REPO / "fixtures" / "realcode", ".")
+    assert len(before["findings"]) > 10
+    assert after["findings"] == before["findings"]
