@@ -59,8 +59,13 @@ def load_folder(folder: str) -> tuple[type[Rule], ...]:
 def load_rules(extra_folders: tuple[str, ...] = ()) -> dict[str, type[Rule]]:
     """All rules by code, built-in first; a duplicate code is an error."""
     rules: dict[str, type[Rule]] = {}
-    for folder in (str(builtin_pack()), *extra_folders):
+    builtin = str(builtin_pack())
+    for folder in (builtin, *extra_folders):
         for rule in load_folder(folder):
+            if folder != builtin and "relevant_words" not in vars(rule):
+                # a project's own rule may be about anything: it reads every file its triggers pass,
+                # unless it says which words make a file matter to it
+                rule.relevant_words = None
             if rule.code in rules and rules[rule.code] is not rule:
                 raise RuleLoadError(
                     f"rule code {rule.code} is defined twice ({rules[rule.code].__module__}, {rule.__module__})"
