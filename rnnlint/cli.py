@@ -15,12 +15,13 @@ from pathlib import Path
 
 import click
 
-from rnnlint import __version__, output
+from rnnlint import __version__
+from rnnlint.static import output
 from rnnlint.config import ConfigError, load_config, unknown_code
 from rnnlint.diagnostics import Applicability, Severity
-from rnnlint.discovery import discover
-from rnnlint.registry import RuleLoadError, load_rules
-from rnnlint.runner import FileOutcome, Session, display_path, run
+from rnnlint.static.discovery import discover
+from rnnlint.static.registry import RuleLoadError, load_rules
+from rnnlint.static.runner import FileOutcome, Session, display_path, run
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -412,7 +413,7 @@ def _note_unbuilt(files, session) -> None:
 
 
 def _add_noqa(diagnostics, internal: bool) -> None:
-    from rnnlint.add_noqa import add_noqa
+    from rnnlint.static.add_noqa import add_noqa
 
     result = add_noqa(diagnostics)
     for line in result.skipped:

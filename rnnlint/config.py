@@ -34,7 +34,6 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-import stat
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -46,6 +45,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from rnnlint.rule import Rule
+from rnnlint.regular import read_regular
 
 DEFAULT_EXCLUDE = (
     ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "__pycache__", "build", "dist",
@@ -183,22 +183,6 @@ def did_you_mean(word: str, choices) -> str:
     """``"; did you mean 'graph'?"`` for a near miss, else ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def read_regular(path: Path, limit: int = 16 * 2**20) -> bytes:
-    """The bytes of ``path`` if it is a regular file; OSError otherwise.
-
-    Opened non-blocking and checked with fstat: a FIFO named ``pyproject.toml``
-    or ``.gitignore`` (or passed to ``--config``) must not make rnnlint wait forever.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(0, "not a regular file (a pipe, socket or device)", str(path))
-        if info.st_size > limit:
-            raise OSError(0, f"larger than {limit // 2**20} MiB", str(path))
-        return handle.read(limit + 1)
 
 
 def _selects(entry: str, rule: type[Rule]) -> bool:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TypeVar
+from typing import Mapping, TypeVar
 
 import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 N = TypeVar("N", bound=cst.CSTNode)
 
@@ -133,3 +134,15 @@ def body_of(node: cst.CSTNode) -> list:
     if isinstance(body, (cst.IndentedBlock, cst.SimpleStatementSuite)):
         return list(body.body)
     return list(body)
+
+
+def node_positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
+    """Every node's range, exactly as ``MetadataWrapper.resolve(PositionProvider)`` gives it, at half the cost.
+
+    ``resolve`` runs the provider the same way (``_gen``), then walks the whole
+    tree once more for batchable providers even when none was asked for: on a
+    file with findings that walk cost as much as the positions themselves.
+    PositionProvider depends on no other metadata. ``test_positions_match_libcst``
+    fails if a libcst release changes this.
+    """
+    return PositionProvider()._gen(MetadataWrapper(module, unsafe_skip_copy=True))

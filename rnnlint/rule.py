@@ -33,10 +33,10 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability, Severity
 from rnnlint.names import ImportMap
-from rnnlint.projectmap import RECURRENT_WORDS
+from rnnlint.static.projectmap import RECURRENT_WORDS
 
 if TYPE_CHECKING:
-    from rnnlint.index import ProjectIndex
+    from rnnlint.static.index import ProjectIndex
 
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)  # a reST inline literal in a rule's docstring
 
@@ -243,7 +243,7 @@ class Rule:
     #: cheap text prefilter: the rule runs on a file containing one of these
     #: strings; an entry that is itself a tuple needs all of its strings
     triggers: ClassVar[tuple] = ()
-    #: what makes a file matter to this rule (see :mod:`rnnlint.projectmap`): a definition whose code
+    #: what makes a file matter to this rule (see :mod:`rnnlint.static.projectmap`): a definition whose code
     #: holds one of these words (substrings: ``LSTM`` covers ``LSTMCell`` and ``ConvLSTM2D``) is
     #: recurrent, and the rule reads only the files that build, use, train or feed a recurrent
     #: definition; every other file is mapped and skipped. None: the rule reads every file its

@@ -33,6 +33,8 @@ import os
 import stat
 from pathlib import Path
 
+from rnnlint.regular import read_regular
+
 _MAGIC = b"rnnlint-sealed-1 "
 _KEY_BYTES = 32
 _key: bytes | None = None
@@ -125,7 +127,6 @@ def unseal(name: str, blob: bytes) -> bytes | None:
 def read_json(file: Path):
     """The JSON document of a sealed cache entry (see :func:`write_json`), or None for a miss:
     no entry, or one not sealed with this user's key (edited, foreign, corrupt)."""
-    from rnnlint.config import read_regular  # not at import time: config loads the rule base
 
     try:
         payload = unseal(file.name, read_regular(file))

@@ -45,7 +45,7 @@ class SourceError(Exception):
 class SourceFile:
     """A decoded source file.
 
-    It is also what :class:`~rnnlint.runner.Session` checks and fixes: a
+    It is also what :class:`~rnnlint.static.runner.Session` checks and fixes: a
     *document* with ``text`` (what the rules read), ``digest``, ``file`` (what
     a fix overwrites), ``for_output``, ``render`` and ``diff``. A notebook
     (:class:`rnnlint.notebook.Notebook`) has the same members, so one code path

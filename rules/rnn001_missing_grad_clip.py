@@ -7,11 +7,11 @@ import libcst as cst
 from rnnlint.flow.resolve import flow_of, number, site_of
 from rnnlint.flow.models import recurrent
 from rnnlint.diagnostics import Applicability
-from rnnlint.index import CLIP_FUNCTIONS
+from rnnlint.static.index import CLIP_FUNCTIONS
 from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
 from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
-from rnnlint.training import (
+from rnnlint.flow.training import (
     Event,
     Optimizer,
     Scope,

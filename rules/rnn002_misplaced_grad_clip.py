@@ -3,10 +3,10 @@ from __future__ import annotations
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
-from rnnlint.index import CLIP_FUNCTIONS
+from rnnlint.static.index import CLIP_FUNCTIONS
 from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, delete_statement, insert_before
-from rnnlint.training import (
+from rnnlint.flow.training import (
     Event,
     Scope,
     clip_covers,

@@ -6,7 +6,7 @@ from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.values import INSTANCE
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all
-from rnnlint.padding import (
+from rnnlint.flow.padding import (
     Instance,
     ProjectResolver,
     forward_feeds,

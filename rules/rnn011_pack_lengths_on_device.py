@@ -5,7 +5,7 @@ from rnnlint.flow.resolve import flow_of
 from rnnlint.flow.tensors import lengths_of
 from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
-from rnnlint.padding import PACK_PADDED, forward_params
+from rnnlint.flow.padding import PACK_PADDED, forward_params
 from rnnlint.rule import Invalid, Rule, Valid, replace
 
 # methods that keep a tensor on the device it is on
@@ -48,7 +48,7 @@ class PackLengthsOnDevice(Rule):
 
     code = "RNN011"
     name = "pack-lengths-on-device"
-    # what can matter: the code that packs, and whatever builds, calls or feeds it (see rnnlint.projectmap)
+    # what can matter: the code that packs, and whatever builds, calls or feeds it (see rnnlint.static.projectmap)
     relevant_words = ("pack_padded_sequence",)
     fix_applicability = Applicability.SAFE
     # the caller's file need not mention pack_padded_sequence: it moves lengths and calls a model

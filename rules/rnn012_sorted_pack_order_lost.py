@@ -7,7 +7,7 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
-from rnnlint.padding import PACK_FUNCTIONS, PACK_PADDED, PAD_SEQUENCE, is_length_name
+from rnnlint.flow.padding import PACK_FUNCTIONS, PACK_PADDED, PAD_SEQUENCE, is_length_name
 from rnnlint.rule import Invalid, NodeEdit, Rule, Valid, add_arg, delete_statement, replace
 
 

@@ -9,7 +9,7 @@ from rnnlint.flow.resolve import number
 from rnnlint.diagnostics import Applicability, Related
 from rnnlint.names import ImportMap, dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
-from rnnlint.padding import (
+from rnnlint.flow.padding import (
     PAD_SEQUENCE,
     Flow,
     Instance,
@@ -28,7 +28,7 @@ from rnnlint.padding import (
     module_functions,
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
-from rnnlint.training import facts, recurrent_context
+from rnnlint.flow.training import facts, recurrent_context
 
 LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
 LOSS_FUNCTIONS = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"})

@@ -5,7 +5,7 @@ import libcst as cst
 from rnnlint.flow.resolve import chain, origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
-from rnnlint.training import facts, recurrent_context
+from rnnlint.flow.training import facts, recurrent_context
 
 # optimizer family -> (threshold option, recommended value option)
 _FAMILIES = {"adam": ("adam", "adam-fix"), "rmsprop": ("rmsprop", "rmsprop-fix"), "sgd": ("sgd", "sgd-fix")}

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import libcst as cst
 
-from rnnlint.index import OPTIMIZERS
+from rnnlint.static.index import OPTIMIZERS
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all
 from rnnlint.rule import Invalid, Rule, Valid
-from rnnlint.training import facts, recurrent_context
+from rnnlint.flow.training import facts, recurrent_context
 
 #: words in a helper's name that, next to "lr" / "learning_rate", say it changes the learning rate
 _LR_VERBS = ("adjust", "set", "update", "decay", "anneal", "warmup", "reduce", "step")

@@ -5,12 +5,12 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.values import INSTANCE
-from rnnlint.loops import Placed, assignments, block, calls_inside, contains, definition, placed
+from rnnlint.flow.loops import Placed, assignments, block, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
-from rnnlint.padding import file_context
+from rnnlint.flow.padding import file_context
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
-from rnnlint.training import Scope, facts
+from rnnlint.flow.training import Scope, facts
 
 _TUPLE_STATE = frozenset({"torch.nn.LSTM", "torch.nn.LSTMCell"})
 _TENSOR_STATE = frozenset({"torch.nn.GRU", "torch.nn.RNN", "torch.nn.GRUCell", "torch.nn.RNNCell"})

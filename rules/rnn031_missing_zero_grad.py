@@ -3,11 +3,11 @@ import re
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
-from rnnlint.loops import Placed, assigned_names, calls_inside, contains, definition, placed
+from rnnlint.flow.loops import Placed, assigned_names, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
-from rnnlint.training import Event, Scope, _looks_like_optimizer, facts, optimizer_at, recurrent_context
+from rnnlint.flow.training import Event, Scope, _looks_like_optimizer, facts, optimizer_at, recurrent_context
 
 _GRAD = re.compile(r"\.grad\b")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rnnlint.config import parse_table
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.runner import Session
+from rnnlint.static.runner import Session
 
 MAIN = "train.py"
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import rnnlint.runner as runner
-from rnnlint import output
+import rnnlint.static.runner as runner
+from rnnlint.static import output
 from rnnlint.config import load_config
-from rnnlint.runner import Session
+from rnnlint.static.runner import Session
 from tests.helpers import rnnlint
 
 DATA = Path(__file__).parent / "data"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rnnlint import __version__
-from rnnlint.registry import load_rules
+from rnnlint.static.registry import load_rules
 from tests.helpers import rnnlint
 from tests.test_trust import MODEL  # a recurrent model alone: nothing to report, one model to build
 

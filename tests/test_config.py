@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rnnlint.config import ConfigError, load_config
-from rnnlint.runner import Session
+from rnnlint.static.runner import Session
 from tests.helpers import rnnlint
 
 DATA = Path(__file__).parent / "data"

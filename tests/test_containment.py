@@ -334,7 +334,8 @@ def test_a_daemon_that_left_the_process_group_is_found_and_killed(tmp_path):
 ORPHANS = """
 import json, multiprocessing, os, sys
 sys.path.insert(0, {repo!r})
-from rnnlint import runner, sandbox
+from rnnlint import sandbox
+from rnnlint.static import runner
 runner.Session = lambda config, use_cache: None  # the worker's analysis is beside the point here
 child = sandbox.start([sys.executable, "-c", "import time; time.sleep(600)", {marker!r}])
 pool = multiprocessing.get_context("fork").Pool(2, initializer=runner._init_worker, initargs=(None, False, os.getpid()))

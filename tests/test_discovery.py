@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rnnlint.config import load_config
-from rnnlint.discovery import discover
+from rnnlint.static.discovery import discover
 from tests.helpers import rnnlint
 
 DATA = Path(__file__).parent / "data"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rnnlint.diagnostics import Edit, Position
-from rnnlint.fixer import EditError, apply_edits
+from rnnlint.static.fixer import EditError, apply_edits
 from rnnlint.source import SourceError, read_source, write_atomic
 from tests.helpers import rnnlint
 

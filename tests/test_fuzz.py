@@ -46,8 +46,8 @@ import libcst as cst
 import pytest
 
 from rnnlint.config import load_config
-from rnnlint.registry import load_rules
-from rnnlint.runner import Session
+from rnnlint.static.registry import load_rules
+from rnnlint.static.runner import Session
 from rnnlint.source import read_source
 
 from tests.helpers import rnnlint

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 from rnnlint.graph.child import Worker  # noqa: E402
 from rnnlint.graph.rule import GraphRule  # noqa: E402
 from rnnlint.graph.stage import run_graph_stage  # noqa: E402
-from rnnlint.registry import load_rules  # noqa: E402
+from rnnlint.static.registry import load_rules  # noqa: E402
 from rnnlint.rule import Valid, dedent  # noqa: E402
 from tests import helpers  # noqa: E402
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from rnnlint import cli
 from rnnlint.config import ConfigError, load_config
-from rnnlint.runner import Session
+from rnnlint.static.runner import Session
 from rnnlint.source import MAX_SOURCE_BYTES
 
 from tests.helpers import rnnlint
@@ -215,7 +215,7 @@ def test_a_file_deleted_after_it_was_listed(tmp_path, monkeypatch):
 def test_fix_apply_never_overwrites_a_file_edited_during_the_run(tmp_path, monkeypatch):
     shutil.copy(TRAIN, tmp_path / "train.py")
     shutil.copy(TRAIN, tmp_path / "other.py")
-    from rnnlint import runner
+    from rnnlint.static import runner
 
     real_fix_text = runner.fix_text
 

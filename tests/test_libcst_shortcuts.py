@@ -1,7 +1,7 @@
 """rnnlint's two shortcuts through libcst give exactly libcst's own answers.
 
 ``Visitor.walk`` replaces ``node.visit(visitor)`` for every traversal, and
-``analysis._positions`` runs the PositionProvider without ``MetadataWrapper.resolve``.
+``nodes.node_positions`` runs the PositionProvider without ``MetadataWrapper.resolve``.
 Both lean on how libcst works inside; a libcst release that changes that must
 fail here rather than make a rule miss a node or shift a position.
 """
@@ -80,7 +80,7 @@ def test_positions_match_libcst(name):
     how the provider runs must fail here, not shift every position silently."""
     from libcst.metadata import MetadataWrapper, PositionProvider
 
-    from rnnlint.analysis import _positions
+    from rnnlint.nodes import node_positions as _positions
 
     root = REPO / "fixtures" / name
     for file in sorted(root.rglob("*.py")):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnlint.noqa import Suppressions
+from rnnlint.static.noqa import Suppressions
 from tests import helpers
 from tests.helpers import rnnlint
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from rnnlint import output
+from rnnlint.static import output
 from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix, Position, Severity
-from rnnlint.registry import load_rules
+from rnnlint.static.registry import load_rules
 from tests.helpers import rnnlint
 
 DATA = Path(__file__).parent / "data"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rnnlint.registry import load_rules
+from rnnlint.static.registry import load_rules
 from tests import helpers
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")

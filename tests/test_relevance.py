@@ -1,6 +1,6 @@
 """Only the files that can matter reach libcst, and the findings stay what they were.
 
-The project map (:mod:`rnnlint.projectmap`) decides from CPython's parser which
+The project map (:mod:`rnnlint.static.projectmap`) decides from CPython's parser which
 files could hold a finding: those that build, use, train or feed a recurrent
 model, across files. These tests run the real command in a subprocess, with the
 map (the default) and without it (``RNNLINT_RELEVANCE=0``), and compare.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from rnnlint.graph.rule import GraphRule
-from rnnlint.registry import load_rules
+from rnnlint.static.registry import load_rules
 from rnnlint.rule import Invalid, Valid, dedent
 from tests import helpers
 

@@ -350,7 +350,7 @@ def test_names_and_fix_messages_are_the_rule_packs():
     """An observed finding has the static rule's name and its fix message (the same words, other values)."""
     import re
 
-    from rnnlint.registry import load_rules
+    from rnnlint.static.registry import load_rules
 
     rules = load_rules()
     for code, name in NAMES.items():

@@ -36,7 +36,7 @@ from rnnlint.flow import library
 from rnnlint.flow.scopes import FileFacts, Site, collect
 from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, MODULE, SEQUENCE, Value
 from rnnlint.names import dotted
-from rnnlint.nodes import find_all
+from rnnlint.nodes import find_all, node_positions
 
 _MAX_DEPTH = 14
 _MAX_VALUES = 24
@@ -108,9 +108,7 @@ class Flow:
         if facts is None:
             return None
         if facts.positions is None:
-            from rnnlint.analysis import _positions
-
-            facts.positions = _positions(facts.module)
+            facts.positions = node_positions(facts.module)
         found = facts.positions.get(node)
         return found.start.line if found is not None else None
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import libcst as cst
 
 from rnnlint.graph.arguments import built_classes, call_sites, receives_recurrent
-from rnnlint.index import ImportMapView
+from rnnlint.static.index import ImportMapView
 from rnnlint.names import ImportMap, canonical
 from rnnlint.notebook import Notebook, read_notebook
 from rnnlint.source import SourceError, parse_python

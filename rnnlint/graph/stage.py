@@ -33,9 +33,9 @@ from rnnlint.diagnostics import Diagnostic, Position, Severity
 from rnnlint.graph.causes import library_of, version_of
 from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
-from rnnlint.noqa import split_lines
-from rnnlint.output import plural
-from rnnlint.runner import display_path
+from rnnlint.static.noqa import split_lines
+from rnnlint.static.output import plural
+from rnnlint.static.runner import display_path
 from rnnlint.sandbox import children, kill_group, kill_leftovers, start
 
 TORCH_MISSING = (

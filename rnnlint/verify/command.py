@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 
 from rnnlint.config import ConfigError, load_config
-from rnnlint.registry import RuleLoadError
-from rnnlint.runner import display_path
+from rnnlint.static.registry import RuleLoadError
+from rnnlint.static.runner import display_path
 from rnnlint.verify import compare, report
 from rnnlint.verify.trial import Job, Options, Progress, Run, Trial, TrialError, run
 

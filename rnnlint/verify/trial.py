@@ -47,7 +47,7 @@ from typing import Callable
 
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.runner import Session
+from rnnlint.static.runner import Session
 from rnnlint.sandbox import children, die_with_parent, group_alive, group_rss, kill_group, kill_leftovers
 from rnnlint.sandbox import start as start_contained
 from rnnlint.sandbox import leftovers as left_behind

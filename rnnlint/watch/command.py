@@ -13,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from rnnlint import output
+from rnnlint.static import output
 from rnnlint.config import ConfigError, load_config
 from rnnlint.diagnostics import Severity
-from rnnlint.registry import RuleLoadError, load_rules
+from rnnlint.static.registry import RuleLoadError, load_rules
 from rnnlint.verify import compare, report
 from rnnlint.verify.command import TerminalProgress, _Failure
 from rnnlint.verify.trial import Options, TrialError
@@ -143,7 +143,7 @@ def _report(watched: Watched, json_path: Path | None, output_format: str) -> int
         click.echo(report.to_json(findings))
     else:
         color = sys.stdout.isatty()
-        from rnnlint.runner import display_path
+        from rnnlint.static.runner import display_path
 
         for observed in watched.findings:
             d, f = observed.diagnostic, observed.finding

@@ -74,7 +74,7 @@ def static_findings(config: Config, script: Path) -> list[Diagnostic]:
     """What ``rnnlint check --static`` reports in the script and the project files it imports."""
     from dataclasses import replace
 
-    from rnnlint.runner import Session
+    from rnnlint.static.runner import Session
     from rnnlint.verify.trial import imported_files
 
     session = Session(replace(config, graph=False), use_cache=False)
@@ -175,7 +175,7 @@ def location(finding: dict) -> dict | None:
 
 
 def to_diagnostic(finding: dict, script: Path, severities: dict[str, Severity]) -> Diagnostic:
-    from rnnlint.runner import display_path
+    from rnnlint.static.runner import display_path
 
     where = location(finding) or {"file": str(script), "line": 1}
     path = Path(where["file"])

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from rnnlint.config import load_config  # noqa: E402
 from rnnlint.graph.finder import ModelFinder  # noqa: E402
 from rnnlint.graph.stage import run_child, run_graph_stage  # noqa: E402
-from rnnlint.runner import Session  # noqa: E402
+from rnnlint.static.runner import Session  # noqa: E402
 
 
 def wall(args: list[str], cwd: Path, repeat: int) -> float:

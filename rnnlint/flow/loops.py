@@ -1,6 +1,6 @@
 """Where a statement sits relative to the loops and conditions around it.
 
-:mod:`rnnlint.training` linearises each function into events; some rules also
+:mod:`rnnlint.flow.training` linearises each function into events; some rules also
 need the nesting: "is this ``zero_grad()`` anywhere inside the loop that
 contains the ``step()``?", "which statement of the loop body leads to this
 call?", "is the ``step()`` under an ``if``?". :func:`placed` answers them for
@@ -18,7 +18,7 @@ import libcst as cst
 from rnnlint.names import dotted
 from rnnlint.nodes import find_all
 from rnnlint.rule import FileContext
-from rnnlint.training import Scope
+from rnnlint.flow.training import Scope
 
 LOOPS = (cst.For, cst.While)
 
@@ -137,7 +137,7 @@ def assignments(statement: cst.CSTNode) -> Iterator[tuple[list[str], cst.BaseExp
 
 
 def definition(ctx: FileContext, name: str):
-    """The project definition (:class:`rnnlint.index.Definition`) ``name`` refers to, or None.
+    """The project definition (:class:`rnnlint.static.index.Definition`) ``name`` refers to, or None.
 
     For helpers called in a loop body (``repackage_hidden(h)``, ``reset_grads(model)``),
     defined in this file or imported from the project.

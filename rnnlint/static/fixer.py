@@ -16,7 +16,7 @@ from typing import Callable
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability, Diagnostic, Edit, Fix
-from rnnlint.noqa import split_lines
+from rnnlint.static.noqa import split_lines
 
 MAX_ROUNDS = 10
 

@@ -27,7 +27,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnnlint.config import Config, read_regular
+from rnnlint.config import Config
+from rnnlint.regular import read_regular
 
 if TYPE_CHECKING:
     import pathspec

@@ -1046,7 +1046,7 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
     definition = summary.definitions.get(name) if summary else None
     if definition is None or definition.kind != "class":
         return None
-    from rnnlint.index import ImportMapView  # the index imports this module
+    from rnnlint.static.index import ImportMapView  # the index imports this module
 
     view = ImportMapView(summary)
     for target, argument in definition.feeds.get(str(position), []):
@@ -1066,7 +1066,7 @@ def builds_recurrent(index, file, class_name: str, depth: int = 0) -> bool:
     definition = summary.definitions.get(class_name) if summary else None
     if definition is None or definition.kind != "class" or depth > 3:
         return False
-    from rnnlint.index import ImportMapView  # the index imports this module
+    from rnnlint.static.index import ImportMapView  # the index imports this module
 
     view = ImportMapView(summary)
     if any(view.resolve_dotted(c) in index.recurrent_names for c in definition.calls):

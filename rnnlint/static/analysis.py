@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from rnnlint.config import Config
 from rnnlint.diagnostics import SYNTAX_ERROR, Applicability, Diagnostic, Edit, Fix, Position, syntax_error
-from rnnlint.index import ProjectIndex
-from rnnlint.nodes import Visitor
-from rnnlint.noqa import split_lines
-from rnnlint.projectmap import syntax_findings
+from rnnlint.static.index import ProjectIndex
+from rnnlint.nodes import Visitor, node_positions
+from rnnlint.static.noqa import split_lines
+from rnnlint.static.projectmap import syntax_findings
 from rnnlint.rule import FileContext, NodeEdit, Report, Rule
 from rnnlint.source import newline_of, parse_python
 
@@ -87,7 +86,7 @@ def analyse(
     """Run ``rules`` over one file's ``text``; findings carry ``display`` as path.
 
     Every finding is returned, suppressed or not: ``# noqa`` and per-file-ignores
-    are applied by the final step (:mod:`rnnlint.final`) that all findings pass.
+    are applied by the final step (:mod:`rnnlint.static.final`) that all findings pass.
     """
     wanted = [r for r in rules if r.code != SYNTAX_ERROR[0] and r.wants(text)]
     syntax_rule_on = any(r.code == SYNTAX_ERROR[0] for r in rules)
@@ -132,7 +131,7 @@ def analyse(
 def _diagnostics(
     display: str, text: str, module: cst.Module, ctx: FileContext, reports: list[Report]
 ) -> list[Diagnostic]:
-    positions = _positions(module)
+    positions = node_positions(module)
     lines = split_lines(text)
     result: dict[tuple, Diagnostic] = {}
     for report in reports:
@@ -165,18 +164,6 @@ def _diagnostics(
         )
         result.setdefault((rule.code, start, report.message), diagnostic)
     return sorted(result.values(), key=Diagnostic.sort_key)
-
-
-def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
-    """Every node's range, exactly as ``MetadataWrapper.resolve(PositionProvider)`` gives it, at half the cost.
-
-    ``resolve`` runs the provider the same way (``_gen``), then walks the whole
-    tree once more for batchable providers even when none was asked for: on a
-    file with findings that walk cost as much as the positions themselves.
-    PositionProvider depends on no other metadata. ``test_positions_match_libcst``
-    fails if a libcst release changes this.
-    """
-    return PositionProvider()._gen(MetadataWrapper(module, unsafe_skip_copy=True))
 
 
 def _resolve_edits(edits: tuple[NodeEdit, ...], positions: Any, lines: list[str], ctx: FileContext) -> list[Edit] | None:

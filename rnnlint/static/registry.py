@@ -24,9 +24,9 @@ class RuleLoadError(Exception):
 
 
 def builtin_pack() -> Path:
-    here = Path(__file__).resolve().parent
-    installed = here / "rules"
-    return installed if installed.is_dir() else here.parent / "rules"
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "rules"
+    return installed if installed.is_dir() else package.parent / "rules"
 
 
 @lru_cache(maxsize=None)

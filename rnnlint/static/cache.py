@@ -9,7 +9,7 @@ are what they were when it was computed:
   files (editing a rule invalidates), the rules enabled for the file, their
   options, the project root and ``recurrent-classes``;
 * every project file the analysis consulted through the project index
-  (:meth:`rnnlint.index.ProjectIndex.recording`): a training script is
+  (:meth:`rnnlint.static.index.ProjectIndex.recording`): a training script is
   recurrent training because ``models/seq2seq.py`` builds an LSTM, so editing
   that model file invalidates the script's entry. Import candidates that did
   not exist are recorded too: creating one changes what an import resolves to.
@@ -46,8 +46,8 @@ from rnnlint import __version__
 from rnnlint import seal
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.index import EXISTS
-from rnnlint.registry import builtin_pack
+from rnnlint.static.index import EXISTS
+from rnnlint.static.registry import builtin_pack
 from rnnlint.rule import Rule
 from rnnlint.source import digest_bytes
 
@@ -77,8 +77,9 @@ class ResultCache:
     @cached_property
     def _base(self) -> dict:
         """The settings shared by every file (computed on first use: ``fix`` never needs them)."""
-        engine = Path(__file__).resolve().parent
-        folders = [engine, engine / "data", builtin_pack(), *(Path(f) for f in self.config.rule_folders)]
+        engine = Path(__file__).resolve().parent.parent  # the package: its own modules, the stage, the flow model
+        folders = [engine, engine / "static", engine / "flow", engine / "data", builtin_pack(),
+                   *(Path(f) for f in self.config.rule_folders)]
         return {
             "version": __version__,
             "python": list(sys.version_info[:2]),

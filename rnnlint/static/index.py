@@ -20,10 +20,11 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint import __version__, padding, seal
+from rnnlint import __version__, seal
+from rnnlint.flow import padding
 from rnnlint.names import ImportMap, canonical, dotted
 from rnnlint.nodes import Visitor
-from rnnlint.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
+from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 RECURRENT_MODULES = frozenset(
@@ -61,7 +62,7 @@ class Definition:
     bases: list[str] = field(default_factory=list)  # classes only
     calls: list[str] = field(default_factory=list)  # dotted callees in the body / value
     returns: list[str] = field(default_factory=list)  # functions: callees in return values
-    # padding facts (see rnnlint.padding.summarise)
+    # padding facts (see rnnlint.flow.padding.summarise)
     #: functions: padded positions (-1: all) or dict keys of what they return; classes: of an item
     padded_returns: list = field(default_factory=list)
     pads: dict[str, str] = field(default_factory=dict)  # padded position -> pad written by hand ("" unknown)
@@ -495,7 +496,7 @@ class ProjectIndex:
 
     def files(self) -> list[Path]:
         """The Python files the flow model scans project-wide (the callers of a function, of a model's
-        forward): the files that can matter when ``scope`` says which (see :mod:`rnnlint.projectmap`;
+        forward): the files that can matter when ``scope`` says which (see :mod:`rnnlint.static.projectmap`;
         a caller elsewhere hands nothing to a recurrent model), else every file of the project."""
         scoped = self.scope() if self.scope is not None else None
         if scoped is not None:

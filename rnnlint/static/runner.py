@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Callable
 
 from rnnlint import seal
-from rnnlint.analysis import analyse
-from rnnlint.cache import ResultCache
+from rnnlint.static.analysis import analyse
+from rnnlint.static.cache import ResultCache
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
-from rnnlint.final import FinalStep
-from rnnlint.fixer import FixOutcome, fix_text
-from rnnlint.index import ProjectIndex
-from rnnlint.projectmap import ProjectMap, syntax_findings
-from rnnlint.registry import load_rules
+from rnnlint.static.final import FinalStep
+from rnnlint.static.fixer import FixOutcome, fix_text
+from rnnlint.static.index import ProjectIndex
+from rnnlint.static.projectmap import ProjectMap, syntax_findings
+from rnnlint.static.registry import load_rules
 from rnnlint.rule import Rule
 from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
@@ -94,7 +94,7 @@ class Session:
     # -- relevance: which files reach libcst ------------------------------------
 
     def project_map(self) -> ProjectMap:
-        """The map of every project file (see :mod:`rnnlint.projectmap`), built on first need."""
+        """The map of every project file (see :mod:`rnnlint.static.projectmap`), built on first need."""
         if self._map is None:
             files = {*self.index.all_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
             self._map = ProjectMap(self.config.root, sorted(files), self.index.cache_dir)

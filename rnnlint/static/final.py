@@ -5,12 +5,12 @@ Static findings, syntax errors (RNN900) and the graph stage's findings
 here, whichever stage made them:
 
 * ``per-file-ignores`` drop the codes they name for the files they match;
-* ``# noqa`` comments drop what they name (see :mod:`rnnlint.noqa`), read from
+* ``# noqa`` comments drop what they name (see :mod:`rnnlint.static.noqa`), read from
   each file's comment tokens once per text;
 * a notebook's findings are placed at their cell and line in the cell.
 
 ``fix`` applies fixes only to what is left here, so a suppressed finding is
-never fixed (:meth:`rnnlint.runner.Session.fix_document`, the one fix loop).
+never fixed (:meth:`rnnlint.static.runner.Session.fix_document`, the one fix loop).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rnnlint.config import Config, _glob_match
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.noqa import Suppressions
+from rnnlint.static.noqa import Suppressions
 
 
 class FinalStep:

@@ -5,7 +5,7 @@ over time: each reported line gets ``# noqa: CODE`` (merged into a ``# noqa:``
 comment already there), so the next ``check`` is clean and only new mistakes
 fail CI. Info-level notes (RNN901) get none: they never fail a run. The comment
 goes on the finding's reported line, which is where
-:class:`rnnlint.noqa.Suppressions` looks for it.
+:class:`rnnlint.static.noqa.Suppressions` looks for it.
 
 A line that cannot take a comment is skipped and said so: one inside a
 multi-line string (the comment would become part of the string) or ending in a
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlint.diagnostics import Diagnostic, Severity
-from rnnlint.noqa import _LINE, _SPLIT
+from rnnlint.static.noqa import _LINE, _SPLIT
 from rnnlint.source import SourceError, read_source, write_atomic
 
 _LINE_AND_END = re.compile(r"(\r\n|\r|\n)")

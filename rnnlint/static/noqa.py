@@ -9,7 +9,7 @@
 
 Only comments count: they are read from the tokenizer's COMMENT tokens, so a
 ``"# noqa"`` inside a string literal (a docstring, a help text) suppresses
-nothing. Every finding passes :mod:`rnnlint.final`, which reads a file's
+nothing. Every finding passes :mod:`rnnlint.static.final`, which reads a file's
 comments once and applies them, so ``check``, ``fix``, the graph stage and
 ``--add-noqa`` suppress identically.
 """
