@@ -159,3 +159,18 @@ def write_json(root: Path, file: Path, document) -> None:
             tmp.unlink()
         except OSError:
             pass
+
+
+_CODE_DIGESTS: dict[tuple[str, ...], str] = {}
+
+
+def code_digest(*paths: Path) -> str:
+    """A short hash of the source files that compute a cached summary: a cache keyed by it is never
+    read by another version of that code (a dev install, an upgrade that keeps the version number)."""
+    key = tuple(str(p) for p in paths)
+    if key not in _CODE_DIGESTS:
+        h = hashlib.blake2b(digest_size=6)
+        for path in paths:
+            h.update(Path(path).read_bytes())
+        _CODE_DIGESTS[key] = h.hexdigest()
+    return _CODE_DIGESTS[key]

@@ -400,7 +400,8 @@ class ProjectIndex:
     def _cache_file(self, key: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"index-{__version__}-{_SUMMARY_VERSION}" / f"{key}.json"
+        code = seal.code_digest(Path(__file__), Path(padding.__file__))  # the summarisers
+        return self.cache_dir / f"index-{__version__}-{_SUMMARY_VERSION}-{code}" / f"{key}.json"
 
     def _cache_read(self, key: str) -> FileSummary | None:
         file = self._cache_file(key)

@@ -362,7 +362,7 @@ class ProjectMap:
     def _cache_file(self, digest: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"map-{__version__}-{_MAP_VERSION}" / f"{digest}.json"
+        return self.cache_dir / f"map-{__version__}-{_MAP_VERSION}-{seal.code_digest(Path(__file__))}" / f"{digest}.json"
 
     # -- resolution ------------------------------------------------------------
 
