@@ -185,17 +185,24 @@ class Session:
             return read_notebook(path, data)
         return read_source(path, data)
 
-    def check(self, path: Path, data: bytes | None = None) -> FileOutcome:
-        """Check ``path``, or ``data`` (read from stdin) as if it were that file's content."""
-        display = display_path(path)
-        given = data is not None
+    def _open(self, path: Path, display: str, data: bytes | None):
+        """``(document, the rules that read it)``, or the finished outcome of a file that is unreadable
+        or that no rule needs to read."""
         try:
             document = self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.reading(path, document.text, self.enabled(path))
-        if not rules:
-            return self._skipped(path, display, document)
+        return (document, rules) if rules else self._skipped(path, display, document)
+
+    def check(self, path: Path, data: bytes | None = None) -> FileOutcome:
+        """Check ``path``, or ``data`` (read from stdin) as if it were that file's content."""
+        display = display_path(path)
+        given = data is not None
+        opened = self._open(path, display, data)
+        if isinstance(opened, FileOutcome):
+            return opened
+        document, rules = opened
 
         def found() -> list[Diagnostic]:
             result = analyse(path, display, document.text, rules, self.config, self.index)
@@ -217,13 +224,10 @@ class Session:
         """Fix ``path``, or ``data`` (read from stdin: never written, see ``content``) as if it were its content."""
         display = display_path(path)
         given = data is not None
-        try:
-            document = self._read(path, data)
-        except SourceError as exc:
-            return self._unreadable(path, display, exc)
-        rules = self.reading(path, document.text, self.enabled(path))
-        if not rules:
-            return self._skipped(path, display, document)  # nothing a rule could fix
+        opened = self._open(path, display, data)
+        if isinstance(opened, FileOutcome):
+            return opened  # unreadable, or nothing a rule could fix
+        document, rules = opened
         outcome = self.fix_document(path, display, document.text, unsafe, rules=rules)
         result = FileOutcome(display, [document.for_output(d) for d in outcome.remaining],
                              [document.for_output(d) for d in outcome.applied], messages=list(outcome.dropped))
