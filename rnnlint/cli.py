@@ -497,8 +497,6 @@ def rules_command(output_format, config_file, no_project_code):
         click.echo(output.rule_table(rules.values()))
         return
     if output_format == "json":
-        import json
-
         click.echo(json.dumps([
             {"code": r.code, "name": r.name, "summary": r.summary(), "severity": r.severity.value,
              "fix": r.fix_applicability.value if r.fix_applicability else None, "default": r.default_enabled}

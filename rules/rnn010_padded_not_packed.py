@@ -265,7 +265,7 @@ def _padding_tokenizer(ctx, cls: cst.ClassDef) -> tuple[str, str, int] | None:
     ``tokenizers`` library, called on ``self.tokenizer`` here or inside the tokenizer class of the project
     that ``self.tokenizer = WordTokenizer(...)`` builds): the model is meant to be fed that tokenizer's
     ids. ``(tokenizer, file, line)`` of the padding."""
-    flow = ctx.index.flow()
+    flow, _ = flow_of(ctx)  # registers this parse, so that its lines are this file's
     for call in find_all(cls, cst.Call):
         func = call.func
         if isinstance(func, cst.Attribute) and func.attr.value == "enable_padding" and \

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint.flow.resolve import number
+from rnnlint.flow.resolve import flow_of, number
 from rnnlint.diagnostics import Applicability, Related
 from rnnlint.names import ImportMap, dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
@@ -100,7 +100,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 if not isinstance(loss.target, Padded):
                     continue
                 if loss.wrapper is not None:  # a loss class of the project: judged by its own body
-                    if id(loss.call) not in reported and self._check_wrapper(loss, loss.call, loss.call):
+                    if id(loss.call) not in reported and self._check_wrapper(loss, loss.call, self.ctx):
                         reported.add(id(loss.call))
                     continue
                 site = loss.constructor if loss.constructor is not None else loss.call
@@ -119,9 +119,10 @@ class PaddedLossWithoutIgnoreIndex(Rule):
 
     # -- loss classes of the project -------------------------------------------------------------
 
-    def _check_wrapper(self, loss: "_Loss", site: cst.CSTNode, used_at: cst.Call | None, where: str = "") -> bool:
+    def _check_wrapper(self, loss: "_Loss", site: cst.CSTNode, where_pad, where: str = "") -> bool:
+        """``where_pad``: the context of the file that padded-target flow ran in (it names the pad)."""
         wrapper = loss.wrapper
-        pad = _pad_of(self.ctx, loss.target)
+        pad = _pad_of(where_pad, loss.target)
         if wrapper.ignores or pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
             return False
         if wrapper.masks and wrapper.elementwise is not False:
@@ -160,13 +161,13 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 used = self._padded_wrapper_use(context, here, cls.name.value)
                 if used is None:
                     continue
-                loss, where = used
-                pad = _pad_of(context, loss.target)
+                loss, where, pad_context = used
+                pad = _pad_of(pad_context, loss.target)
                 if pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
                     continue
                 if wrapper.masks and wrapper.elementwise is not False:
                     continue
-                number = _number_text(pad.value) if pad.value is not None else None
+                pad_number = _number_text(pad.value) if pad.value is not None else None
                 padded = f"padded with {pad.text}" if pad.text else "padded with a pad that file cannot name"
                 mask = (" (its mask multiplies the loss after the mean reduction, which leaves the mean "
                         "unchanged)" if wrapper.masks else "")
@@ -174,23 +175,25 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                     wrapper.site,
                     f"{wrapper.loss} has no ignore_index, and {where} computes "
                     f"{cls.name.value} over targets {padded} ({loss.target.origin}): every padding position is "
-                    f"trained as a target{mask}; pass ignore_index={number or '<the pad id>'}",
-                    fix=f"Pass ignore_index={number}" if number else None,
-                    edits=[add_arg(wrapper.site, f"ignore_index={number}")] if number else [],
+                    f"trained as a target{mask}; pass ignore_index={pad_number or '<the pad id>'}",
+                    fix=f"Pass ignore_index={pad_number}" if pad_number else None,
+                    edits=[add_arg(wrapper.site, f"ignore_index={pad_number}")] if pad_number else [],
                 )
                 break
 
     @staticmethod
-    def _padded_wrapper_use(context, path, class_name: str) -> tuple["_Loss", str] | None:
+    def _padded_wrapper_use(context, path, class_name: str) -> tuple["_Loss", str, object] | None:
         """Where the file ``context`` computes the loss class over padded targets, itself or through a
-        training function of another file it hands the loss to: ``(loss, "loop.py:10")``."""
+        training function of another file it hands the loss to: ``(loss, "loop.py:10", the context of
+        the file whose flow found the targets)``."""
         resolver = _LossResolver(context, _criteria(context))
         home = (path, class_name)
         flow = context.index.flow()
         for run in file_runs(context, _LossFlow, resolver):
             for loss in getattr(run.result, "losses", []):
                 if loss.wrapper is not None and loss.wrapper.home == home and isinstance(loss.target, Padded):
-                    return loss, f"{flow.display(context.path.resolve())}:{flow.line(context.path, loss.call) or 1}"
+                    return (loss, f"{flow.display(context.path.resolve())}:{flow.line(context.path, loss.call) or 1}",
+                            context)
         for run in file_runs(context):
             for use in run.result.uses:
                 for key, value, _ in use.args if isinstance(use.callee, str) else ():
@@ -214,7 +217,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                     if not isinstance(built, cst.Call) or id(built) in reported:
                         continue
                     found = _padded_use_elsewhere(self.ctx, use, key, locate(self.ctx.index, self.ctx.path, value))
-                    if found is not None and self._check_wrapper(found[0], built, None, found[1]):
+                    if found is not None and self._check_wrapper(found[0], built, found[2], found[1]):
                         reported.add(id(built))
 
     def _check(self, loss: "_Loss", site: cst.Call) -> bool:
@@ -452,6 +455,8 @@ def _wrapper_of(ctx, path: Path, class_name: str) -> _Wrapper | None:
     """Is ``class_name`` (defined in ``path``) a loss class wrapping CrossEntropyLoss/NLLLoss over one of
     its forward's arguments? Read from its body: ``self.loss = nn.CrossEntropyLoss()`` then
     ``self.loss(output, target)`` (or ``F.cross_entropy(output, target)``) in ``forward``."""
+    if path == ctx.path.resolve():
+        flow_of(ctx)  # the flow model's lines of this file must be of this parse
     module = ctx.module if path == ctx.path.resolve() else ctx.index.tree(path)  # reports need this file's nodes
     if module is None:
         return None
@@ -507,7 +512,7 @@ def _assigned_name(function: cst.FunctionDef, call: cst.Call) -> str | None:
     return None
 
 
-def _padded_use_elsewhere(ctx, use, key, home) -> tuple["_Loss", str] | None:
+def _padded_use_elsewhere(ctx, use, key, home) -> tuple["_Loss", str, object] | None:
     """The loss class handed as argument ``key`` of ``use`` (a call of a function of another file): is it
     computed there over padded targets? ``(loss, "train.py:15")`` of the first such computation."""
     hit = ctx.index.lookup(ctx.path, use.callee)
@@ -527,7 +532,7 @@ def _padded_use_elsewhere(ctx, use, key, home) -> tuple["_Loss", str] | None:
             if loss.wrapper is not None and isinstance(loss.target, Padded) and dotted(loss.call.func) == param \
                     and loss.wrapper.home == home:
                 flow = ctx.index.flow()
-                return loss, f"{flow.display(hit[0])}:{flow.line(hit[0], loss.call) or 1} ({hit[1]})"
+                return loss, f"{flow.display(hit[0])}:{flow.line(hit[0], loss.call) or 1} ({hit[1]})", other
     return None
 
 

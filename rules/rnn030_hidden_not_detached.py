@@ -417,7 +417,7 @@ def _stateful(cls: cst.ClassDef) -> tuple[str, cst.CSTNode, cst.Call] | None:
     forward = next((s for s in block(cls) if isinstance(s, cst.FunctionDef) and s.name.value == "forward"), None)
     if forward is None:
         return None
-    for statement in find_all(forward, cst.SimpleStatementLine):
+    for statement in block(forward):  # forward's own statements: one inside a time loop carries per step
         for targets, value in assignments(statement):
             if not isinstance(value, cst.Call) or not (dotted(value.func) or "").startswith("self."):
                 continue
@@ -433,14 +433,14 @@ def _detaches(function: cst.FunctionDef, attr: str) -> bool:
     detach inside an expression that reads it: ``tuple(h.detach() for h in attr)``)?"""
     for call in find_all(function, cst.Call):
         if isinstance(call.func, cst.Attribute) and call.func.attr.value in _DETACH_METHODS and \
-                attr in cst.Module(body=[]).code_for_node(call):
+                dotted(call.func.value) == attr:
             return True
     for node in find_all(function, cst.Attribute):
         if node.attr.value == "data" and dotted(node.value) == attr:
             return True
     for comp in find_all(function, (cst.GeneratorExp, cst.ListComp)):
-        text = cst.Module(body=[]).code_for_node(comp)
-        if attr in text and ".detach()" in text:
+        if ".detach()" in cst.Module(body=[]).code_for_node(comp) and any(
+                dotted(n) == attr for n in find_all(comp, cst.Attribute)):
             return True
     return False
 

@@ -195,3 +195,13 @@ def test_the_fixtures_report_the_same_with_and_without_the_map():
     after = check(REPO / "fixtures" / "realcode", ".")
     assert len(before["findings"]) > 10
     assert after["findings"] == before["findings"]
+
+
+def test_a_docstring_on_the_class_line_keeps_the_class_and_its_base():
+    """``class Encoder(BaseRNN): \"\"\"doc\"\"\"`` on one line: the docstring's prose is dropped, the class and
+    its base are not (or a subclass of a recurrent base would look irrelevant)."""
+    from rnnlint.static.projectmap import map_text
+
+    mapped = map_text('from models import BaseRNN\nclass Encoder(BaseRNN): """Encoder."""\n')
+    assert "BaseRNN" in json.dumps(mapped.to_json())
+    assert "Encoder" in json.dumps(mapped.to_json())

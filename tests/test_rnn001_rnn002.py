@@ -293,3 +293,20 @@ def test_backward_and_step_on_one_line_get_the_clip_between_them(tmp_path):
     assert last.count(";") == 4 and last.index("loss.backward()") < last.index("clip_grad_norm_") < last.index(
         "optimizer.step()"), last
     assert _norm_at_step(torch, fixed) <= 0.5 + 1e-4
+
+
+def test_a_recursive_lambda_does_not_cost_the_files_findings(tmp_path):
+    """A recursive lambda is valid Python: the padding flow evaluates it once, and the file's other findings
+    stay (no 'nested too deeply' RNN900 in their place)."""
+    source = MODEL + textwrap.dedent("""
+        fact = lambda n: 1 if n == 0 else n * fact(n - 1)
+        SCALE = fact(3)
+
+        def train_step(model, optimizer, x, y):
+            optimizer.zero_grad()
+            loss = (model(x) - y).pow(2).mean() * SCALE
+            loss.backward()
+            optimizer.step()
+    """)
+    found = helpers.check(tmp_path, source, select=["RNN001", "RNN010", "RNN900"])
+    assert [d.code for d in found] == ["RNN001"]

@@ -230,3 +230,24 @@ def test_stepwise_decoder_with_padding_idx_is_quiet(tmp_path):
                 return output, state
     """)
     assert codes(helpers.check(tmp_path, source, select=["RNN010"]), "RNN010") == []
+
+
+def test_one_hot_rows_written_through_zip_are_not_padding(tmp_path):
+    """``for row, label in zip(onehot, labels): row[label] = 1`` fills each row of the buffer, one label
+    each: nothing is padded. The same buffer filled through per-example views (``zip(buf[:, i], seq)``) is."""
+    template = textwrap.dedent("""
+        import numpy as np
+        import torch
+        from torch import nn
+
+        labels, sequences = [1, 3], [[2, 5], [7]]
+        gru = nn.GRU(10, 16)
+        buf = np.zeros((len(labels), 4, 10), dtype=np.float32)
+        FILL
+        out, h = gru(torch.from_numpy(buf))
+    """)
+    one_hot = template.replace("FILL", "for row, label in zip(buf, labels):\n    row[label] = 1.0")
+    assert helpers.check(tmp_path, one_hot, select=["RNN010"]) == []
+    views = template.replace("FILL", "for i, seq in enumerate(sequences):\n"
+                                     "    for slot, code in zip(buf[i], seq):\n        slot[code] = 1.0")
+    assert [d.code for d in helpers.check(tmp_path, views, select=["RNN010"])] == ["RNN010"]

@@ -235,3 +235,57 @@ def test_evaluation_state_under_no_grad_is_quiet(tmp_path):
     """
     assert _codes(tmp_path, source) == []
     assert _codes(tmp_path, source.replace("with torch.no_grad():", "if True:")) == [("RNN030", 14)]
+
+
+STATEFUL = dedent("""
+    import torch
+    from torch import nn
+
+
+    class Stateful(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(3, 8, batch_first=True)
+            self.hidden = None
+
+        def forward(self, x):
+            out, self.hidden = self.lstm(x, self.hidden)
+            return out
+
+
+    def train(batches):
+        model = Stateful()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for x in batches:
+            optimizer.zero_grad()
+            model(x).pow(2).mean().backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+""")
+
+
+def test_state_kept_on_self_is_detached_in_forward_and_the_fix_runs(tmp_path):
+    """The model keeps its LSTM state on self and the loop never resets it: reported at the loop's call and in
+    forward; the safe fix detaches it in forward, and the fixed code trains two batches in a row."""
+    torch = pytest.importorskip("torch")
+    found = helpers.check(tmp_path, STATEFUL, select=["RNN030"])
+    assert sorted(d.line for d in found) == [12, 21]
+    fixed, remaining = helpers.fix(tmp_path, STATEFUL, select=["RNN030"])
+    assert not remaining
+    namespace: dict = {}
+    exec(compile(fixed, "train.py", "exec"), namespace)
+    namespace["train"]([torch.randn(2, 5, 3), torch.randn(2, 5, 3)])  # the second backward() would raise
+
+
+def test_state_carried_through_time_steps_inside_forward_gets_no_detach_in_the_loop(tmp_path):
+    """``for t: self.h = self.cell(x[t], self.h)`` inside forward: detaching there would cut backpropagation
+    through time to one step, so no fix (and no finding of this kind) is placed in the time loop."""
+    source = STATEFUL.replace("self.lstm = nn.LSTM(3, 8, batch_first=True)", "self.cell = nn.GRUCell(3, 8)").replace(
+        "        out, self.hidden = self.lstm(x, self.hidden)\n        return out",
+        "        for t in range(x.size(1)):\n            self.hidden = self.cell(x[:, t], self.hidden)\n"
+        "        return self.hidden")
+    assert "self.cell(x[:, t]" in source
+    fixed, _ = helpers.fix(tmp_path, source, select=["RNN030"])
+    lines = fixed.splitlines()
+    loop = next(i for i, line in enumerate(lines) if "for t in range" in line)
+    assert "self.hidden = self.cell(" in lines[loop + 1], fixed

@@ -12,13 +12,18 @@ finding):
 
 * padded tensors (:class:`Padded`): ``pad_sequence(...)``, element 0 of
   ``pad_packed_sequence(...)``, ``Embedding(padding_idx=...)`` outputs, values a
-  project function returns padded (see :func:`padded_returns`), items of a
-  ``DataLoader`` whose ``collate_fn`` pads; kept through ``.to()``/``.cuda()``/
+  project function returns padded or hands back (see :func:`returned`), items of a
+  ``DataLoader`` whose ``collate_fn`` or ``Dataset.__getitem__`` pads, rows padded
+  by hand and buffers filled per example; kept through ``.to()``/``.cuda()``/
   ``.transpose()``-like methods, slicing, and non-recurrent torch layers
   (embedding, dropout, linear, norms); packing ends it;
-* tuples of those (:class:`Items`), loaders (:class:`Loader`), torch modules
-  built in the code (:class:`Module`) and instances of project classes
-  (:class:`Instance`).
+* tuples of those (:class:`Items`), dicts of them (:class:`Fields`), loaders
+  (:class:`Loader`), torch modules built in the code (:class:`Module`) and
+  instances of project classes (:class:`Instance`).
+
+A top-level function also runs with what other files' calls of it hand it
+(:func:`file_runs`), so a training loop whose loader and model come from
+``main.py`` is followed.
 
 The same walk summarises a file for the project index (:func:`summarise`), so
 that a training script knows whether a model defined in another file packs
@@ -304,10 +309,13 @@ class Flow:
             self.statements(body_of(final))
 
     def small(self, small: cst.BaseSmallStatement) -> None:
-        if isinstance(small, cst.Assign) and isinstance(small.value, cst.Lambda):
+        if isinstance(small, cst.Assign):
             for target in small.targets:
                 if isinstance(target.target, cst.Name):
-                    self.lambdas[target.target.value] = small.value
+                    if isinstance(small.value, cst.Lambda):
+                        self.lambdas[target.target.value] = small.value
+                    else:
+                        self.lambdas.pop(target.target.value, None)
         if isinstance(small, cst.Assign):
             value = self.value(small.value)
             if _is_buffer(small.value, self.imports):
@@ -345,8 +353,9 @@ class Flow:
                 and isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == len(iterable.args)):
             return
         for element, arg in zip(target.elements, iterable.args):
-            base = arg.value.value if isinstance(arg.value, cst.Subscript) else arg.value
-            owner, name = dotted(base), dotted(element.value)
+            if not isinstance(arg.value, cst.Subscript):
+                continue  # zip(onehot, labels): the buffer's rows, one label each, not a sequence
+            owner, name = dotted(arg.value.value), dotted(element.value)
             if owner in self.buffers and name is not None:
                 self.views[name] = owner
 
@@ -533,7 +542,11 @@ class Flow:
         if any(v is not None for _, v, _ in args):
             self._use(call, name, args)
         if name in self.lambdas:  # pad = lambda row, n: row + [0] * (n - len(row))
-            return self.value(self.lambdas[name].body)
+            body = self.lambdas.pop(name)  # a recursive lambda is evaluated once
+            try:
+                return self.value(body.body)
+            finally:
+                self.lambdas[name] = body
         result = self.resolver.call(name)
         if result is None and any(isinstance(v, Padded) for _, v, _ in args):
             result = _passed(self.resolver.passes(name), args)
@@ -921,8 +934,12 @@ def _portable_pad(text: str) -> str:
 def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]] | None = None) -> dict[str, dict]:
     """Per top-level function and class: the padding facts other files need.
 
-    * functions: ``padded_returns``, positions of the returned tuple that are
-      padded (-1: the returned value itself), for ``collate_fn=`` in other files;
+    * functions: ``padded_returns``, positions of the returned tuple (or keys of
+      the returned dict) that are padded (-1: the returned value itself), with
+      ``pads`` (the pad written by hand, when it is a number), ``loaders``
+      (returned DataLoaders and their batches' facts) and ``passes`` (parameters
+      handed back: ``encode(rows)``); see :func:`returned`;
+    * Dataset classes: the same facts of one item (``__getitem__``);
     * classes with ``forward``: ``feeds``, forward parameter position -> the
       ``[callee, argument position]`` pairs that parameter reaches, unpacked, as
       an argument of a submodule call (``torch.nn.LSTM`` or a project class as

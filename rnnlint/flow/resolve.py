@@ -663,6 +663,9 @@ def flow_of(ctx) -> tuple[Flow, FileFacts]:
     """The run's flow model and the facts of the file ``ctx`` analyses (collected once per file)."""
     def build():
         flow = ctx.index.flow()
+        known = flow.file(ctx.path) if ctx.module is ctx.index.cached_tree(ctx.path) else None
+        if known is not None and known.module is ctx.module:
+            return flow, known  # another file's context over the index's own parse: nothing to replace
         return flow, flow.add(ctx.path, ctx.module, ctx.imports)
 
     return ctx.memo("flow", build)

@@ -362,6 +362,10 @@ class ProjectIndex:
         self._cache_write(key, summary)
         return summary
 
+    def cached_tree(self, path: Path) -> cst.Module | None:
+        """The tree :meth:`tree` already holds for ``path``, if any (never reads or parses)."""
+        return self._trees.get(path.resolve())
+
     def tree(self, path: Path) -> cst.Module | None:
         """The parsed tree of a project file, read and parsed once per run (shared with the flow model)."""
         path = path.resolve()

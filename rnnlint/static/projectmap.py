@@ -10,8 +10,8 @@ expressions, never from libcst:
 * the names it imports (``local name -> dotted target``, as
   :class:`rnnlint.names.ImportMap` reads them) and every module it imports;
 * its top-level definitions (classes, functions, assignments), each with the
-  dotted names and words its text holds (bases, calls, string constants and
-  comments alike: more words only make more files relevant, never fewer);
+  dotted names and words its code holds (bases, calls, string constants; not
+  comments or docstrings, whose prose would make files relevant that are not);
 * CPython's syntax error, when it refuses the file.
 
 A map is a small JSON document, sealed and cached by content hash beside the
@@ -201,7 +201,8 @@ def _docstrings(tree: ast.Module):
             continue
         if (not isinstance(node, (ast.If, ast.For, ast.While, ast.With, ast.Try)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):
+                and isinstance(body[0].value.value, str)
+                and body[0].lineno != getattr(node, "lineno", 0)):  # not on the header's own line
             yield body[0].lineno, body[0].end_lineno or body[0].lineno
         todo.extend(stmt for stmt in body if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))
 
