@@ -146,3 +146,11 @@ def node_positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
     fails if a libcst release changes this.
     """
     return PositionProvider()._gen(MetadataWrapper(module, unsafe_skip_copy=True))
+
+
+def param_names(function: cst.FunctionDef, kwonly: bool = True) -> list[str]:
+    """The names of a function's parameters, in order (without ``*args``/``**kwargs``); ``kwonly=False``
+    leaves out the keyword-only ones (those a positional argument can never fill)."""
+    params = function.params
+    return [p.name.value for p in (*params.posonly_params, *params.params, *(params.kwonly_params if kwonly else ()))]
+

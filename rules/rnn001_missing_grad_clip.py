@@ -4,7 +4,7 @@ import re
 
 import libcst as cst
 
-from rnnlint.flow.resolve import flow_of, number, site_of
+from rnnlint.flow.resolve import flow_of, number, values
 from rnnlint.flow.models import recurrent
 from rnnlint.diagnostics import Applicability
 from rnnlint.static.index import CLIP_FUNCTIONS
@@ -230,7 +230,7 @@ class MissingGradClip(Rule):
         for model in models:
             classes = self._classes(model)
             flow, _ = flow_of(self.ctx)
-            resolved = recurrent(flow, flow_values(self.ctx, model, model, models=True))
+            resolved = recurrent(flow, values(self.ctx, model, models=True))
             if resolved:
                 verdicts.append(True)
             elif classes:
@@ -310,14 +310,9 @@ def _trainer_clips(ctx, call: cst.Call) -> bool | None:
         return True if number(ctx, clip.value) is not None else None
     if isinstance(call.func, cst.Attribute) and call.func.attr.value == "from_argparse_args" and call.args:
         option = cst.Attribute(value=call.args[0].value, attr=cst.Name("gradient_clip_val"))
-        values = [v for v in flow_values(ctx, option, call) if v.number() is not None]
-        return any(v.number() for v in values) if values else False
+        found = [v.number for v in values(ctx, option, call) if v.number is not None]
+        return any(found) if found else False
     return False
-
-
-def flow_values(ctx, expr: cst.BaseExpression, node: cst.CSTNode, models: bool = False):
-    flow, _ = flow_of(ctx)
-    return flow.values(expr, site_of(ctx, node), models=models)
 
 
 def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:

@@ -1,7 +1,7 @@
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
-from rnnlint.flow.models import is_recurrent, packs_anywhere
+from rnnlint.flow.models import is_recurrent, packs, packs_anywhere
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.values import INSTANCE
 from rnnlint.names import dotted
@@ -14,7 +14,6 @@ from rnnlint.flow.padding import (
     methods,
     padded_callers,
     Module,
-    PACK_FUNCTIONS,
     Padded,
     Run,
     Use,
@@ -150,7 +149,7 @@ class PaddedNotPacked(Rule):
                 continue
             fed = forward_feeds(stmt, ctx.imports, resolver, self._rnns())
             tokenizer = _padding_tokenizer(ctx, stmt)
-            if tokenizer is not None and not _packs(ctx, stmt):
+            if tokenizer is not None and not packs(flow_of(ctx)[1], stmt):
                 # a model that owns a padding tokenizer is fed its ids, however forward reaches them
                 name, display, line = tokenizer
                 fed = [(0, use) for use in forward_uses(stmt, ctx.imports, resolver, self._rnns())
@@ -282,10 +281,6 @@ def _padding_tokenizer(ctx, cls: cst.ClassDef) -> tuple[str, str, int] | None:
             if found is not None:
                 return (hit[1], *found)
     return None
-
-
-def _packs(ctx, cls: cst.ClassDef) -> bool:
-    return any(ctx.qualname(c.func) in PACK_FUNCTIONS for c in find_all(cls, cst.Call))
 
 
 def _enables_padding(ctx, path, class_name: str, depth: int = 0) -> tuple[str, int] | None:

@@ -8,7 +8,7 @@ import libcst as cst
 from rnnlint.flow.resolve import flow_of, number
 from rnnlint.diagnostics import Applicability, Related
 from rnnlint.names import ImportMap, dotted
-from rnnlint.nodes import Visitor, find_all, keyword_arg
+from rnnlint.nodes import Visitor, find_all, keyword_arg, param_names
 from rnnlint.flow.padding import (
     PAD_SEQUENCE,
     Flow,
@@ -123,10 +123,8 @@ class PaddedLossWithoutIgnoreIndex(Rule):
         """``where_pad``: the context of the file that padded-target flow ran in (it names the pad)."""
         wrapper = loss.wrapper
         pad = _pad_of(where_pad, loss.target)
-        if wrapper.ignores or pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
+        if not _counts_pads(wrapper, pad):
             return False
-        if wrapper.masks and wrapper.elementwise is not False:
-            return False  # a per-element loss, masked: the pads do not count
         padded = f"padded with {pad.text}" if pad.text else "padded with a pad this file cannot name"
         mask = (" Its mask multiplies the loss after the mean reduction, which leaves the mean unchanged: "
                 "the pads still count." if wrapper.masks else "")
@@ -163,9 +161,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                     continue
                 loss, where, pad_context = used
                 pad = _pad_of(pad_context, loss.target)
-                if pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
-                    continue
-                if wrapper.masks and wrapper.elementwise is not False:
+                if not _counts_pads(wrapper, pad):
                     continue
                 pad_number = _number_text(pad.value) if pad.value is not None else None
                 padded = f"padded with {pad.text}" if pad.text else "padded with a pad that file cannot name"
@@ -451,6 +447,14 @@ class _LossFlow(Flow):
         return None
 
 
+def _counts_pads(wrapper: _Wrapper, pad: "_Pad | None") -> bool:
+    """Does the loss class train on the pad positions: no ignore_index, a pad that is not the default
+    ignore index (-100), and no mask on a per-element loss?"""
+    if wrapper.ignores or pad is None or pad.value == _CROSS_ENTROPY_DEFAULT_IGNORE:
+        return False
+    return not (wrapper.masks and wrapper.elementwise is not False)
+
+
 def _wrapper_of(ctx, path: Path, class_name: str) -> _Wrapper | None:
     """Is ``class_name`` (defined in ``path``) a loss class wrapping CrossEntropyLoss/NLLLoss over one of
     its forward's arguments? Read from its body: ``self.loss = nn.CrossEntropyLoss()`` then
@@ -525,8 +529,7 @@ def _padded_use_elsewhere(ctx, use, key, home) -> tuple["_Loss", str, object] | 
     for run in file_runs(other, _LossFlow, resolver):
         if not isinstance(run.node, cst.FunctionDef) or run.node.name.value != hit[1]:
             continue
-        params = [p.name.value for p in (*run.node.params.posonly_params, *run.node.params.params,
-                                         *run.node.params.kwonly_params)]
+        params = param_names(run.node)
         param = params[key] if isinstance(key, int) and key < len(params) else key
         for loss in getattr(run.result, "losses", []):
             if loss.wrapper is not None and isinstance(loss.target, Padded) and dotted(loss.call.func) == param \

@@ -310,3 +310,24 @@ def test_a_recursive_lambda_does_not_cost_the_files_findings(tmp_path):
     """)
     found = helpers.check(tmp_path, source, select=["RNN001", "RNN010", "RNN900"])
     assert [d.code for d in found] == ["RNN001"]
+
+
+def test_trainer_from_argparse_args_follows_the_projects_own_clip_default(tmp_path):
+    """``Trainer.from_argparse_args(args)`` takes ``--gradient_clip_val`` from the command line: Lightning's
+    default (none) is reported, with the keyword as the fix; a parser of the project's own that defaults it
+    to a positive value clips."""
+    head = "import argparse\nimport pytorch_lightning as pl\n" + MODEL.replace("nn.Module", "pl.LightningModule")
+    source = head + textwrap.dedent("""
+        parser = argparse.ArgumentParser()
+        parser = pl.Trainer.add_argparse_args(parser)
+        CLIP
+        args = parser.parse_args()
+        pl.Trainer.from_argparse_args(args).fit(Net(), loader)
+    """)
+    unset = source.replace("CLIP\n", "")
+    found = helpers.check(tmp_path, unset, select=BOTH)
+    assert [d.code for d in found] == ["RNN001"] and "--gradient_clip_val defaults to none" in found[0].message
+    fixed, _ = helpers.fix(tmp_path, unset, select=BOTH)
+    assert "pl.Trainer.from_argparse_args(args, gradient_clip_val=1.0).fit(Net(), loader)" in fixed
+    clipped = source.replace("CLIP", 'parser.add_argument("--gradient_clip_val", type=float, default=0.5)')
+    assert helpers.check(tmp_path, clipped, select=BOTH) == []

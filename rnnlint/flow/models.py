@@ -39,7 +39,7 @@ def is_recurrent(flow, value: Value, depth: int = 0) -> bool:
     if facts is None:
         return False
     cls = value.node
-    if _builds_by_name(flow, facts, cls) or _packs(facts, cls):
+    if _builds_by_name(flow, facts, cls) or packs(facts, cls):
         return True
     # submodules handed to the constructor
     if value.call is not None and value.call_site is not None:
@@ -89,7 +89,7 @@ def _builds_by_name(flow, facts: FileFacts, cls: cst.ClassDef) -> bool:
     return False
 
 
-def _packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
+def packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
     """Does a method of ``cls`` pack (whatever name the file imports the packing function under)?"""
     methods = set(facts.methods.get(cls, {}).values())
     for calls in facts.calls.values():
@@ -114,7 +114,7 @@ def packs_anywhere(flow, value: Value, depth: int = 0) -> bool:
                 for b in flow.values(base.value, facts.site(None), models=True) if b.kind == CLASS]
     for cls, path in classes:
         owner = flow.file(path) if cls is not None else None
-        if owner is None or _packs(owner, cls):
+        if owner is None or packs(owner, cls):
             return True
         for assigned in owner.self_assigns.get(cls, {}).values():
             for expr, method in assigned:

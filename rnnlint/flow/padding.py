@@ -39,7 +39,7 @@ from typing import Union
 import libcst as cst
 
 from rnnlint.names import ImportMap, dotted
-from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg
+from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg, param_names
 
 RNN_UTILS = "torch.nn.utils.rnn."
 PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
@@ -785,8 +785,7 @@ def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]
 
 def forward_params(function: cst.FunctionDef) -> list[str]:
     """Positional parameters after ``self``."""
-    params = [p.name.value for p in (*function.params.posonly_params, *function.params.params)]
-    return params[1:]
+    return param_names(function, kwonly=False)[1:]
 
 
 # -- summaries for the project index --------------------------------------------
@@ -983,7 +982,7 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
     ]
     for name, stmt in function_defs + function_defs:  # twice: helpers defined below their callers
         if may_pad(name) and not functions.get(name):
-            params = [p.name.value for p in (*stmt.params.posonly_params, *stmt.params.params)]
+            params = param_names(stmt, kwonly=False)
             env = {p: Padded(f"@{i}") for i, p in enumerate(params)}
             result = Flow(imports, _SummaryResolver(imports, functions)).run_function(stmt, env)
             functions[name] = padded_facts([_own(v) for v in result.returns])
@@ -993,16 +992,12 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
             if functions[name]:
                 out[name] = dict(functions[name])
     # ``make_batch = Helpers.make_batch``: the alias returns what the method does
-    for stmt in module.body:
-        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(stmt.body[0], cst.Assign):
-            assign = stmt.body[0]
-            source = dotted(assign.value)
-            if source in functions and functions[source]:
-                for target in assign.targets:
-                    alias = dotted(target.target)
-                    if alias and "." not in alias:
-                        functions[alias] = functions[source]
-                        out[alias] = dict(functions[source])
+    qualified = {id(stmt): name for name, stmt in function_defs}
+    for alias, stmt in module_functions(module).items():
+        source = qualified.get(id(stmt))
+        if source is not None and source != alias and functions.get(source):
+            functions[alias] = functions[source]
+            out[alias] = dict(functions[source])
     resolver = _SummaryResolver(imports, functions)
     for stmt in module.body:
         if not isinstance(stmt, cst.ClassDef):
@@ -1324,8 +1319,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
     if callers:
         for function in functions.values():
             if _takes_values(function):
-                params = [p.name.value for p in (*function.params.posonly_params, *function.params.params,
-                                                 *function.params.kwonly_params)]
+                params = param_names(function)
                 for use in _foreign_uses(ctx, function.name.value):
                     enter(function, None, params, use)
 
@@ -1349,8 +1343,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
                     target = classes.get(hit[1])
             elif isinstance(use.callee, str) and use.callee in functions:
                 function = functions[use.callee]
-                params = [p.name.value for p in (*function.params.posonly_params, *function.params.params,
-                                                 *function.params.kwonly_params)]
+                params = param_names(function)
                 enter(function, None, params, use)
             if target is not None and "forward" in methods(target):
                 forward = methods(target)["forward"]
@@ -1395,8 +1388,7 @@ def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
 
 def _takes_values(function: cst.FunctionDef) -> bool:
     """Does the function use a parameter as a batch source or a model: loop over it, or call it?"""
-    params = {p.name.value for p in (*function.params.posonly_params, *function.params.params,
-                                     *function.params.kwonly_params)}
+    params = set(param_names(function))
     if not params:
         return False
     for node in find_all(function, (cst.For, cst.Call)):

@@ -671,14 +671,16 @@ def flow_of(ctx) -> tuple[Flow, FileFacts]:
     return ctx.memo("flow", build)
 
 
-def values(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None) -> list[Value]:
+def values(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None, *,
+           models: bool = False) -> list[Value]:
     """The possible values of ``expr`` written in the file ``ctx`` analyses.
 
     ``node`` is any node that encloses ``expr`` inside its function (the
     expression itself by default): it tells which function's names apply.
+    ``models``: the question asks for a module (see :meth:`Flow.values`).
     """
     flow, facts = flow_of(ctx)
-    return flow.values(expr, site_of(ctx, node if node is not None else expr))
+    return flow.values(expr, site_of(ctx, node if node is not None else expr), models=models)
 
 
 def site_of(ctx, node: cst.CSTNode | None) -> Site:
