@@ -255,7 +255,7 @@ class Rule:
 
     def __init__(self, ctx: FileContext, options: dict[str, Any], reports: list[Report]) -> None:
         self.ctx = ctx
-        self.opts = options
+        self.settings = options
         self._reports = reports
 
     def report(

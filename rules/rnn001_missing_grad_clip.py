@@ -17,7 +17,7 @@ from rnnlint.flow.training import (
     Scope,
     clip_covers,
     clip_placement,
-    facts,
+    training_code,
     is_recurrent_expr,
     optimizer_at,
     recurrent_context,
@@ -115,7 +115,7 @@ class MissingGradClip(Rule):
         return _trainer_kind(self.ctx, call)
 
     def finish(self) -> None:
-        f = facts(self.ctx)
+        f = training_code(self.ctx)
         for scope in f.scopes:
             for event in scope.events:
                 if event.kind == "step":
@@ -156,7 +156,7 @@ class MissingGradClip(Rule):
             step.call,
             f"{step_text} updates the recurrent model without gradient clipping after backward(): "
             f"{_WHY}; clip the gradients of `{target}`'s parameters before step()",
-            fix=f"Insert clip_grad_norm_(..., max_norm={self.opts['max-norm']!r}) before step()",
+            fix=f"Insert clip_grad_norm_(..., max_norm={self.settings['max-norm']!r}) before step()",
             edits=edits,
             imports=self._imports() if edits and backward.via is None else (),
         )
@@ -164,7 +164,7 @@ class MissingGradClip(Rule):
     def _fix_lines(self, scope: Scope, step: Event, backward: Event, optimizer: Optimizer | None) -> list[str]:
         if not step.target:
             return []
-        max_norm = f"max_norm={self.opts['max-norm']!r}"
+        max_norm = f"max_norm={self.settings['max-norm']!r}"
         params = self._params(scope, optimizer, step.target)
         if backward.via == "accelerator":
             accelerator = dotted(backward.call.func.value)  # type: ignore[attr-defined]
@@ -200,7 +200,7 @@ class MissingGradClip(Rule):
         models = [m for m in models if m is not None]
         if any(self._clips_itself(m) for m in models) or not self._recurrent(models):
             return
-        max_norm = repr(self.opts["max-norm"])
+        max_norm = repr(self.settings["max-norm"])
         edit = replace(clip.value, max_norm) if clip is not None else add_arg(call, f"gradient_clip_val={max_norm}")
         from_cli = isinstance(call.func, cst.Attribute) and call.func.attr.value == "from_argparse_args"
         self.report(
@@ -221,7 +221,7 @@ class MissingGradClip(Rule):
         if isinstance(model, cst.Call):
             name = dotted(model.func)
             return [name] if name else []
-        return facts(self.ctx).models.get(dotted(model) or "", [])
+        return training_code(self.ctx).models.get(dotted(model) or "", [])
 
     def _recurrent(self, models: list[cst.BaseExpression]) -> bool:
         """Is one of the models a framework trains recurrent? Unknown models: does the file
@@ -240,7 +240,7 @@ class MissingGradClip(Rule):
         known = [v for v in verdicts if v is not None]
         if known:
             return any(known)
-        return facts(self.ctx).mentions_recurrent
+        return training_code(self.ctx).mentions_recurrent
 
     # -- Hugging Face ------------------------------------------------------
 
@@ -251,7 +251,7 @@ class MissingGradClip(Rule):
         models = [keyword_arg(t, "model") for t in self._hf_trainers]
         if not self._recurrent([m.value for m in models if m is not None]):
             return
-        max_norm = repr(self.opts["max-norm"])
+        max_norm = repr(self.settings["max-norm"])
         self.report(
             arg.value,
             f"max_grad_norm={self.ctx.code(arg.value)} turns off the Trainer's gradient clipping for a "
@@ -274,7 +274,7 @@ def _visible(ctx, scope: Scope, optimizer: Optimizer) -> bool:
     head = owner.split(".")[0]
     if head == "self":
         return scope.cls is not None and optimizer.scope is not None and optimizer.scope.cls is scope.cls
-    module_scope = facts(ctx).scopes[0]
+    module_scope = training_code(ctx).scopes[0]
     return head in scope.assigned or head in scope.params or head in module_scope.assigned
 
 

@@ -11,7 +11,7 @@ from rnnlint.flow.training import (
     Scope,
     clip_covers,
     clip_placement,
-    facts,
+    training_code,
     neighbours,
     optimizer_at,
     recurrent_context,
@@ -68,7 +68,7 @@ class MisplacedGradClip(Rule):
     triggers = ("clip",)
 
     def finish(self) -> None:
-        for scope in facts(self.ctx).scopes:
+        for scope in training_code(self.ctx).scopes:
             for clip in [e for e in scope.events if e.kind == "clip"]:
                 placement = clip_placement(scope, clip)
                 if placement is not None:
@@ -85,10 +85,10 @@ class MisplacedGradClip(Rule):
         it runs once, before training, when there are no gradients to clip."""
         if clip.loop is not None or not self._direct(clip) or any(e.kind == "backward" for e in scope.events):
             return False
-        return any(o.scope is scope for o in facts(self.ctx).all_optimizers)
+        return any(o.scope is scope for o in training_code(self.ctx).all_optimizers)
 
     def _once(self, scope: Scope, clip: Event) -> None:
-        optimizer = next(o for o in facts(self.ctx).all_optimizers if o.scope is scope)
+        optimizer = next(o for o in training_code(self.ctx).all_optimizers if o.scope is scope)
         if not recurrent_context(self.ctx, scope, optimizer):
             return
         self.report(

@@ -15,8 +15,8 @@ from rnnlint.flow.padding import (
     padded_callers,
     Module,
     Padded,
-    Run,
-    Use,
+    BodyRun,
+    KnownCall,
     feeds_recurrent,
     file_runs,
     builds_recurrent,
@@ -125,7 +125,7 @@ class PaddedNotPacked(Rule):
                         seen.add(id(use.call))
         self._report_forwards(seen)
 
-    def _report_module(self, run: Run, use: Use, module: Module, padded: Padded, arg: cst.Arg) -> None:
+    def _report_module(self, run: BodyRun, use: KnownCall, module: Module, padded: Padded, arg: cst.Arg) -> None:
         call = self.ctx.code(use.call)
         if len(call) > 60:
             call = self.ctx.code(use.call.func) + "(...)"
@@ -177,7 +177,7 @@ class PaddedNotPacked(Rule):
     def _rnns(self) -> frozenset[str]:
         return frozenset(n for n in self.ctx.index.recurrent_names if "Cell" not in n)
 
-    def _report_model(self, use: Use, model: Instance) -> bool:
+    def _report_model(self, use: KnownCall, model: Instance) -> bool:
         hit = locate(self.ctx.index, self.ctx.path, model)
         if hit is None or hit[0] == self.ctx.path.resolve():
             return False  # a model of this file is followed into its forward instead
@@ -198,7 +198,7 @@ class PaddedNotPacked(Rule):
                 return True
         return False
 
-    def _unpacked_model(self, use: Use, hit: tuple) -> str | None:
+    def _unpacked_model(self, use: KnownCall, hit: tuple) -> str | None:
         """The model the flow model resolves at this call (a parameter filled by the callers, a model
         built from injected submodules): recurrent, and packing nowhere in its classes. Returns the
         recurrent classes it is made of, for the message, or None."""
@@ -211,7 +211,7 @@ class PaddedNotPacked(Rule):
 
     # -- fix -----------------------------------------------------------------
 
-    def _fix(self, run: Run, use: Use, module: Module, arg: cst.Arg):
+    def _fix(self, run: BodyRun, use: KnownCall, module: Module, arg: cst.Arg):
         statement = use.statement
         if not isinstance(statement, cst.SimpleStatementLine) or len(statement.body) != 1:
             return [], []
@@ -302,7 +302,7 @@ def _enables_padding(ctx, path, class_name: str, depth: int = 0) -> tuple[str, i
     return None
 
 
-def _stepwise_decoder(use: Use, padded: Padded) -> bool:
+def _stepwise_decoder(use: KnownCall, padded: Padded) -> bool:
     """``self.rnn(self.embedding(token), hidden)`` in a decoder: one step at a time with the previous
     state, where the padding index only marks targets; packing does not apply."""
     if "padding_idx" not in padded.origin:

@@ -28,7 +28,7 @@ from rnnlint.flow.padding import (
     module_functions,
 )
 from rnnlint.rule import Invalid, Rule, Valid, add_arg, replace
-from rnnlint.flow.training import facts, recurrent_context
+from rnnlint.flow.training import training_code, recurrent_context
 
 LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
 LOSS_FUNCTIONS = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"})
@@ -107,7 +107,7 @@ class PaddedLossWithoutIgnoreIndex(Rule):
                 if id(site) in reported or _masked(run.node, loss):
                     continue
                 if recurrent is None:
-                    f = facts(self.ctx)
+                    f = training_code(self.ctx)
                     recurrent = f.mentions_recurrent or any(self.ctx.is_recurrent(c) for c in f.classes) or any(
                         recurrent_context(self.ctx, o.scope, o) for o in f.all_optimizers)
                 if not recurrent:
@@ -598,7 +598,7 @@ def _constant(ctx, text: str) -> float | None:
 def _known_pad_ids(ctx) -> set[str]:
     """Pad ids the file names: ``PAD_IDX``-like module constants, ``padding_idx=`` of embeddings."""
     found: set[str] = set()
-    for name in list(facts(ctx).scopes[0].assigned) + list(ctx.imports.names):
+    for name in list(training_code(ctx).scopes[0].assigned) + list(ctx.imports.names):
         if "." not in name and "PAD" in name.split("_") and name.isupper():
             found.add(name)
     if len(found) <= 1:
@@ -671,7 +671,7 @@ def _number_text(value: float) -> str:
 def _scope_of(ctx, node: cst.CSTNode):
     """The training-facts scope whose function contains ``node`` (innermost)."""
     best = None
-    for scope in facts(ctx).scopes:
+    for scope in training_code(ctx).scopes:
         if isinstance(scope.node, cst.FunctionDef) and _contains(scope.node, node):
             best = scope
     return best

@@ -5,7 +5,7 @@ import libcst as cst
 from rnnlint.flow.resolve import chain, origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
-from rnnlint.flow.training import facts, recurrent_context
+from rnnlint.flow.training import training_code, recurrent_context
 
 # optimizer family -> (threshold option, recommended value option)
 _FAMILIES = {"adam": ("adam", "adam-fix"), "rmsprop": ("rmsprop", "rmsprop-fix"), "sgd": ("sgd", "sgd-fix")}
@@ -67,14 +67,14 @@ class HighLearningRate(Rule):
     }
 
     def finish(self) -> None:
-        clips = any(e.kind == "clip" for scope in facts(self.ctx).scopes for e in scope.events)
-        for optimizer in facts(self.ctx).all_optimizers:
+        clips = any(e.kind == "clip" for scope in training_code(self.ctx).scopes for e in scope.events)
+        for optimizer in training_code(self.ctx).all_optimizers:
             keys = _FAMILIES.get(optimizer.family)
             if keys is None or optimizer.lr is None:
                 continue
             if optimizer.family == "sgd" and clips:
                 continue  # plain SGD at lr 20-30 with clipping is the word-language-model recipe
-            ceiling = self.opts[keys[0]]
+            ceiling = self.settings[keys[0]]
             if isinstance(optimizer.lr, (cst.Integer, cst.Float)) and float(optimizer.lr.evaluated_value) <= ceiling:
                 continue  # a number written in place, below the ceiling: no need to build the file's flow
             above = [v for v in values(self.ctx, optimizer.lr) if v.number is not None and v.number > ceiling]
@@ -83,7 +83,7 @@ class HighLearningRate(Rule):
             if not recurrent_context(self.ctx, optimizer.scope, optimizer):
                 continue
             found = max(above, key=lambda v: v.number)
-            recommended = self.opts[keys[1]]
+            recommended = self.settings[keys[1]]
             short = optimizer.qualname.rsplit(".", 1)[-1]
             where = origin(self.ctx, found, optimizer.lr)
             where = f" ({where})" if where else ""

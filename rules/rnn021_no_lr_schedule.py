@@ -6,7 +6,7 @@ from rnnlint.static.index import OPTIMIZERS
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all
 from rnnlint.rule import Invalid, Rule, Valid
-from rnnlint.flow.training import facts, recurrent_context
+from rnnlint.flow.training import training_code, recurrent_context
 
 #: words in a helper's name that, next to "lr" / "learning_rate", say it changes the learning rate
 _LR_VERBS = ("adjust", "set", "update", "decay", "anneal", "warmup", "reduce", "step")
@@ -54,7 +54,7 @@ class NoLrSchedule(Rule):
     triggers = ("optim",)
 
     def finish(self) -> None:
-        f = facts(self.ctx)
+        f = training_code(self.ctx)
         if _schedules(self.ctx):
             return
         trains = any(e.kind == "backward" for s in f.scopes for e in s.events) and any(
@@ -91,7 +91,7 @@ class NoLrSchedule(Rule):
 
 def _schedules(ctx) -> bool:
     """Does the file change the learning rate anywhere (scheduler, manual decay, lr helper)?"""
-    if facts(ctx).schedulers:
+    if training_code(ctx).schedulers:
         return True
     for call in find_all(ctx.module, cst.Call):
         name = dotted(call.func) or ""

@@ -10,7 +10,7 @@ from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
 from rnnlint.flow.padding import file_context
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
-from rnnlint.flow.training import Scope, facts
+from rnnlint.flow.training import Scope, training_code
 
 _TUPLE_STATE = frozenset({"torch.nn.LSTM", "torch.nn.LSTMCell"})
 _TENSOR_STATE = frozenset({"torch.nn.GRU", "torch.nn.RNN", "torch.nn.GRUCell", "torch.nn.RNNCell"})
@@ -83,7 +83,7 @@ class HiddenNotDetached(Rule):
                 ("def forward", "LSTM"), ("def forward", "GRU"), ("def forward", "RNN"))
 
     def finish(self) -> None:
-        f = facts(self.ctx)
+        f = training_code(self.ctx)
         helpers = {s.node.name.value for s in f.scopes
                    if isinstance(s.node, cst.FunctionDef) and any(e.kind == "backward" for e in s.events)}
         self._backward_helpers = helpers
@@ -301,7 +301,7 @@ class HiddenNotDetached(Rule):
             return any(
                 isinstance(s.node, cst.FunctionDef) and s.node.name.value == last and s.cls is scope.cls
                 and self._detaching(s.node.body, s)
-                for s in facts(self.ctx).scopes
+                for s in training_code(self.ctx).scopes
             )
         found = definition(self.ctx, name)
         return found is not None and found.kind == "function" and _detach_calls(found.calls)
@@ -312,7 +312,7 @@ class HiddenNotDetached(Rule):
         name = dotted(func)
         if name is None:
             return []
-        return facts(self.ctx).models.get(name.removesuffix(".forward"), [])
+        return training_code(self.ctx).models.get(name.removesuffix(".forward"), [])
 
     def _recurrent_callee(self, func: cst.BaseExpression, scope: Scope, strict: bool) -> bool:
         """Is the called model recurrent? ``strict``: only when known, no file-level fallback."""
@@ -326,7 +326,7 @@ class HiddenNotDetached(Rule):
             return False
         if scope.cls is not None and self.ctx.is_recurrent(scope.cls.name.value):
             return True
-        return facts(self.ctx).mentions_recurrent
+        return training_code(self.ctx).mentions_recurrent
 
     def _model_detaches(self, func: cst.BaseExpression) -> bool:
         """A model class of this file whose ``forward`` detaches (a stateful module that cuts for you)."""
@@ -334,7 +334,7 @@ class HiddenNotDetached(Rule):
         return any(
             isinstance(s.node, cst.FunctionDef) and s.node.name.value == "forward" and s.cls is not None
             and s.cls.name.value in classes and self._detaching(s.node.body, s)
-            for s in facts(self.ctx).scopes
+            for s in training_code(self.ctx).scopes
         )
 
     # -- the fix ----------------------------------------------------------------------
@@ -380,7 +380,7 @@ class HiddenNotDetached(Rule):
                 kinds.add("tensor")
         scopes = [scope]
         if name.startswith("self."):
-            scopes = [s for s in facts(self.ctx).scopes if s.cls is scope.cls]
+            scopes = [s for s in training_code(self.ctx).scopes if s.cls is scope.cls]
         values = [value for s in scopes for value in s.assigned.get(name, [])]
         maybe_none = not values  # a parameter, or set elsewhere: the caller may pass None
         for value in values:
@@ -451,7 +451,7 @@ def _carrying_calls(ctx) -> list[tuple[cst.Call, tuple, str, str]]:
     def compute():
         flow, _ = flow_of(ctx)
         found = []
-        for scope in facts(ctx).scopes:
+        for scope in training_code(ctx).scopes:
             if not any(e.kind == "backward" for e in scope.events):
                 continue
             for where in placed(ctx, scope):

@@ -7,7 +7,7 @@ from rnnlint.flow.loops import Placed, assigned_names, calls_inside, contains, d
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
-from rnnlint.flow.training import Event, Scope, _looks_like_optimizer, facts, optimizer_at, recurrent_context
+from rnnlint.flow.training import Event, Scope, _looks_like_optimizer, training_code, optimizer_at, recurrent_context
 
 _GRAD = re.compile(r"\.grad\b")
 
@@ -51,7 +51,7 @@ class MissingZeroGrad(Rule):
     triggers = (".step(",)
 
     def finish(self) -> None:
-        f = facts(self.ctx)
+        f = training_code(self.ctx)
         for scope in f.scopes:
             for event in scope.events:
                 if event.kind == "step" and event.loop is not None:
@@ -95,7 +95,7 @@ class MissingZeroGrad(Rule):
     # -- what clears gradients ------------------------------------------------
 
     def _clears_gradients(self, scope: Scope, loop: cst.CSTNode, target: str | None) -> bool:
-        f = facts(self.ctx)
+        f = training_code(self.ctx)
         for call in calls_inside(self.ctx, loop):
             func = call.func
             if isinstance(func, cst.Attribute):
@@ -126,7 +126,7 @@ class MissingZeroGrad(Rule):
 
     def _zeroing_helper(self, scope: Scope, name: str) -> bool:
         """A function of the project whose body calls ``zero_grad`` (``reset_grads(model)``)."""
-        f = facts(self.ctx)
+        f = training_code(self.ctx)
         if name.startswith("self.") and name.count(".") == 1:
             return any(
                 isinstance(s.node, cst.FunctionDef) and s.node.name.value == name[5:] and s.cls is scope.cls

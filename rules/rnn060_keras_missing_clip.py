@@ -237,7 +237,7 @@ class KerasMissingClip(Rule):
 
     def _report_optimizer(self, call: cst.Call) -> None:
         short = (dotted(call.func) or "optimizer").rsplit(".", 1)[-1]
-        norm = self.opts["clip-norm"]
+        norm = self.settings["clip-norm"]
         self.report(
             call,
             f"{short} optimizer for a recurrent Keras model has no clipnorm / global_clipnorm / clipvalue, and no "
@@ -249,7 +249,7 @@ class KerasMissingClip(Rule):
 
     def _report_compile(self, call: cst.Call) -> None:
         arg = _optimizer_arg(call)
-        norm = self.opts["clip-norm"]
+        norm = self.settings["clip-norm"]
         if arg is not None and not isinstance(arg.value, cst.SimpleString):
             return  # an optimizer object: judged where it is built
         written = str(arg.value.evaluated_value) if arg is not None else "rmsprop"
@@ -276,7 +276,7 @@ class KerasMissingClip(Rule):
 
     def _report_apply(self, apply: _Apply) -> None:
         receiver = apply.receiver or "optimizer"
-        norm = self.opts["clip-norm"]
+        norm = self.settings["clip-norm"]
         grads = _gradients_name(apply.call)
         tf, imports = self._tensorflow_alias()
         clip = f"{grads or 'grads'}, _ = {tf or 'tf'}.clip_by_global_norm({grads or 'grads'}, {norm!r})"

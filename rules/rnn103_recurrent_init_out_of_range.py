@@ -50,16 +50,16 @@ class RecurrentInitOutOfRange(GraphRule):
             for param, gate, block in recurrent_blocks(module):
                 radius = spectral_radius(block)
                 label = f"{param}" + ("" if gate == "hidden" else f" ({gate} gate)")
-                if radius > self.opts["max-radius"]:
+                if radius > self.settings["max-radius"]:
                     high.append(f"{label}: {radius:.2f}")
-                elif vanilla_tanh and radius < self.opts["min-radius"]:
+                elif vanilla_tanh and radius < self.settings["min-radius"]:
                     low.append(f"{label}: {radius:.2f}")
             name = f"`{run.label(path)}`"
             if high:
                 run.report(
                     self.code,
                     f"{name} ({describe(module)}) has recurrent weights with spectral radius above "
-                    f"{self.opts['max-radius']:g} after initialisation ({', '.join(high[:4])}"
+                    f"{self.settings['max-radius']:g} after initialisation ({', '.join(high[:4])}"
                     f"{', ...' if len(high) > 4 else ''}): the state grows at every time step, so units saturate "
                     "and gradients explode. Initialise weight_hh orthogonally (nn.init.orthogonal_ on each gate "
                     "block) or keep PyTorch's default.",
@@ -69,7 +69,7 @@ class RecurrentInitOutOfRange(GraphRule):
                 run.report(
                     self.code,
                     f"{name} ({describe(module)}) has recurrent weights with spectral radius below "
-                    f"{self.opts['min-radius']:g} after initialisation ({', '.join(low[:4])}): the state, and the "
+                    f"{self.settings['min-radius']:g} after initialisation ({', '.join(low[:4])}): the state, and the "
                     "gradient through it, shrinks at every step and vanishes over long sequences. Initialise "
                     "weight_hh orthogonally (nn.init.orthogonal_) or with the identity (IRNN).",
                     path,

@@ -54,11 +54,11 @@ class LstmForgetBias(GraphRule):
                     if bias is not None:
                         total = total + bias.detach()[hidden:2 * hidden].float()
                 mean = float(total.mean())
-                if mean < self.opts["min-bias"]:
+                if mean < self.settings["min-bias"]:
                     low.append(f"{'layer' + suffix if suffix else 'cell'}: {mean:.2f}")
             if low:
                 what = "has no biases, so the forget gate's bias is 0" if not module.bias else \
-                    f"has a mean forget-gate bias below {self.opts['min-bias']:g} ({', '.join(low[:4])})"
+                    f"has a mean forget-gate bias below {self.settings['min-bias']:g} ({', '.join(low[:4])})"
                 run.report(
                     self.code,
                     f"`{run.label(path)}` {what}: the forget gate starts half closed and the cell "

@@ -46,7 +46,7 @@ class SaturatedAtInit(GraphRule):
                 measured = saturation(module, x, hx)
             except (ValueError, RuntimeError, IndexError):  # a state that does not fit the layer: RNN107's finding
                 continue
-            if measured is None or measured.share <= self.opts["max-share"]:
+            if measured is None or measured.share <= self.settings["max-share"]:
                 continue
             parts = ", ".join(f"{gate} {share:.0%}" for gate, share in measured.parts.items())
             run.report(

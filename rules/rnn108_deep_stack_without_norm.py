@@ -36,7 +36,7 @@ class DeepStackWithoutNorm(GraphRule):
     def measure(self, run) -> None:
         from rnnlint.graph.measure import describe, layers_of
 
-        minimum = self.opts["min-layers"]
+        minimum = self.settings["min-layers"]
         for path, module in run.recurrent:
             if layers_of(module) >= minimum:
                 run.report(self.code, f"`{run.label(path)}` ({describe(module)}) stacks "

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rnnlint.verify import compare
-from rnnlint.verify.trial import Run
+from rnnlint.verify.trial import TrialRun
 from tests.helpers import rnnlint
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
@@ -254,7 +254,7 @@ def _metrics(losses, grads, stopped="steps", saturation=None, seed=0):
          "nonfinite": not all(v == v and abs(v) != float("inf") for v in (loss, grad))}
         for i, (loss, grad) in enumerate(zip(losses, grads))
     ]
-    return compare.metrics(Run("x", stopped, records, seed=seed))
+    return compare.metrics(TrialRun("x", stopped, records, seed=seed))
 
 
 def _run(losses, grads, stopped="steps", saturation=None):

@@ -5,7 +5,7 @@ tensor reach this call?". :class:`Flow` answers it for one function body (or a
 module's top-level code): it walks the statements in source order, keeps an
 environment from names (``x``, ``self.lstm``) to abstract :data:`Value` s, and
 records every call that hands a known value to a module, a model or a
-function (:class:`Use`). Rules decide which uses are findings.
+function (:class:`KnownCall`). Rules decide which uses are findings.
 
 What is tracked, and nothing more (anything else is "unknown", never a
 finding):
@@ -154,7 +154,7 @@ Value = Union[Padded, Items, Fields, Loader, Module, Instance, None]
 
 
 @dataclass
-class Use:
+class KnownCall:
     """A call that receives at least one known value."""
 
     call: cst.Call
@@ -210,7 +210,7 @@ class Resolver:
 
 @dataclass
 class Result:
-    uses: list[Use] = field(default_factory=list)
+    uses: list[KnownCall] = field(default_factory=list)
     returns: list[Value] = field(default_factory=list)
 
 
@@ -578,7 +578,7 @@ class Flow:
         return Loader(batch) if batch is not None else None
 
     def _use(self, call: cst.Call, callee, args) -> None:
-        self.result.uses.append(Use(call, callee, args, self._statement, dict(self.names)))
+        self.result.uses.append(KnownCall(call, callee, args, self._statement, dict(self.names)))
 
     @staticmethod
     def _key(call: cst.Call, arg: cst.Arg) -> int | str:
@@ -734,7 +734,7 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
 
 
 def forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
-                  rnns: frozenset[str] = frozenset()) -> list[Use]:
+                  rnns: frozenset[str] = frozenset()) -> list[KnownCall]:
     """The calls of ``cls.forward`` that receive its arguments, each marked ``Padded("@i")``."""
     return _forward_run(cls, imports, resolver, rnns).uses
 
@@ -748,7 +748,7 @@ def _forward_run(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
 
 
 def forward_feeds(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
-                  rnns: frozenset[str] = frozenset()) -> list[tuple[int, Use]]:
+                  rnns: frozenset[str] = frozenset()) -> list[tuple[int, KnownCall]]:
     """``(argument position, recurrent call)``: where ``forward`` runs a sequence RNN over an argument, unpacked."""
     fed = []
     for use in forward_uses(cls, imports, resolver, rnns):
@@ -1215,7 +1215,7 @@ class ProjectResolver(Resolver):
 
 
 @dataclass
-class Run:
+class BodyRun:
     """One analysed body: a function (or the module), with the values its caller passed in."""
 
     node: cst.CSTNode  # FunctionDef or Module
@@ -1226,7 +1226,7 @@ class Run:
 _MAX_RUNS_PER_FUNCTION = 8
 
 
-def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
+def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[BodyRun]:
     """Every body of the file, followed into same-file functions and models with known values.
 
     The module's top-level code, each top-level function and each method run
@@ -1247,12 +1247,12 @@ def file_runs(ctx, flow: type[Flow] = Flow, resolver: Resolver | None = None, ca
     return ctx.memo(key, lambda: _file_runs(ctx, flow, resolver, callers))
 
 
-def _foreign_uses(ctx, function_name: str) -> list[Use]:
+def _foreign_uses(ctx, function_name: str) -> list[KnownCall]:
     """Calls of ``function_name`` (a top-level function of this file) in other files of the project that
     hand it known values; instances among them carry where their class is defined."""
     flow = ctx.index.flow()
     here = ctx.path.resolve()
-    found: list[Use] = []
+    found: list[KnownCall] = []
     for other, words in flow.project_files().items():
         if other == here or function_name not in words or not flow.may_call_into(other, here):
             continue
@@ -1264,7 +1264,7 @@ def _foreign_uses(ctx, function_name: str) -> list[Use]:
                 if not isinstance(use.callee, str) or ctx.index.lookup(other, use.callee) != (here, function_name):
                     continue
                 args = [(key, _homed(ctx.index, other, value), arg) for key, value, arg in use.args]
-                found.append(Use(use.call, use.callee, args, use.statement, {}))
+                found.append(KnownCall(use.call, use.callee, args, use.statement, {}))
     return found
 
 
@@ -1286,7 +1286,7 @@ def file_context(ctx, path):
     return contexts[path]
 
 
-def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[Run]:
+def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = None, callers: bool = True) -> list[BodyRun]:
     resolver = resolver or ProjectResolver(ctx)
     rnns = frozenset(n for n in ctx.index.recurrent_names if "Cell" not in n)
     functions = module_functions(ctx.module)
@@ -1295,7 +1295,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
         if isinstance(stmt, cst.ClassDef):
             classes[stmt.name.value] = stmt
     modules = {name: submodules(cls, ctx.imports, resolver) for name, cls in classes.items()}
-    runs: list[Run] = []
+    runs: list[BodyRun] = []
     seen: set = set()
     counts: dict[int, int] = {}
     queue: list[tuple[cst.CSTNode, cst.ClassDef | None, dict[str, Value]]] = [(ctx.module, None, {})]
@@ -1303,7 +1303,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
     for name, cls in classes.items():
         queue += [(m, cls, dict(modules[name])) for m in methods(cls).values()]
 
-    def enter(function: cst.FunctionDef, cls: cst.ClassDef | None, params: list[str], use: Use) -> None:
+    def enter(function: cst.FunctionDef, cls: cst.ClassDef | None, params: list[str], use: KnownCall) -> None:
         env = dict(modules[cls.name.value]) if cls is not None else {}
         passed = False
         for key, value, _ in use.args:
@@ -1332,7 +1332,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
         counts[id(node)] = counts.get(id(node), 0) + 1
         flow = flow_class(ctx.imports, resolver, rnns)
         result = flow.run_module(node) if isinstance(node, cst.Module) else flow.run_function(node, env)
-        runs.append(Run(node, cls, result))
+        runs.append(BodyRun(node, cls, result))
         for use in result.uses:
             target: cst.ClassDef | None = None
             if use.callee == "self":

@@ -1,8 +1,8 @@
-"""Facts about training code that several rules share.
+"""What the training code of a file does: facts that several rules share.
 
 Rules ask questions like "which optimizer does this ``step()`` belong to, what
 parameters does it own, is the model behind them recurrent, was there a
-``backward()`` before it?". :func:`facts` answers them for one file, computed
+``backward()`` before it?". :func:`training_code` answers them for one file, computed
 once per file (memoised on the :class:`~rnnlint.rule.FileContext`) from the
 already-parsed tree.
 
@@ -73,7 +73,7 @@ class Scope:
 
 
 @dataclass
-class Facts:
+class TrainingCode:
     scopes: list[Scope]
     optimizers: dict[str, Optimizer]
     scalers: set[str]
@@ -100,8 +100,8 @@ class Facts:
         return self._mentions
 
 
-def facts(ctx: FileContext) -> Facts:
-    return ctx.memo("training.facts", lambda: _Collector(ctx).run())
+def training_code(ctx: FileContext) -> TrainingCode:
+    return ctx.memo("training.code", lambda: _Collector(ctx).run())
 
 
 def is_recurrent_expr(ctx: FileContext, expr: cst.BaseExpression | None, scope: Scope | None) -> bool | None:
@@ -112,7 +112,7 @@ def is_recurrent_expr(ctx: FileContext, expr: cst.BaseExpression | None, scope: 
     """
     if expr is None:
         return None
-    f = facts(ctx)
+    f = training_code(ctx)
     verdicts: list[bool] = []
     for base in _bases(expr):
         if base in ("self", "cls") or base.startswith("self."):
@@ -201,7 +201,7 @@ def recurrent_context(ctx: FileContext, scope: Scope | None, optimizer: Optimize
             return verdict
     if scope is not None and scope.cls is not None and ctx.is_recurrent(scope.cls.name.value):
         return True
-    if facts(ctx).mentions_recurrent:
+    if training_code(ctx).mentions_recurrent:
         return True
     return bool(scope is not None and _called_models(ctx, scope))
 
@@ -209,7 +209,7 @@ def recurrent_context(ctx: FileContext, scope: Scope | None, optimizer: Optimize
 def optimizer_for(ctx: FileContext, name: str | None) -> Optimizer | None:
     if not name:
         return None
-    return facts(ctx).optimizers.get(name)
+    return training_code(ctx).optimizers.get(name)
 
 
 def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer | None:
@@ -221,7 +221,7 @@ def optimizer_at(ctx: FileContext, scope: Scope, name: str | None) -> Optimizer 
     """
     if not name:
         return None
-    candidates = [o for o in facts(ctx).all_optimizers if o.name == name]
+    candidates = [o for o in training_code(ctx).all_optimizers if o.name == name]
     for wanted in (
         lambda o: o.scope is scope,
         lambda o: scope.cls is not None and o.scope is not None and o.scope.cls is scope.cls,
@@ -270,7 +270,7 @@ def clip_covers(ctx: FileContext, clip: Event, optimizer: Optimizer | None) -> b
 
 
 def _scope_of(ctx: FileContext, event: Event) -> Scope | None:
-    return next((s for s in facts(ctx).scopes if any(e is event for e in s.events)), None)
+    return next((s for s in training_code(ctx).scopes if any(e is event for e in s.events)), None)
 
 
 def neighbours(scope: Scope, event: Event) -> tuple[Event | None, Event | None]:
@@ -309,7 +309,7 @@ def is_clip_call(ctx: FileContext, call: cst.Call, scope: Scope | None = None) -
     name = dotted(call.func)
     if name is None:
         return False
-    f = facts(ctx)
+    f = training_code(ctx)
     if name in f.clip_helpers or (name.startswith("self.") and name[5:] in f.clip_helpers):
         return True
     if not name.startswith("self."):
@@ -334,11 +334,11 @@ class _Collector:
         # calls that may be clipping helpers: (scope, position in its events, event, callee)
         self.pending: list[tuple[Scope, int, Event, str]] = []
 
-    def run(self) -> Facts:
+    def run(self) -> TrainingCode:
         module = self.ctx.module
         self._scope(module, module.body, None)
         self._resolve_helpers()
-        return Facts(
+        return TrainingCode(
             scopes=self.scopes,
             optimizers=self.optimizers,
             scalers=self.scalers,

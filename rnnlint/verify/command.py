@@ -19,7 +19,7 @@ from rnnlint.config import ConfigError, load_config
 from rnnlint.static.registry import RuleLoadError
 from rnnlint.static.runner import display_path
 from rnnlint.verify import compare, report
-from rnnlint.verify.trial import Job, Options, Progress, Run, Trial, TrialError, run
+from rnnlint.verify.trial import Job, Options, Progress, TrialRun, Trial, TrialError, run
 
 EXIT_OK, EXIT_REGRESSED, EXIT_ERROR = 0, 1, 2
 
@@ -60,7 +60,7 @@ class TerminalProgress(Progress):
         shown = "-" if loss is None else f"{loss:.4g}"
         click.echo(f"\r\x1b[K  {label:8} step {len(records)}/{self.steps}  loss {shown}", err=True, nl=False)
 
-    def done(self, label: str, result: Run) -> None:
+    def done(self, label: str, result: TrialRun) -> None:
         if self.live:
             click.echo(f"\r\x1b[K  {label:8} {result.steps} steps in {result.wall_seconds:.1f}s", err=True)
 

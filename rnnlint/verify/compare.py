@@ -41,7 +41,7 @@ import math
 import statistics
 
 from rnnlint.verify.report import number
-from rnnlint.verify.trial import Run, finite
+from rnnlint.verify.trial import TrialRun, finite
 
 GRAD_FACTOR = 10.0
 LOSS_TOLERANCE = 0.10
@@ -67,7 +67,7 @@ def _worst(values: list) -> float | None:
     return max(present)
 
 
-def status(run: Run) -> tuple[str, str | None]:
+def status(run: TrialRun) -> tuple[str, str | None]:
     """``(status, problem)``: ok, or what went wrong, said for a person."""
     steps = run.steps
     where = f"at step {steps + 1}" if steps else "before its first step"
@@ -109,7 +109,7 @@ def steps_per_second(times: list[float]) -> float | None:
     return 1.0 / middle if middle > 0 else None
 
 
-def metrics(run: Run) -> dict:
+def metrics(run: TrialRun) -> dict:
     """The JSON-ready summary of one run (non-finite floats are left as floats here)."""
     losses = [r.get("loss") for r in run.records]
     grads = [r.get("grad_norm") for r in run.records]

@@ -120,7 +120,7 @@ class AppliedFix:
 
 
 @dataclass
-class Run:
+class TrialRun:
     """What one child process measured. ``records`` has one dict per optimizer step."""
 
     label: str
@@ -428,7 +428,7 @@ def run_trial(
     project: tuple[Path, Path] | None = None,
     extra: dict | None = None,
     moved: dict | None = None,
-) -> Run:
+) -> TrialRun:
     """Run ``script`` under the bootstrap in a child process and collect what it measured.
 
     ``project`` is ``(copy root, user's root)``: tracebacks name the user's files, at the user's
@@ -489,7 +489,7 @@ def run_trial(
             kill_group(proc)
             kill_leftovers(baseline)  # daemons that left the group (setsid), found as our descendants
     records, end, _ = read_events(events)
-    run = Run(label, killed or ("killed" if end is None else end["end"]), records, seed=options.seed,
+    run = TrialRun(label, killed or ("killed" if end is None else end["end"]), records, seed=options.seed,
               stderr_tail=_tail(stderr), wall_seconds=time.monotonic() - start, time_limit=options.timeout,
               memory_limit=memory_limit, leftovers=leftovers)
     if end is not None:
@@ -521,7 +521,7 @@ class Job:
     copy_root: Path
     number: int  # 1-based, in the order the runs start
     moved: dict | None = None  # fixed_lines() of this copy
-    run: Run | None = None
+    run: TrialRun | None = None
 
     @property
     def label(self) -> str:
@@ -534,9 +534,9 @@ class Trial:
     root: Path
     fixes: list[AppliedFix] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
-    before: list[Run] = field(default_factory=list)  # one per seed
-    after: list[Run] | None = None  # None: not run (the original failed in a way no fix changes)
-    each: list[tuple[AppliedFix, list[Run] | None]] = field(default_factory=list)
+    before: list[TrialRun] = field(default_factory=list)  # one per seed
+    after: list[TrialRun] | None = None  # None: not run (the original failed in a way no fix changes)
+    each: list[tuple[AppliedFix, list[TrialRun] | None]] = field(default_factory=list)
     linked: list[Path] = field(default_factory=list)
     workers: int = 1
 
@@ -561,7 +561,7 @@ class Progress:
     def step(self, label: str, records: list[dict]) -> None:  # pragma: no cover - interface
         pass
 
-    def done(self, label: str, run: Run) -> None:  # pragma: no cover - interface
+    def done(self, label: str, run: TrialRun) -> None:  # pragma: no cover - interface
         pass
 
     def runs(self, jobs: list[Job], steps: dict[str, int], elapsed: float) -> None:  # pragma: no cover
@@ -677,7 +677,7 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
             return job.arm == "before" and job.run.steps == 0 and status(job.run)[0] in FIX_INDEPENDENT
 
         ran = run_jobs(jobs, relative, root, script, options, workdir, progress, hopeless)
-        by_arm: dict[str, list[Run]] = {}
+        by_arm: dict[str, list[TrialRun]] = {}
         for job in ran:
             by_arm.setdefault(job.arm, []).append(job.run)
         trial.before = by_arm["before"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rnnlint.config import Config
 from rnnlint.diagnostics import Applicability, Diagnostic, Fix, Position, Severity
-from rnnlint.verify.trial import Options, Progress, Run, _working_dir, copy_project, run_trial
+from rnnlint.verify.trial import Options, Progress, TrialRun, _working_dir, copy_project, run_trial
 from rnnlint.watch.observe import NAMES, fix_text
 
 CHILD = Path(__file__).with_name("child.py")
@@ -62,7 +62,7 @@ class Observed:
 class Watched:
     options: Options
     root: Path
-    run: Run
+    run: TrialRun
     findings: list[Observed] = field(default_factory=list)
     measured: dict = field(default_factory=dict)
     explanation: str | None = None  # how a crash follows from a finding
@@ -189,7 +189,7 @@ def to_diagnostic(finding: dict, script: Path, severities: dict[str, Severity]) 
     )
 
 
-def explain_crash(run: Run, findings: list[Observed]) -> tuple[str | None, str | None]:
+def explain_crash(run: TrialRun, findings: list[Observed]) -> tuple[str | None, str | None]:
     """``(code, sentence)`` when the script crashed and a finding observed before explains it."""
     if run.stopped != "error" or not run.error:
         return None, None
