@@ -1,8 +1,8 @@
 import libcst as cst
 
-from rnnlint.diagnostics import Applicability
+from rnnlint.diagnostics import Applicability, Related
 from rnnlint.flow.models import is_recurrent, packs, packs_anywhere
-from rnnlint.flow.resolve import flow_of, site_of
+from rnnlint.flow.resolve import flow_of, related, site_of
 from rnnlint.flow.values import INSTANCE
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all
@@ -154,10 +154,11 @@ class PaddedNotPacked(Rule):
                 name, display, line = tokenizer
                 fed = [(0, use) for use in forward_uses(stmt, ctx.imports, resolver, self._rnns())
                        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.decoder_step()]
-                callers = {0: f"the ids of the tokenizer the model owns ({name} turns on padding to a fixed length "
-                              f"at {display}:{line})"}
+                callers = {0: (f"the ids of the tokenizer the model owns ({name} turns on padding to a fixed length "
+                               f"at {display}:{line})", Related(display, line, f"{name} turns on padding"))}
             elif fed:
-                callers = {position: f"the padded batch that {d}:{line} passes to {stmt.name.value} ({origin})"
+                callers = {position: (f"the padded batch that {d}:{line} passes to {stmt.name.value} ({origin})",
+                                      Related(d, line, f"passes a padded batch ({origin})"))
                            for position, (d, line, origin) in padded_callers(ctx, here, stmt.name.value).items()}
             else:
                 continue
@@ -166,12 +167,14 @@ class PaddedNotPacked(Rule):
                     continue
                 seen.add(id(use.call))
                 module = use.callee
+                text, origin = callers[position]
                 self.report(
                     use.call,
-                    f"{ctx.code(use.call.func)}(...) runs the {module.short} over {callers[position]}: padded time "
+                    f"{ctx.code(use.call.func)}(...) runs the {module.short} over {text}: padded time "
                     f"steps run through the recurrence and corrupt the final hidden state; pack it here with "
                     f"pack_padded_sequence(x, lengths.cpu(), batch_first={module.batch_first or '...'}, "
                     f"enforce_sorted=False)",
+                    related=[origin],
                 )
 
     def _rnns(self) -> frozenset[str]:
@@ -194,9 +197,17 @@ class PaddedNotPacked(Rule):
                     f"whose forward runs {where} over it without packing: padded time steps run through the "
                     f"recurrence and corrupt the final hidden state; pack it in forward with "
                     f"pack_padded_sequence(x, lengths.cpu(), batch_first=..., enforce_sorted=False)",
+                    related=self._definition(hit, f"{hit[1]}, whose forward does not pack"),
                 )
                 return True
         return False
+
+    def _definition(self, hit: tuple, message: str) -> tuple:
+        """Where the project defines the class ``hit`` (``(file, name)``), as a related location."""
+        flow = self.ctx.index.flow()
+        facts = flow.file(hit[0])
+        cls = facts.classes.get(hit[1]) if facts is not None else None
+        return related(flow, hit[0], cls.name, message) if cls is not None else ()
 
     def _unpacked_model(self, use: KnownCall, hit: tuple) -> str | None:
         """The model the flow model resolves at this call (a parameter filled by the callers, a model

@@ -1,7 +1,7 @@
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
-from rnnlint.flow.resolve import flow_of
+from rnnlint.flow.resolve import flow_of, related
 from rnnlint.flow.tensors import lengths_of
 from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
@@ -177,6 +177,8 @@ class PackLengthsOnDevice(Rule):
                         f"int64 tensor and raises RuntimeError there; pass {_cpu(written, sink.lengths)}",
                         fix="Append .cpu() to the lengths",
                         edits=[replace(sink.lengths, _cpu(written, sink.lengths))],
+                        related=related(flow, hit.path, hit.move, f"{_code(flow, hit)} puts the lengths on the GPU")
+                        + related(flow, hit.path, hit.call, "hands them on to be packed"),
                     )
         # the caller side: this file moves lengths to the GPU and hands them to a module that packs them
         for hit in lengths.scan(facts):
@@ -193,6 +195,7 @@ class PackLengthsOnDevice(Rule):
                 f"{flow.line(hit.path, hit.move)}) to pack_padded_sequence in {sink.owner}.forward ({where}), which "
                 f"needs a 1-D CPU int64 tensor and raises RuntimeError; keep the lengths on the CPU, or pass "
                 f"lengths.cpu() where they are packed",
+                related=related(flow, sink.path, sink.call, "pack_padded_sequence receives them here"),
             )
 
     def visit_Call(self, node: cst.Call) -> None:

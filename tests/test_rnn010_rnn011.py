@@ -251,3 +251,24 @@ def test_one_hot_rows_written_through_zip_are_not_padding(tmp_path):
     views = template.replace("FILL", "for i, seq in enumerate(sequences):\n"
                                      "    for slot, code in zip(buf[i], seq):\n        slot[code] = 1.0")
     assert [d.code for d in helpers.check(tmp_path, views, select=["RNN010"])] == ["RNN010"]
+
+
+def test_findings_across_files_point_at_the_other_side(tmp_path):
+    """A finding in one file about a value from another names that place as a related location (JSON
+    ``related``, SARIF ``relatedLocations``): the call that hands the padded batch over, the model class
+    that runs it unpacked, the move of the lengths to the GPU."""
+    helpers.write_project(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": MODEL_UNPACKED})
+    session = helpers.session(tmp_path, select=["RNN010"])
+    caller = codes(session.check(tmp_path / "train.py").diagnostics, "RNN010")
+    model = codes(session.check(tmp_path / "models.py").diagnostics, "RNN010")
+    assert [(r.path, r.line) for d in caller for r in d.related] == [("models.py", 3)]  # class Tagger
+    assert [(r.path, r.line) for d in model for r in d.related] == [("train.py", 11)]  # model(tokens, lengths)
+
+    helpers.write_project(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": MODEL_PACKED.replace(
+        "lengths.cpu()", "lengths")})
+    session = helpers.session(tmp_path, select=["RNN011"])
+    packer = codes(session.check(tmp_path / "models.py").diagnostics, "RNN011")
+    assert [(r.path, r.line, r.message) for d in packer for r in d.related] == [
+        ("train.py", 10, "lengths.to(device) puts the lengths on the GPU"),
+        ("train.py", 11, "hands them on to be packed"),
+    ]

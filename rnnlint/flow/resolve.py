@@ -732,6 +732,14 @@ def chain(ctx, value: Value) -> tuple:
     return tuple(out)
 
 
+def related(flow, path, node, message: str) -> tuple:
+    """``node`` of ``path`` as a :class:`~rnnlint.diagnostics.Related` location, or nothing when it has no line."""
+    from rnnlint.diagnostics import Related
+
+    line = flow.line(path, node) if node is not None else None
+    return (Related(flow.display(path), line, message),) if line else ()
+
+
 def number(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None) -> float | None:
     """The one number ``expr`` always is, or None (unknown, not a number, or several values)."""
     found = {v.number for v in values(ctx, expr, node)} if expr is not None else set()
