@@ -26,6 +26,19 @@ SAME_DEVICE_FUNCTIONS = frozenset({"torch.sort", "torch.clamp", "torch.flip"})
 #: functions whose result is on the host (Python lists, numpy)
 OFF_DEVICE_FUNCTIONS = frozenset({"list", "sorted", "numpy.array", "numpy.asarray"})
 
+# -- losses over padded targets (RNN013) ----------------------------------------------
+
+#: loss modules and functions that score class targets, and take ``ignore_index``
+LOSS_MODULES = frozenset({"torch.nn.CrossEntropyLoss", "torch.nn.NLLLoss"})
+LOSS_FUNCTIONS = frozenset({"torch.nn.functional.cross_entropy", "torch.nn.functional.nll_loss"})
+#: their default ``ignore_index``: targets padded with it are already left out
+CROSS_ENTROPY_DEFAULT_IGNORE = -100.0
+#: tensor methods after which padded targets are still the same padded targets
+TARGET_RESHAPES = frozenset({"view", "reshape", "flatten", "view_as", "reshape_as", "squeeze", "unsqueeze",
+                             "contiguous", "long", "to", "cuda", "cpu", "transpose", "permute", "t"})
+#: methods of a loss tensor (or calls around it) that mask it
+LOSS_MASKING = frozenset({"masked_select", "masked_fill", "masked_fill_", "where", "mul", "mul_"})
+
 # -- modules -------------------------------------------------------------------------
 
 #: methods of ``nn.Module`` that return the module itself (``model = Net().to(device)``)
