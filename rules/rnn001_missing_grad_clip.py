@@ -4,10 +4,11 @@ import re
 
 import libcst as cst
 
+from rnnlint.flow import library
 from rnnlint.flow.resolve import flow_of, number, values
 from rnnlint.flow.models import recurrent
 from rnnlint.diagnostics import Applicability
-from rnnlint.static.index import CLIP_FUNCTIONS
+from rnnlint.flow.library import CLIP_FUNCTIONS
 from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
 from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
@@ -23,9 +24,6 @@ from rnnlint.flow.training import (
     recurrent_context,
 )
 
-_LIGHTNING_TRAINERS = frozenset({"lightning.pytorch.Trainer", "lightning.Trainer"})
-_HF_ARGUMENTS = frozenset({"transformers.TrainingArguments", "transformers.Seq2SeqTrainingArguments"})
-_HF_TRAINERS = frozenset({"transformers.Trainer", "transformers.Seq2SeqTrainer"})
 _MANUAL_OPTIMIZATION = re.compile(r"automatic_optimization\s*=\s*False")
 _WHY = "gradients of a recurrent network can explode through time (one large step turns the loss into NaN)"
 
@@ -283,16 +281,16 @@ def _trainer_kind(ctx, call: cst.Call) -> str | None:
     "hf-trainer", or None."""
     func = call.func
     if isinstance(func, cst.Attribute) and func.attr.value == "from_argparse_args":
-        return "lightning" if ctx.qualname(func.value) in _LIGHTNING_TRAINERS else None
+        return "lightning" if ctx.qualname(func.value) in library.LIGHTNING_TRAINERS else None
     last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
     if last not in ("Trainer", "TrainingArguments", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"):
         return None
     qualname = ctx.qualname(func)
-    if qualname in _LIGHTNING_TRAINERS:
+    if qualname in library.LIGHTNING_TRAINERS:
         return "lightning"
-    if qualname in _HF_ARGUMENTS:
+    if qualname in library.HF_TRAINING_ARGUMENTS:
         return "hf-arguments"
-    if qualname in _HF_TRAINERS:
+    if qualname in library.HF_TRAINERS:
         return "hf-trainer"
     return None
 

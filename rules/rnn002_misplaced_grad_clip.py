@@ -3,7 +3,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
-from rnnlint.static.index import CLIP_FUNCTIONS
+from rnnlint.flow.library import CLIP_FUNCTIONS
 from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, delete_statement, insert_before
 from rnnlint.flow.training import (

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from rnnlint.static.index import OPTIMIZERS
+from rnnlint.flow.library import OPTIMIZERS
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, find_all
 from rnnlint.rule import Invalid, Rule, Valid

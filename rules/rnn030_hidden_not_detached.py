@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from rnnlint.flow import library
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.values import INSTANCE
@@ -11,13 +12,6 @@ from rnnlint.nodes import Visitor, find_all, keyword_arg
 from rnnlint.flow.padding import file_context
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
 from rnnlint.flow.training import Scope, training_code
-
-_TUPLE_STATE = frozenset({"torch.nn.LSTM", "torch.nn.LSTMCell"})
-_TENSOR_STATE = frozenset({"torch.nn.GRU", "torch.nn.RNN", "torch.nn.GRUCell", "torch.nn.RNNCell"})
-_TENSOR_FACTORIES = frozenset({"zeros", "ones", "randn", "rand", "empty", "full", "zeros_like", "randn_like",
-                               "new_zeros", "new_ones", "new_empty", "new_full"})
-_DETACH_METHODS = frozenset({"detach", "detach_"})
-_NO_GRAD = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"})
 
 
 @dataclass(frozen=True)
@@ -227,7 +221,7 @@ class HiddenNotDetached(Rule):
             call = item.item
             if isinstance(call, cst.Call):
                 name = self.ctx.qualname(call.func)
-                if name in _NO_GRAD or (name == "torch.set_grad_enabled" and call.args
+                if name in library.NO_GRAD_CONTEXTS or (name == "torch.set_grad_enabled" and call.args
                                         and dotted(call.args[0].value) == "False"):
                     return True
         return False
@@ -282,7 +276,7 @@ class HiddenNotDetached(Rule):
             def visit_Call(self, node: cst.Call) -> None:
                 nonlocal found
                 func = node.func
-                if isinstance(func, cst.Attribute) and func.attr.value in _DETACH_METHODS:
+                if isinstance(func, cst.Attribute) and func.attr.value in library.DETACH_METHODS:
                     found = True
                 elif rule._is_detach_helper(dotted(func), scope):
                     found = True
@@ -374,9 +368,9 @@ class HiddenNotDetached(Rule):
         kinds: set[str] = set()
         for cls in self._model_classes(carry.call.func):
             resolved = self.ctx.imports.resolve_dotted(cls)
-            if resolved in _TUPLE_STATE:
+            if resolved in library.TUPLE_STATE:
                 kinds.add("tuple")
-            elif resolved in _TENSOR_STATE:
+            elif resolved in library.TENSOR_STATE:
                 kinds.add("tensor")
         scopes = [scope]
         if name.startswith("self."):
@@ -388,7 +382,7 @@ class HiddenNotDetached(Rule):
                 maybe_none = True
             elif isinstance(value, (cst.Tuple, cst.List)):
                 kinds.add("tuple")
-            elif isinstance(value, cst.Call) and (dotted(value.func) or "").rsplit(".", 1)[-1] in _TENSOR_FACTORIES:
+            elif isinstance(value, cst.Call) and (dotted(value.func) or "").rsplit(".", 1)[-1] in library.FRESH_TENSORS:
                 kinds.add("tensor")
         node = scope.node
         if isinstance(node, cst.FunctionDef):
@@ -432,7 +426,7 @@ def _detaches(function: cst.FunctionDef, attr: str) -> bool:
     """Does ``function`` cut the graph of ``attr`` (``attr.detach()``, ``attr.detach_()``, ``attr.data``, or a
     detach inside an expression that reads it: ``tuple(h.detach() for h in attr)``)?"""
     for call in find_all(function, cst.Call):
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value in _DETACH_METHODS and \
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value in library.DETACH_METHODS and \
                 dotted(call.func.value) == attr:
             return True
     for node in find_all(function, cst.Attribute):
@@ -541,7 +535,7 @@ def _assigns(stmt: cst.CSTNode, name: str) -> bool:
 
 
 def _detach_calls(calls: list[str]) -> bool:
-    return any(c.rsplit(".", 1)[-1] in _DETACH_METHODS or c.endswith("Variable") for c in calls)
+    return any(c.rsplit(".", 1)[-1] in library.DETACH_METHODS or c.endswith("Variable") for c in calls)
 
 
 _LM = """

@@ -1,11 +1,10 @@
 import libcst as cst
 
+from rnnlint.flow import library
 from rnnlint.flow.resolve import chain, origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Rule, Valid, remove_arg, replace
 from rnnlint.signatures import bind, signatures
-
-_STACKED = ("torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU")
 
 
 class DropoutOnSingleLayer(Rule):
@@ -49,7 +48,7 @@ class DropoutOnSingleLayer(Rule):
 
     def visit_Call(self, node: cst.Call) -> None:
         qualname = self.ctx.qualname(node.func)
-        if qualname not in _STACKED:
+        if qualname not in library.STACKED_RNNS:
             return
         signature = signatures()[qualname]
         binding = bind(signature, node)

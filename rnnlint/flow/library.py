@@ -39,6 +39,56 @@ TARGET_RESHAPES = frozenset({"view", "reshape", "flatten", "view_as", "reshape_a
 #: methods of a loss tensor (or calls around it) that mask it
 LOSS_MASKING = frozenset({"masked_select", "masked_fill", "masked_fill_", "where", "mul", "mul_"})
 
+# -- modules, optimizers, clipping ----------------------------------------------------------
+
+#: the recurrent layers of torch itself (the project adds its own subclasses)
+RECURRENT_MODULES = frozenset(
+    f"torch.nn.{name}" for name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+)
+#: optimizers by canonical name -> the family whose learning-rate thresholds apply
+OPTIMIZERS = {
+    # canonical name -> optimizer family used by thresholds
+    "torch.optim.Adam": "adam", "torch.optim.AdamW": "adam", "torch.optim.Adamax": "adam",
+    "torch.optim.NAdam": "adam", "torch.optim.RAdam": "adam", "torch.optim.SparseAdam": "adam",
+    "torch.optim.RMSprop": "rmsprop", "torch.optim.SGD": "sgd",
+    "torch.optim.Adagrad": "adagrad", "torch.optim.Adadelta": "adadelta",
+    "torch.optim.LBFGS": "lbfgs", "torch.optim.ASGD": "sgd", "torch.optim.Rprop": "rprop",
+}
+#: functions that clip gradients in place (or compute the norm a clip then uses)
+CLIP_FUNCTIONS = frozenset(
+    {
+        "torch.nn.utils.clip_grad_norm_",
+        "torch.nn.utils.clip_grad_value_",
+        "torch.nn.utils.clip_grad_norm",
+        "torch.nn.utils.clip_grad_value",
+        "torch.nn.utils.get_total_norm",  # followed by clip_grads_with_norm_
+        "torch.nn.utils.clip_grads_with_norm_",
+    }
+)
+
+# -- training frameworks (RNN001) ---------------------------------------------------
+
+#: trainers that clip when told to (``gradient_clip_val``), and Hugging Face's (``max_grad_norm``, 1.0 by default)
+LIGHTNING_TRAINERS = frozenset({"lightning.pytorch.Trainer", "lightning.Trainer"})
+HF_TRAINING_ARGUMENTS = frozenset({"transformers.TrainingArguments", "transformers.Seq2SeqTrainingArguments"})
+HF_TRAINERS = frozenset({"transformers.Trainer", "transformers.Seq2SeqTrainer"})
+
+# -- recurrent state and the autograd graph (RNN030, RNN041) -------------------------------
+
+#: the recurrent layers that take ``num_layers`` and ``dropout`` between layers
+STACKED_RNNS = ("torch.nn.RNN", "torch.nn.LSTM", "torch.nn.GRU")
+#: the form of a recurrent module's state: an ``(h, c)`` tuple, or one tensor
+TUPLE_STATE = frozenset({"torch.nn.LSTM", "torch.nn.LSTMCell"})
+TENSOR_STATE = frozenset({"torch.nn.GRU", "torch.nn.RNN", "torch.nn.GRUCell", "torch.nn.RNNCell"})
+#: calls (by their last name) that make a fresh tensor, outside any graph: an initial state
+FRESH_TENSORS = frozenset({"zeros", "ones", "randn", "rand", "empty", "full", "zeros_like", "randn_like",
+                           "new_zeros", "new_ones", "new_empty", "new_full"})
+#: methods that cut a tensor from the graph (sanitisers of a carried state)
+DETACH_METHODS = frozenset({"detach", "detach_"})
+#: context managers under which nothing builds a graph
+NO_GRAD_CONTEXTS = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
+                              "torch.autograd.grad_mode.no_grad"})
+
 # -- modules -------------------------------------------------------------------------
 
 #: methods of ``nn.Module`` that return the module itself (``model = Net().to(device)``)

@@ -140,7 +140,7 @@ def changes_gradients(flow, facts: FileFacts, function: cst.FunctionDef, depth: 
     (``p.grad.data.clamp_(-1, 1)``, ``p.grad.mul_(scale)``), or a call of a method of the same class or
     a function of the same file that does.
     """
-    from rnnlint.static.index import CLIP_FUNCTIONS
+    from rnnlint.flow.library import CLIP_FUNCTIONS
 
     for calls in facts.calls.values():
         for call, owner, cls in calls:

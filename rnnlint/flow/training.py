@@ -23,7 +23,7 @@ from typing import Callable
 
 import libcst as cst
 
-from rnnlint.static.index import CLIP_FUNCTIONS, OPTIMIZERS
+from rnnlint.flow.library import CLIP_FUNCTIONS, OPTIMIZERS
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, body_of, find_all
 from rnnlint.rule import FileContext

@@ -22,32 +22,12 @@ import libcst as cst
 
 from rnnlint import __version__, seal
 from rnnlint.flow import padding
+from rnnlint.flow.library import RECURRENT_MODULES
 from rnnlint.names import ImportMap, canonical, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
-RECURRENT_MODULES = frozenset(
-    f"torch.nn.{name}" for name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
-)
-OPTIMIZERS = {
-    # canonical name -> optimizer family used by thresholds
-    "torch.optim.Adam": "adam", "torch.optim.AdamW": "adam", "torch.optim.Adamax": "adam",
-    "torch.optim.NAdam": "adam", "torch.optim.RAdam": "adam", "torch.optim.SparseAdam": "adam",
-    "torch.optim.RMSprop": "rmsprop", "torch.optim.SGD": "sgd",
-    "torch.optim.Adagrad": "adagrad", "torch.optim.Adadelta": "adadelta",
-    "torch.optim.LBFGS": "lbfgs", "torch.optim.ASGD": "sgd", "torch.optim.Rprop": "rprop",
-}
-CLIP_FUNCTIONS = frozenset(
-    {
-        "torch.nn.utils.clip_grad_norm_",
-        "torch.nn.utils.clip_grad_value_",
-        "torch.nn.utils.clip_grad_norm",
-        "torch.nn.utils.clip_grad_value",
-        "torch.nn.utils.get_total_norm",  # followed by clip_grads_with_norm_
-        "torch.nn.utils.clip_grads_with_norm_",
-    }
-)
 _SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
 EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
