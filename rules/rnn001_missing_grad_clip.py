@@ -143,7 +143,7 @@ class MissingGradClip(Rule):
         target = step.target or shown
         step_text = f"{shown}.step({step.target})" if step.via == "scaler" else f"{target}.step()"
         fix_lines = self._fix_lines(scope, step, backward, optimizer)
-        if len(step.statement.body) == 1:
+        if step.own_line:
             edits = [insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else []
         elif any(isinstance(small, cst.Expr) and small.value is step.call for small in step.statement.body):
             # ``loss.backward(); opt.step()`` on one line: the clip goes between them, on that line

@@ -123,7 +123,7 @@ class MisplacedGradClip(Rule):
             return
         edits = []
         unit = self._movable(clip, step)
-        if unit is not None and len(step.statement.body) == 1:
+        if unit is not None and step.own_line:
             lines = []
             if step.via == "scaler" and self._direct(clip) and step.target and not any(
                 e.kind == "unscale" and e.target == step.target for e in events[last_backward:at]
@@ -142,7 +142,7 @@ class MisplacedGradClip(Rule):
         """The statement to move before ``step``: the clip's own line, or an ``if`` that
         guards only it. None when moving it would take it out of a block it
         shares with other code (an ``if``/``else``, a ``with``, a ``try``)."""
-        if len(clip.statement.body) != 1:
+        if not clip.own_line:
             return None
         parents = self.ctx.memo("rnn002.parents", lambda: _parents(self.ctx.module))
         unit: cst.CSTNode = clip.statement
@@ -181,11 +181,11 @@ class MisplacedGradClip(Rule):
             return
         scaler = self.ctx.code(after.call.func.value)  # type: ignore[attr-defined]
         late = next((e for e in events[at:step_at] if e.kind == "unscale" and e.target == target), None)
-        if late is not None and len(late.statement.body) == 1:
+        if late is not None and late.own_line:
             edits = [delete_statement(late.statement), insert_before(clip.statement, _code(self.ctx, late.statement))]
             where = f"{scaler}.unscale_({target}) comes after it"
         else:
-            edits = [insert_before(clip.statement, f"{scaler}.unscale_({target})")] if len(clip.statement.body) == 1 else []
+            edits = [insert_before(clip.statement, f"{scaler}.unscale_({target})")] if clip.own_line else []
             where = f"there is no {scaler}.unscale_({target}) before it"
         self.report(
             clip.call,

@@ -331,3 +331,48 @@ def test_trainer_from_argparse_args_follows_the_projects_own_clip_default(tmp_pa
     assert "pl.Trainer.from_argparse_args(args, gradient_clip_val=1.0).fit(Net(), loader)" in fixed
     clipped = source.replace("CLIP", 'parser.add_argument("--gradient_clip_val", type=float, default=0.5)')
     assert helpers.check(tmp_path, clipped, select=BOTH) == []
+
+
+def test_one_line_if_bodies_are_part_of_the_training_step(tmp_path):
+    """``if args.clip: clip_grad_norm_(...)`` on one line clips (no RNN001, and SGD at lr 30 with it is the
+    word-language-model recipe, no RNN020); a step in a one-line ``if`` gets its clip on that line."""
+    clipped = dedent("""
+        import argparse
+        import torch
+        from torch import nn
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--lr", type=float, default=30)
+        parser.add_argument("--clip", type=float, default=0.25)
+        args = parser.parse_args()
+        model = nn.LSTM(10, 20)
+        params = list(model.parameters())
+        optimizer = torch.optim.SGD(params, lr=args.lr)
+
+        def train(batches):
+            for x in batches:
+                optimizer.zero_grad()
+                out, _ = model(x)
+                out.sum().backward()
+                if args.clip: torch.nn.utils.clip_grad_norm_(params, args.clip)
+                optimizer.step()
+    """)
+    assert helpers.check(tmp_path, clipped, select=["RNN001", "RNN020"]) == []
+    unclipped = dedent("""
+        import torch
+        from torch import nn
+
+        model = nn.LSTM(10, 20)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def train(batches, every):
+            for i, x in enumerate(batches):
+                out, _ = model(x)
+                out.sum().backward()
+                if i % every == 0: optimizer.step(); optimizer.zero_grad()
+    """)
+    assert [d.line for d in helpers.check(tmp_path, unclipped, select=["RNN001"])] == [11]
+    fixed, remaining = helpers.fix(tmp_path, unclipped, select=["RNN001"])
+    assert remaining == []
+    assert ("if i % every == 0: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0); optimizer.step(); "
+            "optimizer.zero_grad()") in fixed

@@ -57,10 +57,17 @@ class Event:
 
     kind: str  # "backward" | "step" | "clip" | "unscale" | "zero_grad"
     call: cst.Call
-    statement: cst.SimpleStatementLine
+    #: the line it stands in; a ``SimpleStatementSuite`` for ``if args.clip: clip_grad_norm_(...)``,
+    #: where nothing can be inserted before the event itself
+    statement: cst.SimpleStatementLine | cst.SimpleStatementSuite
     target: str | None = None  # the optimizer a step/unscale/zero_grad is for
     via: str | None = None  # "scaler": scaler.step(opt); "accelerator" / "fabric": accelerator.backward(loss)
     loop: cst.CSTNode | None = None  # innermost enclosing for/while, if any
+
+    @property
+    def own_line(self) -> bool:
+        """Is the event alone on a line of its own, where a statement can be inserted before it or moved?"""
+        return isinstance(self.statement, cst.SimpleStatementLine) and len(self.statement.body) == 1
 
 
 @dataclass
@@ -368,6 +375,14 @@ class _Collector:
         for stmt in body:
             self._statement(stmt, scope, cls, loop)
 
+    def _block(self, owner: cst.CSTNode, scope: Scope, cls, loop) -> None:
+        """The body of a compound statement: indented, or small statements after its colon."""
+        if isinstance(owner.body, cst.SimpleStatementSuite):  # if args.clip: clip_grad_norm_(...)
+            for small in owner.body.body:
+                self._small(small, owner.body, scope, loop)
+            return
+        self._statements(body_of(owner), scope, cls, loop)
+
     def _statement(self, stmt: cst.CSTNode, scope: Scope, cls, loop) -> None:
         if isinstance(stmt, cst.FunctionDef):
             self._scope(stmt, body_of(stmt), cls)
@@ -384,31 +399,31 @@ class _Collector:
         if isinstance(stmt, (cst.For, cst.While)):
             header = stmt.iter if isinstance(stmt, cst.For) else stmt.test
             self._calls(header, scope)
-            self._statements(body_of(stmt), scope, cls, stmt)
+            self._block(stmt, scope, cls, stmt)
             if stmt.orelse is not None:
-                self._statements(body_of(stmt.orelse), scope, cls, loop)
+                self._block(stmt.orelse, scope, cls, loop)
             return
         if isinstance(stmt, cst.If):
             self._calls(stmt.test, scope)
-            self._statements(body_of(stmt), scope, cls, loop)
+            self._block(stmt, scope, cls, loop)
             if stmt.orelse is not None:
                 self._statement(stmt.orelse, scope, cls, loop)
             return
         if isinstance(stmt, cst.Else):
-            self._statements(body_of(stmt), scope, cls, loop)
+            self._block(stmt, scope, cls, loop)
             return
         if isinstance(stmt, cst.With):
             for item in stmt.items:
                 self._calls(item.item, scope)
-            self._statements(body_of(stmt), scope, cls, loop)
+            self._block(stmt, scope, cls, loop)
             return
         if isinstance(stmt, cst.Try):
-            self._statements(body_of(stmt), scope, cls, loop)
+            self._block(stmt, scope, cls, loop)
             for handler in stmt.handlers:
-                self._statements(body_of(handler), scope, cls, loop)
+                self._block(handler, scope, cls, loop)
             for extra in (stmt.orelse, stmt.finalbody):
                 if extra is not None:
-                    self._statements(body_of(extra), scope, cls, loop)
+                    self._block(extra, scope, cls, loop)
             return
         # anything else (match, async constructs): still record the calls
         self._calls(stmt, scope)
