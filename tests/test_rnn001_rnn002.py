@@ -376,3 +376,53 @@ def test_one_line_if_bodies_are_part_of_the_training_step(tmp_path):
     assert remaining == []
     assert ("if i % every == 0: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0); optimizer.step(); "
             "optimizer.zero_grad()") in fixed
+
+
+def test_helpers_of_the_same_file_that_rewrite_grad_in_place_clip(tmp_path):
+    """A function or method of the training file that clamps ``p.grad`` in place is clipping, whatever its
+    name; one that zeroes gradients before backward() is not a clip (RNN001 stays, no RNN002)."""
+    helper = dedent("""
+        import torch
+        from torch import nn
+
+        def bound(model, limit):
+            kept = list(filter(lambda p: p.grad is not None, model.parameters()))
+            for p in kept:
+                p.grad.data.clamp_(-limit, limit)
+
+        def fit(model, batches):
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            for x in batches:
+                opt.zero_grad()
+                model(x)[0].sum().backward()
+                bound(model, 0.1)
+                opt.step()
+
+        fit(nn.LSTM(3, 4), [])
+    """)
+    assert helpers.check(tmp_path, helper, select=["RNN001", "RNN002"]) == []
+    method = dedent("""
+        import torch
+        from torch import nn
+
+        class Runner:
+            def __init__(self):
+                self.net = nn.GRU(3, 4)
+                self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+
+            def _shrink(self, factor):
+                for p in self.net.parameters():
+                    p.grad.mul_(factor)
+
+            def run(self, batches):
+                for x in batches:
+                    self.opt.zero_grad()
+                    self.net(x)[0].sum().backward()
+                    self._shrink(0.5)
+                    self.opt.step()
+    """)
+    assert helpers.check(tmp_path, method, select=["RNN001", "RNN002"]) == []
+    zeroing = helper.replace("p.grad.data.clamp_(-limit, limit)", "p.grad.data.zero_()").replace(
+        "        opt.zero_grad()\n", "        bound(model, 0)\n").replace("        bound(model, 0.1)\n", "")
+    assert "bound(model, 0)\n" in zeroing and "bound(model, 0.1)" not in zeroing
+    assert [d.code for d in helpers.check(tmp_path, zeroing, select=["RNN001", "RNN002"])] == ["RNN001"]

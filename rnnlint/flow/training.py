@@ -545,10 +545,15 @@ class _Collector:
                         changed = True
         training = {id(s) for s in self.scopes if any(e.kind in ("backward", "step") for e in s.events)}
         for i, (scope, position, event, name) in enumerate(self.pending):
-            if i in resolved or id(scope) not in training or name.startswith("self."):
+            if i in resolved or id(scope) not in training:
                 continue
-            if self._imported_helper(name) or (_between_backward_and_step(scope, position, event)
-                                               and self._method_helper(event.call)):
+            where_a_clip_goes = _between_backward_and_step(scope, position, event)
+            if name.startswith("self."):
+                found = where_a_clip_goes and self._local_helper(name, scope)
+            else:
+                found = self._imported_helper(name) or where_a_clip_goes and (
+                    self._method_helper(event.call) or self._local_helper(name, scope))
+            if found:
                 resolved.add(i)
         for i in sorted(resolved, key=lambda i: self.pending[i][1], reverse=True):
             scope, position, event, _ = self.pending[i]
@@ -579,6 +584,21 @@ class _Collector:
                 owner, _, method = (dotted(value) or "").partition(".")
                 if owner in facts.classes and method:
                     function = facts.methods.get(facts.classes[owner], {}).get(method)
+        return function is not None and changes_gradients(flow, facts, function)
+
+    def _local_helper(self, name: str, scope: "Scope | None" = None) -> bool:
+        """A function of this file (or, for ``self.x``, a method of the class around ``scope``) that
+        rewrites ``.grad`` in place: ``for p in model.parameters(): p.grad.data.clamp_(-c, c)``."""
+        from rnnlint.flow.models import changes_gradients
+        from rnnlint.flow.resolve import flow_of
+
+        flow, facts = flow_of(self.ctx)
+        if name.startswith("self."):
+            owner = facts.owner.get(scope.node) if scope is not None else None
+            cls = owner[1] if owner is not None else None
+            function = facts.methods.get(cls, {}).get(name[5:]) if cls is not None else None
+        else:
+            function = facts.functions.get(name)
         return function is not None and changes_gradients(flow, facts, function)
 
     def _method_helper(self, call: cst.Call) -> bool:
