@@ -6,6 +6,7 @@ import libcst as cst
 
 from rnnlint.flow import library
 from rnnlint.flow.resolve import flow_of, number, values
+from rnnlint.flow.values import LIBRARY
 from rnnlint.flow.models import recurrent
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.library import CLIP_FUNCTIONS
@@ -142,7 +143,8 @@ class MissingGradClip(Rule):
         shown = self.ctx.code(step.call.func.value) if isinstance(step.call.func, cst.Attribute) else "optimizer"
         target = step.target or shown
         step_text = f"{shown}.step({step.target})" if step.via == "scaler" else f"{target}.step()"
-        fix_lines = self._fix_lines(scope, step, backward, optimizer)
+        without_groups = self._without_param_groups(step)
+        fix_lines = self._fix_lines(scope, step, backward, optimizer) if without_groups is None else []
         if step.own_line:
             edits = [insert_before(step.statement, "\n".join(fix_lines))] if fix_lines else []
         elif any(isinstance(small, cst.Expr) and small.value is step.call for small in step.statement.body):
@@ -150,10 +152,13 @@ class MissingGradClip(Rule):
             edits = [replace(step.call, "; ".join([*fix_lines, self.ctx.code(step.call)]))] if fix_lines else []
         else:
             edits = []
+        how = (f"clip the gradients of `{target}`'s parameters before step()" if without_groups is None else
+               f"{without_groups.rsplit('.', 1)[-1]} has no param_groups to clip: clip the gradients it steps "
+               f"with before step()")
         self.report(
             step.call,
             f"{step_text} updates the recurrent model without gradient clipping after backward(): "
-            f"{_WHY}; clip the gradients of `{target}`'s parameters before step()",
+            f"{_WHY}; {how}",
             fix=f"Insert clip_grad_norm_(..., max_norm={self.settings['max-norm']!r}) before step()",
             edits=edits,
             imports=self._imports() if edits and backward.via is None else (),
@@ -178,6 +183,15 @@ class MissingGradClip(Rule):
                 lines.append(f"{scaler}.unscale_({step.target})")
         lines.append(f"torch.nn.utils.clip_grad_norm_({params}, {max_norm})")
         return lines
+
+    def _without_param_groups(self, step: Event) -> str | None:
+        """The library optimizer class behind ``step`` when it has no ``param_groups`` (a
+        ``DistributedOptimizer``): a clip of ``opt.param_groups`` would fail there, so no fix is offered."""
+        receiver = step.call.func.value if isinstance(step.call.func, cst.Attribute) else None
+        if receiver is None or step.via is not None:
+            return None
+        built = {v.value for v in values(self.ctx, receiver, step.call, models=True) if v.kind == LIBRARY}
+        return next(iter(sorted(built & library.OPTIMIZERS_WITHOUT_PARAM_GROUPS)), None)
 
     def _params(self, scope: Scope, optimizer: Optimizer | None, target: str) -> str:
         """The optimizer's parameters as an expression valid at the step."""

@@ -426,3 +426,27 @@ def test_helpers_of_the_same_file_that_rewrite_grad_in_place_clip(tmp_path):
         "        opt.zero_grad()\n", "        bound(model, 0)\n").replace("        bound(model, 0.1)\n", "")
     assert "bound(model, 0)\n" in zeroing and "bound(model, 0.1)" not in zeroing
     assert [d.code for d in helpers.check(tmp_path, zeroing, select=["RNN001", "RNN002"])] == ["RNN001"]
+
+
+def test_an_optimizer_without_param_groups_gets_no_clip_fix(tmp_path):
+    """A ``DistributedOptimizer`` has no ``param_groups``: the finding stays, says so, and offers no fix
+    (a clip of ``opt.param_groups`` would raise AttributeError)."""
+    source = dedent("""
+        import torch.distributed.autograd as dist_autograd
+        from torch import nn, optim
+        from torch.distributed.optim import DistributedOptimizer
+
+        def run(model, remote_params, batches):
+            opt = DistributedOptimizer(optim.SGD, remote_params, lr=0.05)
+            for data, target in batches:
+                with dist_autograd.context() as context_id:
+                    out, _ = model(data)
+                    loss = nn.functional.cross_entropy(out, target)
+                    dist_autograd.backward(context_id, [loss])
+                    opt.step(context_id)
+
+        run(nn.LSTM(3, 4), [], [])
+    """)
+    found = helpers.check(tmp_path, source, select=["RNN001"])
+    assert [d.line for d in found] == [12]
+    assert "DistributedOptimizer has no param_groups" in found[0].message and found[0].fix is None

@@ -65,6 +65,8 @@ CLIP_FUNCTIONS = frozenset(
         "torch.nn.utils.clip_grads_with_norm_",
     }
 )
+#: optimizers that step without ``param_groups`` (gradients live in a distributed autograd context)
+OPTIMIZERS_WITHOUT_PARAM_GROUPS = frozenset({"torch.distributed.optim.DistributedOptimizer"})
 
 # -- training frameworks (RNN001) ---------------------------------------------------
 
