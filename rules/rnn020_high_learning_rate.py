@@ -5,6 +5,7 @@ import libcst as cst
 from rnnlint.flow.resolve import chain, origin, values
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Option, Rule, Valid, replace
+from rnnlint.flow.loops import unreachable
 from rnnlint.flow.training import training_code, recurrent_context
 
 # optimizer family -> (threshold option, recommended value option)
@@ -82,6 +83,8 @@ class HighLearningRate(Rule):
                 continue
             if not recurrent_context(self.ctx, optimizer.scope, optimizer):
                 continue
+            if optimizer.scope is not None and unreachable(self.ctx, optimizer.scope, optimizer.call):
+                continue  # ``if opt.adam:`` with --adam off by default: the default lr never reaches it
             found = max(above, key=lambda v: v.number)
             recommended = self.settings[keys[1]]
             short = optimizer.qualname.rsplit(".", 1)[-1]
@@ -145,8 +148,49 @@ HighLearningRate.VALID = [
     model = Tagger()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     """, options={"adam": 0.02}),
+    # the default lr (1.0, Adadelta's) never reaches Adam: the Adam branch runs only with --adam, off by
+    # default, and the flow model sees the defaults of one command line together
+    Valid(_MODEL + """
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--adam", action="store_true")
+    parser.add_argument("--optim", default="adadelta")
+    opt = parser.parse_args()
+    model = Tagger()
+    if opt.adam:
+        optimizer = torch.optim.Adam(model.parameters(), lr=opt.lr)
+    elif opt.optim.lower() in ("adam", "adamw"):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opt.lr)
+    else:
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
+    """),
 ]
 HighLearningRate.INVALID = [
+    # the twin: Adam is the default choice, so the default lr reaches it
+    Invalid(_MODEL + """
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--optim", default="Adam")
+    opt = parser.parse_args()
+    model = Tagger()
+    if opt.optim.lower() in ("adam", "adamw"):
+        optimizer = torch.optim.Adam(model.parameters(), lr=opt.lr)
+    else:
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
+    """, lines=[17], fixed=_MODEL + """
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--optim", default="Adam")
+    opt = parser.parse_args()
+    model = Tagger()
+    if opt.optim.lower() in ("adam", "adamw"):
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    else:
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
+    """),
     Invalid(_MODEL + """
     model = Tagger()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)

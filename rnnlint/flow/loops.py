@@ -147,3 +147,26 @@ def definition(ctx: FileContext, name: str):
         return None
     summary = ctx.index.summary(hit[0])
     return summary.definitions.get(hit[1]) if summary else None
+
+
+def unreachable(ctx: FileContext, scope: Scope, call: cst.Call) -> bool:
+    """Does ``call`` (in ``scope``) sit in a branch that the values the flow model sees never take?
+
+    ``if opt.adam: Adam(lr=opt.lr) else: Adadelta(lr=opt.lr)`` with ``--adam`` a flag: with the
+    command line's defaults the Adam line does not run, so its default lr never reaches Adam. An
+    ``if`` whose test is unknown is taken both ways.
+    """
+    from rnnlint.flow.resolve import truth
+
+    for where in placed(ctx, scope):
+        if not contains(ctx, where.statement, call):
+            continue
+        for node, child in where.path:
+            if not isinstance(node, cst.If):
+                continue
+            taken = truth(ctx, node.test, call)
+            in_body = any(child is stmt for stmt in block(node))
+            if taken is not None and taken != in_body:
+                return True
+        return False
+    return False

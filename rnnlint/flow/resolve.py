@@ -740,6 +740,58 @@ def related(flow, path, node, message: str) -> tuple:
     return (Related(flow.display(path), line, message),) if line else ()
 
 
+def truth(ctx, test: cst.BaseExpression, node: cst.CSTNode | None = None) -> bool | None:
+    """What ``test`` evaluates to with the values the flow model sees (command-line defaults, constants,
+    configuration), or None when any part is unknown or has several values.
+
+    ``opt.adam`` (a ``store_true`` flag: False), ``args.optimizer == "adam"``,
+    ``args.optim.lower() in ("adam", "adamw")``, ``not``, ``and``, ``or``.
+    """
+    node = node if node is not None else test
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        inner = truth(ctx, test.expression, node)
+        return None if inner is None else not inner
+    if isinstance(test, cst.BooleanOperation):
+        left, right = truth(ctx, test.left, node), truth(ctx, test.right, node)
+        if isinstance(test.operator, cst.And):
+            return False if False in (left, right) else (True if left and right else None)
+        return True if True in (left, right) else (False if left is False and right is False else None)
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        left, target = _constant(ctx, test.left, node), test.comparisons[0]
+        right = _constant(ctx, target.comparator, node)
+        if left is _UNKNOWN or right is _UNKNOWN:
+            return None
+        compare = {cst.Equal: operator.eq, cst.NotEqual: operator.ne, cst.In: lambda a, b: a in b,
+                   cst.NotIn: lambda a, b: a not in b, cst.Is: operator.is_, cst.IsNot: operator.is_not}
+        how = compare.get(type(target.operator))
+        try:
+            return bool(how(left, right)) if how is not None else None
+        except TypeError:
+            return None
+    found = _constant(ctx, test, node)
+    return None if found is _UNKNOWN else bool(found)
+
+
+_UNKNOWN = object()
+_STRING_METHODS = frozenset({"lower", "upper", "strip", "casefold"})
+
+
+def _constant(ctx, expr: cst.BaseExpression, node: cst.CSTNode):
+    """The one Python constant ``expr`` is (a tuple of them for a tuple/list literal), or ``_UNKNOWN``."""
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        parts = [_constant(ctx, e.value, node) for e in expr.elements]
+        return _UNKNOWN if _UNKNOWN in parts else tuple(parts)
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and not expr.args \
+            and expr.func.attr.value in _STRING_METHODS:
+        inner = _constant(ctx, expr.func.value, node)
+        return getattr(inner, expr.func.attr.value)() if isinstance(inner, str) else _UNKNOWN
+    possible = values(ctx, expr, node) if not isinstance(expr, cst.Call) else []
+    found = {(type(v.value), v.value) for v in possible}
+    if len(found) != 1 or any(v.kind != CONST for v in possible):
+        return _UNKNOWN
+    return next(iter(found))[1]
+
+
 def number(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None) -> float | None:
     """The one number ``expr`` always is, or None (unknown, not a number, or several values)."""
     found = {v.number for v in values(ctx, expr, node)} if expr is not None else set()

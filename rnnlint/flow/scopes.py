@@ -21,6 +21,8 @@ from rnnlint.names import ImportMap, dotted
 from rnnlint.nodes import Visitor
 
 Scope = cst.CSTNode  # cst.Module | cst.FunctionDef | cst.ClassDef
+#: what an argparse flag without ``default=`` is when not given
+_FLAG_DEFAULTS = {"store_true": "False", "store_false": "True"}
 
 
 @dataclass
@@ -238,6 +240,9 @@ class _Collector(Visitor):
             dest,
         )
         default = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "default"), None)
+        action = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "action"), None)
+        if default is None and isinstance(action, cst.SimpleString) and action.evaluated_value in _FLAG_DEFAULTS:
+            default = cst.Name(_FLAG_DEFAULTS[action.evaluated_value])  # --adam: False unless given
         self._add_option(Option(dest, flag, default, kind, call))
 
     def _add_option(self, option: Option) -> None:
