@@ -192,7 +192,7 @@ class Lengths:
         """Every call in the project that hands device lengths to ``sink``."""
         out = []
         for path, words in self.flow.project_files().items():
-            if "cuda" not in words and "to" not in words:
+            if not _may_move_to_device(words):
                 continue
             facts = self.flow.file(path)
             if facts is None:
@@ -207,6 +207,13 @@ def lengths_of(flow) -> Lengths:
     if current is None or current.generation != flow.generation:
         current = flow.lengths = Lengths(flow)
     return current
+
+
+def _may_move_to_device(words: frozenset[str]) -> bool:
+    """Could a file with these words put a tensor on an accelerator? ``.cuda()``, or ``.to(x)`` with a
+    device ``x`` (see :func:`_is_device`: a name with "device", "cuda" or "gpu" in it). Reading only such
+    files keeps the search for callers from parsing the whole project for every sink."""
+    return any("cuda" in w or "gpu" in w.lower() or "device" in w.lower() for w in words)
 
 
 def _may_be_module(call: cst.Call, facts: FileFacts) -> bool:
