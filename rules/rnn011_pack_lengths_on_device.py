@@ -2,17 +2,9 @@ import libcst as cst
 
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.resolve import flow_of, related
-from rnnlint.flow.tensors import lengths_of
-from rnnlint.names import dotted
-from rnnlint.nodes import keyword_arg
-from rnnlint.flow.padding import PACK_PADDED, forward_params
+from rnnlint.flow.tensors import lengths_of, packs_on_device
+from rnnlint.flow.padding import forward_params
 from rnnlint.rule import Invalid, Rule, Valid, replace
-
-# methods that keep a tensor on the device it is on
-_SAME_DEVICE = frozenset({"long", "int", "int64", "type", "view", "reshape", "squeeze", "flatten", "detach",
-                          "clone", "contiguous", "sort"})
-_TENSOR_FACTORIES = frozenset({"torch.tensor", "torch.as_tensor", "torch.full", "torch.arange", "torch.ones",
-                               "torch.zeros", "torch.sum"})
 
 
 class PackLengthsOnDevice(Rule):
@@ -54,98 +46,33 @@ class PackLengthsOnDevice(Rule):
     # the caller's file need not mention pack_padded_sequence: it moves lengths and calls a model
     triggers = ("pack_padded_sequence", "cuda", "device")
 
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        # per scope: name -> how it was moved to the device ("" is a known CPU / unknown value)
-        self._scopes: list[dict[str, str]] = [{}]
+    def finish(self) -> None:
+        if "pack_padded_sequence" in self.ctx.text:
+            for _, lengths, how in packs_on_device(flow_of(self.ctx)[1]):
+                self._report_local(lengths, how)
+        self._report_across()
 
-    # -- scopes and assignments, in source order ---------------------------------
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        params = (*node.params.posonly_params, *node.params.params, *node.params.kwonly_params)
-        self._scopes.append({p.name.value: "" for p in params})
-
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
-        self._scopes.pop()
-
-    def leave_Assign(self, original_node: cst.Assign) -> None:
-        for target in original_node.targets:
-            self._bind(target.target, original_node.value)
-
-    def leave_AnnAssign(self, original_node: cst.AnnAssign) -> None:
-        if original_node.value is not None:
-            self._bind(original_node.target, original_node.value)
-
-    def leave_AugAssign(self, original_node: cst.AugAssign) -> None:
-        self._bind(original_node.target, None)
-
-    def visit_For(self, node: cst.For) -> None:
-        self._bind(node.target, None)
-
-    def _bind(self, target: cst.BaseExpression, value: cst.BaseExpression | None) -> None:
-        if isinstance(target, (cst.Tuple, cst.List)):
-            parts = None
-            if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements):
-                parts = [e.value for e in value.elements]
-            for position, element in enumerate(target.elements):
-                self._bind(element.value, parts[position] if parts else None)
-            return
-        name = dotted(target)
-        if name is not None:
-            self._scopes[-1][name] = self._moved(value) if value is not None else ""
-
-    def _lookup(self, name: str) -> str:
-        for scope in (self._scopes[-1], self._scopes[0]):
-            if name in scope:
-                return scope[name]
-        return ""
-
-    # -- device moves --------------------------------------------------------
-
-    def _moved(self, expr: cst.BaseExpression, depth: int = 0) -> str:
-        """How ``expr`` ends up on a GPU ("lengths.to(device)"), or "" when it does not (or we cannot tell)."""
-        if depth > 8:
-            return ""
-        if isinstance(expr, (cst.Name, cst.Attribute)) and dotted(expr):
-            return self._lookup(dotted(expr))  # type: ignore[arg-type]
-        if not isinstance(expr, cst.Call):
-            return ""
-        func = expr.func
-        if self.ctx.qualname(func) in _TENSOR_FACTORIES:
-            arg = keyword_arg(expr, "device")
-            return self.ctx.code(expr) if arg is not None and _is_device(arg.value) else ""
-        if isinstance(func, cst.Attribute):
-            method = func.attr.value
-            if method == "cuda":
-                return self.ctx.code(expr)
-            if method == "to":
-                device = self._to_device(expr)
-                if device is True:
-                    return self.ctx.code(expr)
-                if device is False:
-                    return ""
-                return self._moved(func.value, depth + 1)  # .to(torch.long): same device
-            if method in _SAME_DEVICE:
-                return self._moved(func.value, depth + 1)
-        return ""
-
-    def _to_device(self, call: cst.Call) -> bool | None:
-        """True: ``.to`` moves to a GPU; False: to the CPU; None: a dtype or nothing."""
-        arg = keyword_arg(call, "device")
-        if arg is None:
-            positional = [a for a in call.args if a.keyword is None]
-            arg = positional[0] if positional else None
-        if arg is None:
-            return None
-        if _is_cpu(arg.value):
-            return False
-        return True if _is_device(arg.value) else None
-
-    # -- the finding -----------------------------------------------------------
+    def _report_local(self, value: cst.BaseExpression, how: str) -> None:
+        """Lengths moved to the GPU in the function that packs them."""
+        inline = isinstance(value, cst.Call) and self.ctx.code(value) == how
+        written = self.ctx.code(value)
+        where = "" if inline else f" ({how})"
+        message = (
+            f"the lengths passed to pack_padded_sequence are on the GPU{where}: it needs a 1-D CPU int64 "
+            f"tensor and raises RuntimeError; pass {_cpu(written, value)}"
+        )
+        if inline and isinstance(value.func, cst.Attribute) and value.func.attr.value in ("to", "cuda"):
+            receiver = value.func.value
+            self.report(value, message.replace(_cpu(written, value), self.ctx.code(receiver)),
+                        fix=f"Keep the lengths on the CPU: drop .{value.func.attr.value}(...)",
+                        edits=[replace(value, receiver)])
+        else:
+            self.report(value, message, fix="Append .cpu() to the lengths",
+                        edits=[replace(value, _cpu(written, value))])
 
     # -- across functions and files: the value-flow model joins the move and the pack --------
 
-    def finish(self) -> None:
+    def _report_across(self) -> None:
         lengths = lengths_of(self.ctx.index.flow())
         packs_here = "pack_padded_sequence" in self.ctx.text and "def forward" in self.ctx.text
         if not packs_here and not lengths.project_packs():
@@ -198,35 +125,6 @@ class PackLengthsOnDevice(Rule):
                 related=related(flow, sink.path, sink.call, "pack_padded_sequence receives them here"),
             )
 
-    def visit_Call(self, node: cst.Call) -> None:
-        if self.ctx.qualname(node.func) != PACK_PADDED:
-            return
-        arg = keyword_arg(node, "lengths")
-        if arg is None:
-            positional = [a for a in node.args if a.keyword is None and not a.star]
-            arg = positional[1] if len(positional) > 1 else None
-        if arg is None:
-            return
-        how = self._moved(arg.value)
-        if not how:
-            return
-        value = arg.value
-        inline = isinstance(value, cst.Call) and self.ctx.code(value) == how
-        written = self.ctx.code(value)
-        where = "" if inline else f" ({how})"
-        message = (
-            f"the lengths passed to pack_padded_sequence are on the GPU{where}: it needs a 1-D CPU int64 "
-            f"tensor and raises RuntimeError; pass {_cpu(written, value)}"
-        )
-        if inline and isinstance(value.func, cst.Attribute) and value.func.attr.value in ("to", "cuda"):
-            receiver = value.func.value
-            self.report(value, message.replace(_cpu(written, value), self.ctx.code(receiver)),
-                        fix=f"Keep the lengths on the CPU: drop .{value.func.attr.value}(...)",
-                        edits=[replace(value, receiver)])
-        else:
-            self.report(value, message, fix="Append .cpu() to the lengths",
-                        edits=[replace(value, _cpu(written, value))])
-
 
 def _code(flow, hit) -> str:
     facts = flow.file(hit.path)
@@ -237,33 +135,6 @@ def _cpu(text: str, expr: cst.BaseExpression) -> str:
     if isinstance(expr, (cst.Name, cst.Attribute, cst.Call, cst.Subscript)):
         return f"{text}.cpu()"
     return f"({text}).cpu()"
-
-
-def _string(expr: cst.BaseExpression) -> str | None:
-    if isinstance(expr, cst.SimpleString):
-        value = expr.evaluated_value
-        return value if isinstance(value, str) else None
-    return None
-
-
-def _is_cpu(expr: cst.BaseExpression) -> bool:
-    text = _string(expr)
-    if text is None and isinstance(expr, cst.Call) and dotted(expr.func) in ("torch.device", "device") and expr.args:
-        text = _string(expr.args[0].value)
-    return text is not None and text.startswith("cpu")
-
-
-def _is_device(expr: cst.BaseExpression) -> bool:
-    text = _string(expr)
-    if text is not None:
-        return text.startswith("cuda")
-    if isinstance(expr, cst.Call) and dotted(expr.func) in ("torch.device", "device"):
-        return not _is_cpu(expr)
-    name = dotted(expr)
-    if name is None:
-        return False
-    last = name.rsplit(".", 1)[-1].lower()
-    return "device" in last or last in ("dev", "gpu", "cuda")
 
 
 _HEAD = """

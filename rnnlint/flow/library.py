@@ -23,6 +23,9 @@ SAME_DEVICE_METHODS = frozenset({"long", "int", "int64", "type", "view", "reshap
                                  "unsqueeze", "flip"})
 #: functions whose first result stays on the first argument's device
 SAME_DEVICE_FUNCTIONS = frozenset({"torch.sort", "torch.clamp", "torch.flip"})
+#: tensor factories whose ``device=`` puts the result on that device
+DEVICE_FACTORIES = frozenset({"torch.tensor", "torch.as_tensor", "torch.full", "torch.arange", "torch.ones",
+                              "torch.zeros", "torch.empty"})
 #: functions whose result is on the host (Python lists, numpy)
 OFF_DEVICE_FUNCTIONS = frozenset({"list", "sorted", "numpy.array", "numpy.asarray"})
 

@@ -201,6 +201,95 @@ class Lengths:
         return out
 
 
+def packs_on_device(facts: FileFacts) -> list[tuple[cst.Call, cst.BaseExpression, str]]:
+    """The ``pack_padded_sequence`` calls of one file whose lengths are on a device by what the same
+    function shows before the call, in source order: ``(call, lengths argument, the move as written)``.
+
+    The argument is ``lengths.cuda()``, ``lengths.to(device)``, ``torch.tensor(..., device=device)``,
+    or a name whose last assignment before the call in that function is one of those (through calls
+    that keep the device, and tuple unpacking of tuples); a parameter, a loop target or an augmented
+    assignment is not known to be on a device. Across functions and files see :class:`Lengths`.
+    """
+    found: list[tuple[cst.Call, cst.BaseExpression, str]] = []
+
+    class Walk(Visitor):
+        def __init__(self) -> None:
+            self.scopes: list[dict[str, str]] = [{}]  # per scope: name -> the move ("" on the host/unknown)
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+            params = (*node.params.posonly_params, *node.params.params, *node.params.kwonly_params)
+            self.scopes.append({p.name.value: "" for p in params})
+
+        def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
+            self.scopes.pop()
+
+        def leave_Assign(self, original_node: cst.Assign) -> None:
+            for target in original_node.targets:
+                self.bind(target.target, original_node.value)
+
+        def leave_AnnAssign(self, original_node: cst.AnnAssign) -> None:
+            if original_node.value is not None:
+                self.bind(original_node.target, original_node.value)
+
+        def leave_AugAssign(self, original_node: cst.AugAssign) -> None:
+            self.bind(original_node.target, None)
+
+        def visit_For(self, node: cst.For) -> None:
+            self.bind(node.target, None)
+
+        def visit_Call(self, node: cst.Call) -> None:
+            qualname = facts.imports.resolve(node.func)
+            if qualname not in library.PACK_LENGTHS:
+                return
+            lengths = _argument(node, *library.PACK_LENGTHS[qualname])
+            how = self.moved(lengths) if lengths is not None else ""
+            if how:
+                found.append((node, lengths, how))
+
+        def bind(self, target: cst.BaseExpression, value: cst.BaseExpression | None) -> None:
+            if isinstance(target, (cst.Tuple, cst.List)):
+                parts = None
+                if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements):
+                    parts = [e.value for e in value.elements]
+                for position, element in enumerate(target.elements):
+                    self.bind(element.value, parts[position] if parts else None)
+                return
+            name = dotted(target)
+            if name is not None:
+                self.scopes[-1][name] = self.moved(value) if value is not None else ""
+
+        def moved(self, expr: cst.BaseExpression, depth: int = 0) -> str:
+            if depth > 8:
+                return ""
+            written = dotted(expr)
+            if written is not None:
+                return next((scope[written] for scope in (self.scopes[-1], self.scopes[0]) if written in scope), "")
+            if not isinstance(expr, cst.Call):
+                return ""
+            func = expr.func
+            if facts.imports.resolve(func) in library.DEVICE_FACTORIES:
+                device = _argument(expr, "device", -1)
+                return facts.module.code_for_node(expr) if device is not None and _is_device(device) else ""
+            if not isinstance(func, cst.Attribute):
+                return ""
+            method = func.attr.value
+            if method in library.TO_DEVICE_METHODS:
+                return facts.module.code_for_node(expr)
+            if method == "to":
+                target = _argument(expr, "device", 0)
+                if target is not None and _is_cpu(target):
+                    return ""
+                if target is not None and _is_device(target):
+                    return facts.module.code_for_node(expr)
+                return self.moved(func.value, depth + 1)  # .to(torch.long): the same device
+            if method in library.SAME_DEVICE_METHODS:
+                return self.moved(func.value, depth + 1)
+            return ""
+
+    Walk().walk(facts.module)
+    return found
+
+
 def lengths_of(flow) -> Lengths:
     """The run's lengths analysis; its memos hold nodes, so they last while no file's facts change."""
     current = getattr(flow, "lengths", None)
@@ -213,7 +302,7 @@ def _may_move_to_device(words: frozenset[str]) -> bool:
     """Could a file with these words put a tensor on an accelerator? ``.cuda()``, or ``.to(x)`` with a
     device ``x`` (see :func:`_is_device`: a name with "device", "cuda" or "gpu" in it). Reading only such
     files keeps the search for callers from parsing the whole project for every sink."""
-    return any("cuda" in w or "gpu" in w.lower() or "device" in w.lower() for w in words)
+    return any("cuda" in w or "gpu" in w.lower() or "device" in w.lower() or w == "dev" for w in words)
 
 
 def _may_be_module(call: cst.Call, facts: FileFacts) -> bool:
@@ -308,7 +397,7 @@ def _is_device(expr: cst.BaseExpression) -> bool:
     written = dotted(expr)
     if written is not None:
         last = written.rsplit(".", 1)[-1]
-        return last not in _DTYPES and "device" in last.lower() or last in ("cuda", "gpu")
+        return last not in _DTYPES and "device" in last.lower() or last.lower() in ("cuda", "gpu", "dev")
     return isinstance(expr, cst.Call) and dotted(expr.func) in ("torch.device", "device")
 
 
