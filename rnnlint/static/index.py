@@ -24,6 +24,7 @@ import libcst as cst
 
 from rnnlint import __version__, seal
 from rnnlint.flow.library import RECURRENT_MODULES
+from rnnlint.flow.resolve import Flow
 from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
@@ -250,8 +251,6 @@ class ProjectIndex:
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
         if self._flow is None:
-            from rnnlint.flow.resolve import Flow
-
             self._flow = Flow(self)
         return self._flow
 
