@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from tests.helpers import check
+from tests.helpers import REPO, check
 
-MODEL = '''import torch
-import torch.nn as nn
-
-from tok import WordTokenizer
-
-
-class LSTMTextClassifier(nn.Module):
-    def __init__(self, vocab, hidden_size=150, num_labels=2, max_length=128):
-        super().__init__()
-        self.tokenizer = WordTokenizer(vocab, max_length)
-        self.embed = nn.Embedding(len(vocab), 100)
-        self.encoder = nn.LSTM(100, hidden_size, batch_first=True)
-        self.out = nn.Linear(hidden_size, num_labels)
-
-    def encode(self, texts):
-        return torch.tensor([enc.ids for enc in self.tokenizer.encode_batch(texts)])
-
-    def forward(self, texts):
-        ids = self.encode(texts)
-        output, _ = self.encoder(self.embed(ids))
-        return self.out(output.max(dim=1).values)
-'''
+# the real-code fixture's classifier, its tokenizer built by a project class instead
+_FIXTURE = (REPO / "fixtures/realcode/tokenizer_pad/textcls.py").read_text("utf-8")
+_OWN = _FIXTURE[_FIXTURE.index("        self.tokenizer = Tokenizer("):_FIXTURE.index("        self.embed")]
+MODEL = _FIXTURE.replace(_OWN, "        self.tokenizer = WordTokenizer(vocab, max_length)\n").replace(
+    "import torch.nn as nn\n", "import torch.nn as nn\n\nfrom tok import WordTokenizer\n")
+FORWARD = next(n for n, line in enumerate(MODEL.splitlines(), 1) if "= self.encoder(" in line)
 
 PADDING_BASE = '''from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
@@ -42,7 +26,7 @@ def test_a_tokenizer_that_pads_in_a_base_class_of_another_file_is_found(tmp_path
     (tmp_path / "base.py").write_text(PADDING_BASE, "utf-8")
     tok = "from base import BaseTokenizer\n\n\nclass WordTokenizer(BaseTokenizer):\n    pass\n"
     found = check(tmp_path, MODEL, files={"tok.py": tok}, select=["RNN010"])
-    assert [(d.code, d.line) for d in found] == [("RNN010", 20)]
+    assert [(d.code, d.line) for d in found] == [("RNN010", FORWARD)]
     assert "WordTokenizer turns on padding to a fixed length at base.py:8" in found[0].message
 
 
@@ -59,4 +43,4 @@ def test_a_padding_base_too_far_up_is_not_followed(tmp_path):
         f"class {child}({parent}):\n    pass\n\n\n" for parent, child in (("A", "B"), ("B", "C"), ("C", "WordTokenizer")))
     assert check(tmp_path, MODEL, files={"tok.py": chain}, select=["RNN010"]) == []
     near = chain.replace("class WordTokenizer(C)", "class WordTokenizer(B)")
-    assert [d.line for d in check(tmp_path, MODEL, files={"tok.py": near}, select=["RNN010"])] == [20]
+    assert [d.line for d in check(tmp_path, MODEL, files={"tok.py": near}, select=["RNN010"])] == [FORWARD]
