@@ -165,3 +165,13 @@ class _ImportCollector(Visitor):
                 local = alias.asname.name.value
             self.imports.names[local] = f"{base}{sep}{name}"
         return False
+
+
+class ImportMapView(ImportMap):
+    """An :class:`ImportMap` over a file summary's imports (``rnnlint.static.index.FileSummary``: its
+    ``imports`` and ``star_modules``) instead of a parsed module."""
+
+    def __init__(self, summary) -> None:
+        super().__init__()
+        self.names = summary.imports
+        self.star_modules = summary.star_modules

@@ -294,22 +294,17 @@ def _padding_tokenizer(ctx, cls: cst.ClassDef) -> tuple[str, str, int] | None:
     return None
 
 
-def _enables_padding(ctx, path, class_name: str, depth: int = 0) -> tuple[str, int] | None:
-    module = ctx.index.tree(path)
-    cls = next((s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == class_name), None) \
-        if module is not None else None
-    if cls is None or depth > 3:
-        return None
+def _enables_padding(ctx, path, class_name: str) -> tuple[str, int] | None:
+    """Where the project class ``class_name`` of ``path``, or one of its project bases, calls
+    ``enable_padding``: ``(file, line)``."""
     flow = ctx.index.flow()
-    for call in find_all(cls, cst.Call):
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value == "enable_padding":
-            return flow.display(path), flow.line(path, call) or 1
-    for base in cls.bases:
-        name = dotted(base.value)
-        hit = ctx.index.lookup(path, name) if name else None
-        found = _enables_padding(ctx, *hit, depth + 1) if hit is not None else None
-        if found is not None:
-            return found
+    for home, name, _ in ctx.index.lineage(path, class_name):
+        module = ctx.index.tree(home)
+        cls = next((s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == name), None) \
+            if module is not None else None
+        for call in find_all(cls, cst.Call) if cls is not None else ():
+            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "enable_padding":
+                return flow.display(home), flow.line(home, call) or 1
     return None
 
 

@@ -21,9 +21,18 @@ is recorded for the results cache.
   attributes, imports, configuration holders.
 * :mod:`rnnlint.flow.library` — library knowledge as data: which calls make a
   value padded, put it on a device, take it off again.
+
+:data:`SUMMARISERS` are what the project index stores about each file it
+summarises on the flow model's behalf (what a function returns padded, what a
+class's ``forward`` feeds its recurrent layers); the index runs them and caches
+their facts, and knows nothing of what they mean.
 """
 
+from rnnlint.flow import padding
 from rnnlint.flow.resolve import Flow, flow_of, values
 from rnnlint.flow.values import Value
 
-__all__ = ["Flow", "Value", "flow_of", "values"]
+#: per-file summarisers the static stage hands the project index (:data:`rnnlint.static.index.Summariser`)
+SUMMARISERS = (padding.summarise,)
+
+__all__ = ["Flow", "SUMMARISERS", "Value", "flow_of", "values"]

@@ -25,10 +25,10 @@ A top-level function also runs with what other files' calls of it hand it
 (:func:`file_runs`), so a training loop whose loader and model come from
 ``main.py`` is followed.
 
-The same walk summarises a file for the project index (:func:`summarise`), so
-that a training script knows whether a model defined in another file packs
-its input. This module imports nothing from the index at import time: the
-index imports it.
+The same walk summarises a file for the project index (:func:`summarise`, which
+the flow package hands the index: :data:`rnnlint.flow.SUMMARISERS`), so that a
+training script knows whether a model defined in another file packs its input.
+The index stores those facts; this module asks it for them, never the reverse.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from typing import Union
 
 import libcst as cst
 
-from rnnlint.names import ImportMap, dotted
+from rnnlint.names import ImportMap, ImportMapView, dotted
 from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg, param_names
+from rnnlint.rule import FileContext
 
 RNN_UTILS = "torch.nn.utils.rnn."
 PAD_SEQUENCE = RNN_UTILS + "pad_sequence"
@@ -1058,8 +1059,6 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
     definition = summary.definitions.get(name) if summary else None
     if definition is None or definition.kind != "class":
         return None
-    from rnnlint.static.index import ImportMapView  # the index imports this module
-
     view = ImportMapView(summary)
     for target, argument in definition.feeds.get(str(position), []):
         qualname = view.resolve_dotted(target)
@@ -1074,18 +1073,9 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
 def builds_recurrent(index, file, class_name: str, depth: int = 0) -> bool:
     """Does the class (or a project base) build a recurrent module itself? Then :func:`feeds_recurrent`
     knows what its forward feeds; otherwise its recurrent layers come from outside (its constructor)."""
-    summary = index.summary(file)
-    definition = summary.definitions.get(class_name) if summary else None
-    if definition is None or definition.kind != "class" or depth > 3:
-        return False
-    from rnnlint.static.index import ImportMapView  # the index imports this module
-
-    view = ImportMapView(summary)
-    if any(view.resolve_dotted(c) in index.recurrent_names for c in definition.calls):
-        return True
-    for base in definition.bases:
-        hit = index.lookup(file, base)
-        if hit is not None and builds_recurrent(index, *hit, depth + 1):
+    for home, _, definition in index.lineage(file, class_name, depth=3 - depth):
+        view = ImportMapView(index.summary(home))
+        if any(view.resolve_dotted(c) in index.recurrent_names for c in definition.calls):
             return True
     return False
 
@@ -1277,8 +1267,6 @@ def _homed(index, importer, value: Value) -> Value:
 
 def file_context(ctx, path):
     """The analysis context of another file of the project, made once per run."""
-    from rnnlint.rule import FileContext
-
     contexts = ctx.index.flow().scratch.setdefault("padding.contexts", {})
     if path not in contexts:
         module, text = ctx.index.tree(path), ctx.index.text(path)
@@ -1352,20 +1340,16 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
     return runs
 
 
-def _passes_of(index, importer, name: str, depth: int = 0) -> dict:
+def _passes_of(index, importer, name: str) -> dict:
     """What the function (or the class's ``forward``, inherited from a project base) ``name`` hands back."""
     hit = index.lookup(importer, name)
     summary = index.summary(hit[0]) if hit is not None else None
     definition = summary.definitions.get(hit[1]) if summary else None
     if definition is None:
         return {}
-    if definition.passes or definition.kind != "class" or depth > 3:
+    if definition.kind != "class":
         return definition.passes
-    for base in definition.bases:
-        found = _passes_of(index, hit[0], base, depth + 1)
-        if found:
-            return found
-    return {}
+    return next((cls.passes for _, _, cls in index.lineage(*hit, depth=4) if cls.passes), {})
 
 
 def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:

@@ -23,6 +23,7 @@ import libcst as cst
 from rnnlint.flow.models import is_recurrent
 from rnnlint.flow.values import CONST, DATA, DICT, INSTANCE, LIBRARY, SEQUENCE, Value
 from rnnlint.names import dotted
+from rnnlint.static.projectmap import module_name
 
 UNKNOWN = {"$unknown": True}  # an argument without one literal value (the child may use a placeholder)
 BUILD = "$build"  # {"$build": {module, qualname, args, kwargs}}: a module the child builds and passes
@@ -178,8 +179,6 @@ def _one(flow, value: Value, depth: int) -> tuple[Any, str]:
 def _built(flow, value: Value, depth: int) -> tuple[Any, str]:
     """A submodule handed to the constructor (``Seq2Seq(Encoder(...), Decoder(...))``, ``Tagger(nn.LSTM(8, 16))``):
     the child builds it first, from its own call's arguments, resolved the same way."""
-    from rnnlint.graph.finder import module_name  # the finder uses this module
-
     if depth > 3:
         return None, "is nested too deeply"
     if value.kind == LIBRARY:

@@ -42,10 +42,10 @@ from pathlib import Path
 import libcst as cst
 
 from rnnlint.graph.arguments import built_classes, call_sites, receives_recurrent
-from rnnlint.static.index import ImportMapView
-from rnnlint.names import ImportMap, canonical
+from rnnlint.names import ImportMap, ImportMapView, canonical
 from rnnlint.notebook import Notebook, read_notebook
 from rnnlint.source import SourceError, parse_python
+from rnnlint.static.projectmap import module_name
 
 _MODULE_BASES = frozenset({"lightning.pytorch.LightningModule", "lightning.LightningModule"})
 
@@ -75,17 +75,8 @@ class ModelSpec:
         return asdict(self)
 
 
-def module_name(path: Path) -> tuple[str, Path] | None:
-    """``(dotted module name, folder to put on sys.path)`` as Python would import the file."""
-    path = path.resolve()
-    parts = [] if path.name == "__init__.py" else [path.stem]
-    directory = path.parent
-    while (directory / "__init__.py").is_file() and directory.parent != directory:
-        parts.insert(0, directory.name)
-        directory = directory.parent
-    if not parts or not all(p.isidentifier() for p in parts):
-        return None
-    return ".".join(parts), directory
+def _module_base(resolved: str) -> bool:
+    return resolved.startswith("torch.nn.") or canonical(resolved) in _MODULE_BASES
 
 
 def _dotted(node: ast.expr) -> str | None:
@@ -114,27 +105,14 @@ class ModelFinder:
         self._module_memo: dict[tuple, bool] = {}
         self.notebooks: dict[Path, Notebook] = {}  # checked notebooks, by path
 
-    def is_module_class(self, path: Path, name: str, depth: int = 0) -> bool:
+    def is_module_class(self, path: Path, name: str) -> bool:
         """Does the class ``name`` of ``path`` derive from ``torch.nn.Module`` (through its bases only)?"""
         key = (path, name)
-        if key in self._module_memo or depth > 20:
-            return self._module_memo.get(key, False)
-        self._module_memo[key] = False
-        summary = self.index.summary(path)
-        definition = summary.definitions.get(name) if summary else None
-        result = False
-        if definition is not None and definition.kind == "class":
-            for base in definition.bases:
-                resolved = ImportMapView(summary).resolve_dotted(base)
-                if resolved.startswith("torch.nn.") or canonical(resolved) in _MODULE_BASES:
-                    result = True
-                    break
-                hit = self.index.lookup(path, base)
-                if hit is not None and self.is_module_class(hit[0], hit[1], depth + 1):
-                    result = True
-                    break
-        self._module_memo[key] = result
-        return result
+        if key not in self._module_memo:
+            self._module_memo[key] = any(
+                _module_base(ImportMapView(self.index.summary(home)).resolve_dotted(base))
+                for home, _, definition in self.index.lineage(path, name, depth=20) for base in definition.bases)
+        return self._module_memo[key]
 
     def find(self, files: list[Path]) -> tuple[list[ModelSpec], list[str]]:
         """The models to build, and the folders to put on the child's sys.path."""

@@ -33,6 +33,7 @@ from rnnlint.diagnostics import Diagnostic, Position, Severity
 from rnnlint.graph.causes import library_of, version_of
 from rnnlint.graph.finder import LineTable, ModelFinder, ModelSpec
 from rnnlint.graph.rule import GraphRule
+from rnnlint.static.final import FileStep
 from rnnlint.static.noqa import split_lines
 from rnnlint.static.output import plural
 from rnnlint.static.runner import display_path
@@ -429,7 +430,7 @@ class Reporter:
         self.notebooks = {str(path): notebook for path, notebook in (notebooks or {}).items()}
         self.lines = LineTable({path: notebook.text for path, notebook in self.notebooks.items()})
         self._texts: dict[str, list[str]] = {}
-        self._raw: dict[str, str] = {}  # each file's text, for the final step's `# noqa`
+        self._final: dict[str, FileStep] = {}  # each file's final step (its `# noqa`), while the stage reports
         self._folders: set[Path] = set()
 
     def diagnostics(self, specs: list[ModelSpec], results: dict, limits: dict) -> list[Diagnostic]:
@@ -494,7 +495,7 @@ class Reporter:
             except OSError:
                 text = ""
             self._texts[file] = split_lines(text)
-            self._raw[file] = text
+            self._final[file] = self.session.final.file(Path(file), text)
         return self._texts[file]
 
     def _add(self, found: dict, code: str, file: str, line: int, message: str, severity: str | None) -> None:
@@ -507,7 +508,7 @@ class Reporter:
         if rule not in self.config.enabled(self.session.rules, path):
             return
         lines = self._text(file)
-        if not self.session.final.keeps(path, self._raw[file], code, line):  # the final step, as for every finding
+        if not self._final[file].keeps(code, line):  # the final step, as for every finding
             return
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         start = Position(line, len(text) - len(text.lstrip()) + 1)

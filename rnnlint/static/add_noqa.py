@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlint.diagnostics import Diagnostic, Severity
-from rnnlint.static.noqa import _LINE, _SPLIT
+from rnnlint.static.noqa import first_noqa
 from rnnlint.source import SourceError, read_source, write_atomic
 
 _LINE_AND_END = re.compile(r"(\r\n|\r|\n)")
@@ -121,17 +121,16 @@ def insert_noqa(text: str, wanted: dict[int, set[str]]) -> tuple[str, int, dict[
 def _merge(line: str, comment_at: int | None, codes: set[str]) -> tuple[str, int]:
     """``line`` with ``codes`` added to its noqa comment (or a new one at its end)."""
     if comment_at is not None:
-        comment = line[comment_at:]
-        match = _LINE.search(comment)
-        if match and match.group("codes"):
-            present = {c.upper() for c in _SPLIT.split(match.group("codes")) if c}
+        found = first_noqa(line[comment_at:])
+        if found is not None:
+            present, end = found
+            if end < 0:  # a bare ``# noqa`` already silences everything on the line
+                return line, 0
             new = sorted(codes - present)
             if not new:
                 return line, 0
-            at = comment_at + match.end("codes")
+            at = comment_at + end
             return line[:at] + ", " + ", ".join(new) + line[at:], len(new)
-        if match:  # a bare ``# noqa`` already silences everything on the line
-            return line, 0
     stripped = line.rstrip()
     return f"{stripped}  # noqa: {', '.join(sorted(codes))}", len(codes)
 

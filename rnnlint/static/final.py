@@ -1,12 +1,13 @@
 """The last step every finding passes before it is reported or fixed.
 
 Static findings, syntax errors (RNN900) and the graph stage's findings
-(``graph/stage.py``'s reporter asks :meth:`FinalStep.keeps`) all come through
+(``graph/stage.py``'s reporter asks a :class:`FileStep` per file) all come through
 here, whichever stage made them:
 
 * ``per-file-ignores`` drop the codes they name for the files they match;
 * ``# noqa`` comments drop what they name (see :mod:`rnnlint.static.noqa`), read from
-  each file's comment tokens once per text;
+  each file's comment tokens once per text, and kept only while that file's findings
+  are being finalised (:class:`FileStep`);
 * a notebook's findings are placed at their cell and line in the cell.
 
 ``fix`` applies fixes only to what is left here, so a suppressed finding is
@@ -23,30 +24,48 @@ from rnnlint.static.noqa import Suppressions
 
 
 class FinalStep:
+    """The final step of a run: its configuration; :meth:`file` makes the step for one file."""
+
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._noqa: dict[tuple[Path, int], Suppressions] = {}  # (file, hash of its text): read once per text
 
-    def keeps(self, path: Path, text: str, code: str, line: int) -> bool:
-        """Is a finding ``code`` at ``line`` of ``path`` (whose text is ``text``) reported?"""
-        if self._ignored(path, code):
-            return False
-        key = (path, hash(text))
-        if key not in self._noqa:
-            self._noqa[key] = Suppressions(text)
-        return not self._noqa[key].suppressed(code, line)
+    def file(self, path: Path, text: str) -> "FileStep":
+        """The final step for the findings of ``path`` whose text is ``text``: held while that file's
+        findings are finalised, then dropped with its ``# noqa`` comments (a run keeps none of them)."""
+        return FileStep(self, path, text)
 
     def filter(self, path: Path, text: str, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
         """The findings of ``text`` (lines of ``text``) that are reported."""
-        return [d for d in diagnostics if self.keeps(path, text, d.code, d.line)]
+        step = self.file(path, text)
+        return [d for d in diagnostics if step.keeps(d.code, d.line)]
 
     def settle(self, document, path: Path, diagnostics: list[Diagnostic]) -> list[Diagnostic]:
         """Filtered, then placed for output (a notebook's at their cell)."""
         return [document.for_output(d) for d in self.filter(path, document.text, diagnostics)]
 
-    def _ignored(self, path: Path, code: str) -> bool:
+    def ignored(self, path: Path, code: str) -> bool:
+        """Does a ``per-file-ignores`` entry drop ``code`` in ``path``?"""
         if not self.config.per_file_ignores:
             return False
         rel = self.config.relative(path)
         return any(code.startswith(c) for pattern, codes in self.config.per_file_ignores
                    if _glob_match(rel, pattern) for c in codes)
+
+
+class FileStep:
+    """The final step for one file's text: its ``# noqa`` comments are read once, on the first finding
+    that per-file-ignores leave."""
+
+    def __init__(self, step: FinalStep, path: Path, text: str) -> None:
+        self.step = step
+        self.path = path
+        self.text = text
+        self._noqa: Suppressions | None = None
+
+    def keeps(self, code: str, line: int) -> bool:
+        """Is a finding ``code`` at ``line`` of this file reported?"""
+        if self.step.ignored(self.path, code):
+            return False
+        if self._noqa is None:
+            self._noqa = Suppressions(self.text)
+        return not self._noqa.suppressed(code, line)

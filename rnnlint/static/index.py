@@ -14,16 +14,18 @@ project without re-parsing it.
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
 import libcst as cst
 
 from rnnlint import __version__, seal
-from rnnlint.flow import padding
 from rnnlint.flow.library import RECURRENT_MODULES
-from rnnlint.names import ImportMap, canonical, dotted
+from rnnlint.flow.resolve import Flow
+from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
@@ -31,6 +33,12 @@ from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read
 _SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
 EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
+
+#: What another package learns about a file for the index to store: given the parsed file, its imports
+#: and the calls of each of its definitions, facts by definition name (``{"padded_returns": [...]}``), each
+#: fact one of :class:`Definition`'s fields. The flow package's (:data:`rnnlint.flow.SUMMARISERS`) say
+#: what a file's functions and classes pad; the index stores facts and never computes them itself.
+Summariser = Callable[[cst.Module, ImportMap, dict[str, list[str]]], dict[str, dict]]
 
 
 @dataclass
@@ -42,7 +50,7 @@ class Definition:
     bases: list[str] = field(default_factory=list)  # classes only
     calls: list[str] = field(default_factory=list)  # dotted callees in the body / value
     returns: list[str] = field(default_factory=list)  # functions: callees in return values
-    # padding facts (see rnnlint.flow.padding.summarise)
+    # padding facts (a Summariser's: see rnnlint.flow.padding.summarise)
     #: functions: padded positions (-1: all) or dict keys of what they return; classes: of an item
     padded_returns: list = field(default_factory=list)
     pads: dict[str, str] = field(default_factory=dict)  # padded position -> pad written by hand ("" unknown)
@@ -105,19 +113,23 @@ def _valid_definition(value) -> bool:
             and all(isinstance(k, str) and isinstance(v, list) for k, v in value.get("feeds", {}).items()))
 
 
-def summarise(module: cst.Module, imports: ImportMap | None = None) -> FileSummary:
+_FACTS = frozenset(Definition.__dataclass_fields__) - {"kind", "line", "bases", "calls", "returns"}
+
+
+def summarise(module: cst.Module, imports: ImportMap | None = None,
+              summarisers: tuple[Summariser, ...] = ()) -> FileSummary:
+    """What ``module`` defines (and imports), with the facts each of ``summarisers`` adds."""
     imports = imports or ImportMap(module)
     definitions: dict[str, Definition] = {}
     for stmt in module.body:
         _summarise_statement(stmt, definitions)
     calls = {name: d.calls for name, d in definitions.items() if d.kind != "assign"}
-    for name, facts in padding.summarise(module, imports, calls).items():
-        if name in definitions:
-            definitions[name].padded_returns = facts.get("padded_returns", [])
-            definitions[name].pads = facts.get("pads", {})
-            definitions[name].loaders = facts.get("loaders", {})
-            definitions[name].passes = facts.get("passes", {})
-            definitions[name].feeds = facts.get("feeds", {})
+    for summariser in summarisers:
+        for name, facts in summariser(module, imports, calls).items():
+            if name in definitions:
+                for key, value in facts.items():
+                    if key in _FACTS:
+                        setattr(definitions[name], key, value)
     return FileSummary(
         imports=dict(imports.names), star_modules=list(imports.star_modules), definitions=definitions
     )
@@ -214,8 +226,11 @@ class ProjectIndex:
         root: Path,
         extra_recurrent: tuple[str, ...] = (),
         cache_dir: Path | None = None,
+        summarisers: tuple[Summariser, ...] = (),
     ) -> None:
+        """``summarisers``: what other packages learn about each summarised file (see :data:`Summariser`)."""
         self.root = root.resolve()
+        self.summarisers = tuple(summarisers)
         self.recurrent_names = RECURRENT_MODULES | {canonical(n) for n in extra_recurrent}
         self.cache_dir = cache_dir
         self._summaries: dict[Path, FileSummary | None] = {}
@@ -236,8 +251,6 @@ class ProjectIndex:
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
         if self._flow is None:
-            from rnnlint.flow.resolve import Flow
-
             self._flow = Flow(self)
         return self._flow
 
@@ -318,7 +331,7 @@ class ProjectIndex:
             return self._summaries[path]
         if path in self._parsed:
             module, imports = self._parsed.pop(path)
-            self._summaries[path] = summarise(module, imports)
+            self._summaries[path] = summarise(module, imports, self.summarisers)
             return self._summaries[path]
         self._summaries[path] = None  # guard against cycles while loading
         result = self._load(path)
@@ -338,7 +351,7 @@ class ProjectIndex:
         module = self._parse(path, data)
         if module is None:
             return None
-        summary = summarise(module)
+        summary = summarise(module, summarisers=self.summarisers)
         self._cache_write(key, summary)
         return summary
 
@@ -384,7 +397,7 @@ class ProjectIndex:
     def _cache_file(self, key: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        code = seal.code_digest(Path(__file__), Path(padding.__file__))  # the summarisers
+        code = seal.code_digest(Path(__file__), *(Path(inspect.getfile(s)) for s in self.summarisers))
         return self.cache_dir / f"index-{__version__}-{_SUMMARY_VERSION}-{code}" / f"{key}.json"
 
     def _cache_read(self, key: str) -> FileSummary | None:
@@ -503,6 +516,31 @@ class ProjectIndex:
 
     # -- questions rules ask ----------------------------------------------
 
+    def lineage(self, file: Path, class_name: str, depth: int = 3) -> Iterator[tuple[Path, str, Definition]]:
+        """The class ``class_name`` defined in ``file``, then its bases defined in the project, theirs in
+        turn, depth first in the order they are written, at most ``depth`` bases up: ``(file, name,
+        definition)`` of each. The one walk up a class's project bases (what a class inherits: whether it
+        builds a recurrent layer, what its ``forward`` hands back, whether it enables padding); a base
+        reached again no closer to the class is not walked twice (diamonds, cycles)."""
+        seen: dict[tuple[Path, str], int] = {}
+
+        def walk(file: Path, name: str, level: int):
+            summary = self.summary(file)
+            definition = summary.definitions.get(name) if summary else None
+            if definition is None or definition.kind != "class" or level > depth:
+                return
+            key = (file.resolve(), name)
+            if seen.get(key, depth + 1) <= level:
+                return
+            seen[key] = level
+            yield file, name, definition
+            for base in definition.bases:
+                hit = self.lookup(file, base)
+                if hit is not None:
+                    yield from walk(*hit, level + 1)
+
+        return walk(file, class_name, 0)
+
     def is_recurrent(self, importer: Path, name: str) -> bool:
         """Does calling ``name`` (as written in ``importer``) build a recurrent model?"""
         return self.reaches(importer, name, self.recurrent_names, through_calls=False)
@@ -570,12 +608,3 @@ def _constructor(name: str) -> bool:
 
 def _rank(digest: str | None) -> int:
     return 0 if digest is None else 1 if digest == EXISTS else 2
-
-
-class ImportMapView(ImportMap):
-    """An :class:`ImportMap` over a cached summary instead of a parsed module."""
-
-    def __init__(self, summary: FileSummary) -> None:
-        super().__init__()
-        self.names = summary.imports
-        self.star_modules = summary.star_modules

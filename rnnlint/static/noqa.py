@@ -36,6 +36,15 @@ def _codes(group: str | None) -> frozenset[str]:
     return frozenset(c.upper() for c in _SPLIT.split(group.strip()) if c)
 
 
+def first_noqa(comment: str) -> tuple[frozenset[str], int] | None:
+    """The first ``# noqa`` of a comment: its codes (:data:`ALL` for a bare one) and the column its
+    list of codes ends at (-1 when bare), for ``--add-noqa`` to append to; None without one."""
+    match = _LINE.search(comment)
+    if match is None:
+        return None
+    return _codes(match.group("codes")), match.end("codes") if match.group("codes") else -1
+
+
 def comments(text: str) -> list[tuple[int, str, bool]]:
     """``(line, comment text, alone on its line)`` for every comment of ``text``.
 

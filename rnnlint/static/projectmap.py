@@ -274,6 +274,20 @@ def module_candidates(importer: str, module: str, root: str):
         yield os.path.join(target, "__init__.py")
 
 
+def module_name(path: Path) -> tuple[str, Path] | None:
+    """``(dotted module name, folder to put on sys.path)`` as Python would import the file: the
+    inverse of :func:`module_candidates` (the graph stage imports a model's module by this name)."""
+    path = path.resolve()
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    directory = path.parent
+    while (directory / "__init__.py").is_file() and directory.parent != directory:
+        parts.insert(0, directory.name)
+        directory = directory.parent
+    if not parts or not all(p.isidentifier() for p in parts):
+        return None
+    return ".".join(parts), directory
+
+
 def _search_dirs(importer: str, root: str):
     seen = set()
     directory = os.path.dirname(importer)

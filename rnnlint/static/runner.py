@@ -19,6 +19,7 @@ from rnnlint.static.analysis import analyse
 from rnnlint.static.cache import ResultCache
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
+from rnnlint.flow import SUMMARISERS
 from rnnlint.static.final import FinalStep
 from rnnlint.static.fixer import FixOutcome, fix_text
 from rnnlint.static.index import ProjectIndex
@@ -68,7 +69,7 @@ class Session:
         self.rules = rules if rules is not None else load_rules(config.rule_folders)
         self.config = config.with_rules(self.rules)
         directory = cache_dir(self.config, use_cache)
-        self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory)
+        self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory, SUMMARISERS)
         # check's findings per file; fix never reads them (it must see the file as it is now)
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}

@@ -40,8 +40,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from rnnlint.verify.report import number
-from rnnlint.verify.trial import TrialRun, finite
+from rnnlint.verify.trial import TrialRun, finite, status
 
 GRAD_FACTOR = 10.0
 LOSS_TOLERANCE = 0.10
@@ -51,6 +50,15 @@ SATURATION_FLOOR = 0.20
 WARMUP_MAX = 10  # steps/s skips the first quarter of a run's steps, at most this many
 
 VERDICTS = ("confirmed", "inconclusive", "regressed", "error")
+
+
+def number(value, digits: int = 4) -> str:
+    """A measured number as the table and the verdict both print it."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return f"{value:.{digits}g}"
 
 
 def _first(values):
@@ -65,33 +73,6 @@ def _worst(values: list) -> float | None:
     if any(isinstance(v, float) and math.isnan(v) for v in present):
         return math.nan
     return max(present)
-
-
-def status(run: TrialRun) -> tuple[str, str | None]:
-    """``(status, problem)``: ok, or what went wrong, said for a person."""
-    steps = run.steps
-    where = f"at step {steps + 1}" if steps else "before its first step"
-    if run.stopped == "error":
-        return "crashed", f"crashed {where}"
-    if run.stopped == "exit":
-        if run.exit_code == 2 and "usage:" in run.stderr_tail:
-            return "needs-arguments", (
-                f"exited with status 2 {where}: its argument parser rejected the command line "
-                "(pass the script's arguments after `--`)"
-            )
-        return "exited", f"exited with status {run.exit_code} {where}"
-    if run.stopped == "memory":
-        limit = f"{run.memory_limit / 2**30:.3g} GiB" if run.memory_limit else "the memory limit"
-        return "out-of-memory", (f"used more than {limit} of memory (with the processes it started) and was "
-                                 f"stopped after {steps} steps; raise it with --memory-limit")
-    if run.stopped == "killed":
-        return "killed", f"hung and was killed {run.time_limit:g}s after it started ({steps} steps done)"
-    if steps == 0:
-        if run.stopped == "time":
-            return "no-step", f"reached no training step within the time limit ({run.time_limit:g}s)"
-        return "no-step", ("finished without updating its weights (no optimizer.step(), and no change in the "
-                           "weights between one backward() and the next)")
-    return "ok", None
 
 
 def warmup(steps: int) -> int:

@@ -5,21 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+from rnnlint.verify.compare import WARMUP_MAX, end_text, end_window, number
 from rnnlint.verify.trial import AppliedFix
 
 STOPPED = {
     "steps": "step limit", "time": "time limit", "nonfinite": "params NaN/inf", "finished": "script ended",
     "error": "crashed", "exit": "exited", "killed": "killed", "memory": "memory limit",
 }
-
-
-def number(value, digits: int = 4) -> str:
-    """A measured number as the table and the verdict both print it."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return f"{value:.{digits}g}"
 
 
 def _memory(m: dict) -> str:
@@ -44,8 +36,6 @@ UPDATES = {"optimizer": "optimizer.step()", "weights": "weight changes"}
 
 
 def rows(several_seeds: bool) -> list[tuple[str, object]]:
-    from rnnlint.verify.compare import end_text  # compare formats with number() above
-
     return [
         ("steps", _steps),
         ("stopped by", lambda m: STOPPED.get(m["stopped"], m["stopped"])),
@@ -80,8 +70,6 @@ def table(columns: list[tuple[str, dict]]) -> str:
 
 def notes(columns: list[tuple[str, dict]], workers: int) -> str:
     """How the table's numbers were measured, under the table."""
-    from rnnlint.verify.compare import WARMUP_MAX, end_window
-
     first = columns[0][1]
     seeds = first["seeds"]
     h = first["horizon"]

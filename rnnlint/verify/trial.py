@@ -145,6 +145,33 @@ class TrialRun:
         return len(self.records)
 
 
+def status(run: TrialRun) -> tuple[str, str | None]:
+    """``(status, problem)``: ok, or what went wrong, said for a person."""
+    steps = run.steps
+    where = f"at step {steps + 1}" if steps else "before its first step"
+    if run.stopped == "error":
+        return "crashed", f"crashed {where}"
+    if run.stopped == "exit":
+        if run.exit_code == 2 and "usage:" in run.stderr_tail:
+            return "needs-arguments", (
+                f"exited with status 2 {where}: its argument parser rejected the command line "
+                "(pass the script's arguments after `--`)"
+            )
+        return "exited", f"exited with status {run.exit_code} {where}"
+    if run.stopped == "memory":
+        limit = f"{run.memory_limit / 2**30:.3g} GiB" if run.memory_limit else "the memory limit"
+        return "out-of-memory", (f"used more than {limit} of memory (with the processes it started) and was "
+                                 f"stopped after {steps} steps; raise it with --memory-limit")
+    if run.stopped == "killed":
+        return "killed", f"hung and was killed {run.time_limit:g}s after it started ({steps} steps done)"
+    if steps == 0:
+        if run.stopped == "time":
+            return "no-step", f"reached no training step within the time limit ({run.time_limit:g}s)"
+        return "no-step", ("finished without updating its weights (no optimizer.step(), and no change in the "
+                           "weights between one backward() and the next)")
+    return "ok", None
+
+
 # -- copying the project --------------------------------------------------------
 
 
@@ -671,7 +698,6 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
         for number, job in enumerate(jobs, 1):
             job.number = number
         trial.workers = options.workers(len(jobs))
-        from rnnlint.verify.compare import status
 
         def hopeless(job: Job) -> bool:  # the original fails before its first step in a way no fix changes
             return job.arm == "before" and job.run.steps == 0 and status(job.run)[0] in FIX_INDEPENDENT
