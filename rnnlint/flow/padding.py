@@ -1282,7 +1282,10 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
     for stmt in ctx.module.body:
         if isinstance(stmt, cst.ClassDef):
             classes[stmt.name.value] = stmt
-    modules = {name: submodules(cls, ctx.imports, resolver) for name, cls in classes.items()}
+    # what each class holds in self.<name> is the same for every flow (a rule's resolver changes only
+    # what padded values look like): computed once per class and file context
+    modules = {name: ctx.memo(f"padding.submodules.{id(cls)}", lambda cls=cls: submodules(cls, ctx.imports, resolver))
+               for name, cls in classes.items()}
     runs: list[BodyRun] = []
     seen: set = set()
     counts: dict[int, int] = {}
