@@ -151,7 +151,16 @@ def locate(index, importer, instance: Instance) -> tuple | None:
     return instance.home or index.lookup(importer, instance.name)
 
 
-Value = Union[Padded, Items, Fields, Loader, Module, Instance, None]
+@dataclass(frozen=True)
+class Closure:
+    """A function another function makes and returns (``collate = make_collate(pad_id)``)."""
+
+    name: str  # as the maker names it
+    function: cst.FunctionDef = field(compare=False, repr=False)
+    file: object = None  # the Path of the file that defines it
+
+
+Value = Union[Padded, Items, Fields, Loader, Module, Instance, Closure, None]
 
 
 @dataclass
@@ -207,6 +216,14 @@ class Resolver:
         """Which parameters the function ``name`` hands back: returned position -> ``[index, name]``
         (``encode(rows)`` that maps padded rows to ids returns them still padded)."""
         return {}
+
+    def injected(self, expr: cst.BaseExpression) -> Value:
+        """The module a class is handed and keeps (``self.encoder = encoder``): what its callers build."""
+        return None
+
+    def closure_returns(self, closure: "Closure") -> Value:
+        """What a function made by another function returns when called (a collate closure's batch)."""
+        return None
 
 
 @dataclass
@@ -567,10 +584,11 @@ class Flow:
             collate = collate.body.func
         elif isinstance(collate, cst.Call) and dotted(collate.func) in ("partial", "functools.partial") and collate.args:
             collate = collate.args[0].value
-        name = dotted(collate)
+        made = self.value(collate) if isinstance(collate, (cst.Name, cst.Call)) else None
+        name = made.name if isinstance(made, Closure) else dotted(collate)
         if name is None:
             return None
-        batch = self.resolver.collate(name)
+        batch = self.resolver.closure_returns(made) if isinstance(made, Closure) else self.resolver.collate(name)
         origin = f"batches padded by collate_fn {name}"
         if isinstance(batch, Padded):  # replace(): keeps what a subclass of Padded adds (a pad value)
             batch = replace(batch, origin=origin)
@@ -709,6 +727,11 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
             while (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
                    and value.func.attr.value in KEEP_METHODS and isinstance(value.func.value, cst.Call)):
                 value = value.func.value
+            if isinstance(value, cst.Name):  # a part handed to the constructor
+                result = resolver.injected(value)
+                if result is not None:
+                    keep(node, result)
+                return
             if not isinstance(value, cst.Call):
                 return
             name = dotted(value.func)
@@ -722,13 +745,16 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
                 result = resolver.call(name)
                 if not isinstance(result, Instance):
                     return
-            for target in node.targets:
-                attr = dotted(target.target)
-                if attr and attr.startswith("self.") and attr.count(".") == 1:
-                    found[attr] = result
+            keep(node, result)
 
         def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
             return True
+
+    def keep(node: cst.Assign, result: Value) -> None:
+        for target in node.targets:
+            attr = dotted(target.target)
+            if attr and attr.startswith("self.") and attr.count(".") == 1:
+                found[attr] = result
 
     Finder().walk(cls)
     return found
@@ -1162,10 +1188,50 @@ class ProjectResolver(Resolver):
             return Instance(name)
         if definition.kind in ("function", "assign"):  # an assignment: an alias of a padding function
             value = returned(vars(definition), f"padded by {name}(...)")
-            if value is None and (definition.kind == "assign" or self._calls_padders(file, definition)):
+            if value is None and (definition.kind == "assign" or self._calls_padders(file, definition)
+                                  or self._calls_makers(file, definition)):
                 value = self._run(file, definition_name, name)  # an alias of a static method: its body
-            return value
+            return value if value is not None else self._closure(file, definition_name)
         return None
+
+    def _calls_makers(self, file, definition) -> bool:
+        """Does the function call a project function that makes a closure (``collate = make_collate(pad)``)?
+        Summaries cannot follow one: the function runs with the project's knowledge instead."""
+        for callee in definition.calls:
+            hit = self.ctx.index.lookup(file, callee)
+            if hit is not None and self._closure(*hit) is not None:
+                return True
+        return False
+
+    def _closure(self, file, function_name: str) -> Closure | None:
+        """``def make_collate(pad): def collate(batch): ...; return collate``: the function it returns."""
+        memo = self.ctx.index.flow().scratch.setdefault("padding.makers", {})
+        if (file, function_name) not in memo:
+            memo[(file, function_name)] = self._made(file, function_name)
+        return memo[(file, function_name)]
+
+    def _made(self, file, function_name: str) -> Closure | None:
+        ctx = self.ctx if file == self.ctx.path.resolve() else file_context(self.ctx, file)
+        maker = module_functions(ctx.module).get(function_name) if ctx is not None else None
+        if maker is None:
+            return None
+        inner = {stmt.name.value: stmt for stmt in body_of(maker) if isinstance(stmt, cst.FunctionDef)}
+        returned_names = {dotted(r.value) for stmt in body_of(maker) if not isinstance(stmt, cst.FunctionDef)
+                          for r in find_all(stmt, cst.Return, skip=(cst.FunctionDef, cst.ClassDef))
+                          if r.value is not None}
+        made = [inner[n] for n in returned_names if n in inner]
+        return Closure(made[0].name.value, made[0], file) if len(made) == 1 and len(returned_names) == 1 else None
+
+    def closure_returns(self, closure: Closure) -> Value:
+        memo = self.ctx.index.flow().scratch.setdefault("padding.closures", {})
+        key = (closure.file, id(closure.function))
+        if key not in memo:
+            memo[key] = None  # recursion guard
+            ctx = self.ctx if closure.file == self.ctx.path.resolve() else file_context(self.ctx, closure.file)
+            if ctx is not None:
+                returns = Flow(ctx.imports, ProjectResolver(ctx)).run_function(closure.function).returns
+                memo[key] = next((v for v in returns if padded_facts([v])), None)
+        return memo[key]
 
     def _calls_padders(self, file, definition) -> bool:
         """Does the function call a project function that pads (or hands padding through)? Its own
@@ -1194,6 +1260,25 @@ class ProjectResolver(Resolver):
 
     def passes(self, name: str) -> dict:
         return _passes_of(self.ctx.index, self.ctx.path, name)
+
+    def injected(self, expr: cst.BaseExpression) -> Value:
+        """Asked of the flow model: the one module every caller hands in (a project model, a torch layer)."""
+        from rnnlint.flow.resolve import flow_of, site_of
+        from rnnlint.flow.values import INSTANCE, LIBRARY
+
+        flow, _ = flow_of(self.ctx)
+        found = flow.values(expr, site_of(self.ctx, expr), models=True)
+        kinds = {(v.kind, v.value if v.kind == LIBRARY else id(v.node)) for v in found}
+        if len(kinds) != 1:
+            return None  # unknown, or several different parts: not guessed
+        value = found[0]
+        if value.kind == LIBRARY and value.call is not None and value.value.startswith("torch."):
+            return module_value(value.value, value.call)
+        if value.kind == INSTANCE and isinstance(value.node, cst.ClassDef):
+            here = self.ctx.path.resolve()
+            home = (value.path, value.node.name.value) if value.path != here else None
+            return Instance(value.node.name.value, home)
+        return None
 
     def item(self, name: str) -> Value:
         hit = self.ctx.index.lookup(self.ctx.path, name)
@@ -1287,6 +1372,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
     modules = {name: ctx.memo(f"padding.submodules.{id(cls)}", lambda cls=cls: submodules(cls, ctx.imports, resolver))
                for name, cls in classes.items()}
     runs: list[BodyRun] = []
+    module_env: dict[str, Value] = {}  # what the module's top level leaves in its names: the functions' globals
     seen: set = set()
     counts: dict[int, int] = {}
     queue: list[tuple[cst.CSTNode, cst.ClassDef | None, dict[str, Value]]] = [(ctx.module, None, {})]
@@ -1322,7 +1408,11 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
         seen.add(key)
         counts[id(node)] = counts.get(id(node), 0) + 1
         flow = flow_class(ctx.imports, resolver, rnns)
-        result = flow.run_module(node) if isinstance(node, cst.Module) else flow.run_function(node, env)
+        if isinstance(node, cst.Module):
+            result = flow.run_module(node)
+            module_env = {k: v for k, v in flow.env.items() if "." not in k}
+        else:
+            result = flow.run_function(node, {**_globals_for(ctx, node, module_env), **env})
         runs.append(BodyRun(node, cls, result))
         for use in result.uses:
             target: cst.ClassDef | None = None
@@ -1341,6 +1431,18 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
                 enter(forward, target, forward_params(forward) + [
                     p.name.value for p in forward.params.kwonly_params], use)
     return runs
+
+
+def _globals_for(ctx, function: cst.FunctionDef, module_env: dict[str, Value]) -> dict[str, Value]:
+    """The module-level values ``function`` reads as globals: every name of the module's top level that
+    the function does not bind itself (a parameter, an assignment, a loop target). A notebook builds its
+    loader at the top and trains on it in a function: ``for batch in loader`` there is that loader."""
+    if not module_env:
+        return {}
+    from rnnlint.flow.resolve import flow_of
+
+    local = set(param_names(function)) | set(flow_of(ctx)[1].assigns.get(function, {}))
+    return {name: value for name, value in module_env.items() if name not in local}
 
 
 def _passes_of(index, importer, name: str) -> dict:

@@ -311,7 +311,10 @@ class Flow:
 
     def _calls_of(self, name: str, facts: FileFacts, want_class=None, want_function=None) -> list[tuple[cst.Call, Site]]:
         found: list[tuple[cst.Call, Site]] = []
-        for path, words in self.project_files().items():
+        files = self.project_files()
+        # the defining file itself always: a notebook is no file of the project walk, yet calls its own code
+        own = {} if facts.path in files else {facts.path: frozenset({name})}
+        for path, words in {**own, **files}.items():
             if name not in words or not self.may_call_into(path, facts.path):
                 continue
             other = facts if path == facts.path else self.file(path)
