@@ -26,7 +26,10 @@ class HighLearningRate(Rule):
     call site, ``argparse``/``click`` defaults, imports from other files. The
     message says where the value came from. When ``lr`` is omitted the
     optimizer's own default is used (it is never above the ceiling).
-    Adagrad, Adadelta and LBFGS are not covered.
+    Adagrad, Adadelta and LBFGS are not covered. An optimizer in a branch
+    that the same values never take is not judged by them: with
+    ``if args.adam: Adam(lr=args.lr)`` and ``--adam`` off by default, the
+    default ``--lr`` (an Adadelta rate of 1.0, say) never reaches Adam.
 
     **Why it matters.** Recurrent networks apply the same weights at every
     time step, so an update that is harmless for a CNN is amplified through
