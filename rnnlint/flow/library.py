@@ -107,3 +107,29 @@ MODULE_WRAPPERS = {
     "torch.compile": 0,
     "torch.jit.script": 0,
 }
+
+# -- sort order (RNN012) -------------------------------------------------------------
+
+#: functions that sort a tensor: canonical name -> "sort" (gives values and the permutation) or "argsort"
+SORT_FUNCTIONS = {"torch.sort": "sort", "torch.argsort": "argsort", "torch.Tensor.sort": "sort",
+                  "torch.Tensor.argsort": "argsort"}
+#: tensor methods that sort their receiver, the same way
+SORT_METHODS = {"sort": "sort", "argsort": "argsort"}
+#: the descending flag of a sort: keyword, position in the function form, position in the method form
+SORT_DESCENDING = ("descending", 2, 1)
+#: the permutation in a ``sort`` result: attribute and index (``.indices``, ``[1]``)
+SORT_INDICES = ("indices", 1)
+#: methods that reorder their receiver by a permutation (``x.index_select(0, perm)``); ``x[perm]`` is syntax
+REORDER_METHODS = frozenset({"index_select"})
+#: functions that reorder their first argument by a permutation
+REORDER_FUNCTIONS = frozenset({"torch.index_select"})
+#: calls that need their batch sorted by decreasing length unless told otherwise: name -> (keyword, position)
+ENFORCES_SORTED = {"torch.nn.utils.rnn.pack_padded_sequence": ("enforce_sorted", 3)}
+#: Python's list sorts: the builtin, and the list method
+LIST_SORT_FUNCTIONS = frozenset({"sorted"})
+LIST_SORT_METHODS = frozenset({"sort"})
+#: calls that measure a sequence's length: the builtin, tensor methods
+LENGTH_FUNCTIONS = frozenset({"len"})
+LENGTH_METHODS = frozenset({"size", "numel", "__len__"})
+#: calls whose result is one number, not per-example data
+SCALAR_FUNCTIONS = frozenset({"len", "max", "min", "sum", "int"})
