@@ -133,3 +133,41 @@ LENGTH_FUNCTIONS = frozenset({"len"})
 LENGTH_METHODS = frozenset({"size", "numel", "__len__"})
 #: calls whose result is one number, not per-example data
 SCALAR_FUNCTIONS = frozenset({"len", "max", "min", "sum", "int"})
+
+# -- Keras / TensorFlow training (RNN060) --------------------------------------------
+# canonical names: ``tensorflow.keras.`` is already ``keras.``
+
+#: recurrent Keras layers
+KERAS_RECURRENT = frozenset(
+    f"keras.layers.{name}"
+    for name in ("LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell",
+                 "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+) | {"tensorflow.compat.v1.keras.layers.CuDNNLSTM", "tensorflow.compat.v1.keras.layers.CuDNNGRU"}
+#: functions that clip gradients
+TF_CLIP = frozenset(
+    f"{prefix}.{name}"
+    for prefix in ("tensorflow", "tensorflow.compat.v1")
+    for name in ("clip_by_global_norm", "clip_by_norm", "clip_by_value", "clip_by_average_norm")
+) | {"keras.ops.clip"}
+#: Keras optimizer classes, by the lower-case string ``compile(optimizer="adam")`` accepts
+KERAS_OPTIMIZER_CLASSES = {
+    name.lower(): name
+    for name in ("Adam", "AdamW", "Adamax", "Adadelta", "Adagrad", "Adafactor", "Ftrl", "Lion", "Nadam",
+                 "RMSprop", "SGD", "Lamb")
+}
+#: modules the optimizer classes live in
+KERAS_OPTIMIZER_MODULES = ("keras.optimizers", "keras.optimizers.legacy", "keras.optimizers.experimental",
+                           "tensorflow.optimizers", "tensorflow.optimizers.legacy")
+#: the optimizer ``compile()`` builds when given none
+KERAS_DEFAULT_OPTIMIZER = "rmsprop"
+#: constructor keywords that make a Keras optimizer clip
+KERAS_CLIP_KEYWORDS = ("clipnorm", "global_clipnorm", "clipvalue")
+#: wrappers whose first argument is the optimizer that does the updates (mixed precision)
+KERAS_OPTIMIZER_WRAPPERS = ("LossScaleOptimizer",)
+#: names that mark loss scaling (gradients may still be scaled before ``apply_gradients``)
+KERAS_LOSS_SCALING = ("LossScaleOptimizer", "get_scaled_loss", "get_unscaled_gradients", "scale_loss")
+#: the optimizer method that applies gradients, and the model attribute ``compile()`` sets
+KERAS_APPLY = "apply_gradients"
+KERAS_MODEL_OPTIMIZER = "optimizer"
+#: keywords that mark ``x.compile(...)`` as a Keras model's (not ``re.compile``)
+KERAS_COMPILE_KEYWORDS = ("optimizer", "loss", "metrics")
