@@ -33,8 +33,6 @@ EXPECTED = tomllib.loads((REALCODE / "EXPECTED.toml").read_text("utf-8"))["proje
 NOT_YET = {
     "dynamic_import": "importlib.import_module(f'archs.{args.arch}') with an argparse default, a class picked "
     "from a dict, and getattr(nn, cell.upper()) with a string default",
-    "torchtext_field": "legacy torchtext Field (pads; include_lengths=True gives lengths on the "
-    "BucketIterator's device) into another file's forward",
 }
 
 

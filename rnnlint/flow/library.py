@@ -94,6 +94,9 @@ DETACH_METHODS = frozenset({"detach", "detach_"})
 NO_GRAD_CONTEXTS = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
                               "torch.autograd.grad_mode.no_grad"})
 
+#: calls that iterate what they are given, item for item (``for batch in tqdm(loader)``)
+ITERATION_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
+
 # -- modules -------------------------------------------------------------------------
 
 #: methods of ``nn.Module`` that return the module itself (``model = Net().to(device)``)
@@ -171,3 +174,37 @@ KERAS_APPLY = "apply_gradients"
 KERAS_MODEL_OPTIMIZER = "optimizer"
 #: keywords that mark ``x.compile(...)`` as a Keras model's (not ``re.compile``)
 KERAS_COMPILE_KEYWORDS = ("optimizer", "loss", "metrics")
+
+# -- legacy torchtext (``torchtext.data`` before 0.9, ``torchtext.legacy.data`` in 0.9-0.11) -------------
+# A ``Field`` numericalises one attribute of each example; an iterator batches a dataset and gives each
+# field as an attribute of the batch (``batch.text``): a sequential field is always padded to the longest
+# example, and with ``include_lengths=True`` it gives ``(padded ids, lengths)``, both on the iterator's
+# ``device``.
+
+_LEGACY = ("torchtext.data", "torchtext.legacy.data")
+#: Field classes -> whether they are sequential (so padded) unless ``sequential=`` says otherwise
+TORCHTEXT_FIELDS = {f"{m}.{c}": sequential for m in _LEGACY
+                    for c, sequential in (("Field", True), ("ReversibleField", True), ("LabelField", False))}
+#: the Field keywords that decide what a batch attribute is
+TORCHTEXT_SEQUENTIAL = "sequential"
+TORCHTEXT_INCLUDE_LENGTHS = "include_lengths"
+#: iterators whose batches carry one attribute per field; the keyword that places them on a device
+TORCHTEXT_ITERATORS = frozenset(f"{m}.{c}" for m in _LEGACY for c in ("Iterator", "BucketIterator"))
+TORCHTEXT_DEVICE = "device"
+#: the dataset argument of an iterator (a tuple of them for ``.splits``): keyword, position
+TORCHTEXT_ITERATOR_DATASET = ("dataset", 0)
+TORCHTEXT_SPLITS_DATASETS = ("datasets", 0)
+#: datasets built from ``[(name, field), ...]``: class -> position of ``fields`` (``.splits`` takes it by keyword)
+TORCHTEXT_DATASETS = {f"{m}.{c}": position for m in _LEGACY
+                      for c, position in (("Dataset", 1), ("TabularDataset", 2))}
+#: ready-made datasets: ``.splits`` -> the attribute names and, for each, the (keyword, position) of its field;
+#: a ``fields`` tuple gives the fields in the order of the names
+TORCHTEXT_NAMED_DATASETS = {
+    **{f"{m}.{c}.splits": (("text", ("text_field", 0)), ("label", ("label_field", 1)))
+       for m in ("torchtext.datasets", "torchtext.legacy.datasets") for c in ("IMDB", "SST", "TREC")},
+    **{f"{m}.{c}.splits": (("src", ("fields", 1)), ("trg", ("fields", 1)))
+       for m in ("torchtext.datasets", "torchtext.legacy.datasets") for c in ("Multi30k", "IWSLT", "WMT14")},
+}
+#: ``X.splits(...)`` returns a tuple of what ``X(...)`` builds, one per split
+LIBRARY_SPLITS = frozenset(
+    {f"{name}.splits" for name in (*TORCHTEXT_ITERATORS, *TORCHTEXT_DATASETS)} | set(TORCHTEXT_NAMED_DATASETS))

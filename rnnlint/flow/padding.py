@@ -38,6 +38,8 @@ from typing import Union
 
 import libcst as cst
 
+from rnnlint.flow import library, torchtext
+from rnnlint.flow.resolve import flow_of
 from rnnlint.names import ImportMap, ImportMapView, dotted
 from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg, param_names
 from rnnlint.rule import FileContext
@@ -77,7 +79,7 @@ DATASETS = frozenset({"torch.utils.data.TensorDataset"})
 #: buffers made to be filled per example
 BUFFERS = frozenset({"numpy.zeros", "numpy.ones", "numpy.full", "numpy.empty", "torch.zeros", "torch.ones",
                      "torch.full", "torch.empty"})
-LOADER_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
+LOADER_WRAPPERS = library.ITERATION_WRAPPERS
 #: names a variable holding sequence lengths usually has
 LENGTH_WORDS = ("lengths", "lens", "length", "len")
 
@@ -208,6 +210,11 @@ class Resolver:
         (``encode(rows)`` that maps padded rows to ids returns them still padded)."""
         return {}
 
+    def batch_attributes(self, loop: cst.For) -> dict[str, Value]:
+        """``{"batch.text": value}`` for a loop over batches that a library fills by attribute (a legacy
+        torchtext iterator: ``batch.text`` is padded, or ``(padded, lengths)``)."""
+        return {}
+
 
 @dataclass
 class Result:
@@ -282,6 +289,8 @@ class Flow:
                 self.bind(stmt.target, Padded(items.origin, items.by_hand), None)
             else:
                 self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+                if items is None:
+                    self.env.update(self.resolver.batch_attributes(stmt))
             self._views(stmt.target, stmt.iter)
             self.statements(body_of(stmt))
         elif isinstance(stmt, cst.While):
@@ -1194,6 +1203,16 @@ class ProjectResolver(Resolver):
 
     def passes(self, name: str) -> dict:
         return _passes_of(self.ctx.index, self.ctx.path, name)
+
+    def batch_attributes(self, loop: cst.For) -> dict[str, Value]:
+        flow, facts = flow_of(self.ctx)
+        name, fields = torchtext.loop_fields(flow, loop, facts.site_of(loop))
+        out: dict[str, Value] = {}
+        for attr, batch in fields.items():
+            if batch.padded:
+                padded = Padded(f"{name}.{attr}, padded by its torchtext Field")
+                out[f"{name}.{attr}"] = Items((padded, None)) if batch.lengths else padded
+        return out
 
     def item(self, name: str) -> Value:
         hit = self.ctx.index.lookup(self.ctx.path, name)

@@ -473,6 +473,8 @@ class Flow:
             return []
         if owner.kind == ARGS and isinstance(key, str) and other is not None:
             return self._options(other, key, depth, seen)
+        if owner.kind == LIBRARY and owner.value in library.LIBRARY_SPLITS and isinstance(key, int):
+            return [owner]  # ``train, valid = Dataset.splits(...)``: each one is what the class builds
         return []
 
     # -- calls -------------------------------------------------------------------
