@@ -97,6 +97,9 @@ NO_GRAD_CONTEXTS = frozenset({"torch.no_grad", "torch.inference_mode", "torch.au
 #: calls that iterate what they are given, item for item (``for batch in tqdm(loader)``)
 ITERATION_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
 
+#: calls that import a module named by a string: canonical name -> position of the name
+MODULE_IMPORTERS = {"importlib.import_module": 0}
+
 # -- modules -------------------------------------------------------------------------
 
 #: methods of ``nn.Module`` that return the module itself (``model = Net().to(device)``)
