@@ -85,12 +85,10 @@ def _collect(ctx) -> KerasTraining:
     callees = {dotted(call.func) for call, _ in calls} - {None}
     optimizers = [call for call, _ in calls if is_optimizer(ctx.qualname(call.func))]
     compiles = [call for call, _ in calls if _is_model_compile(ctx, call)]
-    helpers = {f.name.value for f in facts.owner if _clips_itself(ctx, f)}
-    applies = [
-        _apply(ctx, call, function, helpers, optimizers)
-        for call, function in calls
-        if isinstance(call.func, cst.Attribute) and call.func.attr.value == library.KERAS_APPLY
-    ]
+    applying = [(call, function) for call, function in calls
+                if isinstance(call.func, cst.Attribute) and call.func.attr.value == library.KERAS_APPLY]
+    helpers = {f.name.value for f in facts.owner if _clips_itself(ctx, f)} if applying else set()
+    applies = [_apply(ctx, call, function, helpers, optimizers) for call, function in applying]
     recurrent = bool(optimizers or applies or compiles) and any(
         ctx.index.reaches(ctx.path, name, library.KERAS_RECURRENT) for name in sorted(callees))
     scaling = any(marker in name for name in callees for marker in library.KERAS_LOSS_SCALING)

@@ -1205,6 +1205,8 @@ class ProjectResolver(Resolver):
         return _passes_of(self.ctx.index, self.ctx.path, name)
 
     def batch_attributes(self, loop: cst.For) -> dict[str, Value]:
+        if not torchtext.uses_torchtext(self.ctx.index.flow()):
+            return {}  # asked of every loop over something unknown: the common answer costs nothing
         flow, facts = flow_of(self.ctx)
         name, fields = torchtext.loop_fields(flow, loop, facts.site_of(loop))
         out: dict[str, Value] = {}

@@ -46,9 +46,9 @@ class FieldBatch:
 
 def uses_torchtext(flow) -> bool:
     """Does any file of the project mention torchtext? Without it no loop needs this question."""
-    found = flow.scratch.get("torchtext.used")
+    found = getattr(flow, "uses_torchtext", None)  # the project's words do not change within a run
     if found is None:
-        found = flow.scratch["torchtext.used"] = any("torchtext" in words for words in flow.project_files().values())
+        found = flow.uses_torchtext = any("torchtext" in words for words in flow.project_files().values())
     return found
 
 
