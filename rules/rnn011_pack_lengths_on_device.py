@@ -95,7 +95,7 @@ class PackLengthsOnDevice(Rule):
                         continue
                     reported.add(id(sink.lengths))
                     hit = callers[0]
-                    where = f"{flow.display(hit.path)}:{flow.line(hit.path, hit.move)}"
+                    where = f"{flow.display(hit.move_path)}:{flow.line(hit.move_path, hit.move)}"
                     written = self.ctx.code(sink.lengths)
                     self.report(
                         sink.lengths,
@@ -104,7 +104,7 @@ class PackLengthsOnDevice(Rule):
                         f"int64 tensor and raises RuntimeError there; pass {_cpu(written, sink.lengths)}",
                         fix="Append .cpu() to the lengths",
                         edits=[replace(sink.lengths, _cpu(written, sink.lengths))],
-                        related=related(flow, hit.path, hit.move, f"{_code(flow, hit)} puts the lengths on the GPU")
+                        related=related(flow, hit.move_path, hit.move, f"{_code(flow, hit)} puts the lengths on the GPU")
                         + related(flow, hit.path, hit.call, "hands them on to be packed"),
                     )
         # the caller side: this file moves lengths to the GPU and hands them to a module that packs them
@@ -116,19 +116,26 @@ class PackLengthsOnDevice(Rule):
             call = self.ctx.code(hit.call)
             if len(call) > 60:
                 call = self.ctx.code(hit.call.func) + "(...)"
+            moved_at = f"line {flow.line(hit.move_path, hit.move)}" if hit.move_path == hit.path else \
+                f"{flow.display(hit.move_path)}:{flow.line(hit.move_path, hit.move)}"
+            elsewhere = hit.move_path != hit.path  # a torchtext iterator's device, set in another file
             self.report(
                 hit.call,
-                f"{call} hands lengths that {self.ctx.code(hit.move)} put on the GPU (line "
-                f"{flow.line(hit.path, hit.move)}) to pack_padded_sequence in {sink.owner}.forward ({where}), which "
-                f"needs a 1-D CPU int64 tensor and raises RuntimeError; keep the lengths on the CPU, or pass "
-                f"lengths.cpu() where they are packed",
-                related=related(flow, sink.path, sink.call, "pack_padded_sequence receives them here"),
+                f"{call} hands lengths that {_code(flow, hit)} put on the GPU ({moved_at}) to pack_padded_sequence "
+                f"in {sink.owner}.forward ({where}), which needs a 1-D CPU int64 tensor and raises RuntimeError; "
+                f"keep the lengths on the CPU, or pass lengths.cpu() where they are packed",
+                related=(related(flow, hit.move_path, hit.move, f"{_code(flow, hit)} puts the lengths on the GPU")
+                         if elsewhere else ()) + related(flow, sink.path, sink.call,
+                                                         "pack_padded_sequence receives them here"),
             )
 
 
 def _code(flow, hit) -> str:
-    facts = flow.file(hit.path)
-    return facts.module.code_for_node(hit.move) if facts is not None else "lengths moved to the GPU"
+    facts = flow.file(hit.move_path)
+    if facts is None:
+        return "lengths moved to the GPU"
+    code = facts.module.code_for_node(hit.move)
+    return code if len(code) <= 60 else facts.module.code_for_node(hit.move.func) + "(...)"
 
 
 def _cpu(text: str, expr: cst.BaseExpression) -> str:

@@ -1,56 +1,10 @@
-from dataclasses import dataclass, field
-
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
 from rnnlint.names import dotted
-from rnnlint.nodes import keyword_arg
+from rnnlint.flow import library
+from rnnlint.flow.keras import Apply, clips, compile_optimizer, keras_training
 from rnnlint.rule import Invalid, Option, Rule, Valid, insert_before, replace
-
-# canonical names (``tensorflow.keras.`` is already ``keras.``)
-KERAS_RECURRENT = frozenset(
-    f"keras.layers.{name}"
-    for name in ("LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell",
-                 "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
-) | {"tensorflow.compat.v1.keras.layers.CuDNNLSTM", "tensorflow.compat.v1.keras.layers.CuDNNGRU"}
-TF_CLIP = frozenset(
-    f"{prefix}.{name}"
-    for prefix in ("tensorflow", "tensorflow.compat.v1")
-    for name in ("clip_by_global_norm", "clip_by_norm", "clip_by_value", "clip_by_average_norm")
-) | {"keras.ops.clip"}
-_OPTIMIZER_CLASSES = {
-    name.lower(): name
-    for name in ("Adam", "AdamW", "Adamax", "Adadelta", "Adagrad", "Adafactor", "Ftrl", "Lion", "Nadam",
-                 "RMSprop", "SGD", "Lamb")
-}
-_OPTIMIZER_MODULES = ("keras.optimizers", "keras.optimizers.legacy", "keras.optimizers.experimental",
-                      "tensorflow.optimizers", "tensorflow.optimizers.legacy")
-_CLIP_KEYWORDS = ("clipnorm", "global_clipnorm", "clipvalue")
-_LOSS_SCALING = ("LossScaleOptimizer", "get_scaled_loss", "get_unscaled_gradients", "scale_loss")
-
-
-def _is_optimizer(qualname: str | None) -> bool:
-    if not qualname or "." not in qualname:
-        return False
-    module, _, name = qualname.rpartition(".")
-    return module in _OPTIMIZER_MODULES and name.lower() in _OPTIMIZER_CLASSES
-
-
-@dataclass
-class _Frame:
-    """One function body (or the module): calls in source order."""
-
-    name: str | None
-    calls: list[tuple[int, str | None, str | None]] = field(default_factory=list)  # (order, dotted, qualname)
-
-
-@dataclass
-class _Apply:
-    call: cst.Call
-    receiver: str | None
-    frame: _Frame
-    order: int
-    statement: cst.SimpleStatementLine | None
 
 
 class KerasMissingClip(Rule):
@@ -109,129 +63,33 @@ class KerasMissingClip(Rule):
     triggers = ("keras", "tensorflow", ".compile(")
     options = {"clip-norm": Option(1.0, "global norm written by the fixes", minimum=0, exclusive_minimum=True, maximum=1e6)}
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._frames = [_Frame(None)]
-        self._all_frames = list(self._frames)
-        self._statement: cst.SimpleStatementLine | None = None
-        self._order = 0
-        self._callees: set[str] = set()
-        self._optimizers: list[cst.Call] = []
-        self._assigned: dict[int, str] = {}  # id(optimizer call) -> variable it is stored in
-        self._applies: list[_Apply] = []
-        self._compiles: list[cst.Call] = []
-
-    # -- collection --------------------------------------------------------
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        frame = _Frame(node.name.value)
-        self._frames.append(frame)
-        self._all_frames.append(frame)
-
-    def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
-        self._frames.pop()
-
-    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
-        self._statement = node
-
-    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine) -> None:
-        self._statement = None
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for target in node.targets:
-            self._remember(target.target, node.value)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._remember(node.target, node.value)
-
-    def _remember(self, target: cst.BaseExpression, value: cst.BaseExpression) -> None:
-        name = dotted(target)
-        # opt = LossScaleOptimizer(Adam(...)): the inner optimizer is the one that clips
-        while name and isinstance(value, cst.Call) and value.args and not _is_optimizer(self.ctx.qualname(value.func)):
-            if not (dotted(value.func) or "").endswith("LossScaleOptimizer"):
-                return
-            value = value.args[0].value
-        if name and isinstance(value, cst.Call):
-            self._assigned[id(value)] = name
-
-    def visit_Call(self, node: cst.Call) -> None:
-        self._order += 1
-        name = dotted(node.func)
-        qualname = self.ctx.qualname(node.func)
-        if name:
-            self._callees.add(name)
-        self._frames[-1].calls.append((self._order, name, qualname))
-        if _is_optimizer(qualname):
-            self._optimizers.append(node)
-        elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "apply_gradients":
-            self._applies.append(
-                _Apply(node, dotted(node.func.value), self._frames[-1], self._order, self._statement)
-            )
-        elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "compile" and self._is_model(node):
-            self._compiles.append(node)
-
-    def _is_model(self, call: cst.Call) -> bool:
-        """``model.compile(...)``, not ``re.compile`` / ``torch.compile``."""
-        receiver = dotted(call.func.value)  # type: ignore[attr-defined]
-        if receiver is None or receiver.split(".")[0] in self.ctx.imports.names:
-            return False
-        return any(a.keyword is not None and a.keyword.value in ("optimizer", "loss", "metrics") for a in call.args) \
-            or _optimizer_arg(call) is not None
-
-    # -- decisions ---------------------------------------------------------
-
     def finish(self) -> None:
-        if not (self._optimizers or self._applies or self._compiles) or not self._keras_recurrent():
+        keras = keras_training(self.ctx)
+        if not (keras.optimizers or keras.applies or keras.compiles) or not keras.recurrent:
             return
-        clipped = {id(a.call): self._clipped_before(a) for a in self._applies}
-        by_receiver: dict[str | None, list[bool]] = {}
-        for apply in self._applies:
-            by_receiver.setdefault(apply.receiver, []).append(clipped[id(apply.call)])
         # a custom train_step clips by hand: self.optimizer / model.optimizer come from compile()
-        model_loop_clips = any(
-            r is not None and r.endswith(".optimizer") and all(v) for r, v in by_receiver.items()
-        ) and not any(r is not None and r.endswith(".optimizer") and not all(v) for r, v in by_receiver.items())
+        via_model = [a for a in keras.applies if a.via_model]
+        model_loop_clips = bool(via_model) and all(a.clipped for a in via_model)
 
-        for call in self._optimizers:
-            if any(keyword_arg(call, k) for k in _CLIP_KEYWORDS) or any(a.star == "**" for a in call.args):
+        for call in keras.optimizers:
+            if clips(call):
                 continue
-            name = self._assigned.get(id(call))
-            if name in by_receiver:
-                if all(by_receiver[name]):
+            applies = [a for a in keras.applies if any(o is call for o in a.optimizers)]
+            if applies:
+                if all(a.clipped for a in applies):
                     continue
             elif model_loop_clips:
                 continue
             self._report_optimizer(call)
 
-        for call in self._compiles:
+        for call in keras.compiles:
             if not model_loop_clips:
                 self._report_compile(call)
 
-        built_here = set(self._assigned.values())
-        for apply in self._applies:
-            if clipped[id(apply.call)] or apply.receiver in built_here or self._optimizers or self._compiles:
+        for apply in keras.applies:
+            if apply.clipped or apply.built or keras.optimizers or keras.compiles:
                 continue  # clipped, or judged where its optimizer is built
-            self._report_apply(apply)
-
-    def _keras_recurrent(self) -> bool:
-        return any(self.ctx.index.reaches(self.ctx.path, name, KERAS_RECURRENT) for name in sorted(self._callees))
-
-    def _clipped_before(self, apply: _Apply) -> bool:
-        helpers = {f.name for f in self._all_frames if f.name and any(q in TF_CLIP for _, _, q in f.calls)}
-        for order, name, qualname in apply.frame.calls:
-            if order >= apply.order:
-                break
-            if qualname in TF_CLIP:
-                return True
-            if name is None:
-                continue
-            short = name[5:] if name.startswith("self.") else name
-            if short in helpers:
-                return True
-            if not name.startswith("self.") and self.ctx.index.reaches(self.ctx.path, name, TF_CLIP):
-                return True
-        return False
+            self._report_apply(apply, keras.loss_scaling)
 
     # -- reports -----------------------------------------------------------
 
@@ -248,12 +106,12 @@ class KerasMissingClip(Rule):
         )
 
     def _report_compile(self, call: cst.Call) -> None:
-        arg = _optimizer_arg(call)
+        arg = compile_optimizer(call)
         norm = self.settings["clip-norm"]
         if arg is not None and not isinstance(arg.value, cst.SimpleString):
             return  # an optimizer object: judged where it is built
-        written = str(arg.value.evaluated_value) if arg is not None else "rmsprop"
-        cls = _OPTIMIZER_CLASSES.get(written.lower())
+        written = str(arg.value.evaluated_value) if arg is not None else library.KERAS_DEFAULT_OPTIMIZER
+        cls = library.KERAS_OPTIMIZER_CLASSES.get(written.lower())
         prefix, imports = self._optimizers_prefix()
         suggestion = (f"{prefix}.{cls}(global_clipnorm={norm!r})" if cls
                       else f"an optimizer with global_clipnorm={norm!r}")
@@ -274,7 +132,7 @@ class KerasMissingClip(Rule):
             imports=imports,
         )
 
-    def _report_apply(self, apply: _Apply) -> None:
+    def _report_apply(self, apply: Apply, scaled: bool) -> None:
         receiver = apply.receiver or "optimizer"
         norm = self.settings["clip-norm"]
         grads = _gradients_name(apply.call)
@@ -288,7 +146,6 @@ class KerasMissingClip(Rule):
         if grads is None or tf is None or apply.statement is None:
             self.report(apply.call, message)
             return
-        scaled = any(marker in name for name in self._callees for marker in _LOSS_SCALING)
         self.report(
             apply.call,
             message,
@@ -317,15 +174,6 @@ class KerasMissingClip(Rule):
                     return local, ()
         tf, imports = self._tensorflow_alias()
         return f"{tf or 'tf'}.keras.optimizers", imports
-
-
-def _optimizer_arg(call: cst.Call) -> cst.Arg | None:
-    found = keyword_arg(call, "optimizer")
-    if found is not None:
-        return found
-    if call.args and call.args[0].keyword is None and not call.args[0].star:
-        return call.args[0]
-    return None
 
 
 def _gradients_name(call: cst.Call) -> str | None:
@@ -377,6 +225,30 @@ _TAPE = """
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
     """
+
+# a tape loop in train.py whose model is built in another file and whose optimizer is handed in
+_HANDED_IN = """
+    import tensorflow as tf2
+    from models.seq import build_model
+
+    def train(dataset, optimizer, epochs=10):
+        model = build_model()
+        for _ in range(epochs):
+            for x, y in dataset:
+                with tf2.GradientTape() as tape:
+                    loss = tf2.reduce_mean(tf2.square(model(x) - y))
+                gradients = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    """
+
+_MODEL_FILES = {
+        "models/__init__.py": "",
+        "models/seq.py": """
+            from tensorflow import keras
+            def build_model():
+                return keras.Sequential([keras.layers.LSTM(32), keras.layers.Dense(1)])
+            """,
+}
 
 KerasMissingClip.VALID = [
     Valid(_SEQUENTIAL + """
@@ -447,6 +319,34 @@ KerasMissingClip.VALID = [
     model = Forecaster()
     model.compile(optimizer="adam", loss="mse")
     """),
+    # the optimizer reaches the clipping step through a constructor argument and self
+    Valid("""
+    import tensorflow as tf
+
+    class Trainer:
+        def __init__(self, model, optimizer):
+            self.model = model
+            self.opt = optimizer
+
+        def step(self, x, y):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(self.model(x) - y))
+            grads = tape.gradient(loss, self.model.trainable_variables)
+            grads, _ = tf.clip_by_global_norm(grads, 1.0)
+            self.opt.apply_gradients(zip(grads, self.model.trainable_variables))
+
+    model = tf.keras.Sequential([tf.keras.layers.LSTM(32), tf.keras.layers.Dense(1)])
+    trainer = Trainer(model, tf.keras.optimizers.Adam(1e-3))
+    """),
+    # the tape loop's optimizer is built, clipping, by its caller in another file
+    Valid(_HANDED_IN, files={
+        **_MODEL_FILES,
+        "run.py": """
+            import tensorflow as tf
+            from train import train
+            train([], tf.keras.optimizers.Adam(1e-3, global_clipnorm=1.0))
+            """,
+    }),
     # PyTorch code with torch.compile is not Keras
     Valid("""
     import torch
@@ -496,39 +396,9 @@ KerasMissingClip.INVALID = [
     model.compile(optimizer="adam", loss="mse")
     """, lines=[4]),
     # model built in another file; optimizer handed in: the tape loop gets the clip line
-    Invalid("""
-    import tensorflow as tf2
-    from models.seq import build_model
-
-    def train(dataset, optimizer, epochs=10):
-        model = build_model()
-        for _ in range(epochs):
-            for x, y in dataset:
-                with tf2.GradientTape() as tape:
-                    loss = tf2.reduce_mean(tf2.square(model(x) - y))
-                gradients = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    """, lines=[11], files={
-        "models/__init__.py": "",
-        "models/seq.py": """
-            from tensorflow import keras
-            def build_model():
-                return keras.Sequential([keras.layers.LSTM(32), keras.layers.Dense(1)])
-            """,
-    }, fixed="""
-    import tensorflow as tf2
-    from models.seq import build_model
-
-    def train(dataset, optimizer, epochs=10):
-        model = build_model()
-        for _ in range(epochs):
-            for x, y in dataset:
-                with tf2.GradientTape() as tape:
-                    loss = tf2.reduce_mean(tf2.square(model(x) - y))
-                gradients = tape.gradient(loss, model.trainable_variables)
-                gradients, _ = tf2.clip_by_global_norm(gradients, 1.0)
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    """),
+    Invalid(_HANDED_IN, lines=[11], files=_MODEL_FILES, fixed=_HANDED_IN.replace(
+        "                optimizer.apply_gradients",
+        "                gradients, _ = tf2.clip_by_global_norm(gradients, 1.0)\n                optimizer.apply_gradients")),
     # the configured norm is the one written
     Invalid("""
     from keras.layers import GRU

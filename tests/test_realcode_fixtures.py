@@ -31,10 +31,9 @@ EXPECTED = tomllib.loads((REALCODE / "EXPECTED.toml").read_text("utf-8"))["proje
 
 # project -> what the flow model must follow before the project passes (absent: passes today)
 NOT_YET = {
-    "dynamic_import": "importlib.import_module(f'archs.{args.arch}') with an argparse default, a class picked "
-    "from a dict, and getattr(nn, cell.upper()) with a string default",
-    "torchtext_field": "legacy torchtext Field (pads; include_lengths=True gives lengths on the "
-    "BucketIterator's device) into another file's forward",
+    "dynamic_import": "the flow model follows importlib.import_module(f'archs.{args.arch}') and getattr(module, "
+    "DECODERS[arch]) to CaptionDecoder, but the project map's relevance filter (static/projectmap.py) sees no "
+    "recurrence in archs/recurrent.py (getattr(nn, cell.upper())) and no import edge to it, so train.py is skipped",
 }
 
 

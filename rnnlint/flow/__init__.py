@@ -20,7 +20,13 @@ is recorded for the results cache.
   parameters (defaults and every call site in the project), ``self``
   attributes, imports, configuration holders.
 * :mod:`rnnlint.flow.library` — library knowledge as data: which calls make a
-  value padded, put it on a device, take it off again.
+  value padded, put it on a device, take it off again, sort it, clip it.
+* :mod:`rnnlint.flow.order` — batches sorted by length, the permutation that
+  sorts them, and whether the order comes back (RNN012).
+* :mod:`rnnlint.flow.keras` — Keras optimizers, ``apply_gradients`` and
+  ``compile()``, each update linked to the optimizers it may use (RNN060).
+* :mod:`rnnlint.flow.torchtext` — what ``batch.<field>`` of a legacy torchtext
+  iterator is: padded, with lengths, on the iterator's device (RNN010, RNN011).
 
 :data:`SUMMARISERS` are what the project index stores about each file it
 summarises on the flow model's behalf (what a function returns padded, what a

@@ -94,6 +94,12 @@ DETACH_METHODS = frozenset({"detach", "detach_"})
 NO_GRAD_CONTEXTS = frozenset({"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
                               "torch.autograd.grad_mode.no_grad"})
 
+#: calls that iterate what they are given, item for item (``for batch in tqdm(loader)``)
+ITERATION_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
+
+#: calls that import a module named by a string: canonical name -> position of the name
+MODULE_IMPORTERS = {"importlib.import_module": 0}
+
 # -- modules -------------------------------------------------------------------------
 
 #: methods of ``nn.Module`` that return the module itself (``model = Net().to(device)``)
@@ -107,3 +113,101 @@ MODULE_WRAPPERS = {
     "torch.compile": 0,
     "torch.jit.script": 0,
 }
+
+# -- sort order (RNN012) -------------------------------------------------------------
+
+#: functions that sort a tensor: canonical name -> "sort" (gives values and the permutation) or "argsort"
+SORT_FUNCTIONS = {"torch.sort": "sort", "torch.argsort": "argsort", "torch.Tensor.sort": "sort",
+                  "torch.Tensor.argsort": "argsort"}
+#: tensor methods that sort their receiver, the same way
+SORT_METHODS = {"sort": "sort", "argsort": "argsort"}
+#: the descending flag of a sort: keyword, position in the function form, position in the method form
+SORT_DESCENDING = ("descending", 2, 1)
+#: the permutation in a ``sort`` result: attribute and index (``.indices``, ``[1]``)
+SORT_INDICES = ("indices", 1)
+#: methods that reorder their receiver by a permutation (``x.index_select(0, perm)``); ``x[perm]`` is syntax
+REORDER_METHODS = frozenset({"index_select"})
+#: functions that reorder their first argument by a permutation
+REORDER_FUNCTIONS = frozenset({"torch.index_select"})
+#: calls that need their batch sorted by decreasing length unless told otherwise: name -> (keyword, position)
+ENFORCES_SORTED = {"torch.nn.utils.rnn.pack_padded_sequence": ("enforce_sorted", 3)}
+#: Python's list sorts: the builtin, and the list method
+LIST_SORT_FUNCTIONS = frozenset({"sorted"})
+LIST_SORT_METHODS = frozenset({"sort"})
+#: calls that measure a sequence's length: the builtin, tensor methods
+LENGTH_FUNCTIONS = frozenset({"len"})
+LENGTH_METHODS = frozenset({"size", "numel", "__len__"})
+#: calls whose result is one number, not per-example data
+SCALAR_FUNCTIONS = frozenset({"len", "max", "min", "sum", "int"})
+
+# -- Keras / TensorFlow training (RNN060) --------------------------------------------
+# canonical names: ``tensorflow.keras.`` is already ``keras.``
+
+#: recurrent Keras layers
+KERAS_RECURRENT = frozenset(
+    f"keras.layers.{name}"
+    for name in ("LSTM", "GRU", "SimpleRNN", "RNN", "LSTMCell", "GRUCell", "SimpleRNNCell",
+                 "CuDNNLSTM", "CuDNNGRU", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+) | {"tensorflow.compat.v1.keras.layers.CuDNNLSTM", "tensorflow.compat.v1.keras.layers.CuDNNGRU"}
+#: functions that clip gradients
+TF_CLIP = frozenset(
+    f"{prefix}.{name}"
+    for prefix in ("tensorflow", "tensorflow.compat.v1")
+    for name in ("clip_by_global_norm", "clip_by_norm", "clip_by_value", "clip_by_average_norm")
+) | {"keras.ops.clip"}
+#: Keras optimizer classes, by the lower-case string ``compile(optimizer="adam")`` accepts
+KERAS_OPTIMIZER_CLASSES = {
+    name.lower(): name
+    for name in ("Adam", "AdamW", "Adamax", "Adadelta", "Adagrad", "Adafactor", "Ftrl", "Lion", "Nadam",
+                 "RMSprop", "SGD", "Lamb")
+}
+#: modules the optimizer classes live in
+KERAS_OPTIMIZER_MODULES = ("keras.optimizers", "keras.optimizers.legacy", "keras.optimizers.experimental",
+                           "tensorflow.optimizers", "tensorflow.optimizers.legacy")
+#: the optimizer ``compile()`` builds when given none
+KERAS_DEFAULT_OPTIMIZER = "rmsprop"
+#: constructor keywords that make a Keras optimizer clip
+KERAS_CLIP_KEYWORDS = ("clipnorm", "global_clipnorm", "clipvalue")
+#: wrappers whose first argument is the optimizer that does the updates (mixed precision)
+KERAS_OPTIMIZER_WRAPPERS = ("LossScaleOptimizer",)
+#: names that mark loss scaling (gradients may still be scaled before ``apply_gradients``)
+KERAS_LOSS_SCALING = ("LossScaleOptimizer", "get_scaled_loss", "get_unscaled_gradients", "scale_loss")
+#: the optimizer method that applies gradients, and the model attribute ``compile()`` sets
+KERAS_APPLY = "apply_gradients"
+KERAS_MODEL_OPTIMIZER = "optimizer"
+#: keywords that mark ``x.compile(...)`` as a Keras model's (not ``re.compile``)
+KERAS_COMPILE_KEYWORDS = ("optimizer", "loss", "metrics")
+
+# -- legacy torchtext (``torchtext.data`` before 0.9, ``torchtext.legacy.data`` in 0.9-0.11) -------------
+# A ``Field`` numericalises one attribute of each example; an iterator batches a dataset and gives each
+# field as an attribute of the batch (``batch.text``): a sequential field is always padded to the longest
+# example, and with ``include_lengths=True`` it gives ``(padded ids, lengths)``, both on the iterator's
+# ``device``.
+
+_LEGACY = ("torchtext.data", "torchtext.legacy.data")
+#: Field classes -> whether they are sequential (so padded) unless ``sequential=`` says otherwise
+TORCHTEXT_FIELDS = {f"{m}.{c}": sequential for m in _LEGACY
+                    for c, sequential in (("Field", True), ("ReversibleField", True), ("LabelField", False))}
+#: the Field keywords that decide what a batch attribute is
+TORCHTEXT_SEQUENTIAL = "sequential"
+TORCHTEXT_INCLUDE_LENGTHS = "include_lengths"
+#: iterators whose batches carry one attribute per field; the keyword that places them on a device
+TORCHTEXT_ITERATORS = frozenset(f"{m}.{c}" for m in _LEGACY for c in ("Iterator", "BucketIterator"))
+TORCHTEXT_DEVICE = "device"
+#: the dataset argument of an iterator (a tuple of them for ``.splits``): keyword, position
+TORCHTEXT_ITERATOR_DATASET = ("dataset", 0)
+TORCHTEXT_SPLITS_DATASETS = ("datasets", 0)
+#: datasets built from ``[(name, field), ...]``: class -> position of ``fields`` (``.splits`` takes it by keyword)
+TORCHTEXT_DATASETS = {f"{m}.{c}": position for m in _LEGACY
+                      for c, position in (("Dataset", 1), ("TabularDataset", 2))}
+#: ready-made datasets: ``.splits`` -> the attribute names and, for each, the (keyword, position) of its field;
+#: a ``fields`` tuple gives the fields in the order of the names
+TORCHTEXT_NAMED_DATASETS = {
+    **{f"{m}.{c}.splits": (("text", ("text_field", 0)), ("label", ("label_field", 1)))
+       for m in ("torchtext.datasets", "torchtext.legacy.datasets") for c in ("IMDB", "SST", "TREC")},
+    **{f"{m}.{c}.splits": (("src", ("fields", 1)), ("trg", ("fields", 1)))
+       for m in ("torchtext.datasets", "torchtext.legacy.datasets") for c in ("Multi30k", "IWSLT", "WMT14")},
+}
+#: ``X.splits(...)`` returns a tuple of what ``X(...)`` builds, one per split
+LIBRARY_SPLITS = frozenset(
+    {f"{name}.splits" for name in (*TORCHTEXT_ITERATORS, *TORCHTEXT_DATASETS)} | set(TORCHTEXT_NAMED_DATASETS))

@@ -38,6 +38,9 @@ from typing import Union
 
 import libcst as cst
 
+from rnnlint.flow import library, torchtext
+from rnnlint.flow.resolve import flow_of, site_of
+from rnnlint.flow.values import INSTANCE, LIBRARY
 from rnnlint.names import ImportMap, ImportMapView, dotted
 from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg, param_names
 from rnnlint.rule import FileContext
@@ -77,7 +80,7 @@ DATASETS = frozenset({"torch.utils.data.TensorDataset"})
 #: buffers made to be filled per example
 BUFFERS = frozenset({"numpy.zeros", "numpy.ones", "numpy.full", "numpy.empty", "torch.zeros", "torch.ones",
                      "torch.full", "torch.empty"})
-LOADER_WRAPPERS = frozenset({"iter", "tqdm", "tqdm.tqdm", "tqdm.auto.tqdm", "tqdm.notebook.tqdm"})
+LOADER_WRAPPERS = library.ITERATION_WRAPPERS
 #: names a variable holding sequence lengths usually has
 LENGTH_WORDS = ("lengths", "lens", "length", "len")
 
@@ -225,6 +228,11 @@ class Resolver:
         """What a function made by another function returns when called (a collate closure's batch)."""
         return None
 
+    def batch_attributes(self, loop: cst.For) -> dict[str, Value]:
+        """``{"batch.text": value}`` for a loop over batches that a library fills by attribute (a legacy
+        torchtext iterator: ``batch.text`` is padded, or ``(padded, lengths)``)."""
+        return {}
+
 
 @dataclass
 class Result:
@@ -299,6 +307,8 @@ class Flow:
                 self.bind(stmt.target, Padded(items.origin, items.by_hand), None)
             else:
                 self.bind(stmt.target, items.item if isinstance(items, Loader) else None, None)
+                if items is None:
+                    self.env.update(self.resolver.batch_attributes(stmt))
             self._views(stmt.target, stmt.iter)
             self.statements(body_of(stmt))
         elif isinstance(stmt, cst.While):
@@ -1263,9 +1273,6 @@ class ProjectResolver(Resolver):
 
     def injected(self, expr: cst.BaseExpression) -> Value:
         """Asked of the flow model: the one module every caller hands in (a project model, a torch layer)."""
-        from rnnlint.flow.resolve import flow_of, site_of
-        from rnnlint.flow.values import INSTANCE, LIBRARY
-
         flow, _ = flow_of(self.ctx)
         found = flow.values(expr, site_of(self.ctx, expr), models=True)
         kinds = {(v.kind, v.value if v.kind == LIBRARY else id(v.node)) for v in found}
@@ -1279,6 +1286,18 @@ class ProjectResolver(Resolver):
             home = (value.path, value.node.name.value) if value.path != here else None
             return Instance(value.node.name.value, home)
         return None
+
+    def batch_attributes(self, loop: cst.For) -> dict[str, Value]:
+        if not torchtext.uses_torchtext(self.ctx.index.flow()):
+            return {}  # asked of every loop over something unknown: the common answer costs nothing
+        flow, facts = flow_of(self.ctx)
+        name, fields = torchtext.loop_fields(flow, loop, facts.site_of(loop))
+        out: dict[str, Value] = {}
+        for attr, batch in fields.items():
+            if batch.padded:
+                padded = Padded(f"{name}.{attr}, padded by its torchtext Field")
+                out[f"{name}.{attr}"] = Items((padded, None)) if batch.lengths else padded
+        return out
 
     def item(self, name: str) -> Value:
         hit = self.ctx.index.lookup(self.ctx.path, name)
@@ -1439,8 +1458,6 @@ def _globals_for(ctx, function: cst.FunctionDef, module_env: dict[str, Value]) -
     loader at the top and trains on it in a function: ``for batch in loader`` there is that loader."""
     if not module_env:
         return {}
-    from rnnlint.flow.resolve import flow_of
-
     local = set(param_names(function)) | set(flow_of(ctx)[1].assigns.get(function, {}))
     return {name: value for name, value in module_env.items() if name not in local}
 

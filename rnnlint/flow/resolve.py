@@ -183,6 +183,8 @@ class Flow:
                 return [Value(CONST, expr.evaluated_value, expr, here)]
             except Exception:  # noqa: BLE001 - odd prefixes
                 return []
+        if isinstance(expr, cst.FormattedString):
+            return self._formatted(expr, site, depth, seen)
         if isinstance(expr, cst.Name) and expr.value in ("True", "False", "None"):
             return [Value(CONST, {"True": True, "False": False, "None": None}[expr.value], expr, here)]
         if isinstance(expr, (cst.Dict,)):
@@ -476,6 +478,8 @@ class Flow:
             return []
         if owner.kind == ARGS and isinstance(key, str) and other is not None:
             return self._options(other, key, depth, seen)
+        if owner.kind == LIBRARY and owner.value in library.LIBRARY_SPLITS and isinstance(key, int):
+            return [owner]  # ``train, valid = Dataset.splits(...)``: each one is what the class builds
         return []
 
     # -- calls -------------------------------------------------------------------
@@ -522,14 +526,28 @@ class Flow:
                     if v.kind == CONST and isinstance(v.value, str)]
         if written == "vars" and len(call.args) == 1:
             return self._values(call.args[0].value, site, depth + 1, seen)
-        if written is None:
+        if written == "getattr" and len(call.args) in (2, 3) and not any(a.keyword or a.star for a in call.args):
+            names = {v.value for v in self._values(call.args[1].value, site, depth + 1, seen)
+                     if v.kind == CONST and isinstance(v.value, str)}
+            return [v.via(f"getattr(..., {attr!r})", facts.path, call)
+                    for owner in self._values(call.args[0].value, site, depth + 1, seen)
+                    for attr in sorted(names) for v in self._member(owner, attr, depth, seen)]
+        if qualname in library.MODULE_IMPORTERS and call.args:
+            out = []
+            for name in self._values(call.args[library.MODULE_IMPORTERS[qualname]].value, site, depth + 1, seen):
+                found = self.index.resolve_module(facts.path, name.value) if (
+                    name.kind == CONST and isinstance(name.value, str)) else None
+                if found is not None:
+                    out.append(Value(MODULE, name.value, None, found.resolve(), name.steps))
+            return out
+        if written is None and not isinstance(call.func, cst.Call):
             return []
         out = []
-        for target in self._values(call.func, site, depth + 1, seen):
+        for target in self._values(call.func, site, depth + 1, seen):  # ``getattr(module, name)(...)`` too
             if target.kind == CLASS:
                 out.append(Value(INSTANCE, target.value, target.node, target.path, target.steps, call, facts.path,
                                  site))
-        if out:
+        if out or written is None:
             return out
         if qualname and qualname.split(".")[0] in _LIBRARIES:
             return [Value(LIBRARY, qualname, call, facts.path, (), call, facts.path, site)]
@@ -539,6 +557,24 @@ class Flow:
                 out.extend(v.via(f"{written}()", facts.path, call)
                            for v in self._values(returned, other.site(function), depth + 1, seen))
         return out
+
+    def _formatted(self, expr: cst.FormattedString, site: Site, depth: int, seen) -> list[Value]:
+        """``f"archs.{arch}"`` with each part a known constant (a few combinations at most)."""
+        texts = [""]
+        for part in expr.parts:
+            if isinstance(part, cst.FormattedStringText):
+                texts = [t + part.value for t in texts]
+                continue
+            if part.conversion is not None or part.format_spec is not None:
+                return []
+            known = [v.value for v in self._values(part.expression, site, depth + 1, seen)
+                     if v.kind == CONST and isinstance(v.value, (str, int)) and not isinstance(v.value, bool)]
+            if not known:
+                return []
+            texts = [t + str(k) for t in texts for k in known][:6]
+        if "{" in "".join(p.value for p in expr.parts if isinstance(p, cst.FormattedStringText)):
+            return []  # doubled braces: the written text is not the value
+        return [Value(CONST, text, expr, site.file.path) for text in texts]
 
     def _function(self, written: str, facts: FileFacts) -> tuple[cst.FunctionDef | None, FileFacts | None]:
         if "." not in written and written in facts.functions:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint.flow import library
+from rnnlint.flow import library, torchtext
 from rnnlint.flow.scopes import FileFacts, Site
-from rnnlint.flow.values import INSTANCE
+from rnnlint.flow.values import CONST, INSTANCE
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor
 
@@ -46,9 +46,10 @@ class Hit:
     """A call passing lengths moved to a device into a module that packs them."""
 
     call: cst.Call
-    move: cst.Call  # the ``.to(device)`` / ``.cuda()`` that moved them
+    move: cst.Call  # the ``.to(device)`` / ``.cuda()`` that moved them (or the torchtext iterator that did)
     path: Path
     sinks: tuple[Sink, ...]
+    move_path: Path  # the file of ``move``
 
 
 class Lengths:
@@ -162,12 +163,15 @@ class Lengths:
                 if not _may_be_module(call, facts):
                     continue
                 for position, arg in _arguments(call):
-                    move = moved(arg, facts, function)
+                    move, where = moved(arg, facts, function), facts.path
+                    if move is None and torchtext.uses_torchtext(self.flow):
+                        batch = iterator_lengths(self.flow, arg, facts, function)
+                        move, where = (batch.iterator, batch.iterator_path) if batch is not None else (None, None)
                     if move is None:
                         continue
                     sinks = self.callee_sinks(call, facts.site(function), position, 0)
                     if sinks:
-                        hits.append(Hit(call, move, facts.path, tuple(sinks)))
+                        hits.append(Hit(call, move, facts.path, tuple(sinks), where))
         self._scans[facts.path] = tuple(hits)
         return self._scans[facts.path]
 
@@ -374,6 +378,41 @@ def moved(expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef 
             if found is not None:
                 return found
     return None
+
+
+def iterator_lengths(flow, expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef | None,
+                     depth: int = 0) -> torchtext.FieldBatch | None:
+    """The torchtext field whose lengths ``expr`` is, when its iterator put them on an accelerator
+    (``text, lengths = batch.text`` with ``include_lengths=True`` and ``device=device``)."""
+    if depth > 6:
+        return None
+    if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
+        if expr.func.attr.value in library.SAME_DEVICE_METHODS and not (
+                expr.func.attr.value == "to" and expr.args and _is_cpu(expr.args[0].value)):
+            return iterator_lengths(flow, expr.func.value, facts, function, depth + 1)
+        return None
+    if isinstance(expr, cst.Subscript) and len(expr.slice) == 1 and isinstance(expr.slice[0].slice, cst.Index) \
+            and isinstance(expr.slice[0].slice.value, cst.Integer) and expr.slice[0].slice.value.evaluated_value == 1:
+        batch = torchtext.field_at(flow, expr.value, facts.site(function))
+        return batch if batch is not None and batch.lengths and _on_device(flow, batch) else None
+    if isinstance(expr, cst.Name) and function is not None:
+        for value in facts.assigned(function, expr.value):
+            found = iterator_lengths(flow, value, facts, function, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _on_device(flow, batch: torchtext.FieldBatch) -> bool:
+    """Does the iterator's ``device=`` name an accelerator? A value the model resolves decides
+    (``"cuda"``, a GPU index; ``"cpu"``, ``-1``: the host); otherwise it is judged as ``.to(device)`` is."""
+    if batch.device is None:
+        return False
+    found = [v.value for v in flow.values(batch.device, batch.device_site) if v.kind == CONST]
+    if found:
+        return any(v.startswith("cuda") if isinstance(v, str) else isinstance(v, int) and not isinstance(v, bool)
+                   and v >= 0 for v in found)
+    return _is_device(batch.device)
 
 
 _DTYPES = frozenset({"long", "int", "int64", "int32", "float", "float32", "float16", "double", "bool", "half",
