@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import fixture_copy, rnnlint_process
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -62,13 +63,6 @@ def twin_of(name: str) -> str:
     return name[: -len(".py")] + "_fixed.py"
 
 
-def rnnlint(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rnnlint", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-    )
-
-
 def copy_project(name: str, tmp_path: Path) -> Path:
     target = tmp_path / name
     shutil.copytree(FIXTURES / name, target, ignore=shutil.ignore_patterns(".rnnlint_cache", "__pycache__"))
@@ -94,7 +88,7 @@ def test_fixtures_are_valid_python_and_every_twin_is_tested():
 @pytest.mark.parametrize("project", sorted(BAD_PROJECTS))
 def test_check_reports_planted_mistakes(project, tmp_path):
     root = copy_project(project, tmp_path)
-    result = rnnlint("check", "--static", "--output-format", "json", ".", cwd=root)
+    result = rnnlint_process("check", "--static", "--output-format", "json", ".", cwd=root)
     assert result.returncode == 1, result.stderr
     found = findings(result)
     assert sorted((d["path"], d["code"], d["line"]) for d in found) == sorted(BAD_PROJECTS[project])
@@ -106,11 +100,11 @@ def test_check_reports_planted_mistakes(project, tmp_path):
 @pytest.mark.parametrize("project", CLEAN_PROJECTS)
 def test_clean_projects_have_no_findings(project, tmp_path):
     root = copy_project(project, tmp_path)
-    result = rnnlint("check", "--static", ".", cwd=root)
+    result = rnnlint_process("check", "--static", ".", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "No findings."
     # off-by-default rules too: a correct script or a non-recurrent model gives nothing to say
-    result = rnnlint("check", "--static", "--extend-select", "RNN", "--output-format", "json", ".", cwd=root)
+    result = rnnlint_process("check", "--static", "--extend-select", "RNN", "--output-format", "json", ".", cwd=root)
     assert findings(result) == []
 
 
@@ -122,30 +116,34 @@ def test_fix_produces_the_fixed_twin(project, name, tmp_path):
     original = script.read_bytes()
 
     # without --apply: a diff on stdout, exit 1, nothing written
-    preview = rnnlint("fix", "--unsafe-fixes", name, cwd=root)
+    preview = rnnlint_process("fix", "--unsafe-fixes", name, cwd=root)
     assert preview.returncode == 1, preview.stdout + preview.stderr
     assert f"+++ b/{name}" in preview.stdout, preview.stdout
     assert script.read_bytes() == original
 
-    result = rnnlint("fix", "--apply", "--unsafe-fixes", name, cwd=root)
+    result = rnnlint_process("fix", "--apply", "--unsafe-fixes", name, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert script.read_text("utf-8") == twin.read_text("utf-8")
     assert script.read_bytes() == twin.read_bytes()
 
-    again = rnnlint("fix", "--apply", "--unsafe-fixes", name, cwd=root)
+    again = rnnlint_process("fix", "--apply", "--unsafe-fixes", name, cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert script.read_bytes() == twin.read_bytes(), "a second fix run changed the file"
 
     # the twin, checked where it lives (beside the rest of its project), is clean
-    result = rnnlint("check", "--static", "--output-format", "json", twin.name, cwd=root)
+    result = rnnlint_process("check", "--static", "--output-format", "json", twin.name, cwd=root)
     left = findings(result)
     assert [d for d in left if d["code"] in expected_codes] == []
     assert left == [] and result.returncode == 0
 
 
 @pytest.mark.slow
-def test_check_fixture_tree_from_repo_root():
-    result = rnnlint("check", "--no-cache", "--output-format", "json", "fixtures/", cwd=REPO, timeout=300)
+def test_check_fixture_tree_from_repo_root(tmp_path):
+    """The whole tree, as the checkout's root sees it (its config's excludes); a copy, which is a project of its
+    own: the checkout's tests and sources are not part of what the flow model reads."""
+    root = fixture_copy(tmp_path, "fixtures")
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    result = rnnlint_process("check", "--no-cache", "--output-format", "json", "fixtures/", cwd=root, timeout=300)
     assert result.returncode == 1, result.stderr
     found = findings(result)
     paths = {d["path"] for d in found}

@@ -50,7 +50,7 @@ from rnnlint.static.registry import load_rules
 from rnnlint.static.runner import Session
 from rnnlint.source import read_source
 
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint_process
 
 pytestmark = pytest.mark.slow  # each case runs the whole engine (and often the CLI) on many mutated projects
 
@@ -799,13 +799,13 @@ def test_generated_programs_through_the_real_cli(tmp_path):
         (tmp_path / f"train_{i}.py").write_bytes(program.replace("\n", newline).encode())
     (tmp_path / "clean.py").write_text("import torch\nx = torch.zeros(3)\n")
     clean_before = _snapshot(tmp_path / "clean.py")
-    check = rnnlint("check", "--static", "--no-cache", ".", cwd=tmp_path)
+    check = rnnlint_process("check", "--static", "--no-cache", ".", cwd=tmp_path)
     assert check.returncode in (0, 1) and "Traceback" not in check.stderr and "internal error" not in check.stderr
-    fixed = rnnlint("fix", "--static", "--no-cache", "--apply", "--unsafe-fixes", ".", cwd=tmp_path)
+    fixed = rnnlint_process("fix", "--static", "--no-cache", "--apply", "--unsafe-fixes", ".", cwd=tmp_path)
     assert fixed.returncode in (0, 1), fixed.stderr
     assert "Traceback" not in fixed.stderr and "error" not in fixed.stderr, fixed.stderr
     for path in python_files(tmp_path):
         assert _parses(path) is None, path
     assert _snapshot(tmp_path / "clean.py") == clean_before
-    again = rnnlint("fix", "--static", "--no-cache", "--unsafe-fixes", ".", cwd=tmp_path)
+    again = rnnlint_process("fix", "--static", "--no-cache", "--unsafe-fixes", ".", cwd=tmp_path)
     assert "+++ b/" not in again.stdout and "Nothing to fix" in again.stderr  # no diff: what remains is listed

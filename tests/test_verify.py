@@ -19,7 +19,7 @@ import pytest
 
 from rnnlint.verify import compare
 from rnnlint.verify.trial import TrialRun
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint_process
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -52,7 +52,7 @@ def project(tmp_path: Path, fixture: str) -> Path:
 
 def verify(root: Path, *args: str, timeout: float = 120):
     before = tree_hash(root)
-    result = rnnlint("verify", *args, cwd=root.parent, env=ENV, timeout=timeout)
+    result = rnnlint_process("verify", *args, cwd=root.parent, env=ENV, timeout=timeout)
     assert tree_hash(root) == before, "verify modified the user's project"
     return result
 
