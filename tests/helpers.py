@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import NamedTuple
+
+import pytest
 
 from rnnlint.config import parse_table
 from rnnlint.diagnostics import Diagnostic
@@ -60,6 +63,26 @@ def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=Tru
     path = write_project(root, main, files)
     outcome = session(root, select, options).fix_document(path, MAIN, main, unsafe)
     return outcome.text, outcome.remaining
+
+
+needs_hypothesmith = pytest.mark.skipif(importlib.util.find_spec("hypothesmith") is None,
+                                        reason="pip install -e '.[dev]' (hypothesmith)")
+
+
+def generated_python(kind: str = "from_node"):
+    """hypothesmith's ``from_node()`` or ``from_grammar()`` strategy, built when the first example is drawn.
+
+    Importing hypothesmith builds strategies for the whole grammar (seconds of CPU), which every
+    test process would otherwise pay while collecting, for tests that mostly do not run (``slow``).
+    """
+    from hypothesis import strategies as st
+
+    def build():
+        import hypothesmith
+
+        return getattr(hypothesmith, kind)()
+
+    return st.deferred(build)
 
 
 class Ran(NamedTuple):

@@ -50,7 +50,7 @@ from rnnlint.static.registry import load_rules
 from rnnlint.static.runner import Session
 from rnnlint.source import read_source
 
-from tests.helpers import rnnlint_process
+from tests.helpers import generated_python, needs_hypothesmith, rnnlint_process
 
 pytestmark = pytest.mark.slow  # each case runs the whole engine (and often the CLI) on many mutated projects
 
@@ -755,12 +755,6 @@ def test_composed_training_scripts(tmp_path):
 
 from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
 
-try:
-    import hypothesmith
-except ImportError:  # pragma: no cover - a dev dependency
-    hypothesmith = None
-needs_hypothesmith = pytest.mark.skipif(hypothesmith is None, reason="pip install -e '.[dev]' (hypothesmith)")
-
 FUZZ_SETTINGS = settings(
     max_examples=int(os.environ.get("RNNLINT_FUZZ_EXAMPLES", "15")),
     deadline=None,
@@ -772,7 +766,7 @@ FUZZ_SETTINGS = settings(
 
 @needs_hypothesmith
 @FUZZ_SETTINGS
-@given(source=hypothesmith.from_node() if hypothesmith else st.just(""), where=st.sampled_from(["after", "loop"]))
+@given(source=generated_python("from_node"), where=st.sampled_from(["after", "loop"]))
 def test_hypothesmith_from_node(tmp_path_factory, source, where):
     program = embed_generated(source, where)
     assume(program is not None)
@@ -782,7 +776,7 @@ def test_hypothesmith_from_node(tmp_path_factory, source, where):
 
 @needs_hypothesmith
 @FUZZ_SETTINGS
-@given(source=hypothesmith.from_grammar() if hypothesmith else st.just(""),
+@given(source=generated_python("from_grammar"),
        where=st.sampled_from(["after", "loop"]))
 def test_hypothesmith_from_grammar(tmp_path_factory, source, where):
     program = embed_generated(source, where)

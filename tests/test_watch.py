@@ -374,7 +374,8 @@ def _lightning():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_lightning() is None, reason="Lightning is not installed (optional)")
+@pytest.mark.skipif(not any(importlib.util.find_spec(name) for name in ("lightning", "pytorch_lightning")),
+                    reason="Lightning is not installed (optional)")  # importing it takes seconds
 def test_lightning_callback(tmp_path):
     pl = _lightning()
     RnnlintWatch = rnnlint_package.watch.lightning.RnnlintWatch  # as the README spells it
