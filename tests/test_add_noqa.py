@@ -118,6 +118,7 @@ class Forecaster(nn.Module):
 '''
 
 
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_info_notes_get_no_noqa_and_read_as_notes(tmp_path):
     """RNN901 (a model the graph stage could not build) fails nothing: no noqa hides it."""
     pytest.importorskip("torch")

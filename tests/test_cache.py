@@ -279,6 +279,7 @@ def test_no_cache_writes_nothing(project):
     assert not (project / ".rnnlint_cache").exists()
 
 
+@pytest.mark.slow  # a pool of workers
 def test_no_cache_writes_nothing_on_a_tree_large_enough_for_workers(project):
     """Workers check the files; the parent's session still answers the graph stage's note: neither writes."""
     for i in range(runner.PARALLEL_THRESHOLD):

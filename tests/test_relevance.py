@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import fixture_copy
 from tests.test_no_torch import WRAPPER as RUN
 
@@ -190,6 +192,7 @@ def test_recurrent_classes_from_config_count_as_recurrent(tmp_path):
     assert ("tagger.py", "RNN001") in where(after["findings"])
 
 
+@pytest.mark.slow  # the whole fixtures/realcode tree, twice
 def test_the_fixtures_report_the_same_with_and_without_the_map(tmp_path):
     realcode = fixture_copy(tmp_path, "fixtures/realcode") / "fixtures" / "realcode"
     before = check(realcode, ".", relevance=False)
