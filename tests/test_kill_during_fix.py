@@ -174,6 +174,7 @@ def test_stale_temp_files_are_removed_by_the_next_write_and_fresh_ones_kept(tmp_
     assert not stale.exists() and fresh.exists()
 
 
+@pytest.mark.slow  # a fix process killed with SIGKILL, then a second run
 @pytest.mark.parametrize("moment", ["fsync", "replace"])
 def test_killed_between_temp_file_and_rename(tmp_path, moment):
     """The worst moments, made certain: the process dies as it syncs the temp file or renames it."""
