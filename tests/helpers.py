@@ -1,9 +1,17 @@
-"""Running rnnlint in-process on small projects written to a temporary folder."""
+"""Running rnnlint on small projects written to a temporary folder: the engine, the command line in this process, or the command line in a new one."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
+
+import pytest
 
 from rnnlint.config import parse_table
 from rnnlint.diagnostics import Diagnostic
@@ -57,15 +65,80 @@ def fix(root: Path, main: str, files=None, select=None, options=None, unsafe=Tru
     return outcome.text, outcome.remaining
 
 
-def rnnlint(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60, input: str | None = None):
-    """Run the real command line in a subprocess (``python -m rnnlint``), as a user or CI does.
+needs_hypothesmith = pytest.mark.skipif(importlib.util.find_spec("hypothesmith") is None,
+                                        reason="pip install -e '.[dev]' (hypothesmith)")
+
+
+def generated_python(kind: str = "from_node"):
+    """hypothesmith's ``from_node()`` or ``from_grammar()`` strategy, built when the first example is drawn.
+
+    Importing hypothesmith builds strategies for the whole grammar (seconds of CPU), which every
+    test process would otherwise pay while collecting, for tests that mostly do not run (``slow``).
+    """
+    from hypothesis import strategies as st
+
+    def build():
+        import hypothesmith
+
+        return getattr(hypothesmith, kind)()
+
+    return st.deferred(build)
+
+
+class Ran(NamedTuple):
+    """What a run of the command line left: the fields of ``subprocess.CompletedProcess`` that tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def rnnlint(*args: str, cwd: Path, env: dict | None = None, input: str | None = None) -> Ran:
+    """Run the real command line (``rnnlint.cli.entry``, what ``rnnlint`` and ``python -m rnnlint`` call) in this process.
+
+    Arguments, the working folder and ``env`` are set for the call and restored
+    after it; stdout and stderr are kept apart and are not terminals (no colour);
+    ``input`` is its stdin. A new interpreter costs about half a second of start-up
+    and imports per call; use ``rnnlint_process`` where the process itself is the
+    subject (what it imports, signals, the children it starts, project code it
+    imports) and for each command's end-to-end test.
+    """
+    from click.testing import CliRunner
+
+    from rnnlint.cli import entry
+
+    saved_argv = sys.argv
+    sys.argv = ["rnnlint", *args]
+    code = 0
+    try:
+        with contextlib.chdir(cwd), CliRunner().isolation(input=input, env={"FORCE_COLOR": None, **(env or {})}) as (out, err, _):
+            try:
+                entry()
+            except SystemExit as exit_:
+                code = _exit_code(exit_.code)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+    finally:
+        sys.argv = saved_argv
+    return Ran(code, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace"))
+
+
+def _exit_code(code: object) -> int:
+    """The status a process exiting with ``sys.exit(code)`` reports."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    sys.stderr.write(f"{code}\n")  # a message: printed, and the status is 1
+    return 1
+
+
+def rnnlint_process(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60, input: str | None = None):
+    """Run the real command line in a new interpreter (``python -m rnnlint``), as a user or CI does.
 
     Its output is not a terminal, so there is no colour. ``input`` is written to its stdin.
     """
-    import os
-    import subprocess
-    import sys
-
     full_env = {**os.environ, **(env or {})}
     full_env.pop("FORCE_COLOR", None)
     return subprocess.run(

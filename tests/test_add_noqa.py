@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint, rnnlint_process
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -118,17 +118,18 @@ class Forecaster(nn.Module):
 '''
 
 
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_info_notes_get_no_noqa_and_read_as_notes(tmp_path):
     """RNN901 (a model the graph stage could not build) fails nothing: no noqa hides it."""
     pytest.importorskip("torch")
     (tmp_path / "model.py").write_text(UNBUILDABLE)
-    checked = rnnlint("check", "--graph", ".", cwd=tmp_path, timeout=240)
+    checked = rnnlint_process("check", "--graph", ".", cwd=tmp_path, timeout=240)
     assert checked.returncode == 0, checked.stderr
     first = checked.stdout.splitlines()[0]
     assert first.startswith("model.py:4:1: RNN901 `Forecaster`") and "could not be built" in first
     assert checked.stdout.splitlines()[-1].startswith("No findings; 1 note (info: the exit code is unaffected); "
                                                       "graph stage: 0 of 1 models built in ")
-    result = rnnlint("check", "--graph", "--add-noqa", ".", cwd=tmp_path, timeout=240)
+    result = rnnlint_process("check", "--graph", "--add-noqa", ".", cwd=tmp_path, timeout=240)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Added 0 noqa directives in 0 files."
     assert (tmp_path / "model.py").read_text() == UNBUILDABLE

@@ -2,7 +2,8 @@
 
 In-process tests build a fresh :class:`Session` per "run" (as each CLI process
 does) and count how often the analysis really ran; the command-line tests run
-the real ``rnnlint`` in subprocesses.
+the real command line (in this process; in a subprocess where the process's
+environment or its workers are the subject).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import rnnlint.static.runner as runner
 from rnnlint.static import output
 from rnnlint.config import load_config
 from rnnlint.static.runner import Session
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint, rnnlint_process
 
 DATA = Path(__file__).parent / "data"
 
@@ -278,11 +279,12 @@ def test_no_cache_writes_nothing(project):
     assert not (project / ".rnnlint_cache").exists()
 
 
+@pytest.mark.slow  # a pool of workers
 def test_no_cache_writes_nothing_on_a_tree_large_enough_for_workers(project):
     """Workers check the files; the parent's session still answers the graph stage's note: neither writes."""
     for i in range(runner.PARALLEL_THRESHOLD):
         (project / f"train_{i}.py").write_text(TRAIN, "utf-8")
-    result = rnnlint("check", "--no-cache", "--jobs", "2", ".", cwd=project)
+    result = rnnlint_process("check", "--no-cache", "--jobs", "2", ".", cwd=project)
     assert result.returncode == 1, result.stderr
     assert not (project / ".rnnlint_cache").exists()
 
@@ -346,6 +348,6 @@ def test_cache_dir_naming_an_existing_folder_gets_no_gitignore(project):
 def test_no_cache_is_trusted_when_the_key_would_live_in_the_checked_tree(project):
     """XDG_CACHE_HOME inside a CI workspace: a pull request could commit a key and entries sealed with it."""
     env = {"XDG_CACHE_HOME": str(project / ".cache")}
-    result = rnnlint("check", "--static", ".", cwd=project, env=env)
+    result = rnnlint_process("check", "--static", ".", cwd=project, env=env)
     assert result.returncode == 1, result.stderr
     assert not (project / ".rnnlint_cache").exists()

@@ -1,7 +1,8 @@
 """The command line as a user meets it: exit codes, the catalogue, selection.
 
-Every test runs the real ``rnnlint`` in a subprocess on a small project in a
-temporary folder. Where the exact set of findings matters, ``--select`` names
+Every test runs the real command line (``rnnlint.cli.entry``, in this process:
+``tests.helpers.rnnlint``) on a small project in a temporary folder; the
+end-to-end tests (``test_e2e``) run it in a subprocess. Where the exact set of findings matters, ``--select`` names
 the rules so that rules added later do not change what is asserted.
 """
 

@@ -17,7 +17,7 @@ import pytest
 
 from rnnlint.config import load_config
 from rnnlint.static.discovery import discover
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint, rnnlint_process
 
 DATA = Path(__file__).parent / "data"
 
@@ -160,12 +160,12 @@ def test_a_fifo_as_gitignore_or_config_does_not_hang(tmp_path):
     shutil.copy(DATA / "lstm_train.py", tmp_path / "train.py")
     (tmp_path / ".git").mkdir()
     os.mkfifo(tmp_path / ".gitignore")
-    result = rnnlint("check", "--static", "--no-cache", "--select", "RNN020", ".", cwd=tmp_path, timeout=30)
+    result = rnnlint_process("check", "--static", "--no-cache", "--select", "RNN020", ".", cwd=tmp_path, timeout=30)
     assert result.returncode == 1, result.stderr
     assert "train.py:22:51: RNN020" in result.stdout
     assert ".gitignore: not read: not a regular file (a pipe, socket or device)" in result.stderr
     os.mkfifo(tmp_path / "fifo.toml")
-    result = rnnlint("check", "--config", "fifo.toml", "train.py", cwd=tmp_path, timeout=30)
+    result = rnnlint_process("check", "--config", "fifo.toml", "train.py", cwd=tmp_path, timeout=30)
     assert result.returncode == 2
     assert "fifo.toml: cannot read: not a regular file (a pipe, socket or device)" in result.stderr
     assert "Traceback" not in result.stderr
@@ -183,7 +183,7 @@ def test_a_gitignore_pattern_that_backtracks_does_not_hang(tmp_path):
            "rnnlint does not use it"
     assert [p.split(": ", 1)[1] for p in problems] == [said] * 2
     assert problems[0].endswith(f".gitignore:1: {said}") and problems[1].endswith(f".gitignore:2: {said}")
-    result = rnnlint("check", "--static", "--no-cache", ".", cwd=tmp_path, timeout=30)
+    result = rnnlint_process("check", "--static", "--no-cache", ".", cwd=tmp_path, timeout=30)
     assert result.returncode == 0 and result.stderr.count(".gitignore:") == 2
 
 

@@ -1,20 +1,23 @@
 """End to end: the real ``rnnlint`` command on the realistic projects in ``fixtures/``.
 
-Every run happens in a subprocess (``python -m rnnlint``), as a user or CI runs
-it. Runs that may write go to a temporary copy of the fixture project, so the
-repository is never modified. The expected findings below were derived by hand
-from the fixture sources: (file, code, line) of every mistake planted there.
-"""
+Every run goes through the real entry point. The first case of each test, and
+the whole tree's check, run it in a new interpreter (``python -m rnnlint``) as a
+user or CI does; the other cases run it in this process (``tests.helpers.rnnlint``),
+which saves an interpreter's start-up and imports per run. Runs that may write go
+to a temporary copy of the fixture project, so the repository is never modified.
+The expected findings below were derived by hand from the fixture sources:
+(file, code, line) of every mistake planted there."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import fixture_copy, rnnlint, rnnlint_process
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -62,11 +65,9 @@ def twin_of(name: str) -> str:
     return name[: -len(".py")] + "_fixed.py"
 
 
-def rnnlint(*args: str, cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rnnlint", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
-    )
+def runner(first: bool):
+    """``python -m rnnlint`` for the first case of a test, the same entry point in this process for the others."""
+    return rnnlint_process if first else rnnlint
 
 
 def copy_project(name: str, tmp_path: Path) -> Path:
@@ -94,7 +95,8 @@ def test_fixtures_are_valid_python_and_every_twin_is_tested():
 @pytest.mark.parametrize("project", sorted(BAD_PROJECTS))
 def test_check_reports_planted_mistakes(project, tmp_path):
     root = copy_project(project, tmp_path)
-    result = rnnlint("check", "--static", "--output-format", "json", ".", cwd=root)
+    run = runner(project == min(BAD_PROJECTS))
+    result = run("check", "--static", "--output-format", "json", ".", cwd=root)
     assert result.returncode == 1, result.stderr
     found = findings(result)
     assert sorted((d["path"], d["code"], d["line"]) for d in found) == sorted(BAD_PROJECTS[project])
@@ -106,11 +108,12 @@ def test_check_reports_planted_mistakes(project, tmp_path):
 @pytest.mark.parametrize("project", CLEAN_PROJECTS)
 def test_clean_projects_have_no_findings(project, tmp_path):
     root = copy_project(project, tmp_path)
-    result = rnnlint("check", "--static", ".", cwd=root)
+    run = runner(project == CLEAN_PROJECTS[0])
+    result = run("check", "--static", ".", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "No findings."
     # off-by-default rules too: a correct script or a non-recurrent model gives nothing to say
-    result = rnnlint("check", "--static", "--extend-select", "RNN", "--output-format", "json", ".", cwd=root)
+    result = run("check", "--static", "--extend-select", "RNN", "--output-format", "json", ".", cwd=root)
     assert findings(result) == []
 
 
@@ -120,32 +123,37 @@ def test_fix_produces_the_fixed_twin(project, name, tmp_path):
     script, twin = root / name, root / twin_of(name)
     expected_codes = {code for file, code, _ in BAD_PROJECTS[project] if file == name}
     original = script.read_bytes()
+    run = runner((project, name) == TWINS[0])
 
     # without --apply: a diff on stdout, exit 1, nothing written
-    preview = rnnlint("fix", "--unsafe-fixes", name, cwd=root)
+    preview = run("fix", "--unsafe-fixes", name, cwd=root)
     assert preview.returncode == 1, preview.stdout + preview.stderr
     assert f"+++ b/{name}" in preview.stdout, preview.stdout
     assert script.read_bytes() == original
 
-    result = rnnlint("fix", "--apply", "--unsafe-fixes", name, cwd=root)
+    result = run("fix", "--apply", "--unsafe-fixes", name, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert script.read_text("utf-8") == twin.read_text("utf-8")
     assert script.read_bytes() == twin.read_bytes()
 
-    again = rnnlint("fix", "--apply", "--unsafe-fixes", name, cwd=root)
+    again = run("fix", "--apply", "--unsafe-fixes", name, cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert script.read_bytes() == twin.read_bytes(), "a second fix run changed the file"
 
     # the twin, checked where it lives (beside the rest of its project), is clean
-    result = rnnlint("check", "--static", "--output-format", "json", twin.name, cwd=root)
+    result = run("check", "--static", "--output-format", "json", twin.name, cwd=root)
     left = findings(result)
     assert [d for d in left if d["code"] in expected_codes] == []
     assert left == [] and result.returncode == 0
 
 
 @pytest.mark.slow
-def test_check_fixture_tree_from_repo_root():
-    result = rnnlint("check", "--no-cache", "--output-format", "json", "fixtures/", cwd=REPO, timeout=300)
+def test_check_fixture_tree_from_repo_root(tmp_path):
+    """The whole tree, as the checkout's root sees it (its config's excludes); a copy, which is a project of its
+    own: the checkout's tests and sources are not part of what the flow model reads."""
+    root = fixture_copy(tmp_path, "fixtures")
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    result = rnnlint_process("check", "--no-cache", "--output-format", "json", "fixtures/", cwd=root, timeout=300)
     assert result.returncode == 1, result.stderr
     found = findings(result)
     paths = {d["path"] for d in found}

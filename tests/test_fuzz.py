@@ -50,7 +50,7 @@ from rnnlint.static.registry import load_rules
 from rnnlint.static.runner import Session
 from rnnlint.source import read_source
 
-from tests.helpers import rnnlint
+from tests.helpers import generated_python, needs_hypothesmith, rnnlint_process
 
 pytestmark = pytest.mark.slow  # each case runs the whole engine (and often the CLI) on many mutated projects
 
@@ -755,12 +755,6 @@ def test_composed_training_scripts(tmp_path):
 
 from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
 
-try:
-    import hypothesmith
-except ImportError:  # pragma: no cover - a dev dependency
-    hypothesmith = None
-needs_hypothesmith = pytest.mark.skipif(hypothesmith is None, reason="pip install -e '.[dev]' (hypothesmith)")
-
 FUZZ_SETTINGS = settings(
     max_examples=int(os.environ.get("RNNLINT_FUZZ_EXAMPLES", "15")),
     deadline=None,
@@ -772,7 +766,7 @@ FUZZ_SETTINGS = settings(
 
 @needs_hypothesmith
 @FUZZ_SETTINGS
-@given(source=hypothesmith.from_node() if hypothesmith else st.just(""), where=st.sampled_from(["after", "loop"]))
+@given(source=generated_python("from_node"), where=st.sampled_from(["after", "loop"]))
 def test_hypothesmith_from_node(tmp_path_factory, source, where):
     program = embed_generated(source, where)
     assume(program is not None)
@@ -782,7 +776,7 @@ def test_hypothesmith_from_node(tmp_path_factory, source, where):
 
 @needs_hypothesmith
 @FUZZ_SETTINGS
-@given(source=hypothesmith.from_grammar() if hypothesmith else st.just(""),
+@given(source=generated_python("from_grammar"),
        where=st.sampled_from(["after", "loop"]))
 def test_hypothesmith_from_grammar(tmp_path_factory, source, where):
     program = embed_generated(source, where)
@@ -799,13 +793,13 @@ def test_generated_programs_through_the_real_cli(tmp_path):
         (tmp_path / f"train_{i}.py").write_bytes(program.replace("\n", newline).encode())
     (tmp_path / "clean.py").write_text("import torch\nx = torch.zeros(3)\n")
     clean_before = _snapshot(tmp_path / "clean.py")
-    check = rnnlint("check", "--static", "--no-cache", ".", cwd=tmp_path)
+    check = rnnlint_process("check", "--static", "--no-cache", ".", cwd=tmp_path)
     assert check.returncode in (0, 1) and "Traceback" not in check.stderr and "internal error" not in check.stderr
-    fixed = rnnlint("fix", "--static", "--no-cache", "--apply", "--unsafe-fixes", ".", cwd=tmp_path)
+    fixed = rnnlint_process("fix", "--static", "--no-cache", "--apply", "--unsafe-fixes", ".", cwd=tmp_path)
     assert fixed.returncode in (0, 1), fixed.stderr
     assert "Traceback" not in fixed.stderr and "error" not in fixed.stderr, fixed.stderr
     for path in python_files(tmp_path):
         assert _parses(path) is None, path
     assert _snapshot(tmp_path / "clean.py") == clean_before
-    again = rnnlint("fix", "--static", "--no-cache", "--unsafe-fixes", ".", cwd=tmp_path)
+    again = rnnlint_process("fix", "--static", "--no-cache", "--unsafe-fixes", ".", cwd=tmp_path)
     assert "+++ b/" not in again.stdout and "Nothing to fix" in again.stderr  # no diff: what remains is listed

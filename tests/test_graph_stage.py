@@ -170,6 +170,7 @@ def test_hostile_models_are_contained(tmp_path):
     assert all(set(d) == set(static) for d in items)
 
 
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_noqa_and_ignore_apply_to_graph_findings(tmp_path):
     root = copy(tmp_path, "char_rnn_bad")
     model = root / "char_rnn_bad" / "model.py"
@@ -223,6 +224,7 @@ def test_missing_torch_is_said_once(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == stage.TORCH_MISSING
 
 
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_a_model_that_cannot_be_built_is_a_note_not_a_failure(tmp_path):
     """RNN901 is information: rnnlint says what it could not analyse, but the build stays green."""
     (tmp_path / "model.py").write_text(
@@ -257,6 +259,7 @@ def test_nothing_to_build_costs_nothing(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "No findings; graph stage: no models to build."
 
 
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_constructor_arguments_from_the_training_script(tmp_path):
     """Word-model shape: the layer kind and sizes are argparse defaults of train.py, passed to model.py's class.
 
@@ -304,6 +307,7 @@ def test_constructor_arguments_from_the_training_script(tmp_path):
     assert not (tmp_path / "matplotlib").exists() and not list(tmp_path.rglob("fontlist*"))
 
 
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_a_model_defined_in_a_notebook_is_built_with_its_cells_arguments(tmp_path):
     """The class in one cell, its size in another, the call in a third: built, reported by cell; no training cell runs."""
     cells = [

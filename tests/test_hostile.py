@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from rnnlint import cli
 from rnnlint.config import ConfigError, load_config
 from rnnlint.static.runner import Session
 from rnnlint.source import MAX_SOURCE_BYTES
 
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint, rnnlint_process
 
 DATA = Path(__file__).parent / "data"
 TRAIN = DATA / "lstm_train.py"  # RNN041 at 12:59 (a safe fix), RNN020 at 22:51
@@ -39,17 +38,6 @@ def stamp(path: Path) -> tuple[bytes, int]:
 def assert_clean_exit(result, codes=(1,)) -> None:
     assert result.returncode in codes, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
-
-
-def invoke(args: list[str], cwd: Path, monkeypatch):
-    """The command line in-process, so that a test can sabotage the file system under it."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv("NO_COLOR", "1")
-    try:
-        runner = CliRunner(mix_stderr=False)  # click 8.1
-    except TypeError:  # click >= 8.2 always keeps stderr apart
-        runner = CliRunner()
-    return runner.invoke(cli.main, args, catch_exceptions=False)
 
 
 # -- size and depth ---------------------------------------------------------------
@@ -94,14 +82,14 @@ def test_deeply_nested_expressions_are_reported_not_fatal(tmp_path):
         (tmp_path / name).write_text(HEADER + body)
     shutil.copy(TRAIN, tmp_path / "train.py")
     before = {name: stamp(tmp_path / name) for name in DEEP}
-    result = rnnlint("check", "--static", "--no-cache", "--output-format", "json", ".", cwd=tmp_path)
+    result = rnnlint_process("check", "--static", "--no-cache", "--output-format", "json", ".", cwd=tmp_path)
     assert_clean_exit(result)
     found = {(d["path"], d["code"]): d["message"] for d in json.loads(result.stdout)}
     for name in DEEP:
         message = found[(name, "RNN900")]
         assert "too many nested parentheses" in message or "nested too deeply" in message, (name, message)
     assert ("train.py", "RNN020") in found
-    fixed = rnnlint("fix", "--static", "--no-cache", "--apply", "--unsafe-fixes", ".", cwd=tmp_path)
+    fixed = rnnlint_process("fix", "--static", "--no-cache", "--apply", "--unsafe-fixes", ".", cwd=tmp_path)
     assert_clean_exit(fixed)
     assert {name: stamp(tmp_path / name) for name in DEEP} == before
 
@@ -127,7 +115,7 @@ def test_a_deeply_nested_module_imported_by_the_checked_file(tmp_path):
         "for x, y in loader:\n    x = pad_sequence(x, padding_value=PAD_IDX)\n"
         "    loss = criterion(model(x), y)\n    loss.backward()\n    optimizer.step()\n"
     )
-    result = rnnlint("check", "--static", "--no-cache", "train.py", cwd=tmp_path)
+    result = rnnlint_process("check", "--static", "--no-cache", "train.py", cwd=tmp_path)
     assert result.returncode in (0, 1), result  # not -11 (SIGSEGV)
     assert "Traceback" not in result.stderr
 
@@ -164,7 +152,7 @@ def test_a_fifo_named_like_a_source_does_not_hang_the_run(tmp_path):
     os.mkfifo(tmp_path / "pipe.ipynb")
     shutil.copy(TRAIN, tmp_path / "train.py")
     # the graph stage too (--graph): every stage would wait forever for a writer
-    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path, timeout=120)
+    result = rnnlint_process("check", "--graph", "--no-cache", ".", cwd=tmp_path, timeout=120)
     assert_clean_exit(result)
     for name in ("pipe.py", "pipe.ipynb"):
         assert f"warning: {name}: not a regular file (a pipe, socket or device); skipped" in result.stderr
@@ -172,7 +160,7 @@ def test_a_fifo_named_like_a_source_does_not_hang_the_run(tmp_path):
     # the project index does not read it either, when a checked file imports it
     (tmp_path / "uses_pipe.py").write_text("import torch\nfrom pipe import Net\nmodel = Net()\n"
                                            "opt = torch.optim.Adam(model.parameters(), lr=0.5)\n")
-    assert_clean_exit(rnnlint("check", "--static", "--no-cache", "uses_pipe.py", cwd=tmp_path, timeout=60), (0, 1))
+    assert_clean_exit(rnnlint_process("check", "--static", "--no-cache", "uses_pipe.py", cwd=tmp_path, timeout=60), (0, 1))
 
 
 def test_an_unreadable_directory_is_reported_and_the_rest_checked(tmp_path, monkeypatch):
@@ -188,8 +176,8 @@ def test_an_unreadable_directory_is_reported_and_the_rest_checked(tmp_path, monk
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    result = invoke(["check", "--static", "--no-cache", "."], tmp_path, monkeypatch)
-    assert result.exit_code == 1
+    result = rnnlint("check", "--static", "--no-cache", ".", cwd=tmp_path)
+    assert result.returncode == 1
     assert "locked: cannot read directory: Permission denied" in result.stderr
     assert "train.py:22:51: RNN020" in result.stdout and "hidden.py" not in result.stdout
 
@@ -205,8 +193,8 @@ def test_a_file_deleted_after_it_was_listed(tmp_path, monkeypatch):
         return files, problems
 
     monkeypatch.setattr(cli, "discover", discover)
-    result = invoke(["fix", "--static", "--no-cache", "--apply", "."], tmp_path, monkeypatch)
-    assert result.exit_code == 1
+    result = rnnlint("fix", "--static", "--no-cache", "--apply", ".", cwd=tmp_path)
+    assert result.returncode == 1
     assert "vanishing.py:1:1: RNN900 cannot read file: No such file or directory" in result.stdout
     assert "Fixed" in result.stderr and not (tmp_path / "vanishing.py").exists()
     assert "dropout" not in (tmp_path / "train.py").read_text()  # the other file was fixed
@@ -228,8 +216,8 @@ def test_fix_apply_never_overwrites_a_file_edited_during_the_run(tmp_path, monke
         return outcome
 
     monkeypatch.setattr(runner, "fix_text", fix_text)
-    result = invoke(["fix", "--static", "--no-cache", "--apply", "train.py"], tmp_path, monkeypatch)
-    assert result.exit_code == 1  # the findings of train.py remain: it was not fixed
+    result = rnnlint("fix", "--static", "--no-cache", "--apply", "train.py", cwd=tmp_path)
+    assert result.returncode == 1  # the findings of train.py remain: it was not fixed
     assert "train.py: not written: file changed on disk since it was read; not overwritten" in result.stderr
     assert (tmp_path / "train.py").read_text() == TRAIN.read_text() + "# user edit\n"
     assert "train.py:12:59: RNN041" in result.stdout  # reported as still there, not as fixed

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint, rnnlint_process
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [
@@ -82,7 +82,7 @@ def trees(tmp_path_factory):
     build_tree(original)
     fixed = base / "fixed"
     shutil.copytree(original, fixed)
-    result = rnnlint(*FIX, "-j", "1", ".", cwd=fixed)
+    result = rnnlint_process(*FIX, "-j", "1", ".", cwd=fixed)
     assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
     before, after = snapshot(original), snapshot(fixed)
     assert before.keys() == after.keys()
@@ -152,7 +152,7 @@ def test_killed_fix_leaves_every_file_original_or_fully_fixed(trees):
         if attempt == 0:  # the next run finishes the job: every file ends fully fixed, stale temp files go
             for name in leftovers:
                 os.utime(root / name, (time.time() - 3600, time.time() - 3600))
-            again = rnnlint(*FIX, "-j", "1", ".", cwd=root)
+            again = rnnlint_process(*FIX, "-j", "1", ".", cwd=root)
             assert "Traceback" not in again.stderr
             assert snapshot(root) == after, f"attempt {attempt}: not fully fixed by a rerun"
         shutil.rmtree(root)
@@ -174,6 +174,7 @@ def test_stale_temp_files_are_removed_by_the_next_write_and_fresh_ones_kept(tmp_
     assert not stale.exists() and fresh.exists()
 
 
+@pytest.mark.slow  # a fix process killed with SIGKILL, then a second run
 @pytest.mark.parametrize("moment", ["fsync", "replace"])
 def test_killed_between_temp_file_and_rename(tmp_path, moment):
     """The worst moments, made certain: the process dies as it syncs the temp file or renames it."""

@@ -14,15 +14,13 @@ import pytest
 
 
 import libcst as cst
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from rnnlint import nodes
 from rnnlint.nodes import Visitor
 
-try:
-    import hypothesmith
-except ImportError:  # pragma: no cover - a dev dependency
-    hypothesmith = None
+from tests.helpers import generated_python, needs_hypothesmith
+
 
 REPO = Path(__file__).resolve().parents[1]
 _FSTRINGS = 'a = f"{x}"\nb = f"{y:>{width}}"\n'  # a child skipped when empty, then present
@@ -65,9 +63,9 @@ def test_walk_matches_libcst(source, monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(hypothesmith is None, reason="pip install -e '.[dev]' (hypothesmith)")
+@needs_hypothesmith
 @settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-@given(source=hypothesmith.from_node() if hypothesmith else st.just(""))
+@given(source=generated_python("from_node"))
 def test_walk_matches_libcst_on_generated_programs(source):
     """Programs built from libcst's own node types: every kind of node, in odd combinations."""
     assert_same_walk(source)

@@ -1,4 +1,4 @@
-"""Jupyter notebooks, through the real command line (``python -m rnnlint``) on temporary copies.
+"""Jupyter notebooks, through the real command line (in this process) on temporary copies.
 
 The fixture ``fixtures/notebook/lstm_training.ipynb`` is a forecasting notebook
 as people write them: ``%matplotlib inline`` and ``!pip install`` in the imports

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import fixture_copy, rnnlint
+from tests.helpers import fixture_copy, rnnlint, rnnlint_process
 
 try:
     import tomllib
@@ -74,7 +74,7 @@ def test_every_project_has_expectations_and_parses():
 def test_realcode_tree_checks_cleanly_and_twins_stay_silent(tmp_path):
     """Not marked: whatever the engine follows yet, the whole tree is checked without an error,
     and no fixed twin is ever reported (a twin with a finding is a false alarm)."""
-    result = rnnlint("check", "--static", "--output-format", "json", "--no-cache", "--exit-zero",
+    result = rnnlint_process("check", "--static", "--output-format", "json", "--no-cache", "--exit-zero",
                      "fixtures/realcode", cwd=fixture_copy(tmp_path, "fixtures/realcode"), timeout=120)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)

@@ -2,38 +2,23 @@
 
 The project map (:mod:`rnnlint.static.projectmap`) decides from CPython's parser which
 files could hold a finding: those that build, use, train or feed a recurrent
-model, across files. These tests run the real command in a subprocess, with the
+model, across files. These tests run the real command line (in this process), with the
 map (the default) and without it (``RNNLINT_RELEVANCE=0``), and compare.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+from unittest import mock
 
-from tests.test_no_torch import WRAPPER as RUN
+import libcst
+import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from rnnlint.static.runner import RELEVANCE_ENV
+from tests.helpers import fixture_copy, rnnlint, rnnlint_process
 
-# The CLI run in this interpreter (as in test_no_torch), reporting which files libcst parsed: each
-# test file starts with a "# file: NAME" line.
-WRAPPER = textwrap.dedent("""
-    import json, sys
-    parsed = []
-    if sys.argv[1] == "--trace":
-        import libcst
-        real = libcst.parse_module
-        def parse_module(source, *args, **kwargs):
-            text = source if isinstance(source, str) else source.decode("utf-8", "replace")
-            parsed.append(text.split("\\n", 1)[0])
-            return real(source, *args, **kwargs)
-        libcst.parse_module = parse_module
-        del sys.argv[1]
-""") + RUN + 'print("@@" + json.dumps(parsed))\n'
 
 PROJECT = {
     "models/__init__.py": "# file: models/__init__.py\nfrom .seq2seq import Seq2Seq\n",
@@ -125,15 +110,27 @@ def make(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def check(tree: Path, *args: str, relevance: bool = True, trace: bool = False) -> dict:
-    env = dict(os.environ, RNNLINT_RELEVANCE="1" if relevance else "0")
-    command = [sys.executable, "-c", WRAPPER, *(["--trace"] if trace else []), "check", "--static", "--no-cache",
-               "--output-format", "json", *args]
-    result = subprocess.run(command, cwd=tree, capture_output=True, text=True, timeout=600, env=env)
-    marker = [line for line in result.stdout.splitlines() if line.startswith("@@")]
-    assert len(marker) == 2, result.stdout + result.stderr
-    return {"status": json.loads(marker[0][2:])["status"], "parsed": json.loads(marker[1][2:]),
-            "findings": json.loads(result.stdout.split("@@")[0] or "[]")}
+def check(tree: Path, *args: str, relevance: bool = True, process: bool = False) -> dict:
+    """``check --static`` with the project map (the default) or without it; its findings, and which files libcst
+    parsed (each file of the test projects starts with a ``# file: NAME`` line). ``process``: in a new interpreter
+    (where a pool of workers checks a large tree), which reports no parses."""
+    env = {RELEVANCE_ENV: "1" if relevance else "0"}
+    args = ("check", "--static", "--no-cache", "--output-format", "json", *args)
+    parsed: list[str] = []
+    if process:
+        result = rnnlint_process(*args, cwd=tree, env=env, timeout=600)
+    else:
+        real = libcst.parse_module
+
+        def parse_module(source, *more, **options):
+            text = source if isinstance(source, str) else source.decode("utf-8", "replace")
+            parsed.append(text.split("\n", 1)[0])
+            return real(source, *more, **options)
+
+        with mock.patch.object(libcst, "parse_module", parse_module):
+            result = rnnlint(*args, cwd=tree, env=env)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    return {"parsed": parsed, "findings": json.loads(result.stdout or "[]")}
 
 
 def where(findings: list[dict]) -> set[tuple[str, str]]:
@@ -142,8 +139,8 @@ def where(findings: list[dict]) -> set[tuple[str, str]]:
 
 def test_only_the_files_that_can_matter_are_parsed_and_the_findings_stay(tmp_path):
     tree = make(tmp_path)
-    before = check(tree, ".", relevance=False, trace=True)
-    after = check(tree, ".", trace=True)
+    before = check(tree, ".", relevance=False)
+    after = check(tree, ".")
     assert after["findings"] == before["findings"]
     found = where(after["findings"])
     # across files: train.py holds no recurrent word, its model is recurrent through models/
@@ -190,9 +187,11 @@ def test_recurrent_classes_from_config_count_as_recurrent(tmp_path):
     assert ("tagger.py", "RNN001") in where(after["findings"])
 
 
-def test_the_fixtures_report_the_same_with_and_without_the_map():
-    before = check(REPO / "fixtures" / "realcode", ".", relevance=False)
-    after = check(REPO / "fixtures" / "realcode", ".")
+@pytest.mark.slow  # the whole fixtures/realcode tree, twice
+def test_the_fixtures_report_the_same_with_and_without_the_map(tmp_path):
+    realcode = fixture_copy(tmp_path, "fixtures/realcode") / "fixtures" / "realcode"
+    before = check(realcode, ".", relevance=False, process=True)
+    after = check(realcode, ".", process=True)
     assert len(before["findings"]) > 10
     assert after["findings"] == before["findings"]
 

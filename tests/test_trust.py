@@ -4,7 +4,8 @@
 checked tree. The graph stage and ``rule-folders`` run project code only when
 asked for (``--graph`` / ``graph = true`` / ``rule-folders``), and
 ``--no-project-code`` refuses both whatever the repository's config says.
-Every test runs the real command line in a subprocess.
+A test where project code could run runs the real command line in a subprocess
+(a module imported there stays imported); the others run it in this process.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint, rnnlint_process
 
 PROJECT_RULE = '''\
 from pathlib import Path
@@ -59,7 +60,7 @@ def _project(tmp_path: Path) -> Path:
 def test_rule_folders_resolve_from_the_config_file_not_the_working_directory(tmp_path):
     project = _project(tmp_path)
     # run from the folder above: "lint_rules" is found beside the pyproject that names it
-    result = rnnlint("check", "--static", "--no-cache", "proj/train.py", cwd=tmp_path)
+    result = rnnlint_process("check", "--static", "--no-cache", "proj/train.py", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert "proj/train.py:1:1: PRJ001 print() in training code" in result.stdout
     assert (project / "lint_rules" / "IMPORTED").exists()
@@ -68,7 +69,7 @@ def test_rule_folders_resolve_from_the_config_file_not_the_working_directory(tmp
 def test_no_project_code_refuses_rule_folders_and_says_so(tmp_path):
     project = _project(tmp_path)
     for command in (("check", "--static"), ("fix",), ("check",)):
-        result = rnnlint(*command, "--no-project-code", "--no-cache", "train.py", cwd=project)
+        result = rnnlint_process(*command, "--no-project-code", "--no-cache", "train.py", cwd=project)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "PRJ001" not in result.stdout
         notes = [line for line in result.stderr.splitlines() if "--no-project-code" in line]
@@ -79,13 +80,13 @@ def test_no_project_code_refuses_rule_folders_and_says_so(tmp_path):
 
 def test_rules_and_explain_list_the_projects_own_rules(tmp_path):
     project = _project(tmp_path)
-    listed = rnnlint("rules", "--output-format", "json", cwd=project)
+    listed = rnnlint_process("rules", "--output-format", "json", cwd=project)
     assert listed.returncode == 0, listed.stderr
     assert "PRJ001" in {r["code"] for r in json.loads(listed.stdout)}
-    explained = rnnlint("explain", "PRJ001", cwd=project)
+    explained = rnnlint_process("explain", "PRJ001", cwd=project)
     assert explained.returncode == 0 and "a project's own rule" in explained.stdout
     (project / "lint_rules" / "IMPORTED").unlink()
-    builtin_only = rnnlint("rules", "--no-project-code", cwd=project)
+    builtin_only = rnnlint_process("rules", "--no-project-code", cwd=project)
     assert builtin_only.returncode == 0 and "PRJ001" not in builtin_only.stdout
     assert not (project / "lint_rules" / "IMPORTED").exists()
 
@@ -107,13 +108,13 @@ def test_models_config_naming_code_outside_the_project_is_refused_at_load(tmp_pa
     (tmp_path / "pyproject.toml").write_text(
         '[tool.rnnlint.models]\n"builtins:exec" = { args = ["open(\'PWNED\', \'w\')"] }\n', "utf-8")
     for command in (("check",), ("check", "--static"), ("fix",)):
-        result = rnnlint(*command, "--no-cache", ".", cwd=tmp_path)
+        result = rnnlint_process(*command, "--no-cache", ".", cwd=tmp_path)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "[tool.rnnlint] models 'builtins:exec': 'builtins' is not a module of this project" in result.stderr
     assert not (tmp_path / "PWNED").exists()
     # the project's own model is fine
     (tmp_path / "pyproject.toml").write_text('[tool.rnnlint.models]\n"model:Tagger" = {}\n', "utf-8")
-    assert rnnlint("check", "--static", ".", cwd=tmp_path).returncode == 0
+    assert rnnlint_process("check", "--static", ".", cwd=tmp_path).returncode == 0
 
 
 def test_a_config_value_that_would_make_a_bad_fix_is_an_error(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 
 from rnnlint.verify import compare
 from rnnlint.verify.trial import TrialRun
-from tests.helpers import rnnlint
+from tests.helpers import rnnlint_process
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -52,7 +52,7 @@ def project(tmp_path: Path, fixture: str) -> Path:
 
 def verify(root: Path, *args: str, timeout: float = 120):
     before = tree_hash(root)
-    result = rnnlint("verify", *args, cwd=root.parent, env=ENV, timeout=timeout)
+    result = rnnlint_process("verify", *args, cwd=root.parent, env=ENV, timeout=timeout)
     assert tree_hash(root) == before, "verify modified the user's project"
     return result
 
@@ -482,6 +482,7 @@ def _verdict_line(stdout: str) -> str:
     return next(l for l in stdout.splitlines() if l.startswith("verdict: "))
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
 def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
     """--seeds 2 on the word LM's Adam path: one set of numbers, a spread, a verdict beyond seed noise or not."""
     root = tmp_path / "project"
@@ -515,6 +516,7 @@ def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
     assert "2 runs at a time shared this machine" in result.stdout  # the runs went in parallel, and it says so
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
 def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_path):
     """The classic word LM: p.data.add_(p.grad, alpha=-lr) by hand. Its steps are weight changes."""
     root = tmp_path / "project"
@@ -535,6 +537,7 @@ def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_pat
     assert "verdict: inconclusive: the two runs are identical over 8 steps" in result.stdout
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
 def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(tmp_path):
     """The norm the script itself measures before its clips is the norm verify reports: not sqrt(a² + b²)."""
     log = tmp_path / "norms.txt"  # outside the project: the script may write there
@@ -570,6 +573,7 @@ def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(tmp_path):
     assert "run 1/" not in result.stderr  # -q: no progress lines
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
 def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(tmp_path):
     """The first run to start is slow for its first steps (cold caches); the second is not. Same rate."""
     marker = tmp_path / "warm.flag"  # outside the project
@@ -593,6 +597,7 @@ def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(tmp_path):
     assert "elapsed]" in result.stderr and "run 1/2" not in result.stdout
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
 def test_a_traceback_from_the_fixed_copy_names_the_users_lines(tmp_path):
     """The clipping fix inserts a line above the crash: the fixed copy's traceback still points at the user's line."""
     script = write_script(tmp_path, TRAIN_STEPS + """
@@ -661,6 +666,7 @@ def report_table(columns):
     return report.table(columns)
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_path):
     import subprocess

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import fixture_copy, rnnlint
+from tests.helpers import fixture_copy, rnnlint, rnnlint_process
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -374,7 +374,8 @@ def _lightning():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(_lightning() is None, reason="Lightning is not installed (optional)")
+@pytest.mark.skipif(not any(importlib.util.find_spec(name) for name in ("lightning", "pytorch_lightning")),
+                    reason="Lightning is not installed (optional)")  # importing it takes seconds
 def test_lightning_callback(tmp_path):
     pl = _lightning()
     RnnlintWatch = rnnlint_package.watch.lightning.RnnlintWatch  # as the README spells it
@@ -470,7 +471,7 @@ def watch_fixture(tmp_path: Path, name: str, steps: int, *extra: str):
     (project / "pyproject.toml").write_text("[tool.rnnlint]\n")
     before = tree_hash(project)
     report = tmp_path / "report.json"
-    result = rnnlint("watch", "train.py", "--steps", str(steps), "--json", str(report), *extra, cwd=project,
+    result = rnnlint_process("watch", "train.py", "--steps", str(steps), "--json", str(report), *extra, cwd=project,
                      env=ENV, timeout=300)
     assert tree_hash(project) == before, "watch changed the user's files"
     document = json.loads(report.read_text())
@@ -579,16 +580,16 @@ def test_e2e_check_and_watch_agree_on_codes(tmp_path):
     project = tmp_path / "exploding_rnn"
     shutil.copytree(FIXTURES.parent / "verify" / "exploding_rnn", project)
     report = tmp_path / "report.json"
-    result = rnnlint("watch", "train.py", "--steps", "40", "--json", str(report), cwd=project, env=ENV, timeout=300)
+    result = rnnlint_process("watch", "train.py", "--steps", "40", "--json", str(report), cwd=project, env=ENV, timeout=300)
     assert result.returncode == 1, result.stderr
     findings = json.loads(report.read_text())["findings"]
     assert sorted((f["code"], f["observed"], f["inferred"]) for f in findings) == [
         ("RNN001", True, True), ("RNN020", True, True)]
     static = json.loads(rnnlint("check", "--static", "--output-format", "json", "train.py", cwd=project).stdout)
     assert sorted((d["code"], d["line"]) for d in static) == sorted((f["code"], f["line"]) for f in findings)
-    result = rnnlint("watch", "train.py", "--steps", "2", "--output-format", "json", cwd=project, env=ENV,
+    result = rnnlint_process("watch", "train.py", "--steps", "2", "--output-format", "json", cwd=project, env=ENV,
                      timeout=300)
     shown = json.loads(result.stdout)
     assert sorted((f["code"], f["observed"]) for f in shown) == [("RNN001", False), ("RNN020", False)]
-    no_static = rnnlint("watch", "train.py", "--steps", "2", "--no-static", cwd=project, env=ENV, timeout=300)
+    no_static = rnnlint_process("watch", "train.py", "--steps", "2", "--no-static", cwd=project, env=ENV, timeout=300)
     assert no_static.returncode == 0 and "No observed findings." in no_static.stdout
