@@ -24,6 +24,7 @@ from rnnlint import __version__, seal
 from rnnlint.flow import padding
 from rnnlint.names import ImportMap, canonical, dotted
 from rnnlint.nodes import Visitor
+from rnnlint.static.cache import EXISTS
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
@@ -50,7 +51,6 @@ CLIP_FUNCTIONS = frozenset(
 )
 _SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
-EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
 
 @dataclass

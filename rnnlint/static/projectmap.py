@@ -43,9 +43,6 @@ from rnnlint import __version__, seal
 from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.source import SourceError, decode, digest_bytes, read_file_bytes
 
-#: words that make a definition recurrent for the built-in rules: substrings, so that ``LSTMCell``,
-#: ``SimpleRNN``, ``CuDNNGRU`` and ``ConvLSTM2D`` count too
-RECURRENT_WORDS = ("RNN", "LSTM", "GRU")
 # Third-party packages whose names are never project code.
 EXTERNAL_ROOTS = frozenset(
     {"torch", "numpy", "np", "tensorflow", "keras", "lightning", "pytorch_lightning",
@@ -62,6 +59,11 @@ FEEDING_DEPTH = 2
 # a comment with no quote after its ``#`` (one with a quote may be a ``#`` inside a string: kept)
 _COMMENT = re.compile(r"#[^'\"\n]*$")
 _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+# Every import statement's modules and names, read from the text (prose and strings too: a superset of
+# what CPython's parser finds, which is what the closure below needs)
+_FROM_IMPORT = re.compile(r"\bfrom\s+([.\w]+)\s+import\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
+_IMPORT = re.compile(r"\bimport\s+((?:[\w.]+(?:\s+as\s+\w+)?\s*,\s*)*[\w.]+)")
+_NAME = re.compile(r"\w+")
 _SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
 
 
@@ -237,6 +239,21 @@ def _imports(body: list[ast.stmt], result: FileMap) -> None:
                 _imports(handler.body, result)
             for case in getattr(stmt, "cases", ()):
                 _imports(case.body, result)
+
+
+def imported_modules(text: str) -> set[str]:
+    """The modules ``text`` may import, read with regular expressions (no parse): every module an
+    import statement names, and ``module.name`` for each name a ``from`` import takes (a submodule,
+    perhaps). A superset of what :func:`map_text` finds: comments, strings and prose count too."""
+    found = set()
+    for base, names in _FROM_IMPORT.findall(text):
+        found.add(base)
+        sep = "" if base.endswith(".") else "."
+        found.update(f"{base}{sep}{name}" for name in _NAME.findall(names.replace(" as ", " ")) if name != "as")
+    for names in _IMPORT.findall(text):
+        for alias in names.split(","):
+            found.add(alias.split()[0])
+    return found
 
 
 # -- module resolution: shared with the project index ---------------------------
@@ -443,16 +460,62 @@ class ProjectMap:
                         out.append((found, head))
         return out
 
+    # -- the closure: what a few files' relevance depends on ------------------------
+
+    def closure(self, paths: list[str]) -> set[str]:
+        """The project files whose maps decide whether ``paths`` can matter, found without a parse.
+
+        A file is recurrent, uses, trains or feeds a recurrent definition only
+        through what it imports (a definition of its own holds a word, or names
+        an imported one); it is fed only by a file that imports it. So the
+        files that import ``paths`` (transitively), with ``paths``, and every
+        file those import (transitively): a pre-commit run on one file of a
+        large project maps that neighbourhood, not the project. Imports are
+        read with :func:`imported_modules` from every file's text.
+        """
+        imports: dict[str, set[str]] = {}
+        importers: dict[str, set[str]] = {}
+        for path in self.files:
+            try:
+                text, _ = decode(read_file_bytes(Path(path)), Path(path))
+            except SourceError:
+                continue
+            imports[path] = targets = self._resolve_all(path, imported_modules(text))
+            for target in targets:
+                importers.setdefault(target, set()).add(path)
+        up = _reach(paths, importers)
+        return _reach(up, imports)
+
+    def _resolve_all(self, importer: str, modules: set[str]) -> set[str]:
+        """The project files any prefix of ``modules`` resolves to from ``importer`` (as :meth:`_target`
+        tries them), with the project's one file of a head's name (the folder on PYTHONPATH)."""
+        found = set()
+        for module in modules:
+            lead = len(module) - len(module.lstrip("."))
+            parts = module[lead:].split(".") if module[lead:] else []
+            for cut in range(0 if lead else 1, len(parts) + 1):
+                hit = self.module(importer, "." * lead + ".".join(parts[:cut]))
+                if hit is not None:
+                    found.add(hit)
+            if not lead and parts:
+                alone = self._by_basename().get(parts[0] + ".py", [])
+                if len(alone) == 1:
+                    found.add(alone[0])
+        return found
+
     # -- relevance ---------------------------------------------------------------
 
-    def relevant(self, words: tuple[str, ...]) -> frozenset[Path]:
-        """The project files that can matter to rules whose relevance words are ``words``."""
+    def relevant(self, words: tuple[str, ...], among: set[str] | None = None) -> frozenset[Path]:
+        """The project files that can matter to rules whose relevance words are ``words``. ``among``:
+        a :meth:`closure`; the answer is then exact for the files it was made for (and only them)."""
+        if among is not None:
+            return frozenset(map(Path, self._compute(words, among)))
         if words not in self._relevant:
-            self._relevant[words] = frozenset(map(Path, self._compute(words)))
+            self._relevant[words] = frozenset(map(Path, self._compute(words, self.files)))
         return self._relevant[words]
 
-    def _compute(self, words: tuple[str, ...]) -> set[str]:
-        maps = {path: self.map(path) for path in self.files}
+    def _compute(self, words: tuple[str, ...], among) -> set[str]:
+        maps = {path: self.map(path) for path in among}
         users: dict[tuple[str, str], list[tuple[str, str]]] = {}  # who is recurrent when a definition is
         recurrent: set[tuple[str, str]] = set()
         relevant: set[str] = set()
@@ -508,6 +571,18 @@ class ProjectMap:
             frontier = following
         relevant.update(path for path, _ in feeding)
         return relevant
+
+
+def _reach(start, edges: dict[str, set[str]]) -> set[str]:
+    """``start`` and everything reachable from it along ``edges``."""
+    seen = set(start)
+    todo = list(seen)
+    while todo:
+        for other in edges.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
 
 
 def _holds(names: list[str], seeds: tuple[str, ...], facts: FileMap) -> bool:

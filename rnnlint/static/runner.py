@@ -12,27 +12,29 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rnnlint import seal
-from rnnlint.static.analysis import analyse
 from rnnlint.static.cache import ResultCache
+from rnnlint.static.catalogue import rule_classes, rule_set
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.static.final import FinalStep
-from rnnlint.static.fixer import FixOutcome, fix_text
-from rnnlint.static.index import ProjectIndex
-from rnnlint.static.projectmap import ProjectMap, syntax_findings
-from rnnlint.static.registry import load_rules
+from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_python
 from rnnlint.rule import Rule
 from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
+
+if TYPE_CHECKING:  # libcst, the flow model and the rules load when a file reaches them (see Session.index)
+    from rnnlint.static.fixer import FixOutcome
+    from rnnlint.static.index import ProjectIndex
 
 PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
 # "0": every file the rules' text prefilter passes reaches libcst, as before the project map: what the
 # benchmarks and the relevance test compare against (the findings must be the same)
 RELEVANCE_ENV = "RNNLINT_RELEVANCE"
 # Mapping a file costs CPython's parse, analysing one libcst's and the rules' (20-50 times more): the
-# project map is built when the run checks at least 1 file in MAP_PAYS of the project
+# whole project is mapped when the run checks at least 1 file in MAP_PAYS of it; below that (pre-commit)
+# only the files a checked file's relevance depends on (ProjectMap.closure)
 MAP_PAYS = 20
 
 
@@ -65,10 +67,11 @@ def cache_dir(config: Config, enabled: bool) -> Path | None:
 class Session:
     def __init__(self, config: Config, use_cache: bool = True, rules: dict[str, type[Rule]] | None = None) -> None:
         """``rules``: the rule pack the caller already loaded for ``config`` (the CLI does, to check codes)."""
-        self.rules = rules if rules is not None else load_rules(config.rule_folders)
+        self.rules = rules if rules is not None else rule_set(config.rule_folders)
         self.config = config.with_rules(self.rules)
-        directory = cache_dir(self.config, use_cache)
-        self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory)
+        self.cache_dir = directory = cache_dir(self.config, use_cache)
+        self._index: ProjectIndex | None = None
+        self._files: list[Path] | None = None
         # check's findings per file; fix never reads them (it must see the file as it is now)
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}
@@ -78,12 +81,41 @@ class Session:
         self.verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}  # (file, relevance words) -> can matter
         self._map: ProjectMap | None = None
         self._scope: frozenset[Path] | None = None
-        if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
-            self.index.scope = lambda: self.scope() if self._map is not None or self._scope is not None else None
+        self._whole = False  # relevance was decided over the whole project (not a closure: see _matters)
+        self._closure: set[str] | None = None
+
+    @property
+    def index(self) -> "ProjectIndex":
+        """The project index (libcst, the flow model): built when a file first reaches libcst."""
+        if self._index is None:
+            from rnnlint.static.index import ProjectIndex
+
+            self._index = ProjectIndex(self.config.root, self.config.recurrent_classes, self.cache_dir)
+            self._index._files = self._files
+            if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
+                self._index.scope = lambda: self.scope() if self._whole or self._scope is not None else None
+        return self._index
+
+    def project_files(self) -> list[Path]:
+        """Every Python file of the project (the index's list, walked once)."""
+        if self._files is None:
+            self._files = self._index.all_files() if self._index is not None else sorted(walk_python(self.config.root))
+        return self._files
+
+    def classes(self, rules: list) -> list[type[Rule]]:
+        """The rule classes of ``rules`` (catalogue entries until a file needs them: see
+        :mod:`rnnlint.static.catalogue`)."""
+        return rule_classes(rules, self.config.rule_folders)
+
+    def load_classes(self) -> None:
+        """Hold the rule classes themselves from now on (the graph stage asks what kind each rule is)."""
+        self.rules = dict(zip(self.rules, self.classes(list(self.rules.values()))))
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
-        self.index.cache_dir = None
+        self.cache_dir = None
+        if self._index is not None:
+            self._index.cache_dir = None
         self.results = None
 
     def enabled(self, path: Path) -> list[type[Rule]]:
@@ -96,8 +128,8 @@ class Session:
     def project_map(self) -> ProjectMap:
         """The map of every project file (see :mod:`rnnlint.static.projectmap`), built on first need."""
         if self._map is None:
-            files = {*self.index.all_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
-            self._map = ProjectMap(self.config.root, sorted(files), self.index.cache_dir)
+            files = {*self.project_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
+            self._map = ProjectMap(self.config.root, sorted(files), self.cache_dir)
         return self._map
 
     def scope(self) -> frozenset[Path]:
@@ -122,9 +154,20 @@ class Session:
             return True
         key = (str(path.resolve()), words)
         if key not in self.verdicts:
-            if self._map is None and len(self.checked) * MAP_PAYS < len(self.index.all_files()):
-                return True  # a few files of a large project: reading them costs less than mapping it
-            self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
+            if not self._whole and len(self.checked) * MAP_PAYS < len(self.project_files()):
+                # a few files of a large project (pre-commit): their neighbourhood decides, not the project
+                checked = sorted({str(f.resolve()) for f in self.checked if f.suffix == ".py"})
+                if key[0] not in checked:
+                    return True  # code given on stdin: the map would read the file on disk, not this text
+                project = self.project_map()
+                if self._closure is None:
+                    self._closure = project.closure(checked)
+                found = project.relevant(words, self._closure)
+                for file in checked:
+                    self.verdicts[(file, words)] = Path(file) in found
+            else:
+                self._whole = True  # the flow model's scans keep to the files that matter from now on
+                self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
         return self.verdicts[key]
 
     def reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
@@ -205,7 +248,9 @@ class Session:
         document, rules = opened
 
         def found() -> list[Diagnostic]:
-            result = analyse(path, display, document.text, rules, self.config, self.index)
+            from rnnlint.static.analysis import analyse
+
+            result = analyse(path, display, document.text, self.classes(rules), self.config, self.index)
             return self.final.settle(document, path, result.diagnostics)
 
         if self.results is None or given:
@@ -236,7 +281,7 @@ class Session:
         refused = self._refuses(document, outcome.text)
         if refused is not None:
             result.messages.append(f"{display}: not fixed: {refused}")
-            result.diagnostics = self.final.settle(document, path, analyse(path, display, document.text, rules, self.config, self.index).diagnostics)
+            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text, rules))
             result.fixed = []
             return result
         try:
@@ -250,10 +295,15 @@ class Session:
         except (SourceError, OSError) as exc:
             result.messages.append(f"{display}: not written: {exc}")
             # what was "fixed" is still there
-            result.diagnostics = self.final.settle(document, path, analyse(path, display, document.text, rules, self.config, self.index).diagnostics)
+            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text, rules))
             result.fixed = []
         return result
 
+
+    def _analyse(self, path: Path, display: str, text: str, rules: list) -> list[Diagnostic]:
+        from rnnlint.static.analysis import analyse
+
+        return analyse(path, display, text, self.classes(rules), self.config, self.index).diagnostics
 
     def fix_document(self, path: Path, display: str, text: str, unsafe: bool,
                      choose: Callable[[list[Diagnostic]], list[Diagnostic]] | None = None,
@@ -262,10 +312,12 @@ class Session:
         ``verify`` and the tests. Each round fixes what the final step keeps (never a suppressed
         finding); ``choose`` narrows a round's findings (verify applies one fix at a time); ``rules``:
         the rules that read this file (default: every enabled one)."""
+        from rnnlint.static.fixer import fix_text
+
         rules = rules if rules is not None else self.enabled(path)
 
         def run(current: str) -> list[Diagnostic]:
-            found = analyse(path, display, current, rules, self.config, self.index).diagnostics
+            found = self._analyse(path, display, current, rules)
             found = self.final.filter(path, current, found)
             return choose(found) if choose is not None else found
 
