@@ -334,8 +334,9 @@ class Rule:
         }
 
 
-def triggered(triggers: tuple, text: str) -> bool:
-    """Does ``text`` pass a rule's ``triggers`` (see :attr:`Rule.triggers`)?"""
+def triggered(triggers: tuple, text) -> bool:
+    """Does ``text`` pass a rule's ``triggers`` (see :attr:`Rule.triggers`)? ``text`` may also be the set
+    of trigger strings a text holds (the runner looks for each once per file)."""
     if not triggers:
         return True
     return any((t in text) if isinstance(t, str) else all(part in text for part in t) for t in triggers)

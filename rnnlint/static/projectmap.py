@@ -34,6 +34,7 @@ This module imports no libcst.
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -338,6 +339,8 @@ class ProjectMap:
         self._modules: dict[tuple[str, str], str | None] = {}
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
         self._basenames: dict[str, list[str]] | None = None
+        self._verdicts: dict | None = None  # the project's cached relevance (see _document)
+        self._verdicts_file: Path | None = None
 
     # -- maps ----------------------------------------------------------------
 
@@ -381,6 +384,54 @@ class ProjectMap:
         if self.cache_dir is None:
             return None
         return self.cache_dir / f"map-{__version__}-{_MAP_VERSION}-{seal.code_digest(Path(__file__))}" / f"{digest}.json"
+
+    # -- the project's verdicts, cached by the content of every file -----------------
+
+    def _document(self) -> dict | None:
+        """The relevance this project had when every file held what it holds now (None: not known).
+
+        A warm run of an unchanged tree then reads and hashes the files and
+        nothing else: no map is loaded and nothing is parsed. The document
+        holds the relevant files per set of relevance words and CPython's
+        syntax error of every file that has one (RNN900 for the skipped files).
+        """
+        if self.cache_dir is None:
+            return None
+        if self._verdicts_file is None:
+            h = hashlib.blake2b(digest_size=16)
+            for path in self.files:
+                try:
+                    digest = digest_bytes(read_file_bytes(Path(path)))
+                except SourceError:
+                    digest = "-"
+                h.update(f"{path}\0{digest}\0".encode())
+            folder = f"relevance-{__version__}-{_MAP_VERSION}-{seal.code_digest(Path(__file__))}"
+            self._verdicts_file = self.cache_dir / folder / f"{h.hexdigest()}.json"
+            document = seal.read_json(self._verdicts_file)
+            self._verdicts = document if _valid_verdicts(document) else {"relevant": {}, "errors": None}
+        return self._verdicts
+
+    def known(self, words: tuple[str, ...]) -> bool:
+        """Is the project's relevance for ``words`` cached (no file need be mapped)?"""
+        document = self._document()
+        return document is not None and "\n".join(words) in document["relevant"]
+
+    def error(self, path: str) -> list | None:
+        """CPython's syntax error of a project file, ``[message, line, column]``, or None."""
+        document = self._verdicts
+        if document is not None and document["errors"] is not None and path in self._known and path not in self._maps:
+            return document["errors"].get(path)
+        facts = self.map(path)
+        return facts.error if facts is not None else None
+
+    def _remember(self, words: tuple[str, ...], relevant: set[str]) -> None:
+        document = self._document()
+        if document is None:
+            return
+        document["relevant"]["\n".join(words)] = sorted(relevant)
+        document["errors"] = {path: facts.error for path in self.files
+                              if (facts := self._maps.get(path)) is not None and facts.error is not None}
+        seal.write_json(self.cache_dir, self._verdicts_file, document)  # type: ignore[arg-type]
 
     # -- resolution ------------------------------------------------------------
 
@@ -511,7 +562,12 @@ class ProjectMap:
         if among is not None:
             return frozenset(map(Path, self._compute(words, among)))
         if words not in self._relevant:
-            self._relevant[words] = frozenset(map(Path, self._compute(words, self.files)))
+            if self.known(words):
+                found = set(self._verdicts["relevant"]["\n".join(words)])  # type: ignore[index]
+            else:
+                found = self._compute(words, self.files)
+                self._remember(words, found)
+            self._relevant[words] = frozenset(map(Path, found))
         return self._relevant[words]
 
     def _compute(self, words: tuple[str, ...], among) -> set[str]:
@@ -571,6 +627,13 @@ class ProjectMap:
             frontier = following
         relevant.update(path for path, _ in feeding)
         return relevant
+
+
+def _valid_verdicts(document) -> bool:
+    return (isinstance(document, dict) and isinstance(document.get("relevant"), dict)
+            and all(isinstance(k, str) and _strs(v) for k, v in document["relevant"].items())
+            and (document.get("errors") is None or (isinstance(document["errors"], dict) and all(
+                isinstance(k, str) and _valid_error(v) for k, v in document["errors"].items()))))
 
 
 def _reach(start, edges: dict[str, set[str]]) -> set[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -21,7 +22,7 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.static.final import FinalStep
 from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_python
-from rnnlint.rule import Rule
+from rnnlint.rule import Rule, triggered
 from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
 if TYPE_CHECKING:  # libcst, the flow model and the rules load when a file reaches them (see Session.index)
@@ -49,11 +50,23 @@ class FileOutcome:
     content: bytes | None = None  # the fixed content of data given in memory (stdin), never written
 
 
+def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config: Config, index: "ProjectIndex"):
+    """:func:`rnnlint.static.analysis.analyse`, imported on first use (it imports libcst)."""
+    from rnnlint.static.analysis import analyse as analyse_file
+
+    return analyse_file(path, display, text, rules, config, index)
+
+
 def display_path(path: Path) -> str:
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return path.resolve().relative_to(_real_cwd(os.getcwd())).as_posix()
     except ValueError:
         return str(path)
+
+
+@lru_cache(maxsize=8)
+def _real_cwd(cwd: str) -> Path:
+    return Path(cwd).resolve()
 
 
 def cache_dir(config: Config, enabled: bool) -> Path | None:
@@ -83,6 +96,9 @@ class Session:
         self._scope: frozenset[Path] | None = None
         self._whole = False  # relevance was decided over the whole project (not a closure: see _matters)
         self._closure: set[str] | None = None
+        self._reals: dict[Path, Path] = {}
+        self._trigger_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        self._readings: dict[tuple, list[type[Rule]]] = {}
 
     @property
     def index(self) -> "ProjectIndex":
@@ -119,7 +135,8 @@ class Session:
         self.results = None
 
     def enabled(self, path: Path) -> list[type[Rule]]:
-        rules = self.config.enabled(self.rules, path)
+        # without per-file-ignores every file has the same rules: the path need not be resolved and matched
+        rules = self.config.enabled(self.rules, path if self.config.per_file_ignores else None)
         key = tuple(r.code for r in rules)
         return self._enabled.setdefault(key, rules)
 
@@ -135,9 +152,11 @@ class Session:
     def scope(self) -> frozenset[Path]:
         """The files that can matter to some enabled rule: all the flow model scans project-wide."""
         if self._scope is None:
-            sets = {self._words(rule) for rule in self.config.enabled(self.rules) if rule.relevant_words is not None}
-            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in sets))
+            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in self._word_sets()))
         return self._scope
+
+    def _word_sets(self) -> set[tuple[str, ...]]:
+        return {self._words(rule) for rule in self.config.enabled(self.rules) if rule.relevant_words is not None}
 
     def _words(self, rule: type[Rule]) -> tuple[str, ...]:
         """A rule's relevance words, and the configured recurrent classes' names."""
@@ -152,7 +171,7 @@ class Session:
         words = self._words(rule)
         if any(word in text for word in words):
             return True
-        key = (str(path.resolve()), words)
+        key = (str(self._real(path)), words)
         if key not in self.verdicts:
             if not self._whole and len(self.checked) * MAP_PAYS < len(self.project_files()):
                 # a few files of a large project (pre-commit): their neighbourhood decides, not the project
@@ -167,8 +186,30 @@ class Session:
                     self.verdicts[(file, words)] = Path(file) in found
             else:
                 self._whole = True  # the flow model's scans keep to the files that matter from now on
-                self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
+                self.verdicts[key] = self._real(path) in self.project_map().relevant(words)
         return self.verdicts[key]
+
+    def _triggers(self, rules: list) -> frozenset[str]:
+        """Every text trigger of ``rules``: each is looked for once per file, not once per rule."""
+        key = tuple(rule.code for rule in rules)
+        if key not in self._trigger_sets:
+            self._trigger_sets[key] = frozenset(part for rule in rules for t in rule.triggers
+                                                for part in ((t,) if isinstance(t, str) else t))
+        return self._trigger_sets[key]
+
+    def _known_not_to_matter(self, path: Path, text: str, rule) -> bool:
+        """Has the map already said that ``rule`` can report nothing in this file?"""
+        if rule.relevant_words is None or path.suffix != ".py":
+            return False
+        words = self._words(rule)
+        return self.verdicts.get((str(self._real(path)), words)) is False and not any(word in text for word in words)
+
+    def _real(self, path: Path) -> Path:
+        """``path.resolve()``, once per path (a large run asks for each several times)."""
+        real = self._reals.get(path)
+        if real is None:
+            real = self._reals[path] = path.resolve()
+        return real
 
     def reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
         """The rules that read this file with libcst: those its text passes the triggers of (see
@@ -176,22 +217,41 @@ class Session:
         project map's, is all the file needs."""
         if not self.relevance:
             return rules
-        wanted = [rule for rule in rules if rule.code != "RNN900" and rule.wants(text)]
+        key = (path, hash(text), tuple(rule.code for rule in rules))  # decide() asked already, check() asks again
+        if key not in self._readings:
+            self._readings[key] = self._reading(path, text, rules)
+        return self._readings[key]
+
+    def _reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
+        if all(rule.code == "RNN900" or self._known_not_to_matter(path, text, rule) for rule in rules):
+            return []  # decided already (most files of a large run): no trigger need be looked for
+        present = {trigger for trigger in self._triggers(rules) if trigger in text}
+        wanted = [rule for rule in rules if rule.code != "RNN900" and _wants(rule, text, present)]
         kept = [rule for rule in wanted if self._matters(path, text, rule)]
         if not kept:
             return []
         return [rule for rule in rules if rule in kept or rule not in wanted]
 
+    def decided_before(self) -> bool:
+        """Does the cache hold the whole project's relevance as the files are now (nothing to map)?"""
+        return all(self.project_map().known(words) for words in self._word_sets())
+
     def decide(self, files: list[Path], pool=None) -> list[int]:
         """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
         positions of the files libcst need not read. The project map's files are mapped by ``pool``."""
         project = self.project_map()
-        if pool is not None:
+        if pool is not None and not self.decided_before():
             cache = str(project.cache_dir) if project.cache_dir is not None else None
             todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
             for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
                 project.add(path, facts)
         self.scope()
+        self._whole = True
+        for words in self._word_sets():
+            relevant = project.relevant(words)
+            for path in files:
+                if path.suffix == ".py":
+                    self.verdicts[(str(self._real(path)), words)] = self._real(path) in relevant
         skipped = []
         for i, path in enumerate(files):
             if path.suffix != ".py":
@@ -208,8 +268,11 @@ class Session:
         """A file libcst need not read: RNN900 from CPython's parser (the map's), if RNN900 is on."""
         if not any(rule.code == "RNN900" for rule in self.enabled(path)):
             return FileOutcome(display)
-        facts = self._map.map(path.resolve()) if self._map is not None else None
-        return FileOutcome(display, self.final.settle(document, path, syntax_findings(display, document.text, facts)))
+        if self._map is None:
+            return FileOutcome(display, self.final.settle(document, path, syntax_findings(display, document.text)))
+        error = self._map.error(str(self._real(path)))
+        found = [] if error is None else [syntax_error(display, *error)]
+        return FileOutcome(display, self.final.settle(document, path, found))
 
     def _unreadable(self, path: Path, display: str, exc: SourceError) -> FileOutcome:
         """RNN900 for a file that cannot be read or decoded, unless RNN900 is off for it."""
@@ -248,8 +311,6 @@ class Session:
         document, rules = opened
 
         def found() -> list[Diagnostic]:
-            from rnnlint.static.analysis import analyse
-
             result = analyse(path, display, document.text, self.classes(rules), self.config, self.index)
             return self.final.settle(document, path, result.diagnostics)
 
@@ -264,6 +325,17 @@ class Session:
             diagnostics = found()
         self.results.put(path, document.digest, rules, deps, diagnostics)
         return FileOutcome(display, diagnostics)
+
+    def cached(self, path: Path) -> FileOutcome | None:
+        """``check``'s outcome when no rule reads the file or the results cache holds its findings;
+        None when the file must be analysed (the parallel run hands out only those)."""
+        display = display_path(path)
+        opened = self._open(path, display, None)
+        if isinstance(opened, FileOutcome):
+            return opened
+        document, rules = opened
+        found = self.results.get(path, document.digest, rules, display) if self.results is not None else None
+        return FileOutcome(display, found) if found is not None else None
 
     def fix(self, path: Path, write: bool, unsafe: bool, data: bytes | None = None) -> FileOutcome:
         """Fix ``path``, or ``data`` (read from stdin: never written, see ``content``) as if it were its content."""
@@ -301,8 +373,6 @@ class Session:
 
 
     def _analyse(self, path: Path, display: str, text: str, rules: list) -> list[Diagnostic]:
-        from rnnlint.static.analysis import analyse
-
         return analyse(path, display, text, self.classes(rules), self.config, self.index).diagnostics
 
     def fix_document(self, path: Path, display: str, text: str, unsafe: bool,
@@ -339,6 +409,13 @@ class Session:
         if error is not None:
             return f"the fixed text would not compile ({error}); please report this"
         return None
+
+
+def _wants(rule, text: str, present: frozenset[str] | set[str]) -> bool:
+    """``rule.wants(text)``, from the triggers found in ``text`` unless the rule has its own ``wants``."""
+    if getattr(rule.wants, "__func__", None) is Rule.wants.__func__ or not isinstance(rule, type):
+        return triggered(rule.triggers, present)
+    return rule.wants(text)
 
 
 # -- parallel driver ----------------------------------------------------------
@@ -428,14 +505,24 @@ def run(
     if local.relevance:
         # the project map first, on every core; then the files that cannot matter are the parent's:
         # reading them costs less than handing them out
-        with context.Pool(jobs) as pool:
-            skipped = local.decide(files, pool)
+        if local.decided_before():
+            skipped = local.decide(files)
+        else:
+            with context.Pool(jobs) as pool:
+                skipped = local.decide(files, pool)
         decided = (local.scope(), local.verdicts)
         for i in skipped:
             try:
                 outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
             except Exception as exc:
                 outcomes[i] = _internal_error(files[i], exc)
+        if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
+            for i, path in enumerate(files):
+                if outcomes[i] is None:
+                    try:
+                        outcomes[i] = local.cached(path)
+                    except Exception as exc:
+                        outcomes[i] = _internal_error(path, exc)
     # Largest files first, a few at a time: one huge file handed out last would
     # leave the other cores idle while it is analysed.
     order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
