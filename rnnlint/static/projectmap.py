@@ -60,11 +60,10 @@ FEEDING_DEPTH = 2
 # a comment with no quote after its ``#`` (one with a quote may be a ``#`` inside a string: kept)
 _COMMENT = re.compile(r"#[^'\"\n]*$")
 _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-# Every import statement's modules and names, read from the text (prose and strings too: a superset of
-# what CPython's parser finds, which is what the closure below needs)
-_FROM_IMPORT = re.compile(r"\bfrom\s+([.\w]+)\s+import\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
-_IMPORT = re.compile(r"\bimport\s+((?:[\w.]+(?:\s+as\s+\w+)?\s*,\s*)*[\w.]+)")
-_NAME = re.compile(r"\w+")
+# An import statement read from the text around each ``import`` (see imported_modules)
+_FROM_HEAD = re.compile(r"\bfrom\s+([.\w]+)(?:\s|\\\n)*$")
+_NAMES = re.compile(r"\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
+_NAME = re.compile(r"[\w.]+")
 _SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
 
 
@@ -246,14 +245,24 @@ def imported_modules(text: str) -> set[str]:
     """The modules ``text`` may import, read with regular expressions (no parse): every module an
     import statement names, and ``module.name`` for each name a ``from`` import takes (a submodule,
     perhaps). A superset of what :func:`map_text` finds: comments, strings and prose count too."""
-    found = set()
-    for base, names in _FROM_IMPORT.findall(text):
-        found.add(base)
-        sep = "" if base.endswith(".") else "."
-        found.update(f"{base}{sep}{name}" for name in _NAME.findall(names.replace(" as ", " ")) if name != "as")
-    for names in _IMPORT.findall(text):
-        for alias in names.split(","):
-            found.add(alias.split()[0])
+    found: set[str] = set()
+    at = text.find("import")
+    while at >= 0:
+        end = at + len("import")
+        if (at == 0 or not (text[at - 1].isalnum() or text[at - 1] == "_")) and (end == len(text) or text[end] in " \t\\("):
+            start = text.rfind("\n", 0, at) + 1
+            while start >= 2 and text[start - 2] == "\\":  # the statement began on a continued line
+                start = text.rfind("\n", 0, start - 2) + 1
+            head = _FROM_HEAD.search(text, start, at)
+            names = [n for n in _NAME.findall(_NAMES.match(text, end).group(1)) if n != "as"]
+            if head is not None:
+                base = head.group(1)
+                sep = "" if base.endswith(".") else "."
+                found.add(base)
+                found.update(f"{base}{sep}{name}" for name in names)
+            else:
+                found.update(names)  # ``import a.b as c, d``: ``c`` is no module, and resolves to nothing
+        at = text.find("import", end)
     return found
 
 
@@ -359,6 +368,24 @@ class ProjectMap:
         """A map made elsewhere (by a worker process)."""
         self._maps[path] = facts
 
+    def candidates(self, words: tuple[str, ...]) -> set[str]:
+        """The files that may hold, use or train a recurrent definition for ``words``: those whose map
+        holds a word or that CPython refuses, and every file that imports one, transitively. Relevance
+        is worked out among these; any other file can matter only as a relevant file's helper or
+        configuration, which :meth:`_compute` follows from the relevant file."""
+        importers: dict[str, set[str]] = {}
+        seeds = []
+        for path in self.files:
+            facts = self.map(path)
+            if facts is None:
+                continue
+            if facts.refuses() or _holds(facts.rest, words, facts) or any(
+                    _holds(text, words, facts) for text in facts.definitions.values()):
+                seeds.append(path)
+            for target in self._resolve_all(path, set(facts.modules)):
+                importers.setdefault(target, set()).add(path)
+        return _reach(seeds, importers)
+
     def _load(self, path: Path, text: str | None, digest: str | None) -> FileMap | None:
         if text is None or digest is None:
             try:
@@ -429,8 +456,7 @@ class ProjectMap:
         if document is None:
             return
         document["relevant"]["\n".join(words)] = sorted(relevant)
-        document["errors"] = {path: facts.error for path in self.files
-                              if (facts := self._maps.get(path)) is not None and facts.error is not None}
+        document["errors"] = {path: error for path in self.files if (error := self.error(path)) is not None}
         seal.write_json(self.cache_dir, self._verdicts_file, document)  # type: ignore[arg-type]
 
     # -- resolution ------------------------------------------------------------
@@ -565,7 +591,7 @@ class ProjectMap:
             if self.known(words):
                 found = set(self._verdicts["relevant"]["\n".join(words)])  # type: ignore[index]
             else:
-                found = self._compute(words, self.files)
+                found = self._compute(words, self.candidates(words))
                 self._remember(words, found)
             self._relevant[words] = frozenset(map(Path, found))
         return self._relevant[words]
