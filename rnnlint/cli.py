@@ -383,7 +383,6 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
     elif graph or (session.config.graph and not static):
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
-        session.load_classes()
         try:
             graph_run = run_graph_stage(files, session)
         except ConfigError as exc:
@@ -395,7 +394,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
         _add_noqa(diagnostics, internal)
     color = _color()
     to_stderr = fix_ and inputs.stdin is not None  # stdout carries the fixed code
-    _emit(diagnostics, output_format, session.rules, color, show_fixes and not fix_, to_stderr,
+    _emit(diagnostics, output_format, session.catalogue, color, show_fixes and not fix_, to_stderr,
           _stored(inputs), statistics, stage)
     _exit(diagnostics, internal, exit_zero)
 
@@ -417,7 +416,6 @@ def _note_unbuilt(files, session) -> None:
     """One line when the graph stage is off but has models to build (found statically: nothing runs)."""
     from rnnlint.graph.finder import count_models  # no torch, no project code: the index answers
 
-    session.load_classes()
     try:
         count = count_models(files, session)
     except Exception:  # a hint must never cost the user their findings
@@ -474,7 +472,7 @@ def fix(paths, select, extend_select, ignore, output_format, exit_zero, show_fix
             them = "it" if left == 1 else "them"
             _note(f"{output.plural(left, 'finding')} would remain; `rnnlint check` shows {them}.")
         _exit([*remaining, *(d for o in changed for d in o.fixed)], internal, exit_zero)
-    _emit(remaining, output_format, session.rules, color, show_fixes, err=apply_ and inputs.stdin is not None,
+    _emit(remaining, output_format, session.catalogue, color, show_fixes, err=apply_ and inputs.stdin is not None,
           stored=_stored(inputs))
     if not changed:
         _nothing_to_fix(remaining, unsafe_fixes)

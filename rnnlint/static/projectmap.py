@@ -348,6 +348,9 @@ class ProjectMap:
         self._modules: dict[tuple[str, str], str | None] = {}
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
         self._basenames: dict[str, list[str]] | None = None
+        self._heads: frozenset[str] | None = None
+        self._dirs: frozenset[str] | None = None
+        self._scans: dict[str, tuple[set[str], str]] | None = None  # every file's imports and text (see closure)
         self._verdicts: dict | None = None  # the project's cached relevance (see _document)
         self._verdicts_file: Path | None = None
 
@@ -373,7 +376,8 @@ class ProjectMap:
         holds a word or that CPython refuses, and every file that imports one, transitively. Relevance
         is worked out among these; any other file can matter only as a relevant file's helper or
         configuration, which :meth:`_compute` follows from the relevant file."""
-        importers: dict[str, set[str]] = {}
+        importers: dict[str, set[str]] = {}  # file or folder -> the files whose imports reach it
+        names: dict[str, set[str]] = {}  # file reaching a folder -> every name its code writes
         seeds = []
         for path in self.files:
             facts = self.map(path)
@@ -382,9 +386,27 @@ class ProjectMap:
             if facts.refuses() or _holds(facts.rest, words, facts) or any(
                     _holds(text, words, facts) for text in facts.definitions.values()):
                 seeds.append(path)
-            for target in self._resolve_all(path, set(facts.modules)):
+            files, dirs = self._reaches(path, set(facts.modules))
+            for target in files | dirs:
                 importers.setdefault(target, set()).add(path)
-        return _reach(seeds, importers)
+            if dirs:
+                names[path] = {part for chain in (*facts.rest, *(w for ws in facts.definitions.values() for w in ws))
+                               for part in chain.split(".")}
+        found = set(seeds)
+        todo = list(found)
+        while todo:
+            path = todo.pop()
+            name = _module_name(path)
+            for user in importers.get(path, ()):
+                if user not in found:
+                    found.add(user)
+                    todo.append(user)
+            for folder in self._packages_above(path):  # ``import pkg`` then ``pkg.sub.Model``: names ``sub``
+                for user in importers.get(folder, ()):
+                    if user not in found and name in names.get(user, ()):
+                        found.add(user)
+                        todo.append(user)
+        return found
 
     def _load(self, path: Path, text: str | None, digest: str | None) -> FileMap | None:
         if text is None or digest is None:
@@ -465,6 +487,9 @@ class ProjectMap:
         """The project file ``import <module>`` in ``importer`` loads, if it is one of the project's."""
         key = (os.path.dirname(importer), module)
         if key not in self._modules:
+            if not module.startswith(".") and module.partition(".")[0] not in self._names():
+                self._modules[key] = None  # no file or folder of the project has that name: ``import click``
+                return None
             candidates = module_candidates(importer, module, self._root)
             found = next((c for c in candidates if c in self._known), None)
             if found is None and not module.startswith(".") and "." not in module:
@@ -472,6 +497,17 @@ class ProjectMap:
                 found = alone[0] if len(alone) == 1 else None
             self._modules[key] = found
         return self._modules[key]
+
+    def _names(self) -> frozenset[str]:
+        """The names of the project's files (without ``.py``) and folders: what an absolute import's
+        first name must be to load a project file."""
+        if self._heads is None:
+            heads = set()
+            for path in self.files:
+                heads.update(Path(os.path.relpath(path, self._root)).parts)
+                heads.add(os.path.basename(path)[:-3])
+            self._heads = frozenset(heads)
+        return self._heads
 
     def _by_basename(self) -> dict[str, list[str]]:
         if self._basenames is None:
@@ -550,18 +586,69 @@ class ProjectMap:
         large project maps that neighbourhood, not the project. Imports are
         read with :func:`imported_modules` from every file's text.
         """
-        imports: dict[str, set[str]] = {}
-        importers: dict[str, set[str]] = {}
-        for path in self.files:
-            try:
-                text, _ = decode(read_file_bytes(Path(path)), Path(path))
-            except SourceError:
+        if self._scans is None:
+            self._scans = {}
+            for path in self.files:
+                try:
+                    text = decode(read_file_bytes(Path(path)), Path(path))[0]
+                except SourceError:
+                    continue
+                self._scans[path] = (imported_modules(text), text)
+        scans = self._scans
+        # upward: who reaches a file names it or a package above it in an import (a bare ``from . import
+        # x`` names its own package): only such imports are resolved
+        reach = _Reach(self, scans)
+        up = set(paths)
+        todo = list(up)
+        while todo:
+            target = todo.pop()
+            above = self._packages_above(target)
+            names = {os.path.basename(target)[:-3], *map(os.path.basename, above)}
+            for path, (modules, text) in scans.items():
+                if path in up:
+                    continue
+                if not any(not m.strip(".") or not names.isdisjoint(m.replace(".", " ").split()) for m in modules):
+                    continue
+                files, dirs = reach.get(path)
+                if target in files or (not dirs.isdisjoint(above) and _module_name(target) in text):
+                    up.add(path)
+                    todo.append(path)
+        return _reach(up, _Imports(reach))
+
+    def _packages_above(self, path: str) -> set[str]:
+        """The folders ``path`` lies in below the project's root (the root is no package a module names)."""
+        found = set()
+        directory = os.path.dirname(path)
+        inside = self._root.rstrip(os.sep) + os.sep
+        while directory.startswith(inside) and directory not in found:
+            found.add(directory)
+            directory = os.path.dirname(directory)
+        return found
+
+    def _reaches(self, importer: str, modules: set[str]) -> tuple[set[str], set[str]]:
+        """The project files and the project folders ``modules`` (imported by ``importer``) reach. A
+        folder: ``import pkg`` lets the code name ``pkg.sub.Model``, any module below it."""
+        dirs = set()
+        folders = self._folders()
+        for module in modules:
+            if not module.startswith(".") and module.partition(".")[0] not in self._names():
                 continue
-            imports[path] = targets = self._resolve_all(path, imported_modules(text))
-            for target in targets:
-                importers.setdefault(target, set()).add(path)
-        up = _reach(paths, importers)
-        return _reach(up, imports)
+            for candidate in module_candidates(importer, module, self._root):
+                if candidate.endswith("__init__.py") and os.path.dirname(candidate) in folders:
+                    dirs.add(os.path.dirname(candidate))
+        return self._resolve_all(importer, modules), dirs
+
+    def _folders(self) -> frozenset[str]:
+        if self._dirs is None:
+            self._dirs = frozenset(d for path in self.files for d in self._packages_above(path))
+        return self._dirs
+
+    def _under(self, folders: set[str]) -> set[str]:
+        """The project files below any of ``folders``."""
+        if not folders:
+            return set()
+        prefixes = tuple(folder.rstrip(os.sep) + os.sep for folder in folders)
+        return {path for path in self.files if path.startswith(prefixes)}
 
     def _resolve_all(self, importer: str, modules: set[str]) -> set[str]:
         """The project files any prefix of ``modules`` resolves to from ``importer`` (as :meth:`_target`
@@ -655,6 +742,33 @@ class ProjectMap:
         return relevant
 
 
+class _Reach:
+    """What each file's imports reach (:meth:`ProjectMap._reaches`), resolved once, when first asked."""
+
+    def __init__(self, project: ProjectMap, scans: dict[str, tuple[set[str], str]]) -> None:
+        self.project, self.scans, self.known = project, scans, {}
+
+    def get(self, path: str) -> tuple[set[str], set[str]]:
+        if path not in self.known:
+            self.known[path] = self.project._reaches(path, self.scans.get(path, (set(), ""))[0])
+        return self.known[path]
+
+
+class _Imports:
+    """The project files each file's code can reach: what it imports, and the modules below an imported
+    package that its text names (see :meth:`ProjectMap.closure`)."""
+
+    def __init__(self, reach: _Reach) -> None:
+        self.reach, self.known = reach, {}
+
+    def get(self, path: str, default=()):
+        if path not in self.known:
+            files, dirs = self.reach.get(path)
+            text = self.reach.scans.get(path, (set(), ""))[1]
+            self.known[path] = files | {f for f in self.reach.project._under(dirs) if _module_name(f) in text}
+        return self.known[path]
+
+
 def _valid_verdicts(document) -> bool:
     return (isinstance(document, dict) and isinstance(document.get("relevant"), dict)
             and all(isinstance(k, str) and _strs(v) for k, v in document["relevant"].items())
@@ -662,7 +776,12 @@ def _valid_verdicts(document) -> bool:
                 isinstance(k, str) and _valid_error(v) for k, v in document["errors"].items()))))
 
 
-def _reach(start, edges: dict[str, set[str]]) -> set[str]:
+def _module_name(path: str) -> str:
+    """The last name of the module a file is: ``sub`` for ``pkg/sub.py`` and for ``pkg/sub/__init__.py``."""
+    return os.path.basename(os.path.dirname(path) if path.endswith("__init__.py") else path[:-3])
+
+
+def _reach(start, edges) -> set[str]:
     """``start`` and everything reachable from it along ``edges``."""
     seen = set(start)
     todo = list(seen)

@@ -80,8 +80,11 @@ def cache_dir(config: Config, enabled: bool) -> Path | None:
 class Session:
     def __init__(self, config: Config, use_cache: bool = True, rules: dict[str, type[Rule]] | None = None) -> None:
         """``rules``: the rule pack the caller already loaded for ``config`` (the CLI does, to check codes)."""
-        self.rules = rules if rules is not None else rule_set(config.rule_folders)
-        self.config = config.with_rules(self.rules)
+        # what selecting rules and deciding relevance read: the catalogue's entries (see
+        # rnnlint.static.catalogue), or the rule classes when the caller or rule-folders loaded them
+        self.catalogue = rules if rules is not None else rule_set(config.rule_folders)
+        self.config = config.with_rules(self.catalogue)
+        self._rules: dict[str, type[Rule]] | None = None
         self.cache_dir = directory = cache_dir(self.config, use_cache)
         self._index: ProjectIndex | None = None
         self._files: list[Path] | None = None
@@ -123,9 +126,12 @@ class Session:
         :mod:`rnnlint.static.catalogue`)."""
         return rule_classes(rules, self.config.rule_folders)
 
-    def load_classes(self) -> None:
-        """Hold the rule classes themselves from now on (the graph stage asks what kind each rule is)."""
-        self.rules = dict(zip(self.rules, self.classes(list(self.rules.values()))))
+    @property
+    def rules(self) -> dict[str, type[Rule]]:
+        """Every rule class by code, imported on first use (the graph stage asks what kind each rule is)."""
+        if self._rules is None:
+            self._rules = dict(zip(self.catalogue, self.classes(list(self.catalogue.values()))))
+        return self._rules
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
@@ -136,7 +142,7 @@ class Session:
 
     def enabled(self, path: Path) -> list[type[Rule]]:
         # without per-file-ignores every file has the same rules: the path need not be resolved and matched
-        rules = self.config.enabled(self.rules, path if self.config.per_file_ignores else None)
+        rules = self.config.enabled(self.catalogue, path if self.config.per_file_ignores else None)
         key = tuple(r.code for r in rules)
         return self._enabled.setdefault(key, rules)
 
@@ -156,7 +162,7 @@ class Session:
         return self._scope
 
     def _word_sets(self) -> set[tuple[str, ...]]:
-        return {self._words(rule) for rule in self.config.enabled(self.rules) if rule.relevant_words is not None}
+        return {self._words(rule) for rule in self.config.enabled(self.catalogue) if rule.relevant_words is not None}
 
     def _words(self, rule: type[Rule]) -> tuple[str, ...]:
         """A rule's relevance words, and the configured recurrent classes' names."""
