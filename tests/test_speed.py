@@ -12,10 +12,8 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 from rnnlint.config import load_config
@@ -25,29 +23,18 @@ from rnnlint.static.projectmap import ProjectMap, imported_modules, map_text, wa
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
-WRAPPER = textwrap.dedent("""
-    import json, runpy, sys
-    sys.argv = ["rnnlint", *sys.argv[1:]]
-    try:
-        runpy.run_module("rnnlint", run_name="__main__", alter_sys=True)
-        status = 0
-    except SystemExit as exc:
-        status = exc.code
-    heavy = sorted(m for m in sys.modules
-                   if m.split(".")[0] == "libcst" or m.startswith(("rnnlint._pack_", "rnnlint.flow", "rnnlint.verify")))
-    print("@@" + json.dumps({"status": status, "heavy": heavy}))
-""")
+HEAVY = ("libcst", "rnnlint._pack_", "rnnlint.flow", "rnnlint.verify")  # the rules load as rnnlint._pack_*
 
 
 def run_wrapped(*args: str, cwd: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", WRAPPER, *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=300)
-    marker = [line for line in result.stdout.splitlines() if line.startswith("@@")]
-    assert marker, result.stdout + result.stderr
-    report = json.loads(marker[-1][2:])
-    report["output"] = "".join(line for line in (result.stdout + result.stderr).splitlines(keepends=True)
-                               if not line.startswith("@@"))
-    return report
+    """Run rnnlint in a fresh interpreter; ``heavy``: the modules of HEAVY it imported (``-X importtime``
+    names every module on stderr)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "rnnlint", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=300)
+    imported = [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    output = result.stdout + "".join(line + "\n" for line in result.stderr.splitlines()
+                                     if not line.startswith("import time:"))
+    return {"status": result.returncode, "output": output, "heavy": sorted(m for m in imported if m.startswith(HEAVY))}
 
 
 CNN = """\

@@ -48,6 +48,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 WITHOUT_MAP = dict(ENV, RNNLINT_RELEVANCE="0")
+SKIP_BASELINE = False  # --no-baseline
 
 
 def timed(cmd: list[str], cwd: Path | None = Path("/"), env: dict | None = None) -> tuple[float, float, int]:
@@ -101,7 +102,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=21, help="repeats for the one-file timings")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--repo", type=Path, help="a repository checkout to time against Ruff (e.g. fairseq)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the runs without the map (RNNLINT_RELEVANCE=0: minutes on a large tree)")
     args = parser.parse_args()
+    global SKIP_BASELINE
+    SKIP_BASELINE = args.no_baseline
     py = sys.executable
     results: dict[str, dict] = {}
 
@@ -118,6 +123,8 @@ def main() -> None:
                                                              str(IRRELEVANT)]),
     ]:
         env = WITHOUT_MAP if "without the map" in label else None
+        if env is not None and SKIP_BASELINE:
+            continue
         if "warm" in label:
             timed(cmd, env=env)  # fill the cache (the checkout's .rnnlint_cache, as pre-commit's)
         wall, fastest, rss = best_of(args.repeat, cmd, env=env)
@@ -149,6 +156,8 @@ def main() -> None:
         shutil.copytree(tree, copy)
         runs.append(("fixit lint (default rules)", ["fixit", "lint", str(copy)]))
     for label, cmd in runs:
+        if "without the map" in label and SKIP_BASELINE:
+            continue
         if "warm" in label:
             timed(cmd)  # fill the cache
         wall, rss, code = timed(cmd, env=WITHOUT_MAP if "without the map" in label else None)
@@ -156,8 +165,9 @@ def main() -> None:
         print(f"  {label:44s} {wall:8.2f} s  {rss:7.1f} MiB  (exit {code})")
     floor = results["libcst parse floor (1 process)"]["seconds"]
     cold = results["rnnlint check --static (cold, all cores)"]["seconds"]
-    print(f"== rnnlint cold / parse floor: {cold / floor:.2f}x (target <= 0.5x); without the map "
-          f"{results['the same, without the map']['seconds'] / floor:.2f}x")
+    before = results.get("the same, without the map", {}).get("seconds")
+    print(f"== rnnlint cold / parse floor: {cold / floor:.2f}x (target <= 0.5x)"
+          + (f"; without the map {before / floor:.2f}x" if before else ""))
     if "fixit lint (default rules)" in results:
         fixit = results["fixit lint (default rules)"]["seconds"]
         print(f"== fixit / rnnlint cold: {fixit / cold:.1f}x faster (target >= 2x)")
@@ -203,6 +213,8 @@ def against_ruff(tree: Path) -> dict[str, dict]:
     ]
     results = {}
     for label, cmd, env in runs:
+        if env is not None and SKIP_BASELINE:
+            continue
         if "warm" in label:
             timed(cmd, env=env)  # fill the cache
         wall, rss, code = timed(cmd, env=env)
@@ -212,9 +224,10 @@ def against_ruff(tree: Path) -> dict[str, dict]:
     ruff_cold = results[f"{tree.name}: ruff check --select ALL --no-cache (cold)"]["seconds"]
     warm = results[f"{tree.name}: rnnlint check --static (warm: results cache)"]["seconds"]
     ruff_warm = results[f"{tree.name}: ruff check (warm: its cache)"]["seconds"]
-    before = results[f"{tree.name}: the same, without the map"]["seconds"]
-    print(f"== cold: rnnlint / ruff --select ALL {cold / ruff_cold:.1f}x (target <= 2x; without the map "
-          f"{before / ruff_cold:.1f}x); warm: rnnlint / ruff {warm / ruff_warm:.1f}x (target <= 1x)")
+    before = results.get(f"{tree.name}: the same, without the map", {}).get("seconds")
+    print(f"== cold: rnnlint / ruff --select ALL {cold / ruff_cold:.1f}x (target <= 2x"
+          + (f"; without the map {before / ruff_cold:.1f}x" if before else "")
+          + f"); warm: rnnlint / ruff {warm / ruff_warm:.1f}x (target <= 1x)")
     return results
 
 
