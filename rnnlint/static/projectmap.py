@@ -575,7 +575,7 @@ class ProjectMap:
 
     # -- the closure: what a few files' relevance depends on ------------------------
 
-    def closure(self, paths: list[str]) -> set[str]:
+    def closure(self, paths: list[str], limit: int | None = None) -> set[str] | None:
         """The project files whose maps decide whether ``paths`` can matter, found without a parse.
 
         A file is recurrent, uses, trains or feeds a recurrent definition only
@@ -584,7 +584,9 @@ class ProjectMap:
         files that import ``paths`` (transitively), with ``paths``, and every
         file those import (transitively): a pre-commit run on one file of a
         large project maps that neighbourhood, not the project. Imports are
-        read with :func:`imported_modules` from every file's text.
+        read with :func:`imported_modules` from every file's text. None when
+        it holds more than ``limit`` files (mapping it would cost more than
+        reading ``paths`` with libcst, whose findings the results cache keeps).
         """
         if self._scans is None:
             self._scans = {}
@@ -613,7 +615,9 @@ class ProjectMap:
                 if target in files or (not dirs.isdisjoint(above) and _module_name(target) in text):
                     up.add(path)
                     todo.append(path)
-        return _reach(up, _Imports(reach))
+            if limit is not None and len(up) > limit:
+                return None
+        return _reach(up, _Imports(reach), limit)
 
     def _packages_above(self, path: str) -> set[str]:
         """The folders ``path`` lies in below the project's root (the root is no package a module names)."""
@@ -781,8 +785,8 @@ def _module_name(path: str) -> str:
     return os.path.basename(os.path.dirname(path) if path.endswith("__init__.py") else path[:-3])
 
 
-def _reach(start, edges) -> set[str]:
-    """``start`` and everything reachable from it along ``edges``."""
+def _reach(start, edges, limit: int | None = None) -> set[str] | None:
+    """``start`` and everything reachable from it along ``edges`` (None: more than ``limit`` files)."""
     seen = set(start)
     todo = list(seen)
     while todo:
@@ -790,6 +794,8 @@ def _reach(start, edges) -> set[str]:
             if other not in seen:
                 seen.add(other)
                 todo.append(other)
+        if limit is not None and len(seen) > limit:
+            return None
     return seen
 
 

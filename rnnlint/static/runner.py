@@ -37,6 +37,10 @@ RELEVANCE_ENV = "RNNLINT_RELEVANCE"
 # whole project is mapped when the run checks at least 1 file in MAP_PAYS of it; below that (pre-commit)
 # only the files a checked file's relevance depends on (ProjectMap.closure)
 MAP_PAYS = 20
+# ... unless that neighbourhood holds more than CLOSURE_LIMIT files per checked file (a module every
+# package imports): then the checked files are read with libcst, as without the map, and a warm
+# pre-commit run is served by the results cache
+CLOSURE_LIMIT = 200
 
 
 @dataclass
@@ -186,7 +190,9 @@ class Session:
                     return True  # code given on stdin: the map would read the file on disk, not this text
                 project = self.project_map()
                 if self._closure is None:
-                    self._closure = project.closure(checked)
+                    self._closure = project.closure(checked, CLOSURE_LIMIT * len(checked)) or set()
+                if not self._closure:
+                    return True  # a neighbourhood as large as a project: reading the files costs less
                 found = project.relevant(words, self._closure)
                 for file in checked:
                     self.verdicts[(file, words)] = Path(file) in found

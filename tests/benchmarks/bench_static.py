@@ -188,7 +188,8 @@ def copy_of(tree: Path) -> Path:
     """A copy of ``tree`` (without ``.git`` and caches) for the warm runs: their cache goes in the copy's
     ``.rnnlint_cache``, as in a user's checkout, and the checked project is the same as the cold run's."""
     target = Path(tempfile.mkdtemp(prefix="rnnlint-bench-warm-")) / tree.name
-    shutil.copytree(tree, target, ignore=shutil.ignore_patterns(".git", ".rnnlint_cache", ".ruff_cache", "__pycache__"))
+    shutil.copytree(tree, target, symlinks=True,
+                    ignore=shutil.ignore_patterns(".git", ".rnnlint_cache", ".ruff_cache", "__pycache__"))
     return target
 
 
