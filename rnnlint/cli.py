@@ -20,7 +20,8 @@ from rnnlint.static import output
 from rnnlint.config import ConfigError, load_config, unknown_code
 from rnnlint.diagnostics import Applicability, Severity
 from rnnlint.static.discovery import discover
-from rnnlint.static.registry import RuleLoadError, load_rules
+from rnnlint.static.catalogue import rule_set
+from rnnlint.static.registry import RuleLoadError
 from rnnlint.static.runner import FileOutcome, Session, display_path, run
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -172,7 +173,7 @@ class Inputs:
 def _prepare(inputs: Inputs, select, extend_select, ignore, config_file, no_project_code=False) -> Session:
     try:
         config = _trusted_config(inputs.paths, config_file, no_project_code)
-        known = load_rules(config.rule_folders)
+        known = rule_set(config.rule_folders)
         overrides = {}
         if (codes := _codes("--select", select, known)) is not None:
             overrides["select"] = codes
@@ -296,6 +297,18 @@ class _Commands(click.Group):
 
     # command name -> module defining it under that name
     lazy = {"verify": "rnnlint.verify.command", "watch": "rnnlint.watch.command"}
+    # what ``rnnlint --help`` says of each, without importing it (tests/test_speed.py keeps them in step)
+    lazy_help = {"verify": "Does fixing SCRIPT make training healthier? A short trial before and after.",
+                 "watch": "Run SCRIPT once under rnnlint's observers and report what the run shows."}
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, the lazy commands' lines from ``lazy_help`` (nothing imported)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [(name, click.utils.make_default_short_help(self.lazy_help[name], limit)
+                 if name not in self.commands else self.commands[name].get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -381,7 +394,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
         _add_noqa(diagnostics, internal)
     color = _color()
     to_stderr = fix_ and inputs.stdin is not None  # stdout carries the fixed code
-    _emit(diagnostics, output_format, session.rules, color, show_fixes and not fix_, to_stderr,
+    _emit(diagnostics, output_format, session.catalogue, color, show_fixes and not fix_, to_stderr,
           _stored(inputs), statistics, stage)
     _exit(diagnostics, internal, exit_zero)
 
@@ -459,7 +472,7 @@ def fix(paths, select, extend_select, ignore, output_format, exit_zero, show_fix
             them = "it" if left == 1 else "them"
             _note(f"{output.plural(left, 'finding')} would remain; `rnnlint check` shows {them}.")
         _exit([*remaining, *(d for o in changed for d in o.fixed)], internal, exit_zero)
-    _emit(remaining, output_format, session.rules, color, show_fixes, err=apply_ and inputs.stdin is not None,
+    _emit(remaining, output_format, session.catalogue, color, show_fixes, err=apply_ and inputs.stdin is not None,
           stored=_stored(inputs))
     if not changed:
         _nothing_to_fix(remaining, unsafe_fixes)
@@ -481,7 +494,7 @@ def _catalogue(config_file, no_project_code) -> dict:
     """Every rule: the built-in pack and, where the config enables them, the project's rule-folders."""
     try:
         config = _trusted_config([Path(".")], config_file, no_project_code)
-        return load_rules(config.rule_folders)
+        return rule_set(config.rule_folders)
     except (ConfigError, RuleLoadError) as exc:
         raise Failure(str(exc)) from None
 

@@ -114,10 +114,14 @@ class Config:
         it walks, and a tree the user names explicitly (even one inside a
         ``site-packages``) is walked.
         """
-        rel = self.relative(path)
+        rel = None  # resolved only for a pattern with a folder in it: a large tree's walk asks this per file
         for pattern in self.exclude + self.extend_exclude:
-            if fnmatch.fnmatch(path.name, pattern) or ("/" in pattern and _glob_match(rel, pattern)):
+            if fnmatch.fnmatch(path.name, pattern):
                 return True
+            if "/" in pattern:
+                rel = self.relative(path) if rel is None else rel
+                if _glob_match(rel, pattern):
+                    return True
         return False
 
     def options_for(self, rule: type[Rule]) -> dict[str, Any]:

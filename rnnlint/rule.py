@@ -21,7 +21,6 @@ The test suite runs every rule's examples.
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import textwrap
@@ -29,14 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
-import libcst as cst
-
 from rnnlint.diagnostics import Applicability, Severity
-from rnnlint.names import ImportMap
-from rnnlint.static.projectmap import RECURRENT_WORDS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # libcst is imported by what parses (analysis, the rules), not by what only selects rules
+    import libcst as cst
+
     from rnnlint.static.index import ProjectIndex
+
+#: words that make a definition recurrent for the built-in rules: substrings, so that ``LSTMCell``,
+#: ``SimpleRNN``, ``CuDNNGRU`` and ``ConvLSTM2D`` count too
+RECURRENT_WORDS = ("RNN", "LSTM", "GRU")
 
 _LITERAL = re.compile(r"``(.+?)``", re.DOTALL)  # a reST inline literal in a rule's docstring
 
@@ -145,7 +146,11 @@ class NodeEdit:
 
 def replace(node: cst.CSTNode, new: cst.CSTNode | str) -> NodeEdit:
     """Replace ``node`` by ``new`` (a node, rendered with the file's own style, or text)."""
-    text = new if isinstance(new, str) else cst.Module(body=[]).code_for_node(new)
+    if isinstance(new, str):
+        return NodeEdit("replace", node, new)
+    import libcst as cst
+
+    text = cst.Module(body=[]).code_for_node(new)
     return NodeEdit("replace", node, text)
 
 
@@ -205,6 +210,8 @@ class FileContext:
     """
 
     def __init__(self, path: Path, text: str, module: cst.Module, index: "ProjectIndex") -> None:
+        from rnnlint.names import ImportMap
+
         self.path = path
         self.text = text
         self.module = module
@@ -296,11 +303,7 @@ class Rule:
     @classmethod
     def wants(cls, text: str) -> bool:
         """Could this rule report anything in ``text``? (No parse needed.)"""
-        if not cls.triggers:
-            return True
-        return any(
-            (t in text) if isinstance(t, str) else all(part in text for part in t) for t in cls.triggers
-        )
+        return triggered(cls.triggers, text)
 
     # -- documentation -----------------------------------------------------
 
@@ -309,6 +312,8 @@ class Rule:
         """The docstring as users read it (``rnnlint rules``/``explain``, SARIF): reST's
         double-backtick literals become Markdown's single ones, which read as code in a
         terminal and render as code on GitHub."""
+        import inspect
+
         return _LITERAL.sub(r"`\1`", inspect.cleandoc(cls.__doc__ or ""))
 
     @classmethod
@@ -327,6 +332,14 @@ class Rule:
             for name in dir(cls)
             if (name.startswith("visit_") or name.startswith("leave_")) and callable(getattr(cls, name))
         }
+
+
+def triggered(triggers: tuple, text) -> bool:
+    """Does ``text`` pass a rule's ``triggers`` (see :attr:`Rule.triggers`)? ``text`` may also be the set
+    of trigger strings a text holds (the runner looks for each once per file)."""
+    if not triggers:
+        return True
+    return any((t in text) if isinstance(t, str) else all(part in text for part in t) for t in triggers)
 
 
 def dedent(code: str) -> str:

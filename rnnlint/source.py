@@ -23,8 +23,10 @@ import time
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import libcst as cst
+if TYPE_CHECKING:  # imported where a file is parsed: reading, hashing and decoding never need it
+    import libcst as cst
 
 # Larger sources are generated code or data: parsing one takes minutes and gigabytes.
 MAX_SOURCE_BYTES = 2 * 1024 * 1024
@@ -224,6 +226,8 @@ def parse_python(text: str) -> cst.Module:
     except SyntaxError as error:
         if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
             raise
+    import libcst as cst
+
     return cst.parse_module(text)
 
 

@@ -40,18 +40,16 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from libcst import _version as libcst_version
-
 from rnnlint import __version__
 from rnnlint import seal
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
-from rnnlint.static.index import EXISTS
 from rnnlint.static.registry import builtin_pack
 from rnnlint.rule import Rule
 from rnnlint.source import digest_bytes
 
 _FORMAT = 1  # bump when the entry layout changes
+EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
 
 def _sources_digest(folders: list[Path]) -> str:
@@ -62,6 +60,19 @@ def _sources_digest(folders: list[Path]) -> str:
             if file.suffix in (".py", ".json") and file.is_file():
                 h.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def _libcst_version() -> str:
+    """libcst's version, read from its ``_version.py`` without importing libcst (a warm run never parses)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("libcst")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    try:
+        return Path(next(iter(spec.submodule_search_locations)), "_version.py").read_text(encoding="utf-8")
+    except OSError:
+        return ""
 
 
 class ResultCache:
@@ -83,7 +94,7 @@ class ResultCache:
         return {
             "version": __version__,
             "python": list(sys.version_info[:2]),
-            "libcst": getattr(libcst_version, "__version__", ""),  # the parser decides what parses
+            "libcst": _libcst_version(),  # the parser decides what parses
             "sources": _sources_digest(folders),
             "root": str(self.config.root),
             "recurrent-classes": list(self.config.recurrent_classes),

@@ -116,8 +116,8 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
     problems: list[str] = []
     seen: set[Path] = set()
 
-    def add(file: Path) -> None:
-        key = file.resolve()
+    def add(file: Path, key: Path | None = None) -> None:
+        key = key or file.resolve()
         if key not in seen:
             seen.add(key)
             files.append(file)
@@ -144,14 +144,18 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
         def onerror(exc: OSError) -> None:
             problems.append(f"{exc.filename}: cannot read directory: {exc.strerror}")
 
+        top_resolved = path.resolve()
         for dirpath, dirnames, filenames in os.walk(path, onerror=onerror):
             directory = Path(dirpath)
+            # the walk never enters a linked folder: below the top, a folder's real path is the top's real
+            # path and the folder's own (resolving each path anew was most of a large tree's discovery)
+            resolved = top_resolved / os.path.relpath(dirpath, path) if directory != path else top_resolved
             if config.respect_gitignore and directory != path:
-                ignore.load(directory.resolve())
+                ignore.load(resolved)
             kept = []
             for name in sorted(dirnames):
                 sub = directory / name
-                if config.is_excluded(sub) or (config.respect_gitignore and ignore.ignored(sub.resolve(), True)):
+                if config.is_excluded(sub) or (config.respect_gitignore and ignore.ignored(resolved / name, True)):
                     continue
                 kept.append(name)
             dirnames[:] = kept
@@ -160,7 +164,9 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
                     continue
                 file = directory / name
                 try:  # one stat, following links
-                    regular = stat.S_ISREG(os.stat(file).st_mode)
+                    mode = os.lstat(file).st_mode
+                    link = stat.S_ISLNK(mode)
+                    regular = stat.S_ISREG(os.stat(file).st_mode if link else mode)
                 except OSError:  # a dangling link or a loop: nothing to read
                     problems.append(f"{file}: broken symbolic link or symlink loop; skipped")
                     continue
@@ -169,9 +175,10 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
                     continue
                 if config.is_excluded(file):
                     continue
-                if config.respect_gitignore and ignore.ignored(file.resolve(), False):
+                real = file.resolve() if link else resolved / name
+                if config.respect_gitignore and ignore.ignored(real, False):
                     continue
-                add(file)
+                add(file, real)
         problems.extend(p for p in ignore.problems if p not in problems)
     return files, problems
 

@@ -27,12 +27,12 @@ from rnnlint.flow.library import RECURRENT_MODULES
 from rnnlint.flow.resolve import Flow
 from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
+from rnnlint.static.cache import EXISTS
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 _SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
-EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
 #: What another package learns about a file for the index to store: given the parsed file, its imports
 #: and the calls of each of its definitions, facts by definition name (``{"padded_returns": [...]}``), each

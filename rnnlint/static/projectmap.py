@@ -34,6 +34,7 @@ This module imports no libcst.
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -43,9 +44,6 @@ from rnnlint import __version__, seal
 from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.source import SourceError, decode, digest_bytes, read_file_bytes
 
-#: words that make a definition recurrent for the built-in rules: substrings, so that ``LSTMCell``,
-#: ``SimpleRNN``, ``CuDNNGRU`` and ``ConvLSTM2D`` count too
-RECURRENT_WORDS = ("RNN", "LSTM", "GRU")
 # Third-party packages whose names are never project code.
 EXTERNAL_ROOTS = frozenset(
     {"torch", "numpy", "np", "tensorflow", "keras", "lightning", "pytorch_lightning",
@@ -62,6 +60,10 @@ FEEDING_DEPTH = 2
 # a comment with no quote after its ``#`` (one with a quote may be a ``#`` inside a string: kept)
 _COMMENT = re.compile(r"#[^'\"\n]*$")
 _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+# An import statement read from the text around each ``import`` (see imported_modules)
+_FROM_HEAD = re.compile(r"\bfrom\s+([.\w]+)(?:\s|\\\n)*$")
+_NAMES = re.compile(r"\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
+_NAME = re.compile(r"[\w.]+")
 _SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
 
 
@@ -239,6 +241,31 @@ def _imports(body: list[ast.stmt], result: FileMap) -> None:
                 _imports(case.body, result)
 
 
+def imported_modules(text: str) -> set[str]:
+    """The modules ``text`` may import, read with regular expressions (no parse): every module an
+    import statement names, and ``module.name`` for each name a ``from`` import takes (a submodule,
+    perhaps). A superset of what :func:`map_text` finds: comments, strings and prose count too."""
+    found: set[str] = set()
+    at = text.find("import")
+    while at >= 0:
+        end = at + len("import")
+        if (at == 0 or not (text[at - 1].isalnum() or text[at - 1] == "_")) and (end == len(text) or text[end] in " \t\\("):
+            start = text.rfind("\n", 0, at) + 1
+            while start >= 2 and text[start - 2] == "\\":  # the statement began on a continued line
+                start = text.rfind("\n", 0, start - 2) + 1
+            head = _FROM_HEAD.search(text, start, at)
+            names = [n for n in _NAME.findall(_NAMES.match(text, end).group(1)) if n != "as"]
+            if head is not None:
+                base = head.group(1)
+                sep = "" if base.endswith(".") else "."
+                found.add(base)
+                found.update(f"{base}{sep}{name}" for name in names)
+            else:
+                found.update(names)  # ``import a.b as c, d``: ``c`` is no module, and resolves to nothing
+        at = text.find("import", end)
+    return found
+
+
 # -- module resolution: shared with the project index ---------------------------
 
 
@@ -335,6 +362,11 @@ class ProjectMap:
         self._modules: dict[tuple[str, str], str | None] = {}
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
         self._basenames: dict[str, list[str]] | None = None
+        self._heads: frozenset[str] | None = None
+        self._dirs: frozenset[str] | None = None
+        self._scans: dict[str, tuple[set[str], str]] | None = None  # every file's imports and text (see closure)
+        self._verdicts: dict | None = None  # the project's cached relevance (see _document)
+        self._verdicts_file: Path | None = None
 
     # -- maps ----------------------------------------------------------------
 
@@ -352,6 +384,43 @@ class ProjectMap:
     def add(self, path: str, facts: FileMap | None) -> None:
         """A map made elsewhere (by a worker process)."""
         self._maps[path] = facts
+
+    def candidates(self, words: tuple[str, ...]) -> set[str]:
+        """The files that may hold, use or train a recurrent definition for ``words``: those whose map
+        holds a word or that CPython refuses, and every file that imports one, transitively. Relevance
+        is worked out among these; any other file can matter only as a relevant file's helper or
+        configuration, which :meth:`_compute` follows from the relevant file."""
+        importers: dict[str, set[str]] = {}  # file or folder -> the files whose imports reach it
+        names: dict[str, set[str]] = {}  # file reaching a folder -> every name its code writes
+        seeds = []
+        for path in self.files:
+            facts = self.map(path)
+            if facts is None:
+                continue
+            if facts.refuses() or _holds(facts.rest, words, facts) or any(
+                    _holds(text, words, facts) for text in facts.definitions.values()):
+                seeds.append(path)
+            files, dirs = self._reaches(path, set(facts.modules))
+            for target in files | dirs:
+                importers.setdefault(target, set()).add(path)
+            if dirs:
+                names[path] = {part for chain in (*facts.rest, *(w for ws in facts.definitions.values() for w in ws))
+                               for part in chain.split(".")}
+        found = set(seeds)
+        todo = list(found)
+        while todo:
+            path = todo.pop()
+            name = _module_name(path)
+            for user in importers.get(path, ()):
+                if user not in found:
+                    found.add(user)
+                    todo.append(user)
+            for folder in self._packages_above(path):  # ``import pkg`` then ``pkg.sub.Model``: names ``sub``
+                for user in importers.get(folder, ()):
+                    if user not in found and name in names.get(user, ()):
+                        found.add(user)
+                        todo.append(user)
+        return found
 
     def _load(self, path: Path, text: str | None, digest: str | None) -> FileMap | None:
         if text is None or digest is None:
@@ -379,12 +448,62 @@ class ProjectMap:
             return None
         return self.cache_dir / f"map-{__version__}-{_MAP_VERSION}-{seal.code_digest(Path(__file__))}" / f"{digest}.json"
 
+    # -- the project's verdicts, cached by the content of every file -----------------
+
+    def _document(self) -> dict | None:
+        """The relevance this project had when every file held what it holds now (None: not known).
+
+        A warm run of an unchanged tree then reads and hashes the files and
+        nothing else: no map is loaded and nothing is parsed. The document
+        holds the relevant files per set of relevance words and CPython's
+        syntax error of every file that has one (RNN900 for the skipped files).
+        """
+        if self.cache_dir is None:
+            return None
+        if self._verdicts_file is None:
+            h = hashlib.blake2b(digest_size=16)
+            for path in self.files:
+                try:
+                    digest = digest_bytes(read_file_bytes(Path(path)))
+                except SourceError:
+                    digest = "-"
+                h.update(f"{path}\0{digest}\0".encode())
+            folder = f"relevance-{__version__}-{_MAP_VERSION}-{seal.code_digest(Path(__file__))}"
+            self._verdicts_file = self.cache_dir / folder / f"{h.hexdigest()}.json"
+            document = seal.read_json(self._verdicts_file)
+            self._verdicts = document if _valid_verdicts(document) else {"relevant": {}, "errors": None}
+        return self._verdicts
+
+    def known(self, words: tuple[str, ...]) -> bool:
+        """Is the project's relevance for ``words`` cached (no file need be mapped)?"""
+        document = self._document()
+        return document is not None and "\n".join(words) in document["relevant"]
+
+    def error(self, path: str) -> list | None:
+        """CPython's syntax error of a project file, ``[message, line, column]``, or None."""
+        document = self._verdicts
+        if document is not None and document["errors"] is not None and path in self._known and path not in self._maps:
+            return document["errors"].get(path)
+        facts = self.map(path)
+        return facts.error if facts is not None else None
+
+    def _remember(self, words: tuple[str, ...], relevant: set[str]) -> None:
+        document = self._document()
+        if document is None:
+            return
+        document["relevant"]["\n".join(words)] = sorted(relevant)
+        document["errors"] = {path: error for path in self.files if (error := self.error(path)) is not None}
+        seal.write_json(self.cache_dir, self._verdicts_file, document)  # type: ignore[arg-type]
+
     # -- resolution ------------------------------------------------------------
 
     def module(self, importer: str, module: str) -> str | None:
         """The project file ``import <module>`` in ``importer`` loads, if it is one of the project's."""
         key = (os.path.dirname(importer), module)
         if key not in self._modules:
+            if not module.startswith(".") and module.partition(".")[0] not in self._names():
+                self._modules[key] = None  # no file or folder of the project has that name: ``import click``
+                return None
             candidates = module_candidates(importer, module, self._root)
             found = next((c for c in candidates if c in self._known), None)
             if found is None and not module.startswith(".") and "." not in module:
@@ -392,6 +511,17 @@ class ProjectMap:
                 found = alone[0] if len(alone) == 1 else None
             self._modules[key] = found
         return self._modules[key]
+
+    def _names(self) -> frozenset[str]:
+        """The names of the project's files (without ``.py``) and folders: what an absolute import's
+        first name must be to load a project file."""
+        if self._heads is None:
+            heads = set()
+            for path in self.files:
+                heads.update(Path(os.path.relpath(path, self._root)).parts)
+                heads.add(os.path.basename(path)[:-3])
+            self._heads = frozenset(heads)
+        return self._heads
 
     def _by_basename(self) -> dict[str, list[str]]:
         if self._basenames is None:
@@ -457,16 +587,122 @@ class ProjectMap:
                         out.append((found, head))
         return out
 
+    # -- the closure: what a few files' relevance depends on ------------------------
+
+    def closure(self, paths: list[str], limit: int | None = None) -> set[str] | None:
+        """The project files whose maps decide whether ``paths`` can matter, found without a parse.
+
+        A file is recurrent, uses, trains or feeds a recurrent definition only
+        through what it imports (a definition of its own holds a word, or names
+        an imported one); it is fed only by a file that imports it. So the
+        files that import ``paths`` (transitively), with ``paths``, and every
+        file those import (transitively): a pre-commit run on one file of a
+        large project maps that neighbourhood, not the project. Imports are
+        read with :func:`imported_modules` from every file's text. None when
+        it holds more than ``limit`` files (mapping it would cost more than
+        reading ``paths`` with libcst, whose findings the results cache keeps).
+        """
+        if self._scans is None:
+            self._scans = {}
+            for path in self.files:
+                try:
+                    text = decode(read_file_bytes(Path(path)), Path(path))[0]
+                except SourceError:
+                    continue
+                self._scans[path] = (imported_modules(text), text)
+        scans = self._scans
+        # upward: who reaches a file names it or a package above it in an import (a bare ``from . import
+        # x`` names its own package): only such imports are resolved
+        reach = _Reach(self, scans)
+        up = set(paths)
+        todo = list(up)
+        while todo:
+            target = todo.pop()
+            above = self._packages_above(target)
+            names = {os.path.basename(target)[:-3], *map(os.path.basename, above)}
+            for path, (modules, text) in scans.items():
+                if path in up:
+                    continue
+                if not any(not m.strip(".") or not names.isdisjoint(m.replace(".", " ").split()) for m in modules):
+                    continue
+                files, dirs = reach.get(path)
+                if target in files or (not dirs.isdisjoint(above) and _module_name(target) in text):
+                    up.add(path)
+                    todo.append(path)
+            if limit is not None and len(up) > limit:
+                return None
+        return _reach(up, _Imports(reach), limit)
+
+    def _packages_above(self, path: str) -> set[str]:
+        """The folders ``path`` lies in below the project's root (the root is no package a module names)."""
+        found = set()
+        directory = os.path.dirname(path)
+        inside = self._root.rstrip(os.sep) + os.sep
+        while directory.startswith(inside) and directory not in found:
+            found.add(directory)
+            directory = os.path.dirname(directory)
+        return found
+
+    def _reaches(self, importer: str, modules: set[str]) -> tuple[set[str], set[str]]:
+        """The project files and the project folders ``modules`` (imported by ``importer``) reach. A
+        folder: ``import pkg`` lets the code name ``pkg.sub.Model``, any module below it."""
+        dirs = set()
+        folders = self._folders()
+        for module in modules:
+            if not module.startswith(".") and module.partition(".")[0] not in self._names():
+                continue
+            for candidate in module_candidates(importer, module, self._root):
+                if candidate.endswith("__init__.py") and os.path.dirname(candidate) in folders:
+                    dirs.add(os.path.dirname(candidate))
+        return self._resolve_all(importer, modules), dirs
+
+    def _folders(self) -> frozenset[str]:
+        if self._dirs is None:
+            self._dirs = frozenset(d for path in self.files for d in self._packages_above(path))
+        return self._dirs
+
+    def _under(self, folders: set[str]) -> set[str]:
+        """The project files below any of ``folders``."""
+        if not folders:
+            return set()
+        prefixes = tuple(folder.rstrip(os.sep) + os.sep for folder in folders)
+        return {path for path in self.files if path.startswith(prefixes)}
+
+    def _resolve_all(self, importer: str, modules: set[str]) -> set[str]:
+        """The project files any prefix of ``modules`` resolves to from ``importer`` (as :meth:`_target`
+        tries them), with the project's one file of a head's name (the folder on PYTHONPATH)."""
+        found = set()
+        for module in modules:
+            lead = len(module) - len(module.lstrip("."))
+            parts = module[lead:].split(".") if module[lead:] else []
+            for cut in range(0 if lead else 1, len(parts) + 1):
+                hit = self.module(importer, "." * lead + ".".join(parts[:cut]))
+                if hit is not None:
+                    found.add(hit)
+            if not lead and parts:
+                alone = self._by_basename().get(parts[0] + ".py", [])
+                if len(alone) == 1:
+                    found.add(alone[0])
+        return found
+
     # -- relevance ---------------------------------------------------------------
 
-    def relevant(self, words: tuple[str, ...]) -> frozenset[Path]:
-        """The project files that can matter to rules whose relevance words are ``words``."""
+    def relevant(self, words: tuple[str, ...], among: set[str] | None = None) -> frozenset[Path]:
+        """The project files that can matter to rules whose relevance words are ``words``. ``among``:
+        a :meth:`closure`; the answer is then exact for the files it was made for (and only them)."""
+        if among is not None:
+            return frozenset(map(Path, self._compute(words, among)))
         if words not in self._relevant:
-            self._relevant[words] = frozenset(map(Path, self._compute(words)))
+            if self.known(words):
+                found = set(self._verdicts["relevant"]["\n".join(words)])  # type: ignore[index]
+            else:
+                found = self._compute(words, self.candidates(words))
+                self._remember(words, found)
+            self._relevant[words] = frozenset(map(Path, found))
         return self._relevant[words]
 
-    def _compute(self, words: tuple[str, ...]) -> set[str]:
-        maps = {path: self.map(path) for path in self.files}
+    def _compute(self, words: tuple[str, ...], among) -> set[str]:
+        maps = {path: self.map(path) for path in among}
         users: dict[tuple[str, str], list[tuple[str, str]]] = {}  # who is recurrent when a definition is
         recurrent: set[tuple[str, str]] = set()
         relevant: set[str] = set()
@@ -522,6 +758,59 @@ class ProjectMap:
             frontier = following
         relevant.update(path for path, _ in feeding)
         return relevant
+
+
+class _Reach:
+    """What each file's imports reach (:meth:`ProjectMap._reaches`), resolved once, when first asked."""
+
+    def __init__(self, project: ProjectMap, scans: dict[str, tuple[set[str], str]]) -> None:
+        self.project, self.scans, self.known = project, scans, {}
+
+    def get(self, path: str) -> tuple[set[str], set[str]]:
+        if path not in self.known:
+            self.known[path] = self.project._reaches(path, self.scans.get(path, (set(), ""))[0])
+        return self.known[path]
+
+
+class _Imports:
+    """The project files each file's code can reach: what it imports, and the modules below an imported
+    package that its text names (see :meth:`ProjectMap.closure`)."""
+
+    def __init__(self, reach: _Reach) -> None:
+        self.reach, self.known = reach, {}
+
+    def get(self, path: str, default=()):
+        if path not in self.known:
+            files, dirs = self.reach.get(path)
+            text = self.reach.scans.get(path, (set(), ""))[1]
+            self.known[path] = files | {f for f in self.reach.project._under(dirs) if _module_name(f) in text}
+        return self.known[path]
+
+
+def _valid_verdicts(document) -> bool:
+    return (isinstance(document, dict) and isinstance(document.get("relevant"), dict)
+            and all(isinstance(k, str) and _strs(v) for k, v in document["relevant"].items())
+            and (document.get("errors") is None or (isinstance(document["errors"], dict) and all(
+                isinstance(k, str) and _valid_error(v) for k, v in document["errors"].items()))))
+
+
+def _module_name(path: str) -> str:
+    """The last name of the module a file is: ``sub`` for ``pkg/sub.py`` and for ``pkg/sub/__init__.py``."""
+    return os.path.basename(os.path.dirname(path) if path.endswith("__init__.py") else path[:-3])
+
+
+def _reach(start, edges, limit: int | None = None) -> set[str] | None:
+    """``start`` and everything reachable from it along ``edges`` (None: more than ``limit`` files)."""
+    seen = set(start)
+    todo = list(seen)
+    while todo:
+        for other in edges.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+        if limit is not None and len(seen) > limit:
+            return None
+    return seen
 
 
 def _holds(names: list[str], seeds: tuple[str, ...], facts: FileMap) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import inspect
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +30,8 @@ def builtin_pack() -> Path:
 
 @lru_cache(maxsize=None)
 def load_folder(folder: str) -> tuple[type[Rule], ...]:
+    import inspect  # here: ~15 ms to import, and a run that reads no file with libcst loads no rule
+
     path = Path(folder)
     if not path.is_dir():
         raise RuleLoadError(f"rule folder not found: {folder}")

@@ -11,30 +11,36 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rnnlint import seal
-from rnnlint.static.analysis import analyse
 from rnnlint.static.cache import ResultCache
+from rnnlint.static.catalogue import rule_classes, rule_set
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
-from rnnlint.flow import SUMMARISERS
 from rnnlint.static.final import FinalStep
-from rnnlint.static.fixer import FixOutcome, fix_text
-from rnnlint.static.index import ProjectIndex
-from rnnlint.static.projectmap import ProjectMap, syntax_findings
-from rnnlint.static.registry import load_rules
-from rnnlint.rule import Rule
+from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_python
+from rnnlint.rule import Rule, triggered
 from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
+
+if TYPE_CHECKING:  # libcst, the flow model and the rules load when a file reaches them (see Session.index)
+    from rnnlint.static.fixer import FixOutcome
+    from rnnlint.static.index import ProjectIndex
 
 PARALLEL_THRESHOLD = 48  # below this, starting workers costs more than it saves
 # "0": every file the rules' text prefilter passes reaches libcst, as before the project map: what the
 # benchmarks and the relevance test compare against (the findings must be the same)
 RELEVANCE_ENV = "RNNLINT_RELEVANCE"
 # Mapping a file costs CPython's parse, analysing one libcst's and the rules' (20-50 times more): the
-# project map is built when the run checks at least 1 file in MAP_PAYS of the project
+# whole project is mapped when the run checks at least 1 file in MAP_PAYS of it; below that (pre-commit)
+# only the files a checked file's relevance depends on (ProjectMap.closure)
 MAP_PAYS = 20
+# ... unless that neighbourhood holds more than CLOSURE_LIMIT files per checked file (a module every
+# package imports): then the checked files are read with libcst, as without the map, and a warm
+# pre-commit run is served by the results cache
+CLOSURE_LIMIT = 200
 
 
 @dataclass
@@ -48,11 +54,23 @@ class FileOutcome:
     content: bytes | None = None  # the fixed content of data given in memory (stdin), never written
 
 
+def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config: Config, index: "ProjectIndex"):
+    """:func:`rnnlint.static.analysis.analyse`, imported on first use (it imports libcst)."""
+    from rnnlint.static.analysis import analyse as analyse_file
+
+    return analyse_file(path, display, text, rules, config, index)
+
+
 def display_path(path: Path) -> str:
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return path.resolve().relative_to(_real_cwd(os.getcwd())).as_posix()
     except ValueError:
         return str(path)
+
+
+@lru_cache(maxsize=8)
+def _real_cwd(cwd: str) -> Path:
+    return Path(cwd).resolve()
 
 
 def cache_dir(config: Config, enabled: bool) -> Path | None:
@@ -66,10 +84,14 @@ def cache_dir(config: Config, enabled: bool) -> Path | None:
 class Session:
     def __init__(self, config: Config, use_cache: bool = True, rules: dict[str, type[Rule]] | None = None) -> None:
         """``rules``: the rule pack the caller already loaded for ``config`` (the CLI does, to check codes)."""
-        self.rules = rules if rules is not None else load_rules(config.rule_folders)
-        self.config = config.with_rules(self.rules)
-        directory = cache_dir(self.config, use_cache)
-        self.index = ProjectIndex(self.config.root, self.config.recurrent_classes, directory, SUMMARISERS)
+        # what selecting rules and deciding relevance read: the catalogue's entries (see
+        # rnnlint.static.catalogue), or the rule classes when the caller or rule-folders loaded them
+        self.catalogue = rules if rules is not None else rule_set(config.rule_folders)
+        self.config = config.with_rules(self.catalogue)
+        self._rules: dict[str, type[Rule]] | None = None
+        self.cache_dir = directory = cache_dir(self.config, use_cache)
+        self._index: ProjectIndex | None = None
+        self._files: list[Path] | None = None
         # check's findings per file; fix never reads them (it must see the file as it is now)
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple, list[type[Rule]]] = {}
@@ -79,16 +101,53 @@ class Session:
         self.verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}  # (file, relevance words) -> can matter
         self._map: ProjectMap | None = None
         self._scope: frozenset[Path] | None = None
-        if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
-            self.index.scope = lambda: self.scope() if self._map is not None or self._scope is not None else None
+        self._whole = False  # relevance was decided over the whole project (not a closure: see _matters)
+        self._closure: set[str] | None = None
+        self._reals: dict[Path, Path] = {}
+        self._trigger_sets: dict[tuple[str, ...], frozenset[str]] = {}
+        self._readings: dict[tuple, list[type[Rule]]] = {}
+
+    @property
+    def index(self) -> "ProjectIndex":
+        """The project index (libcst, the flow model): built when a file first reaches libcst."""
+        if self._index is None:
+            from rnnlint.flow import SUMMARISERS
+            from rnnlint.static.index import ProjectIndex
+
+            self._index = ProjectIndex(self.config.root, self.config.recurrent_classes, self.cache_dir, SUMMARISERS)
+            self._index._files = self._files
+            if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
+                self._index.scope = lambda: self.scope() if self._whole or self._scope is not None else None
+        return self._index
+
+    def project_files(self) -> list[Path]:
+        """Every Python file of the project (the index's list, walked once)."""
+        if self._files is None:
+            self._files = self._index.all_files() if self._index is not None else sorted(walk_python(self.config.root))
+        return self._files
+
+    def classes(self, rules: list) -> list[type[Rule]]:
+        """The rule classes of ``rules`` (catalogue entries until a file needs them: see
+        :mod:`rnnlint.static.catalogue`)."""
+        return rule_classes(rules, self.config.rule_folders)
+
+    @property
+    def rules(self) -> dict[str, type[Rule]]:
+        """Every rule class by code, imported on first use (the graph stage asks what kind each rule is)."""
+        if self._rules is None:
+            self._rules = dict(zip(self.catalogue, self.classes(list(self.catalogue.values()))))
+        return self._rules
 
     def disable_cache(self) -> None:
         """--no-cache: read and write nothing under the cache directory."""
-        self.index.cache_dir = None
+        self.cache_dir = None
+        if self._index is not None:
+            self._index.cache_dir = None
         self.results = None
 
     def enabled(self, path: Path) -> list[type[Rule]]:
-        rules = self.config.enabled(self.rules, path)
+        # without per-file-ignores every file has the same rules: the path need not be resolved and matched
+        rules = self.config.enabled(self.catalogue, path if self.config.per_file_ignores else None)
         key = tuple(r.code for r in rules)
         return self._enabled.setdefault(key, rules)
 
@@ -97,16 +156,18 @@ class Session:
     def project_map(self) -> ProjectMap:
         """The map of every project file (see :mod:`rnnlint.static.projectmap`), built on first need."""
         if self._map is None:
-            files = {*self.index.all_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
-            self._map = ProjectMap(self.config.root, sorted(files), self.index.cache_dir)
+            files = {*self.project_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
+            self._map = ProjectMap(self.config.root, sorted(files), self.cache_dir)
         return self._map
 
     def scope(self) -> frozenset[Path]:
         """The files that can matter to some enabled rule: all the flow model scans project-wide."""
         if self._scope is None:
-            sets = {self._words(rule) for rule in self.config.enabled(self.rules) if rule.relevant_words is not None}
-            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in sets))
+            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in self._word_sets()))
         return self._scope
+
+    def _word_sets(self) -> set[tuple[str, ...]]:
+        return {self._words(rule) for rule in self.config.enabled(self.catalogue) if rule.relevant_words is not None}
 
     def _words(self, rule: type[Rule]) -> tuple[str, ...]:
         """A rule's relevance words, and the configured recurrent classes' names."""
@@ -121,12 +182,47 @@ class Session:
         words = self._words(rule)
         if any(word in text for word in words):
             return True
-        key = (str(path.resolve()), words)
+        key = (str(self._real(path)), words)
         if key not in self.verdicts:
-            if self._map is None and len(self.checked) * MAP_PAYS < len(self.index.all_files()):
-                return True  # a few files of a large project: reading them costs less than mapping it
-            self.verdicts[key] = path.resolve() in self.project_map().relevant(words)
+            if not self._whole and len(self.checked) * MAP_PAYS < len(self.project_files()):
+                # a few files of a large project (pre-commit): their neighbourhood decides, not the project
+                checked = sorted({str(f.resolve()) for f in self.checked if f.suffix == ".py"})
+                if key[0] not in checked:
+                    return True  # code given on stdin: the map would read the file on disk, not this text
+                project = self.project_map()
+                if self._closure is None:
+                    self._closure = project.closure(checked, CLOSURE_LIMIT * len(checked)) or set()
+                if not self._closure:
+                    return True  # a neighbourhood as large as a project: reading the files costs less
+                found = project.relevant(words, self._closure)
+                for file in checked:
+                    self.verdicts[(file, words)] = Path(file) in found
+            else:
+                self._whole = True  # the flow model's scans keep to the files that matter from now on
+                self.verdicts[key] = self._real(path) in self.project_map().relevant(words)
         return self.verdicts[key]
+
+    def _triggers(self, rules: list) -> frozenset[str]:
+        """Every text trigger of ``rules``: each is looked for once per file, not once per rule."""
+        key = tuple(rule.code for rule in rules)
+        if key not in self._trigger_sets:
+            self._trigger_sets[key] = frozenset(part for rule in rules for t in rule.triggers
+                                                for part in ((t,) if isinstance(t, str) else t))
+        return self._trigger_sets[key]
+
+    def _known_not_to_matter(self, path: Path, text: str, rule) -> bool:
+        """Has the map already said that ``rule`` can report nothing in this file?"""
+        if rule.relevant_words is None or path.suffix != ".py":
+            return False
+        words = self._words(rule)
+        return self.verdicts.get((str(self._real(path)), words)) is False and not any(word in text for word in words)
+
+    def _real(self, path: Path) -> Path:
+        """``path.resolve()``, once per path (a large run asks for each several times)."""
+        real = self._reals.get(path)
+        if real is None:
+            real = self._reals[path] = path.resolve()
+        return real
 
     def reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
         """The rules that read this file with libcst: those its text passes the triggers of (see
@@ -134,22 +230,41 @@ class Session:
         project map's, is all the file needs."""
         if not self.relevance:
             return rules
-        wanted = [rule for rule in rules if rule.code != "RNN900" and rule.wants(text)]
+        key = (path, hash(text), tuple(rule.code for rule in rules))  # decide() asked already, check() asks again
+        if key not in self._readings:
+            self._readings[key] = self._reading(path, text, rules)
+        return self._readings[key]
+
+    def _reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
+        if all(rule.code == "RNN900" or self._known_not_to_matter(path, text, rule) for rule in rules):
+            return []  # decided already (most files of a large run): no trigger need be looked for
+        present = {trigger for trigger in self._triggers(rules) if trigger in text}
+        wanted = [rule for rule in rules if rule.code != "RNN900" and _wants(rule, text, present)]
         kept = [rule for rule in wanted if self._matters(path, text, rule)]
         if not kept:
             return []
         return [rule for rule in rules if rule in kept or rule not in wanted]
 
+    def decided_before(self) -> bool:
+        """Does the cache hold the whole project's relevance as the files are now (nothing to map)?"""
+        return all(self.project_map().known(words) for words in self._word_sets())
+
     def decide(self, files: list[Path], pool=None) -> list[int]:
         """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
         positions of the files libcst need not read. The project map's files are mapped by ``pool``."""
         project = self.project_map()
-        if pool is not None:
+        if pool is not None and not self.decided_before():
             cache = str(project.cache_dir) if project.cache_dir is not None else None
             todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
             for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
                 project.add(path, facts)
         self.scope()
+        self._whole = True
+        for words in self._word_sets():
+            relevant = project.relevant(words)
+            for path in files:
+                if path.suffix == ".py":
+                    self.verdicts[(str(self._real(path)), words)] = self._real(path) in relevant
         skipped = []
         for i, path in enumerate(files):
             if path.suffix != ".py":
@@ -166,8 +281,11 @@ class Session:
         """A file libcst need not read: RNN900 from CPython's parser (the map's), if RNN900 is on."""
         if not any(rule.code == "RNN900" for rule in self.enabled(path)):
             return FileOutcome(display)
-        facts = self._map.map(path.resolve()) if self._map is not None else None
-        return FileOutcome(display, self.final.settle(document, path, syntax_findings(display, document.text, facts)))
+        if self._map is None:
+            return FileOutcome(display, self.final.settle(document, path, syntax_findings(display, document.text)))
+        error = self._map.error(str(self._real(path)))
+        found = [] if error is None else [syntax_error(display, *error)]
+        return FileOutcome(display, self.final.settle(document, path, found))
 
     def _unreadable(self, path: Path, display: str, exc: SourceError) -> FileOutcome:
         """RNN900 for a file that cannot be read or decoded, unless RNN900 is off for it."""
@@ -206,7 +324,7 @@ class Session:
         document, rules = opened
 
         def found() -> list[Diagnostic]:
-            result = analyse(path, display, document.text, rules, self.config, self.index)
+            result = analyse(path, display, document.text, self.classes(rules), self.config, self.index)
             return self.final.settle(document, path, result.diagnostics)
 
         if self.results is None or given:
@@ -220,6 +338,17 @@ class Session:
             diagnostics = found()
         self.results.put(path, document.digest, rules, deps, diagnostics)
         return FileOutcome(display, diagnostics)
+
+    def cached(self, path: Path) -> FileOutcome | None:
+        """``check``'s outcome when no rule reads the file or the results cache holds its findings;
+        None when the file must be analysed (the parallel run hands out only those)."""
+        display = display_path(path)
+        opened = self._open(path, display, None)
+        if isinstance(opened, FileOutcome):
+            return opened
+        document, rules = opened
+        found = self.results.get(path, document.digest, rules, display) if self.results is not None else None
+        return FileOutcome(display, found) if found is not None else None
 
     def fix(self, path: Path, write: bool, unsafe: bool, data: bytes | None = None) -> FileOutcome:
         """Fix ``path``, or ``data`` (read from stdin: never written, see ``content``) as if it were its content."""
@@ -237,7 +366,7 @@ class Session:
         refused = self._refuses(document, outcome.text)
         if refused is not None:
             result.messages.append(f"{display}: not fixed: {refused}")
-            result.diagnostics = self.final.settle(document, path, analyse(path, display, document.text, rules, self.config, self.index).diagnostics)
+            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text, rules))
             result.fixed = []
             return result
         try:
@@ -251,10 +380,13 @@ class Session:
         except (SourceError, OSError) as exc:
             result.messages.append(f"{display}: not written: {exc}")
             # what was "fixed" is still there
-            result.diagnostics = self.final.settle(document, path, analyse(path, display, document.text, rules, self.config, self.index).diagnostics)
+            result.diagnostics = self.final.settle(document, path, self._analyse(path, display, document.text, rules))
             result.fixed = []
         return result
 
+
+    def _analyse(self, path: Path, display: str, text: str, rules: list) -> list[Diagnostic]:
+        return analyse(path, display, text, self.classes(rules), self.config, self.index).diagnostics
 
     def fix_document(self, path: Path, display: str, text: str, unsafe: bool,
                      choose: Callable[[list[Diagnostic]], list[Diagnostic]] | None = None,
@@ -263,10 +395,12 @@ class Session:
         ``verify`` and the tests. Each round fixes what the final step keeps (never a suppressed
         finding); ``choose`` narrows a round's findings (verify applies one fix at a time); ``rules``:
         the rules that read this file (default: every enabled one)."""
+        from rnnlint.static.fixer import fix_text
+
         rules = rules if rules is not None else self.enabled(path)
 
         def run(current: str) -> list[Diagnostic]:
-            found = analyse(path, display, current, rules, self.config, self.index).diagnostics
+            found = self._analyse(path, display, current, rules)
             found = self.final.filter(path, current, found)
             return choose(found) if choose is not None else found
 
@@ -288,6 +422,13 @@ class Session:
         if error is not None:
             return f"the fixed text would not compile ({error}); please report this"
         return None
+
+
+def _wants(rule, text: str, present: frozenset[str] | set[str]) -> bool:
+    """``rule.wants(text)``, from the triggers found in ``text`` unless the rule has its own ``wants``."""
+    if getattr(rule.wants, "__func__", None) is Rule.wants.__func__ or not isinstance(rule, type):
+        return triggered(rule.triggers, present)
+    return rule.wants(text)
 
 
 # -- parallel driver ----------------------------------------------------------
@@ -377,14 +518,24 @@ def run(
     if local.relevance:
         # the project map first, on every core; then the files that cannot matter are the parent's:
         # reading them costs less than handing them out
-        with context.Pool(jobs) as pool:
-            skipped = local.decide(files, pool)
+        if local.decided_before():
+            skipped = local.decide(files)
+        else:
+            with context.Pool(jobs) as pool:
+                skipped = local.decide(files, pool)
         decided = (local.scope(), local.verdicts)
         for i in skipped:
             try:
                 outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
             except Exception as exc:
                 outcomes[i] = _internal_error(files[i], exc)
+        if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
+            for i, path in enumerate(files):
+                if outcomes[i] is None:
+                    try:
+                        outcomes[i] = local.cached(path)
+                    except Exception as exc:
+                        outcomes[i] = _internal_error(path, exc)
     # Largest files first, a few at a time: one huge file handed out last would
     # leave the other cores idle while it is analysed.
     order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))

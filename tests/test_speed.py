@@ -1,0 +1,120 @@
+"""What keeps the static stage fast, as a user would notice it (the figures are in tests/benchmarks/).
+
+* ``rnnlint --help``, ``check`` of a file no rule can report in, and a fully
+  warm run import neither libcst nor the rules: each costs about 0.2 s, more
+  than the rest of such a run. Run in a fresh interpreter, ``sys.modules``
+  inspected after it (as tests/test_no_torch.py does for torch).
+* The rule catalogue (package data) is what the rules say; a stale one fails
+  here with the command that regenerates it.
+* A few files of a project (pre-commit) are decided from their import
+  neighbourhood: the verdicts are those of the whole project's map.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rnnlint.config import load_config
+from rnnlint.static.catalogue import CATALOGUE, generate
+from rnnlint.static.projectmap import ProjectMap, imported_modules, map_text, walk_python
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+HEAVY = ("libcst", "rnnlint._pack_", "rnnlint.flow", "rnnlint.verify")  # the rules load as rnnlint._pack_*
+
+
+def run_wrapped(*args: str, cwd: Path) -> dict:
+    """Run rnnlint in a fresh interpreter; ``heavy``: the modules of HEAVY it imported (``-X importtime``
+    names every module on stderr)."""
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "rnnlint", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=300)
+    imported = [line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    output = result.stdout + "".join(line + "\n" for line in result.stderr.splitlines()
+                                     if not line.startswith("import time:"))
+    return {"status": result.returncode, "output": output, "heavy": sorted(m for m in imported if m.startswith(HEAVY))}
+
+
+CNN = """\
+import torch
+from torch import nn, optim
+
+model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+opt = optim.Adam(model.parameters(), lr=0.1)
+for x, y in []:
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+"""
+
+
+def _project(root: Path) -> Path:
+    """A project with a recurrent model trained in one file and a CNN trained in another."""
+    (root / "pyproject.toml").write_text("[tool.rnnlint]\n")
+    (root / "models").mkdir()
+    (root / "models" / "__init__.py").write_text("from .tagger import Tagger\n")
+    (root / "models" / "tagger.py").write_text((DATA / "lstm_train.py").read_text())
+    (root / "train_rnn.py").write_text("from models import Tagger\n" + (DATA / "lstm_train.py").read_text())
+    (root / "train_cnn.py").write_text(CNN)
+    return root
+
+
+def test_help_and_a_file_that_cannot_matter_never_import_libcst(tmp_path):
+    root = _project(tmp_path)
+    shown = run_wrapped("--help", cwd=root)
+    assert shown["status"] == 0 and "verify" in shown["output"] and "watch" in shown["output"]
+    assert shown["heavy"] == []
+    # the CNN trains with a high learning rate and no clipping, but nothing recurrent is near it
+    checked = run_wrapped("check", "--static", "--no-cache", "train_cnn.py", cwd=root)
+    assert checked["status"] == 0, checked["output"]
+    assert "No findings" in checked["output"]
+    assert checked["heavy"] == [], checked["heavy"]
+
+
+def test_a_fully_warm_run_imports_neither_libcst_nor_the_rules(tmp_path):
+    root = _project(tmp_path)
+    cold = run_wrapped("check", "--static", ".", cwd=root)
+    assert cold["status"] == 1 and "RNN041" in cold["output"], cold["output"]
+    assert any(m.startswith("libcst") for m in cold["heavy"])  # the recurrent files were analysed
+    warm = run_wrapped("check", "--static", ".", cwd=root)
+    assert warm["output"] == cold["output"]  # the same findings, served from the cache
+    assert warm["heavy"] == [], warm["heavy"]
+
+
+def test_a_relevant_file_reached_through_its_import_is_analysed_alone(tmp_path):
+    """Pre-commit passes one file: the map of its neighbourhood finds the model it imports."""
+    root = _project(tmp_path)
+    (root / "fit.py").write_text("from models import Tagger\n" + CNN.replace("nn.Sequential(", "Tagger(2, 3) or ("))
+    checked = run_wrapped("check", "--static", "--no-cache", "--select", "RNN001", "fit.py", cwd=root)
+    assert checked["status"] == 1 and "fit.py:10:5: RNN001" in checked["output"], checked["output"]
+
+
+def test_the_rule_catalogue_is_what_the_rules_say():
+    assert CATALOGUE.read_text(encoding="utf-8") == generate(), (
+        "rnnlint/data/rule_catalogue.json is stale: regenerate it with `python -m rnnlint.static.catalogue`")
+
+
+def test_the_import_scan_finds_every_import_cpython_finds():
+    """The closure reads imports without parsing: it must see all that the parser sees (more is fine)."""
+    for path in [*walk_python(REPO / "rnnlint"), *walk_python(REPO / "fixtures")]:
+        text = path.read_text(encoding="utf-8")
+        missing = set(map_text(text).modules) - imported_modules(text)
+        assert not missing, (path, missing)
+    tricky = "from . import (a,\n   b as c)\nfrom pkg \\\n    import mod\nimport x.y as z, w; import v\n"
+    assert {".a", ".b", "pkg.mod", "x.y", "w", "v"} <= imported_modules(tricky)
+
+
+def test_the_neighbourhood_decides_as_the_whole_project_does():
+    """For every fixture file: relevant among its closure exactly when relevant in the whole checkout."""
+    config = load_config([REPO])
+    files = sorted(str(p) for p in walk_python(REPO))
+    words = ("GRU", "LSTM", "RNN")
+    whole = ProjectMap(REPO, [Path(f) for f in files]).relevant(words)
+    project = ProjectMap(config.root, [Path(f) for f in files])
+    fixtures = [f for f in files if "/fixtures/" in f]
+    assert fixtures
+    for file in fixtures:
+        alone = project.relevant(words, project.closure([file]))
+        assert (Path(file) in alone) == (Path(file) in whole), file
