@@ -305,7 +305,7 @@ class _Commands(click.Group):
         """The command list of ``--help``, the lazy commands' lines from ``lazy_help`` (nothing imported)."""
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(map(len, names))
-        rows = [(name, click.utils.make_default_short_help(self.lazy_help[name], limit)
+        rows = [(name, _short(self.lazy_help[name], limit)
                  if name not in self.commands else self.commands[name].get_short_help_str(limit)) for name in names]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
@@ -556,4 +556,13 @@ def entry() -> None:  # pragma: no cover - exercised through subprocess tests
         click.secho("rnnlint: internal error (a bug in rnnlint; please report it with the traceback above)",
                     err=True, fg="red")
         sys.exit(EXIT_ERROR)
+
+
+def _short(text: str, limit: int) -> str:
+    """A command's one-line help cut to ``limit`` characters at a word, as click shows its own."""
+    first = text.split(". ")[0].rstrip(".") + "."
+    if len(first) <= limit:
+        return first
+    cut = first[: max(limit - 3, 1)].rsplit(" ", 1)[0]
+    return cut + "..."
 

@@ -112,6 +112,11 @@ def digest_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+#: what the results cache records, in place of a content digest, for a file whose existence alone
+#: mattered (a module found by import resolution, see ``ProjectIndex.recording``)
+EXISTS = "exists"
+
+
 def decode(data: bytes, path: Path) -> tuple[str, str]:
     """Decode Python source bytes the way the interpreter would.
 

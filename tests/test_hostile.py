@@ -203,9 +203,9 @@ def test_a_file_deleted_after_it_was_listed(tmp_path, monkeypatch):
 def test_fix_apply_never_overwrites_a_file_edited_during_the_run(tmp_path, monkeypatch):
     shutil.copy(TRAIN, tmp_path / "train.py")
     shutil.copy(TRAIN, tmp_path / "other.py")
-    from rnnlint.static import runner
+    from rnnlint.static import fixer
 
-    real_fix_text = runner.fix_text
+    real_fix_text = fixer.fix_text
 
     def fix_text(text, analyse, unsafe):
         outcome = real_fix_text(text, analyse, unsafe)
@@ -215,7 +215,7 @@ def test_fix_apply_never_overwrites_a_file_edited_during_the_run(tmp_path, monke
                 handle.write("# user edit\n")
         return outcome
 
-    monkeypatch.setattr(runner, "fix_text", fix_text)
+    monkeypatch.setattr(fixer, "fix_text", fix_text)  # read by the runner when a fix starts
     result = rnnlint("fix", "--static", "--no-cache", "--apply", "train.py", cwd=tmp_path)
     assert result.returncode == 1  # the findings of train.py remain: it was not fixed
     assert "train.py: not written: file changed on disk since it was read; not overwritten" in result.stderr

@@ -46,10 +46,9 @@ from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.static.registry import builtin_pack
 from rnnlint.rule import Rule
-from rnnlint.source import digest_bytes
+from rnnlint.source import EXISTS, digest_bytes
 
 _FORMAT = 1  # bump when the entry layout changes
-EXISTS = "exists"  # recorded for a module file found by import resolution (see ProjectIndex.recording)
 
 
 def _sources_digest(folders: list[Path]) -> str:

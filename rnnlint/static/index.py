@@ -27,9 +27,8 @@ from rnnlint.flow.library import RECURRENT_MODULES
 from rnnlint.flow.resolve import Flow
 from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
-from rnnlint.static.cache import EXISTS
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
-from rnnlint.source import SourceError, decode, digest_bytes, parse_python, read_file_bytes
+from rnnlint.source import EXISTS, SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 _SUMMARY_VERSION = 5
 _MAX_DEPTH = 8
