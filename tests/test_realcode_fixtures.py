@@ -30,11 +30,7 @@ REALCODE = REPO / "fixtures" / "realcode"
 EXPECTED = tomllib.loads((REALCODE / "EXPECTED.toml").read_text("utf-8"))["projects"]
 
 # project -> what the flow model must follow before the project passes (absent: passes today)
-NOT_YET = {
-    "dynamic_import": "the flow model follows importlib.import_module(f'archs.{args.arch}') and getattr(module, "
-    "DECODERS[arch]) to CaptionDecoder, but the project map's relevance filter (static/projectmap.py) sees no "
-    "recurrence in archs/recurrent.py (getattr(nn, cell.upper())) and no import edge to it, so train.py is skipped",
-}
+NOT_YET: dict[str, str] = {}  # projects the engine cannot follow yet: name -> why
 
 
 def projects() -> list[str]:

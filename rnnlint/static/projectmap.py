@@ -53,7 +53,7 @@ EXTERNAL_ROOTS = frozenset(
 NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                            "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                            "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_MAP_VERSION = 2
+_MAP_VERSION = 3
 #: how far values are followed from the code that uses a recurrent model into the helpers it calls (a
 #: training helper handed the model, the step function it calls): further, a library's every utility
 FEEDING_DEPTH = 2
@@ -64,6 +64,11 @@ _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _FROM_HEAD = re.compile(r"\bfrom\s+([.\w]+)(?:\s|\\\n)*$")
 _NAMES = re.compile(r"\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
 _NAME = re.compile(r"[\w.]+")
+#: ``getattr(nn, cell)(...)``: a torch layer picked by name may be any of them, the recurrent ones too
+_LAYER_BY_NAME = re.compile(r"getattr\(\s*(?:torch\.)?nn\s*,")
+_ANY_RECURRENT_LAYER = ["torch.nn.GRU", "torch.nn.LSTM", "torch.nn.RNN"]
+#: ``importlib.import_module("archs." + name)`` / ``(f"archs.{name}")``: the constant head is the package
+_IMPORT_BY_NAME = re.compile(r"import_module\(\s*f?[\"']([A-Za-z_][\w.]*)")
 _SKIP_DIRS = frozenset({"site-packages", "node_modules", "__pycache__", "build", "dist", "venv", "env"})
 
 
@@ -78,6 +83,7 @@ class FileMap:
     rest: list[str] = field(default_factory=list)  # the names and words outside every definition
     classes: list[str] = field(default_factory=list)  # the definitions that are classes
     error: list | None = None  # [message, line, column] when CPython refuses the file
+    by_name: list[str] = field(default_factory=list)  # packages imported by name (``import_module(f"pkg.{x}")``)
 
     def to_json(self) -> dict:
         return vars(self)
@@ -86,7 +92,7 @@ class FileMap:
     def from_json(cls, data) -> "FileMap":
         """The inverse of :meth:`to_json`; ValueError for a document of the wrong shape or types."""
         if not (isinstance(data, dict) and set(data) == set(cls.__dataclass_fields__)
-                and _str_map(data["imports"]) and all(_strs(data[k]) for k in ("stars", "modules", "rest", "classes"))
+                and _str_map(data["imports"]) and all(_strs(data[k]) for k in ("stars", "modules", "rest", "classes", "by_name"))
                 and isinstance(data["definitions"], dict)
                 and all(isinstance(k, str) and _strs(v) for k, v in data["definitions"].items())
                 and (data["error"] is None or _valid_error(data["error"]))):
@@ -161,6 +167,8 @@ def map_text(text: str) -> FileMap:
     def define(name: str, node: ast.stmt) -> None:
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
         words = chains(first, node.end_lineno or node.lineno)
+        if _LAYER_BY_NAME.search("".join(lines[first - 1:node.end_lineno or node.lineno])):
+            words = words + _ANY_RECURRENT_LAYER
         result.definitions[name] = sorted(set(result.definitions.get(name, [])) | set(words))
 
     def top(body: list[ast.stmt]) -> None:
@@ -188,6 +196,8 @@ def map_text(text: str) -> FileMap:
 
     top(tree.body)
     _imports(tree.body, result)
+    result.by_name = _imported_by_name(text)
+    result.modules.extend(result.by_name)
     rest = "".join(line for number, line in enumerate(lines, 1) if not covered[number])
     result.rest = sorted(set(_CHAIN.findall(rest)))
     return result
@@ -241,6 +251,12 @@ def _imports(body: list[ast.stmt], result: FileMap) -> None:
                 _imports(case.body, result)
 
 
+def _imported_by_name(text: str) -> list[str]:
+    """The packages ``import_module`` calls name by a constant head: ``f"archs.{arch}"`` imports a module
+    of ``archs`` (which one is decided at run time: the package stands for them all)."""
+    return [match.group(1).rstrip(".") for match in _IMPORT_BY_NAME.finditer(text)]
+
+
 def imported_modules(text: str) -> set[str]:
     """The modules ``text`` may import, read with regular expressions (no parse): every module an
     import statement names, and ``module.name`` for each name a ``from`` import takes (a submodule,
@@ -263,6 +279,7 @@ def imported_modules(text: str) -> set[str]:
             else:
                 found.update(names)  # ``import a.b as c, d``: ``c`` is no module, and resolves to nothing
         at = text.find("import", end)
+    found.update(_imported_by_name(text))
     return found
 
 
@@ -572,7 +589,9 @@ class ProjectMap:
         out = []
         for word in words:
             head, _, rest = word.partition(".")
-            if head in facts.definitions:
+            if facts.by_name and word.rsplit(".", 1)[-1] == "import_module":
+                out.extend(self._by_name(path, facts))  # whatever it picks, it may be any of them
+            elif head in facts.definitions:
                 out.append((path, head))
             elif head in facts.imports:
                 target = facts.imports[head]
@@ -585,6 +604,19 @@ class ProjectMap:
                     other = self.map(found) if found is not None else None
                     if other is not None and (head in other.definitions or head in other.imports):
                         out.append((found, head))
+        return out
+
+    def _by_name(self, path: str, facts: FileMap) -> list[tuple[str, str]]:
+        """Every definition of the modules that ``path`` imports by a name made at run time."""
+        out = []
+        for package in facts.by_name:
+            found = self.module(path, package)
+            if found is None:
+                continue
+            folder = os.path.dirname(found) if os.path.basename(found) == "__init__.py" else None
+            for other in sorted(self._under({folder})) if folder else [found]:
+                other_map = self.map(other)
+                out.extend((other, name) for name in (other_map.definitions if other_map else ()))
         return out
 
     # -- the closure: what a few files' relevance depends on ------------------------
