@@ -1017,6 +1017,13 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         (f"{c.name.value}.{name}", m) for c in module.body if isinstance(c, cst.ClassDef)
         for name, m in methods(c).items() if any(dotted(d.decorator) == "staticmethod" for d in m.decorators)
     ]
+    # ``make_batch = Helpers.make_batch``: the alias returns what the method does, for the callers below too
+    qualified = {id(stmt): name for name, stmt in function_defs}
+    aliases: dict[str, list[str]] = {}
+    for alias, stmt in module_functions(module).items():
+        source = qualified.get(id(stmt))
+        if source is not None and source != alias:
+            aliases.setdefault(source, []).append(alias)
     for name, stmt in function_defs + function_defs:  # twice: helpers defined below their callers
         if may_pad(name) and not functions.get(name):
             params = param_names(stmt, kwonly=False)
@@ -1026,15 +1033,10 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
             passes = _passes(result.returns, params)
             if passes:
                 functions[name]["passes"] = passes
-            if functions[name]:
-                out[name] = dict(functions[name])
-    # ``make_batch = Helpers.make_batch``: the alias returns what the method does
-    qualified = {id(stmt): name for name, stmt in function_defs}
-    for alias, stmt in module_functions(module).items():
-        source = qualified.get(id(stmt))
-        if source is not None and source != alias and functions.get(source):
-            functions[alias] = functions[source]
-            out[alias] = dict(functions[source])
+            for known in (name, *aliases.get(name, ())):
+                functions[known] = functions[name]
+                if functions[name]:
+                    out[known] = dict(functions[name])
     resolver = _SummaryResolver(imports, functions)
     for stmt in module.body:
         if not isinstance(stmt, cst.ClassDef):

@@ -577,15 +577,16 @@ class Flow:
         return [Value(CONST, text, expr, site.file.path) for text in texts]
 
     def _function(self, written: str, facts: FileFacts) -> tuple[cst.FunctionDef | None, FileFacts | None]:
-        if "." not in written and written in facts.functions:
-            return facts.functions[written], facts
+        local = facts.function_named(written)
+        if local is not None:
+            return local, facts
         hit = self.index.lookup(facts.path, written)
         if hit is None:
             return None, None
         other = self.file(hit[0])
         if other is None:
             return None, None
-        return other.functions.get(hit[1]), other
+        return other.function_named(hit[1]), other
 
     def _loaded(self, call: cst.Call, site: Site, yaml_file: bool) -> list[Value]:
         """``json.load(open("config.json"))``: the repository's file, read as data (never executed)."""

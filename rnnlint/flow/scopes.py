@@ -90,6 +90,20 @@ class FileFacts:
     def assigned(self, scope: Scope, name: str) -> list[cst.BaseExpression]:
         return self.assigns.get(scope, {}).get(name, [])
 
+    def function_named(self, name: str) -> cst.FunctionDef | None:
+        """The function ``name`` calls at module level: a top-level function, ``Helpers.train``
+        (a method of a top-level class), or ``train`` bound to one (``train = Helpers.train``)."""
+        if name in self.functions:
+            return self.functions[name]
+        written = [name] if "." in name else [dotted(v) or "" for v in self.assigned(self.module, name)]
+        for text in written:
+            owner, _, method = text.partition(".")
+            if owner in self.classes and method and "." not in method:
+                found = self.methods.get(self.classes[owner], {}).get(method)
+                if found is not None:
+                    return found
+        return None
+
 
 def collect(path: Path, module: cst.Module, imports: ImportMap | None = None) -> FileFacts:
     facts = FileFacts(path, module, imports or ImportMap(module))

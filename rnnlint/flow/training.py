@@ -578,12 +578,7 @@ class _Collector:
         facts = flow.file(hit[0])
         if facts is None:
             return False
-        function = facts.functions.get(hit[1])
-        if function is None:  # ``bound = Helpers.bound``: an alias of a static method
-            for value in facts.assigned(facts.module, hit[1]):
-                owner, _, method = (dotted(value) or "").partition(".")
-                if owner in facts.classes and method:
-                    function = facts.methods.get(facts.classes[owner], {}).get(method)
+        function = facts.function_named(hit[1])  # ``bound = Helpers.bound``: a static method too
         return function is not None and changes_gradients(flow, facts, function)
 
     def _local_helper(self, name: str, scope: "Scope | None" = None) -> bool:

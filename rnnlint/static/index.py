@@ -30,7 +30,7 @@ from rnnlint.nodes import Visitor
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import EXISTS, SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
-_SUMMARY_VERSION = 5
+_SUMMARY_VERSION = 6
 _MAX_DEPTH = 8
 
 #: What another package learns about a file for the index to store: given the parsed file, its imports

@@ -775,13 +775,15 @@ class ProjectMap:
             used = self._edges(path, facts.rest, facts)  # what the module's own statements use
             if path in relevant or own or any(hit in recurrent for hit in used):
                 relevant.add(path)
-                feeding.update(used, (node for node in own if node[1] not in facts.classes))
+                feeding.update(used, (node for node in own if node[1] not in facts.classes
+                                       or not _is_model_class(facts.definitions[node[1]])))
         frontier = list(feeding)
         for _ in range(FEEDING_DEPTH):
             following = []
             for path, name in frontier:
                 facts = maps.get(path) or self.map(path)
-                if facts is None or name not in facts.definitions or (name in facts.classes and (path, name) in recurrent):
+                if facts is None or name not in facts.definitions or (
+                        name in facts.classes and (path, name) in recurrent and _is_model_class(facts.definitions[name])):
                     continue
                 for target in self._edges(path, facts.definitions[name], facts):
                     if target not in feeding:
@@ -843,6 +845,13 @@ def _reach(start, edges, limit: int | None = None) -> set[str] | None:
         if limit is not None and len(seen) > limit:
             return None
     return seen
+
+
+def _is_model_class(words: list[str]) -> bool:
+    """A class that names a module or model base (``nn.Module``, ``LightningModule``, ``keras.Model``): its
+    methods see tensors, not models. Any other class (a trainer, a holder of static methods) hands values
+    on like a function does."""
+    return any(word.endswith(("Module", "Model")) for word in words)
 
 
 def _holds(names: list[str], seeds: tuple[str, ...], facts: FileMap) -> bool:
