@@ -169,31 +169,21 @@ HighLearningRate.VALID = [
         optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
     """),
 ]
+_CHOSEN = _MODEL + """
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--optim", default="Adam")
+    opt = parser.parse_args()
+    model = Tagger()
+    if opt.optim.lower() in ("adam", "adamw"):
+        optimizer = torch.optim.Adam(model.parameters(), lr={lr})
+    else:
+        optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
+    """
 HighLearningRate.INVALID = [
     # the twin: Adam is the default choice, so the default lr reaches it
-    Invalid(_MODEL + """
-    import argparse
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--lr", type=float, default=1.0)
-    parser.add_argument("--optim", default="Adam")
-    opt = parser.parse_args()
-    model = Tagger()
-    if opt.optim.lower() in ("adam", "adamw"):
-        optimizer = torch.optim.Adam(model.parameters(), lr=opt.lr)
-    else:
-        optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
-    """, lines=[17], fixed=_MODEL + """
-    import argparse
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--lr", type=float, default=1.0)
-    parser.add_argument("--optim", default="Adam")
-    opt = parser.parse_args()
-    model = Tagger()
-    if opt.optim.lower() in ("adam", "adamw"):
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    else:
-        optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
-    """),
+    Invalid(_CHOSEN.format(lr="opt.lr"), lines=[17], fixed=_CHOSEN.format(lr="0.001")),
     Invalid(_MODEL + """
     model = Tagger()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
