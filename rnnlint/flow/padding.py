@@ -730,17 +730,22 @@ def methods(cls: cst.ClassDef) -> dict[str, cst.FunctionDef]:
 def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dict[str, Value]:
     """``self.<name>`` -> what is assigned to it anywhere in the class (torch modules, project models)."""
     found: dict[str, Value] = {}
+    handed: list[cst.Assign] = []  # ``self.encoder = encoder``: asked of the flow model if it is called
+    called: set[str] = set()
 
     class Finder(Visitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            written = dotted(node.func)
+            if written is not None:
+                called.add(written)
+
         def visit_Assign(self, node: cst.Assign) -> None:
             value = node.value
             while (isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute)
                    and value.func.attr.value in KEEP_METHODS and isinstance(value.func.value, cst.Call)):
                 value = value.func.value
             if isinstance(value, cst.Name):  # a part handed to the constructor
-                result = resolver.injected(value)
-                if result is not None:
-                    keep(node, result)
+                handed.append(node)
                 return
             if not isinstance(value, cst.Call):
                 return
@@ -767,6 +772,11 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
                 found[attr] = result
 
     Finder().walk(cls)
+    for node in handed:  # only parts the class calls: a size or a rate handed in is no module
+        if any(dotted(t.target) in called for t in node.targets):
+            result = resolver.injected(node.value)
+            if result is not None:
+                keep(node, result)
     return found
 
 

@@ -76,12 +76,19 @@ class Flow:
     # -- files -------------------------------------------------------------
 
     def add(self, path: Path, module: cst.Module, imports=None) -> FileFacts:
-        """Register the file being analysed (already parsed): its facts replace any older ones."""
-        facts = collect(path.resolve(), module, imports)
-        self._files[path.resolve()] = facts
-        self.generation += 1
-        self._memo.clear()
-        self.scratch.clear()
+        """Register the file being analysed (already parsed): its facts replace any older ones.
+
+        The answers kept so far hold nodes and conclusions of the files they read: they go when this
+        file replaces facts the model had (or had failed to read), and stay when no answer could have
+        read it yet (the model reads a file the first time a question leads there)."""
+        path = path.resolve()
+        replaced = path in self._files
+        facts = collect(path, module, imports)
+        self._files[path] = facts
+        if replaced:
+            self.generation += 1
+            self._memo.clear()
+            self.scratch.clear()
         return facts
 
     def forget(self, path: Path) -> None:
