@@ -106,6 +106,9 @@ class Session:
         self._reals: dict[Path, Path] = {}
         self._trigger_sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._readings: dict[tuple, list[type[Rule]]] = {}
+        self._present_key: tuple | None = None  # (path, hash of text) whose relevance words _present holds
+        self._present: frozenset[str] = frozenset()
+        self._rule_words: dict[str, tuple[str, ...]] = {}
 
     @property
     def index(self) -> "ProjectIndex":
@@ -170,9 +173,12 @@ class Session:
         return {self._words(rule) for rule in self.config.enabled(self.catalogue) if rule.relevant_words is not None}
 
     def _words(self, rule: type[Rule]) -> tuple[str, ...]:
-        """A rule's relevance words, and the configured recurrent classes' names."""
-        extra = (name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
-        return tuple(sorted({*(rule.relevant_words or ()), *extra}))
+        """A rule's relevance words, and the configured recurrent classes' names (once per rule)."""
+        found = self._rule_words.get(rule.code)
+        if found is None:
+            extra = (name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
+            found = self._rule_words[rule.code] = tuple(sorted({*(rule.relevant_words or ()), *extra}))
+        return found
 
     def _matters(self, path: Path, text: str, rule: type[Rule]) -> bool:
         """Can ``rule`` report anything in this file? Its text decides when it holds one of the rule's
@@ -215,7 +221,15 @@ class Session:
         if rule.relevant_words is None or path.suffix != ".py":
             return False
         words = self._words(rule)
-        return self.verdicts.get((str(self._real(path)), words)) is False and not any(word in text for word in words)
+        return self.verdicts.get((str(self._real(path)), words)) is False and not self._holds(path, text, words)
+
+    def _holds(self, path: Path, text: str, words: tuple[str, ...]) -> bool:
+        """Does ``text`` hold one of ``words``? Every rule's words are looked for once per file."""
+        key = (path, hash(text))
+        if self._present_key != key:
+            every = {word for rule in self.catalogue.values() if rule.relevant_words for word in self._words(rule)}
+            self._present_key, self._present = key, frozenset(word for word in every if word in text)
+        return not self._present.isdisjoint(words)
 
     def _real(self, path: Path) -> Path:
         """``path.resolve()``, once per path (a large run asks for each several times)."""
