@@ -25,6 +25,9 @@ is recorded for the results cache.
   sorts them, and whether the order comes back (RNN012).
 * :mod:`rnnlint.flow.keras` — Keras optimizers, ``apply_gradients`` and
   ``compile()``, each update linked to the optimizers it may use (RNN060).
+* :mod:`rnnlint.flow.losses` — which loss scores which padded targets, and with which pad (RNN013).
+* :mod:`rnnlint.flow.state` — recurrent state a training loop carries into the next
+  iteration's graph, and what cuts it (RNN030).
 * :mod:`rnnlint.flow.torchtext` — what ``batch.<field>`` of a legacy torchtext
   iterator is: padded, with lengths, on the iterator's device (RNN010, RNN011).
 
