@@ -6,10 +6,6 @@ import tempfile
 
 
 def pytest_configure(config) -> None:
-    # `-n auto` hands tests out one by one; tests that read one shared expensive run (a module-scoped
-    # fixture, their tests marked `xdist_group`) must stay on one worker, or each worker repeats the run.
-    if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"
     # Hypothesis keeps its example database and caches in ./.hypothesis unless told otherwise.
     try:
         from hypothesis.configuration import set_hypothesis_home_dir

@@ -26,7 +26,6 @@ GIT_ENV = {
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xdist_group("pre-commit"),  # one worker: pre-commit builds its environment once (tests/conftest.py)
     pytest.mark.skipif(shutil.which("git") is None, reason="needs git"),
 ]
 

@@ -442,7 +442,6 @@ def contained(tmp_path_factory):
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="looks for processes in /proc")
-one_worker = pytest.mark.xdist_group("verify-contained")  # the shared trial runs once (tests/conftest.py)
 
 
 @pytest.mark.slow
@@ -466,7 +465,6 @@ def test_writes_into_the_project_are_refused_and_reported(tmp_path):
 
 @pytest.mark.slow
 @needs_proc
-@one_worker
 def test_processes_a_script_leaves_behind_are_stopped(contained):
     result = contained.result
     assert result.returncode == 0, result.stdout + result.stderr
@@ -476,7 +474,6 @@ def test_processes_a_script_leaves_behind_are_stopped(contained):
 
 @pytest.mark.slow
 @needs_proc
-@one_worker
 def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run(contained):
     """dir_fd from $PWD and from a path, sqlite3, SIGKILL/SIGSTOP to rnnlint, a setsid daemon: all contained."""
     result = contained.result  # verify() asserted that the project (victim.txt too) is unchanged
@@ -488,7 +485,6 @@ def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run
 
 @pytest.mark.slow
 @needs_proc
-@one_worker
 def test_the_network_is_refused_unless_allowed(contained, tmp_path):
     """A trial opens no connection unless the user passes --allow-network (a local listener checks)."""
     assert contained.accepted() == 0
@@ -600,7 +596,6 @@ def clipped_and_timed(tmp_path_factory):
 
 
 @pytest.mark.slow  # trial runs: the script trains in child processes
-@pytest.mark.xdist_group("verify-timed")  # the shared trial runs once (tests/conftest.py)
 def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(clipped_and_timed):
     """The norm the script itself measures before its clips is the norm verify reports: not sqrt(a² + b²)."""
     result, report, log = clipped_and_timed
@@ -618,7 +613,6 @@ def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(clipped_and
 
 
 @pytest.mark.slow  # trial runs: the script trains in child processes
-@pytest.mark.xdist_group("verify-timed")
 def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(clipped_and_timed):
     """The first run to start is slow for its first steps (cold caches); the second is not. Same rate."""
     result, report, _ = clipped_and_timed
