@@ -516,7 +516,7 @@ def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
     root = tmp_path / "project"
     shutil.copytree(FIXTURES / "word_lm_manual_sgd", root)
     out = tmp_path / "report.json"
-    result = verify(root, "project/train.py", "--steps", "12", "--seeds", "2", "--jobs", "2", "-q", "--json", str(out),
+    result = verify(root, "project/train.py", "--steps", "8", "--seeds", "2", "--jobs", "2", "-q", "--json", str(out),
                     "--", "--optimizer", "adam", "--lr", "0.03", "--words", "2000", timeout=300)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     report = json.loads(out.read_text())
@@ -706,7 +706,7 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
         time.sleep(0.15)
     """)
     master, slave = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "12"],
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "6"],
                             cwd=tmp_path, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     terminal = b""
@@ -722,6 +722,6 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
     os.close(master)
     shown = terminal.decode(errors="replace")
     assert proc.returncode == 0, stdout + shown
-    assert "run 1/2: before seed 0 step " in shown and "/12  [0:" in shown  # run i/n, step k/N, elapsed
+    assert "run 1/2: before seed 0 step " in shown and "/6  [0:" in shown  # run i/n, step k/N, elapsed
     assert "run 2/2: after seed 0 step " in shown
     assert "run 1/2" not in stdout and "\r" not in stdout  # the table's stream carries no progress
