@@ -27,8 +27,10 @@ other three move lines, so findings are compared as counts per rule code per
 file. Mutations that change meaning (dropping a clip, swapping backward and
 step) are not in this list: they belong to the rules' own examples.
 
-This bounded run is part of the default test run; ``tests/benchmarks/fuzz_long.py
---programs N`` is the longer run on demand, with the same machinery.
+This bounded run is part of the default test run (two mutations per project, 8
+hypothesis examples per generator, 20 composed programs); the long run,
+``python tests/benchmarks/fuzz_long.py --programs N``, applies every mutation to
+every fixture project and then runs N random programs, with the same machinery.
 """
 
 from __future__ import annotations
@@ -722,31 +724,51 @@ def _report(failures: list[str]) -> str:
 PROJECTS = fixture_projects()
 
 
-@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.relative_to(FIXTURES).as_posix())
-def test_mutated_fixtures_keep_their_findings_and_fix_cleanly(project, tmp_path):
-    """Every mutation is checked against the original's findings; one of them (a different one
-    for each project, so that all are covered) also goes through the fix invariants."""
-    original = check_project(copy_project(project, tmp_path / "original"), fix=False)
-    assert not original.failures, _report(original.failures)
-    rng = random.Random(project.name)
-    with_fix = PROJECTS.index(project) % len(MUTATIONS)
-    problems = []
-    for number, mutation in enumerate(MUTATIONS):
-        root = copy_project(project, tmp_path / mutation.name)
+# CI applies this many of the five mutations to each project, a different pair for each project so that
+# every mutation runs on several; ``tests/benchmarks/fuzz_long.py`` applies all five to every project.
+MUTATIONS_PER_PROJECT = 2
+
+
+def rotated(items: tuple, start: int) -> list:
+    return [items[(start + k) % len(items)] for k in range(len(items))]
+
+
+def mutate_and_check(project: Path, work: Path, mutations: list, rng: random.Random,
+                     limit: int | None = None) -> list[str]:
+    """The project's own findings, then each of ``mutations`` that applies (at most ``limit``) checked
+    against them; the first one applied also goes through the fix invariants."""
+    original = check_project(copy_project(project, work / "original"), fix=False)
+    if original.failures:
+        return [f"unmutated: {f}" for f in original.failures]
+    problems, applied = [], 0
+    for mutation in mutations:
+        if applied == limit:
+            break
+        root = copy_project(project, work / mutation.name)
         if not mutate_project(root, mutation, rng):
-            with_fix += with_fix == number  # pass the fix run on to the next mutation
-            continue
-        mutated = check_project(root, fix=number == with_fix)
+            continue  # does not apply here: the next one takes its place
+        mutated = check_project(root, fix=applied == 0)
+        applied += 1
         problems += [f"{mutation.name}: {f}" for f in mutated.failures]
         if mutation.preserves:
             problems += compare_findings(original, mutated, mutation)
+    return problems
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.relative_to(FIXTURES).as_posix())
+def test_mutated_fixtures_keep_their_findings_and_fix_cleanly(project, tmp_path):
+    """Two mutations per project, rotating through the five so that each runs on several projects (and each
+    goes through the fix invariants on some); the long run, ``python tests/benchmarks/fuzz_long.py``, applies
+    every mutation to every project before its random programs."""
+    mutations = rotated(MUTATIONS, PROJECTS.index(project))
+    problems = mutate_and_check(project, tmp_path, mutations, random.Random(project.name), MUTATIONS_PER_PROJECT)
     assert not problems, _report(problems)
 
 
 def test_composed_training_scripts(tmp_path):
     rng = random.Random(20240601)
     failures = []
-    for i in range(40):
+    for i in range(20):  # the long run composes many more
         program, newline = compose_program(rng)
         result = check_text(tmp_path / f"p{i % 4}", program, newline=newline, encoding=pick_encoding(rng))
         failures += [f"program {i}:\n{program}\n-> {f}" for f in result.failures]
@@ -756,7 +778,7 @@ def test_composed_training_scripts(tmp_path):
 from hypothesis import HealthCheck, assume, given, settings, strategies as st  # noqa: E402
 
 FUZZ_SETTINGS = settings(
-    max_examples=int(os.environ.get("RNNLINT_FUZZ_EXAMPLES", "15")),
+    max_examples=int(os.environ.get("RNNLINT_FUZZ_EXAMPLES", "8")),
     deadline=None,
     derandomize=True,
     database=None,

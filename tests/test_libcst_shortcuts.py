@@ -64,7 +64,7 @@ def test_walk_matches_libcst(source, monkeypatch):
 
 @pytest.mark.slow
 @needs_hypothesmith
-@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=20, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(source=generated_python("from_node"))
 def test_walk_matches_libcst_on_generated_programs(source):
     """Programs built from libcst's own node types: every kind of node, in odd combinations."""

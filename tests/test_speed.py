@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rnnlint.config import load_config
 from rnnlint.static.catalogue import CATALOGUE, generate
 from rnnlint.static.projectmap import ProjectMap, imported_modules, map_text, walk_python
@@ -106,6 +108,7 @@ def test_the_import_scan_finds_every_import_cpython_finds():
     assert {".a", ".b", "pkg.mod", "x.y", "w", "v"} <= imported_modules(tricky)
 
 
+@pytest.mark.slow  # the relevance map of the whole checkout, then every fixture file's closure
 def test_the_neighbourhood_decides_as_the_whole_project_does():
     """For every fixture file: relevant among its closure exactly when relevant in the whole checkout."""
     config = load_config([REPO])

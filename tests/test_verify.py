@@ -12,7 +12,9 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -128,9 +130,9 @@ def _has_matplotlib() -> bool:
 def test_inconclusive_when_the_fix_changes_nothing(tmp_path):
     root = project(tmp_path, "stable_lstm")
     out = tmp_path / "report.json"
-    result = verify(root, "project/train.py", "--steps", "40", "--json", str(out))
+    result = verify(root, "project/train.py", "--steps", "12", "--json", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "verdict: inconclusive: the two runs are identical over 40 steps" in result.stdout
+    assert "verdict: inconclusive: the two runs are identical over 12 steps" in result.stdout
     report = json.loads(out.read_text())
     assert report["before"]["losses"] == report["after"]["losses"]
     assert report["before"]["max_grad_norm"] < 1.0  # why: the clip at max_norm=1.0 never engages
@@ -321,39 +323,6 @@ TRAIN_STEPS = """
 
 
 @pytest.mark.slow
-def test_writes_into_the_project_are_refused_and_reported(tmp_path):
-    # data/ is linked into the copy, so without the guard this write would land in the user's data
-    script = write_script(tmp_path, """
-    try:
-        with open("data/cache.txt", "w") as cache:
-            cache.write("preprocessed")
-    except PermissionError as exc:
-        print("cache not written:", exc)
-    """ + TRAIN_STEPS)
-    (script.parent / "data").mkdir()
-    (script.parent / "data" / "readings.csv").write_text("t,value\n0,0.1\n", "utf-8")
-    result = verify(script.parent, "project/train.py", "--steps", "5")
-    assert result.returncode == 0, result.stdout + result.stderr
-    cache = (script.parent / "data" / "cache.txt").resolve()
-    assert f"the before run tried to write {cache} in your project; rnnlint refused" in result.stderr
-    assert not cache.exists()
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="looks for processes in /proc")
-def test_processes_a_script_leaves_behind_are_stopped(tmp_path):
-    marker = f"rnnlint-leftover-{os.getpid()}-{tmp_path.name}"
-    script = write_script(tmp_path, f"""
-    import subprocess, sys
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"])
-    """ + TRAIN_STEPS)
-    result = verify(script.parent, "project/train.py", "--steps", "5")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "the before run left processes running when it ended" in result.stderr
-    assert _live_processes_with(marker) == []
-
-
-@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="measures memory in /proc")
 def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
     # grows by 64 MiB every 20 ms, up to 8 GiB: far past the 1 GiB limit given
@@ -368,40 +337,6 @@ def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "used more than 1 GiB of memory (with the processes it started) and was stopped" in result.stdout
     assert "the fixed copy was not run" in result.stdout  # no fix makes a script need less memory
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="looks for processes in /proc")
-def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run(tmp_path):
-    """dir_fd from $PWD and from a path, sqlite3, SIGKILL/SIGSTOP to rnnlint, a setsid daemon: all contained."""
-    marker = f"rnnlint-daemon-{os.getpid()}-{tmp_path.name}"
-    root = tmp_path / "project"
-    script = write_script(tmp_path, f"""
-    import os, signal, sqlite3, subprocess, sys
-
-    def attempt(step):
-        try:
-            step()
-        except (PermissionError, ProcessLookupError) as exc:
-            print("refused:", exc)
-
-    here = os.open(os.environ["PWD"], os.O_RDONLY)  # the copy's folder, never the user's
-    attempt(lambda: os.unlink("victim.txt", dir_fd=here))  # allowed: it is the copy's victim
-    user = os.open({str(root)!r}, os.O_RDONLY)
-    attempt(lambda: os.unlink("victim.txt", dir_fd=user))
-    attempt(lambda: os.close(os.open("victim.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=user)))
-    attempt(lambda: sqlite3.connect(os.path.join({str(root)!r}, "stolen.db")).execute("create table t (x)"))
-    for sig in (signal.SIGSTOP, signal.SIGKILL):
-        attempt(lambda: os.kill(os.getppid(), sig))
-        attempt(lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), sig))
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{marker}"], start_new_session=True)
-    """ + TRAIN_STEPS)
-    (root / "victim.txt").write_text("the user's own file\n", "utf-8")
-    result = verify(root, "project/train.py", "--steps", "5")  # asserts the project is unchanged
-    assert result.returncode == 0, result.stdout + result.stderr  # rnnlint was neither killed nor stopped
-    assert not (root / "stolen.db").exists()
-    assert "the before run left processes running when it ended" in result.stderr
-    assert _live_processes_with(marker) == []
 
 
 def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypatch):
@@ -428,25 +363,23 @@ def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypa
     assert trial_env(copy / "src", (copy, user))["PATH"] == os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"])
 
 
-@pytest.mark.slow
-def test_the_network_is_refused_unless_allowed(tmp_path):
-    """A trial opens no connection unless the user passes --allow-network (a local listener checks)."""
-    import socket
+@dataclass
+class Contained:
+    """One verify run of a script that tries everything a trial must not do (the tests below read it)."""
 
+    root: Path
+    result: object
+    accepted: object  # () -> how many connections the local listener took since the last call
+    markers: dict[str, str]
+    listener: socket.socket
+
+
+def _listener() -> tuple[socket.socket, object]:
+    """A local listener and a function counting the connections it took since the last call."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4)
     listener.setblocking(False)
-    port = listener.getsockname()[1]
-    root = tmp_path / "project"
-    write_script(tmp_path, f"""
-    import socket
-    try:
-        socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
-        print("connected")
-    except (PermissionError, OSError) as exc:
-        print("refused:", exc)
-    """ + TRAIN_STEPS)
 
     def accepted() -> int:
         count = 0
@@ -457,14 +390,109 @@ def test_the_network_is_refused_unless_allowed(tmp_path):
             except BlockingIOError:
                 return count
 
-    result = verify(root, "project/train.py", "--steps", "3")
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    assert accepted() == 0
-    assert "--allow-network" in result.stderr  # the refusal says how to allow it
-    allowed = verify(root, "project/train.py", "--steps", "3", "--allow-network")
-    assert allowed.returncode in (0, 1), allowed.stdout + allowed.stderr
-    assert accepted() >= 1  # both runs (before and after the fixes) may connect
+    return listener, accepted
+
+
+def _connect(port: int) -> str:
+    return f"""
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=5).close()
+        print("connected")
+    except (PermissionError, OSError) as exc:
+        print("refused:", exc)
+    """
+
+
+@pytest.fixture(scope="module")
+def contained(tmp_path_factory):
+    """A connection, dir_fd from $PWD and from a path, sqlite3,
+    SIGKILL/SIGSTOP to rnnlint, a child left running and a setsid daemon: one script, one run."""
+    tmp = tmp_path_factory.mktemp("contained")
+    name = f"{os.getpid()}-{tmp.name}"
+    markers = {"leftover": f"rnnlint-leftover-{name}", "daemon": f"rnnlint-daemon-{name}"}
+    listener, accepted = _listener()
+    root = tmp / "project"
+    write_script(tmp, f"""
+    import os, signal, socket, sqlite3, subprocess, sys
+
+    def attempt(step):
+        try:
+            step()
+        except (PermissionError, ProcessLookupError) as exc:
+            print("refused:", exc)
+
+    """ + _connect(listener.getsockname()[1]) + f"""
+    here = os.open(os.environ["PWD"], os.O_RDONLY)  # the copy's folder, never the user's
+    attempt(lambda: os.unlink("victim.txt", dir_fd=here))  # allowed: it is the copy's victim
+    user = os.open({str(root)!r}, os.O_RDONLY)
+    attempt(lambda: os.unlink("victim.txt", dir_fd=user))
+    attempt(lambda: os.close(os.open("victim.txt", os.O_WRONLY | os.O_TRUNC, dir_fd=user)))
+    attempt(lambda: sqlite3.connect(os.path.join({str(root)!r}, "stolen.db")).execute("create table t (x)"))
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        attempt(lambda: os.kill(os.getppid(), sig))
+        attempt(lambda: signal.pidfd_send_signal(os.pidfd_open(os.getppid()), sig))
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{markers['leftover']}"])
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{markers['daemon']}"],
+                     start_new_session=True)
+    """ + TRAIN_STEPS)
+    (root / "victim.txt").write_text("the user's own file\n", "utf-8")
+    result = verify(root, "project/train.py", "--steps", "3")  # asserts the project is unchanged
+    yield Contained(root, result, accepted, markers, listener)
     listener.close()
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="looks for processes in /proc")
+
+
+@pytest.mark.slow
+def test_writes_into_the_project_are_refused_and_reported(tmp_path):
+    # data/ is linked into the copy, so without the guard this write would land in the user's data
+    script = write_script(tmp_path, """
+    try:
+        with open("data/cache.txt", "w") as cache:
+            cache.write("preprocessed")
+    except PermissionError as exc:
+        print("cache not written:", exc)
+    """ + TRAIN_STEPS)
+    (script.parent / "data").mkdir()
+    (script.parent / "data" / "readings.csv").write_text("t,value\n0,0.1\n", "utf-8")
+    result = verify(script.parent, "project/train.py", "--steps", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    cache = (script.parent / "data" / "cache.txt").resolve()
+    assert f"the before run tried to write {cache} in your project; rnnlint refused" in result.stderr
+    assert not cache.exists()
+
+
+@pytest.mark.slow
+@needs_proc
+def test_processes_a_script_leaves_behind_are_stopped(contained):
+    result = contained.result
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the before run left processes running when it ended" in result.stderr
+    assert _live_processes_with(contained.markers["leftover"]) == []
+
+
+@pytest.mark.slow
+@needs_proc
+def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run(contained):
+    """dir_fd from $PWD and from a path, sqlite3, SIGKILL/SIGSTOP to rnnlint, a setsid daemon: all contained."""
+    result = contained.result  # verify() asserted that the project (victim.txt too) is unchanged
+    assert result.returncode == 0, result.stdout + result.stderr  # rnnlint was neither killed nor stopped
+    assert not (contained.root / "stolen.db").exists()
+    assert "the before run left processes running when it ended" in result.stderr
+    assert _live_processes_with(contained.markers["daemon"]) == []
+
+
+@pytest.mark.slow
+@needs_proc
+def test_the_network_is_refused_unless_allowed(contained, tmp_path):
+    """A trial opens no connection unless the user passes --allow-network (a local listener checks)."""
+    assert contained.accepted() == 0
+    assert "--allow-network" in contained.result.stderr  # the refusal says how to allow it
+    script = write_script(tmp_path, "\n    import socket\n" + _connect(contained.listener.getsockname()[1]) + TRAIN_STEPS)
+    allowed = verify(script.parent, "project/train.py", "--steps", "3", "--allow-network")
+    assert allowed.returncode in (0, 1), allowed.stdout + allowed.stderr
+    assert contained.accepted() >= 1  # both runs (before and after the fixes) may connect
 
 
 # -- issue 14: numbers a user can trust ------------------------------------------------
@@ -488,7 +516,7 @@ def test_the_reason_the_table_and_the_seeds_agree(tmp_path):
     root = tmp_path / "project"
     shutil.copytree(FIXTURES / "word_lm_manual_sgd", root)
     out = tmp_path / "report.json"
-    result = verify(root, "project/train.py", "--steps", "12", "--seeds", "2", "--jobs", "2", "-q", "--json", str(out),
+    result = verify(root, "project/train.py", "--steps", "8", "--seeds", "2", "--jobs", "2", "-q", "--json", str(out),
                     "--", "--optimizer", "adam", "--lr", "0.03", "--words", "2000", timeout=300)
     assert result.returncode in (0, 1), result.stdout + result.stderr
     report = json.loads(out.read_text())
@@ -537,12 +565,16 @@ def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_pat
     assert "verdict: inconclusive: the two runs are identical over 8 steps" in result.stdout
 
 
-@pytest.mark.slow  # trial runs: the script trains in child processes
-def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(tmp_path):
-    """The norm the script itself measures before its clips is the norm verify reports: not sqrt(a² + b²)."""
-    log = tmp_path / "norms.txt"  # outside the project: the script may write there
-    script = write_script(tmp_path, f"""
-    import sys
+@pytest.fixture(scope="module")
+def clipped_and_timed(tmp_path_factory):
+    """One verify run (14 steps) of a script that clips twice, logs the gradient norm it measures itself
+    before clipping, and is slow for its first steps only in the first run to start (cold caches)."""
+    tmp = tmp_path_factory.mktemp("timed")
+    log, marker = tmp / "norms.txt", tmp / "warm.flag"  # outside the project: the script may write there
+    script = write_script(tmp, f"""
+    import os, time
+    cold = not os.path.exists({str(marker)!r})
+    open({str(marker)!r}, "w").close()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)  # RNN020: the fix writes 0.001
     for step in range(100):
         loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.randint(0, 3, (40,)))
@@ -555,39 +587,35 @@ def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(tmp_path):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)  # a second clip over the same weights
         optimizer.step()
+        time.sleep(0.6 if cold and step < 3 else 0.05)
     """)
-    out = tmp_path / "report.json"
-    result = verify(script.parent, "project/train.py", "--steps", "4", "-q", "--json", str(out))
+    out = tmp / "report.json"
+    result = verify(script.parent, "project/train.py", "--steps", "14", "--json", str(out))
     assert result.returncode in (0, 1), result.stdout + result.stderr
+    return result, json.loads(out.read_text()), log
+
+
+@pytest.mark.slow  # trial runs: the script trains in child processes
+def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(clipped_and_timed):
+    """The norm the script itself measures before its clips is the norm verify reports: not sqrt(a² + b²)."""
+    result, report, log = clipped_and_timed
     assert "grad norm max, before clipping" in result.stdout
     assert "measured before any clipping" in result.stdout
     own = {}
     for line in log.read_text().splitlines():
         lr, norm = line.split()
         own.setdefault(float(lr), []).append(float(norm))
-    report = json.loads(out.read_text())
     for side, lr in (("before", 0.01), ("after", 0.001)):
         recorded = report[side]["runs"][0]["grad_norms"]
-        assert recorded == pytest.approx(own[lr][:4], rel=1e-5)
+        assert len(recorded) == 14
+        assert recorded == pytest.approx(own[lr][:14], rel=1e-5)
         assert min(recorded) > 0.05  # before clipping
-    assert "run 1/" not in result.stderr  # -q: no progress lines
 
 
 @pytest.mark.slow  # trial runs: the script trains in child processes
-def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(tmp_path):
+def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(clipped_and_timed):
     """The first run to start is slow for its first steps (cold caches); the second is not. Same rate."""
-    marker = tmp_path / "warm.flag"  # outside the project
-    script = write_script(tmp_path, f"""
-    import os, time
-    cold = not os.path.exists({str(marker)!r})
-    open({str(marker)!r}, "w").close()
-    """ + TRAIN_STEPS + """
-        time.sleep(0.6 if cold and step < 3 else 0.05)
-    """)
-    out = tmp_path / "report.json"
-    result = verify(script.parent, "project/train.py", "--steps", "14", "--json", str(out))
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    result, report, _ = clipped_and_timed
     before, after = report["before"]["steps_per_second"], report["after"]["steps_per_second"]
     assert 0.67 < before / after < 1.5, (before, after)
     assert before < 1 / 0.05  # the sleep bounds the rate: the numbers are real step times
@@ -678,7 +706,7 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
         time.sleep(0.15)
     """)
     master, slave = os.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "12"],
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "6"],
                             cwd=tmp_path, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     terminal = b""
@@ -694,6 +722,6 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
     os.close(master)
     shown = terminal.decode(errors="replace")
     assert proc.returncode == 0, stdout + shown
-    assert "run 1/2: before seed 0 step " in shown and "/12  [0:" in shown  # run i/n, step k/N, elapsed
+    assert "run 1/2: before seed 0 step " in shown and "/6  [0:" in shown  # run i/n, step k/N, elapsed
     assert "run 2/2: after seed 0 step " in shown
     assert "run 1/2" not in stdout and "\r" not in stdout  # the table's stream carries no progress

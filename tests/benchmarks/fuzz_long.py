@@ -2,8 +2,10 @@
 
     python tests/benchmarks/fuzz_long.py --programs 2000 [--seed 1] [--out failures.txt]
 
-Programs are drawn in turn from the three sources of ``tests/test_fuzz.py``:
-a fixture project under a random meaning-preserving mutation (findings
+First every fixture project goes through every meaning-preserving mutation
+(the test run applies two per project, ``MUTATIONS_PER_PROJECT``). Then
+``--programs`` programs are drawn in turn from the three sources of
+``tests/test_fuzz.py``: a fixture project under a random meaning-preserving mutation (findings
 compared with the unmutated project), a composed training script, and
 hypothesmith code (grammar or libcst nodes) placed in a recurrent training
 file. Every program goes through check, ``fix --apply --unsafe-fixes`` and a
@@ -28,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.test_fuzz import (  # noqa: E402
     MUTATIONS,
+    PROJECTS,
     check_project,
     check_text,
     compare_findings,
@@ -35,8 +38,10 @@ from tests.test_fuzz import (  # noqa: E402
     copy_project,
     embed_generated,
     fixture_projects,
+    mutate_and_check,
     mutate_project,
     pick_encoding,
+    rotated,
 )
 
 
@@ -77,6 +82,10 @@ def main() -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnlint-fuzz-") as tmp:
         work = Path(tmp)
+        for number, project in enumerate(PROJECTS):  # every mutation on every project, the first one fixed
+            problems = mutate_and_check(project, work / "every", rotated(MUTATIONS, number), rng)
+            failures += [f"[{project.relative_to(REPO)}, every mutation] {p}" for p in problems]
+            counts["every-mutation project"] += 1
         originals: dict[Path, object] = {}
         for i in range(args.programs):
             source = ("mutated-fixture", "composed", "hypothesmith")[i % 3]
