@@ -630,7 +630,9 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
     memory = options.memory_limit  # the default (3/4 of the machine) is shared by the runs at a time
     if memory is None and workers > 1 and options.memory_bytes():
         memory = options.memory_bytes() // workers
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    # not "fork": a pool forks workers (and replaces them) while its own threads hold locks, and a worker
+    # forked at the wrong moment waits on a lock forever; a fork server forks from a clean process
+    context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
     waiting, running, ran = list(jobs), {}, []
     started = time.monotonic()
     pool = context.Pool(workers, initializer=_worker_init)
