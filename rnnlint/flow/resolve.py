@@ -65,6 +65,7 @@ class Flow:
         self._files: dict[Path, FileFacts | None] = {}
         self._words: dict[Path, frozenset[str]] | None = None
         self._import_words: dict[Path, frozenset[str]] = {}  # words on each file's import lines
+        self._outside: dict[Path, cst.Module] = {}  # analysed files the project walk does not list (notebooks)
         self._data: dict[Path, object] = {}
         #: bumped whenever a file's facts are replaced: memos over node identities start again
         self.generation = 0
@@ -85,6 +86,10 @@ class Flow:
         replaced = path in self._files
         facts = collect(path, module, imports)
         self._files[path] = facts
+        if path.suffix != ".py":  # a notebook: no file of the project walk, yet its code calls its own
+            self._outside[path] = module
+            if self._words is not None:
+                self._learn_words(path, module.code)
         if replaced:
             self.generation += 1
             self._memo.clear()
@@ -93,6 +98,9 @@ class Flow:
 
     def forget(self, path: Path) -> None:
         """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
+        if self._outside.pop(path.resolve(), None) is not None and self._words is not None:
+            self._words.pop(path.resolve(), None)
+            self._import_words.pop(path.resolve(), None)
         if self._files.pop(path.resolve(), None) is not None:
             self.generation += 1
             self._memo.clear()
@@ -136,10 +144,14 @@ class Flow:
                     text = read_file_bytes(path).decode("utf-8", errors="replace")
                 except SourceError:
                     continue
-                self._words[path] = frozenset(_WORD.findall(text))
-                self._import_words[path] = frozenset(
-                    word for line in _IMPORT_LINE.findall(text) for word in _WORD.findall(line))
+                self._learn_words(path, text)
+            for path, module in self._outside.items():
+                self._learn_words(path, module.code)
         return self._words
+
+    def _learn_words(self, path: Path, text: str) -> None:
+        self._words[path] = frozenset(_WORD.findall(text))  # type: ignore[index]
+        self._import_words[path] = frozenset(word for line in _IMPORT_LINE.findall(text) for word in _WORD.findall(line))
 
     def may_call_into(self, path: Path, defining: Path) -> bool:
         """Could ``path`` call a function of ``defining``? Only by importing it (or its package)."""
@@ -320,10 +332,7 @@ class Flow:
 
     def _calls_of(self, name: str, facts: FileFacts, want_class=None, want_function=None) -> list[tuple[cst.Call, Site]]:
         found: list[tuple[cst.Call, Site]] = []
-        files = self.project_files()
-        # the defining file itself always: a notebook is no file of the project walk, yet calls its own code
-        own = {} if facts.path in files else {facts.path: frozenset({name})}
-        for path, words in {**own, **files}.items():
+        for path, words in self.project_files().items():
             if name not in words or not self.may_call_into(path, facts.path):
                 continue
             other = facts if path == facts.path else self.file(path)
