@@ -221,9 +221,9 @@ class Session:
         if rule.relevant_words is None or path.suffix != ".py":
             return False
         words = self._words(rule)
-        return self.verdicts.get((str(self._real(path)), words)) is False and not self._holds(path, text, words)
+        return self.verdicts.get((str(self._real(path)), words)) is False and not self._text_has_any(path, text, words)
 
-    def _holds(self, path: Path, text: str, words: tuple[str, ...]) -> bool:
+    def _text_has_any(self, path: Path, text: str, words: tuple[str, ...]) -> bool:
         """Does ``text`` hold one of ``words``? Every rule's words are looked for once per file."""
         key = (path, hash(text))
         if self._present_key != key:
