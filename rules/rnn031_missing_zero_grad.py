@@ -3,6 +3,8 @@ import re
 import libcst as cst
 
 from rnnlint.diagnostics import Applicability
+from rnnlint.flow.models import forward_calls
+from rnnlint.flow.resolve import flow_of, values
 from rnnlint.flow.loops import Placed, assigned_names, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor
@@ -19,7 +21,8 @@ class MissingZeroGrad(Rule):
     inside a training loop of a recurrent model, where nothing in that loop
     clears the gradients: no ``optimizer.zero_grad()`` (any arguments), no
     ``model.zero_grad()``, no ``p.grad = None`` / ``p.grad.zero_()`` over the
-    parameters, no helper of the project that does one of these. A
+    parameters, no helper of the project that does one of these, no model
+    called in the loop whose ``forward`` calls ``self.zero_grad()``. A
     ``zero_grad()`` before the loop does not count: it runs once. With two
     optimizers, each needs its own (or the model's). Steps guarded by an
     accumulation counter (``if (i + 1) % accum_steps == 0:``) are deliberate
@@ -114,6 +117,9 @@ class MissingZeroGrad(Rule):
             name = dotted(func)
             if name and self._zeroing_helper(scope, name):
                 return True
+            if name and any(forward_calls(flow_of(self.ctx)[0], v, "zero_grad")
+                            for v in values(self.ctx, func, call, models=True)):
+                return True  # model(x) whose forward clears the gradients itself
         return any(
             name.endswith(".grad") or name == "grad"
             for p in placed(self.ctx, scope)
@@ -225,6 +231,29 @@ MissingZeroGrad.VALID = [
                 optimizer.step()
 
     train(SentimentLSTM(5000), [], 3)
+    """),
+    # the model's own forward clears the gradients on every training call
+    Valid("""
+    import torch
+    import torch.nn as nn
+
+    class Scorer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(16, 32, batch_first=True)
+
+        def forward(self, x, y):
+            self.zero_grad()
+            out, _ = self.gru(x)
+            return nn.functional.mse_loss(out[:, -1, :1], y)
+
+    model = Scorer()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for x, y in []:
+        loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
     """),
     # zero_grad at the end of the loop body clears for the next iteration
     Valid(_MODEL + """

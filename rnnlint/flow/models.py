@@ -89,6 +89,17 @@ def _builds_by_name(flow, facts: FileFacts, cls: cst.ClassDef) -> bool:
     return False
 
 
+def forward_calls(flow, value: Value, method: str) -> bool:
+    """Does calling the model ``value`` run ``<something>.<method>()`` in its class's ``forward``
+    (a model whose ``forward`` starts with ``self.zero_grad()`` clears the gradients each time it runs)?"""
+    if value.kind != INSTANCE or value.node is None:
+        return False
+    facts = flow.file(value.path)
+    forward = facts.methods.get(value.node, {}).get("forward") if facts is not None else None
+    return forward is not None and any(
+        function is forward and isinstance(call.func, cst.Attribute) for call, function, _ in facts.calls.get(method, ()))
+
+
 def packs(facts: FileFacts, cls: cst.ClassDef) -> bool:
     """Does a method of ``cls`` pack (whatever name the file imports the packing function under)?"""
     methods = set(facts.methods.get(cls, {}).values())

@@ -438,12 +438,17 @@ class ProjectIndex:
         self._record({file: EXISTS if found else None})
         return found
 
-    def lookup(self, importer: Path, name: str, depth: int = 0) -> tuple[Path, str] | None:
+    def lookup(self, importer: Path, name: str, depth: int = 0,
+               origin: Path | None = None) -> tuple[Path, str] | None:
         """Where the dotted ``name`` used in ``importer`` is defined in the project.
 
         Returns ``(file, definition name)`` or None when it is not project code.
         ``name`` may start with a local definition (``Seq2Seq``), an imported
         module (``models.seq2seq.Seq2Seq``) or a relative import (``.enc.Encoder``).
+        ``origin`` is the file whose import led here: Python resolves every absolute
+        import of a process against the same ``sys.path``, whose first entry is the
+        script's folder, so a shared ``utils.py`` one folder up that does
+        ``from parameters import *`` loads the ``parameters.py`` beside the script.
         """
         if depth > _MAX_DEPTH:
             return None
@@ -453,22 +458,32 @@ class ProjectIndex:
         if "." not in name.lstrip(".") and not name.startswith("."):
             if name in summary.definitions:
                 return importer.resolve(), name
+            origin = origin or importer
             target = summary.imports.get(name)
             if target is not None and target != name:
-                return self._lookup_dotted(importer, target, depth + 1)
+                return self._lookup_dotted(importer, target, depth + 1, origin)
             for star in summary.star_modules:
-                found = self.resolve_module(importer, star)
+                found = self._resolve_from(importer, star, origin)
                 if found is not None:
-                    hit = self.lookup(found, name, depth + 1)
+                    hit = self.lookup(found, name, depth + 1, origin)
                     if hit:
                         return hit
             return None
         head, _, rest = name.partition(".")
         if head and head in summary.imports and not name.startswith("."):
-            return self._lookup_dotted(importer, f"{summary.imports[head]}.{rest}", depth + 1)
-        return self._lookup_dotted(importer, name, depth + 1)
+            return self._lookup_dotted(importer, f"{summary.imports[head]}.{rest}", depth + 1, origin)
+        return self._lookup_dotted(importer, name, depth + 1, origin)
 
-    def _lookup_dotted(self, importer: Path, name: str, depth: int) -> tuple[Path, str] | None:
+    def _resolve_from(self, importer: Path, module: str, origin: Path | None) -> Path | None:
+        """``resolve_module`` from ``importer``, else (an absolute import) from the folders of the file
+        whose import chain reached it (see :meth:`lookup`)."""
+        found = self.resolve_module(importer, module)
+        if found is None and origin is not None and not module.startswith(".") and origin.parent != importer.parent:
+            found = self.resolve_module(origin, module)
+        return found
+
+    def _lookup_dotted(self, importer: Path, name: str, depth: int,
+                       origin: Path | None = None) -> tuple[Path, str] | None:
         # Longest module prefix that is a project file wins: models.seq2seq.Seq2Seq
         parts = name.split(".")
         lead = len(name) - len(name.lstrip("."))
@@ -478,9 +493,9 @@ class ProjectIndex:
             module = ".".join(parts[:cut])
             if lead and cut == 1 and module == "." * lead:
                 continue
-            file = self.resolve_module(importer, module)
+            file = self._resolve_from(importer, module, origin)
             remainder = ".".join(parts[cut:])
-            found = self.lookup(file, remainder, depth + 1) if file is not None else None
+            found = self.lookup(file, remainder, depth + 1, origin) if file is not None else None
             if found is None and not lead and "." not in module:
                 # ``from solver import Solver`` run with the module's own folder on PYTHONPATH:
                 # the project's one file of that name, if there is exactly one
