@@ -34,7 +34,8 @@ import libcst as cst
 
 from rnnlint.flow import library
 from rnnlint.flow.scopes import FileFacts, Site, collect
-from rnnlint.flow.values import ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, MODULE, SEQUENCE, Value
+from rnnlint.flow.values import (ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, LIBRARY_CLASS, MODULE, SEQUENCE,
+                                 Value)
 from rnnlint.names import dotted
 from rnnlint.nodes import find_all, node_positions
 
@@ -221,6 +222,10 @@ class Flow:
             return self._arithmetic(expr, site, depth, seen)
         if isinstance(expr, cst.Call):
             return self._call(expr, site, depth, seen)
+        if isinstance(expr, cst.IfExp) and self._models:
+            # which module: ``nn.LSTM if cell == "lstm" else nn.GRU`` may be either. Never a number: the
+            # test usually guards the value (``dropout if nlayers > 1 else 0.0``), and both are not possible
+            return self._values(expr.body, site, depth + 1, seen) + self._values(expr.orelse, site, depth + 1, seen)
         if isinstance(expr, cst.Subscript):
             return self._subscript(expr, site, depth, seen)
         if isinstance(expr, cst.Name):
@@ -261,7 +266,7 @@ class Flow:
             if name in facts.classes:
                 return [Value(CLASS, name, facts.classes[name], facts.path)]
             return []
-        return self._imported(name, facts, depth, seen)
+        return self._imported(name, facts, depth, seen) or _library_class(name, facts, node)
 
     def _assigned(self, exprs: list[cst.BaseExpression], name: str, site: Site, depth: int, seen) -> list[Value]:
         out = []
@@ -378,7 +383,7 @@ class Flow:
             # ``opt.lr`` where ``opt`` cannot be followed at all (a parameter nobody in the project fills):
             # the project's command line; never when ``opt`` is a known module or object without ``lr``
             out = self._options_named(attr, facts, depth, seen)
-        return out
+        return out or _library_class(written, facts, expr)
 
     def _member(self, owner: Value, attr: str, depth: int, seen) -> list[Value]:
         if owner.kind == MODULE:
@@ -563,6 +568,8 @@ class Flow:
             if target.kind == CLASS:
                 out.append(Value(INSTANCE, target.value, target.node, target.path, target.steps, call, facts.path,
                                  site))
+            elif target.kind == LIBRARY_CLASS:  # ``self.cell_type(...)`` with ``cell_type = nn.LSTM``
+                out.append(Value(LIBRARY, target.value, call, facts.path, target.steps, call, facts.path, site))
         if out or written is None:
             return out
         if qualname and qualname.split(".")[0] in _LIBRARIES:
@@ -725,6 +732,15 @@ def flow_of(ctx) -> tuple[Flow, FileFacts]:
         return flow, flow.add(ctx.path, ctx.module, ctx.imports)
 
     return ctx.memo("flow", build)
+
+
+def _library_class(written: str | None, facts: FileFacts, node: cst.CSTNode | None) -> list[Value]:
+    """``nn.GRU`` named, not called (by convention a capitalised name is a class): a value a later call
+    builds (``cell = nn.LSTM if lstm else nn.GRU``; ``self.rnn = cell(...)``)."""
+    qualname = facts.imports.resolve_dotted(written) if written else ""
+    if qualname.split(".")[0] in _LIBRARIES and qualname.rsplit(".", 1)[-1][:1].isupper():
+        return [Value(LIBRARY_CLASS, qualname, node, facts.path)]
+    return []
 
 
 def values(ctx, expr: cst.BaseExpression | None, node: cst.CSTNode | None = None, *,

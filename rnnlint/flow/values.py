@@ -26,6 +26,7 @@ MODULE = "module"  # path: the module's file
 ARGS = "args"  # a parsed command line: path is the file whose options it holds
 SEQUENCE = "sequence"  # node: a cst.Tuple / cst.List literal
 LIBRARY = "library"  # value: the canonical name of a library class or function called (``torch.nn.LSTM``)
+LIBRARY_CLASS = "library class"  # value: the canonical name of a library class named, not called (``nn.GRU``)
 
 
 @dataclass(frozen=True)
