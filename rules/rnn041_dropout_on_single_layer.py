@@ -2,6 +2,7 @@ import libcst as cst
 
 from rnnlint.flow import library
 from rnnlint.flow.resolve import chain, origin, values
+from rnnlint.flow.values import together
 from rnnlint.diagnostics import Applicability
 from rnnlint.rule import Invalid, Rule, Valid, remove_arg, replace
 from rnnlint.signatures import bind, signatures
@@ -19,7 +20,9 @@ class DropoutOnSingleLayer(Rule):
     arguments of every call site. A ``num_layers`` of one that is a default (of
     a constructor parameter, of a command-line option) is reported too: the
     default configuration ignores its dropout; a guarded
-    ``dropout if num_layers > 1 else 0`` is not.
+    ``dropout if num_layers > 1 else 0`` is not, nor a dropout and a single
+    layer that come from two different calls (``Encoder(3, 0.3)`` and
+    ``Encoder(1, 0.0)``).
 
     **Why it matters.** PyTorch applies this dropout only to the outputs of
     each layer except the last, so with one layer it does nothing at all and
@@ -58,22 +61,24 @@ class DropoutOnSingleLayer(Rule):
         layers_arg = binding.arguments.get("num_layers")
         if layers_arg is None and not binding.complete:
             return  # num_layers may be in **kwargs
+        dropouts = [v for v in values(self.ctx, dropout_arg.value) if v.number is not None and v.number > 0]
         if layers_arg is None:
             layers_text = f"num_layers is not given (default {signature.defaults['num_layers']})"
             always_one = True
             layers_chain = ()
         else:
             known = [v for v in values(self.ctx, layers_arg.value) if v.number is not None]
-            ones = [v for v in known if v.number == 1]
+            # one layer and a dropout that can reach one and the same call of the function around
+            ones = [v for v in known if v.number == 1 and any(together(d, v) for d in dropouts)]
             if not ones:
                 return
+            dropouts = [d for d in dropouts if any(together(d, one) for one in ones)]
             # A default (of a parameter, of a command-line option) is one layer only until someone
             # passes more: reported, but the safe fix is kept for a count that is always one.
             always_one = all(v.number == 1 for v in known) and not any(_passed_in(v) for v in ones)
             where = origin(self.ctx, ones[0], layers_arg.value)
             layers_text = "num_layers=1" + (f" ({where})" if where else "")
             layers_chain = chain(self.ctx, ones[0])
-        dropouts = [v for v in values(self.ctx, dropout_arg.value) if v.number is not None and v.number > 0]
         if not dropouts:
             return
         dropout = max(dropouts, key=lambda v: v.number)
@@ -139,6 +144,18 @@ DropoutOnSingleLayer.VALID = [
 
     model = Stack(32, nlayers=3)
     """),
+    # two configurations built by two calls: the stack gets the dropout, the single layer none
+    Valid("""
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self, layers, dropout):
+            super().__init__()
+            self.rnn = nn.LSTM(32, 64, layers, dropout=dropout)
+
+    deep = Encoder(3, 0.3)
+    shallow = Encoder(1, 0.0)
+    """),
     # dropout=0 and positional forms with several layers
     Valid("""
     import torch
@@ -150,6 +167,18 @@ DropoutOnSingleLayer.VALID = [
 ]
 
 DropoutOnSingleLayer.INVALID = [
+    # one of the calls pairs a single layer with a dropout
+    Invalid("""
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self, layers, dropout):
+            super().__init__()
+            self.rnn = nn.LSTM(32, 64, layers, dropout=dropout)
+
+    deep = Encoder(3, 0.3)
+    shallow = Encoder(1, 0.3)
+    """, lines=[6]),
     # one layer by the constructor's default, dropout from a hyper-parameter: no safe fix,
     # a caller may pass more layers
     Invalid("""

@@ -63,3 +63,24 @@ class Value:
     @property
     def source(self) -> Step | None:
         return self.steps[0] if self.steps else None
+
+
+def together(a: Value, b: Value) -> bool:
+    """Can ``a`` and ``b`` be the values of one and the same call of the function that uses them?
+
+    ``Encoder(num_layers=2, dropout=0.3)`` in one file and ``Encoder(num_layers=1, dropout=0)`` in
+    another give each parameter two values, but never 1 layer with 0.3: values that entered through
+    different calls of the same function (their ``argument ... of f(...)`` steps, nearest the use
+    first) are not a pair. Values whose paths say nothing about it are.
+    """
+    for x, y in zip(_calls(a), _calls(b)):
+        if x[0] != y[0]:
+            return True  # calls of different functions: nothing to compare
+        if x[1] is not y[1]:
+            return False
+    return True
+
+
+def _calls(value: Value) -> list[tuple[str, cst.CSTNode | None]]:
+    return [(step.text.partition(" of ")[2], step.node) for step in reversed(value.steps)
+            if step.text.startswith("argument ")]
