@@ -550,6 +550,10 @@ class Flow:
         if written == "getattr" and len(call.args) in (2, 3) and not any(a.keyword or a.star for a in call.args):
             names = {v.value for v in self._values(call.args[1].value, site, depth + 1, seen)
                      if v.kind == CONST and isinstance(v.value, str)}
+            module = facts.imports.resolve(call.args[0].value) or ""
+            if module.split(".")[0] in _LIBRARIES:  # ``getattr(torch.optim, args.optimizer)``
+                return [v.via(f"getattr(..., {attr!r})", facts.path, call)
+                        for attr in sorted(names) for v in _library_class(f"{module}.{attr}", facts, call)]
             return [v.via(f"getattr(..., {attr!r})", facts.path, call)
                     for owner in self._values(call.args[0].value, site, depth + 1, seen)
                     for attr in sorted(names) for v in self._member(owner, attr, depth, seen)]

@@ -444,13 +444,15 @@ class _Collector:
         if call is None:
             return
         callee = dotted(call.func)
-        if callee is None:
+        picked = _picked_optimizer(self.ctx, call) if callee is None else None
+        if callee is None and picked is None:
             return
-        qualname = self.ctx.qualname(call.func) or callee
+        qualname = picked[0] if picked else self.ctx.qualname(call.func) or callee
         if qualname in OPTIMIZERS:
             params = _arg(call, 0, "params")
             lr = _arg(call, 1, "lr")
-            self.optimizers[name] = Optimizer(name, qualname, OPTIMIZERS[qualname], call, params, lr, scope)
+            family = picked[1] if picked else OPTIMIZERS[qualname]
+            self.optimizers[name] = Optimizer(name, qualname, family, call, params, lr, scope)
             self.all_optimizers.append(self.optimizers[name])
         elif qualname in SCALER_CLASSES:
             self.scalers.add(name)
@@ -626,6 +628,23 @@ def _looks_like_optimizer(receiver: str, optimizers: dict, schedulers: set) -> b
         return False
     last = receiver.rsplit(".", 1)[-1].lower()
     return "opt" in last and "sched" not in last
+
+
+def _picked_optimizer(ctx: FileContext, call: cst.Call) -> tuple[str, str] | None:
+    """``OPTIMIZERS[args.optim](params, lr=...)``, ``getattr(torch.optim, name)(...)``: an optimizer class
+    picked by a key, as the flow model resolves it. ``(class, family)``, the family empty when the
+    classes it may be differ in family (no threshold applies then), or None when it is no optimizer."""
+    if not isinstance(call.func, (cst.Subscript, cst.Call)):
+        return None
+    from rnnlint.flow.resolve import values  # the flow model sits above this file's own facts
+    from rnnlint.flow.values import LIBRARY_CLASS
+
+    classes = sorted({v.value for v in values(ctx, call.func, call, models=True)
+                      if v.kind == LIBRARY_CLASS and v.value in OPTIMIZERS})
+    if not classes:
+        return None
+    families = {OPTIMIZERS[c] for c in classes}
+    return classes[0], families.pop() if len(families) == 1 else ""
 
 
 def _unwrap_call(value: cst.BaseExpression) -> cst.Call | None:
