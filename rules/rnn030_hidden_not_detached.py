@@ -257,6 +257,18 @@ _REPACKAGE = """
     """
 
 HiddenNotDetached.VALID = [
+    # every batch brings its own initial state: the loop's target binds it anew each iteration
+    Valid(_LM + """
+    def train(model, batches, optimizer, criterion):
+        for data, targets, hidden in batches:
+            data, targets, hidden = data.cuda(), targets.cuda(), hidden.cuda()
+            model.zero_grad()
+            output, hidden = model(data, hidden)
+            criterion(output.view(-1, output.size(-1)), targets).backward()
+            optimizer.step()
+
+    model = RNNModel(10000)
+    """),
     # the classic word-level language model
     Valid(_LM + _REPACKAGE + """
     def train(model, batches, optimizer, criterion, bsz):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from rnnlint.flow import library
-from rnnlint.flow.loops import Placed, assignments, block, calls_inside, contains, definition, placed
+from rnnlint.flow.loops import Placed, assigned_names, assignments, block, calls_inside, contains, definition, placed
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.training import Scope, training_code
 from rnnlint.flow.values import INSTANCE
@@ -80,7 +80,10 @@ class CarriedState:
                     yield Carry(value, names, where)
 
     def recreated(self, loop: cst.CSTNode, child: cst.CSTNode, name: str) -> bool:
-        """Is ``name`` assigned a value not derived from itself, unconditionally, in the loop body?"""
+        """Is ``name`` assigned a value not derived from itself, unconditionally, in the loop body (or bound
+        by the loop's own target: ``for x, h in batches:`` gives a new ``h`` each iteration)?"""
+        if isinstance(loop, cst.For) and name in assigned_names(loop.target):
+            return True
         statements = block(loop)
         while statements:
             stmt = statements.pop(0)
