@@ -1,3 +1,4 @@
+import dataclasses
 import re
 
 import libcst as cst
@@ -25,8 +26,11 @@ class HighLearningRate(Rule):
     hyper-parameter holders, ``self`` attributes, function defaults and every
     call site, ``argparse``/``click`` defaults, imports from other files. The
     message says where the value came from. When ``lr`` is omitted the
-    optimizer's own default is used (it is never above the ceiling).
-    Adagrad, Adadelta and LBFGS are not covered. An optimizer in a branch
+    optimizer's own default is used (it is never above the ceiling). A
+    parameter group with its own ``lr`` is judged over its own parameters
+    (a higher rate for a linear head alone is not reported), and an
+    optimizer class picked by a key (``getattr(torch.optim, args.optim)``)
+    is the class the key's values name. Adagrad, Adadelta and LBFGS are not covered. An optimizer in a branch
     that the same values never take is not judged by them: with
     ``if args.adam: Adam(lr=args.lr)`` and ``--adam`` off by default, the
     default ``--lr`` (an Adadelta rate of 1.0, say) never reaches Adam.
@@ -73,37 +77,42 @@ class HighLearningRate(Rule):
     def finish(self) -> None:
         clips = any(e.kind == "clip" for scope in training_code(self.ctx).scopes for e in scope.events)
         for optimizer in training_code(self.ctx).all_optimizers:
-            keys = _FAMILIES.get(optimizer.family)
-            if keys is None or optimizer.lr is None:
-                continue
             if optimizer.family == "sgd" and clips:
                 continue  # plain SGD at lr 20-30 with clipping is the word-language-model recipe
-            ceiling = self.settings[keys[0]]
-            if isinstance(optimizer.lr, (cst.Integer, cst.Float)) and float(optimizer.lr.evaluated_value) <= ceiling:
-                continue  # a number written in place, below the ceiling: no need to build the file's flow
-            above = [v for v in values(self.ctx, optimizer.lr) if v.number is not None and v.number > ceiling]
-            if not above:
-                continue
-            if not recurrent_context(self.ctx, optimizer.scope, optimizer):
-                continue
-            if optimizer.scope is not None and unreachable(self.ctx, optimizer.scope, optimizer.call):
-                continue  # ``if opt.adam:`` with --adam off by default: the default lr never reaches it
-            found = max(above, key=lambda v: v.number)
-            recommended = self.settings[keys[1]]
-            short = optimizer.qualname.rsplit(".", 1)[-1]
-            where = origin(self.ctx, found, optimizer.lr)
-            where = f" ({where})" if where else ""
-            others = len({v.number for v in above}) - 1
-            also = f" (and {others} other value{'s' * (others > 1)} above it)" if others else ""
-            self.report(
-                optimizer.lr,
-                f"{short} lr={found.number:g}{where}{also} is above {ceiling:g}, the ceiling for "
-                f"{_PRETTY[optimizer.family]} optimizers on recurrent models: updates are amplified through "
-                f"every time step and the loss diverges; use lr={recommended:g} or lower",
-                fix=f"Set the learning rate to {recommended:g}",
-                edits=[replace(self._where_to_edit(optimizer, found), f"{recommended:g}")],
-                related=chain(self.ctx, found),
-            )
+            for group in (optimizer, *_param_groups(optimizer)):
+                self._check(group)
+
+    def _check(self, optimizer) -> None:
+        """One learning rate: the optimizer's, or a parameter group's over its own parameters."""
+        keys = _FAMILIES.get(optimizer.family)
+        if keys is None or optimizer.lr is None:
+            return
+        ceiling = self.settings[keys[0]]
+        if isinstance(optimizer.lr, (cst.Integer, cst.Float)) and float(optimizer.lr.evaluated_value) <= ceiling:
+            return  # a number written in place, below the ceiling: no need to build the file's flow
+        above = [v for v in values(self.ctx, optimizer.lr) if v.number is not None and v.number > ceiling]
+        if not above:
+            return
+        if not recurrent_context(self.ctx, optimizer.scope, optimizer):
+            return
+        if optimizer.scope is not None and unreachable(self.ctx, optimizer.scope, optimizer.call):
+            return  # ``if opt.adam:`` with --adam off by default: the default lr never reaches it
+        found = max(above, key=lambda v: v.number)
+        recommended = self.settings[keys[1]]
+        short = optimizer.qualname.rsplit(".", 1)[-1]
+        where = origin(self.ctx, found, optimizer.lr)
+        where = f" ({where})" if where else ""
+        others = len({v.number for v in above}) - 1
+        also = f" (and {others} other value{'s' * (others > 1)} above it)" if others else ""
+        self.report(
+            optimizer.lr,
+            f"{short} lr={found.number:g}{where}{also} is above {ceiling:g}, the ceiling for "
+            f"{_PRETTY[optimizer.family]} optimizers on recurrent models: updates are amplified through "
+            f"every time step and the loss diverges; use lr={recommended:g} or lower",
+            fix=f"Set the learning rate to {recommended:g}",
+            edits=[replace(self._where_to_edit(optimizer, found), f"{recommended:g}")],
+            related=chain(self.ctx, found),
+        )
 
     def _where_to_edit(self, optimizer, found):
         """The lr changes only where it reaches this optimizer: at its definition when that is a name of
@@ -119,6 +128,24 @@ class HighLearningRate(Rule):
         return optimizer.lr
 
 
+def _param_groups(optimizer):
+    """``Adam([{"params": model.rnn.parameters(), "lr": 5e-2}, {"params": ...}], lr=1e-3)``: each group
+    with its own ``lr``, as an optimizer over that group's parameters (groups without one use the
+    optimizer's, which the optimizer itself stands for)."""
+    if not isinstance(optimizer.params, (cst.List, cst.Tuple)):
+        return []
+    groups = []
+    for element in optimizer.params.elements:
+        group = element.value
+        if not isinstance(group, cst.Dict):
+            continue
+        entries = {e.key.evaluated_value: e.value for e in group.elements
+                   if isinstance(e, cst.DictElement) and isinstance(e.key, cst.SimpleString)}
+        if "lr" in entries and "params" in entries:
+            groups.append(dataclasses.replace(optimizer, params=entries["params"], lr=entries["lr"]))
+    return groups
+
+
 _MODEL = """
     import torch
     import torch.nn as nn
@@ -131,6 +158,12 @@ _MODEL = """
     """
 
 HighLearningRate.VALID = [
+    # a higher lr only for the linear head's parameter group
+    Valid(_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam([{"params": model.lstm.parameters()},
+                                  {"params": model.out.parameters(), "lr": 0.02}], lr=1e-3)
+    """),
     Valid(_MODEL + """
     model = Tagger()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -182,6 +215,16 @@ _CHOSEN = _MODEL + """
         optimizer = torch.optim.Adadelta(model.parameters(), lr=opt.lr)
     """
 HighLearningRate.INVALID = [
+    # a parameter group of the recurrent layer with its own lr
+    Invalid(_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam([{"params": model.lstm.parameters(), "lr": 0.02},
+                                  {"params": model.out.parameters()}], lr=1e-3)
+    """, lines=[11], fixed=_MODEL + """
+    model = Tagger()
+    optimizer = torch.optim.Adam([{"params": model.lstm.parameters(), "lr": 0.001},
+                                  {"params": model.out.parameters()}], lr=1e-3)
+    """),
     # the twin: Adam is the default choice, so the default lr reaches it
     Invalid(_CHOSEN.format(lr="opt.lr"), lines=[17], fixed=_CHOSEN.format(lr="0.001")),
     Invalid(_MODEL + """

@@ -121,6 +121,7 @@ def is_recurrent_expr(ctx: FileContext, expr: cst.BaseExpression | None, scope: 
         return None
     f = training_code(ctx)
     verdicts: list[bool] = []
+    submodules: list[bool] = []  # ``model.fc``: the model's verdict, when the flow cannot tell the part's
     for base in _bases(expr):
         if base in ("self", "cls") or base.startswith("self."):
             owner = scope.cls if scope else None
@@ -134,11 +135,14 @@ def is_recurrent_expr(ctx: FileContext, expr: cst.BaseExpression | None, scope: 
             continue
         head = base.split(".")[0]
         if head in f.models:
-            verdicts.append(any(ctx.is_recurrent(c) for c in f.models[head]))
+            submodules.append(any(ctx.is_recurrent(c) for c in f.models[head]))
     if any(verdicts):
         return True
-    # what the file alone cannot tell: parameters (every caller's argument), injected submodules
+    # what the file alone cannot tell: parameters (every caller's argument), injected submodules, which
+    # part of a model an attribute is
     found = _flow_verdict(ctx, _receivers(expr))
+    if found is None and submodules:
+        return any(submodules)
     return found if found is not None or not verdicts else False
 
 
