@@ -49,6 +49,9 @@ class PaddedNotPacked(Rule):
     Limits, chosen to avoid false findings: an ``Embedding(padding_idx=...)``
     output given to a recurrent call together with an initial state
     (``self.rnn(embedded, hidden)``, a step-wise decoder) is not reported, nor
+    a one-way recurrence whose final state is dropped and whose outputs are
+    read only at positions computed per example (``states[torch.arange(b),
+    lengths - 1]``: exact without packing), nor
     is a padded tensor indexed at one time step (``x[:, t]``); only the
     module's top-level code, top-level functions and methods of top-level
     classes are analysed; ``collate_fn`` must be a function (or a ``lambda``/``partial`` around one)
@@ -366,6 +369,22 @@ _CLASSIFIER = """
     """
 
 PaddedNotPacked.VALID = [
+    # a one-way GRU read only at each example's last real step: exact without packing
+    Valid("""
+    import torch
+    from torch import nn
+
+    class LastState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(100, 16, padding_idx=0)
+            self.gru = nn.GRU(16, 32, batch_first=True)
+
+        def forward(self, tokens):
+            lengths = (tokens != 0).sum(1)
+            states, _ = self.gru(self.emb(tokens))
+            return states[torch.arange(tokens.size(0)), lengths - 1]
+    """),
     # the proper pack / unpack
     Valid(_CLASSIFIER + """
         def forward(self, tokens, lengths):
@@ -427,6 +446,22 @@ PaddedNotPacked.VALID = [
 ]
 
 PaddedNotPacked.INVALID = [
+    # the same GRU read at the last step of the padded batch: a padding step for every shorter example
+    Invalid("""
+    import torch
+    from torch import nn
+
+    class LastState(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(100, 16, padding_idx=0)
+            self.gru = nn.GRU(16, 32, batch_first=True)
+
+        def forward(self, tokens):
+            lengths = (tokens != 0).sum(1)
+            states, _ = self.gru(self.emb(tokens))
+            return states[:, -1]
+    """, lines=[12]),
     # sentiment classifier: padding_idx embedding straight into the LSTM, lengths in scope
     Invalid(_CLASSIFIER + """
         def forward(self, tokens, lengths):

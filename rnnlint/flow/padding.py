@@ -175,22 +175,30 @@ class KnownCall:
     args: list[tuple[int | str, Value, cst.Arg]]  # (position or keyword, value, argument)
     statement: cst.CSTNode | None  # the SimpleStatementLine it stands in
     names: dict[str, cst.BaseExpression | None]  # names bound before it: value (a parameter: its default)
+    body: cst.CSTNode | None = None  # the function (or module) the call is in
 
     def decoder_step(self) -> bool:
-        """``out, _ = self.decoder(x, state)``: a one-way recurrence started from a given state whose final
-        state is dropped. Over right padding its outputs at the real positions are exact (they never see a
-        later pad step), and the loss masks the rest: nothing to pack."""
+        """A one-way recurrence whose final state is dropped (``out, _ = self.rnn(...)``), read only where
+        it is exact. Over right padding its outputs at the real positions never see a later pad step, so
+        nothing needs packing when the outputs are
+
+        * a decoder's, started from a given state (``self.decoder(x, state)``): the loss masks the rest;
+        * read only at each example's own positions: ``out[torch.arange(b), lengths - 1]``,
+          ``out[i, :n]`` (an index or a bound computed per example, never a fixed ``out[:, -1]``)."""
         if not isinstance(self.callee, Module) or self.callee.bidirectional is not False:
-            return False
-        if not any(key in (1, "hx") for key, _, _ in self.args):
             return False
         statement = self.statement
         if not (isinstance(statement, cst.SimpleStatementLine) and len(statement.body) == 1
                 and isinstance(statement.body[0], cst.Assign) and statement.body[0].value is self.call):
             return False
         target = statement.body[0].targets[0].target
-        return (isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2
-                and isinstance(target.elements[1].value, cst.Name) and target.elements[1].value.value == "_")
+        if not (isinstance(target, (cst.Tuple, cst.List)) and len(target.elements) == 2
+                and isinstance(target.elements[1].value, cst.Name) and target.elements[1].value.value == "_"):
+            return False
+        if any(key in (1, "hx") for key, _, _ in self.args):
+            return True
+        outputs = target.elements[0].value
+        return isinstance(outputs, cst.Name) and self.body is not None and _read_per_example(self.body, outputs)
 
     def padded_input(self) -> tuple[Padded, cst.Arg] | None:
         """The padded first argument (a recurrent module's input), if any."""
@@ -269,6 +277,7 @@ class Flow:
         self.names: dict[str, cst.BaseExpression | None] = {}
         self.result = Result()
         self._statement: cst.CSTNode | None = None
+        self._body: cst.CSTNode | None = None  # the function or module being run
         self.buffers: dict[str, str] = {}  # names bound to np.zeros-like buffers -> their fill value as written
         self.views: dict[str, str] = {}  # loop targets that are views of a buffer -> the buffer
         self.lambdas: dict[str, cst.Lambda] = {}  # names bound to a lambda
@@ -280,10 +289,12 @@ class Flow:
         for param in (*function.params.posonly_params, *function.params.params, *function.params.kwonly_params):
             self.names[param.name.value] = param.default  # None: no default, a value like any other
         self.env.update(env or {})
+        self._body = function
         self.statements(body_of(function))
         return self.result
 
     def run_module(self, module: cst.Module) -> Result:
+        self._body = module
         self.statements(module.body)
         return self.result
 
@@ -607,7 +618,7 @@ class Flow:
         return Loader(batch) if batch is not None else None
 
     def _use(self, call: cst.Call, callee, args) -> None:
-        self.result.uses.append(KnownCall(call, callee, args, self._statement, dict(self.names)))
+        self.result.uses.append(KnownCall(call, callee, args, self._statement, dict(self.names), self._body))
 
     @staticmethod
     def _key(call: cst.Call, arg: cst.Arg) -> int | str:
@@ -1370,7 +1381,7 @@ def _foreign_uses(ctx, function_name: str) -> list[KnownCall]:
                 if not isinstance(use.callee, str) or ctx.index.lookup(other, use.callee) != (here, function_name):
                     continue
                 args = [(key, _homed(ctx.index, other, value), arg) for key, value, arg in use.args]
-                found.append(KnownCall(use.call, use.callee, args, use.statement, {}))
+                found.append(KnownCall(use.call, use.callee, args, use.statement, {}, use.body))
     return found
 
 
@@ -1484,6 +1495,33 @@ def _passes_of(index, importer, name: str) -> dict:
     if definition.kind != "class":
         return definition.passes
     return next((cls.passes for _, _, cls in index.lineage(*hit, depth=4) if cls.passes), {})
+
+
+def _read_per_example(body: cst.CSTNode, outputs: cst.Name) -> bool:
+    """Is every read of ``outputs`` in ``body`` a subscript at positions computed per example
+    (``out[torch.arange(b), lengths - 1]``, ``out[k, :, :int(n)]``)? A fixed index (``out[:, -1]``), a
+    bare name (``out[t]`` in a loop over every step), any other use (returned, reduced, passed on) is not."""
+    name = outputs.value
+    reads = [n for n in find_all(body, cst.Name) if n.value == name and n is not outputs]
+    subscripts = [s for s in find_all(body, cst.Subscript) if isinstance(s.value, cst.Name) and s.value.value == name]
+    if not subscripts or len(reads) != len(subscripts):
+        return False
+    return all(any(_computed(e.slice) for e in s.slice) and not any(_fixed(e.slice) for e in s.slice)
+               for s in subscripts)
+
+
+def _fixed(part: cst.BaseSlice) -> bool:
+    """``-1``, ``0``: the same step of every example."""
+    value = part.value if isinstance(part, cst.Index) else None
+    if isinstance(value, cst.UnaryOperation):
+        value = value.expression
+    return isinstance(value, cst.Integer)
+
+
+def _computed(part: cst.BaseSlice) -> bool:
+    if isinstance(part, cst.Slice):
+        return any(isinstance(b, (cst.Call, cst.BinaryOperation)) for b in (part.lower, part.upper))
+    return isinstance(part, cst.Index) and isinstance(part.value, (cst.Call, cst.BinaryOperation))
 
 
 def module_functions(module: cst.Module) -> dict[str, cst.FunctionDef]:
