@@ -509,8 +509,10 @@ def exit_now(code: int) -> None:
     except Exception:  # noqa: BLE001 - a private hook of the interpreter's own exit
         pass
     atexit._run_exitfuncs()
-    streams = [obj for obj in gc.get_objects() if isinstance(obj, io.IOBase)]
-    for stream in sorted(streams, key=lambda s: not isinstance(s, io.TextIOBase)):  # text first: into its buffer
+    # by type, never isinstance(): that would ask every object (a deprecated torch alias warns) for its class
+    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+    streams = [obj for obj in gc.get_objects() if issubclass(type(obj), kinds)]
+    for stream in sorted(streams, key=lambda s: not issubclass(type(s), io.TextIOWrapper)):  # text first: its buffer
         try:
             if not stream.closed:
                 stream.flush()
