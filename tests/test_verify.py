@@ -732,15 +732,3 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
     assert "run 1/2: before seed 0 step " in shown and "/6  [0:" in shown  # run i/n, step k/N, elapsed
     assert "run 2/2: after seed 0 step " in shown
     assert "run 1/2" not in stdout and "\r" not in stdout  # the table's stream carries no progress
-
-
-def test_runs_at_a_time_use_both_cores_of_a_two_core_machine(monkeypatch):
-    """Half the cores, but the original and the fixed copy side by side on two; --jobs and CUDA decide alone."""
-    from rnnlint.verify.trial import Options
-
-    for cores, runs, expected in ((1, 2, 1), (2, 2, 2), (2, 4, 2), (3, 2, 2), (8, 2, 2), (8, 8, 4), (16, 3, 3)):
-        monkeypatch.setattr(os, "cpu_count", lambda: cores)
-        assert Options(Path("train.py")).workers(runs) == expected, (cores, runs)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert Options(Path("train.py"), jobs=1).workers(2) == 1
-    assert Options(Path("train.py"), device="cuda").workers(2) == 1
