@@ -593,8 +593,7 @@ def clipped_and_timed(tmp_path_factory):
         time.sleep(0.6 if cold and step < 3 else 0.05)
     """)
     out = tmp / "report.json"
-    # --jobs 1: the second run starts when the first has warmed the caches (side by side, both could start cold)
-    result = verify(script.parent, "project/train.py", "--steps", "14", "--jobs", "1", "--json", str(out))
+    result = verify(script.parent, "project/train.py", "--steps", "14", "--json", str(out))
     assert result.returncode in (0, 1), result.stdout + result.stderr
     return result, json.loads(out.read_text()), log
 
@@ -712,8 +711,7 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
         time.sleep(0.15)
     """)
     master, slave = os.openpty()
-    # --jobs 1: one run at a time on any machine, so the live line is the one-run form (run i/n: ...)
-    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "6", "--jobs", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlint", "verify", "project/train.py", "--steps", "6"],
                             cwd=tmp_path, env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     terminal = b""

@@ -127,7 +127,7 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
               help="Runs per copy, with seeds --seed, --seed+1, ...: the table shows their spread, and a verdict "
                    "on the loss needs a difference larger than it.")
 @click.option("--jobs", type=click.IntRange(min=1), metavar="N",
-              help="Runs at a time (default: half the CPU cores, both of two; 1 with --device cuda).")
+              help="Runs at a time (default: half the CPU cores; 1 with --device cuda).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: the script's own choice; cpu hides CUDA; cuda makes it the default device.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,

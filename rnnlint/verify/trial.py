@@ -89,17 +89,12 @@ class Options:
     threads: int | None = None  # OMP/MKL threads per run, set by the scheduler when runs share the CPU
 
     def workers(self, runs: int) -> int:
-        """How many runs at a time: --jobs, else half the cores, and both of a two-core machine (one on a GPU).
-
-        A run spends its first seconds importing torch on one core; two runs side by side on two cores, a
-        thread each, end sooner than one after the other with two threads each.
-        """
+        """How many runs at a time: --jobs, else half the cores (one per run on a GPU)."""
         if self.jobs:
             return max(1, min(self.jobs, runs))
         if self.device == "cuda":
             return 1
-        cores = os.cpu_count() or 1
-        return max(1, min(runs, max(cores // 2, min(cores, 2))))
+        return max(1, min(runs, (os.cpu_count() or 1) // 2))
 
     def memory_bytes(self) -> int | None:
         """The limit in force: the one given, else three quarters of this machine's memory."""
@@ -628,8 +623,7 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
 
     A worker is one run's parent: its run's leftovers are found among its own
     descendants, never another run's. When ``stop(job)`` says so after a run,
-    no further run starts and the runs still going are stopped. Returns the jobs
-    that ran to their end.
+    no further run starts. Returns the jobs that ran.
     """
     workers = options.workers(len(jobs))
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
@@ -659,15 +653,13 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
                     progress.finished(job, len(jobs), time.monotonic() - started)
                     if stop(job):
                         waiting.clear()
-                        running.clear()  # the pool's end below stops them: their result would not count
-                        break
             steps = {job.label: _steps_done(workdir / f"{job.label}.events.jsonl") for job, _ in running.values()}
             progress.runs(jobs, steps, time.monotonic() - started)
         pool.close()
     finally:
         pool.terminate()  # on Ctrl-C too: a worker that dies takes its run down with it (parent-death signal)
         pool.join()
-    return [job for job in ran if job.run is not None]
+    return ran
 
 
 def run(options: Options, config: Config, progress: Progress | None = None) -> Trial:
