@@ -26,6 +26,7 @@ GIT_ENV = {
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.xdist_group("precommit"),  # one worker: pre-commit builds its environment once for both hooks
     pytest.mark.skipif(shutil.which("git") is None, reason="needs git"),
 ]
 

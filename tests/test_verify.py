@@ -463,6 +463,7 @@ def test_writes_into_the_project_are_refused_and_reported(tmp_path):
     assert not cache.exists()
 
 
+@pytest.mark.xdist_group("verify-contained")  # one worker makes the shared verify run, once
 @pytest.mark.slow
 @needs_proc
 def test_processes_a_script_leaves_behind_are_stopped(contained):
@@ -472,6 +473,7 @@ def test_processes_a_script_leaves_behind_are_stopped(contained):
     assert _live_processes_with(contained.markers["leftover"]) == []
 
 
+@pytest.mark.xdist_group("verify-contained")  # one worker makes the shared verify run, once
 @pytest.mark.slow
 @needs_proc
 def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run(contained):
@@ -483,6 +485,7 @@ def test_a_hostile_script_cannot_reach_the_project_the_parent_or_outlive_the_run
     assert _live_processes_with(contained.markers["daemon"]) == []
 
 
+@pytest.mark.xdist_group("verify-contained")  # one worker makes the shared verify run, once
 @pytest.mark.slow
 @needs_proc
 def test_the_network_is_refused_unless_allowed(contained, tmp_path):
@@ -595,6 +598,7 @@ def clipped_and_timed(tmp_path_factory):
     return result, json.loads(out.read_text()), log
 
 
+@pytest.mark.xdist_group("verify-clipped")  # one worker makes the shared verify run, once
 @pytest.mark.slow  # trial runs: the script trains in child processes
 def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(clipped_and_timed):
     """The norm the script itself measures before its clips is the norm verify reports: not sqrt(a² + b²)."""
@@ -612,6 +616,7 @@ def test_two_clip_calls_count_the_gradient_norm_once_before_clipping(clipped_and
         assert min(recorded) > 0.05  # before clipping
 
 
+@pytest.mark.xdist_group("verify-clipped")  # one worker makes the shared verify run, once
 @pytest.mark.slow  # trial runs: the script trains in child processes
 def test_steps_per_second_does_not_compare_a_cold_run_with_a_warm_one(clipped_and_timed):
     """The first run to start is slow for its first steps (cold caches); the second is not. Same rate."""
