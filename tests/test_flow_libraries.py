@@ -156,3 +156,33 @@ def test_model_class_imported_by_an_f_string_name_is_followed(tmp_path):
 def test_module_name_without_a_known_value_stays_unknown(tmp_path):
     main = src(PICK.format(default=""))
     assert findings(tmp_path, main, {"models/__init__.py": "", "models/tagger.py": ARCH}, ["RNN020"]) == []
+
+
+CHAIN = src("""
+    import torch
+    import torch.nn as nn
+
+    def build(rate):
+        model = nn.LSTM(8, 16)
+        return torch.optim.Adam(model.parameters(), lr=rate)
+
+    def stage(settings):
+        return build(settings.rate)
+
+    class Settings:
+        def __init__(self, rate):
+            self.rate = rate
+
+    def main(rate=0.05):
+        return stage(Settings(rate))
+    """)
+
+
+def test_a_question_past_the_step_budget_is_unknown_not_a_guess(tmp_path, monkeypatch):
+    """Call sites that feed attributes of other parameters multiply the paths to follow; past the
+    budget the answer is unknown: no finding from a part of the paths, and no run that never ends."""
+    assert findings(tmp_path, CHAIN, {}, ["RNN020"]) == [("train.py", "RNN020", 6)]
+    from rnnlint.flow import resolve
+
+    monkeypatch.setattr(resolve, "_BUDGET", 5)
+    assert findings(tmp_path / "small", CHAIN, {}, ["RNN020"]) == []

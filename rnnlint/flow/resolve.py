@@ -42,6 +42,13 @@ from rnnlint.nodes import find_all, node_positions
 _MAX_DEPTH = 14
 _MAX_VALUES = 24
 _MAX_CALL_SITES = 40
+#: steps one question may take: parameters fed by many call sites, each through attributes of other
+#: parameters, multiply the paths; past this the answer is "unknown" (a part of the paths is no answer)
+_BUDGET = 20_000
+
+
+class _Exhausted(Exception):
+    """A question took more than :data:`_BUDGET` steps."""
 _OPS = {
     cst.Multiply: operator.mul, cst.Divide: operator.truediv, cst.Add: operator.add,
     cst.Subtract: operator.sub, cst.Power: operator.pow, cst.FloorDivide: operator.floordiv,
@@ -71,6 +78,7 @@ class Flow:
         #: bumped whenever a file's facts are replaced: memos over node identities start again
         self.generation = 0
         self._models = False  # the question in progress asks for a module (see values())
+        self._budget = _BUDGET  # steps left to the question in progress
         #: per-generation results other analyses keep (they hold nodes, so they go with the memo)
         self.scratch: dict = {}
         self._memo: dict[tuple, tuple] = {}  # answers, keyed by node identity (the node is kept to check it)
@@ -177,15 +185,21 @@ class Flow:
         key = (id(expr), id(site.file), id(site.function), self.generation, models)
         found = self._memo.get(key)
         if found is None or found[0] is not expr:
-            outer, self._models = self._models, models
+            outer = self._models, self._budget
+            self._models, self._budget = models, _BUDGET
             try:
                 found = (expr, _dedupe(self._values(expr, site, 0, frozenset()))[:_MAX_VALUES])
+            except _Exhausted:
+                found = (expr, [])  # too many paths to follow: unknown, never a guess from a part of them
             finally:
-                self._models = outer
+                self._models, self._budget = outer
             self._memo[key] = found
         return found[1]
 
     def _values(self, expr: cst.BaseExpression, site: Site, depth: int, seen: frozenset) -> list[Value]:
+        self._budget -= 1
+        if self._budget < 0:
+            raise _Exhausted
         if depth > _MAX_DEPTH:
             return []
         key = (id(expr), id(site.function))
