@@ -185,4 +185,5 @@ def test_a_question_past_the_step_budget_is_unknown_not_a_guess(tmp_path, monkey
     from rnnlint.flow import resolve
 
     monkeypatch.setattr(resolve, "_BUDGET", 5)
+    (tmp_path / "small").mkdir()
     assert findings(tmp_path / "small", CHAIN, {}, ["RNN020"]) == []
