@@ -42,7 +42,7 @@ from rnnlint.flow import library, torchtext
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.values import INSTANCE, LIBRARY
 from rnnlint.names import ImportMap, ImportMapView, dotted
-from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg, param_names
+from rnnlint.nodes import Visitor, body_of, children, find_all, keyword_arg, param_names
 from rnnlint.rule import FileContext
 
 RNN_UTILS = "torch.nn.utils.rnn."
@@ -488,7 +488,7 @@ class Flow:
             return Items(values) if any(v is not None for v in values) else None
         if isinstance(expr, cst.Lambda):
             return None
-        for child in expr.children:  # anything else: still see the calls inside
+        for child in children(expr):  # anything else: still see the calls inside
             if isinstance(child, cst.BaseExpression):
                 self.value(child)
         return None
