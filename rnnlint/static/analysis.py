@@ -116,6 +116,8 @@ def analyse(
     except (RecursionError, MemoryError, ValueError) as error:
         detail = str(error) if isinstance(error, ValueError) else "expressions nested too deeply to analyse"
         return Analysis([syntax_error(display, f"cannot parse: {detail}")] if syntax_rule_on else [], parsed=False)
+    if keep is not None:  # a question that leads back here during the analysis finds this tree, not a second
+        index.keep(path, text, module, keep)
     ctx = FileContext(path, text, module, index)
     reports: list[Report] = []
     instances = [rule(ctx, config.options_for(rule), reports) for rule in wanted]
