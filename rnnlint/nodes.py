@@ -94,6 +94,19 @@ def _children_order(node: cst.CSTNode) -> tuple[str, ...]:
     return order
 
 
+def children(node: cst.CSTNode) -> list[cst.CSTNode]:
+    """``node.children`` (its immediate child nodes, in libcst's order) without libcst's cost: its
+    property collects them with a visit that rebuilds the node."""
+    found: list[cst.CSTNode] = []
+    for name in _children_order(node):
+        child = getattr(node, name)
+        if type(child) is tuple or type(child) is list:
+            found.extend(child)
+        elif child is not None and child is not _NO_NODE:
+            found.append(child)
+    return found
+
+
 class _Collector(Visitor):
     def __init__(self, kind: type, skip: tuple[type, ...]) -> None:
         self.kind = kind

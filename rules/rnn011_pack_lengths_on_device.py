@@ -81,8 +81,9 @@ class PackLengthsOnDevice(Rule):
         lengths = lengths_of(flow)  # adding this file's facts started a new generation of the memos
         here = self.ctx.path.resolve()
         reported: set[int] = set()
-        # the module side: a forward argument packed as it came, and a caller that moved it to the GPU
-        for cls, methods in facts.methods.items():
+        # the module side: a forward argument packed as it came, and a caller that moved it to the GPU (a
+        # pack of this file: a file that names no pack has none, whatever its forwards call)
+        for cls, methods in facts.methods.items() if "pack_padded_sequence" in self.ctx.text else ():
             forward = methods.get("forward")
             if forward is None:
                 continue

@@ -1,9 +1,10 @@
-"""rnnlint's two shortcuts through libcst give exactly libcst's own answers.
+"""rnnlint's shortcuts through libcst give exactly libcst's own answers.
 
-``Visitor.walk`` replaces ``node.visit(visitor)`` for every traversal, and
-``nodes.node_positions`` runs the PositionProvider without ``MetadataWrapper.resolve``.
-Both lean on how libcst works inside; a libcst release that changes that must
-fail here rather than make a rule miss a node or shift a position.
+``Visitor.walk`` replaces ``node.visit(visitor)`` for every traversal (and
+``nodes.children`` the ``node.children`` property), and ``nodes.node_positions``
+runs the PositionProvider without ``MetadataWrapper.resolve``. They lean on how
+libcst works inside; a libcst release that changes that must fail here rather
+than make a rule miss a node or shift a position.
 """
 
 from __future__ import annotations
@@ -60,6 +61,31 @@ def test_walk_matches_libcst(source, monkeypatch):
     assert texts
     for text in texts:
         assert_same_walk(text)
+
+
+class Children(Visitor):
+    """Compares ``nodes.children`` with libcst's ``children`` property at every node."""
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        assert [id(c) for c in nodes.children(node)] == [id(c) for c in node.children], type(node).__name__
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        pass
+
+
+@pytest.mark.parametrize("source", ["fixtures", _FSTRINGS], ids=["fixtures", "fstrings"])
+def test_children_match_libcst(source, monkeypatch):
+    """``nodes.children`` (the flow model's "see the calls inside" and its enclosing-function map)
+    gives libcst's own ``node.children``, the same nodes in the same order, at every node."""
+    monkeypatch.setattr(nodes, "_ORDER", {})
+    texts = [source] if "\n" in source else [f.read_text("utf-8") for f in sorted((REPO / source).rglob("*.py"))]
+    for text in texts:
+        try:
+            module = cst.parse_module(text)
+        except cst.ParserSyntaxError:
+            continue
+        Children().walk(module)
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ from rnnlint.flow.padding import (
     locate,
     methods,
     module_functions,
+    now,
 )
 from rnnlint.flow.resolve import flow_of, number
 from rnnlint.flow.training import training_code
@@ -185,7 +186,7 @@ class LossFlow(Flow):
             if isinstance(receiver, Padded):
                 return receiver
             return super().call(call) if receiver is not None else None
-        callee = self.env.get(name) if name else None
+        callee = now(self.env.get(name)) if name else None
         if isinstance(callee, Instance) and isinstance(self.resolver, LossResolver):
             wrapper = self.resolver.wrapper(callee)
             if wrapper is not None:

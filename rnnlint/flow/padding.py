@@ -42,7 +42,7 @@ from rnnlint.flow import library, torchtext
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.values import INSTANCE, LIBRARY
 from rnnlint.names import ImportMap, ImportMapView, dotted
-from rnnlint.nodes import Visitor, body_of, find_all, keyword_arg, param_names
+from rnnlint.nodes import Visitor, body_of, children, find_all, keyword_arg, param_names
 from rnnlint.rule import FileContext
 
 RNN_UTILS = "torch.nn.utils.rnn."
@@ -442,7 +442,7 @@ class Flow:
         if isinstance(expr, (cst.Name, cst.Attribute)):
             name = dotted(expr)
             if name is not None:
-                return self.env.get(name)
+                return now(self.env.get(name))
             self.value(expr.value)  # type: ignore[union-attr]
             return None
         if isinstance(expr, cst.Call):
@@ -499,7 +499,7 @@ class Flow:
             return Items(values) if any(v is not None for v in values) else None
         if isinstance(expr, cst.Lambda):
             return None
-        for child in expr.children:  # anything else: still see the calls inside
+        for child in children(expr):  # anything else: still see the calls inside
             if isinstance(child, cst.BaseExpression):
                 self.value(child)
         return None
@@ -520,7 +520,7 @@ class Flow:
             receiver = self.value(func.value)
             if isinstance(receiver, (Padded, Instance, Module)):
                 return receiver
-        callee = self.env.get(name) if name else None
+        callee = now(self.env.get(name)) if name else None
         if callee is None and name == "self":
             callee = "self"
         if isinstance(callee, Module):
@@ -739,8 +739,13 @@ def methods(cls: cst.ClassDef) -> dict[str, cst.FunctionDef]:
 
 
 def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dict[str, Value]:
-    """``self.<name>`` -> what is assigned to it anywhere in the class (torch modules, project models)."""
-    found: dict[str, Value] = {}
+    """``self.<name>`` -> what is assigned to it anywhere in the class (torch modules, project models).
+
+    A part the project must be asked about (``self.encoder = Encoder(...)``: a lookup that may parse
+    the file defining it; ``self.encoder = encoder``: the flow model's callers) is a :class:`_Later`,
+    asked when a run first reads it (see :func:`now`): most never are by the runs that can report.
+    """
+    found: dict[str, Value | _Later] = {}
     handed: list[cst.Assign] = []  # ``self.encoder = encoder``: asked of the flow model if it is called
     called: set[str] = set()
 
@@ -764,31 +769,56 @@ def submodules(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver) -> dic
             if name is None:
                 return
             qualname = imports.resolve_dotted(name)
-            result: Value
             if qualname.startswith("torch."):
-                result = module_value(qualname, value)
+                keep(node, module_value(qualname, value))
             else:
-                result = resolver.call(name)
-                if not isinstance(result, Instance):
-                    return
-            keep(node, result)
+                keep(node, lambda name=name: _instance(resolver.call(name)))
 
         def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
             return True
 
-    def keep(node: cst.Assign, result: Value) -> None:
+    def keep(node: cst.Assign, result) -> None:
+        """The assignment's value for each ``self.<name>`` it writes: the last that resolves wins."""
         for target in node.targets:
             attr = dotted(target.target)
             if attr and attr.startswith("self.") and attr.count(".") == 1:
-                found[attr] = result
+                if callable(result):
+                    earlier = found.get(attr)
+                    found[attr] = _Later(result, earlier)
+                else:
+                    found[attr] = result
 
     Finder().walk(cls)
     for node in handed:  # only parts the class calls: a size or a rate handed in is no module
         if any(dotted(t.target) in called for t in node.targets):
-            result = resolver.injected(node.value)
-            if result is not None:
-                keep(node, result)
+            keep(node, lambda value=node.value: resolver.injected(value))
     return found
+
+
+class _Later:
+    """A submodule asked of the project when first read: ``ask()``, else what ``earlier`` (an earlier
+    assignment of the same attribute) holds, as when every assignment was asked in order."""
+
+    __slots__ = ("ask", "earlier", "known", "value")
+
+    def __init__(self, ask, earlier) -> None:
+        self.ask, self.earlier, self.known, self.value = ask, earlier, False, None
+
+    def get(self) -> Value:
+        if not self.known:
+            self.known = True  # a question that leads back here finds nothing, as before it was answered
+            value = self.ask()
+            self.value = value if value is not None else now(self.earlier)
+        return self.value
+
+
+def now(value) -> Value:
+    """An environment's value as a run reads it: a :class:`_Later` submodule is asked then."""
+    return value.get() if type(value) is _Later else value
+
+
+def _instance(value: Value) -> Value:
+    return value if isinstance(value, Instance) else None
 
 
 def forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,

@@ -71,14 +71,9 @@ class FileFacts:
     def site_of(self, node: cst.CSTNode) -> Site:
         """The site of any node of this file: the innermost function around it (one walk, on first need)."""
         if self._enclosing is None:
-            self._enclosing = {}
-            stack: list[tuple[cst.CSTNode, cst.FunctionDef | None]] = [(self.module, None)]
-            while stack:
-                current, function = stack.pop()
-                if isinstance(current, cst.FunctionDef):
-                    function = current
-                self._enclosing[id(current)] = function
-                stack.extend((child, function) for child in current.children)
+            enclosing = _Enclosing()
+            enclosing.walk(self.module)  # not ``node.children``: libcst builds each list with a visit
+            self._enclosing = enclosing.found
         return self.site(self._enclosing.get(id(node)))
 
     def site(self, function: cst.FunctionDef | None) -> Site:
@@ -103,6 +98,24 @@ class FileFacts:
                 if found is not None:
                     return found
         return None
+
+
+class _Enclosing(Visitor):
+    """``id(node) -> the innermost function around it`` (a function is its own), for every node."""
+
+    def __init__(self) -> None:
+        self.found: dict[int, cst.FunctionDef | None] = {}
+        self.functions: list[cst.FunctionDef | None] = [None]
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, cst.FunctionDef):
+            self.functions.append(node)
+        self.found[id(node)] = self.functions[-1]
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if isinstance(original_node, cst.FunctionDef):
+            self.functions.pop()
 
 
 def collect(path: Path, module: cst.Module, imports: ImportMap | None = None) -> FileFacts:

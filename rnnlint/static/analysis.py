@@ -82,8 +82,13 @@ def analyse(
     rules: list[type[Rule]],
     config: Config,
     index: ProjectIndex,
+    keep: str | None = None,
 ) -> Analysis:
     """Run ``rules`` over one file's ``text``; findings carry ``display`` as path.
+
+    ``keep``: the file's content hash when ``text`` is the file as it is on disk and stays so for the
+    run (a check): its tree and what the flow model learnt from it then serve the rest of the run's
+    questions (see :meth:`ProjectIndex.keep`). Otherwise they are forgotten once the analysis is done.
 
     Every finding is returned, suppressed or not: ``# noqa`` and per-file-ignores
     are applied by the final step (:mod:`rnnlint.static.final`) that all findings pass.
@@ -111,6 +116,8 @@ def analyse(
     except (RecursionError, MemoryError, ValueError) as error:
         detail = str(error) if isinstance(error, ValueError) else "expressions nested too deeply to analyse"
         return Analysis([syntax_error(display, f"cannot parse: {detail}")] if syntax_rule_on else [], parsed=False)
+    if keep is not None:  # a question that leads back here during the analysis finds this tree, not a second
+        index.keep(path, text, module, keep)
     ctx = FileContext(path, text, module, index)
     reports: list[Report] = []
     instances = [rule(ctx, config.options_for(rule), reports) for rule in wanted]
@@ -122,7 +129,10 @@ def analyse(
     except RecursionError:
         return Analysis([syntax_error(display, "cannot analyse: expressions nested too deeply")], parsed=False)
     finally:
-        index.release(path)
+        if keep is None:
+            index.release(path)
+        else:
+            index.keep(path, text, module, keep)
     if not reports:
         return Analysis()
     return Analysis(_diagnostics(display, text, module, ctx, reports))

@@ -318,6 +318,22 @@ class ProjectIndex:
         if self._flow is not None:
             self._flow.forget(path)
 
+    def keep(self, path: Path, text: str, module: cst.Module, digest: str) -> None:
+        """Keep an analysed file's tree for the rest of the run instead of releasing it: ``text`` is the
+        file as on disk (a check, never a fix round), so the tree is the one :meth:`tree` would parse.
+        Another file's question that leads here is answered without a second parse, and the flow
+        model's answers, which hold its nodes, stay valid (a release starts them all again).
+
+        Released all the same when a question asked during the analysis parsed the file a second
+        time (another file's context over it): answers may hold nodes of either tree."""
+        path = path.resolve()
+        if self._trees.get(path, module) is not module:
+            self.release(path)
+            return
+        self._trees[path] = module
+        self._texts[path] = text
+        self._digests[path] = digest
+
     def summary(self, path: Path) -> FileSummary | None:
         path = path.resolve()
         result = self._summary(path)

@@ -381,6 +381,9 @@ class ProjectMap:
         self._basenames: dict[str, list[str]] | None = None
         self._heads: frozenset[str] | None = None
         self._dirs: frozenset[str] | None = None
+        self._joined: dict[str, str] = {}  # see _mentions
+        self._used: dict[tuple[str, str | None], list[tuple[str, str]]] = {}  # see _uses
+        self._graph: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None  # see _importers
         self._scans: dict[str, tuple[set[str], str]] | None = None  # every file's imports and text (see closure)
         self._verdicts: dict | None = None  # the project's cached relevance (see _document)
         self._verdicts_file: Path | None = None
@@ -407,22 +410,10 @@ class ProjectMap:
         holds a word or that CPython refuses, and every file that imports one, transitively. Relevance
         is worked out among these; any other file can matter only as a relevant file's helper or
         configuration, which :meth:`_compute` follows from the relevant file."""
-        importers: dict[str, set[str]] = {}  # file or folder -> the files whose imports reach it
-        names: dict[str, set[str]] = {}  # file reaching a folder -> every name its code writes
-        seeds = []
-        for path in self.files:
-            facts = self.map(path)
-            if facts is None:
-                continue
-            if facts.refuses() or _holds(facts.rest, words, facts) or any(
-                    _holds(text, words, facts) for text in facts.definitions.values()):
-                seeds.append(path)
-            files, dirs = self._reaches(path, set(facts.modules))
-            for target in files | dirs:
-                importers.setdefault(target, set()).add(path)
-            if dirs:
-                names[path] = {part for chain in (*facts.rest, *(w for ws in facts.definitions.values() for w in ws))
-                               for part in chain.split(".")}
+        seeds = [path for path in self.files if (facts := self.map(path)) is not None and (
+            facts.refuses() or self._mentions(path, facts, words) and (_holds(facts.rest, words, facts) or any(
+                _holds(text, words, facts) for text in facts.definitions.values())))]
+        importers, names = self._importers()
         found = set(seeds)
         todo = list(found)
         while todo:
@@ -438,6 +429,34 @@ class ProjectMap:
                         found.add(user)
                         todo.append(user)
         return found
+
+    def _mentions(self, path: str, facts: FileMap, words: tuple[str, ...]) -> bool:
+        """Could any name of the file, or anything it imports, hold one of ``words``? (A superset of
+        :func:`_holds` over its definitions, asked first: most files of a large project hold none.)"""
+        joined = self._joined.get(path)
+        if joined is None:
+            joined = self._joined[path] = "\n".join(
+                [*facts.rest, *(w for ws in facts.definitions.values() for w in ws), *facts.imports.values()])
+        return any(word in joined for word in words)
+
+    def _importers(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """``(file or folder -> the files whose imports reach it, file reaching a folder -> every name its
+        code writes)``: the same for every set of relevance words, so built once per run."""
+        if self._graph is None:
+            importers: dict[str, set[str]] = {}
+            names: dict[str, set[str]] = {}
+            for path in self.files:
+                facts = self.map(path)
+                if facts is None:
+                    continue
+                files, dirs = self._reaches(path, set(facts.modules))
+                for target in files | dirs:
+                    importers.setdefault(target, set()).add(path)
+                if dirs:
+                    names[path] = {part for chain in (*facts.rest, *(w for ws in facts.definitions.values() for w in ws))
+                                   for part in chain.split(".")}
+            self._graph = importers, names
+        return self._graph
 
     def _load(self, path: Path, text: str | None, digest: str | None) -> FileMap | None:
         if text is None or digest is None:
@@ -583,6 +602,14 @@ class ProjectMap:
     def _binds(self, path: str, name: str) -> bool:
         facts = self.map(path)
         return bool(name) and facts is not None and (name in facts.definitions or name in facts.imports)
+
+    def _uses(self, path: str, name: str | None, facts: FileMap) -> list[tuple[str, str]]:
+        """:meth:`_edges` of the definition ``name`` of ``path`` (None: its module-level code), once per run
+        (every set of relevance words asks)."""
+        key = (path, name)
+        if key not in self._used:
+            self._used[key] = self._edges(path, facts.rest if name is None else facts.definitions[name], facts)
+        return self._used[key]
 
     def _edges(self, path: str, words, facts: FileMap) -> list[tuple[str, str]]:
         """The project definitions the names in ``words`` (written in ``path``) refer to."""
@@ -749,7 +776,7 @@ class ProjectMap:
                 if _holds(text, words, facts):
                     recurrent.add(node)
                     continue
-                for target in self._edges(path, text, facts):
+                for target in self._uses(path, name, facts):
                     users.setdefault(target, []).append(node)
             for name, target in facts.imports.items():  # a binding is what it imports (re-exports)
                 if name not in facts.definitions:
@@ -772,7 +799,7 @@ class ProjectMap:
             if facts is None:
                 continue
             own = {(path, name) for name in facts.definitions if (path, name) in recurrent}
-            used = self._edges(path, facts.rest, facts)  # what the module's own statements use
+            used = self._uses(path, None, facts)  # what the module's own statements use
             if path in relevant or own or any(hit in recurrent for hit in used):
                 relevant.add(path)
                 feeding.update(used, (node for node in own if node[1] not in facts.classes
@@ -785,7 +812,7 @@ class ProjectMap:
                 if facts is None or name not in facts.definitions or (
                         name in facts.classes and (path, name) in recurrent and _is_model_class(facts.definitions[name])):
                     continue
-                for target in self._edges(path, facts.definitions[name], facts):
+                for target in self._uses(path, name, facts):
                     if target not in feeding:
                         feeding.add(target)
                         following.append(target)

@@ -54,11 +54,12 @@ class FileOutcome:
     content: bytes | None = None  # the fixed content of data given in memory (stdin), never written
 
 
-def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config: Config, index: "ProjectIndex"):
+def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config: Config, index: "ProjectIndex",
+            keep: str | None = None):
     """:func:`rnnlint.static.analysis.analyse`, imported on first use (it imports libcst)."""
     from rnnlint.static.analysis import analyse as analyse_file
 
-    return analyse_file(path, display, text, rules, config, index)
+    return analyse_file(path, display, text, rules, config, index, keep)
 
 
 def display_path(path: Path) -> str:
@@ -337,8 +338,11 @@ class Session:
             return opened
         document, rules = opened
 
+        # a source file as it is on disk: its tree serves the rest of the run (a notebook's code is no file's)
+        keep = document.digest if not given and path.suffix == ".py" else None
+
         def found() -> list[Diagnostic]:
-            result = analyse(path, display, document.text, self.classes(rules), self.config, self.index)
+            result = analyse(path, display, document.text, self.classes(rules), self.config, self.index, keep)
             return self.final.settle(document, path, result.diagnostics)
 
         if self.results is None or given:
