@@ -368,9 +368,7 @@ _CLASSIFIER = """
             self.fc = nn.Linear(128, 2)
     """
 
-PaddedNotPacked.VALID = [
-    # a one-way GRU read only at each example's last real step: exact without packing
-    Valid("""
+_LAST_STATE = """
     import torch
     from torch import nn
 
@@ -383,8 +381,12 @@ PaddedNotPacked.VALID = [
         def forward(self, tokens):
             lengths = (tokens != 0).sum(1)
             states, _ = self.gru(self.emb(tokens))
-            return states[torch.arange(tokens.size(0)), lengths - 1]
-    """),
+            return states[{index}]
+    """
+
+PaddedNotPacked.VALID = [
+    # a one-way GRU read only at each example's last real step: exact without packing
+    Valid(_LAST_STATE.format(index="torch.arange(tokens.size(0)), lengths - 1")),
     # the proper pack / unpack
     Valid(_CLASSIFIER + """
         def forward(self, tokens, lengths):
@@ -447,21 +449,7 @@ PaddedNotPacked.VALID = [
 
 PaddedNotPacked.INVALID = [
     # the same GRU read at the last step of the padded batch: a padding step for every shorter example
-    Invalid("""
-    import torch
-    from torch import nn
-
-    class LastState(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(100, 16, padding_idx=0)
-            self.gru = nn.GRU(16, 32, batch_first=True)
-
-        def forward(self, tokens):
-            lengths = (tokens != 0).sum(1)
-            states, _ = self.gru(self.emb(tokens))
-            return states[:, -1]
-    """, lines=[12]),
+    Invalid(_LAST_STATE.format(index=":, -1"), lines=[12]),
     # sentiment classifier: padding_idx embedding straight into the LSTM, lengths in scope
     Invalid(_CLASSIFIER + """
         def forward(self, tokens, lengths):

@@ -118,6 +118,18 @@ def _removal(call: cst.Call, arg: cst.Arg):
     return remove_arg(call, arg)
 
 
+_TWO_CALLS = """
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self, layers, dropout):
+            super().__init__()
+            self.rnn = nn.LSTM(32, 64, layers, dropout=dropout)
+
+    deep = Encoder(3, 0.3)
+    shallow = Encoder(1, {dropout})
+    """
+
 DropoutOnSingleLayer.VALID = [
     Valid("""
     import torch.nn as nn
@@ -145,17 +157,7 @@ DropoutOnSingleLayer.VALID = [
     model = Stack(32, nlayers=3)
     """),
     # two configurations built by two calls: the stack gets the dropout, the single layer none
-    Valid("""
-    from torch import nn
-
-    class Encoder(nn.Module):
-        def __init__(self, layers, dropout):
-            super().__init__()
-            self.rnn = nn.LSTM(32, 64, layers, dropout=dropout)
-
-    deep = Encoder(3, 0.3)
-    shallow = Encoder(1, 0.0)
-    """),
+    Valid(_TWO_CALLS.format(dropout="0.0")),
     # dropout=0 and positional forms with several layers
     Valid("""
     import torch
@@ -168,17 +170,7 @@ DropoutOnSingleLayer.VALID = [
 
 DropoutOnSingleLayer.INVALID = [
     # one of the calls pairs a single layer with a dropout
-    Invalid("""
-    from torch import nn
-
-    class Encoder(nn.Module):
-        def __init__(self, layers, dropout):
-            super().__init__()
-            self.rnn = nn.LSTM(32, 64, layers, dropout=dropout)
-
-    deep = Encoder(3, 0.3)
-    shallow = Encoder(1, 0.3)
-    """, lines=[6]),
+    Invalid(_TWO_CALLS.format(dropout="0.3"), lines=[6]),
     # one layer by the constructor's default, dropout from a hyper-parameter: no safe fix,
     # a caller may pass more layers
     Invalid("""
