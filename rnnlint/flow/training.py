@@ -24,6 +24,8 @@ from typing import Callable
 import libcst as cst
 
 from rnnlint.flow.library import CLIP_FUNCTIONS, OPTIMIZERS
+from rnnlint.flow.resolve import values
+from rnnlint.flow.values import LIBRARY_CLASS
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor, body_of, find_all
 from rnnlint.rule import FileContext
@@ -640,9 +642,6 @@ def _picked_optimizer(ctx: FileContext, call: cst.Call) -> tuple[str, str] | Non
     classes it may be differ in family (no threshold applies then), or None when it is no optimizer."""
     if not isinstance(call.func, (cst.Subscript, cst.Call)):
         return None
-    from rnnlint.flow.resolve import values  # the flow model sits above this file's own facts
-    from rnnlint.flow.values import LIBRARY_CLASS
-
     classes = sorted({v.value for v in values(ctx, call.func, call, models=True)
                       if v.kind == LIBRARY_CLASS and v.value in OPTIMIZERS})
     if not classes:
