@@ -120,7 +120,7 @@ class PaddedNotPacked(Rule):
                     and "Cell" not in use.callee.qualname
                 ):
                     padded = use.padded_input()
-                    if padded is not None and not _stepwise_decoder(use, padded[0]) and not use.decoder_step():
+                    if padded is not None and not _stepwise_decoder(use, padded[0]) and not use.exact_at_real_positions():
                         seen.add(id(use.call))
                         self._report_module(run, use, use.callee, padded[0], padded[1])
                 elif isinstance(use.callee, Instance):
@@ -156,7 +156,7 @@ class PaddedNotPacked(Rule):
                 # a model that owns a padding tokenizer is fed its ids, however forward reaches them
                 name, display, line = tokenizer
                 fed = [(0, use) for use in forward_uses(stmt, ctx.imports, resolver, self._rnns())
-                       if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.decoder_step()]
+                       if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.exact_at_real_positions()]
                 callers = {0: (f"the ids of the tokenizer the model owns ({name} turns on padding to a fixed length "
                                f"at {display}:{line})", Related(display, line, f"{name} turns on padding"))}
             elif fed:

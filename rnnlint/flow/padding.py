@@ -177,7 +177,7 @@ class KnownCall:
     names: dict[str, cst.BaseExpression | None]  # names bound before it: value (a parameter: its default)
     body: cst.CSTNode | None = None  # the function (or module) the call is in
 
-    def decoder_step(self) -> bool:
+    def exact_at_real_positions(self) -> bool:
         """A one-way recurrence whose final state is dropped (``out, _ = self.rnn(...)``), read only where
         it is exact. Over right padding its outputs at the real positions never see a later pad step, so
         nothing needs packing when the outputs are
@@ -840,7 +840,7 @@ def forward_feeds(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
     """``(argument position, recurrent call)``: where ``forward`` runs a sequence RNN over an argument, unpacked."""
     fed = []
     for use in forward_uses(cls, imports, resolver, rnns):
-        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.decoder_step():
+        if isinstance(use.callee, Module) and use.callee.is_sequence_rnn and not use.exact_at_real_positions():
             padded = use.padded_input()
             if padded is not None and padded[0].origin.startswith("@"):
                 fed.append((int(padded[0].origin[1:]), use))
@@ -1115,7 +1115,7 @@ def summarise(module: cst.Module, imports: ImportMap, calls: dict[str, list[str]
         for use in run.uses:
             callee = use.callee
             if isinstance(callee, Module) and callee.is_sequence_rnn:
-                if use.decoder_step():
+                if use.exact_at_real_positions():
                     continue
                 target = callee.qualname
             elif isinstance(callee, Instance):
