@@ -5,9 +5,10 @@ import re
 import libcst as cst
 
 from rnnlint.flow import library
-from rnnlint.flow.resolve import flow_of, number, values
-from rnnlint.flow.values import LIBRARY
-from rnnlint.flow.models import recurrent
+from rnnlint.flow.lightning import fitted_model, trainer_clips, trainers_fitting
+from rnnlint.flow.resolve import flow_of, number, related, site_of, values
+from rnnlint.flow.values import INSTANCE, LIBRARY, Value
+from rnnlint.flow.models import is_recurrent, recurrent
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.library import CLIP_FUNCTIONS
 from rnnlint.names import dotted
@@ -37,7 +38,9 @@ class MissingGradClip(Rule):
     ``scaler.step(optimizer)``) with no gradient clipping in between, in
     plain scripts, functions, methods, nested loops, Lightning manual
     optimization and Accelerate loops. Also a Lightning ``Trainer`` without
-    ``gradient_clip_val`` that fits a recurrent LightningModule, and Hugging
+    ``gradient_clip_val`` that fits a recurrent LightningModule (reported
+    at the Trainer, and at the module's ``training_step`` when the module is
+    written in another file, where its author and pre-commit look), and Hugging
     Face ``TrainingArguments(max_grad_norm=0)`` (or ``None``) for a recurrent
     model. Clipping counts in every form: ``clip_grad_norm_`` /
     ``clip_grad_value_`` under any import or alias (and the deprecated
@@ -121,6 +124,7 @@ class MissingGradClip(Rule):
                     self._check_step(scope, event)
         for name, call in self._trainers:
             self._check_lightning(name, call)
+        self._check_lightning_modules()
         for call in self._hf_arguments:
             self._check_hf(call)
 
@@ -205,10 +209,10 @@ class MissingGradClip(Rule):
     # -- Lightning ---------------------------------------------------------
 
     def _check_lightning(self, name: str | None, call: cst.Call) -> None:
-        if _MANUAL_OPTIMIZATION.search(self.ctx.text) or _trainer_clips(self.ctx, call) is not False:
+        if _MANUAL_OPTIMIZATION.search(self.ctx.text) or trainer_clips(flow_of(self.ctx)[0], call, site_of(self.ctx, call)) is not False:
             return
         clip = keyword_arg(call, "gradient_clip_val")
-        models = [_fit_model(fit) for fit in self._fits if _fits_with(fit, name, call)]
+        models = [fitted_model(fit) for fit in self._fits if _fits_with(fit, name, call)]
         models = [m for m in models if m is not None]
         if any(self._clips_itself(m) for m in models) or not self._recurrent(models):
             return
@@ -223,6 +227,34 @@ class MissingGradClip(Rule):
             fix=f"Set gradient_clip_val={max_norm}",
             edits=[edit],
         )
+
+    def _check_lightning_modules(self) -> None:
+        """A recurrent LightningModule of this file fitted only by Trainers of other files that do not
+        clip: reported at its ``training_step`` too, where the person who edits the module (and
+        pre-commit, which checks that file alone) looks. The fix is the Trainer's, in its own file."""
+        if _MANUAL_OPTIMIZATION.search(self.ctx.text):
+            return
+        flow, facts = flow_of(self.ctx)
+        for name, cls in facts.classes.items():
+            step = facts.methods.get(cls, {}).get("training_step")
+            if step is None or self._clips_itself(cst.Name(name)):
+                continue
+            trainers = [(call, site) for call, site in trainers_fitting(flow, facts.path, cls)
+                        if trainer_clips(flow, call, site) is False]
+            if not trainers or any(site.file is facts for _, site in trainers):
+                continue  # none that leaves it unclipped, or the Trainer of this file is reported itself
+            if not (self.ctx.is_recurrent(name) or is_recurrent(flow, Value(INSTANCE, name, cls, facts.path))):
+                continue
+            call, site = trainers[0]
+            where = f"{flow.display(site.file.path)}:{flow.line(site.file.path, call)}"
+            self.report(
+                step.name,
+                f"LightningModule {name} trains a recurrent model and the Trainer that fits it ({where}) "
+                f"sets no gradient_clip_val: {_WHY}; set gradient_clip_val=1.0 there "
+                f"(`rnnlint fix` does, in that file) or clip in configure_gradient_clipping",
+                related=[r for call, site in trainers for r in related(
+                    flow, site.file.path, call, "the Trainer that fits this module without clipping")],
+            )
 
     def _clips_itself(self, model: cst.BaseExpression) -> bool:
         """A LightningModule that clips in its own hooks (``configure_gradient_clipping``...)."""
@@ -309,24 +341,6 @@ def _trainer_kind(ctx, call: cst.Call) -> str | None:
     return None
 
 
-def _trainer_clips(ctx, call: cst.Call) -> bool | None:
-    """Does a Lightning Trainer clip? None when it cannot be told (``**kwargs``, a value that does not
-    resolve). ``Trainer.from_argparse_args(args)`` takes ``--gradient_clip_val`` from the command line:
-    its default (the project's, or Lightning's: none) decides."""
-    if any(arg.star == "**" for arg in call.args):
-        return None
-    clip = keyword_arg(call, "gradient_clip_val")
-    if clip is not None:
-        if _is_zero_or_none(ctx, clip.value):
-            return False
-        return True if number(ctx, clip.value) is not None else None
-    if isinstance(call.func, cst.Attribute) and call.func.attr.value == "from_argparse_args" and call.args:
-        option = cst.Attribute(value=call.args[0].value, attr=cst.Name("gradient_clip_val"))
-        found = [v.number for v in values(ctx, option, call) if v.number is not None]
-        return any(found) if found else False
-    return False
-
-
 def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:
     if isinstance(value, cst.Name) and value.value == "None":
         return True
@@ -336,14 +350,6 @@ def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:
 def _fits_with(fit: cst.Call, name: str | None, trainer: cst.Call) -> bool:
     receiver = fit.func.value  # type: ignore[attr-defined]
     return receiver is trainer or (name is not None and dotted(receiver) == name)
-
-
-def _fit_model(fit: cst.Call) -> cst.BaseExpression | None:
-    model = keyword_arg(fit, "model")
-    if model is not None:
-        return model.value
-    positional = [a for a in fit.args if a.keyword is None and not a.star]
-    return positional[0].value if positional else None
 
 
 # -- examples ------------------------------------------------------------------
@@ -417,6 +423,16 @@ _LIGHTNING_MODULE = """
 
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-3)
+    """
+
+_FITTED_ELSEWHERE = """
+    import lightning as L
+    from train import LitTagger
+
+    def main(loader):
+        model = LitTagger()
+        trainer = L.Trainer(max_epochs=5{clip})
+        trainer.fit(model, loader)
     """
 
 _LIGHTNING_PYTORCH = _LIGHTNING_MODULE.replace(
@@ -532,6 +548,8 @@ MissingGradClip.VALID = [
     mlp = LitMLP()
     L.Trainer(max_epochs=5).fit(mlp, loader)
     """,
+    # the LightningModule's own file, fitted by a Trainer of another file that clips
+    Valid(_LIGHTNING_MODULE, files={"main.py": _FITTED_ELSEWHERE.format(clip=", gradient_clip_val=0.5")}),
     # Hugging Face Trainer clips by default
     _MODEL + """
     from transformers import Trainer, TrainingArguments
@@ -738,6 +756,9 @@ def main():
     )
     trainer.fit(LitTagger(), train_dataloaders=loader)
 """),
+    # the LightningModule's own file, fitted by a Trainer of another file that does not clip: reported at
+    # its training_step too (pre-commit checks this file alone); the fix belongs to the Trainer's file
+    Invalid(_LIGHTNING_MODULE, lines=[11], files={"main.py": _FITTED_ELSEWHERE.format(clip="")}),
     # lightning.pytorch, clipping switched off explicitly
     Invalid(_LIGHTNING_PYTORCH + """
     Trainer(gradient_clip_val=None).fit(LitTagger())
