@@ -101,7 +101,8 @@ class PackLengthsOnDevice(Rule):
                     self.report(
                         sink.lengths,
                         f"the lengths passed to pack_padded_sequence arrive on the GPU: {cls.name.value}.forward "
-                        f"receives them from {where} ({_code(flow, hit)}); pack_padded_sequence needs a 1-D CPU "
+                        f"{'computes them from a tensor it receives' if sink.derived else 'receives them'} from "
+                        f"{where} ({_code(flow, hit)}); pack_padded_sequence needs a 1-D CPU "
                         f"int64 tensor and raises RuntimeError there; pass {_cpu(written, sink.lengths)}",
                         fix="Append .cpu() to the lengths",
                         edits=[replace(sink.lengths, _cpu(written, sink.lengths))],
@@ -122,9 +123,12 @@ class PackLengthsOnDevice(Rule):
             elsewhere = hit.move_path != hit.path  # a torchtext iterator's device, set in another file
             self.report(
                 hit.call,
-                f"{call} hands lengths that {_code(flow, hit)} put on the GPU ({moved_at}) to pack_padded_sequence "
-                f"in {sink.owner}.forward ({where}), which needs a 1-D CPU int64 tensor and raises RuntimeError; "
-                f"keep the lengths on the CPU, or pass lengths.cpu() where they are packed",
+                (f"{call} hands a tensor that {_code(flow, hit)} put on the GPU ({moved_at}) to {sink.owner}.forward, "
+                 f"which computes from it, on the GPU, the lengths it packs ({where}): pack_padded_sequence needs "
+                 f"a 1-D CPU int64 tensor and raises RuntimeError; " if sink.derived else
+                 f"{call} hands lengths that {_code(flow, hit)} put on the GPU ({moved_at}) to pack_padded_sequence "
+                 f"in {sink.owner}.forward ({where}), which needs a 1-D CPU int64 tensor and raises RuntimeError; ")
+                + "keep the lengths on the CPU, or pass lengths.cpu() where they are packed",
                 related=(related(flow, hit.move_path, hit.move, f"{_code(flow, hit)} puts the lengths on the GPU")
                          if elsewhere else ()) + related(flow, sink.path, sink.call,
                                                          "pack_padded_sequence receives them here"),
@@ -151,7 +155,39 @@ _HEAD = """
     from torch.nn.utils.rnn import pack_padded_sequence
     """
 
+_COUNTING_ENCODER = {"encoder.py": """
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    def trim(tokens, pad=0):
+        longest = int((tokens != pad).sum(1).max())
+        return tokens[:, :longest]
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(100, 16, padding_idx=0)
+            self.gru = nn.GRU(16, 32, batch_first=True)
+
+        def forward(self, tokens):
+            tokens = trim(tokens)
+            lengths = (tokens != 0).long().sum(dim=1)
+            packed = pack_padded_sequence(self.embed(tokens), lengths{cpu}, batch_first=True, enforce_sorted=False)
+            return self.gru(packed)[1]
+    """}
+
+_MOVES_TOKENS = """
+    from encoder import Encoder
+
+    model = Encoder().cuda()
+    for tokens in loader:
+        tokens = tokens.cuda()
+        hidden = model(tokens)
+    """
+
 PackLengthsOnDevice.VALID = [
+    # lengths counted from a batch on the GPU, then brought to the host where they are packed
+    Valid(_MOVES_TOKENS, files={"encoder.py": _COUNTING_ENCODER["encoder.py"].format(cpu=".cpu()")}),
     Valid(_HEAD + """
     def encode(rnn, emb, lengths, device):
         emb = emb.to(device)
@@ -174,6 +210,9 @@ PackLengthsOnDevice.VALID = [
 ]
 
 PackLengthsOnDevice.INVALID = [
+    # lengths counted in the model's forward from a batch the loop moved to the GPU (through a project helper
+    # that trims it): the loop's call is reported here, the pack in encoder.py
+    Invalid(_MOVES_TOKENS, lines=[6], files={"encoder.py": _COUNTING_ENCODER["encoder.py"].format(cpu="")}),
     # through a variable: the whole batch moved to the GPU
     Invalid(_HEAD + """
     def train_step(model, batch, device):

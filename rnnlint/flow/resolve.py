@@ -592,7 +592,7 @@ class Flow:
             return out
         if qualname and qualname.split(".")[0] in _LIBRARIES:
             return [Value(LIBRARY, qualname, call, facts.path, (), call, facts.path, site)]
-        function, other = self._function(written, facts)
+        function, other = self.function(written, facts)
         if function is not None and other is not None:
             for returned in other.returns.get(function, []):
                 out.extend(v.via(f"{written}()", facts.path, call)
@@ -617,7 +617,8 @@ class Flow:
             return []  # doubled braces: the written text is not the value
         return [Value(CONST, text, expr, site.file.path) for text in texts]
 
-    def _function(self, written: str, facts: FileFacts) -> tuple[cst.FunctionDef | None, FileFacts | None]:
+    def function(self, written: str, facts: FileFacts) -> tuple[cst.FunctionDef | None, FileFacts | None]:
+        """The project function ``written`` (as called in ``facts``' file) names, with its file's facts."""
         local = facts.function_named(written)
         if local is not None:
             return local, facts

@@ -28,7 +28,7 @@ from rnnlint.flow import library, torchtext
 from rnnlint.flow.scopes import FileFacts, Site
 from rnnlint.flow.values import CONST, INSTANCE
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor
+from rnnlint.nodes import Visitor, find_all
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Sink:
     lengths: cst.BaseExpression
     path: Path
     owner: str  # the class whose forward holds it
+    derived: bool = False  # computed from the argument (``(x != pad).sum(1)``), not the argument itself
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Lengths:
         site = facts.site(function)
         found: list[Sink] = []
         tracked = {name}
+        derived: set[str] = set()  # tracked names that hold a value computed from the argument
 
         class Walk(Visitor):
             def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
@@ -94,12 +96,12 @@ class Lengths:
                 qualname = facts.imports.resolve(node.func)
                 if qualname in library.PACK_LENGTHS:
                     arg = _argument(node, *library.PACK_LENGTHS[qualname])
-                    if arg is not None and keeps(arg, tracked, facts):
+                    if arg is not None and keeps(arg, tracked, facts, lengths.flow):
                         owner = site.cls.name.value if site.cls is not None else function.name.value
-                        found.append(Sink(node, arg, facts.path, owner))
+                        found.append(Sink(node, arg, facts.path, owner, _computed(arg, derived)))
                     return
                 for position, arg in _arguments(node):
-                    if keeps(arg, tracked, facts):
+                    if keeps(arg, tracked, facts, lengths.flow):
                         found.extend(lengths.callee_sinks(node, site, position, depth + 1))
 
             def leave_Assign(self, node: cst.Assign) -> None:
@@ -119,11 +121,11 @@ class Lengths:
                     return
                 # ``sorted_lengths, order = lengths.sort(...)``: the first result carries the lengths
                 for i, sub in enumerate(elements):
-                    bind_name(sub, i == 0 and keeps(value, tracked, facts))
+                    bind_name(sub, i == 0 and keeps(value, tracked, facts, lengths.flow), _computed(value, derived))
                 return
-            bind_name(target, keeps(value, tracked, facts))
+            bind_name(target, keeps(value, tracked, facts, lengths.flow), _computed(value, derived))
 
-        def bind_name(target: cst.BaseExpression, keep: bool) -> None:
+        def bind_name(target: cst.BaseExpression, keep: bool, computed: bool) -> None:
             written = dotted(target)
             if written is None:
                 return
@@ -131,6 +133,10 @@ class Lengths:
                 tracked.add(written)
             else:
                 tracked.discard(written)
+            if keep and computed:
+                derived.add(written)
+            else:
+                derived.discard(written)
 
         Walk().walk(function)
         return found
@@ -330,18 +336,31 @@ _LIBRARY_ROOTS = frozenset({"torch", "numpy", "np", "math", "os", "sys", "time",
                             "isinstance", "str", "int", "float", "open", "json", "pickle"})
 
 
-def keeps(expr: cst.BaseExpression, tracked: set[str], facts: FileFacts) -> bool:
-    """Is ``expr`` one of the tracked values, on the device it was on?"""
+def keeps(expr: cst.BaseExpression, tracked: set[str], facts: FileFacts, flow=None, depth: int = 0) -> bool:
+    """Is ``expr`` one of the tracked values, or computed from one on its device?
+
+    Besides the tracked names themselves: a part of one (``x[:, :n]``), the methods
+    and functions of :mod:`~rnnlint.flow.library` that keep the device (``.long()``,
+    ``.sum(1)``, ``torch.sort``), a comparison or arithmetic with one (``x != pad``:
+    a mask on the batch's device), and, when ``flow`` is given, a project function
+    that returns a part of the argument it was given (``trim(x)`` with
+    ``return x[:, :n]``).
+    """
     written = dotted(expr)
     if written is not None:
         return written in tracked
     if isinstance(expr, cst.Subscript):
-        return keeps(expr.value, tracked, facts)
+        return keeps(expr.value, tracked, facts, flow, depth)
+    if isinstance(expr, cst.Comparison):
+        return keeps(expr.left, tracked, facts, flow, depth) or any(
+            keeps(c.comparator, tracked, facts, flow, depth) for c in expr.comparisons)
+    if isinstance(expr, cst.BinaryOperation):
+        return keeps(expr.left, tracked, facts, flow, depth) or keeps(expr.right, tracked, facts, flow, depth)
     if isinstance(expr, cst.Call):
         func = expr.func
         qualname = facts.imports.resolve(func)
         if qualname in library.SAME_DEVICE_FUNCTIONS and expr.args:
-            return keeps(expr.args[0].value, tracked, facts)
+            return keeps(expr.args[0].value, tracked, facts, flow, depth)
         if qualname in library.OFF_DEVICE_FUNCTIONS:
             return False
         if isinstance(func, cst.Attribute):
@@ -351,7 +370,42 @@ def keeps(expr: cst.BaseExpression, tracked: set[str], facts: FileFacts) -> bool
             if method == "to" and expr.args and _is_cpu(expr.args[0].value):
                 return False
             if method in library.SAME_DEVICE_METHODS:
-                return keeps(func.value, tracked, facts)
+                return keeps(func.value, tracked, facts, flow, depth)
+        return flow is not None and depth < 3 and _returns_argument(expr, tracked, facts, flow, depth)
+    return False
+
+
+_COMPUTING = frozenset({"sum", "count_nonzero", "ne", "eq", "gt", "ge", "lt", "le"})
+
+
+def _computed(expr: cst.BaseExpression, derived: set[str]) -> bool:
+    """Is ``expr`` computed from the tracked argument rather than the argument as it came: a comparison, an
+    arithmetic, a count, a project function's result, or a name that holds one?"""
+    for node in find_all(expr, (cst.Comparison, cst.BinaryOperation, cst.Call, cst.Name, cst.Attribute)):
+        if isinstance(node, (cst.Comparison, cst.BinaryOperation)):
+            return True
+        if isinstance(node, cst.Call):
+            written = dotted(node.func) or ""
+            if written.rsplit(".", 1)[-1] in _COMPUTING or isinstance(node.func, cst.Name) and written not in (
+                    "len", "int", "list", "sorted", "tuple"):
+                return True
+        elif dotted(node) in derived:
+            return True
+    return False
+
+
+def _returns_argument(call: cst.Call, tracked: set[str], facts: FileFacts, flow, depth: int) -> bool:
+    """Does the project function ``call`` calls hand back (a part of) a tracked argument it was given?"""
+    written = dotted(call.func)
+    function, other = flow.function(written, facts) if written else (None, None)
+    returns = other.returns.get(function, []) if function is not None else []
+    if not returns:
+        return False
+    for position, arg in _arguments(call):
+        name = _param_name(function, position)
+        if name is not None and keeps(arg, tracked, facts, flow, depth + 1) and all(
+                keeps(r, {name}, other, flow, depth + 1) for r in returns):
+            return True
     return False
 
 
@@ -372,8 +426,8 @@ def moved(expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef 
         return None
     if isinstance(expr, cst.Subscript):
         return moved(expr.value, facts, function, depth + 1)
-    if isinstance(expr, cst.Name) and function is not None:
-        for value in facts.assigned(function, expr.value):
+    if isinstance(expr, cst.Name):  # in a function, or a script's top-level loop
+        for value in facts.assigned(function if function is not None else facts.module, expr.value):
             found = moved(value, facts, function, depth + 1)
             if found is not None:
                 return found
