@@ -12,9 +12,10 @@ from rnnlint.flow.models import is_recurrent, recurrent
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.library import CLIP_FUNCTIONS
 from rnnlint.names import dotted
-from rnnlint.nodes import keyword_arg
+from rnnlint.nodes import find_all, keyword_arg
 from rnnlint.rule import Invalid, Option, Rule, Valid, add_arg, insert_before, replace
 from rnnlint.flow.training import (
+    CLIP_METHOD_NAMES,
     Event,
     Optimizer,
     Scope,
@@ -237,8 +238,8 @@ class MissingGradClip(Rule):
         flow, facts = flow_of(self.ctx)
         for name, cls in facts.classes.items():
             step = facts.methods.get(cls, {}).get("training_step")
-            if step is None or self._clips_itself(cst.Name(name)):
-                continue
+            if step is None or self.ctx.index.reaches(self.ctx.path, name, CLIP_FUNCTIONS) or _calls_clip_method(cls):
+                continue  # it clips in its own hooks (``configure_gradient_clipping``, ``self.clip_gradients``)
             trainers = [(call, site) for call, site in trainers_fitting(flow, facts.path, cls)
                         if trainer_clips(flow, call, site) is False]
             if not trainers or any(site.file is facts for _, site in trainers):
@@ -258,7 +259,8 @@ class MissingGradClip(Rule):
 
     def _clips_itself(self, model: cst.BaseExpression) -> bool:
         """A LightningModule that clips in its own hooks (``configure_gradient_clipping``...)."""
-        return any(self.ctx.index.reaches(self.ctx.path, c, CLIP_FUNCTIONS) for c in self._classes(model))
+        return any(self.ctx.index.reaches(self.ctx.path, c, CLIP_FUNCTIONS) for c in self._classes(model)) or any(
+            v.kind == INSTANCE and _calls_clip_method(v.node) for v in values(self.ctx, model, models=True))
 
     def _classes(self, model: cst.BaseExpression) -> list[str]:
         """What built ``model``: ``LitTagger()`` -> LitTagger; ``model`` -> its assignments."""
@@ -339,6 +341,12 @@ def _trainer_kind(ctx, call: cst.Call) -> str | None:
     if qualname in library.HF_TRAINERS:
         return "hf-trainer"
     return None
+
+
+def _calls_clip_method(cls: cst.CSTNode) -> bool:
+    """Does a LightningModule clip in its own hooks (``self.clip_gradients(...)``, ``clip_grad_norm_``)?"""
+    return any(isinstance(c.func, cst.Attribute) and c.func.attr.value in CLIP_METHOD_NAMES
+               for c in find_all(cls, cst.Call))
 
 
 def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:
@@ -550,6 +558,18 @@ MissingGradClip.VALID = [
     """,
     # the LightningModule's own file, fitted by a Trainer of another file that clips
     Valid(_LIGHTNING_MODULE, files={"main.py": _FITTED_ELSEWHERE.format(clip=", gradient_clip_val=0.5")}),
+    # a Trainer without gradient_clip_val fitting a module that clips in its own hook
+    Valid(_LIGHTNING_MODULE + """
+        def configure_gradient_clipping(self, optimizer, *args, **kwargs):
+            self.clip_gradients(optimizer, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
+
+    L.Trainer(max_epochs=5).fit(LitTagger(), loader)
+    """),
+    # ... or that does not, while the module clips in its own hook
+    Valid(_LIGHTNING_MODULE + """
+        def configure_gradient_clipping(self, optimizer, *args, **kwargs):
+            self.clip_gradients(optimizer, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
+    """, files={"main.py": _FITTED_ELSEWHERE.format(clip="")}),
     # Hugging Face Trainer clips by default
     _MODEL + """
     from transformers import Trainer, TrainingArguments
