@@ -17,8 +17,12 @@ class PackLengthsOnDevice(Rule):
     (``x, lengths = x.to(device), lengths.to(device)`` included). A device is
     a ``"cuda..."`` string, ``torch.device(...)`` other than ``"cpu"``, or a
     name like ``device``/``self.device``/``x.device``; ``.to(torch.long)`` is a
-    dtype and not reported. Limits: lengths that arrive as a parameter (moved
-    by the caller, in another function) are not followed.
+    dtype and not reported. Across functions and files, the flow model joins a
+    caller that moves a tensor to the GPU (``model(x.cuda(), lengths.to(device))``)
+    to the ``forward`` that packs with it, through submodules: the lengths
+    themselves, or lengths counted from the moved batch on its device
+    (``(x != pad).long().sum(1)``, also after a project helper that returns a
+    part of the batch).
 
     **Why it matters.** ``pack_padded_sequence`` needs the lengths as a 1-D
     CPU int64 tensor (it uses them on the host to build the batch sizes); a
