@@ -28,7 +28,7 @@ from rnnlint.flow import library, torchtext
 from rnnlint.flow.scopes import FileFacts, Site
 from rnnlint.flow.values import CONST, INSTANCE
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor, find_all
+from rnnlint.nodes import Visitor
 
 
 @dataclass(frozen=True)
@@ -379,19 +379,23 @@ _COMPUTING = frozenset({"sum", "count_nonzero", "ne", "eq", "gt", "ge", "lt", "l
 
 
 def _computed(expr: cst.BaseExpression, derived: set[str]) -> bool:
-    """Is ``expr`` computed from the tracked argument rather than the argument as it came: a comparison, an
-    arithmetic, a count, a project function's result, or a name that holds one?"""
-    for node in find_all(expr, (cst.Comparison, cst.BinaryOperation, cst.Call, cst.Name, cst.Attribute)):
-        if isinstance(node, (cst.Comparison, cst.BinaryOperation)):
+    """Is ``expr`` computed from the tracked argument rather than the argument as it came (moved, sorted,
+    reshaped): a comparison, an arithmetic, a count, a project function's result, or a name holding one?
+    Only the chain the value travels is read, not the other arguments (``x.reshape(b * n)``)."""
+    if isinstance(expr, (cst.Comparison, cst.BinaryOperation)):
+        return True
+    if isinstance(expr, cst.Subscript):
+        return _computed(expr.value, derived)
+    if isinstance(expr, cst.Call):
+        written = dotted(expr.func) or ""
+        if written.rsplit(".", 1)[-1] in _COMPUTING:
             return True
-        if isinstance(node, cst.Call):
-            written = dotted(node.func) or ""
-            if written.rsplit(".", 1)[-1] in _COMPUTING or isinstance(node.func, cst.Name) and written not in (
-                    "len", "int", "list", "sorted", "tuple"):
-                return True
-        elif dotted(node) in derived:
-            return True
-    return False
+        if isinstance(expr.func, cst.Attribute) and not written.startswith("torch."):
+            return _computed(expr.func.value, derived)  # a method of the value: ``.long()``, ``.to(device)``
+        if written.startswith("torch.") and expr.args:
+            return _computed(expr.args[0].value, derived)  # ``torch.sort(lengths)``
+        return True  # a project function's result
+    return dotted(expr) in derived
 
 
 def _returns_argument(call: cst.Call, tracked: set[str], facts: FileFacts, flow, depth: int) -> bool:
