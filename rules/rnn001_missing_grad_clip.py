@@ -93,6 +93,7 @@ class MissingGradClip(Rule):
         super().__init__(*args, **kwargs)
         self._trainers: list[tuple[str | None, cst.Call]] = []  # (assigned name, Trainer call)
         self._fits: list[cst.Call] = []
+        self._evaluations: list[cst.Call] = []  # ``trainer.test(...)``, ``.validate``, ``.predict``
         self._hf_arguments: list[cst.Call] = []
         self._hf_trainers: list[cst.Call] = []
 
@@ -113,6 +114,8 @@ class MissingGradClip(Rule):
             self._hf_trainers.append(node)
         elif isinstance(node.func, cst.Attribute) and node.func.attr.value == "fit":
             self._fits.append(node)
+        elif isinstance(node.func, cst.Attribute) and node.func.attr.value in _EVALUATIONS:
+            self._evaluations.append(node)
 
     def _kind(self, call: cst.Call) -> str | None:
         return _trainer_kind(self.ctx, call)
@@ -210,11 +213,15 @@ class MissingGradClip(Rule):
     # -- Lightning ---------------------------------------------------------
 
     def _check_lightning(self, name: str | None, call: cst.Call) -> None:
-        if _MANUAL_OPTIMIZATION.search(self.ctx.text) or trainer_clips(flow_of(self.ctx)[0], call, site_of(self.ctx, call)) is not False:
+        if trainer_clips(flow_of(self.ctx)[0], call, site_of(self.ctx, call)) is not False:
             return
         clip = keyword_arg(call, "gradient_clip_val")
         models = [fitted_model(fit) for fit in self._fits if _fits_with(fit, name, call)]
         models = [m for m in models if m is not None]
+        if not any(self._classes(m) for m in models) and _MANUAL_OPTIMIZATION.search(self.ctx.text):
+            return  # a module of unknown class, in a file that optimizes by hand somewhere: may be that one
+        if not models and any(_fits_with(e, name, call) for e in self._evaluations):
+            return  # a Trainer that only tests, validates or predicts: it updates nothing
         if any(self._clips_itself(m) for m in models) or not self._recurrent(models):
             return
         max_norm = repr(self.settings["max-norm"])
@@ -233,13 +240,12 @@ class MissingGradClip(Rule):
         """A recurrent LightningModule of this file fitted only by Trainers of other files that do not
         clip: reported at its ``training_step`` too, where the person who edits the module (and
         pre-commit, which checks that file alone) looks. The fix is the Trainer's, in its own file."""
-        if _MANUAL_OPTIMIZATION.search(self.ctx.text):
-            return
         flow, facts = flow_of(self.ctx)
         for name, cls in facts.classes.items():
             step = facts.methods.get(cls, {}).get("training_step")
-            if step is None or self.ctx.index.reaches(self.ctx.path, name, CLIP_FUNCTIONS) or _calls_clip_method(cls):
-                continue  # it clips in its own hooks (``configure_gradient_clipping``, ``self.clip_gradients``)
+            if step is None or self.ctx.index.reaches(self.ctx.path, name, CLIP_FUNCTIONS) or _handles_clipping(
+                    flow, facts.path, name):
+                continue  # it clips in its own hooks, or optimizes by hand (its steps are judged as loops)
             trainers = [(call, site) for call, site in trainers_fitting(flow, facts.path, cls)
                         if trainer_clips(flow, call, site) is False]
             if not trainers or any(site.file is facts for _, site in trainers):
@@ -258,9 +264,13 @@ class MissingGradClip(Rule):
             )
 
     def _clips_itself(self, model: cst.BaseExpression) -> bool:
-        """A LightningModule that clips in its own hooks (``configure_gradient_clipping``...)."""
-        return any(self.ctx.index.reaches(self.ctx.path, c, CLIP_FUNCTIONS) for c in self._classes(model)) or any(
-            v.kind == INSTANCE and _calls_clip_method(v.node) for v in values(self.ctx, model, models=True))
+        """A LightningModule that clips in its own hooks, or optimizes by hand (where the Trainer's
+        ``gradient_clip_val`` is refused, and the hand-written step is judged as a loop)."""
+        if any(self.ctx.index.reaches(self.ctx.path, c, CLIP_FUNCTIONS) for c in self._classes(model)):
+            return True
+        flow, _ = flow_of(self.ctx)
+        return any(v.kind == INSTANCE and _handles_clipping(flow, v.path, v.value)
+                   for v in values(self.ctx, model, models=True))
 
     def _classes(self, model: cst.BaseExpression) -> list[str]:
         """What built ``model``: ``LitTagger()`` -> LitTagger; ``model`` -> its assignments."""
@@ -343,10 +353,23 @@ def _trainer_kind(ctx, call: cst.Call) -> str | None:
     return None
 
 
-def _calls_clip_method(cls: cst.CSTNode) -> bool:
-    """Does a LightningModule clip in its own hooks (``self.clip_gradients(...)``, ``clip_grad_norm_``)?"""
-    return any(isinstance(c.func, cst.Attribute) and c.func.attr.value in CLIP_METHOD_NAMES
-               for c in find_all(cls, cst.Call))
+def _handles_clipping(flow, path, class_name: str) -> bool:
+    """Does the LightningModule ``class_name`` of ``path``, or a base of it in the project, clip in its
+    own hooks (``self.clip_gradients(...)`` in ``configure_gradient_clipping``) or optimize by hand
+    (``automatic_optimization = False``)?"""
+    for file, name, _ in flow.index.lineage(path, class_name):
+        facts = flow.file(file)
+        cls = facts.classes.get(name) if facts is not None else None
+        if cls is None:
+            continue
+        if _MANUAL_OPTIMIZATION.search(facts.module.code_for_node(cls)) or any(
+                isinstance(c.func, cst.Attribute) and c.func.attr.value in CLIP_METHOD_NAMES
+                for c in find_all(cls, cst.Call)):
+            return True
+    return False
+
+
+_EVALUATIONS = frozenset({"test", "validate", "predict"})
 
 
 def _is_zero_or_none(ctx, value: cst.BaseExpression) -> bool:
@@ -558,6 +581,35 @@ MissingGradClip.VALID = [
     """,
     # the LightningModule's own file, fitted by a Trainer of another file that clips
     Valid(_LIGHTNING_MODULE, files={"main.py": _FITTED_ELSEWHERE.format(clip=", gradient_clip_val=0.5")}),
+    # a second Trainer that only tests: it updates nothing
+    Valid(_LIGHTNING_MODULE + """
+    model = LitTagger()
+    L.Trainer(max_epochs=5, gradient_clip_val=1.0).fit(model, loader)
+    tester = L.Trainer(devices=1)
+    tester.test(model, loader)
+    """),
+    # the module clips in a hook it inherits from a base of the project
+    Valid("""
+    import lightning as L
+    from lit import LitTagger
+
+    class ClippedTagger(LitTagger):
+        pass
+
+    L.Trainer(max_epochs=5).fit(ClippedTagger(), loader)
+    """, files={"lit.py": _LIGHTNING_MODULE + """
+        def configure_gradient_clipping(self, optimizer, *args, **kwargs):
+            self.clip_gradients(optimizer, gradient_clip_val=0.5, gradient_clip_algorithm="norm")
+    """}),
+    # the module, in another file, optimizes by hand (Lightning refuses gradient_clip_val then): its own
+    # step is judged as a loop, where it is written
+    Valid("""
+    import lightning as L
+    from lit import LitTagger
+
+    L.Trainer(max_epochs=5).fit(LitTagger(), loader)
+    """, files={"lit.py": _LIGHTNING_MODULE.replace(
+        "super().__init__()", "super().__init__()\n            self.automatic_optimization = False")}),
     # a Trainer without gradient_clip_val fitting a module that clips in its own hook
     Valid(_LIGHTNING_MODULE + """
         def configure_gradient_clipping(self, optimizer, *args, **kwargs):
