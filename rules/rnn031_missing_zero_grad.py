@@ -5,7 +5,7 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.models import forward_calls
 from rnnlint.flow.resolve import flow_of, values
-from rnnlint.flow.loops import Placed, assigned_names, calls_inside, contains, definition, placed
+from rnnlint.flow.loops import LOOPS, Placed, assigned_names, calls_inside, contains, definition, placed
 from rnnlint.names import dotted
 from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
@@ -61,7 +61,9 @@ class MissingZeroGrad(Rule):
                     self._check(scope, event)
 
     def _check(self, scope: Scope, step: Event) -> None:
-        loop = step.loop
+        loop = self._update_loop(scope, step)
+        if loop is None:
+            return
         if step.via != "scaler" and step.call.args:
             return  # step(closure): the closure does its own zero_grad (LBFGS)
         if self._clears_gradients(scope, loop, step.target):
@@ -84,7 +86,8 @@ class MissingZeroGrad(Rule):
             f"{name}.zero_grad() in each iteration before backward() (or guard the step with an accumulation "
             f"counter if accumulating is intended)"
         )
-        anchor = self._anchor(scope, loop, step) if target else None
+        # ``opt`` of ``for opt in optimizers`` has no meaning before backward(): no fix to write there
+        anchor = self._anchor(scope, loop, step) if target and loop is step.loop else None
         if anchor is None:
             self.report(step.call, message)
             return
@@ -94,6 +97,17 @@ class MissingZeroGrad(Rule):
             fix=f"Insert {target}.zero_grad() before backward()",
             edits=[insert_before(anchor, f"{target}.zero_grad()")],
         )
+
+    def _update_loop(self, scope: Scope, step: Event) -> cst.CSTNode | None:
+        """The loop that repeats the update: the step's innermost loop, unless that loop only walks the
+        optimizers (``for opt in optimizers: opt.step()``, beside ``for opt in optimizers:
+        opt.zero_grad()``): then the loop around it."""
+        where = next((p for p in placed(self.ctx, scope) if p.statement is step.statement), None)
+        loops = [node for node, _ in where.path if isinstance(node, LOOPS)] if where is not None else [step.loop]
+        while loops and isinstance(loops[-1], cst.For) and step.target is not None \
+                and dotted(loops[-1].target) == step.target:
+            loops.pop()
+        return loops[-1] if loops else None
 
     # -- what clears gradients ------------------------------------------------
 
@@ -217,7 +231,21 @@ _MODEL = """
 
     """
 
+_OPTIMIZER_WALKS = _MODEL + """
+    def train(model, loader):
+        optimizers = [torch.optim.Adam(model.lstm.parameters()), torch.optim.SGD(model.head.parameters(), lr=0.1)]
+        for x, y in loader:
+{clear}            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+
+    train(SentimentLSTM(5000), [])
+    """
+
 MissingZeroGrad.VALID = [
+    # zero_grad and step each walk the optimizers, in sibling loops of the batch loop
+    Valid(_OPTIMIZER_WALKS.format(clear="            for opt in optimizers:\n                opt.zero_grad()\n")),
     # the usual loop
     Valid(_MODEL + """
     def train(model, loader, epochs):
@@ -311,6 +339,8 @@ MissingZeroGrad.VALID = [
 ]
 
 MissingZeroGrad.INVALID = [
+    # the optimizers are walked for the step only: no fix (``opt`` means nothing before backward())
+    Invalid(_OPTIMIZER_WALKS.format(clear=""), lines=[22]),
     # zero_grad only before the loop
     Invalid(_MODEL + """
     model = SentimentLSTM(5000)
