@@ -130,7 +130,23 @@ _TWO_CALLS = """
     shallow = Encoder(1, {dropout})
     """
 
+_DEFAULTS = """
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self, size, num_layers=1, dropout=0.0):
+            super().__init__()
+            self.rnn = nn.GRU(size, size, num_layers=num_layers, dropout=dropout)
+    """
+_CALLERS = """
+    from train import Encoder
+
+    stacked = Encoder(64, num_layers=2, dropout=0.1)
+{more}    """
+
 DropoutOnSingleLayer.VALID = [
+    # defaults of one layer and no dropout; the only caller passes both, a stack with its dropout
+    Valid(_DEFAULTS, files={"build.py": _CALLERS.format(more="")}),
     Valid("""
     import torch.nn as nn
     class Tagger(nn.Module):
@@ -169,6 +185,8 @@ DropoutOnSingleLayer.VALID = [
 ]
 
 DropoutOnSingleLayer.INVALID = [
+    # ... and a second caller that passes a dropout alone: the default single layer gets it
+    Invalid(_DEFAULTS, lines=[6], files={"build.py": _CALLERS.format(more="    single = Encoder(64, dropout=0.5)\n")}),
     # one of the calls pairs a single layer with a dropout
     Invalid(_TWO_CALLS.format(dropout="0.3"), lines=[6]),
     # one layer by the constructor's default, dropout from a hyper-parameter: no safe fix,

@@ -311,10 +311,13 @@ class Flow:
         param = _param(function, name)
         out: list[Value] = []
         outer = facts.site(facts.owner.get(function, (None, None))[0])
+        calls = self.callers(function, facts)[:_MAX_CALL_SITES]
         if param is not None and param.default is not None:
+            passing = tuple(call for call, _ in calls if _argument(call, function, name, facts) is not None
+                            or any(a.star for a in call.args))
             for value in self._values(param.default, outer, depth + 1, seen):
-                out.append(value.via(f"default of parameter {name}", facts.path, param.default))
-        for call, caller in self.callers(function, facts)[:_MAX_CALL_SITES]:
+                out.append(value.via(f"default of parameter {name}", facts.path, param.default, passing))
+        for call, caller in calls:
             arg = _argument(call, function, name, facts)
             if arg is None:
                 if any(a.star == "**" for a in call.args) and not self._models:

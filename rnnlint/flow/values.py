@@ -36,6 +36,8 @@ class Step:
     text: str
     path: Path
     node: cst.CSTNode | None = field(default=None, compare=False)
+    #: a parameter's default: the calls of the project that pass the parameter, where it does not apply
+    overridden_by: tuple[cst.Call, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ class Value:
     call_path: Path | None = None
     call_site: Any = field(default=None, compare=False)  # instances: the Site of the constructor call
 
-    def via(self, text: str, path: Path, node: cst.CSTNode | None = None) -> "Value":
+    def via(self, text: str, path: Path, node: cst.CSTNode | None = None,
+            overridden_by: tuple[cst.Call, ...] = ()) -> "Value":
         """The same value, one hop further from its source."""
-        return replace(self, steps=(*self.steps, Step(text, path, node)))
+        return replace(self, steps=(*self.steps, Step(text, path, node, overridden_by)))
 
     @property
     def number(self) -> float | None:
@@ -71,8 +74,14 @@ def together(a: Value, b: Value) -> bool:
     ``Encoder(num_layers=2, dropout=0.3)`` in one file and ``Encoder(num_layers=1, dropout=0)`` in
     another give each parameter two values, but never 1 layer with 0.3: values that entered through
     different calls of the same function (their ``argument ... of f(...)`` steps, nearest the use
-    first) are not a pair. Values whose paths say nothing about it are.
+    first) are not a pair, nor is a parameter's default with an argument of a call that passes
+    that parameter (``Encoder(dropout=0.3, num_layers=2)`` never meets ``num_layers=1``'s default).
+    Values whose paths say nothing about it are.
     """
+    for x, y in ((a, b), (b, a)):  # a parameter's default never meets an argument of a call that passes it
+        overridden = {id(call) for step in x.steps for call in step.overridden_by}
+        if any(id(step.node) in overridden for step in y.steps if step.text.startswith("argument ")):
+            return False
     for x, y in zip(_calls(a), _calls(b)):
         if x[0] != y[0]:
             return True  # calls of different functions: nothing to compare
