@@ -257,8 +257,8 @@ class MissingGradClip(Rule):
             self.report(
                 step.name,
                 f"LightningModule {name} trains a recurrent model and the Trainer that fits it ({where}) "
-                f"sets no gradient_clip_val: {_WHY}; set gradient_clip_val=1.0 there "
-                f"(`rnnlint fix` does, in that file) or clip in configure_gradient_clipping",
+                f"sets no gradient_clip_val: {_WHY}; set gradient_clip_val=1.0 on that Trainer, "
+                f"or clip in configure_gradient_clipping",
                 related=[r for call, site in trainers for r in related(
                     flow, site.file.path, call, "the Trainer that fits this module without clipping")],
             )
@@ -831,6 +831,39 @@ def main():
     # the LightningModule's own file, fitted by a Trainer of another file that does not clip: reported at
     # its training_step too (pre-commit checks this file alone); the fix belongs to the Trainer's file
     Invalid(_LIGHTNING_MODULE, lines=[11], files={"main.py": _FITTED_ELSEWHERE.format(clip="")}),
+    # ... also when that Trainer is made by a factory function of a third file
+    Invalid(_LIGHTNING_MODULE, lines=[11], files={
+        "trainers.py": """
+            import lightning as L
+
+            def make_trainer(epochs):
+                return L.Trainer(max_epochs=epochs)
+            """,
+        "main.py": """
+            from train import LitTagger
+            from trainers import make_trainer
+
+            trainer = make_trainer(5)
+            trainer.fit(LitTagger(), loader)
+            """}),
+    # the module class picked from a registry (another file) by a name known only at run time: any
+    # entry may be the one fitted
+    Invalid("""
+    import lightning as L
+    from registry import MODELS
+
+    def main(name, loader):
+        model = MODELS[name]()
+        L.Trainer(max_epochs=5).fit(model, loader)
+    """, lines=[6], files={"registry.py": "from lit import LitTagger\nMODELS = {'lstm': LitTagger}\n",
+                           "lit.py": _LIGHTNING_MODULE}, fixed="""\
+import lightning as L
+from registry import MODELS
+
+def main(name, loader):
+    model = MODELS[name]()
+    L.Trainer(max_epochs=5, gradient_clip_val=1.0).fit(model, loader)
+"""),
     # lightning.pytorch, clipping switched off explicitly
     Invalid(_LIGHTNING_PYTORCH + """
     Trainer(gradient_clip_val=None).fit(LitTagger())

@@ -65,13 +65,13 @@ def fitted_model(fit: cst.Call) -> cst.BaseExpression | None:
 def trainers_fitting(flow, path: Path, cls: cst.ClassDef) -> list[tuple[cst.Call, Site]]:
     """Every Lightning Trainer call of the project that fits an instance of ``cls`` (defined in ``path``).
 
-    A file can only fit the class by naming it or a name it imports, so only files
-    with ``fit`` among their words are read; the model and the Trainer are each
-    asked of the flow model (assignments, parameters, other files).
+    Only files with ``fit`` among their words are read; the model and the Trainer are
+    each asked of the flow model (assignments, parameters, a factory function that
+    returns the Trainer, other files).
     """
     found: list[tuple[cst.Call, Site]] = []
     for other_path, words in flow.project_files().items():
-        if "fit" not in words or "Trainer" not in words:
+        if "fit" not in words:
             continue
         other = flow.file(other_path)
         if other is None:

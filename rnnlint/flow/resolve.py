@@ -475,7 +475,7 @@ class Flow:
             return []
         keys = [v for v in self._values(expr.slice[0].slice.value, site, depth + 1, seen) if v.kind == CONST]
         if not keys:
-            return []
+            return self._any_entry(expr.value, site, depth, seen)
         written = dotted(expr.value)
         if written and written.startswith("self.hparams") and written.count(".") == 1 and site.cls is not None:
             return [v for k in keys if isinstance(k.value, str)
@@ -485,6 +485,21 @@ class Flow:
             for key in keys:
                 shown = f"[{key.value!r}]".replace("'", '"')
                 out.extend(v.via(shown, site.file.path, expr) for v in self._key(owner, key.value, depth, seen))
+        return out
+
+    def _any_entry(self, container: cst.BaseExpression, site: Site, depth: int, seen) -> list[Value]:
+        """``MODELS[args.model]`` with a key that cannot be told: when the question asks for a module, any
+        entry of a dictionary literal (a registry of classes); never for a number, where the key decides."""
+        if not self._models:
+            return []
+        out: list[Value] = []
+        for owner in self._values(container, site, depth + 1, seen):
+            other = self.file(owner.path) if owner.path is not None else None
+            if owner.kind == DICT and isinstance(owner.node, cst.Dict) and other is not None:
+                for element in owner.node.elements:
+                    if isinstance(element, cst.DictElement):
+                        out.extend(v.via("[...]", site.file.path, container) for v in self._values(
+                            element.value, other.site_of(owner.node), depth + 1, seen))
         return out
 
     def _key(self, owner: Value, key, depth: int, seen) -> list[Value]:
@@ -546,6 +561,8 @@ class Flow:
                 return [Value(ARGS, None, call, facts.path)]
             if method == "get" and call.args:
                 key_values = [v for v in self._values(call.args[0].value, site, depth + 1, seen) if v.kind == CONST]
+                if not key_values:
+                    return self._any_entry(call.func.value, site, depth, seen)
                 out = []
                 for owner in self._values(call.func.value, site, depth + 1, seen):
                     for key in key_values:
@@ -582,10 +599,11 @@ class Flow:
                 if found is not None:
                     out.append(Value(MODULE, name.value, None, found.resolve(), name.steps))
             return out
-        if written is None and not isinstance(call.func, cst.Call):
+        if written is None and not isinstance(call.func, (cst.Call, cst.Subscript)):
             return []
         out = []
-        for target in self._values(call.func, site, depth + 1, seen):  # ``getattr(module, name)(...)`` too
+        # ``getattr(module, name)(...)`` and ``MODELS[name](...)`` too
+        for target in self._values(call.func, site, depth + 1, seen):
             if target.kind == CLASS:
                 out.append(Value(INSTANCE, target.value, target.node, target.path, target.steps, call, facts.path,
                                  site))
