@@ -566,12 +566,14 @@ def test_e2e_lengths_on_gpu(tmp_path):
 
 
 def test_static_stage_sees_only_the_failures_it_can_follow(tmp_path):
-    """The padded targets (padded by a helper of the file) and the state kept on the model are visible to the
-    static stage; the other fixtures' failures show only in the run."""
+    """The padded targets (padded by a helper of the file), the state kept on the model and the lengths counted
+    from a batch the loop moved to the GPU are visible to the static stage; the other fixtures' failures show
+    only in the run."""
     result = rnnlint("check", "--static", "--no-cache", "--output-format", "json", "fixtures/watch",
                      cwd=fixture_copy(tmp_path, "fixtures/watch"))
     found = sorted((Path(d["path"]).parent.name, d["code"]) for d in json.loads(result.stdout))
-    assert found == [("padded_targets", "RNN013"), ("stateful", "RNN030"), ("stateful", "RNN030")], result.stdout
+    assert found == [("lengths_on_gpu", "RNN011"), ("padded_targets", "RNN013"), ("stateful", "RNN030"),
+                     ("stateful", "RNN030")], result.stdout
 
 
 @pytest.mark.slow
