@@ -378,6 +378,7 @@ class ProjectMap:
         self._maps: dict[str, FileMap | None] = {}
         self._modules: dict[tuple[str, str], str | None] = {}
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
+        self._seeds: dict[tuple[str, ...], list[str]] = {}
         self._basenames: dict[str, list[str]] | None = None
         self._heads: frozenset[str] | None = None
         self._dirs: frozenset[str] | None = None
@@ -410,9 +411,7 @@ class ProjectMap:
         holds a word or that CPython refuses, and every file that imports one, transitively. Relevance
         is worked out among these; any other file can matter only as a relevant file's helper or
         configuration, which :meth:`_compute` follows from the relevant file."""
-        seeds = [path for path in self.files if (facts := self.map(path)) is not None and (
-            facts.refuses() or self._mentions(path, facts, words) and (_holds(facts.rest, words, facts) or any(
-                _holds(text, words, facts) for text in facts.definitions.values())))]
+        seeds = self.seeds(words)
         importers, names = self._importers()
         found = set(seeds)
         todo = list(found)
@@ -429,6 +428,14 @@ class ProjectMap:
                         found.add(user)
                         todo.append(user)
         return found
+
+    def seeds(self, words: tuple[str, ...]) -> list[str]:
+        """The files whose map holds one of ``words``, or that CPython refuses: where relevance starts."""
+        if words not in self._seeds:
+            self._seeds[words] = [path for path in self.files if (facts := self.map(path)) is not None and (
+                facts.refuses() or self._mentions(path, facts, words) and (_holds(facts.rest, words, facts) or any(
+                    _holds(text, words, facts) for text in facts.definitions.values())))]
+        return self._seeds[words]
 
     def _mentions(self, path: str, facts: FileMap, words: tuple[str, ...]) -> bool:
         """Could any name of the file, or anything it imports, hold one of ``words``? (A superset of

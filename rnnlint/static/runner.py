@@ -264,15 +264,25 @@ class Session:
         """Does the cache hold the whole project's relevance as the files are now (nothing to map)?"""
         return all(self.project_map().known(words) for words in self._word_sets())
 
-    def decide(self, files: list[Path], pool=None) -> list[int]:
-        """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
-        positions of the files libcst need not read. The project map's files are mapped by ``pool``."""
+    def map_project(self, pool) -> None:
+        """Map every project file not mapped yet, on ``pool``'s workers."""
         project = self.project_map()
-        if pool is not None and not self.decided_before():
-            cache = str(project.cache_dir) if project.cache_dir is not None else None
-            todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
-            for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
-                project.add(path, facts)
+        cache = str(project.cache_dir) if project.cache_dir is not None else None
+        todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
+        for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
+            project.add(path, facts)
+
+    def may_analyse(self) -> bool:
+        """Once the project is mapped: may any file reach libcst? Not when every enabled rule has relevance
+        words, no file holds one (nor is refused by CPython) and no notebook is checked."""
+        rules = [rule for rule in self.config.enabled(self.catalogue) if rule.code != "RNN900"]
+        return (any(path.suffix != ".py" for path in self.checked) or any(r.relevant_words is None for r in rules)
+                or any(self.project_map().seeds(self._words(rule)) for rule in rules))
+
+    def decide(self, files: list[Path]) -> list[int]:
+        """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
+        positions of the files libcst need not read."""
+        project = self.project_map()
         self.scope()
         self._whole = True
         for words in self._word_sets():
@@ -454,13 +464,26 @@ def _wants(rule, text: str, present: frozenset[str] | set[str]) -> bool:
 _worker: Session | None = None
 
 
-def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None) -> None:
+def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None,
+                 later=None) -> None:
+    """``decided``: what the parent's project map decided (see run), so that no worker maps again; or
+    ``later``, a queue it comes through once the parent has worked it out, while the worker loads libcst,
+    the flow model and the enabled rules (half a second that is then off the run's critical path)."""
     global _worker
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = Session(config, use_cache)
-    if decided is not None:  # what the parent's project map decided (see run): no worker maps again
+    if later is not None:
+        try:
+            from rnnlint.static import analysis  # noqa: F401  (what the first file would import)
+
+            _worker.index  # noqa: B018
+            _worker.classes(_worker.config.enabled(_worker.catalogue))
+        except Exception:  # noqa: BLE001  a rule folder that fails to load: the first file reports it, as before
+            pass
+        decided = later.get()
+    if decided is not None:
         scope, verdicts = decided
         _worker._scope = scope
         _worker.verdicts = verdicts
@@ -532,36 +555,51 @@ def run(
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
-    decided = None
-    if local.relevance:
-        # the project map first, on every core; then the files that cannot matter are the parent's:
-        # reading them costs less than handing them out
-        if local.decided_before():
+    skipped: list[int] = []
+    pool = later = None
+    try:
+        if local.relevance:
+            # the project map first, on every core; then the files that cannot matter are the parent's:
+            # reading them costs less than handing them out
+            if not local.decided_before():
+                with context.Pool(jobs) as mapping:
+                    local.map_project(mapping)
+                if local.may_analyse():  # the workers load libcst and the rules while relevance is worked out
+                    later = context.SimpleQueue()
+                    pool = context.Pool(jobs, initializer=_init_worker,
+                                        initargs=(config, use_cache, os.getpid(), None, later))
             skipped = local.decide(files)
-        else:
-            with context.Pool(jobs) as pool:
-                skipped = local.decide(files, pool)
-        decided = (local.scope(), local.verdicts)
-        for i in skipped:
+            if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
+                for i, path in enumerate(files):
+                    if i not in skipped:
+                        try:
+                            outcomes[i] = local.cached(path)
+                        except Exception as exc:
+                            outcomes[i] = _internal_error(path, exc)
+        skip = set(skipped)
+        # Largest files first, a few at a time: one huge file handed out last would
+        # leave the other cores idle while it is analysed.
+        order = sorted((i for i in range(len(tasks)) if outcomes[i] is None and i not in skip),
+                       key=lambda i: -_size(files[i]))
+        chunk = max(1, min(8, len(order) // (jobs * 32)))
+        decided = (local.scope(), local.verdicts) if local.relevance else None
+        if later is not None:
+            for _ in range(jobs):
+                later.put(decided)
+        elif order:
+            pool = context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided))
+        analysed = pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk) if order else ()
+        for i in skipped:  # while the workers analyse the rest
             try:
                 outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
             except Exception as exc:
                 outcomes[i] = _internal_error(files[i], exc)
-        if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
-            for i, path in enumerate(files):
-                if outcomes[i] is None:
-                    try:
-                        outcomes[i] = local.cached(path)
-                    except Exception as exc:
-                        outcomes[i] = _internal_error(path, exc)
-    # Largest files first, a few at a time: one huge file handed out last would
-    # leave the other cores idle while it is analysed.
-    order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
-    chunk = max(1, min(8, len(order) // (jobs * 32)))
-    if order:
-        with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided)) as pool:
-            for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
-                outcomes[i] = outcome
+        for i, outcome in analysed:
+            outcomes[i] = outcome
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     return outcomes  # type: ignore[return-value]
 
 
