@@ -385,7 +385,7 @@ class ProjectMap:
         self._joined: dict[str, str] = {}  # see _mentions
         self._used: dict[tuple[str, str | None], list[tuple[str, str]]] = {}  # see _uses
         self._graph: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None  # see _importers
-        self._scans: dict[str, tuple[set[str], str]] | None = None  # every file's imports and text (see closure)
+        self._scans: _Scans | None = None  # every file's imports and text (see closure)
         self._verdicts: dict | None = None  # the project's cached relevance (see _document)
         self._verdicts_file: Path | None = None
 
@@ -669,13 +669,7 @@ class ProjectMap:
         reading ``paths`` with libcst, whose findings the results cache keeps).
         """
         if self._scans is None:
-            self._scans = {}
-            for path in self.files:
-                try:
-                    text = decode(read_file_bytes(Path(path)), Path(path))[0]
-                except SourceError:
-                    continue
-                self._scans[path] = (imported_modules(text), text)
+            self._scans = _Scans(self.files)
         scans = self._scans
         # upward: who reaches a file names it or a package above it in an import (a bare ``from . import
         # x`` names its own package): only such imports are resolved
@@ -686,9 +680,13 @@ class ProjectMap:
             target = todo.pop()
             above = self._packages_above(target)
             names = {os.path.basename(target)[:-3], *map(os.path.basename, above)}
-            for path, (modules, text) in scans.items():
+            for path in scans.naming(names):
                 if path in up:
                     continue
+                scan = scans.get(path)
+                if scan is None:  # cannot be decoded
+                    continue
+                modules, text = scan
                 if not any(not m.strip(".") or not names.isdisjoint(m.replace(".", " ").split()) for m in modules):
                     continue
                 files, dirs = reach.get(path)
@@ -828,10 +826,46 @@ class ProjectMap:
         return relevant
 
 
+class _Scans:
+    """Each file's imports (:func:`imported_modules`) and text, for :meth:`ProjectMap.closure`: every file is
+    read, and its imports scanned only when its text could import a given module."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.data: dict[str, bytes] = {}
+        self.known: dict[str, tuple[set[str], str]] = {}
+        for path in files:
+            try:
+                self.data[path] = read_file_bytes(Path(path))
+            except SourceError:
+                continue
+
+    def naming(self, names: set[str]) -> list[str]:
+        """The files whose imports may name one of ``names`` (a module or a package), or a package by dots
+        alone (``from . import x``): the text holds the name, or ``from`` and a dot."""
+        wanted = [name.encode() for name in names]
+        return [path for path, data in self.data.items()
+                if any(name in data for name in wanted) or _RELATIVE_FROM.search(data)]
+
+    def get(self, path: str, default=None):
+        if path not in self.known:
+            if path not in self.data:
+                return default
+            try:
+                text = decode(self.data[path], Path(path))[0]
+            except SourceError:
+                self.data.pop(path)
+                return default
+            self.known[path] = (imported_modules(text), text)
+        return self.known[path]
+
+
+_RELATIVE_FROM = re.compile(rb"\bfrom[\s\\]+\.")
+
+
 class _Reach:
     """What each file's imports reach (:meth:`ProjectMap._reaches`), resolved once, when first asked."""
 
-    def __init__(self, project: ProjectMap, scans: dict[str, tuple[set[str], str]]) -> None:
+    def __init__(self, project: ProjectMap, scans: _Scans) -> None:
         self.project, self.scans, self.known = project, scans, {}
 
     def get(self, path: str) -> tuple[set[str], set[str]]:
