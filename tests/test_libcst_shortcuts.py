@@ -28,17 +28,21 @@ _FSTRINGS = 'a = f"{x}"\nb = f"{y:>{width}}"\n'  # a child skipped when empty, t
 
 
 class Events(Visitor):
-    """Records every on_visit/on_leave; does not enter lambdas (pruning must match too)."""
+    """Records every on_visit/on_leave; does not enter lambdas (pruning must match too). Under libcst's
+    own traversal, it neither records nor enters the trivia (whitespace, punctuation) ``walk`` skips."""
 
     def __init__(self) -> None:
         self.events: list[tuple[str, int]] = []
 
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if type(node) in nodes.TRIVIA:
+            return False
         self.events.append(("visit", id(node)))
         return not isinstance(node, cst.Lambda)
 
     def on_leave(self, original_node: cst.CSTNode) -> None:
-        self.events.append(("leave", id(original_node)))
+        if type(original_node) not in nodes.TRIVIA:
+            self.events.append(("leave", id(original_node)))
 
 
 def assert_same_walk(text: str) -> None:
@@ -55,7 +59,7 @@ def assert_same_walk(text: str) -> None:
 @pytest.mark.parametrize("source", ["fixtures", "tests/data", _FSTRINGS], ids=["fixtures", "data", "fstrings"])
 def test_walk_matches_libcst(source, monkeypatch):
     """``Visitor.walk`` (every rule's traversal) calls on_visit/on_leave on the same
-    nodes in the same order as libcst's ``node.visit``, pruning included."""
+    nodes in the same order as libcst's ``node.visit``, pruning included, trivia left out."""
     monkeypatch.setattr(nodes, "_ORDER", {})  # learn each node type's order afresh from these files
     texts = [source] if "\n" in source else [f.read_text("utf-8") for f in sorted((REPO / source).rglob("*.py"))]
     assert texts

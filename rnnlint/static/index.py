@@ -27,6 +27,7 @@ from rnnlint.flow.library import RECURRENT_MODULES
 from rnnlint.flow.resolve import Flow
 from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
+from rnnlint.static import outline as _outline_module
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
 from rnnlint.source import EXISTS, SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
@@ -233,6 +234,7 @@ class ProjectIndex:
         self.recurrent_names = RECURRENT_MODULES | {canonical(n) for n in extra_recurrent}
         self.cache_dir = cache_dir
         self._summaries: dict[Path, FileSummary | None] = {}
+        self._outlines: dict[Path, FileSummary | None] = {}  # see outline()
         # memoised answers keep the files they consulted, so a later question
         # answered from the memo still records its dependencies (see recording())
         self._memo: dict[tuple, tuple[bool, dict]] = {}
@@ -313,6 +315,7 @@ class ProjectIndex:
         self._trees.pop(path, None)
         self._texts.pop(path, None)
         self._summaries.pop(path, None)
+        self._outlines.pop(path, None)
         self._digests.pop(path, None)
         self._memo = {key: value for key, value in self._memo.items() if key[-1][0] != path}
         if self._flow is not None:
@@ -351,6 +354,51 @@ class ProjectIndex:
         self._summaries[path] = None  # guard against cycles while loading
         result = self._load(path)
         self._summaries[path] = result
+        return result
+
+    def outline(self, path: Path) -> FileSummary | None:
+        """What ``path`` imports and defines, as :meth:`summary` says, but perhaps without the summarisers'
+        facts: what lookups, lineages and :meth:`reaches` read. Made from CPython's parser
+        (:mod:`rnnlint.static.outline`) unless the file's summary or tree is at hand, so a question that only
+        passes through a file never parses it with libcst."""
+        path = path.resolve()
+        result = self._summaries.get(path) or self._outline(path)
+        if self._recording:
+            self._record({path: self._digests.get(path)})
+        return result
+
+    def _outline(self, path: Path) -> FileSummary | None:
+        if path not in self._outlines:
+            if path in self._parsed:
+                self._outlines[path] = summarise(*self._parsed[path])
+            else:
+                self._outlines[path] = self._read_outline(path)
+        return self._outlines[path]
+
+    def _read_outline(self, path: Path) -> FileSummary | None:
+        text = self._texts.get(path)
+        if text is None or path not in self._digests:
+            try:
+                data = read_file_bytes(path)
+                text, _ = decode(data, path)
+            except SourceError:
+                return None
+            self._digests[path] = digest_bytes(data)
+        key = self._digests[path]
+        file = self._cache_file(key, "outline")
+        document = seal.read_json(file) if file is not None else None
+        if document is not None:
+            try:
+                return FileSummary.from_json(document)
+            except (ValueError, KeyError, TypeError):
+                pass
+        found = _outline_module.outline(text)
+        if found is None:
+            return None
+        imports, stars, definitions = found
+        result = FileSummary(imports, stars, {name: Definition(**d) for name, d in definitions.items()})
+        if file is not None:
+            seal.write_json(self.cache_dir, file, result.to_json())  # type: ignore[arg-type]
         return result
 
     def _load(self, path: Path) -> FileSummary | None:
@@ -409,11 +457,14 @@ class ProjectIndex:
             return self._trees.get(path)
         return None
 
-    def _cache_file(self, key: str) -> Path | None:
+    def _cache_file(self, key: str, kind: str = "index") -> Path | None:
+        """Where the summary (``kind`` "index") or the outline of the content ``key`` is cached."""
         if self.cache_dir is None:
             return None
-        code = seal.code_digest(Path(__file__), *(Path(inspect.getfile(s)) for s in self.summarisers))
-        return self.cache_dir / f"index-{__version__}-{_SUMMARY_VERSION}-{code}" / f"{key}.json"
+        sources = [Path(__file__)] + ([Path(inspect.getfile(s)) for s in self.summarisers] if kind == "index" else [
+            Path(_outline_module.__file__), Path(_outline_module.__file__).with_name("projectmap.py")])
+        code = seal.code_digest(*sources)
+        return self.cache_dir / f"{kind}-{__version__}-{_SUMMARY_VERSION}-{code}" / f"{key}.json"
 
     def _cache_read(self, key: str) -> FileSummary | None:
         file = self._cache_file(key)
@@ -468,7 +519,7 @@ class ProjectIndex:
         """
         if depth > _MAX_DEPTH:
             return None
-        summary = self.summary(importer)
+        summary = self.outline(importer)
         if summary is None:
             return None
         if "." not in name.lstrip(".") and not name.startswith("."):
@@ -555,7 +606,7 @@ class ProjectIndex:
         seen: dict[tuple[Path, str], int] = {}
 
         def walk(file: Path, name: str, level: int):
-            summary = self.summary(file)
+            summary = self.outline(file)
             definition = summary.definitions.get(name) if summary else None
             if definition is None or definition.kind != "class" or level > depth:
                 return
@@ -591,7 +642,7 @@ class ProjectIndex:
         """The import map of a file: from its parse when it is being analysed, else its summary."""
         if path in self._parsed:
             return self._parsed[path][1]
-        summary = self.summary(path)
+        summary = self.outline(path)
         return ImportMapView(summary) if summary is not None else None
 
     def _reaches(self, importer: Path, name: str, targets: frozenset[str], through_calls: bool, depth: int,
@@ -616,7 +667,7 @@ class ProjectIndex:
         stack.add(key)
         file, definition_name = hit
         with self.recording() as deps:
-            definition = self.summary(file).definitions.get(definition_name)  # type: ignore[union-attr]
+            definition = self.outline(file).definitions.get(definition_name)  # type: ignore[union-attr]
             result = False
             if definition is not None:
                 if definition.kind == "function" and not through_calls:

@@ -378,13 +378,14 @@ class ProjectMap:
         self._maps: dict[str, FileMap | None] = {}
         self._modules: dict[tuple[str, str], str | None] = {}
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
+        self._seeds: dict[tuple[str, ...], list[str]] = {}
         self._basenames: dict[str, list[str]] | None = None
         self._heads: frozenset[str] | None = None
         self._dirs: frozenset[str] | None = None
         self._joined: dict[str, str] = {}  # see _mentions
         self._used: dict[tuple[str, str | None], list[tuple[str, str]]] = {}  # see _uses
         self._graph: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None  # see _importers
-        self._scans: dict[str, tuple[set[str], str]] | None = None  # every file's imports and text (see closure)
+        self._scans: _Scans | None = None  # every file's imports and text (see closure)
         self._verdicts: dict | None = None  # the project's cached relevance (see _document)
         self._verdicts_file: Path | None = None
 
@@ -410,9 +411,7 @@ class ProjectMap:
         holds a word or that CPython refuses, and every file that imports one, transitively. Relevance
         is worked out among these; any other file can matter only as a relevant file's helper or
         configuration, which :meth:`_compute` follows from the relevant file."""
-        seeds = [path for path in self.files if (facts := self.map(path)) is not None and (
-            facts.refuses() or self._mentions(path, facts, words) and (_holds(facts.rest, words, facts) or any(
-                _holds(text, words, facts) for text in facts.definitions.values())))]
+        seeds = self.seeds(words)
         importers, names = self._importers()
         found = set(seeds)
         todo = list(found)
@@ -429,6 +428,14 @@ class ProjectMap:
                         found.add(user)
                         todo.append(user)
         return found
+
+    def seeds(self, words: tuple[str, ...]) -> list[str]:
+        """The files whose map holds one of ``words``, or that CPython refuses: where relevance starts."""
+        if words not in self._seeds:
+            self._seeds[words] = [path for path in self.files if (facts := self.map(path)) is not None and (
+                facts.refuses() or self._mentions(path, facts, words) and (_holds(facts.rest, words, facts) or any(
+                    _holds(text, words, facts) for text in facts.definitions.values())))]
+        return self._seeds[words]
 
     def _mentions(self, path: str, facts: FileMap, words: tuple[str, ...]) -> bool:
         """Could any name of the file, or anything it imports, hold one of ``words``? (A superset of
@@ -662,13 +669,7 @@ class ProjectMap:
         reading ``paths`` with libcst, whose findings the results cache keeps).
         """
         if self._scans is None:
-            self._scans = {}
-            for path in self.files:
-                try:
-                    text = decode(read_file_bytes(Path(path)), Path(path))[0]
-                except SourceError:
-                    continue
-                self._scans[path] = (imported_modules(text), text)
+            self._scans = _Scans(self.files)
         scans = self._scans
         # upward: who reaches a file names it or a package above it in an import (a bare ``from . import
         # x`` names its own package): only such imports are resolved
@@ -679,9 +680,13 @@ class ProjectMap:
             target = todo.pop()
             above = self._packages_above(target)
             names = {os.path.basename(target)[:-3], *map(os.path.basename, above)}
-            for path, (modules, text) in scans.items():
+            for path in scans.naming(names):
                 if path in up:
                     continue
+                scan = scans.get(path)
+                if scan is None:  # cannot be decoded
+                    continue
+                modules, text = scan
                 if not any(not m.strip(".") or not names.isdisjoint(m.replace(".", " ").split()) for m in modules):
                     continue
                 files, dirs = reach.get(path)
@@ -821,10 +826,46 @@ class ProjectMap:
         return relevant
 
 
+class _Scans:
+    """Each file's imports (:func:`imported_modules`) and text, for :meth:`ProjectMap.closure`: every file is
+    read, and its imports scanned only when its text could import a given module."""
+
+    def __init__(self, files: list[str]) -> None:
+        self.data: dict[str, bytes] = {}
+        self.known: dict[str, tuple[set[str], str]] = {}
+        for path in files:
+            try:
+                self.data[path] = read_file_bytes(Path(path))
+            except SourceError:
+                continue
+
+    def naming(self, names: set[str]) -> list[str]:
+        """The files whose imports may name one of ``names`` (a module or a package), or a package by dots
+        alone (``from . import x``): the text holds the name, or ``from`` and a dot."""
+        wanted = [name.encode() for name in names]
+        return [path for path, data in self.data.items()
+                if any(name in data for name in wanted) or _RELATIVE_FROM.search(data)]
+
+    def get(self, path: str, default=None):
+        if path not in self.known:
+            if path not in self.data:
+                return default
+            try:
+                text = decode(self.data[path], Path(path))[0]
+            except SourceError:
+                self.data.pop(path)
+                return default
+            self.known[path] = (imported_modules(text), text)
+        return self.known[path]
+
+
+_RELATIVE_FROM = re.compile(rb"\bfrom[\s\\]+\.")
+
+
 class _Reach:
     """What each file's imports reach (:meth:`ProjectMap._reaches`), resolved once, when first asked."""
 
-    def __init__(self, project: ProjectMap, scans: dict[str, tuple[set[str], str]]) -> None:
+    def __init__(self, project: ProjectMap, scans: _Scans) -> None:
         self.project, self.scans, self.known = project, scans, {}
 
     def get(self, path: str) -> tuple[set[str], set[str]]:

@@ -62,9 +62,11 @@ def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config
     return analyse_file(path, display, text, rules, config, index, keep)
 
 
-def display_path(path: Path) -> str:
+def display_path(path: Path, real: Path | None = None) -> str:
+    """``path`` as findings show it: relative to the working folder when inside it. ``real``: its
+    resolved path, when the caller knows it."""
     try:
-        return path.resolve().relative_to(_real_cwd(os.getcwd())).as_posix()
+        return (real or path.resolve()).relative_to(_real_cwd(os.getcwd())).as_posix()
     except ValueError:
         return str(path)
 
@@ -95,7 +97,7 @@ class Session:
         self._files: list[Path] | None = None
         # check's findings per file; fix never reads them (it must see the file as it is now)
         self.results = ResultCache(directory, self.config) if directory is not None else None
-        self._enabled: dict[tuple, list[type[Rule]]] = {}
+        self._enabled: dict[tuple | None, list[type[Rule]]] = {}  # None: every file's, without per-file-ignores
         self.final = FinalStep(self.config)
         self.relevance = os.environ.get(RELEVANCE_ENV, "1") != "0"
         self.checked: list[Path] = []  # the run's files: the project map covers them too
@@ -109,6 +111,8 @@ class Session:
         self._readings: dict[tuple, list[type[Rule]]] = {}
         self._present_key: tuple | None = None  # (path, hash of text) whose relevance words _present holds
         self._present: frozenset[str] = frozenset()
+        self._every_word: frozenset[str] | None = None  # every rule's relevance words (see _text_has_any)
+        self._rule_word_sets: dict[tuple[str, ...], set] = {}  # see _known_not_to_matter
         self._rule_words: dict[str, tuple[str, ...]] = {}
 
     @property
@@ -150,17 +154,23 @@ class Session:
         self.results = None
 
     def enabled(self, path: Path) -> list[type[Rule]]:
-        # without per-file-ignores every file has the same rules: the path need not be resolved and matched
-        rules = self.config.enabled(self.catalogue, path if self.config.per_file_ignores else None)
-        key = tuple(r.code for r in rules)
-        return self._enabled.setdefault(key, rules)
+        # without per-file-ignores every file has the same rules: the path need not be resolved and matched,
+        # nor the rules chosen again
+        whole = not self.config.per_file_ignores
+        if whole and None in self._enabled:
+            return self._enabled[None]
+        rules = self.config.enabled(self.catalogue, None if whole else path)
+        found = self._enabled.setdefault(tuple(r.code for r in rules), rules)
+        if whole:
+            self._enabled[None] = found
+        return found
 
     # -- relevance: which files reach libcst ------------------------------------
 
     def project_map(self) -> ProjectMap:
         """The map of every project file (see :mod:`rnnlint.static.projectmap`), built on first need."""
         if self._map is None:
-            files = {*self.project_files(), *(f.resolve() for f in self.checked if f.suffix == ".py")}
+            files = {*self.project_files(), *(self._real(f) for f in self.checked if f.suffix == ".py")}
             self._map = ProjectMap(self.config.root, sorted(files), self.cache_dir)
         return self._map
 
@@ -217,19 +227,29 @@ class Session:
                                                 for part in ((t,) if isinstance(t, str) else t))
         return self._trigger_sets[key]
 
-    def _known_not_to_matter(self, path: Path, text: str, rule) -> bool:
-        """Has the map already said that ``rule`` can report nothing in this file?"""
-        if rule.relevant_words is None or path.suffix != ".py":
+    def _known_not_to_matter(self, path: Path, text: str, rules: list) -> bool:
+        """Has the map already said that none of ``rules`` (RNN900 aside) can report anything in this file?"""
+        if path.suffix != ".py":
             return False
-        words = self._words(rule)
-        return self.verdicts.get((str(self._real(path)), words)) is False and not self._text_has_any(path, text, words)
+        key = tuple(rule.code for rule in rules)
+        sets = self._rule_word_sets.get(key)
+        if sets is None:  # the distinct relevance words of the rules (None: a rule without)
+            sets = self._rule_word_sets[key] = {
+                None if rule.relevant_words is None else self._words(rule) for rule in rules if rule.code != "RNN900"}
+        if None in sets:
+            return False
+        real = str(self._real(path))
+        return all(self.verdicts.get((real, words)) is False for words in sets) and not any(
+            self._text_has_any(path, text, words) for words in sets)
 
     def _text_has_any(self, path: Path, text: str, words: tuple[str, ...]) -> bool:
         """Does ``text`` hold one of ``words``? Every rule's words are looked for once per file."""
         key = (path, hash(text))
         if self._present_key != key:
-            every = {word for rule in self.catalogue.values() if rule.relevant_words for word in self._words(rule)}
-            self._present_key, self._present = key, frozenset(word for word in every if word in text)
+            if self._every_word is None:
+                self._every_word = frozenset(
+                    word for rule in self.catalogue.values() if rule.relevant_words for word in self._words(rule))
+            self._present_key, self._present = key, frozenset(word for word in self._every_word if word in text)
         return not self._present.isdisjoint(words)
 
     def _real(self, path: Path) -> Path:
@@ -251,7 +271,7 @@ class Session:
         return self._readings[key]
 
     def _reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
-        if all(rule.code == "RNN900" or self._known_not_to_matter(path, text, rule) for rule in rules):
+        if self._known_not_to_matter(path, text, rules):
             return []  # decided already (most files of a large run): no trigger need be looked for
         present = {trigger for trigger in self._triggers(rules) if trigger in text}
         wanted = [rule for rule in rules if rule.code != "RNN900" and _wants(rule, text, present)]
@@ -264,15 +284,26 @@ class Session:
         """Does the cache hold the whole project's relevance as the files are now (nothing to map)?"""
         return all(self.project_map().known(words) for words in self._word_sets())
 
-    def decide(self, files: list[Path], pool=None) -> list[int]:
-        """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
-        positions of the files libcst need not read. The project map's files are mapped by ``pool``."""
+    def map_project(self, pool) -> None:
+        """Map every project file not mapped yet, on ``pool``'s workers."""
         project = self.project_map()
-        if pool is not None and not self.decided_before():
-            cache = str(project.cache_dir) if project.cache_dir is not None else None
-            todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
-            for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
-                project.add(path, facts)
+        cache = str(project.cache_dir) if project.cache_dir is not None else None
+        todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
+        for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
+            project.add(path, facts)
+
+    def may_analyse(self) -> bool:
+        """Once the project is mapped: may any file reach libcst? Not when every enabled rule has relevance
+        words, no file holds one (nor is refused by CPython) and no notebook is checked."""
+        rules = [rule for rule in self.config.enabled(self.catalogue) if rule.code != "RNN900"]
+        return (any(path.suffix != ".py" for path in self.checked) or any(r.relevant_words is None for r in rules)
+                or any(self.project_map().seeds(self._words(rule)) for rule in rules))
+
+    def decide(self, files: list[Path], settle: Callable[[int, SourceFile], None] | None = None) -> list[int]:
+        """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
+        positions of the files libcst need not read. ``settle(position, document)`` is called for each as it
+        is found, with the file as read (so that it is not read again)."""
+        project = self.project_map()
         self.scope()
         self._whole = True
         for words in self._word_sets():
@@ -285,11 +316,13 @@ class Session:
             if path.suffix != ".py":
                 continue
             try:
-                text = read_source(path).text
+                document = read_source(path)
             except SourceError:
                 continue
-            if not self.reading(path, text, self.enabled(path)):
+            if not self.reading(path, document.text, self.enabled(path)):
                 skipped.append(i)
+                if settle is not None:
+                    settle(i, document)
         return skipped
 
     def _skipped(self, path: Path, display: str, document) -> FileOutcome:
@@ -319,21 +352,22 @@ class Session:
             return read_notebook(path, data)
         return read_source(path, data)
 
-    def _open(self, path: Path, display: str, data: bytes | None):
+    def _open(self, path: Path, display: str, data: bytes | None, document: SourceFile | None = None):
         """``(document, the rules that read it)``, or the finished outcome of a file that is unreadable
-        or that no rule needs to read."""
+        or that no rule needs to read. ``document``: the file as the caller has just read it from disk."""
         try:
-            document = self._read(path, data)
+            document = document or self._read(path, data)
         except SourceError as exc:
             return self._unreadable(path, display, exc)
         rules = self.reading(path, document.text, self.enabled(path))
         return (document, rules) if rules else self._skipped(path, display, document)
 
-    def check(self, path: Path, data: bytes | None = None) -> FileOutcome:
-        """Check ``path``, or ``data`` (read from stdin) as if it were that file's content."""
-        display = display_path(path)
+    def check(self, path: Path, data: bytes | None = None, document: SourceFile | None = None) -> FileOutcome:
+        """Check ``path``, or ``data`` (read from stdin) as if it were that file's content; ``document``:
+        the file as just read from disk (see :meth:`decide`)."""
+        display = display_path(path, self._real(path))
         given = data is not None
-        opened = self._open(path, display, data)
+        opened = self._open(path, display, data, document)
         if isinstance(opened, FileOutcome):
             return opened
         document, rules = opened
@@ -360,7 +394,7 @@ class Session:
     def cached(self, path: Path) -> FileOutcome | None:
         """``check``'s outcome when no rule reads the file or the results cache holds its findings;
         None when the file must be analysed (the parallel run hands out only those)."""
-        display = display_path(path)
+        display = display_path(path, self._real(path))
         opened = self._open(path, display, None)
         if isinstance(opened, FileOutcome):
             return opened
@@ -370,7 +404,7 @@ class Session:
 
     def fix(self, path: Path, write: bool, unsafe: bool, data: bytes | None = None) -> FileOutcome:
         """Fix ``path``, or ``data`` (read from stdin: never written, see ``content``) as if it were its content."""
-        display = display_path(path)
+        display = display_path(path, self._real(path))
         given = data is not None
         opened = self._open(path, display, data)
         if isinstance(opened, FileOutcome):
@@ -454,13 +488,26 @@ def _wants(rule, text: str, present: frozenset[str] | set[str]) -> bool:
 _worker: Session | None = None
 
 
-def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None) -> None:
+def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None,
+                 later=None) -> None:
+    """``decided``: what the parent's project map decided (see run), so that no worker maps again; or
+    ``later``, a queue it comes through once the parent has worked it out, while the worker loads libcst,
+    the flow model and the enabled rules (half a second that is then off the run's critical path)."""
     global _worker
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = Session(config, use_cache)
-    if decided is not None:  # what the parent's project map decided (see run): no worker maps again
+    if later is not None:
+        try:
+            from rnnlint.static import analysis  # noqa: F401  (what the first file would import)
+
+            _worker.index  # noqa: B018
+            _worker.classes(_worker.config.enabled(_worker.catalogue))
+        except Exception:  # noqa: BLE001  a rule folder that fails to load: the first file reports it, as before
+            pass
+        decided = later.get()
+    if decided is not None:
         scope, verdicts = decided
         _worker._scope = scope
         _worker.verdicts = verdicts
@@ -532,36 +579,53 @@ def run(
     method = "fork" if sys.platform.startswith("linux") else None
     context = multiprocessing.get_context(method)
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
-    decided = None
-    if local.relevance:
-        # the project map first, on every core; then the files that cannot matter are the parent's:
-        # reading them costs less than handing them out
-        if local.decided_before():
-            skipped = local.decide(files)
-        else:
-            with context.Pool(jobs) as pool:
-                skipped = local.decide(files, pool)
-        decided = (local.scope(), local.verdicts)
-        for i in skipped:
-            try:
-                outcomes[i] = local.check(files[i]) if mode == "check" else local.fix(files[i], write, unsafe)
-            except Exception as exc:
-                outcomes[i] = _internal_error(files[i], exc)
-        if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
-            for i, path in enumerate(files):
-                if outcomes[i] is None:
-                    try:
-                        outcomes[i] = local.cached(path)
-                    except Exception as exc:
-                        outcomes[i] = _internal_error(path, exc)
-    # Largest files first, a few at a time: one huge file handed out last would
-    # leave the other cores idle while it is analysed.
-    order = sorted((i for i in range(len(tasks)) if outcomes[i] is None), key=lambda i: -_size(files[i]))
-    chunk = max(1, min(8, len(order) // (jobs * 32)))
-    if order:
-        with context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided)) as pool:
+    skipped: list[int] = []
+    pool = later = None
+    try:
+        if local.relevance:
+            # the project map first, on every core; then the files that cannot matter are the parent's:
+            # reading them costs less than handing them out
+            if not local.decided_before():
+                with context.Pool(jobs) as mapping:
+                    local.map_project(mapping)
+                if local.may_analyse():  # the workers load libcst and the rules while relevance is worked out
+                    later = context.SimpleQueue()
+                    pool = context.Pool(jobs, initializer=_init_worker,
+                                        initargs=(config, use_cache, os.getpid(), None, later))
+            def settle(i: int, document: SourceFile) -> None:  # while the workers load libcst and the rules
+                try:
+                    outcomes[i] = local.check(files[i], document=document) if mode == "check" else \
+                        local.fix(files[i], write, unsafe)
+                except Exception as exc:
+                    outcomes[i] = _internal_error(files[i], exc)
+
+            skipped = local.decide(files, settle)
+            if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
+                for i, path in enumerate(files):
+                    if i not in skipped:
+                        try:
+                            outcomes[i] = local.cached(path)
+                        except Exception as exc:
+                            outcomes[i] = _internal_error(path, exc)
+        skip = set(skipped)
+        # Largest files first, a few at a time: one huge file handed out last would
+        # leave the other cores idle while it is analysed.
+        order = sorted((i for i in range(len(tasks)) if outcomes[i] is None and i not in skip),
+                       key=lambda i: -_size(files[i]))
+        chunk = max(1, min(8, len(order) // (jobs * 32)))
+        decided = (local.scope(), local.verdicts) if local.relevance else None
+        if later is not None:
+            for _ in range(jobs):
+                later.put(decided)
+        elif order:
+            pool = context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided))
+        if order:
             for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
                 outcomes[i] = outcome
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
     return outcomes  # type: ignore[return-value]
 
 
