@@ -401,14 +401,14 @@ def _computed(expr: cst.BaseExpression, derived: set[str]) -> bool:
 def _returns_argument(call: cst.Call, tracked: set[str], facts: FileFacts, flow, depth: int) -> bool:
     """Does the project function ``call`` calls hand back (a part of) a tracked argument it was given?"""
     written = dotted(call.func)
-    function, other = flow.function(written, facts) if written else (None, None)
+    given = [position for position, arg in _arguments(call) if keeps(arg, tracked, facts, flow, depth + 1)]
+    if not written or not given:
+        return False  # no tracked argument: nothing to look up
+    function, other = flow.function(written, facts)
     returns = other.returns.get(function, []) if function is not None else []
-    if not returns:
-        return False
-    for position, arg in _arguments(call):
+    for position in given if returns else ():
         name = _param_name(function, position)
-        if name is not None and keeps(arg, tracked, facts, flow, depth + 1) and all(
-                keeps(r, {name}, other, flow, depth + 1) for r in returns):
+        if name is not None and all(keeps(r, {name}, other, flow, depth + 1) for r in returns):
             return True
     return False
 
