@@ -550,9 +550,13 @@ def test_e2e_healthy_reports_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_e2e_lengths_on_cpu_report_nothing(tmp_path):
+def test_e2e_lengths_on_cpu_observe_nothing_and_list_the_static_finding(tmp_path):
+    """On the CPU the run packs without error; the static stage still sees lengths counted on the GPU when the
+    script runs there, listed apart as a static finding."""
     result, document = watch_fixture(tmp_path, "lengths_on_gpu", 3, "--device", "cpu")
-    assert result.returncode == 0 and document["findings"] == []
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert [(f["code"], f["observed"]) for f in document["findings"]] == [("RNN011", False)]
+    assert "No observed" not in result.stdout and "1 static finding." in result.stdout
 
 
 @pytest.mark.slow
