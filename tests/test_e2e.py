@@ -152,6 +152,17 @@ def test_fix_produces_the_fixed_twin(project, name, tmp_path):
     assert left == [] and result.returncode == 0
 
 
+def test_fix_of_a_whole_project_reports_what_then_remains(tmp_path):
+    """``fix --apply`` over a project whose LightningModule (model.py, checked first) is reported because of
+    the Trainer in train.py: once train.py is fixed, nothing remains, and the run says so (exit 0)."""
+    root = copy_project("lightning_gru", tmp_path)
+    (root / "train_fixed.py").unlink()  # the bad project alone
+    result = rnnlint("fix", "--apply", "--output-format", "json", ".", cwd=root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert findings(result) == []
+    assert findings(rnnlint("check", "--static", "--output-format", "json", ".", cwd=root)) == []
+
+
 @pytest.mark.slow
 def test_check_fixture_tree_from_repo_root(tmp_path):
     """The whole tree, as the checkout's root sees it (its config's excludes); a copy, which is a project of its

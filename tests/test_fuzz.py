@@ -49,7 +49,7 @@ import pytest
 
 from rnnlint.config import load_config
 from rnnlint.static.registry import load_rules
-from rnnlint.static.runner import Session
+from rnnlint.static.runner import Session, run
 from rnnlint.source import read_source
 
 from tests.helpers import generated_python, needs_hypothesmith, rnnlint_process
@@ -67,9 +67,12 @@ STATIC_CODES = tuple(
 # -- the invariants -------------------------------------------------------------
 
 
+def static_config(root: Path):
+    return replace(load_config([root]), select=STATIC_CODES, graph=False)
+
+
 def make_session(root: Path) -> Session:
-    config = load_config([root])
-    return Session(replace(config, select=STATIC_CODES, graph=False), use_cache=False)
+    return Session(static_config(root), use_cache=False)
 
 
 def python_files(root: Path) -> list[Path]:
@@ -141,13 +144,12 @@ def check_project(root: Path, fix: bool = True) -> Result:
         return result
 
     before = {path: _snapshot(path) for path in files}
-    session = make_session(root)
     remaining = {}
-    for path in files:
-        try:
-            outcome = session.fix(path, write=True, unsafe=True)
-        except Exception as exc:  # noqa: BLE001
-            fail(path, f"fix crashed: {type(exc).__name__}: {exc}")
+    # the whole project in one run, as ``fix --apply`` does it (what remains is settled over the written project)
+    for path, outcome in zip(files, run(files, static_config(root), mode="fix", write=True, unsafe=True, jobs=1,
+                                        use_cache=False)):
+        if any("internal error" in message for message in outcome.messages):
+            fail(path, f"fix crashed: {outcome.messages}")
             continue
         for message in outcome.messages:
             fail(path, f"fix said: {message}")

@@ -553,6 +553,29 @@ def run(
     session: Session | None = None,
 ) -> list[FileOutcome]:
     """Check or fix ``files``; outcomes come back in the order of ``files``."""
+    outcomes = _run(files, config, mode, write, unsafe, jobs, use_cache, session)
+    if mode == "fix" and write and any(o.written for o in outcomes):
+        _settle_remaining(files, outcomes, config)
+    return outcomes
+
+
+def _settle_remaining(files: list[Path], outcomes: list[FileOutcome], config: Config) -> None:
+    """What remains after ``fix --apply``, checked again over the written project. A finding may depend
+    on another file (a LightningModule's on the Trainer that fits it, lengths on the caller that moved
+    them): fixing that file later in the run removes it, and what the run says remains must be what
+    ``check`` then finds."""
+    again = Session(config, False)
+    again.checked = files
+    for i, outcome in enumerate(outcomes):
+        if outcome.diagnostics and not outcome.messages:
+            try:
+                outcome.diagnostics = again.check(files[i]).diagnostics
+            except Exception as exc:
+                outcomes[i] = _internal_error(files[i], exc)
+
+
+def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool, jobs: int | None,
+         use_cache: bool, session: Session | None) -> list[FileOutcome]:
     jobs = jobs or default_jobs()
     tasks = [(str(f), mode, write, unsafe) for f in files]
     if session is not None and not use_cache:
