@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -114,10 +116,11 @@ class Config:
         it walks, and a tree the user names explicitly (even one inside a
         ``site-packages``) is walked.
         """
+        patterns = tuple(self.exclude) + tuple(self.extend_exclude)
+        if _names_matcher(patterns).match(os.path.normcase(path.name)):
+            return True
         rel = None  # resolved only for a pattern with a folder in it: a large tree's walk asks this per file
-        for pattern in self.exclude + self.extend_exclude:
-            if fnmatch.fnmatch(path.name, pattern):
-                return True
+        for pattern in patterns:
             if "/" in pattern:
                 rel = self.relative(path) if rel is None else rel
                 if _glob_match(rel, pattern):
@@ -193,6 +196,13 @@ def _selects(entry: str, rule: type[Rule]) -> bool:
     if entry == rule.code:
         return True
     return rule.default_enabled and (entry == "ALL" or rule.code.startswith(entry))
+
+
+@functools.lru_cache(maxsize=16)
+def _names_matcher(patterns: tuple[str, ...]) -> re.Pattern:
+    """One expression for ``fnmatch.fnmatch(name, p)`` over every exclude pattern: discovery asks it of
+    every file and folder of a tree."""
+    return re.compile("|".join(fnmatch.translate(os.path.normcase(p)) for p in patterns) or "(?!)")
 
 
 def _glob_match(rel: str, pattern: str) -> bool:
