@@ -5,7 +5,7 @@ import re
 import libcst as cst
 
 from rnnlint.flow import library
-from rnnlint.flow.lightning import fitted_model, trainer_clips, trainers_fitting
+from rnnlint.flow.lightning import fitted_model, is_trainer_call, trainer_clips, trainers_fitting
 from rnnlint.flow.resolve import flow_of, number, related, site_of, values
 from rnnlint.flow.values import INSTANCE, LIBRARY, Value
 from rnnlint.flow.models import is_recurrent, recurrent
@@ -338,14 +338,13 @@ def _trainer_kind(ctx, call: cst.Call) -> str | None:
     """"lightning" for ``Trainer(...)`` and ``Trainer.from_argparse_args(...)``, "hf-arguments",
     "hf-trainer", or None."""
     func = call.func
-    if isinstance(func, cst.Attribute) and func.attr.value == "from_argparse_args":
-        return "lightning" if ctx.qualname(func.value) in library.LIGHTNING_TRAINERS else None
     last = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", None)
-    if last not in ("Trainer", "TrainingArguments", "Seq2SeqTrainingArguments", "Seq2SeqTrainer"):
+    if last not in ("Trainer", "from_argparse_args", "TrainingArguments", "Seq2SeqTrainingArguments",
+                    "Seq2SeqTrainer"):
         return None
-    qualname = ctx.qualname(func)
-    if qualname in library.LIGHTNING_TRAINERS:
+    if is_trainer_call(ctx.imports, call):
         return "lightning"
+    qualname = ctx.qualname(func)
     if qualname in library.HF_TRAINING_ARGUMENTS:
         return "hf-arguments"
     if qualname in library.HF_TRAINERS:

@@ -15,21 +15,21 @@ from pathlib import Path
 import libcst as cst
 
 from rnnlint.flow import library
-from rnnlint.flow.scopes import FileFacts, Site
+from rnnlint.flow.scopes import Site
 from rnnlint.flow.values import INSTANCE, LIBRARY
-from rnnlint.names import dotted
 from rnnlint.nodes import keyword_arg
 
 #: ``Trainer.from_argparse_args(args)`` (Lightning 1.x): the Trainer's options come from the command line
 FROM_ARGPARSE = "from_argparse_args"
 
 
-def is_trainer_call(facts: FileFacts, call: cst.Call) -> bool:
-    """``Trainer(...)`` or ``Trainer.from_argparse_args(...)`` of Lightning, under any import."""
+def is_trainer_call(imports, call: cst.Call) -> bool:
+    """``Trainer(...)`` or ``Trainer.from_argparse_args(...)`` of Lightning, under any import
+    (``imports``: the ImportMap of the file the call is written in)."""
     func = call.func
     if isinstance(func, cst.Attribute) and func.attr.value == FROM_ARGPARSE:
         func = func.value
-    return facts.imports.resolve_dotted(dotted(func) or "") in library.LIGHTNING_TRAINERS
+    return imports.resolve(func) in library.LIGHTNING_TRAINERS
 
 
 def trainer_clips(flow, call: cst.Call, site: Site) -> bool | None:
@@ -86,6 +86,6 @@ def trainers_fitting(flow, path: Path, cls: cst.ClassDef) -> list[tuple[cst.Call
             for trainer in flow.values(fit.func.value, site, models=True):
                 call = trainer.call
                 if trainer.kind == LIBRARY and isinstance(call, cst.Call) and is_trainer_call(
-                        trainer.call_site.file, call):
+                        trainer.call_site.file.imports, call):
                     found.append((call, trainer.call_site))
     return found
