@@ -243,8 +243,7 @@ class MissingGradClip(Rule):
         flow, facts = flow_of(self.ctx)
         for name, cls in facts.classes.items():
             step = facts.methods.get(cls, {}).get("training_step")
-            if step is None or self.ctx.index.reaches(self.ctx.path, name, CLIP_FUNCTIONS) or _handles_clipping(
-                    flow, facts.path, name):
+            if step is None or _handles_clipping(flow, facts.path, name):
                 continue  # it clips in its own hooks, or optimizes by hand (its steps are judged as loops)
             trainers = [(call, site) for call, site in trainers_fitting(flow, facts.path, cls)
                         if trainer_clips(flow, call, site) is False]
@@ -354,8 +353,10 @@ def _trainer_kind(ctx, call: cst.Call) -> str | None:
 
 def _handles_clipping(flow, path, class_name: str) -> bool:
     """Does the LightningModule ``class_name`` of ``path``, or a base of it in the project, clip in its
-    own hooks (``self.clip_gradients(...)`` in ``configure_gradient_clipping``) or optimize by hand
-    (``automatic_optimization = False``)?"""
+    own hooks (``clip_grad_norm_`` anywhere it calls, ``self.clip_gradients(...)`` in
+    ``configure_gradient_clipping``) or optimize by hand (``automatic_optimization = False``)?"""
+    if flow.index.reaches(path, class_name, CLIP_FUNCTIONS):
+        return True
     for file, name, _ in flow.index.lineage(path, class_name):
         facts = flow.file(file)
         cls = facts.classes.get(name) if facts is not None else None

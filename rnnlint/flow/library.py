@@ -18,14 +18,14 @@ TO_DEVICE_METHODS = frozenset({"cuda"})
 #: methods whose result lives on the host, whatever the receiver was (sanitisers)
 OFF_DEVICE_METHODS = frozenset({"cpu", "tolist", "numpy", "item"})
 #: methods whose result stays on the receiver's device
+#: methods (and ``torch.`` functions) that compute something new from a tensor on its device: a mask of the
+#: padded batch and its count per row, ``(x != pad).long().sum(1)``
+COUNTING = frozenset({"ne", "eq", "gt", "ge", "lt", "le", "sum", "count_nonzero"})
 SAME_DEVICE_METHODS = frozenset({"long", "int", "int64", "type", "view", "reshape", "squeeze", "flatten",
                                  "detach", "clone", "contiguous", "sort", "to", "masked_fill", "clamp",
-                                 "unsqueeze", "flip",
-                                 # a mask of the padded batch and its count per row: ``(x != pad).long().sum(1)``
-                                 "ne", "eq", "gt", "ge", "lt", "le", "bool", "float", "sum", "count_nonzero"})
+                                 "unsqueeze", "flip", "bool", "float"}) | COUNTING
 #: functions whose first result stays on the first argument's device
-SAME_DEVICE_FUNCTIONS = frozenset({"torch.sort", "torch.clamp", "torch.flip", "torch.sum", "torch.count_nonzero",
-                                   "torch.ne", "torch.eq", "torch.gt", "torch.ge", "torch.lt", "torch.le"})
+SAME_DEVICE_FUNCTIONS = frozenset({"torch.sort", "torch.clamp", "torch.flip", *(f"torch.{c}" for c in COUNTING)})
 #: tensor factories whose ``device=`` puts the result on that device
 DEVICE_FACTORIES = frozenset({"torch.tensor", "torch.as_tensor", "torch.full", "torch.arange", "torch.ones",
                               "torch.zeros", "torch.empty"})

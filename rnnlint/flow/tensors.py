@@ -375,9 +375,6 @@ def keeps(expr: cst.BaseExpression, tracked: set[str], facts: FileFacts, flow=No
     return False
 
 
-_COMPUTING = frozenset({"sum", "count_nonzero", "ne", "eq", "gt", "ge", "lt", "le"})
-
-
 def _computed(expr: cst.BaseExpression, derived: set[str]) -> bool:
     """Is ``expr`` computed from the tracked argument rather than the argument as it came (moved, sorted,
     reshaped): a comparison, an arithmetic, a count, a project function's result, or a name holding one?
@@ -388,7 +385,7 @@ def _computed(expr: cst.BaseExpression, derived: set[str]) -> bool:
         return _computed(expr.value, derived)
     if isinstance(expr, cst.Call):
         written = dotted(expr.func) or ""
-        if written.rsplit(".", 1)[-1] in _COMPUTING:
+        if written.rsplit(".", 1)[-1] in library.COUNTING:
             return True
         if isinstance(expr.func, cst.Attribute) and not written.startswith("torch."):
             return _computed(expr.func.value, derived)  # a method of the value: ``.long()``, ``.to(device)``
