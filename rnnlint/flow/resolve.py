@@ -37,6 +37,7 @@ from rnnlint.flow.scopes import FileFacts, Site, collect
 from rnnlint.flow.values import (ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, LIBRARY_CLASS, MODULE, SEQUENCE,
                                  Value)
 from rnnlint.names import dotted
+from rnnlint.static.projectmap import imported_modules
 from rnnlint.nodes import find_all, node_positions
 
 _MAX_DEPTH = 14
@@ -54,7 +55,6 @@ _OPS = {
     cst.Subtract: operator.sub, cst.Power: operator.pow, cst.FloorDivide: operator.floordiv,
 }
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_IMPORT_LINE = re.compile(r"^[ \t]*(?:from[ \t]+[^\n]*|import[ \t]+[^\n]*)$", re.MULTILINE)
 _STR_METHODS = frozenset({"upper", "lower", "strip", "capitalize"})
 _CONVERSIONS = {"float": float, "int": int, "str": str, "bool": bool}
 _NAMESPACES = frozenset({"types.SimpleNamespace", "argparse.Namespace", "dict", "easydict.EasyDict",
@@ -73,6 +73,7 @@ class Flow:
         self._files: dict[Path, FileFacts | None] = {}
         self._words: dict[Path, frozenset[str]] | None = None
         self._import_words: dict[Path, frozenset[str]] = {}  # words on each file's import lines
+        self._may_call: dict[tuple[Path, Path], bool] = {}  # see may_call_into
         self._outside: dict[Path, cst.Module] = {}  # analysed files the project walk does not list (notebooks)
         self._data: dict[Path, object] = {}
         #: bumped whenever a file's facts are replaced: memos over node identities start again
@@ -91,7 +92,7 @@ class Flow:
         The answers kept so far hold nodes and conclusions of the files they read: they go when this
         file replaces facts the model had (or had failed to read), and stay when no answer could have
         read it yet (the model reads a file the first time a question leads there)."""
-        path = path.resolve()
+        path = self.index.real(path)
         replaced = path in self._files
         facts = collect(path, module, imports)
         self._files[path] = facts
@@ -107,16 +108,18 @@ class Flow:
 
     def forget(self, path: Path) -> None:
         """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
-        if self._outside.pop(path.resolve(), None) is not None and self._words is not None:
-            self._words.pop(path.resolve(), None)
-            self._import_words.pop(path.resolve(), None)
-        if self._files.pop(path.resolve(), None) is not None:
+        real = self.index.real(path)
+        self._may_call = {key: may for key, may in self._may_call.items() if key[0] != real}  # its imports may change
+        if self._outside.pop(self.index.real(path), None) is not None and self._words is not None:
+            self._words.pop(self.index.real(path), None)
+            self._import_words.pop(self.index.real(path), None)
+        if self._files.pop(self.index.real(path), None) is not None:
             self.generation += 1
             self._memo.clear()
             self.scratch.clear()
 
     def file(self, path: Path) -> FileFacts | None:
-        path = path.resolve()
+        path = self.index.real(path)
         if path not in self._files:
             self._files[path] = None  # cycles
             self._files[path] = self._load(path)
@@ -160,17 +163,46 @@ class Flow:
 
     def _learn_words(self, path: Path, text: str) -> None:
         self._words[path] = frozenset(_WORD.findall(text))  # type: ignore[index]
-        self._import_words[path] = frozenset(word for line in _IMPORT_LINE.findall(text) for word in _WORD.findall(line))
+        # the names of the modules its import statements take (a ``from the data ...`` line of prose is none)
+        self._import_words[path] = frozenset(word for module in imported_modules(text) for word in module.split("."))
 
     def may_call_into(self, path: Path, defining: Path) -> bool:
-        """Could ``path`` call a function of ``defining``? Only by importing it (or its package)."""
+        """Could ``path`` call a function of ``defining``? Only by importing it, a name of it, or its package.
+
+        Read from the import statements CPython's parser finds (``from train import main`` in a docstring's
+        example is no import); an import the index cannot resolve counts when it names ``defining``'s
+        module or one of its folders, as it may load it at run time."""
         if path == defining:
             return True
+        key = (path, defining)
+        if key not in self._may_call:
+            self._may_call[key] = self._imports_of(path, defining)
+        return self._may_call[key]
+
+    def _imports_of(self, path: Path, defining: Path) -> bool:
         self.project_files()
+        imports = self.index.import_map(path) if path not in self._outside else None
+        if imports is None:  # a notebook, or a file CPython refuses: the words of its import lines
+            return bool(self._names_of(defining) & self._import_words.get(path, frozenset()))
+        for target in [*imports.names.values(), *imports.star_modules]:
+            unresolved = True
+            for module in (target, target.rpartition(".")[0]):
+                found = self.index.resolve_module(path, module) if module.strip(".") else None
+                if found is None:
+                    continue
+                unresolved = False
+                found = self.index.real(found)
+                if found == defining or found.name == "__init__.py" and found.parent in defining.parents:
+                    return True
+            if unresolved and self._names_of(defining) & set(target.split(".")):
+                return True
+        return False
+
+    def _names_of(self, defining: Path) -> set[str]:
         names = set(defining.parent.relative_to(self.index.root).parts) if self.index.root in defining.parents \
             else set()
         names.add(defining.stem)
-        return bool(names & self._import_words.get(path, frozenset()))
+        return names
 
     # -- the question rules ask ---------------------------------------------
 
@@ -295,7 +327,7 @@ class Flow:
             return []
         module_file = self.index.resolve_module(facts.path, target) if target is not None else None
         if module_file is not None:
-            return [Value(MODULE, target, None, module_file.resolve())]
+            return [Value(MODULE, target, None, self.index.real(module_file))]
         hit = self.index.lookup(facts.path, name)
         if hit is None:
             return []
@@ -330,7 +362,15 @@ class Flow:
         return out
 
     def callers(self, function: cst.FunctionDef, facts: FileFacts) -> list[tuple[cst.Call, Site]]:
-        """Every call of ``function`` the project holds, with the site of each."""
+        """Every call of ``function`` the project holds, with the site of each (found once per generation:
+        every parameter of a function asks it)."""
+        key = ("callers", id(function), id(facts), self.generation)
+        found = self._memo.get(key)
+        if found is None or found[0] is not function:
+            found = self._memo[key] = (function, self._callers(function, facts))
+        return found[1]
+
+    def _callers(self, function: cst.FunctionDef, facts: FileFacts) -> list[tuple[cst.Call, Site]]:
         parent, cls = facts.owner.get(function, (None, None))
         if parent is not None:
             return []  # nested functions: called where they are defined, not followed
@@ -597,7 +637,7 @@ class Flow:
                 found = self.index.resolve_module(facts.path, name.value) if (
                     name.kind == CONST and isinstance(name.value, str)) else None
                 if found is not None:
-                    out.append(Value(MODULE, name.value, None, found.resolve(), name.steps))
+                    out.append(Value(MODULE, name.value, None, self.index.real(found), name.steps))
             return out
         if written is None and not isinstance(call.func, (cst.Call, cst.Subscript)):
             return []
@@ -818,7 +858,7 @@ def origin(ctx, value: Value, written: cst.BaseExpression) -> str:
     if node is not None and path is not None:
         line = flow.line(path, node)
         if line:
-            if path == ctx.path.resolve():
+            if path == ctx.index.real(ctx.path):
                 parts.append(f"line {line}")
             else:
                 parts.append(f"{flow.display(path)}:{line}")

@@ -248,6 +248,15 @@ class ProjectIndex:
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
         self.scope = None  # () -> the files that can matter, or None while the run does not know (see files())
+        self._real: dict[Path, Path] = {}  # see real()
+
+    def real(self, path: Path) -> Path:
+        """``path.resolve()``, asked of the file system once per path and run: the flow model asks it of
+        the same few files hundreds of thousands of times in a large project."""
+        found = self._real.get(path)
+        if found is None:
+            found = self._real[path] = path.resolve()
+        return found
 
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""
@@ -257,7 +266,7 @@ class ProjectIndex:
 
     def consulted(self, path: Path, digest: str | None) -> None:
         """A project file another analysis read (the flow model): a cached result depends on it."""
-        path = path.resolve()
+        path = self.real(path)
         if digest is not None:
             self._digests[path] = digest
         self._record({path: digest if digest is not None else EXISTS})
@@ -293,13 +302,13 @@ class ProjectIndex:
 
     def note_digest(self, path: Path, digest: str) -> None:
         """The content hash of a file the caller read itself (the file being analysed)."""
-        self._digests[path.resolve()] = digest
+        self._digests[self.real(path)] = digest
 
     # -- summaries ---------------------------------------------------------
 
     def add(self, path: Path, module: cst.Module, imports: ImportMap) -> None:
         """Register a file the runner has already parsed (no second parse)."""
-        path = path.resolve()
+        path = self.real(path)
         if path not in self._summaries:
             # Summarised only if a rule asks about a name defined here.
             self._parsed[path] = (module, imports)
@@ -310,7 +319,7 @@ class ProjectIndex:
         Keeps memory flat over large runs and keeps the next analysis of the same
         file (a later fix round, with new text) from seeing stale facts.
         """
-        path = path.resolve()
+        path = self.real(path)
         self._parsed.pop(path, None)
         self._trees.pop(path, None)
         self._texts.pop(path, None)
@@ -329,7 +338,7 @@ class ProjectIndex:
 
         Released all the same when a question asked during the analysis parsed the file a second
         time (another file's context over it): answers may hold nodes of either tree."""
-        path = path.resolve()
+        path = self.real(path)
         if self._trees.get(path, module) is not module:
             self.release(path)
             return
@@ -338,7 +347,7 @@ class ProjectIndex:
         self._digests[path] = digest
 
     def summary(self, path: Path) -> FileSummary | None:
-        path = path.resolve()
+        path = self.real(path)
         result = self._summary(path)
         if self._recording:
             self._record({path: self._digests.get(path)})
@@ -361,7 +370,7 @@ class ProjectIndex:
         facts: what lookups, lineages and :meth:`reaches` read. Made from CPython's parser
         (:mod:`rnnlint.static.outline`) unless the file's summary or tree is at hand, so a question that only
         passes through a file never parses it with libcst."""
-        path = path.resolve()
+        path = self.real(path)
         result = self._summaries.get(path) or self._outline(path)
         if self._recording:
             self._record({path: self._digests.get(path)})
@@ -420,11 +429,11 @@ class ProjectIndex:
 
     def cached_tree(self, path: Path) -> cst.Module | None:
         """The tree :meth:`tree` already holds for ``path``, if any (never reads or parses)."""
-        return self._trees.get(path.resolve())
+        return self._trees.get(self.real(path))
 
     def tree(self, path: Path) -> cst.Module | None:
         """The parsed tree of a project file, read and parsed once per run (shared with the flow model)."""
-        path = path.resolve()
+        path = self.real(path)
         if path not in self._trees:
             try:
                 data = read_file_bytes(path)
@@ -448,11 +457,11 @@ class ProjectIndex:
 
     def text(self, path: Path) -> str | None:
         """The decoded text of a file :meth:`tree` parsed."""
-        return self._texts.get(path.resolve())
+        return self._texts.get(self.real(path))
 
     def parsed(self, path: Path, text: str) -> cst.Module | None:
         """The tree of ``text`` if this run already parsed the file with exactly that text (no second parse)."""
-        path = path.resolve()
+        path = self.real(path)
         if self._texts.get(path) == text:
             return self._trees.get(path)
         return None
@@ -488,7 +497,7 @@ class ProjectIndex:
         key = (importer, module)
         if key not in self._modules:
             with self.recording() as probes:
-                found = self._resolve_module(importer.resolve(), module)
+                found = self._resolve_module(self.real(importer), module)
             self._modules[key] = (found, probes)
         found, probes = self._modules[key]
         self._record(probes)
@@ -524,7 +533,7 @@ class ProjectIndex:
             return None
         if "." not in name.lstrip(".") and not name.startswith("."):
             if name in summary.definitions:
-                return importer.resolve(), name
+                return self.real(importer), name
             origin = origin or importer
             target = summary.imports.get(name)
             if target is not None and target != name:
@@ -610,7 +619,7 @@ class ProjectIndex:
             definition = summary.definitions.get(name) if summary else None
             if definition is None or definition.kind != "class" or level > depth:
                 return
-            key = (file.resolve(), name)
+            key = (self.real(file), name)
             if seen.get(key, depth + 1) <= level:
                 return
             seen[key] = level
@@ -636,9 +645,9 @@ class ProjectIndex:
         Following every call of every function would walk the whole import
         closure of a large package for each question.
         """
-        return self._reaches(importer.resolve(), name, targets, through_calls, 0, set())
+        return self._reaches(self.real(importer), name, targets, through_calls, 0, set())
 
-    def _imports(self, path: Path) -> ImportMap | None:
+    def import_map(self, path: Path) -> ImportMap | None:
         """The import map of a file: from its parse when it is being analysed, else its summary."""
         if path in self._parsed:
             return self._parsed[path][1]
@@ -647,7 +656,7 @@ class ProjectIndex:
 
     def _reaches(self, importer: Path, name: str, targets: frozenset[str], through_calls: bool, depth: int,
                  stack: set) -> bool:
-        imports = self._imports(importer)
+        imports = self.import_map(importer)
         resolved = imports.resolve_dotted(name) if imports is not None else canonical(name)
         if resolved in targets:
             return True
