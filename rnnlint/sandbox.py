@@ -652,10 +652,19 @@ def leftovers(baseline: set[int]) -> list[int]:
 def kill_leftovers(baseline: set[int]) -> int:
     """SIGKILL every descendant not under ``baseline`` (repeatedly: one may fork while we look); reap ours."""
     killed: set[int] = set()
+    quiet = 0
     for _ in range(50):
         found = leftovers(baseline)
         if not found:
-            break
+            # twice in a row: one reading of /proc misses a process forked after the folder was listed by a
+            # parent that exited before its own entry was read (a daemon's double fork, caught in the act)
+            quiet += 1
+            if quiet == 2:
+                break
+            _reap(baseline)
+            time.sleep(0.01)
+            continue
+        quiet = 0
         for pid in found:
             try:
                 os.kill(pid, signal.SIGKILL)

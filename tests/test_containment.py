@@ -310,9 +310,10 @@ proc = sandbox.start([sys.executable, "-c", {daemon!r}])
 proc.wait()
 import time
 deadline = time.monotonic() + 5
-while not sandbox.leftovers(baseline) and time.monotonic() < deadline:
-    time.sleep(0.05)
 found = sandbox.leftovers(baseline)
+while not found and time.monotonic() < deadline:  # the value the loop saw: a second look can fall between
+    time.sleep(0.05)                                # the middle process's exit and the daemon's new parent
+    found = sandbox.leftovers(baseline)
 killed = sandbox.kill_leftovers(baseline)
 print(json.dumps({{"found": found, "killed": killed, "left": sandbox.leftovers(baseline)}}))
 """
