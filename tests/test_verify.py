@@ -403,7 +403,7 @@ def _connect(port: int) -> str:
     """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # its xdist_group's tests may not run one after the other: made once
 def contained(tmp_path_factory):
     """A connection, dir_fd from $PWD and from a path, sqlite3,
     SIGKILL/SIGSTOP to rnnlint, a child left running and a setsid daemon: one script, one run."""
@@ -568,7 +568,7 @@ def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_pat
     assert "verdict: inconclusive: the two runs are identical over 8 steps" in result.stdout
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # its xdist_group's tests may not run one after the other: made once
 def clipped_and_timed(tmp_path_factory):
     """One verify run (14 steps) of a script that clips twice, logs the gradient norm it measures itself
     before clipping, and is slow for its first steps only in the first run to start (cold caches)."""
