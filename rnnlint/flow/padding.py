@@ -856,7 +856,7 @@ def padded_callers(ctx, path, class_name: str) -> dict[int, tuple[str, int, str]
     flow = ctx.index.flow()
     found: dict[int, tuple[str, int, str]] = {}
     for other, words in flow.project_files().items():
-        if other == path or class_name not in words:
+        if other == path or class_name not in words or not flow.may_call_into(other, path):
             continue
         context = file_context(ctx, other)
         if context is None:
@@ -1341,7 +1341,7 @@ class ProjectResolver(Resolver):
         return None
 
     def batch_attributes(self, loop: cst.For) -> dict[str, Value]:
-        if not torchtext.uses_torchtext(self.ctx.index.flow()):
+        if not torchtext.uses_torchtext(self.ctx.index.flow(), self.ctx.path):
             return {}  # asked of every loop over something unknown: the common answer costs nothing
         flow, facts = flow_of(self.ctx)
         name, fields = torchtext.loop_fields(flow, loop, facts.site_of(loop))

@@ -36,7 +36,7 @@ from rnnlint.flow import library
 from rnnlint.flow.scopes import FileFacts, Site, collect
 from rnnlint.flow.values import (ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRARY, LIBRARY_CLASS, MODULE, SEQUENCE,
                                  Value)
-from rnnlint.names import dotted
+from rnnlint.names import ImportMap, dotted
 from rnnlint.static.projectmap import imported_modules
 from rnnlint.nodes import find_all, node_positions
 
@@ -74,6 +74,8 @@ class Flow:
         self._words: dict[Path, frozenset[str]] | None = None
         self._import_words: dict[Path, frozenset[str]] = {}  # words on each file's import lines
         self._may_call: dict[tuple[Path, Path], bool] = {}  # see may_call_into
+        self._links: dict[Path, frozenset[Path]] | None = None  # see linked
+        self._importing: dict[str, frozenset[Path]] = {}  # see importing
         self._outside: dict[Path, cst.Module] = {}  # analysed files the project walk does not list (notebooks)
         self._data: dict[Path, object] = {}
         #: bumped whenever a file's facts are replaced: memos over node identities start again
@@ -98,6 +100,7 @@ class Flow:
         self._files[path] = facts
         if path.suffix != ".py":  # a notebook: no file of the project walk, yet its code calls its own
             self._outside[path] = module
+            self._links, self._importing = None, {}  # its imports link files too
             if self._words is not None:
                 self._learn_words(path, module.code)
         if replaced:
@@ -167,11 +170,13 @@ class Flow:
         self._import_words[path] = frozenset(word for module in imported_modules(text) for word in module.split("."))
 
     def may_call_into(self, path: Path, defining: Path) -> bool:
-        """Could ``path`` call a function of ``defining``? Only by importing it, a name of it, or its package.
+        """Could ``path`` call a function (or build a class) of ``defining``? Only by importing it, a name of
+        it (perhaps re-exported by another module), or its package.
 
         Read from the import statements CPython's parser finds (``from train import main`` in a docstring's
         example is no import); an import the index cannot resolve counts when it names ``defining``'s
         module or one of its folders, as it may load it at run time."""
+        path, defining = self.index.real(path), self.index.real(defining)
         if path == defining:
             return True
         key = (path, defining)
@@ -196,7 +201,48 @@ class Flow:
                     return True
             if unresolved and self._names_of(defining) & set(target.split(".")):
                 return True
-        return False
+        # a name another module re-exports (``from utils import Seq2Seq``, utils importing it from model)
+        return any((hit := self.index.lookup(path, local)) is not None and hit[0] == defining
+                   for local in imports.names)
+
+    def linked(self, path: Path) -> frozenset[Path]:
+        """The project files ``path`` is linked to by imports, either way and through other files: the
+        only files a value of ``path`` can come from or go to. Found for the whole project at once."""
+        if self._links is None:
+            parent: dict[Path, Path] = {}
+
+            def root(file: Path) -> Path:
+                while parent.setdefault(file, file) != file:
+                    parent[file] = parent[parent[file]]
+                    file = parent[file]
+                return file
+
+            for file in self.project_files():
+                imports = self._import_map(file)
+                for target in [*imports.names.values(), *imports.star_modules] if imports is not None else ():
+                    for module in (target, target.rpartition(".")[0]):
+                        found = self.index.resolve_module(file, module) if module.strip(".") else None
+                        if found is not None:
+                            parent[root(file)] = root(self.index.real(found))
+                            break
+            groups: dict[Path, set[Path]] = {}
+            for file in list(parent):
+                groups.setdefault(root(file), set()).add(file)
+            self._links = {file: frozenset(group) for group in groups.values() for file in group}
+        path = self.index.real(path)
+        return self._links.get(path, frozenset({path}))
+
+    def importing(self, package: str) -> frozenset[Path]:
+        """The project files whose import statements take ``package`` or a module of it."""
+        if package not in self._importing:
+            self._importing[package] = frozenset(
+                file for file in self.project_files()
+                if (imports := self._import_map(file)) is not None and imports.imports_from(package))
+        return self._importing[package]
+
+    def _import_map(self, file: Path):
+        module = self._outside.get(file)  # a notebook: its cells' imports
+        return ImportMap(module) if module is not None else self.index.import_map(file)
 
     def _names_of(self, defining: Path) -> set[str]:
         names = set(defining.parent.relative_to(self.index.root).parts) if self.index.root in defining.parents \

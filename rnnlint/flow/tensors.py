@@ -170,7 +170,7 @@ class Lengths:
                     continue
                 for position, arg in _arguments(call):
                     move, where = moved(arg, facts, function), facts.path
-                    if move is None and torchtext.uses_torchtext(self.flow):
+                    if move is None and torchtext.uses_torchtext(self.flow, facts.path):
                         batch = iterator_lengths(self.flow, arg, facts, function)
                         move, where = (batch.iterator, batch.iterator_path) if batch is not None else (None, None)
                     if move is None:

@@ -44,12 +44,12 @@ class FieldBatch:
     device_site: Site
 
 
-def uses_torchtext(flow) -> bool:
-    """Does any file of the project mention torchtext? Without it no loop needs this question."""
-    found = getattr(flow, "uses_torchtext", None)  # the project's words do not change within a run
-    if found is None:
-        found = flow.uses_torchtext = any("torchtext" in words for words in flow.project_files().values())
-    return found
+def uses_torchtext(flow, path: Path) -> bool:
+    """Can a torchtext iterator reach the code of ``path``? Only when a file that imports torchtext is linked
+    to it by imports, either way (a value crosses files through an import: the caller's or the callee's).
+    Asked of every loop over something unknown: the common answer, no, costs one lookup."""
+    importing = flow.importing("torchtext")
+    return bool(importing) and not importing.isdisjoint(flow.linked(path))
 
 
 def loop_fields(flow, loop: cst.For, site: Site) -> tuple[str | None, dict[str, FieldBatch]]:
@@ -61,7 +61,7 @@ def loop_fields(flow, loop: cst.For, site: Site) -> tuple[str | None, dict[str, 
         return known[1]
     found: tuple[str | None, dict[str, FieldBatch]] = (None, {})
     iterable, target = _iterated(loop)
-    if isinstance(target, cst.Name) and uses_torchtext(flow):
+    if isinstance(target, cst.Name) and uses_torchtext(flow, site.file.path):
         fields: dict[str, FieldBatch] = {}
         for value in flow.values(iterable, site, models=True):
             if value.kind == LIBRARY and value.call is not None and _base(value.value) in library.TORCHTEXT_ITERATORS:
