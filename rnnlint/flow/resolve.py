@@ -181,7 +181,10 @@ class Flow:
             return True
         key = (path, defining)
         if key not in self._may_call:
-            self._may_call[key] = self._imports_of(path, defining)
+            # like the project's words, not a dependency of the asking file's cached result: a caller is
+            # (its tree is read), a file that could become one is not
+            with self.index.unrecorded():
+                self._may_call[key] = self._imports_of(path, defining)
         return self._may_call[key]
 
     def _imports_of(self, path: Path, defining: Path) -> bool:
@@ -209,35 +212,40 @@ class Flow:
         """The project files ``path`` is linked to by imports, either way and through other files: the
         only files a value of ``path`` can come from or go to. Found for the whole project at once."""
         if self._links is None:
-            parent: dict[Path, Path] = {}
-
-            def root(file: Path) -> Path:
-                while parent.setdefault(file, file) != file:
-                    parent[file] = parent[parent[file]]
-                    file = parent[file]
-                return file
-
-            for file in self.project_files():
-                imports = self._import_map(file)
-                for target in [*imports.names.values(), *imports.star_modules] if imports is not None else ():
-                    for module in (target, target.rpartition(".")[0]):
-                        found = self.index.resolve_module(file, module) if module.strip(".") else None
-                        if found is not None:
-                            parent[root(file)] = root(self.index.real(found))
-                            break
-            groups: dict[Path, set[Path]] = {}
-            for file in list(parent):
-                groups.setdefault(root(file), set()).add(file)
-            self._links = {file: frozenset(group) for group in groups.values() for file in group}
+            with self.index.unrecorded():
+                self._links = self._linking()
         path = self.index.real(path)
         return self._links.get(path, frozenset({path}))
+
+    def _linking(self) -> dict[Path, frozenset[Path]]:
+        parent: dict[Path, Path] = {}
+
+        def root(file: Path) -> Path:
+            while parent.setdefault(file, file) != file:
+                parent[file] = parent[parent[file]]
+                file = parent[file]
+            return file
+
+        for file in self.project_files():
+            imports = self._import_map(file)
+            for target in [*imports.names.values(), *imports.star_modules] if imports is not None else ():
+                for module in (target, target.rpartition(".")[0]):
+                    found = self.index.resolve_module(file, module) if module.strip(".") else None
+                    if found is not None:
+                        parent[root(file)] = root(self.index.real(found))
+                        break
+        groups: dict[Path, set[Path]] = {}
+        for file in list(parent):
+            groups.setdefault(root(file), set()).add(file)
+        return {file: frozenset(group) for group in groups.values() for file in group}
 
     def importing(self, package: str) -> frozenset[Path]:
         """The project files whose import statements take ``package`` or a module of it."""
         if package not in self._importing:
-            self._importing[package] = frozenset(
-                file for file in self.project_files()
-                if (imports := self._import_map(file)) is not None and imports.imports_from(package))
+            with self.index.unrecorded():
+                self._importing[package] = frozenset(
+                    file for file in self.project_files()
+                    if (imports := self._import_map(file)) is not None and imports.imports_from(package))
         return self._importing[package]
 
     def _import_map(self, file: Path):

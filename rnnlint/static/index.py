@@ -292,6 +292,16 @@ class ProjectIndex:
             if self._recording:
                 self._record(deps)
 
+    @contextmanager
+    def unrecorded(self):
+        """Run-wide facts (which files of the project import a package, how imports link them) are no one
+        file's dependency: a cached result that listed every file would never be served."""
+        saved, self._recording = self._recording, []
+        try:
+            yield
+        finally:
+            self._recording = saved
+
     def _record(self, deps: dict[Path, str | None]) -> None:
         if self._recording:
             current = self._recording[-1]
