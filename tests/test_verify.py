@@ -350,12 +350,14 @@ def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypa
     monkeypatch.setenv("DATA_DIR", str(user / "data"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(user / "src"), "/opt/lib", ""]))
     monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("PYTHONPYCACHEPREFIX", str(tmp_path / "pycache"))  # the trial would compile torch anew
     monkeypatch.chdir(user)  # a relative value must not be taken for a path in the project
     env = trial_env(copy / "src", (copy, user))
     assert env["PWD"] == str(copy / "src") and "OLDPWD" not in env
     assert env["DATA_DIR"] == str(copy / "data")
     assert env["PYTHONPATH"] == os.pathsep.join([str(copy / "src"), "/opt/lib", ""])
     assert env["TERM"] == "xterm"
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1" and "PYTHONPYCACHEPREFIX" not in env
     assert not any(str(user) in value for value in env.values())
     # a virtual environment inside the project is not copied: PATH keeps it (the guard still refuses writes)
     (user / ".venv" / "bin").mkdir(parents=True)
