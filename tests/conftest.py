@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
+
+_PYCACHE = "RNNLINT_TEST_PYCACHE"  # the folder this run's processes keep their bytecode in
 
 
 def pytest_configure(config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ and _PYCACHE not in os.environ:
+        # The suite starts a few hundred rnnlint processes (directly, and as verify's and watch's parents).
+        # Their bytecode goes to one folder of this run, never into the checkout's __pycache__; and where
+        # the machine turns bytecode off (PYTHONDONTWRITEBYTECODE) each would compile rnnlint anew. Trial
+        # runs drop the prefix (rnnlint.verify.trial.trial_env), the graph stage's children never see it.
+        folder = tempfile.mkdtemp(prefix="rnnlint-test-pycache-")
+        os.environ[_PYCACHE] = folder
+        os.environ["PYTHONPYCACHEPREFIX"] = folder
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     # Hypothesis keeps its example database and caches in ./.hypothesis unless told otherwise.
     try:
         from hypothesis.configuration import set_hypothesis_home_dir
     except ImportError:  # pragma: no cover - a dev dependency
         return
     set_hypothesis_home_dir(tempfile.mkdtemp(prefix="rnnlint-hypothesis-"))
+
+
+def pytest_unconfigure(config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ and os.environ.get("PYTHONPYCACHEPREFIX") == os.environ.get(_PYCACHE):
+        shutil.rmtree(os.environ.pop(_PYCACHE), ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
