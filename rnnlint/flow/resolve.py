@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import operator
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import libcst as cst
@@ -111,12 +112,12 @@ class Flow:
 
     def forget(self, path: Path) -> None:
         """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
-        real = self.index.real(path)
-        self._may_call = {key: may for key, may in self._may_call.items() if key[0] != real}  # its imports may change
-        if self._outside.pop(self.index.real(path), None) is not None and self._words is not None:
-            self._words.pop(self.index.real(path), None)
-            self._import_words.pop(self.index.real(path), None)
-        if self._files.pop(self.index.real(path), None) is not None:
+        path = self.index.real(path)
+        self._may_call = {key: may for key, may in self._may_call.items() if key[0] != path}  # its imports may change
+        if self._outside.pop(path, None) is not None and self._words is not None:
+            self._words.pop(path, None)
+            self._import_words.pop(path, None)
+        if self._files.pop(path, None) is not None:
             self.generation += 1
             self._memo.clear()
             self.scratch.clear()
@@ -192,17 +193,11 @@ class Flow:
         imports = self.index.import_map(path) if path not in self._outside else None
         if imports is None:  # a notebook, or a file CPython refuses: the words of its import lines
             return bool(self._names_of(defining) & self._import_words.get(path, frozenset()))
-        for target in [*imports.names.values(), *imports.star_modules]:
-            unresolved = True
-            for module in (target, target.rpartition(".")[0]):
-                found = self.index.resolve_module(path, module) if module.strip(".") else None
-                if found is None:
-                    continue
-                unresolved = False
-                found = self.index.real(found)
-                if found == defining or found.name == "__init__.py" and found.parent in defining.parents:
-                    return True
-            if unresolved and self._names_of(defining) & set(target.split(".")):
+        for target, files in self._imported_files(path, imports):
+            if any(file == defining or file.name == "__init__.py" and file.parent in defining.parents
+                   for file in files):
+                return True
+            if not files and self._names_of(defining) & set(target.split(".")):
                 return True
         # a name another module re-exports (``from utils import Seq2Seq``, utils importing it from model)
         return any((hit := self.index.lookup(path, local)) is not None and hit[0] == defining
@@ -228,12 +223,9 @@ class Flow:
 
         for file in self.project_files():
             imports = self._import_map(file)
-            for target in [*imports.names.values(), *imports.star_modules] if imports is not None else ():
-                for module in (target, target.rpartition(".")[0]):
-                    found = self.index.resolve_module(file, module) if module.strip(".") else None
-                    if found is not None:
-                        parent[root(file)] = root(self.index.real(found))
-                        break
+            for _, files in self._imported_files(file, imports) if imports is not None else ():
+                if files:
+                    parent[root(file)] = root(files[0])
         groups: dict[Path, set[Path]] = {}
         for file in list(parent):
             groups.setdefault(root(file), set()).add(file)
@@ -247,6 +239,13 @@ class Flow:
                     file for file in self.project_files()
                     if (imports := self._import_map(file)) is not None and imports.imports_from(package))
         return self._importing[package]
+
+    def _imported_files(self, file: Path, imports: ImportMap) -> Iterator[tuple[str, list[Path]]]:
+        """Each module an import of ``file`` names (``model.Encoder`` for ``from model import Encoder``),
+        with the project files it may load: the module itself, else the one it is taken from."""
+        for target in [*imports.names.values(), *imports.star_modules]:
+            yield target, [self.index.real(found) for module in (target, target.rpartition(".")[0])
+                           if module.strip(".") and (found := self.index.resolve_module(file, module)) is not None]
 
     def _import_map(self, file: Path):
         module = self._outside.get(file)  # a notebook: its cells' imports
