@@ -33,6 +33,7 @@ import fnmatch
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import shutil
@@ -621,6 +622,40 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, _stop_worker)
 
 
+def _drive(connection, args: tuple) -> None:
+    """A worker: run one trial and send back ``(True, its TrialRun)`` or ``(False, the exception)``."""
+    _worker_init()
+    try:
+        outcome = (True, run_trial(*args))
+    except Exception as exc:
+        outcome = (False, exc)
+    try:
+        try:
+            connection.send(outcome)
+        except (TypeError, AttributeError, ValueError, RecursionError):  # what does not pickle: its words
+            connection.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+    except OSError:
+        pass  # the parent is gone or stopped listening
+    finally:
+        connection.close()
+
+
+def _outcome(job: Job, process, reader) -> TrialRun:
+    """What the worker of ``job`` sent (it has finished); its exception is raised here."""
+    try:
+        ok, value = reader.recv()
+    except (EOFError, OSError):
+        process.join()
+        raise RuntimeError(f"the worker of run {job.label} died (exit code {process.exitcode}) before it "
+                           f"reported") from None
+    finally:
+        reader.close()
+    process.join()
+    if not ok:
+        raise value
+    return value
+
+
 def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options: Options, workdir: Path,
              progress: Progress, stop: Callable[[Job], bool]) -> list[Job]:
     """Run ``jobs`` in that order, ``options.workers`` at a time, each driven by a worker process.
@@ -628,18 +663,24 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
     A worker is one run's parent: its run's leftovers are found among its own
     descendants, never another run's. When ``stop(job)`` says so after a run,
     no further run starts. Returns the jobs that ran.
+
+    One process per run, each with its own pipe back, not a ``multiprocessing.Pool``:
+    a pool's workers share a lock on its task queue, and the suite once saw
+    a pool worker blocked on that lock after the pool was terminated, with no
+    signal pending, and rnnlint waiting for it at exit for minutes. Here
+    nothing is shared between runs, and a worker that does not stop when
+    asked is killed.
     """
     workers = options.workers(len(jobs))
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     memory = options.memory_limit  # the default (3/4 of the machine) is shared by the runs at a time
     if memory is None and workers > 1 and options.memory_bytes():
         memory = options.memory_bytes() // workers
-    # not "fork": a pool forks workers (and replaces them) while its own threads hold locks, and a worker
-    # forked at the wrong moment waits on a lock forever; a fork server forks from a clean process
+    # not "fork": this process may hold threads (and their locks) by now, and a child forked at the
+    # wrong moment waits on a lock forever; a fork server forks from a clean process
     context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
     waiting, running, ran = list(jobs), {}, []
     started = time.monotonic()
-    pool = context.Pool(workers, initializer=_worker_init)
     try:
         while waiting or running:
             while waiting and len(running) < workers:
@@ -647,22 +688,31 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
                 job_options = replace(options, seed=job.seed, threads=threads, memory_limit=memory)
                 args = (job.label, job.copy_root / relative, _working_dir(root, script, job.copy_root),
                         job_options, workdir, None, (job.copy_root, root), None, job.moved)
-                running[job.label] = (job, pool.apply_async(run_trial, args))
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(target=_drive, args=(writer, args), daemon=True)
+                process.start()
+                writer.close()
+                running[job.label] = (job, process, reader)
                 ran.append(job)
-            time.sleep(0.25)
-            for label, (job, result) in list(running.items()):
-                if result.ready():
-                    job.run = result.get()
+            ready = multiprocessing.connection.wait([reader for _, _, reader in running.values()], timeout=0.25)
+            for label, (job, process, reader) in list(running.items()):
+                if reader in ready:
                     del running[label]
+                    job.run = _outcome(job, process, reader)
                     progress.finished(job, len(jobs), time.monotonic() - started)
                     if stop(job):
                         waiting.clear()
-            steps = {job.label: _steps_done(workdir / f"{job.label}.events.jsonl") for job, _ in running.values()}
+            steps = {job.label: _steps_done(workdir / f"{job.label}.events.jsonl") for job, _, _ in running.values()}
             progress.runs(jobs, steps, time.monotonic() - started)
-        pool.close()
-    finally:
-        pool.terminate()  # on Ctrl-C too: a worker that dies takes its run down with it (parent-death signal)
-        pool.join()
+    finally:  # on Ctrl-C or an error: a worker stopped takes its run down with it (its finally kills the group)
+        for _, process, reader in running.values():
+            process.terminate()
+            reader.close()
+        for _, process, _ in running.values():
+            process.join(10)
+            if process.is_alive():
+                process.kill()
+                process.join()
     return ran
 
 
