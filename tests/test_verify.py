@@ -732,3 +732,21 @@ def test_on_a_terminal_progress_is_live_on_stderr_and_stays_out_of_stdout(tmp_pa
     assert "run 1/2: before seed 0 step " in shown and "/6  [0:" in shown  # run i/n, step k/N, elapsed
     assert "run 2/2: after seed 0 step " in shown
     assert "run 1/2" not in stdout and "\r" not in stdout  # the table's stream carries no progress
+
+
+def test_a_worker_that_dies_before_reporting_is_an_error_not_a_hang():
+    """A run's worker that dies without sending its result (killed by the OOM killer, say) ends the wait
+    with an error that names the run, instead of leaving verify waiting for a result that never comes."""
+    import multiprocessing
+
+    from rnnlint.verify.trial import Job, _outcome
+
+    context = multiprocessing.get_context("spawn")
+    reader, writer = context.Pipe(duplex=False)
+    process = context.Process(target=os._exit, args=(3,))
+    process.start()
+    writer.close()
+    job = Job("before", 0, Path("."), 1)
+    with pytest.raises(RuntimeError, match=r"the worker of run before-seed0 died \(exit code 3\)"):
+        _outcome(job, process, reader)
+    assert not process.is_alive()
