@@ -414,7 +414,7 @@ def _fixed_output(inputs: Inputs, outcomes: list[FileOutcome], show_fixes: bool)
 
 def _note_unbuilt(files, session) -> None:
     """One line when the graph stage is off but has models to build (found statically: nothing runs)."""
-    from rnnlint.graph.finder import count_models  # no torch, no project code: the index answers
+    from rnnlint.graph.count import count_models  # no torch, no project code: the index answers
 
     try:
         count = count_models(files, session)

@@ -73,6 +73,13 @@ def test_help_and_a_file_that_cannot_matter_never_import_libcst(tmp_path):
     assert checked["status"] == 0, checked["output"]
     assert "No findings" in checked["output"]
     assert checked["heavy"] == [], checked["heavy"]
+    # without --static, check counts the models the graph stage would build (a note): a file that names
+    # no recurrent module has none, and is read as lightly as with --static
+    plain = run_wrapped("check", "--no-cache", "train_cnn.py", cwd=root)
+    assert plain["status"] == 0 and "No findings" in plain["output"] and "note:" not in plain["output"]
+    assert plain["heavy"] == [], plain["heavy"]
+    noted = run_wrapped("check", "--no-cache", "train_rnn.py", cwd=root)
+    assert "not built by the graph stage" in noted["output"]  # a recurrent model is still counted
 
 
 def test_a_fully_warm_run_imports_neither_libcst_nor_the_rules(tmp_path):
