@@ -234,10 +234,12 @@ class Flow:
     def importing(self, package: str) -> frozenset[Path]:
         """The project files whose import statements take ``package`` or a module of it."""
         if package not in self._importing:
+            head = package.partition(".")[0]
+            words = self.project_files() and self._import_words  # an import of it names it: only those files are read
             with self.index.unrecorded():
                 self._importing[package] = frozenset(
-                    file for file in self.project_files()
-                    if (imports := self._import_map(file)) is not None and imports.imports_from(package))
+                    file for file in self.project_files() if head in words.get(file, ())
+                    and (imports := self._import_map(file)) is not None and imports.imports_from(package))
         return self._importing[package]
 
     def _imported_files(self, file: Path, imports: ImportMap) -> Iterator[tuple[str, list[Path]]]:
@@ -448,7 +450,8 @@ class Flow:
     def _calls_of(self, name: str, facts: FileFacts, want_class=None, want_function=None) -> list[tuple[cst.Call, Site]]:
         found: list[tuple[cst.Call, Site]] = []
         for path, words in self.project_files().items():
-            if name not in words or not self.may_call_into(path, facts.path):
+            if name not in words or not self.may_call_into(path, facts.path) or (
+                    path != facts.path and not self._calls_written(path, name)):
                 continue
             other = facts if path == facts.path else self.file(path)
             if other is None:
@@ -457,6 +460,20 @@ class Flow:
                 if self._is_call_to(call, other, facts, name):
                     found.append((call, other.site(caller)))
         return found
+
+    def _calls_written(self, path: Path, name: str) -> bool:
+        """Could the text of ``path`` hold a call whose callee's last name is ``name`` (``name(``, ``x.name (``)?
+        Read before the file is parsed: a file that names a class only as a base (``class X(name):``) or in
+        a type holds no call of it, and libcst's parse costs fifty times this search."""
+        if path in self._outside:
+            return True
+        from rnnlint.source import SourceError, read_file_bytes
+
+        try:
+            text = read_file_bytes(path).decode("utf-8", errors="replace")
+        except SourceError:
+            return True
+        return re.search(rf"\b{re.escape(name)}(?:\s|\\\n|#[^\n]*\n)*\(", text) is not None
 
     def _is_call_to(self, call: cst.Call, caller: FileFacts, defining: FileFacts, name: str) -> bool:
         written = dotted(call.func)
