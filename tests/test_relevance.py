@@ -204,3 +204,36 @@ def test_a_docstring_on_the_class_line_keeps_the_class_and_its_base():
     mapped = map_text('from models import BaseRNN\nclass Encoder(BaseRNN): """Encoder."""\n')
     assert "BaseRNN" in json.dumps(mapped.to_json())
     assert "Encoder" in json.dumps(mapped.to_json())
+
+
+@pytest.mark.parametrize("header, module", [("import torch.nn as tnn", "tnn"), ("from torch import nn as layers", "layers"),
+                                            ("import torch as T", "T.nn"), ("from torch import nn", "nn")])
+def test_a_layer_picked_by_name_counts_as_recurrent_however_torch_nn_is_imported(tmp_path, header, module):
+    """``getattr(tnn, cell.upper())(...)`` may build a GRU: the model's file, and the script that trains it, matter
+    with the module under any alias (the map once knew only ``nn``, and the script's findings vanished)."""
+    (tmp_path / "decoder.py").write_text(textwrap.dedent(f"""\
+        # file: decoder.py
+        {header}
+
+
+        class Decoder({module}.Module):
+            def __init__(self, cell="gru"):
+                super().__init__()
+                self.rnn = getattr({module}, cell.upper())(8, 8)
+        """))
+    (tmp_path / "train.py").write_text(textwrap.dedent("""\
+        # file: train.py
+        import torch
+        from decoder import Decoder
+
+        model = Decoder()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in []:
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            optimizer.step()
+        """))
+    before = check(tmp_path, ".", relevance=False)
+    after = check(tmp_path, ".")
+    assert ("train.py", "RNN001") in where(before["findings"])
+    assert after["findings"] == before["findings"]

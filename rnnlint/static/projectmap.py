@@ -53,7 +53,7 @@ EXTERNAL_ROOTS = frozenset(
 NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                            "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                            "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_MAP_VERSION = 3
+_MAP_VERSION = 4
 #: how far values are followed from the code that uses a recurrent model into the helpers it calls (a
 #: training helper handed the model, the step function it calls): further, a library's every utility
 FEEDING_DEPTH = 2
@@ -64,8 +64,9 @@ _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _FROM_HEAD = re.compile(r"\bfrom\s+([.\w]+)(?:\s|\\\n)*$")
 _NAMES = re.compile(r"\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
 _NAME = re.compile(r"[\w.]+")
-#: ``getattr(nn, cell)(...)``: a torch layer picked by name may be any of them, the recurrent ones too
-_LAYER_BY_NAME = re.compile(r"getattr\(\s*(?:torch\.)?nn\s*,")
+#: ``getattr(nn, cell)(...)``: a torch layer picked by name may be any of them, the recurrent ones too (the
+#: module however it is imported: ``import torch.nn as tnn``, ``import torch as T`` then ``T.nn``)
+_GETATTR = re.compile(r"getattr\(\s*([A-Za-z_][\w.]*)\s*,")
 _ANY_RECURRENT_LAYER = ["torch.nn.GRU", "torch.nn.LSTM", "torch.nn.RNN"]
 #: ``importlib.import_module("archs." + name)`` / ``(f"archs.{name}")``: the constant head is the package
 _IMPORT_BY_NAME = re.compile(r"import_module\(\s*f?[\"']([A-Za-z_][\w.]*)")
@@ -167,7 +168,8 @@ def map_text(text: str) -> FileMap:
     def define(name: str, node: ast.stmt) -> None:
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
         words = chains(first, node.end_lineno or node.lineno)
-        if _LAYER_BY_NAME.search("".join(lines[first - 1:node.end_lineno or node.lineno])):
+        if any(_is_torch_nn(name, result.imports) for name in _GETATTR.findall(
+                "".join(lines[first - 1:node.end_lineno or node.lineno]))):
             words = words + _ANY_RECURRENT_LAYER
         result.definitions[name] = sorted(set(result.definitions.get(name, [])) | set(words))
 
@@ -194,13 +196,20 @@ def map_text(text: str) -> FileMap:
                 for handler in getattr(stmt, "handlers", []):
                     top(handler.body)
 
+    _imports(tree.body, result)  # first: a definition's words depend on what its names import
     top(tree.body)
-    _imports(tree.body, result)
     result.by_name = _imported_by_name(text)
     result.modules.extend(result.by_name)
     rest = "".join(line for number, line in enumerate(lines, 1) if not covered[number])
     result.rest = sorted(set(_CHAIN.findall(rest)))
     return result
+
+
+def _is_torch_nn(name: str, imports: dict[str, str]) -> bool:
+    """Does ``name`` (as written in a file with these imports) stand for ``torch.nn``?"""
+    head, _, rest = name.partition(".")
+    full = imports.get(head, head) + (f".{rest}" if rest else "")
+    return full in ("nn", "torch.nn")
 
 
 def _docstrings(tree: ast.Module):
