@@ -124,8 +124,10 @@ class Session:
 
             self._index = ProjectIndex(self.config.root, self.config.recurrent_classes, self.cache_dir, SUMMARISERS)
             self._index._files = self._files
-            if self.relevance:  # the flow model's scans keep to the files that matter once the map says which
-                self._index.scope = lambda: self.scope() if self._whole or self._scope is not None else None
+            if self.relevance:  # the flow model's scans keep to the files that matter, as in a run over the
+                # whole project: a run on a few files (pre-commit) maps the project when a scan first asks
+                # (cached by content), rather than parsing with libcst every file a scan's words let in
+                self._index.scope = self.scope
         return self._index
 
     def project_files(self) -> list[Path]:
