@@ -237,3 +237,44 @@ def test_a_layer_picked_by_name_counts_as_recurrent_however_torch_nn_is_imported
     after = check(tmp_path, ".")
     assert ("train.py", "RNN001") in where(before["findings"])
     assert after["findings"] == before["findings"]
+
+
+def test_a_check_of_one_file_scans_the_project_as_a_whole_run_does(tmp_path):
+    """Pre-commit checks the model file alone: who hands its forward lengths on the GPU is looked for among
+    the files that can matter, as in a run over the whole project, not in every file that moves a tensor to a
+    device (in fairseq, 297 files parsed with libcst for one check)."""
+    (tmp_path / "model.py").write_text(textwrap.dedent("""\
+        # file: model.py
+        import torch.nn as nn
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+        class Tagger(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.LSTM(8, 8, batch_first=True)
+
+            def forward(self, x, lengths):
+                packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                return pad_packed_sequence(self.rnn(packed)[0], batch_first=True)[0]
+        """))
+    (tmp_path / "train.py").write_text(textwrap.dedent("""\
+        # file: train.py
+        import torch
+        from model import Tagger
+
+        device = torch.device("cuda")
+        model = Tagger().to(device)
+        for x, lengths in []:
+            out = model(x.to(device), lengths.to(device))
+        """))
+    (tmp_path / "vision").mkdir()
+    for i in range(25):  # a model of another kind, run on the GPU: nothing recurrent reaches these
+        (tmp_path / "vision" / f"net{i}.py").write_text(
+            f"# file: vision/net{i}.py\nimport torch\n\n\ndef run(model, x, device):\n"
+            f"    return model(x.to(device), x.to(device))\n")
+    whole = check(tmp_path, ".")
+    alone = check(tmp_path, "model.py")
+    assert [d for d in whole["findings"] if d["path"] == "model.py"] == alone["findings"]
+    assert ("model.py", "RNN011") in where(alone["findings"])
+    assert not [first for first in alone["parsed"] if "vision/" in first], alone["parsed"]
