@@ -8,6 +8,8 @@
   here with the command that regenerates it.
 * A few files of a project (pre-commit) are decided from their import
   neighbourhood: the verdicts are those of the whole project's map.
+* The flow model's project-wide searches read only the files that can hold
+  an answer: a call of the function's name, an import of torchtext.
 """
 
 from __future__ import annotations
