@@ -239,11 +239,10 @@ def test_a_layer_picked_by_name_counts_as_recurrent_however_torch_nn_is_imported
     assert after["findings"] == before["findings"]
 
 
-def test_a_check_of_one_file_scans_the_project_as_a_whole_run_does(tmp_path):
-    """Pre-commit checks the model file alone: who hands its forward lengths on the GPU is looked for among
-    the files that can matter, as in a run over the whole project, not in every file that moves a tensor to a
-    device (in fairseq, 297 files parsed with libcst for one check)."""
-    (tmp_path / "model.py").write_text(textwrap.dedent("""\
+def _gpu_lengths_project(root: Path, others: int) -> Path:
+    """A model that packs the lengths its forward is handed, a script that hands them on the GPU, and
+    ``others`` files of another kind of model, run on the GPU: nothing recurrent reaches those."""
+    (root / "model.py").write_text(textwrap.dedent("""\
         # file: model.py
         import torch.nn as nn
         from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -258,7 +257,7 @@ def test_a_check_of_one_file_scans_the_project_as_a_whole_run_does(tmp_path):
                 packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
                 return pad_packed_sequence(self.rnn(packed)[0], batch_first=True)[0]
         """))
-    (tmp_path / "train.py").write_text(textwrap.dedent("""\
+    (root / "train.py").write_text(textwrap.dedent("""\
         # file: train.py
         import torch
         from model import Tagger
@@ -268,13 +267,30 @@ def test_a_check_of_one_file_scans_the_project_as_a_whole_run_does(tmp_path):
         for x, lengths in []:
             out = model(x.to(device), lengths.to(device))
         """))
-    (tmp_path / "vision").mkdir()
-    for i in range(25):  # a model of another kind, run on the GPU: nothing recurrent reaches these
-        (tmp_path / "vision" / f"net{i}.py").write_text(
+    (root / "vision").mkdir()
+    for i in range(others):
+        (root / "vision" / f"net{i}.py").write_text(
             f"# file: vision/net{i}.py\nimport torch\n\n\ndef run(model, x, device):\n"
             f"    return model(x.to(device), x.to(device))\n")
+    return root
+
+
+def test_a_check_of_one_file_scans_the_project_as_a_whole_run_does(tmp_path):
+    """Pre-commit checks the model file alone: who hands its forward lengths on the GPU is looked for among
+    the files that can matter, as in a run over the whole project, not in every file that moves a tensor to a
+    device (in fairseq, 297 files parsed with libcst for one check)."""
+    _gpu_lengths_project(tmp_path, 25)
     whole = check(tmp_path, ".")
     alone = check(tmp_path, "model.py")
     assert [d for d in whole["findings"] if d["path"] == "model.py"] == alone["findings"]
     assert ("model.py", "RNN011") in where(alone["findings"])
     assert not [first for first in alone["parsed"] if "vision/" in first], alone["parsed"]
+
+
+def test_one_file_of_a_large_project_finds_the_same_on_one_core_and_on_all(tmp_path):
+    """The project such a search needs is mapped on every core when it is large: the same findings."""
+    _gpu_lengths_project(tmp_path, 240)
+    serial = check(tmp_path, "--jobs", "1", "model.py")
+    pooled = check(tmp_path, "--jobs", "2", "model.py")
+    assert ("model.py", "RNN011") in where(serial["findings"])
+    assert pooled["findings"] == serial["findings"]

@@ -41,6 +41,8 @@ MAP_PAYS = 20
 # package imports): then the checked files are read with libcst, as without the map, and a warm
 # pre-commit run is served by the results cache
 CLOSURE_LIMIT = 200
+#: unmapped files from which a run on a few files maps the rest of its project on every core (see scope)
+MAP_IN_PARALLEL = 200
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Session:
         self.final = FinalStep(self.config)
         self.relevance = os.environ.get(RELEVANCE_ENV, "1") != "0"
         self.checked: list[Path] = []  # the run's files: the project map covers them too
+        self.jobs = 1  # processes the run may use (run() sets it): mapping a large project takes them all
         self.verdicts: dict[tuple[str, tuple[str, ...]], bool] = {}  # (file, relevance words) -> can matter
         self._map: ProjectMap | None = None
         self._scope: frozenset[Path] | None = None
@@ -179,7 +182,12 @@ class Session:
     def scope(self) -> frozenset[Path]:
         """The files that can matter to some enabled rule: all the flow model scans project-wide."""
         if self._scope is None:
-            self._scope = frozenset().union(*(self.project_map().relevant(words) for words in self._word_sets()))
+            project = self.project_map()
+            if self.jobs > 1 and sum(not project.mapped(path) for path in project.files) >= MAP_IN_PARALLEL:
+                # a run on a few files of a large project, whose first project-wide search needs the whole map
+                with _context().Pool(self.jobs) as pool:
+                    self.map_project(pool)
+            self._scope = frozenset().union(*(project.relevant(words) for words in self._word_sets()))
         return self._scope
 
     def _word_sets(self) -> set[tuple[str, ...]]:
@@ -585,6 +593,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
     if jobs <= 1 or len(files) < PARALLEL_THRESHOLD:
         local = session or Session(config, use_cache)
         local.checked = files
+        local.jobs = jobs
         outcomes = []
         for path, _, _, _ in tasks:
             try:
@@ -595,14 +604,12 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             except Exception as exc:
                 outcomes.append(_internal_error(Path(path), exc))
         return outcomes
-    import multiprocessing  # several milliseconds to import: only large runs need workers
-
     local = session or Session(config, use_cache)
     if not use_cache:
         local.disable_cache()
     local.checked = files
-    method = "fork" if sys.platform.startswith("linux") else None
-    context = multiprocessing.get_context(method)
+    local.jobs = jobs
+    context = _context()
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
     skipped: list[int] = []
     pool = later = None
@@ -652,6 +659,13 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             pool.terminate()
             pool.join()
     return outcomes  # type: ignore[return-value]
+
+
+def _context():
+    """Worker processes forked from this one where that is safe and cheap (Linux), else the platform's way."""
+    import multiprocessing  # several milliseconds to import: only large runs need workers
+
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
 
 
 def _work_indexed(item: tuple[int, tuple[str, str, bool, bool]]) -> tuple[int, FileOutcome]:
