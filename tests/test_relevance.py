@@ -294,3 +294,17 @@ def test_one_file_of_a_large_project_finds_the_same_on_one_core_and_on_all(tmp_p
     pooled = check(tmp_path, "--jobs", "2", "model.py")
     assert ("model.py", "RNN011") in where(serial["findings"])
     assert pooled["findings"] == serial["findings"]
+
+
+def test_a_warm_run_of_a_large_project_maps_nothing(tmp_path):
+    """Nothing changed: the cached relevance and results answer, and no file is mapped (a few-file run's
+    mapping on every core once ran here too, a quarter of a warm run's time on fairseq)."""
+    from rnnlint.static import runner
+
+    root = _gpu_lengths_project(tmp_path, 240)
+    cold = rnnlint("check", "--static", "--jobs", "2", "--output-format", "json", ".", cwd=root)
+    with mock.patch.object(runner.Session, "map_project", side_effect=AssertionError("mapped a file")) as mapped, \
+            mock.patch.object(runner.ProjectMap, "map", side_effect=AssertionError("mapped a file")):
+        warm = rnnlint("check", "--static", "--jobs", "2", "--output-format", "json", ".", cwd=root)
+    assert warm.returncode == cold.returncode == 1, warm.stdout + warm.stderr
+    assert json.loads(warm.stdout) == json.loads(cold.stdout) and not mapped.called

@@ -183,8 +183,10 @@ class Session:
         """The files that can matter to some enabled rule: all the flow model scans project-wide."""
         if self._scope is None:
             project = self.project_map()
-            if self.jobs > 1 and sum(not project.mapped(path) for path in project.files) >= MAP_IN_PARALLEL:
+            if (self.jobs > 1 and sum(not project.mapped(path) for path in project.files) >= MAP_IN_PARALLEL
+                    and not self.decided_before()):
                 # a run on a few files of a large project, whose first project-wide search needs the whole map
+                # (unless the cache holds the project's relevance as the files are now: nothing to map)
                 with _context().Pool(self.jobs) as pool:
                     self.map_project(pool)
             self._scope = frozenset().union(*(project.relevant(words) for words in self._word_sets()))
