@@ -169,8 +169,8 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
             # the walk never enters a linked folder: below the top, a folder's real path is the top's real
             # path and the folder's own (resolving each path anew was most of a large tree's discovery)
             resolved = top_resolved / os.path.relpath(dirpath, path) if directory != path else top_resolved
-            if config.respect_gitignore and directory != path:
-                ignore.load(resolved)
+            if config.respect_gitignore and directory != path and (".gitignore" in filenames or ".gitignore" in dirnames):
+                ignore.load(resolved)  # the walk listed the folder: no open() to learn that most have none
             kept = []
             for name in sorted(dirnames):
                 sub = directory / name
