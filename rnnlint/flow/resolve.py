@@ -40,6 +40,7 @@ from rnnlint.flow.values import (ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRA
 from rnnlint.names import ImportMap, dotted
 from rnnlint.static.projectmap import imported_modules
 from rnnlint.nodes import find_all, node_positions
+from rnnlint.source import SourceError, read_file_bytes
 
 _MAX_DEPTH = 14
 _MAX_VALUES = 24
@@ -153,8 +154,6 @@ class Flow:
         """Every Python file of the project with the words it contains (built once, on first need)."""
         if self._words is None:
             self._words, self._import_words = {}, {}
-            from rnnlint.source import SourceError, read_file_bytes
-
             for path in self.index.files():
                 try:  # a regular file of sane size only: a FIFO named x.py would block a plain read
                     text = read_file_bytes(path).decode("utf-8", errors="replace")
@@ -467,8 +466,6 @@ class Flow:
         a type holds no call of it, and libcst's parse costs fifty times this search."""
         if path in self._outside:
             return True
-        from rnnlint.source import SourceError, read_file_bytes
-
         try:
             text = read_file_bytes(path).decode("utf-8", errors="replace")
         except SourceError:
