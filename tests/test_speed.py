@@ -116,6 +116,11 @@ def test_the_import_scan_finds_every_import_cpython_finds():
         assert not missing, (path, missing)
     tricky = "from . import (a,\n   b as c)\nfrom pkg \\\n    import mod\nimport x.y as z, w; import v\n"
     assert {".a", ".b", "pkg.mod", "x.y", "w", "v"} <= imported_modules(tricky)
+    # a continued ``from``, a line ended by CRLF, spaces by a dot: all valid Python, all imports
+    continued = "from \\\ntorchtext.legacy import data\r\nfrom p.q \\\r\n    import r\r\nfrom s . t import u\n"
+    assert {"torchtext.legacy.data", "p.q.r", "s.t.u"} <= imported_modules(continued)
+    for text in (tricky, continued):
+        assert set(map_text(text).modules) <= imported_modules(text)
 
 
 @pytest.mark.slow  # the relevance map of the whole checkout, then every fixture file's closure
@@ -146,6 +151,22 @@ def _subclassing_project(root: Path, subclasses: int) -> Path:
                                          f"    def forward(self, x):\n"
                                          f"        return super(Sub{i}, self).forward(x)\n")
     return root
+
+
+@pytest.mark.parametrize("call", ["Base(nn.LSTM(4, 4))", "Base (\n    nn.LSTM(4, 4))", "(Base)(nn.LSTM(4, 4))",
+                                  "Base \\\r\n    (nn.LSTM(4, 4))", "Base(  # the encoder\n    nn.LSTM(4, 4))"])
+def test_every_way_of_writing_a_call_is_read_as_one(tmp_path, call):
+    """The text search that spares the files without a call of the class must let every call through."""
+    import libcst as cst
+
+    from rnnlint.static.index import ProjectIndex
+
+    root = _subclassing_project(tmp_path, 2)
+    (root / "build.py").write_bytes(f"import torch.nn as nn\nfrom base import Base\n\nmodel = {call}\n".encode())
+    flow = ProjectIndex(root).flow()
+    facts = flow.file(root / "base.py")
+    init = next(f for f in facts.module.body[1].body.body if isinstance(f, cst.FunctionDef))
+    assert [site.file.path.name for _, site in flow.callers(init, facts)] == ["build.py"]
 
 
 def test_who_calls_a_constructor_is_read_from_the_files_that_call_it(tmp_path):

@@ -470,7 +470,8 @@ class Flow:
             text = read_file_bytes(path).decode("utf-8", errors="replace")
         except SourceError:
             return True
-        return re.search(rf"\b{re.escape(name)}(?:\s|\\\n|#[^\n]*\n)*\(", text) is not None
+        # ``name(``, ``name (``, ``(name)(``, across lines: a backslash, a comment, LF or CRLF
+        return re.search(rf"\b{re.escape(name)}(?:[\s)]|\\\r?\n|#[^\n]*\n)*\(", text) is not None
 
     def _is_call_to(self, call: cst.Call, caller: FileFacts, defining: FileFacts, name: str) -> bool:
         written = dotted(call.func)

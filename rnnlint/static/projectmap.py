@@ -61,7 +61,9 @@ FEEDING_DEPTH = 2
 _COMMENT = re.compile(r"#[^'\"\n]*$")
 _CHAIN = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 # An import statement read from the text around each ``import`` (see imported_modules)
-_FROM_HEAD = re.compile(r"\bfrom\s+([.\w]+)(?:\s|\\\n)*$")
+# ``from pkg.mod``, ``from`` and a backslash then the module on the next line, ``from pkg . mod`` (spaces by a dot)
+_FROM_HEAD = re.compile(r"\bfrom(?:\s|\\\n)+([.\w](?:[.\w]|(?:\s|\\\n)+(?=\.)|(?<=\.)(?:\s|\\\n)+)*)(?:\s|\\\n)*$")
+_SPACE = re.compile(r"\s|\\\n")
 _NAMES = re.compile(r"\s*(\([^)]*\)|(?:[^\n;#()\\]|\\\n)*)")
 _NAME = re.compile(r"[\w.]+")
 #: ``getattr(nn, cell)(...)``: a torch layer picked by name may be any of them, the recurrent ones too (the
@@ -271,6 +273,7 @@ def imported_modules(text: str) -> set[str]:
     import statement names, and ``module.name`` for each name a ``from`` import takes (a submodule,
     perhaps). A superset of what :func:`map_text` finds: comments, strings and prose count too."""
     found: set[str] = set()
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # a line ends as Python reads it: ``\`` then CRLF too
     at = text.find("import")
     while at >= 0:
         end = at + len("import")
@@ -281,7 +284,7 @@ def imported_modules(text: str) -> set[str]:
             head = _FROM_HEAD.search(text, start, at)
             names = [n for n in _NAME.findall(_NAMES.match(text, end).group(1)) if n != "as"]
             if head is not None:
-                base = head.group(1)
+                base = _SPACE.sub("", head.group(1))
                 sep = "" if base.endswith(".") else "."
                 found.add(base)
                 found.update(f"{base}{sep}{name}" for name in names)
