@@ -308,3 +308,37 @@ def test_a_warm_run_of_a_large_project_maps_nothing(tmp_path):
         warm = rnnlint("check", "--static", "--jobs", "2", "--output-format", "json", ".", cwd=root)
     assert warm.returncode == cold.returncode == 1, warm.stdout + warm.stderr
     assert json.loads(warm.stdout) == json.loads(cold.stdout) and not mapped.called
+
+
+_EDITED = """\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.{layer}(8, 8)
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+def make_optimizer(model, lr):
+    return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+model = Net()
+optimizer = make_optimizer(model, 0.05)
+"""
+
+
+def test_code_on_stdin_is_searched_as_it_is_not_as_the_file_on_disk(tmp_path):
+    """An editor sends its unsaved buffer: the buffer builds an LSTM, the saved file does not. Who calls
+    ``make_optimizer`` is searched in the buffer, though the map of the saved file says it cannot matter."""
+    (tmp_path / "train.py").write_text(_EDITED.format(layer="Linear"))
+    saved = rnnlint("check", "--static", "--no-cache", "train.py", cwd=tmp_path)
+    edited = rnnlint("check", "--static", "--no-cache", "--stdin-filename", "train.py", "-", cwd=tmp_path,
+                     input=_EDITED.format(layer="LSTM"))
+    assert saved.returncode == 0, saved.stdout
+    assert "train.py:15:52: RNN020" in edited.stdout, edited.stdout + edited.stderr

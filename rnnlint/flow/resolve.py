@@ -78,7 +78,10 @@ class Flow:
         self._may_call: dict[tuple[Path, Path], bool] = {}  # see may_call_into
         self._links: dict[Path, frozenset[Path]] | None = None  # see linked
         self._importing: dict[str, frozenset[Path]] = {}  # see importing
-        self._outside: dict[Path, cst.Module] = {}  # analysed files the project walk does not list (notebooks)
+        #: analysed files the project-wide searches do not list: notebooks, and a file the project map says
+        #: cannot matter that is analysed all the same (a comment names an LSTM; code given on stdin)
+        self._outside: dict[Path, cst.Module] = {}
+        self._analysed: dict[Path, cst.Module] = {}  # the .py files registered by add(), until forget()
         self._data: dict[Path, object] = {}
         #: bumped whenever a file's facts are replaced: memos over node identities start again
         self.generation = 0
@@ -101,19 +104,28 @@ class Flow:
         facts = collect(path, module, imports)
         self._files[path] = facts
         if path.suffix != ".py":  # a notebook: no file of the project walk, yet its code calls its own
-            self._outside[path] = module
-            self._links, self._importing = None, {}  # its imports link files too
-            if self._words is not None:
-                self._learn_words(path, module.code)
+            self._take_outside(path, module)
+        else:
+            self._analysed[path] = module
+            if self._words is not None and path not in self._words:
+                self._take_outside(path, module)
         if replaced:
             self.generation += 1
             self._memo.clear()
             self.scratch.clear()
         return facts
 
+    def _take_outside(self, path: Path, module: cst.Module) -> None:
+        """Searches list ``path`` (being analysed) with what its tree holds, though the project's list does not."""
+        self._outside[path] = module
+        self._links, self._importing = None, {}  # its imports link files too
+        if self._words is not None:
+            self._learn_words(path, module.code)
+
     def forget(self, path: Path) -> None:
         """Drop a file's facts (its analysis is done, or its text changed in a fix round)."""
         path = self.index.real(path)
+        self._analysed.pop(path, None)
         self._may_call = {key: may for key, may in self._may_call.items() if key[0] != path}  # its imports may change
         if self._outside.pop(path, None) is not None and self._words is not None:
             self._words.pop(path, None)
@@ -160,6 +172,10 @@ class Flow:
                 except SourceError:
                     continue
                 self._learn_words(path, text)
+            unlisted = {path: module for path, module in self._analysed.items() if path not in self._words}
+            if unlisted:
+                self._outside.update(unlisted)
+                self._links, self._importing = None, {}  # their imports link files too
             for path, module in self._outside.items():
                 self._learn_words(path, module.code)
         return self._words
