@@ -342,3 +342,32 @@ def test_code_on_stdin_is_searched_as_it_is_not_as_the_file_on_disk(tmp_path):
                      input=_EDITED.format(layer="LSTM"))
     assert saved.returncode == 0, saved.stdout
     assert "train.py:15:52: RNN020" in edited.stdout, edited.stdout + edited.stderr
+
+
+def test_a_model_picked_from_a_project_module_by_name_matters(tmp_path):
+    """``getattr(models, args.arch)()``: the script builds whichever model of ``models`` the command line
+    names, so it uses them all; the map once judged it irrelevant and both its finding and the model's
+    (which a one-file check of the model found only while searches read every file) were lost."""
+    _gpu_lengths_project(tmp_path, 0)
+    (tmp_path / "train.py").write_text(textwrap.dedent("""\
+        # file: train.py
+        import argparse
+
+        import torch
+
+        import model as models
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--arch", default="Tagger")
+        args = parser.parse_args()
+        device = torch.device("cuda")
+        net = getattr(models, args.arch)().to(device)
+        for x, lengths in []:
+            out = net(x.to(device), lengths.to(device))
+        """))
+    before = check(tmp_path, ".", relevance=False)
+    after = check(tmp_path, ".")
+    assert {("train.py", "RNN011"), ("model.py", "RNN011")} <= where(before["findings"])
+    assert after["findings"] == before["findings"]
+    alone = check(tmp_path, "model.py")
+    assert alone["findings"] == [d for d in before["findings"] if d["path"] == "model.py"]

@@ -53,7 +53,7 @@ EXTERNAL_ROOTS = frozenset(
 NEVER_MODULES = frozenset({"self", "cls", "super", "print", "len", "range", "list", "dict", "tuple",
                            "set", "zip", "enumerate", "isinstance", "getattr", "setattr", "float",
                            "int", "str", "bool", "min", "max", "sum", "sorted", "open", "iter", "next"})
-_MAP_VERSION = 4
+_MAP_VERSION = 5
 #: how far values are followed from the code that uses a recurrent model into the helpers it calls (a
 #: training helper handed the model, the step function it calls): further, a library's every utility
 FEEDING_DEPTH = 2
@@ -170,9 +170,7 @@ def map_text(text: str) -> FileMap:
     def define(name: str, node: ast.stmt) -> None:
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
         words = chains(first, node.end_lineno or node.lineno)
-        if any(_is_torch_nn(name, result.imports) for name in _GETATTR.findall(
-                "".join(lines[first - 1:node.end_lineno or node.lineno]))):
-            words = words + _ANY_RECURRENT_LAYER
+        words += _picked_by_name("".join(lines[first - 1:node.end_lineno or node.lineno]), result.imports)
         result.definitions[name] = sorted(set(result.definitions.get(name, [])) | set(words))
 
     def top(body: list[ast.stmt]) -> None:
@@ -203,8 +201,18 @@ def map_text(text: str) -> FileMap:
     result.by_name = _imported_by_name(text)
     result.modules.extend(result.by_name)
     rest = "".join(line for number, line in enumerate(lines, 1) if not covered[number])
-    result.rest = sorted(set(_CHAIN.findall(rest)))
+    result.rest = sorted(set(_CHAIN.findall(rest)) | set(_picked_by_name(rest, result.imports)))
     return result
+
+
+def _picked_by_name(text: str, imports: dict[str, str]) -> list[str]:
+    """What ``getattr(module, name)`` in ``text`` may pick: any torch layer, the recurrent ones too, for
+    ``torch.nn`` under any alias; any member of another module, written ``module.*`` (see
+    :meth:`ProjectMap._edges`)."""
+    found: list[str] = []
+    for name in _GETATTR.findall(text):
+        found += _ANY_RECURRENT_LAYER if _is_torch_nn(name, imports) else [f"{name}.*"]
+    return found
 
 
 def _is_torch_nn(name: str, imports: dict[str, str]) -> bool:
@@ -637,6 +645,8 @@ class ProjectMap:
             head, _, rest = word.partition(".")
             if facts.by_name and word.rsplit(".", 1)[-1] == "import_module":
                 out.extend(self._by_name(path, facts))  # whatever it picks, it may be any of them
+            elif word.endswith(".*"):  # ``getattr(models, arch)``: any member of that module
+                out.extend(self._members(path, word[:-2], facts))
             elif head in facts.definitions:
                 out.append((path, head))
             elif head in facts.imports:
@@ -651,6 +661,17 @@ class ProjectMap:
                     if other is not None and (head in other.definitions or head in other.imports):
                         out.append((found, head))
         return out
+
+    def _members(self, path: str, written: str, facts: FileMap) -> list[tuple[str, str]]:
+        """Every definition and import of the project module ``written`` names in ``path`` (none for a name
+        that is no module of the project: ``getattr(self, name)``, ``getattr(torch.optim, name)``)."""
+        head, _, rest = written.partition(".")
+        if head not in facts.imports:
+            return []
+        target = facts.imports[head] + (f".{rest}" if rest else "")
+        found = self.module(path, target)
+        other = self.map(found) if found is not None else None
+        return [(found, name) for name in (*other.definitions, *other.imports)] if other is not None else []
 
     def _by_name(self, path: str, facts: FileMap) -> list[tuple[str, str]]:
         """Every definition of the modules that ``path`` imports by a name made at run time."""
