@@ -486,7 +486,15 @@ class ProjectMap:
         return self._graph
 
     def _load(self, path: Path, text: str | None, digest: str | None) -> FileMap | None:
-        if text is None or digest is None:
+        if path.suffix == ".ipynb":  # its code cells, as one module (what the rules read)
+            from rnnlint.notebook import read_notebook
+
+            try:
+                notebook = read_notebook(path)
+            except SourceError:
+                return None
+            text, digest = notebook.text, notebook.source.digest
+        elif text is None or digest is None:
             try:
                 data = read_file_bytes(path)
                 text, _ = decode(data, path)

@@ -175,7 +175,8 @@ class Session:
     def project_map(self) -> ProjectMap:
         """The map of every project file (see :mod:`rnnlint.static.projectmap`), built on first need."""
         if self._map is None:
-            files = {*self.project_files(), *(self._real(f) for f in self.checked if f.suffix == ".py")}
+            # the notebooks checked too: their code uses models and hands values to the project's files
+            files = {*self.project_files(), *(self._real(f) for f in self.checked if f.suffix in (".py", ".ipynb"))}
             self._map = ProjectMap(self.config.root, sorted(files), self.cache_dir)
         return self._map
 
