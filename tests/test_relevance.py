@@ -373,11 +373,14 @@ def test_a_model_picked_from_a_project_module_by_name_matters(tmp_path):
     assert alone["findings"] == [d for d in before["findings"] if d["path"] == "model.py"]
 
 
-def test_a_notebook_that_hands_its_model_to_a_helper_makes_the_helper_matter(tmp_path):
+@pytest.mark.parametrize("helper", ["utils", "helpers"])  # analysed after the notebook, and before it
+def test_a_notebook_that_hands_its_model_to_a_helper_makes_the_helper_matter(tmp_path, helper):
     """The notebook defines the model and hands it to ``utils.train_epoch``, which moves the lengths to the
-    GPU: the map reads the notebook's code cells too, so the helper is among the files searched."""
+    GPU: the map reads the notebook's code cells too, so the helper is among the files searched; and what
+    the helper's own analysis concluded of the project (nothing packs lengths) is not kept once the
+    notebook, which packs them, joins the files searched."""
     cells = ["import torch\nimport torch.nn as nn\nfrom torch.nn.utils.rnn import pack_padded_sequence\n"
-             "from utils import train_epoch\n",
+             f"from {helper} import train_epoch\n",
              "class Tagger(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
              "        self.rnn = nn.LSTM(8, 8, batch_first=True)\n\n    def forward(self, x, lengths):\n"
              "        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)\n"
@@ -387,7 +390,7 @@ def test_a_notebook_that_hands_its_model_to_a_helper_makes_the_helper_matter(tmp
                 "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
                            "source": cell.splitlines(keepends=True)} for cell in cells]}
     (tmp_path / "tagger.ipynb").write_text(json.dumps(notebook))
-    (tmp_path / "utils.py").write_text("def train_epoch(model, loader, device):\n    for x, lengths in loader:\n"
+    (tmp_path / f"{helper}.py").write_text("def train_epoch(model, loader, device):\n    for x, lengths in loader:\n"
                                        "        model(x.to(device), lengths.to(device))\n")
     before = check(tmp_path, ".", relevance=False)
     assert ("tagger.ipynb", "RNN011") in where(before["findings"]), before["findings"]

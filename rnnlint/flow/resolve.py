@@ -97,19 +97,23 @@ class Flow:
         """Register the file being analysed (already parsed): its facts replace any older ones.
 
         The answers kept so far hold nodes and conclusions of the files they read: they go when this
-        file replaces facts the model had (or had failed to read), and stay when no answer could have
-        read it yet (the model reads a file the first time a question leads there)."""
+        file replaces facts the model had (or had failed to read), or joins the files that project-wide
+        searches read (a notebook: "who hands lengths to a pack?" answered before it counted without it),
+        and stay when no answer could have read it yet (the model reads a file the first time a question
+        leads there)."""
         path = self.index.real(path)
         replaced = path in self._files
         facts = collect(path, module, imports)
         self._files[path] = facts
-        if path.suffix != ".py":  # a notebook: no file of the project walk, yet its code calls its own
-            self._take_outside(path, module)
-        else:
+        if path.suffix == ".py":
             self._analysed[path] = module
-            if self._words is not None and path not in self._words:
-                self._take_outside(path, module)
-        if replaced:
+        # a notebook is no file of the project walk, yet its code calls its own (and so may a file the
+        # searches do not list: see _outside)
+        outside = path.suffix != ".py" or path in self._outside or self._words is not None and path not in self._words
+        joins = outside and path not in self._outside
+        if outside:
+            self._take_outside(path, module)  # its tree as it is now
+        if replaced or joins:
             self.generation += 1
             self._memo.clear()
             self.scratch.clear()
