@@ -254,10 +254,10 @@ class Flow:
         """The project files whose import statements take ``package`` or a module of it."""
         if package not in self._importing:
             head = package.partition(".")[0]
-            words = self.project_files() and self._import_words  # an import of it names it: only those files are read
+            files = self.project_files()  # an import of it names it on its line: only those files are read
             with self.index.unrecorded():
                 self._importing[package] = frozenset(
-                    file for file in self.project_files() if head in words.get(file, ())
+                    file for file in files if head in self._import_words.get(file, ())
                     and (imports := self._import_map(file)) is not None and imports.imports_from(package))
         return self._importing[package]
 
