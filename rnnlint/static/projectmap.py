@@ -397,6 +397,7 @@ class ProjectMap:
         self._known = set(self.files)
         self._maps: dict[str, FileMap | None] = {}
         self._modules: dict[tuple[str, str], str | None] = {}
+        self._package_dirs: dict[tuple[str, str], frozenset[str]] = {}  # see _reaches
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
         self._seeds: dict[tuple[str, ...], list[str]] = {}
         self._basenames: dict[str, list[str]] | None = None
@@ -752,13 +753,17 @@ class ProjectMap:
         """The project files and the project folders ``modules`` (imported by ``importer``) reach. A
         folder: ``import pkg`` lets the code name ``pkg.sub.Model``, any module below it."""
         dirs = set()
-        folders = self._folders()
+        here = os.path.dirname(importer)
         for module in modules:
             if not module.startswith(".") and module.partition(".")[0] not in self._names():
                 continue
-            for candidate in module_candidates(importer, module, self._root):
-                if candidate.endswith("__init__.py") and os.path.dirname(candidate) in folders:
-                    dirs.add(os.path.dirname(candidate))
+            key = (here, module)  # files of one folder import the same packages: resolved once
+            if key not in self._package_dirs:
+                folders = self._folders()
+                self._package_dirs[key] = frozenset(
+                    os.path.dirname(candidate) for candidate in module_candidates(importer, module, self._root)
+                    if candidate.endswith("__init__.py") and os.path.dirname(candidate) in folders)
+            dirs |= self._package_dirs[key]
         return self._resolve_all(importer, modules), dirs
 
     def _folders(self) -> frozenset[str]:
