@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 
 from rnnlint.source import SourceError, read_file_bytes
-from rnnlint.static.projectmap import module_name
 
 _RECURRENT_WORDS = (b"LSTM", b"GRU", b"RNN")
 _MODULE_CLASS = re.compile(rb"^[ \t]*class[ \t]+\w+[ \t]*\([^)]*Module", re.MULTILINE)
@@ -49,7 +48,7 @@ def count_models(files: list[Path], session) -> int:
     finder = ModelFinder(session)
     count = 0
     for path in candidates:
-        if (finder._notebook(path) if path.suffix == ".ipynb" else module_name(path)) is None:
+        if finder.named(path) is None:
             continue
         summary = finder.index.summary(path)
         for name, definition in (summary.definitions.items() if summary else ()):

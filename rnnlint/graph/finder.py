@@ -120,7 +120,7 @@ class ModelFinder:
         search: list[str] = []
         sources = [f.resolve() for f in files if f.suffix in (".py", ".ipynb")]
         for path in sources:
-            named = module_name(path) if path.suffix == ".py" else self._notebook(path)
+            named = self.named(path)
             summary = self.index.summary(path)
             if named is None or summary is None:
                 continue
@@ -153,6 +153,11 @@ class ModelFinder:
         # a train.py), containing models before their components
         ordered = sorted(specs.values(), key=lambda s: (s.base, s.component, s.file, s.line))
         return ordered, search
+
+    def named(self, path: Path) -> tuple[str, Path] | None:
+        """``(module name, folder to put on sys.path)`` the child imports ``path`` by (a ``.py`` file or a
+        notebook); None when it cannot be imported (a name that is no identifier, a notebook that does not parse)."""
+        return module_name(path) if path.suffix == ".py" else self._notebook(path)
 
     def _notebook(self, path: Path) -> tuple[str, Path] | None:
         """A notebook's code cells as one module (see rnnlint.notebook), named after the file, for the index and the
