@@ -365,6 +365,33 @@ def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypa
     assert trial_env(copy / "src", (copy, user))["PATH"] == os.pathsep.join([str(user / ".venv" / "bin"), "/usr/bin"])
 
 
+@pytest.mark.slow  # imports torch in a child process
+def test_a_trial_runs_with_deterministic_algorithms_as_the_public_call_sets_them():
+    """The trial sets the flags ``torch.use_deterministic_algorithms(True, warn_only=True)`` sets, in
+    kernels and for Inductor, without importing Inductor itself (0.9 s of every trial otherwise)."""
+    import subprocess
+    import sys
+
+    probe = textwrap.dedent("""
+        import sys, torch
+        from rnnlint.verify.bootstrap import seed_everything
+        seed_everything(torch, 0)
+        print("inductor imported by the seeding:", "torch._inductor.config" in sys.modules)
+        print("deterministic:", torch.are_deterministic_algorithms_enabled())
+        print("warn only:", torch.is_deterministic_algorithms_warn_only_enabled())
+        import torch._inductor.config as inductor  # what a script that compiles gets
+        print("inductor deterministic:", inductor.deterministic)
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "inductor imported by the seeding: False",
+        "deterministic: True",
+        "warn only: True",
+        "inductor deterministic: True",
+    ]
+
+
 @dataclass
 class Contained:
     """One verify run of a script that tries everything a trial must not do (the tests below read it)."""
