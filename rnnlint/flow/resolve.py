@@ -525,10 +525,35 @@ class Flow:
         for owner in owners:
             out.extend(v.via(f".{attr}", facts.path, expr) for v in self._member(owner, attr, depth, seen))
         if not owners and written and "." in written and not self._models:
+            declared = self._annotated_classes(base, site, depth, seen)
+            if declared:
+                # ``cfg.dropout`` with ``cfg: ModelConfig`` that nobody in the project fills: the class's own
+                # attribute (a dataclass field's default), never another file's command line of that name
+                for cls in declared:
+                    other = self.file(cls.path)
+                    if other is not None:
+                        out.extend(v.via(f".{attr}", facts.path, expr)
+                                   for v in self._instance_attr(cls.node, other, attr, depth, seen, None))
+                return out
             # ``opt.lr`` where ``opt`` cannot be followed at all (a parameter nobody in the project fills):
             # the project's command line; never when ``opt`` is a known module or object without ``lr``
             out = self._options_named(attr, facts, depth, seen)
         return out or _library_class(written, facts, expr)
+
+    def _annotated_classes(self, base: cst.BaseExpression, site: Site, depth: int, seen) -> list[Value]:
+        """The project classes a parameter named ``base`` is declared as (``cfg: ModelConfig``), in the
+        function of ``site`` or one enclosing it; none for a name that is no parameter or has no such
+        annotation (``args: argparse.Namespace`` is the command line's, and a string is not followed)."""
+        if not isinstance(base, cst.Name):
+            return []
+        function = site.function
+        while function is not None and not _has_param(function, base.value):
+            function = site.file.owner.get(function, (None, None))[0]
+        param = _param(function, base.value) if function is not None else None
+        if param is None or param.annotation is None:
+            return []
+        outer = site.file.site(site.file.owner.get(function, (None, None))[0])
+        return [v for v in self._values(param.annotation.annotation, outer, depth + 1, seen) if v.kind == CLASS]
 
     def _member(self, owner: Value, attr: str, depth: int, seen) -> list[Value]:
         if owner.kind == MODULE:
@@ -681,6 +706,10 @@ class Flow:
             return out
         if qualname in _NAMESPACES:
             return [Value(DICT, None, call, facts.path)]
+        if qualname == "dataclasses.field":  # a dataclass field's default: ``dropout: float = field(default=0.1)``
+            default = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "default"), None)
+            return [v.via("default of field", facts.path, call) for v in self._values(default, site, depth + 1, seen)
+                    ] if default is not None else []
         if qualname in _JSON_LOADERS or qualname in _YAML_LOADERS:
             return self._loaded(call, site, qualname in _YAML_LOADERS)
         if isinstance(call.func, cst.Attribute):
