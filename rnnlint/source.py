@@ -215,7 +215,7 @@ def read_source(path: Path, data: bytes | None = None) -> SourceFile:
                       identity=identity)
 
 
-def parse_python(text: str) -> cst.Module:
+def parse_python(text: str, accepted: bool = False) -> cst.Module:
     """libcst's tree of a user's source, once CPython's own parser has accepted it.
 
     libcst's native parser overflows the C stack on nesting that CPython
@@ -225,12 +225,16 @@ def parse_python(text: str) -> cst.Module:
     (ValueError for a NUL byte), and its parser costs about a tenth of libcst's.
     Any other SyntaxError is left for libcst to judge: the code may use syntax
     newer than this interpreter's (``type X = ...`` read by Python 3.11).
+
+    ``accepted``: CPython's parser already accepted this very text in this run (the project map
+    parses every file with it), so it is not asked again: a sixth of the cost of a libcst parse.
     """
-    try:
-        ast.parse(text)
-    except SyntaxError as error:
-        if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
-            raise
+    if not accepted:
+        try:
+            ast.parse(text)
+        except SyntaxError as error:
+            if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
+                raise
     import libcst as cst
 
     return cst.parse_module(text)

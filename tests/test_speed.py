@@ -185,7 +185,8 @@ def test_who_calls_a_constructor_is_read_from_the_files_that_call_it(tmp_path):
     init = next(f for f in facts.module.body[1].body.body if isinstance(f, cst.FunctionDef))
     parsed: list[str] = []
     real_parse = index_module.parse_python
-    with mock.patch.object(index_module, "parse_python", side_effect=lambda text: parsed.append(text) or real_parse(text)):
+    with mock.patch.object(index_module, "parse_python",
+                           side_effect=lambda text, accepted=False: parsed.append(text) or real_parse(text, accepted)):
         callers = flow.callers(init, facts)
     assert [site.file.path.name for _, site in callers] == ["build.py"]
     assert not [text for text in parsed if "class Sub" in text], "a file that only subclasses Base was parsed"
@@ -209,3 +210,26 @@ def test_only_files_that_name_torchtext_in_an_import_are_read_for_it(tmp_path):
         importing = index.flow().importing("torchtext")
     assert importing == {(root / "data.py").resolve()}
     assert len(outlined) == 1 and "torchtext.legacy" in outlined[0]
+
+
+def test_libcst_parses_what_the_map_saw_cpython_accept_without_asking_cpython_again(tmp_path):
+    """The project map parses every file with CPython's parser; a file it accepted is not handed to that
+    parser a second time before libcst reads it (a sixth of each libcst parse on fairseq), and a file it
+    refused (nesting that would crash libcst's parser) still is, and is never given to libcst."""
+    import ast
+
+    from rnnlint.static.runner import Session
+
+    (tmp_path / "model.py").write_text("from torch import nn\nlayer = nn.LSTM(4, 8)\n", "utf-8")
+    (tmp_path / "deep.py").write_text("x = " + "(" * 300 + "1" + ")" * 300 + "\n", "utf-8")
+    session = Session(load_config([tmp_path]), use_cache=False)
+    project = session.project_map()
+    for path in project.files:
+        project.map(path)
+    session.index.accepted = project.accepted()
+    assert len(session.index.accepted) == 1  # the deep file is CPython's "too many nested parentheses"
+    with mock.patch.object(ast, "parse", wraps=ast.parse) as cpython:
+        assert session.index.tree(tmp_path / "model.py") is not None
+        assert cpython.call_count == 0
+        assert session.index.tree(tmp_path / "deep.py") is None
+        assert cpython.call_count == 1

@@ -51,8 +51,8 @@ class _Walker(Visitor):
             method(original_node)
 
 
-def parse(text: str) -> cst.Module:
-    return parse_python(text)  # CPython's parser first: libcst's crashes the process on deep nesting
+def parse(text: str, accepted: bool = False) -> cst.Module:
+    return parse_python(text, accepted)  # CPython's parser first: libcst's crashes the process on deep nesting
 
 
 def _python_syntax_error(text: str, exc: cst.ParserSyntaxError) -> tuple[str, int, int]:
@@ -100,7 +100,8 @@ def analyse(
         # than libcst's) is enough to tell whether it is valid Python.
         return syntax_only(display, text) if syntax_rule_on else Analysis()
     try:
-        module = index.parsed(path, text) or parse(text)  # another file's analysis may have parsed it
+        # another file's analysis may have parsed it; the project map's CPython parse may have accepted it
+        module = index.parsed(path, text) or parse(text, keep is not None and keep in index.accepted)
     except cst.ParserSyntaxError as exc:
         diagnostics = []
         message, line, column = _python_syntax_error(text, exc)

@@ -248,6 +248,7 @@ class ProjectIndex:
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
         self.scope = None  # () -> the files that can matter, or None while the run does not know (see files())
+        self.accepted: frozenset[str] = frozenset()  # contents CPython's parser accepted (the project map's)
         self._real: dict[Path, Path] = {}  # see real()
 
     def real(self, path: Path) -> Path:
@@ -460,7 +461,8 @@ class ProjectIndex:
             try:
                 text, _ = decode(data, path)
                 self._texts[path] = text
-                self._trees[path] = parse_python(text)  # not cst.parse_module: it crashes on deep nesting
+                # not cst.parse_module: it crashes on deep nesting
+                self._trees[path] = parse_python(text, self._digests.get(path) in self.accepted)
             except (SourceError, cst.ParserSyntaxError, SyntaxError, RecursionError, MemoryError, ValueError):
                 self._trees[path] = None
         return self._trees[path]

@@ -396,6 +396,7 @@ class ProjectMap:
         self.cache_dir = cache_dir
         self._known = set(self.files)
         self._maps: dict[str, FileMap | None] = {}
+        self.digests: dict[str, str] = {}  # the content hash of each Python file mapped (see accepted)
         self._modules: dict[tuple[str, str], str | None] = {}
         self._package_dirs: dict[tuple[str, str], frozenset[str]] = {}  # see _reaches
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
@@ -423,9 +424,17 @@ class ProjectMap:
     def mapped(self, path: str) -> bool:
         return path in self._maps
 
-    def add(self, path: str, facts: FileMap | None) -> None:
-        """A map made elsewhere (by a worker process)."""
+    def add(self, path: str, facts: FileMap | None, digest: str | None = None) -> None:
+        """A map made elsewhere (by a worker process), of the content ``digest``."""
         self._maps[path] = facts
+        if digest is not None:
+            self.digests[path] = digest
+
+    def accepted(self) -> frozenset[str]:
+        """The content hashes of the Python files CPython's parser accepted as the map read them: libcst
+        may parse those without asking CPython again (see :func:`rnnlint.source.parse_python`)."""
+        return frozenset(digest for path, digest in self.digests.items()
+                         if (facts := self._maps.get(path)) is not None and facts.error is None)
 
     def candidates(self, words: tuple[str, ...]) -> set[str]:
         """The files that may hold, use or train a recurrent definition for ``words``: those whose map
@@ -502,6 +511,8 @@ class ProjectMap:
             except SourceError:
                 return None
             digest = digest_bytes(data)
+        if path.suffix == ".py":
+            self.digests[str(path)] = digest
         file = self._cache_file(digest)
         if file is not None:
             document = seal.read_json(file)

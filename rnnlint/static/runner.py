@@ -302,8 +302,8 @@ class Session:
         project = self.project_map()
         cache = str(project.cache_dir) if project.cache_dir is not None else None
         todo = [(str(project.root), path, cache) for path in project.files if not project.mapped(path)]
-        for path, facts in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
-            project.add(path, facts)
+        for path, facts, digest in pool.imap_unordered(_map_file, todo, chunksize=max(1, len(todo) // 64)):
+            project.add(path, facts, digest)
 
     def may_analyse(self) -> bool:
         """Once the project is mapped: may any file reach libcst? Not when every enabled rule has relevance
@@ -521,9 +521,10 @@ def _init_worker(config: Config, use_cache: bool, parent: int | None = None, dec
             pass
         decided = later.get()
     if decided is not None:
-        scope, verdicts = decided
+        scope, verdicts, accepted = decided
         _worker._scope = scope
         _worker.verdicts = verdicts
+        _worker.index.accepted = accepted
 
 
 def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
@@ -538,9 +539,10 @@ def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
 
 
 def _map_file(task: tuple[str, str, str | None]):
-    """One file's map, in a worker (see :meth:`Session.decide`)."""
+    """One file's map, in a worker (see :meth:`Session.decide`), and the hash of the content it maps."""
     root, path, cache = task
-    return path, ProjectMap(Path(root), [], Path(cache) if cache else None).map(path)
+    project = ProjectMap(Path(root), [], Path(cache) if cache else None)
+    return path, project.map(path), project.digests.get(path)
 
 
 def _internal_error(path: Path, exc: Exception) -> FileOutcome:
@@ -648,7 +650,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
         order = sorted((i for i in range(len(tasks)) if outcomes[i] is None and i not in skip),
                        key=lambda i: -_size(files[i]))
         chunk = max(1, min(8, len(order) // (jobs * 32)))
-        decided = (local.scope(), local.verdicts) if local.relevance else None
+        decided = (local.scope(), local.verdicts, local.project_map().accepted()) if local.relevance else None
         if later is not None:
             for _ in range(jobs):
                 later.put(decided)
