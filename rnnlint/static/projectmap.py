@@ -34,6 +34,7 @@ This module imports no libcst.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import os
 import re
@@ -305,6 +306,8 @@ def imported_modules(text: str) -> set[str]:
 
 # -- module resolution: shared with the project index ---------------------------
 
+_UNRESOLVED = object()  # not asked yet (None is an answer: not a project file)
+
 
 def module_candidates(importer: str, module: str, root: str):
     """The files ``import <module>`` in ``importer`` could load, in the order they are tried.
@@ -324,18 +327,21 @@ def module_candidates(importer: str, module: str, root: str):
         if not rest:
             yield os.path.join(base, "__init__.py")
             return
-        bases = [base]
+        bases: tuple[str, ...] = (base,)
     else:
         head = module.split(".")[0]
         if head in EXTERNAL_ROOTS or head in NEVER_MODULES:
             return
         rest = module
-        bases = _search_dirs(importer, root)
-    tail = os.path.join(*rest.split("."))
-    for base in bases:
-        target = os.path.join(base, tail)
+        bases = _search_dirs(os.path.dirname(importer), root)
+    tail = rest.replace(".", os.sep)
+    for base in bases:  # os.path.join(base, tail), without its cost
+        target = base + tail if base.endswith(os.sep) else base + os.sep + tail
         yield target + ".py"
-        yield os.path.join(target, "__init__.py")
+        yield target + _PACKAGE_INIT
+
+
+_PACKAGE_INIT = os.sep + "__init__.py"
 
 
 def module_name(path: Path) -> tuple[str, Path] | None:
@@ -352,20 +358,22 @@ def module_name(path: Path) -> tuple[str, Path] | None:
     return ".".join(parts), directory
 
 
-def _search_dirs(importer: str, root: str):
-    seen = set()
-    directory = os.path.dirname(importer)
+@functools.lru_cache(maxsize=4096)
+def _search_dirs(directory: str, root: str) -> tuple[str, ...]:
+    """Where an absolute import in a file of ``directory`` is looked for: that folder and its parents up
+    to ``root``, then ``root`` and ``root/src``."""
+    found = []
     inside = directory == root or directory.startswith(root.rstrip(os.sep) + os.sep)
     while True:
-        seen.add(directory)
-        yield directory
+        found.append(directory)
         parent = os.path.dirname(directory)
         if directory == root or parent == directory or not inside:
             break
         directory = parent
     for extra in (root, os.path.join(root, "src")):
-        if extra not in seen:
-            yield extra
+        if extra not in found:
+            found.append(extra)
+    return tuple(found)
 
 
 def walk_python(root: Path):
@@ -397,7 +405,9 @@ class ProjectMap:
         self._known = set(self.files)
         self._maps: dict[str, FileMap | None] = {}
         self.digests: dict[str, str] = {}  # the content hash of each Python file mapped (see accepted)
-        self._modules: dict[tuple[str, str], str | None] = {}
+        self._modules: dict[tuple[str, str], str | None] = {}  # (importer's folder, module) -> file
+        self._folder_of: dict[str, str] = {}  # importer -> its folder (see module)
+        self._targets: dict[tuple[str, str], tuple[str, str] | None] = {}  # see _target
         self._package_dirs: dict[tuple[str, str], frozenset[str]] = {}  # see _reaches
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
         self._seeds: dict[tuple[str, ...], list[str]] = {}
@@ -582,18 +592,27 @@ class ProjectMap:
 
     def module(self, importer: str, module: str) -> str | None:
         """The project file ``import <module>`` in ``importer`` loads, if it is one of the project's."""
-        key = (os.path.dirname(importer), module)
-        if key not in self._modules:
-            if not module.startswith(".") and module.partition(".")[0] not in self._names():
-                self._modules[key] = None  # no file or folder of the project has that name: ``import click``
-                return None
-            candidates = module_candidates(importer, module, self._root)
-            found = next((c for c in candidates if c in self._known), None)
-            if found is None and not module.startswith(".") and "." not in module:
-                alone = self._by_basename().get(module + ".py", [])  # the folder on PYTHONPATH (see index)
-                found = alone[0] if len(alone) == 1 else None
-            self._modules[key] = found
-        return self._modules[key]
+        key = (self._folder(importer), module)
+        found = self._modules.get(key, _UNRESOLVED)
+        if found is not _UNRESOLVED:
+            return found
+        if not module.startswith(".") and module.partition(".")[0] not in self._names():
+            self._modules[key] = None  # no file or folder of the project has that name: ``import click``
+            return None
+        candidates = module_candidates(importer, module, self._root)
+        found = next((c for c in candidates if c in self._known), None)
+        if found is None and not module.startswith(".") and "." not in module:
+            alone = self._by_basename().get(module + ".py", [])  # the folder on PYTHONPATH (see index)
+            found = alone[0] if len(alone) == 1 else None
+        self._modules[key] = found
+        return found
+
+    def _folder(self, path: str) -> str:
+        """``os.path.dirname(path)``, once per file: a thousand-file run asks a hundred thousand times."""
+        folder = self._folder_of.get(path)
+        if folder is None:
+            folder = self._folder_of[path] = os.path.dirname(path)
+        return folder
 
     def _names(self) -> frozenset[str]:
         """The names of the project's files (without ``.py``) and folders: what an absolute import's
@@ -617,6 +636,15 @@ class ProjectMap:
         """The definition a dotted name written in ``importer`` (its imports applied) reaches: the
         longest module prefix that is a project file, and the first name after it; the module itself
         ("") when nothing follows or the name is not one the module binds (set at run time)."""
+        if depth:
+            return self._find_target(importer, dotted_name, depth)
+        key = (importer, dotted_name)  # the same names are followed for every set of relevance words
+        found = self._targets.get(key, _UNRESOLVED)
+        if found is _UNRESOLVED:
+            found = self._targets[key] = self._find_target(importer, dotted_name, 0)
+        return found
+
+    def _find_target(self, importer: str, dotted_name: str, depth: int) -> tuple[str, str] | None:
         parts = dotted_name.split(".")
         lead = len(dotted_name) - len(dotted_name.lstrip("."))
         if lead:
@@ -764,16 +792,16 @@ class ProjectMap:
         """The project files and the project folders ``modules`` (imported by ``importer``) reach. A
         folder: ``import pkg`` lets the code name ``pkg.sub.Model``, any module below it."""
         dirs = set()
-        here = os.path.dirname(importer)
+        here = self._folder(importer)
         for module in modules:
             if not module.startswith(".") and module.partition(".")[0] not in self._names():
                 continue
             key = (here, module)  # files of one folder import the same packages: resolved once
             if key not in self._package_dirs:
                 folders = self._folders()
-                self._package_dirs[key] = frozenset(
-                    os.path.dirname(candidate) for candidate in module_candidates(importer, module, self._root)
-                    if candidate.endswith("__init__.py") and os.path.dirname(candidate) in folders)
+                candidates = module_candidates(importer, module, self._root)
+                packages = (found[:-len(_PACKAGE_INIT)] for found in candidates if found.endswith(_PACKAGE_INIT))
+                self._package_dirs[key] = frozenset(folder for folder in packages if folder in folders)
             dirs |= self._package_dirs[key]
         return self._resolve_all(importer, modules), dirs
 
