@@ -66,6 +66,9 @@ class ConfigError(Exception):
 class Config:
     root: Path
     source: Path | None = None  # the pyproject.toml read, if any
+    # where the project's files are walked from: the root, unless no project holds the inputs (no
+    # pyproject.toml, no .git above them): then only the folders the user named (see load_config)
+    folders: tuple[Path, ...] = ()
     select: tuple[str, ...] | None = None
     extend_select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
@@ -242,10 +245,25 @@ def project_root(start: Path) -> Path:
     directory = Path(os.path.realpath(start))
     while not directory.is_dir() and directory.parent != directory:
         directory = directory.parent
+    return _marked_root(directory) or directory
+
+
+def _marked_root(directory: Path) -> Path | None:
+    """The nearest folder at or above ``directory`` that says it is a project (pyproject.toml, .git)."""
     for candidate in (directory, *directory.parents):
         if (candidate / "pyproject.toml").is_file() or (candidate / ".git").exists():
             return candidate
-    return directory
+    return None
+
+
+def input_folders(paths: list[Path]) -> tuple[Path, ...]:
+    """The project of each of ``paths`` (where a pyproject.toml or .git says, else the folder named, or a
+    file's own folder), outermost only: what is walked when no one project holds them all. ``rnnlint
+    check train.py /tmp/other.py`` would otherwise walk every file under their common folder (``/``):
+    minutes and gigabytes for two files."""
+    named = {p if p.is_dir() else p.parent for p in (Path(os.path.realpath(q)) for q in paths)}
+    folders = sorted({_marked_root(folder) or folder for folder in named})
+    return tuple(f for f in folders if not any(o != f and o in f.parents for o in folders))
 
 
 def common_start(paths: list[Path]) -> Path:
@@ -261,7 +279,9 @@ def load_config(paths: list[Path], config_file: Path | None = None) -> Config:
     start = common_start(paths)
     file = Path(os.path.realpath(config_file)) if config_file else find_pyproject(start)
     if file is None:
-        return Config(root=project_root(start))
+        root = project_root(start)
+        folders = () if _marked_root(root) else input_folders(paths)
+        return Config(root=root, folders=() if folders == (root,) else folders)
     try:
         data = tomllib.loads(read_regular(file).decode("utf-8"))
     except OSError as exc:

@@ -17,6 +17,7 @@ import pytest
 
 from rnnlint.config import load_config
 from rnnlint.static.discovery import discover
+from rnnlint.static.runner import Session
 from tests.helpers import rnnlint, rnnlint_process
 
 DATA = Path(__file__).parent / "data"
@@ -85,6 +86,28 @@ def test_explicit_files_are_always_checked(tmp_path):
     result = rnnlint("check", "--select", "RNN020", "train_tmp.py", "build/train.py", cwd=tmp_path)
     assert result.returncode == 1
     assert "build/train.py:22:51: RNN020" in result.stdout and "train_tmp.py:22:51: RNN020" in result.stdout
+
+
+def test_inputs_that_no_project_holds_are_each_their_own_project(tmp_path):
+    # two folders named on the command line, with no pyproject.toml or .git above them: their common
+    # folder (here tmp_path, in real life / or the home folder) is no project; walking it read every file
+    # under it (a minute and more than a gigabyte for `check train.py /tmp/other.py`)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(DATA / "lstm_train.py", tmp_path / name / "train.py")
+    tree(tmp_path, {"unrelated/big/module.py": "x = 1\n", "other/pyproject.toml": "", "other/pkg/train.py": "y = 2\n"})
+    inputs = [tmp_path / "a", tmp_path / "b" / "train.py", tmp_path / "other" / "pkg" / "train.py"]
+    config = load_config(inputs)
+    root = tmp_path.resolve()
+    assert set(config.folders) == {root / "a", root / "b", root / "other"}  # other: its own project
+    walked = {p.relative_to(root).as_posix() for p in Session(config).project_files()}
+    assert walked == {"a/train.py", "b/train.py", "other/pkg/train.py"}
+    result = rnnlint("check", "--select", "RNN020", "a", "b/train.py", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "a/train.py:22:51: RNN020" in result.stdout and "b/train.py:22:51: RNN020" in result.stdout
+    assert not (tmp_path / ".rnnlint_cache").exists()  # nothing written in a folder the user did not name
+    # one project holding every input is walked whole, as before
+    assert load_config([tmp_path / "other" / "pkg" / "train.py"]).folders == ()
 
 
 def test_missing_paths(tmp_path):

@@ -28,7 +28,7 @@ from rnnlint.flow.resolve import Flow
 from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.static import outline as _outline_module
-from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_python
+from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_project
 from rnnlint.source import EXISTS, SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 _SUMMARY_VERSION = 6
@@ -227,9 +227,12 @@ class ProjectIndex:
         extra_recurrent: tuple[str, ...] = (),
         cache_dir: Path | None = None,
         summarisers: tuple[Summariser, ...] = (),
+        folders: tuple[Path, ...] = (),
     ) -> None:
-        """``summarisers``: what other packages learn about each summarised file (see :data:`Summariser`)."""
+        """``summarisers``: what other packages learn about each summarised file (see :data:`Summariser`);
+        ``folders``: where the project's files are walked from, when not from ``root`` (see Config.folders)."""
         self.root = root.resolve()
+        self.folders = folders
         self.summarisers = tuple(summarisers)
         self.recurrent_names = RECURRENT_MODULES | {canonical(n) for n in extra_recurrent}
         self.cache_dir = cache_dir
@@ -606,7 +609,7 @@ class ProjectIndex:
     def all_files(self) -> list[Path]:
         """Every Python file of the project (walked once, skipping virtual environments and caches)."""
         if self._files is None:
-            self._files = sorted(walk_python(self.root))
+            self._files = walk_project(self.root, self.folders)
         return self._files
 
     def _by_basename(self) -> dict[str, list[Path]]:

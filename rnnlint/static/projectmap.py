@@ -376,6 +376,12 @@ def _search_dirs(directory: str, root: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def walk_project(root: Path, folders: tuple[Path, ...] = ()) -> list[Path]:
+    """Every ``.py`` file of the project, sorted: under ``root``, or under ``folders`` when given (see
+    :attr:`rnnlint.config.Config.folders`)."""
+    return sorted({path for folder in (folders or (root,)) for path in walk_python(folder)})
+
+
 def walk_python(root: Path):
     """Every ``.py`` file under ``root``, skipping virtual environments, caches and hidden folders."""
     for directory, subdirs, files in os.walk(root):

@@ -21,7 +21,7 @@ from rnnlint.static.catalogue import rule_classes, rule_set
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.static.final import FinalStep
-from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_python
+from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_project
 from rnnlint.rule import Rule, triggered
 from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
@@ -83,6 +83,8 @@ def cache_dir(config: Config, enabled: bool) -> Path | None:
         return None
     if config.cache_dir is not None:
         return config.cache_dir
+    if config.folders:  # no project holds the inputs: no folder of theirs is ours to write in
+        return None
     return config.root / ".rnnlint_cache" if config.root.is_dir() else None
 
 
@@ -125,7 +127,8 @@ class Session:
             from rnnlint.flow import SUMMARISERS
             from rnnlint.static.index import ProjectIndex
 
-            self._index = ProjectIndex(self.config.root, self.config.recurrent_classes, self.cache_dir, SUMMARISERS)
+            self._index = ProjectIndex(self.config.root, self.config.recurrent_classes, self.cache_dir, SUMMARISERS,
+                                       self.config.folders)
             self._index._files = self._files
             if self.relevance:  # the flow model's scans keep to the files that matter, as in a run over the
                 # whole project: a run on a few files (pre-commit) maps the project when a scan first asks
@@ -136,7 +139,8 @@ class Session:
     def project_files(self) -> list[Path]:
         """Every Python file of the project (the index's list, walked once)."""
         if self._files is None:
-            self._files = self._index.all_files() if self._index is not None else sorted(walk_python(self.config.root))
+            self._files = self._index.all_files() if self._index is not None else \
+                walk_project(self.config.root, self.config.folders)
         return self._files
 
     def classes(self, rules: list) -> list[type[Rule]]:
