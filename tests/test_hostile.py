@@ -302,3 +302,17 @@ def test_config_values_of_the_wrong_type_name_the_file_and_the_key(tmp_path, tom
     with pytest.raises(ConfigError) as info:
         Session(load_config([tmp_path / "train.py"]), use_cache=False)
     assert f"{tmp_path / 'pyproject.toml'}: {expected}" in str(info.value)
+
+
+def test_a_project_module_named_like_the_standard_librarys_does_not_replace_it(tmp_path):
+    # `python -m rnnlint` run in a project that has its own random.py, tokenize.py and rules/: the working
+    # folder that `python -m` puts first on sys.path must not hand them to rnnlint (or to torch) in place of
+    # the standard library's modules and rnnlint's own rule pack
+    shutil.copy(DATA / "lstm_train.py", tmp_path / "train.py")
+    for name in ("random.py", "tokenize.py", "rules/__init__.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(f"raise RuntimeError('the project {name} was imported')\n")
+    result = rnnlint_process("check", "--no-cache", "--select", "RNN020", "train.py", cwd=tmp_path)
+    assert "was imported" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "train.py:22:51: RNN020" in result.stdout
