@@ -175,3 +175,15 @@ class ImportMapView(ImportMap):
         super().__init__()
         self.names = summary.imports
         self.star_modules = summary.star_modules
+
+
+def assigned_names(target: cst.BaseExpression) -> list[str]:
+    """Dotted names bound by an assignment target (``out, (h, c)`` -> out, h, c)."""
+    name = dotted(target)
+    if name is not None:
+        return [name]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for element in target.elements for n in assigned_names(element.value)]
+    if isinstance(target, cst.StarredElement):
+        return assigned_names(target.value)
+    return []

@@ -22,7 +22,10 @@ class PackLengthsOnDevice(Rule):
     to the ``forward`` that packs with it, through submodules: the lengths
     themselves, or lengths counted from the moved batch on its device
     (``(x != pad).long().sum(1)``, also after a project helper that returns a
-    part of the batch).
+    part of the batch). A caller's move counts only where it can come before
+    the call: earlier in the source, or later in a loop around both whose
+    ``for`` does not take fresh lengths on every pass (a smoke test on CPU
+    lengths before the GPU run is not reported).
 
     **Why it matters.** ``pack_padded_sequence`` needs the lengths as a 1-D
     CPU int64 tensor (it uses them on the host to build the batch sizes); a
@@ -189,7 +192,36 @@ _MOVES_TOKENS = """
         hidden = model(tokens)
     """
 
+_PACKING_ENCODER = {"encoder.py": """
+    import torch.nn as nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(8, 16, batch_first=True)
+
+        def forward(self, frames, lengths):
+            return self.lstm(pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False))[1]
+    """}
+
 PackLengthsOnDevice.VALID = [
+    # the model packs CPU lengths: they go to the GPU only after the call (statement order counts), and a
+    # loop whose ``for`` takes fresh lengths on every pass does not carry the move back to the call
+    Valid("""
+    import torch
+    from encoder import Encoder
+
+    model = Encoder()
+    frames, lengths = torch.randn(2, 5, 8), torch.tensor([5, 3])
+    hidden = model(frames, lengths)
+    lengths = lengths.cuda()
+
+    def evaluate(batches):
+        for frames, lengths in batches:
+            hidden = model(frames, lengths)
+            lengths = lengths.cuda()
+    """, files=_PACKING_ENCODER),
     # lengths counted from a batch on the GPU, then brought to the host where they are packed
     Valid(_MOVES_TOKENS, files={"encoder.py": _COUNTING_ENCODER["encoder.py"].format(cpu=".cpu()")}),
     Valid(_HEAD + """
@@ -214,6 +246,17 @@ PackLengthsOnDevice.VALID = [
 ]
 
 PackLengthsOnDevice.INVALID = [
+    # moved after the call, inside a loop around it: the second pass hands the model GPU lengths
+    Invalid("""
+    import torch
+    from encoder import Encoder
+
+    model = Encoder()
+    frames, lengths = torch.randn(2, 5, 8), torch.tensor([5, 3])
+    for step in range(2):
+        hidden = model(frames, lengths)
+        lengths = lengths.cuda()
+    """, lines=[7], files=_PACKING_ENCODER),
     # lengths counted in the model's forward from a batch the loop moved to the GPU (through a project helper
     # that trims it): the loop's call is reported here, the pack in encoder.py
     Invalid(_MOVES_TOKENS, lines=[6], files={"encoder.py": _COUNTING_ENCODER["encoder.py"].format(cpu="")}),

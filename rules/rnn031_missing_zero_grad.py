@@ -5,8 +5,8 @@ import libcst as cst
 from rnnlint.diagnostics import Applicability
 from rnnlint.flow.models import forward_calls
 from rnnlint.flow.resolve import flow_of, values
-from rnnlint.flow.loops import LOOPS, Placed, assigned_names, calls_inside, contains, definition, placed
-from rnnlint.names import dotted
+from rnnlint.flow.loops import LOOPS, Placed, calls_inside, contains, definition, placed
+from rnnlint.names import assigned_names, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.rule import Invalid, Rule, Valid, insert_before
 from rnnlint.flow.training import Event, Scope, _looks_like_optimizer, training_code, optimizer_at, recurrent_context

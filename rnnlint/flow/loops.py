@@ -15,7 +15,7 @@ from typing import Iterator
 
 import libcst as cst
 
-from rnnlint.names import dotted
+from rnnlint.names import assigned_names, dotted
 from rnnlint.nodes import find_all
 from rnnlint.rule import FileContext
 from rnnlint.flow.training import Scope
@@ -110,18 +110,6 @@ def contains(ctx: FileContext, node: cst.CSTNode, call: cst.Call) -> bool:
     """Is ``call`` somewhere under ``node``?"""
     ids = ctx.memo(f"loops.call_ids.{id(node)}", lambda: {id(c) for c in calls_inside(ctx, node)})
     return id(call) in ids
-
-
-def assigned_names(target: cst.BaseExpression) -> list[str]:
-    """Dotted names bound by an assignment target (``out, (h, c)`` -> out, h, c)."""
-    name = dotted(target)
-    if name is not None:
-        return [name]
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for element in target.elements for n in assigned_names(element.value)]
-    if isinstance(target, cst.StarredElement):
-        return assigned_names(target.value)
-    return []
 
 
 def assignments(statement: cst.CSTNode) -> Iterator[tuple[list[str], cst.BaseExpression]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import libcst as cst
 
-from rnnlint.names import ImportMap, dotted
+from rnnlint.names import ImportMap, assigned_names, dotted
 from rnnlint.nodes import Visitor
 
 Scope = cst.CSTNode  # cst.Module | cst.FunctionDef | cst.ClassDef
@@ -67,6 +67,11 @@ class FileFacts:
     _enclosing: dict | None = None  # id(node) -> innermost FunctionDef, see site_of()
     #: names bound by a ``for`` target or an unpacking the model cannot split: their values are unknown
     opaque: dict[Scope, set[str]] = field(default_factory=dict)
+    #: ``id(node) -> (place in source order, ids of the loops around it in its scope)`` for every assigned
+    #: value and every call: which assignments a use can see (see :meth:`reaches`)
+    order: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
+    #: ``id(loop) -> the names its ``for`` target binds afresh on every pass``
+    loop_targets: dict[int, frozenset[str]] = field(default_factory=dict)
 
     def site_of(self, node: cst.CSTNode) -> Site:
         """The site of any node of this file: the innermost function around it (one walk, on first need)."""
@@ -84,6 +89,18 @@ class FileFacts:
 
     def assigned(self, scope: Scope, name: str) -> list[cst.BaseExpression]:
         return self.assigns.get(scope, {}).get(name, [])
+
+    def reaches(self, value: cst.BaseExpression, use: cst.CSTNode, name: str) -> bool:
+        """May ``name`` still hold ``value`` (one of its assignments in the scope) at ``use`` (a call, or
+        another assigned value)? When the assignment comes first in the source, or a loop around both
+        runs it again before the use, unless that loop's ``for`` binds ``name`` anew on every pass. A
+        smoke test on CPU lengths that moves them to the GPU afterwards hands the model CPU lengths."""
+        assigned, used = self.order.get(id(value)), self.order.get(id(use))
+        if assigned is None or used is None:
+            return True  # not placed (a node the collector did not see): as if it could
+        if assigned[0] < used[0]:
+            return True
+        return any(loop in used[1] and name not in self.loop_targets.get(loop, ()) for loop in assigned[1])
 
     def function_named(self, name: str) -> cst.FunctionDef | None:
         """The function ``name`` calls at module level: a top-level function, ``Helpers.train``
@@ -130,6 +147,22 @@ class _Collector(Visitor):
         self.scopes: list[Scope] = [facts.module]
         self.functions: list[cst.FunctionDef] = []
         self.classes: list[cst.ClassDef | None] = []
+        self.loops: list[list[int]] = [[]]  # per scope: the loops around the walk, outermost first
+        self.ticks = 0
+
+    def _place(self, node: cst.CSTNode) -> None:
+        """Note where ``node`` stands: its place in source order and the loops around it."""
+        self.ticks += 1
+        self.facts.order[id(node)] = (self.ticks, tuple(self.loops[-1]))
+
+    def visit_While(self, node: cst.While) -> None:
+        self.loops[-1].append(id(node))
+
+    def leave_While(self, original_node: cst.While) -> None:
+        self.loops[-1].pop()
+
+    def leave_For(self, original_node: cst.For) -> None:
+        self.loops[-1].pop()
 
     # -- scopes ------------------------------------------------------------
 
@@ -139,10 +172,12 @@ class _Collector(Visitor):
         self.facts.methods.setdefault(node, {})
         self.scopes.append(node)
         self.classes.append(node)
+        self.loops.append([])
 
     def leave_ClassDef(self, original_node: cst.ClassDef) -> None:
         self.scopes.pop()
         self.classes.pop()
+        self.loops.pop()
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
         enclosing = self.scopes[-1]
@@ -156,10 +191,12 @@ class _Collector(Visitor):
         self.facts.owner[node] = (self.functions[-1] if self.functions else None, outer_cls)
         self.scopes.append(node)
         self.functions.append(node)
+        self.loops.append([])
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef) -> None:
         self.scopes.pop()
         self.functions.pop()
+        self.loops.pop()
 
     def visit_Lambda(self, node: cst.Lambda) -> bool:
         return False
@@ -181,6 +218,8 @@ class _Collector(Visitor):
 
     def visit_For(self, node: cst.For) -> None:
         self._opaque_target(node.target)
+        self.facts.loop_targets[id(node)] = frozenset(assigned_names(node.target))
+        self.loops[-1].append(id(node))
 
     def visit_CompFor(self, node: cst.CompFor) -> None:
         self._opaque_target(node.target)
@@ -210,6 +249,7 @@ class _Collector(Visitor):
             return
         scope = self.scopes[-1]
         self.facts.assigns.setdefault(scope, {}).setdefault(name, []).append(value)
+        self._place(value)
         head, _, attr = name.partition(".")
         if head in ("self", "cls") and attr and "." not in attr and self.functions:
             # ``self.x = ...`` in a method, ``cls.x = ...`` in a classmethod: an attribute of the class
@@ -248,6 +288,7 @@ class _Collector(Visitor):
         function = self.functions[-1] if self.functions else None
         cls = self.facts.owner.get(function, (None, None))[1] if function is not None else None
         self.facts.calls.setdefault(last, []).append((node, function, cls))
+        self._place(node)
         if last == "add_argument":
             self._option(node, "argparse")
         elif last == "option" and self.facts.imports.resolve_dotted(name).startswith("click"):

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import libcst as cst
 
 from rnnlint.flow import library
-from rnnlint.flow.loops import Placed, assigned_names, assignments, block, calls_inside, contains, definition, placed
+from rnnlint.flow.loops import Placed, assignments, block, calls_inside, contains, definition, placed
 from rnnlint.flow.resolve import flow_of, site_of
 from rnnlint.flow.training import Scope, training_code
 from rnnlint.flow.values import INSTANCE
-from rnnlint.names import dotted
+from rnnlint.names import assigned_names, dotted
 from rnnlint.nodes import Visitor, find_all, keyword_arg
 
 

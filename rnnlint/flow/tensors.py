@@ -169,7 +169,7 @@ class Lengths:
                 if not _may_be_module(call, facts):
                     continue
                 for position, arg in _arguments(call):
-                    move, where = moved(arg, facts, function), facts.path
+                    move, where = moved(arg, facts, function, use=call), facts.path
                     if move is None and torchtext.uses_torchtext(self.flow, facts.path):
                         batch = iterator_lengths(self.flow, arg, facts, function)
                         move, where = (batch.iterator, batch.iterator_path) if batch is not None else (None, None)
@@ -410,8 +410,11 @@ def _returns_argument(call: cst.Call, tracked: set[str], facts: FileFacts, flow,
     return False
 
 
-def moved(expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef | None, depth: int = 0) -> cst.Call | None:
-    """The call that put ``expr`` on an accelerator (``x.cuda()``, ``x.to(device)``), if the file shows one."""
+def moved(expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef | None, depth: int = 0,
+          use: cst.CSTNode | None = None) -> cst.Call | None:
+    """The call that put ``expr`` on an accelerator (``x.cuda()``, ``x.to(device)``), if the file shows one.
+    ``use``: where ``expr`` is read (a call); a name's assignments that come after it, outside any loop
+    around both, do not count (see :meth:`FileFacts.reaches`)."""
     if depth > 6:
         return None
     if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute):
@@ -423,13 +426,15 @@ def moved(expr: cst.BaseExpression, facts: FileFacts, function: cst.FunctionDef 
         if method in library.OFF_DEVICE_METHODS:
             return None
         if method in library.SAME_DEVICE_METHODS:
-            return moved(expr.func.value, facts, function, depth + 1)
+            return moved(expr.func.value, facts, function, depth + 1, use)
         return None
     if isinstance(expr, cst.Subscript):
-        return moved(expr.value, facts, function, depth + 1)
+        return moved(expr.value, facts, function, depth + 1, use)
     if isinstance(expr, cst.Name):  # in a function, or a script's top-level loop
         for value in facts.assigned(function if function is not None else facts.module, expr.value):
-            found = moved(value, facts, function, depth + 1)
+            if use is not None and not facts.reaches(value, use, expr.value):
+                continue
+            found = moved(value, facts, function, depth + 1, value)
             if found is not None:
                 return found
     return None
