@@ -56,7 +56,11 @@ def assert_same_walk(text: str) -> None:
     assert ours.events == theirs.events, text
 
 
-@pytest.mark.parametrize("source", ["fixtures", "tests/data", _FSTRINGS], ids=["fixtures", "data", "fstrings"])
+# the whole fixture tree: slow tier (the quick cases keep the inner loop covered)
+WHOLE_TREE = pytest.param("fixtures", marks=pytest.mark.slow, id="fixtures")
+
+
+@pytest.mark.parametrize("source", [WHOLE_TREE, "tests/data", _FSTRINGS], ids=["fixtures", "data", "fstrings"])
 def test_walk_matches_libcst(source, monkeypatch):
     """``Visitor.walk`` (every rule's traversal) calls on_visit/on_leave on the same
     nodes in the same order as libcst's ``node.visit``, pruning included, trivia left out."""
@@ -78,7 +82,7 @@ class Children(Visitor):
         pass
 
 
-@pytest.mark.parametrize("source", ["fixtures", _FSTRINGS], ids=["fixtures", "fstrings"])
+@pytest.mark.parametrize("source", [WHOLE_TREE, _FSTRINGS], ids=["fixtures", "fstrings"])
 def test_children_match_libcst(source, monkeypatch):
     """``nodes.children`` (the flow model's "see the calls inside" and its enclosing-function map)
     gives libcst's own ``node.children``, the same nodes in the same order, at every node."""

@@ -12,6 +12,8 @@ from pathlib import Path
 from unittest import mock
 
 import libcst as cst
+import pytest
+
 from rnnlint.static import index as index_module
 from rnnlint.static.index import Definition, FileSummary, ProjectIndex, summarise
 from rnnlint.static.outline import outline
@@ -65,6 +67,7 @@ def test_the_outline_of_odd_code_is_the_summary():
     assert "Never" not in _outline(_EDGES)["definitions"] and "One" not in _outline(_EDGES)["definitions"]
 
 
+@pytest.mark.slow  # the whole fixture tree
 def test_every_fixture_outlines_as_it_summarises():
     compared = 0
     for file in sorted((REPO / "fixtures").rglob("*.py")):
