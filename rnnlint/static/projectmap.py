@@ -773,9 +773,9 @@ class ProjectMap:
                 scan = scans.get(path)
                 if scan is None:  # cannot be decoded
                     continue
-                modules, text = scan
-                if not any(not m.strip(".") or not names.isdisjoint(m.replace(".", " ").split()) for m in modules):
+                if not scans.names_any(path, names):
                     continue
+                text = scan[1]
                 files, dirs = reach.get(path)
                 if target in files or (not dirs.isdisjoint(above) and _module_name(target) in text):
                     up.add(path)
@@ -924,6 +924,9 @@ class _Scans:
     def __init__(self, files: list[str]) -> None:
         self.data: dict[str, bytes] = {}
         self.known: dict[str, tuple[set[str], str]] = {}
+        self._relative: dict[str, bool] = {}  # does the file's text hold ``from .``? (asked for every target)
+        self._holding: dict[str, set[str]] = {}  # name -> the files whose text holds it
+        self._parts: dict[str, tuple[bool, frozenset[str]]] = {}  # see names_any
         for path in files:
             try:
                 self.data[path] = read_file_bytes(Path(path))
@@ -933,9 +936,32 @@ class _Scans:
     def naming(self, names: set[str]) -> list[str]:
         """The files whose imports may name one of ``names`` (a module or a package), or a package by dots
         alone (``from . import x``): the text holds the name, or ``from`` and a dot."""
-        wanted = [name.encode() for name in names]
-        return [path for path, data in self.data.items()
-                if any(name in data for name in wanted) or _RELATIVE_FROM.search(data)]
+        found = set().union(*(self._holding_of(name) for name in names))
+        return [path for path in self.data if path in found or self._from_dot(path)]
+
+    def _holding_of(self, name: str) -> set[str]:
+        """The files whose text holds ``name`` (the targets of a closure share their packages' names)."""
+        found = self._holding.get(name)
+        if found is None:
+            wanted = name.encode()
+            found = self._holding[name] = {path for path, data in self.data.items() if wanted in data}
+        return found
+
+    def names_any(self, path: str, names: set[str]) -> bool:
+        """Does an import of ``path`` name one of ``names`` as a part of its module (``a.b.c``), or
+        a package by dots alone (``from . import x``)?"""
+        parts = self._parts.get(path)
+        if parts is None:
+            modules = self.get(path, (set(), ""))[0]
+            parts = self._parts[path] = (any(not m.strip(".") for m in modules),
+                                         frozenset(part for m in modules for part in m.split(".") if part))
+        return parts[0] or not parts[1].isdisjoint(names)
+
+    def _from_dot(self, path: str) -> bool:
+        found = self._relative.get(path)
+        if found is None:
+            found = self._relative[path] = _RELATIVE_FROM.search(self.data[path]) is not None
+        return found
 
     def get(self, path: str, default=None):
         if path not in self.known:
