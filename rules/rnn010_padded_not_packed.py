@@ -51,7 +51,10 @@ class PaddedNotPacked(Rule):
     (``self.rnn(embedded, hidden)``, a step-wise decoder) is not reported, nor
     a one-way recurrence whose final state is dropped and whose outputs are
     read only at positions computed per example (``states[torch.arange(b),
-    lengths - 1]``: exact without packing), nor
+    lengths - 1]``: exact without packing) or turned step by step into
+    scores that ``forward`` returns (a language model or tagger:
+    ``self.out(self.drop(steps))``; a loss that scores the pad steps is
+    RNN013's), nor
     is a padded tensor indexed at one time step (``x[:, t]``); only the
     module's top-level code, top-level functions and methods of top-level
     classes are analysed; ``collate_fn`` must be a function (or a ``lambda``/``partial`` around one)
@@ -384,7 +387,26 @@ _LAST_STATE = """
             return states[{index}]
     """
 
+_WORD_LM = """
+    from torch import nn
+
+    class WordLM(nn.Module):
+        def __init__(self, vocab=100):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, 16, padding_idx=0)
+            self.lstm = nn.LSTM(16, 32, batch_first=True{both})
+            self.drop = nn.Dropout(0.2)
+            self.out = nn.Linear({width}, vocab)
+
+        def forward(self, tokens):
+            steps, _ = self.lstm(self.emb(tokens))
+            steps = self.drop(steps)
+            return {scores}
+    """
+
 PaddedNotPacked.VALID = [
+    # a one-way language model scored step by step: the scores at the real steps never see a later pad step
+    Valid(_WORD_LM.format(both="", width=32, scores="self.out(steps).permute(0, 2, 1)")),
     # a one-way GRU read only at each example's last real step: exact without packing
     Valid(_LAST_STATE.format(index="torch.arange(tokens.size(0)), lengths - 1")),
     # the proper pack / unpack
@@ -450,6 +472,11 @@ PaddedNotPacked.VALID = [
 PaddedNotPacked.INVALID = [
     # the same GRU read at the last step of the padded batch: a padding step for every shorter example
     Invalid(_LAST_STATE.format(index=":, -1"), lines=[12]),
+    # the same language model's steps averaged over time (pad steps included), and run both ways (the
+    # backward direction starts on the padding)
+    Invalid(_WORD_LM.format(both="", width=32, scores="self.out(steps.mean(dim=1))"), lines=[12]),
+    Invalid(_WORD_LM.format(both=", bidirectional=True", width=64, scores="self.out(steps).permute(0, 2, 1)"),
+            lines=[12]),
     # sentiment classifier: padding_idx embedding straight into the LSTM, lengths in scope
     Invalid(_CLASSIFIER + """
         def forward(self, tokens, lengths):

@@ -27,6 +27,7 @@ COLLATE = src("""
         return pad_sequence(tokens, batch_first=True), lengths, labels
 """)
 
+# a bidirectional tagger: its backward direction starts on the padding, so every step's tags are wrong
 MODEL_UNPACKED = src("""
     import torch.nn as nn
 
@@ -34,8 +35,8 @@ MODEL_UNPACKED = src("""
         def __init__(self, vocab):
             super().__init__()
             self.embedding = nn.Embedding(vocab, 32)
-            self.gru = nn.GRU(32, 64, batch_first=True)
-            self.out = nn.Linear(64, 5)
+            self.gru = nn.GRU(32, 64, batch_first=True, bidirectional=True)
+            self.out = nn.Linear(128, 5)
 
         def forward(self, tokens, lengths):
             output, _ = self.gru(self.embedding(tokens))
@@ -50,8 +51,8 @@ MODEL_PACKED = src("""
         def __init__(self, vocab):
             super().__init__()
             self.embedding = nn.Embedding(vocab, 32)
-            self.gru = nn.GRU(32, 64, batch_first=True)
-            self.out = nn.Linear(64, 5)
+            self.gru = nn.GRU(32, 64, batch_first=True, bidirectional=True)
+            self.out = nn.Linear(128, 5)
 
         def forward(self, tokens, lengths):
             packed = pack_padded_sequence(self.embedding(tokens), lengths.cpu(), batch_first=True,
@@ -87,6 +88,14 @@ def test_collate_in_data_py_model_in_models_py(tmp_path):
     assert "collate_fn collate_batch" in finding.message and "GRU" in finding.message
     assert "models.py" in finding.message
     assert finding.fix is None  # the recurrent call is in another file
+
+
+def test_a_one_way_tagger_is_quiet(tmp_path):
+    """Run one way over right padding, the tagger's scores at the real steps never see a pad step: packing
+    would change none of them (scoring the pad steps in the loss is RNN013's)."""
+    one_way = MODEL_UNPACKED.replace(", bidirectional=True", "").replace("nn.Linear(128, 5)", "nn.Linear(64, 5)")
+    found = helpers.check(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": one_way}, select=["RNN010"])
+    assert codes(found, "RNN010") == []
 
 
 def test_model_that_packs_in_another_file_is_quiet(tmp_path):

@@ -176,6 +176,7 @@ class KnownCall:
     statement: cst.CSTNode | None  # the SimpleStatementLine it stands in
     names: dict[str, cst.BaseExpression | None]  # names bound before it: value (a parameter: its default)
     body: cst.CSTNode | None = None  # the function (or module) the call is in
+    layers: dict[str, Module] = field(default_factory=dict)  # the torch modules bound before it, by name
 
     def exact_at_real_positions(self) -> bool:
         """A one-way recurrence whose final state is dropped (``out, _ = self.rnn(...)``), read only where
@@ -184,7 +185,10 @@ class KnownCall:
 
         * a decoder's, started from a given state (``self.decoder(x, state)``): the loss masks the rest;
         * read only at each example's own positions: ``out[torch.arange(b), lengths - 1]``,
-          ``out[i, :n]`` (an index or a bound computed per example, never a fixed ``out[:, -1]``)."""
+          ``out[i, :n]`` (an index or a bound computed per example, never a fixed ``out[:, -1]``);
+        * scored step by step: a language model's or a one-way tagger's ``forward`` that turns every
+          step's output into that step's scores with layers acting on one step (dropout, ``Linear``)
+          and returns them (a loss that scores the pad steps is RNN013's)."""
         if not isinstance(self.callee, Module) or self.callee.bidirectional is not False:
             return False
         statement = self.statement
@@ -198,7 +202,8 @@ class KnownCall:
         if any(key in (1, "hx") for key, _, _ in self.args):
             return True
         outputs = target.elements[0].value
-        return isinstance(outputs, cst.Name) and self.body is not None and _read_per_example(self.body, outputs)
+        return isinstance(outputs, cst.Name) and self.body is not None and (
+            _read_per_example(self.body, outputs) or _scored_per_step(self.body, statement, outputs, self.layers))
 
     def padded_input(self) -> tuple[Padded, cst.Arg] | None:
         """The padded first argument (a recurrent module's input), if any."""
@@ -618,7 +623,8 @@ class Flow:
         return Loader(batch) if batch is not None else None
 
     def _use(self, call: cst.Call, callee, args) -> None:
-        self.result.uses.append(KnownCall(call, callee, args, self._statement, dict(self.names), self._body))
+        layers = {name: value for name, value in self.env.items() if isinstance(value, Module)}
+        self.result.uses.append(KnownCall(call, callee, args, self._statement, dict(self.names), self._body, layers))
 
     @staticmethod
     def _key(call: cst.Call, arg: cst.Arg) -> int | str:
@@ -1538,6 +1544,55 @@ def _read_per_example(body: cst.CSTNode, outputs: cst.Name) -> bool:
         return False
     return all(any(_computed(e.slice) for e in s.slice) and not any(_fixed(e.slice) for e in s.slice)
                for s in subscripts)
+
+
+#: torch layers that compute each time step's output from that step alone
+STEP_LAYERS = frozenset(f"torch.nn.{name}" for name in ("Dropout", "Linear", "LayerNorm", "Identity", "ReLU", "GELU",
+                                                            "Tanh", "ELU", "LeakyReLU"))
+#: tensor methods that move axes about without mixing time steps
+STEP_METHODS = frozenset({"permute", "transpose", "contiguous"})
+
+
+def _scored_per_step(body: cst.CSTNode, statement: cst.CSTNode, outputs: cst.Name, layers: dict[str, Module]) -> bool:
+    """Does ``body`` (a ``forward``) turn ``outputs``, after ``statement`` that binds them, into per-step
+    scores it returns: every later statement that reads them is ``x = <steps>`` or ``return <steps>``,
+    where ``<steps>`` applies only :data:`STEP_LAYERS` (a ``Linear`` among them) and :data:`STEP_METHODS`?
+    Any other read (pooled, sliced at a fixed step, attended over, returned raw) is not."""
+    statements = body_of(body)
+    if statement not in statements:
+        return False
+    tracked = {outputs.value: False}  # name -> a Linear was applied on its way from the outputs
+
+    def steps(expr: cst.BaseExpression) -> bool | None:
+        """Projected (True) or not yet (False) when ``expr`` is per-step in a tracked name; else None."""
+        if isinstance(expr, cst.Name):
+            return tracked.get(expr.value)
+        if not isinstance(expr, cst.Call):
+            return None
+        if isinstance(expr.func, cst.Attribute) and expr.func.attr.value in STEP_METHODS:
+            return steps(expr.func.value)
+        layer = layers.get(dotted(expr.func) or "")
+        if layer is None or layer.qualname not in STEP_LAYERS or len(expr.args) != 1 or expr.args[0].keyword:
+            return None
+        inner = steps(expr.args[0].value)
+        return None if inner is None else inner or layer.qualname == "torch.nn.Linear"
+
+    returned = False
+    for stmt in statements[statements.index(statement) + 1:]:
+        if not any(isinstance(n, cst.Name) and n.value in tracked for n in find_all(stmt, cst.Name)):
+            continue
+        line = stmt.body if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 else None
+        small = line[0] if line else None
+        if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+            found = steps(small.value)
+            if found is None:
+                return False
+            tracked[small.targets[0].target.value] = found
+        elif isinstance(small, cst.Return) and small.value is not None and steps(small.value):
+            returned = True
+        else:
+            return False
+    return returned
 
 
 def _fixed(part: cst.BaseSlice) -> bool:
