@@ -241,11 +241,12 @@ def find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def project_root(start: Path) -> Path:
+def _folder_of(start: Path) -> Path:
+    """``start`` when it is a folder, else the nearest folder above it."""
     directory = Path(os.path.realpath(start))
     while not directory.is_dir() and directory.parent != directory:
         directory = directory.parent
-    return _marked_root(directory) or directory
+    return directory
 
 
 def _marked_root(directory: Path) -> Path | None:
@@ -279,8 +280,10 @@ def load_config(paths: list[Path], config_file: Path | None = None) -> Config:
     start = common_start(paths)
     file = Path(os.path.realpath(config_file)) if config_file else find_pyproject(start)
     if file is None:
-        root = project_root(start)
-        folders = () if _marked_root(root) else input_folders(paths)
+        directory = _folder_of(start)
+        marked = _marked_root(directory)  # one project holds every input: it is walked whole
+        root = marked or directory
+        folders = () if marked else input_folders(paths)
         return Config(root=root, folders=() if folders == (root,) else folders)
     try:
         data = tomllib.loads(read_regular(file).decode("utf-8"))

@@ -413,7 +413,7 @@ class ProjectMap:
         self.digests: dict[str, str] = {}  # the content hash of each Python file mapped (see accepted)
         self._modules: dict[tuple[str, str], str | None] = {}  # (importer's folder, module) -> file
         self._folder_of: dict[str, str] = {}  # importer -> its folder (see module)
-        self._targets: dict[tuple[str, str], tuple[str, str] | None] = {}  # see _target
+        self._targets: dict[tuple[str, str, int], tuple[str, str] | None] = {}  # see _target
         self._package_dirs: dict[tuple[str, str], frozenset[str]] = {}  # see _reaches
         self._relevant: dict[tuple[str, ...], frozenset[Path]] = {}
         self._seeds: dict[tuple[str, ...], list[str]] = {}
@@ -642,12 +642,10 @@ class ProjectMap:
         """The definition a dotted name written in ``importer`` (its imports applied) reaches: the
         longest module prefix that is a project file, and the first name after it; the module itself
         ("") when nothing follows or the name is not one the module binds (set at run time)."""
-        if depth:
-            return self._find_target(importer, dotted_name, depth)
-        key = (importer, dotted_name)  # the same names are followed for every set of relevance words
+        key = (importer, dotted_name, depth)  # the same names are followed for every set of relevance words
         found = self._targets.get(key, _UNRESOLVED)
         if found is _UNRESOLVED:
-            found = self._targets[key] = self._find_target(importer, dotted_name, 0)
+            found = self._targets[key] = self._find_target(importer, dotted_name, depth)
         return found
 
     def _find_target(self, importer: str, dotted_name: str, depth: int) -> tuple[str, str] | None:
