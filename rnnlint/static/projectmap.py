@@ -958,7 +958,8 @@ class _Scans:
     def _from_dot(self, path: str) -> bool:
         found = self._relative.get(path)
         if found is None:
-            found = self._relative[path] = _RELATIVE_FROM.search(self.data[path]) is not None
+            data = self.data[path]  # the cheap pattern first: ``\b`` makes a search over a whole file slow
+            found = self._relative[path] = bool(_ANY_FROM_DOT.search(data) and _RELATIVE_FROM.search(data))
         return found
 
     def get(self, path: str, default=None):
@@ -975,6 +976,7 @@ class _Scans:
 
 
 _RELATIVE_FROM = re.compile(rb"\bfrom[\s\\]+\.")
+_ANY_FROM_DOT = re.compile(rb"from[\s\\]+\.")  # what _RELATIVE_FROM matches, and more: 20 times faster
 
 
 class _Reach:
