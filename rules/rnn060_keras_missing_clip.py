@@ -60,7 +60,9 @@ class KerasMissingClip(Rule):
     code = "RNN060"
     name = "keras-missing-clip"
     fix_applicability = Applicability.SAFE
-    triggers = ("keras", "tensorflow", ".compile(")
+    # ``model.compile(...)`` of a model built in another file: with what a Keras compile passes, or the fit
+    # it is for (a bare ``.compile(`` would pass every helper that calls ``re.compile(``)
+    triggers = ("keras", "tensorflow", (".compile(", "loss"), (".compile(", "optimizer"), (".compile(", ".fit("))
     options = {"clip-norm": Option(1.0, "global norm written by the fixes", minimum=0, exclusive_minimum=True, maximum=1e6)}
 
     def finish(self) -> None:
