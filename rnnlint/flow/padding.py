@@ -1546,9 +1546,8 @@ def _read_per_example(body: cst.CSTNode, outputs: cst.Name) -> bool:
                for s in subscripts)
 
 
-#: torch layers that compute each time step's output from that step alone
-STEP_LAYERS = frozenset(f"torch.nn.{name}" for name in ("Dropout", "Linear", "LayerNorm", "Identity", "ReLU", "GELU",
-                                                            "Tanh", "ELU", "LeakyReLU"))
+#: torch layers that compute each time step's output from that step alone: the transparent ones but the embedding
+STEP_LAYERS = TRANSPARENT_LAYERS - EMBEDDINGS
 #: tensor methods that move axes about without mixing time steps
 STEP_METHODS = frozenset({"permute", "transpose", "contiguous"})
 

@@ -958,8 +958,7 @@ class _Scans:
     def _from_dot(self, path: str) -> bool:
         found = self._relative.get(path)
         if found is None:
-            data = self.data[path]  # the cheap pattern first: ``\b`` makes a search over a whole file slow
-            found = self._relative[path] = bool(_ANY_FROM_DOT.search(data) and _RELATIVE_FROM.search(data))
+            found = self._relative[path] = _FROM_DOT.search(self.data[path]) is not None
         return found
 
     def get(self, path: str, default=None):
@@ -975,8 +974,8 @@ class _Scans:
         return self.known[path]
 
 
-_RELATIVE_FROM = re.compile(rb"\bfrom[\s\\]+\.")
-_ANY_FROM_DOT = re.compile(rb"from[\s\\]+\.")  # what _RELATIVE_FROM matches, and more: 20 times faster
+# a prefilter (names_any reads the imports): without a leading ``\b`` it is 20 times faster over a whole file
+_FROM_DOT = re.compile(rb"from[\s\\]+\.")
 
 
 class _Reach:
