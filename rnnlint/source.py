@@ -108,6 +108,30 @@ class Identity:
         return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
+class RealPaths:
+    """``path.resolve()``, asked of the file system once per path and run.
+
+    A large run asks it of every file, some of them hundreds of thousands of
+    times (the flow model), and ``resolve()`` reads every component of the
+    path. A folder is resolved once for all its files: a file that is not a
+    symbolic link is its resolved folder and its own name (one ``lstat``).
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[Path, Path] = {}
+
+    def __call__(self, path: Path) -> Path:
+        found = self._found.get(path)
+        if found is None:
+            parent = path.parent
+            if parent == path or path.name in ("", "..") or os.path.islink(path):
+                found = path.resolve()
+            else:
+                found = self(parent) / path.name
+            self._found[path] = found
+        return found
+
+
 def digest_bytes(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 

@@ -321,6 +321,27 @@ def test_two_concurrent_checks_agree(project):
     assert warm.stdout == results[0][0]
 
 
+@pytest.mark.slow  # worker pools
+def test_a_warm_run_of_a_large_unchanged_tree_analyses_nothing_and_prints_what_the_cold_run_did(project, monkeypatch):
+    """A tree large enough for workers, with findings and a syntax error: the warm run settles every file
+    from the cache (on the workers it forks), so libcst is never asked again, and prints the same."""
+    for i in range(runner.PARALLEL_THRESHOLD):
+        (project / f"train_{i}.py").write_text(TRAIN, "utf-8")
+    (project / "broken.py").write_text("def f(:\n    pass\n", "utf-8")
+    args = ("check", "--static", "--jobs", "2", "--output-format", "json", ".")
+    cold = rnnlint(*args, cwd=project)
+    assert cold.returncode == 1, cold.stderr
+    assert {d["code"] for d in json.loads(cold.stdout)} >= {"RNN001", "RNN900"}
+
+    def analysed(path, *rest, **kwargs):
+        raise AssertionError(f"{path} was analysed again")
+
+    monkeypatch.setattr(runner, "analyse", analysed)  # the workers are forked: they see it too
+    warm = rnnlint(*args, cwd=project)
+    assert "internal error" not in warm.stdout + warm.stderr
+    assert (warm.returncode, warm.stdout) == (cold.returncode, cold.stdout)
+
+
 def test_dependencies_are_recorded_when_the_index_answers_from_its_memo(project, analysed):
     # train.py and second.py both use Net, whose LSTM lives in its base class in
     # another file; second.py's question is answered from the index's memo.

@@ -29,7 +29,7 @@ from rnnlint.names import ImportMap, ImportMapView, canonical, dotted
 from rnnlint.nodes import Visitor
 from rnnlint.static import outline as _outline_module
 from rnnlint.static.projectmap import EXTERNAL_ROOTS, NEVER_MODULES as _NEVER_MODULES, module_candidates, walk_project
-from rnnlint.source import EXISTS, SourceError, decode, digest_bytes, parse_python, read_file_bytes
+from rnnlint.source import EXISTS, RealPaths, SourceError, decode, digest_bytes, parse_python, read_file_bytes
 
 _SUMMARY_VERSION = 6
 _MAX_DEPTH = 8
@@ -252,15 +252,9 @@ class ProjectIndex:
         self._basenames: dict[str, list[Path]] | None = None
         self.scope = None  # () -> the files that can matter, or None while the run does not know (see files())
         self.accepted: frozenset[str] = frozenset()  # contents CPython's parser accepted (the project map's)
-        self._real: dict[Path, Path] = {}  # see real()
-
-    def real(self, path: Path) -> Path:
-        """``path.resolve()``, asked of the file system once per path and run: the flow model asks it of
-        the same few files hundreds of thousands of times in a large project."""
-        found = self._real.get(path)
-        if found is None:
-            found = self._real[path] = path.resolve()
-        return found
+        # path.resolve(), once per path and run: the flow model asks it of the same few files hundreds of
+        # thousands of times in a large project
+        self.real = RealPaths()
 
     def flow(self):
         """The run's value-flow model (:mod:`rnnlint.flow`), built on first use over this index."""

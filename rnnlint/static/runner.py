@@ -23,7 +23,7 @@ from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.static.final import FinalStep
 from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_project
 from rnnlint.rule import Rule, triggered
-from rnnlint.source import SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
+from rnnlint.source import RealPaths, SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
 if TYPE_CHECKING:  # libcst, the flow model and the rules load when a file reaches them (see Session.index)
     from rnnlint.static.fixer import FixOutcome
@@ -67,15 +67,17 @@ def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config
 def display_path(path: Path, real: Path | None = None) -> str:
     """``path`` as findings show it: relative to the working folder when inside it. ``real``: its
     resolved path, when the caller knows it."""
-    try:
-        return (real or path.resolve()).relative_to(_real_cwd(os.getcwd())).as_posix()
-    except ValueError:
+    inside = _real_cwd(os.getcwd())  # the folder with a separator after it: a prefix of what lies inside
+    real = str(real or path.resolve())
+    if not real.startswith(inside):
         return str(path)
+    relative = real[len(inside):]
+    return relative.replace(os.sep, "/") if os.sep != "/" else relative
 
 
 @lru_cache(maxsize=8)
-def _real_cwd(cwd: str) -> Path:
-    return Path(cwd).resolve()
+def _real_cwd(cwd: str) -> str:
+    return os.path.join(str(Path(cwd).resolve()), "")
 
 
 def cache_dir(config: Config, enabled: bool) -> Path | None:
@@ -111,7 +113,7 @@ class Session:
         self._scope: frozenset[Path] | None = None
         self._whole = False  # relevance was decided over the whole project (not a closure: see _matters)
         self._closure: set[str] | None = None
-        self._reals: dict[Path, Path] = {}
+        self._real = RealPaths()  # path.resolve(), once per path: a large run asks for each several times
         self._trigger_sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._readings: dict[tuple, list[type[Rule]]] = {}
         self._present_key: tuple | None = None  # (path, hash of text) whose relevance words _present holds
@@ -269,13 +271,6 @@ class Session:
             self._present_key, self._present = key, frozenset(word for word in self._every_word if word in text)
         return not self._present.isdisjoint(words)
 
-    def _real(self, path: Path) -> Path:
-        """``path.resolve()``, once per path (a large run asks for each several times)."""
-        real = self._reals.get(path)
-        if real is None:
-            real = self._reals[path] = path.resolve()
-        return real
-
     def reading(self, path: Path, text: str, rules: list[type[Rule]]) -> list[type[Rule]]:
         """The rules that read this file with libcst: those its text passes the triggers of (see
         :meth:`Rule.wants`) and for which it can matter (RNN900 with them). None: CPython's parser, the
@@ -320,14 +315,7 @@ class Session:
         """Decide beforehand which rules read each of ``files`` (and the flow model's scope); the
         positions of the files libcst need not read. ``settle(position, document)`` is called for each as it
         is found, with the file as read (so that it is not read again)."""
-        project = self.project_map()
-        self.scope()
-        self._whole = True
-        for words in self._word_sets():
-            relevant = project.relevant(words)
-            for path in files:
-                if path.suffix == ".py":
-                    self.verdicts[(str(self._real(path)), words)] = self._real(path) in relevant
+        self.decide_relevance(files)
         skipped = []
         for i, path in enumerate(files):
             if path.suffix != ".py":
@@ -341,6 +329,17 @@ class Session:
                 if settle is not None:
                     settle(i, document)
         return skipped
+
+    def decide_relevance(self, files: list[Path]) -> None:
+        """Whether each of ``files`` can matter to each set of relevance words (and the flow model's scope)."""
+        project = self.project_map()
+        self.scope()
+        self._whole = True
+        for words in self._word_sets():
+            relevant = project.relevant(words)
+            for path in files:
+                if path.suffix == ".py":
+                    self.verdicts[(str(self._real(path)), words)] = self._real(path) in relevant
 
     def _skipped(self, path: Path, display: str, document) -> FileOutcome:
         """A file libcst need not read: RNN900 from CPython's parser (the map's), if RNN900 is on."""
@@ -640,14 +639,17 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
                 except Exception as exc:
                     outcomes[i] = _internal_error(files[i], exc)
 
-            skipped = local.decide(files, settle)
-            if mode == "check" and local.results is not None:  # a warm run: what the cache holds needs no worker
-                for i, path in enumerate(files):
-                    if i not in skipped:
-                        try:
-                            outcomes[i] = local.cached(path)
-                        except Exception as exc:
-                            outcomes[i] = _internal_error(path, exc)
+            if mode == "check" and local.results is not None and pool is None:
+                # a warm run (relevance known, nothing to map): each file is settled by its relevance or from
+                # the results cache, on every core; only what the cache lacks is analysed below
+                local.decide_relevance(files)
+                _settle_cached(local, files, outcomes, jobs, context)
+            else:
+                skipped = local.decide(files, settle)
+                if mode == "check" and local.results is not None:  # what the cache holds needs no worker
+                    for i, path in enumerate(files):
+                        if i not in skipped:
+                            outcomes[i] = _cached(local, path)
         skip = set(skipped)
         # Largest files first, a few at a time: one huge file handed out last would
         # leave the other cores idle while it is analysed.
@@ -668,6 +670,48 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             pool.terminate()
             pool.join()
     return outcomes  # type: ignore[return-value]
+
+
+def _cached(session: Session, path: Path) -> FileOutcome | None:
+    try:
+        return session.cached(path)
+    except Exception as exc:  # an internal error on one file must not lose the others
+        return _internal_error(path, exc)
+
+
+_warm: tuple[Session, list[Path]] | None = None  # what the forked workers of _settle_cached read
+
+
+def _settle_cached(session: Session, files: list[Path], outcomes: list, jobs: int, context) -> None:
+    """Fill ``outcomes`` with :meth:`Session.cached` of every file, on ``jobs`` workers forked from this
+    process (they inherit the session and its decided relevance). Reading, hashing and looking up a
+    thousand files is a warm run's whole cost: on one core it is slower than Ruff's warm run on two."""
+    global _warm
+    if context.get_start_method() != "fork":  # a worker that is not a fork would know nothing decided
+        for i, path in enumerate(files):
+            outcomes[i] = _cached(session, path)
+        return
+    _warm = (session, files)
+    try:
+        parts = [list(range(start, len(files), jobs * 4)) for start in range(jobs * 4)]
+        with context.Pool(jobs, initializer=_die_with, initargs=(os.getpid(),)) as pool:
+            for part in pool.imap_unordered(_cached_part, parts):
+                for i, outcome in part:
+                    outcomes[i] = outcome
+    finally:
+        _warm = None
+
+
+def _die_with(parent: int) -> None:
+    from rnnlint.sandbox import die_with_parent
+
+    die_with_parent(parent)
+
+
+def _cached_part(positions: list[int]) -> list[tuple[int, FileOutcome | None]]:
+    assert _warm is not None
+    session, files = _warm
+    return [(i, _cached(session, files[i])) for i in positions]
 
 
 def _context():
