@@ -640,8 +640,9 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
                     outcomes[i] = _internal_error(files[i], exc)
 
             if mode == "check" and local.results is not None and pool is None:
-                # a warm run (relevance known, nothing to map): each file is settled by its relevance or from
-                # the results cache, on every core; only what the cache lacks is analysed below
+                # a warm run (relevance cached: nothing was mapped), or one where no file can reach libcst:
+                # each file is settled by its relevance or from the results cache, on every core; only what
+                # the cache lacks is analysed below
                 local.decide_relevance(files)
                 _settle_cached(local, files, outcomes, jobs, context)
             else:
