@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -597,6 +598,38 @@ def test_a_loop_without_an_optimizer_is_measured_and_the_fixed_copy_runs(tmp_pat
     assert "verdict: inconclusive: the two runs are identical over 8 steps" in result.stdout
 
 
+@pytest.mark.slow  # trial runs: the script trains in child processes
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+def test_the_runs_of_a_seed_share_one_torch_import_and_nothing_else(tmp_path):
+    """Runs one at a time: the runs of each seed are forked from one interpreter that imported torch (same
+    parent, another one per seed, as its hash seed differs), and each run still starts from that clean
+    interpreter (what one run sets in an imported module the next never sees), in its own copy."""
+    log = tmp_path / "runs.txt"  # outside the project: the script may write there
+    script = write_script(tmp_path, f"""
+    import os, sys
+    seen = hasattr(torch, "_left_by_an_earlier_run")
+    torch._left_by_an_earlier_run = True
+    with open({str(log)!r}, "a") as out:
+        out.write(f"{{os.getppid()}} {{hash('rnnlint')}} {{seen}} {{os.getcwd()}}\\n")
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)  # RNN020: the fix writes 0.001
+    for step in range(100):
+        loss = loss_fn(model(torch.randn(4, 10, 8)).flatten(0, 1), torch.randint(0, 3, (40,)))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    """)
+    result = verify(script.parent, "project/train.py", "--steps", "3", "--seeds", "2", "--jobs", "1")
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    runs = [line.split(" ", 3) for line in log.read_text().splitlines()]
+    assert len(runs) == 4  # seed 0: before, after; seed 1: before, after
+    (p0, h0, *_), (p0b, h0b, *_), (p1, h1, *_), (p1b, h1b, *_) = runs
+    assert p0 == p0b and p1 == p1b and p0 != p1  # one server per seed
+    assert h0 == h0b and h1 == h1b and h0 != h1  # PYTHONHASHSEED is the seed, in every run of it
+    assert all(seen == "False" for _, _, seen, _ in runs)
+    cwds = [cwd for *_, cwd in runs]
+    assert len(set(cwds)) == 2 and all(str(script.parent) not in cwd for cwd in cwds)  # the two copies
+
+
 @pytest.fixture(scope="session")  # its xdist_group's tests may not run one after the other: made once
 def clipped_and_timed(tmp_path_factory):
     """One verify run (14 steps) of a script that clips twice, logs the gradient norm it measures itself
@@ -766,7 +799,7 @@ def test_a_worker_that_dies_before_reporting_is_an_error_not_a_hang():
     with an error that names the run, instead of leaving verify waiting for a result that never comes."""
     import multiprocessing
 
-    from rnnlint.verify.trial import Job, _outcome
+    from rnnlint.verify.trial import Job, _received
 
     context = multiprocessing.get_context("spawn")
     reader, writer = context.Pipe(duplex=False)
@@ -775,5 +808,5 @@ def test_a_worker_that_dies_before_reporting_is_an_error_not_a_hang():
     writer.close()
     job = Job("before", 0, Path("."), 1)
     with pytest.raises(RuntimeError, match=r"the worker of run before-seed0 died \(exit code 3\)"):
-        _outcome(job, process, reader)
+        _received(reader, {job.label: job}, process)
     assert not process.is_alive()

@@ -533,7 +533,77 @@ def finish_exit() -> None:
     gc.freeze()
 
 
+def serve(runs: int) -> int:
+    """The runs of one seed, each forked from this process once it has imported torch (``--serve``).
+
+    Every run used to start a new interpreter that imported torch (over a
+    second) and, at its first optimizer, TorchDynamo (over a second more)
+    before the script's first line: most of a short trial. This process pays
+    that once; then, for each request, it forks a child that is the run. The
+    child starts its own session and process group (the parent's time and
+    memory limits and its kill act on that group, as on a run started anew),
+    dies with this process, takes the run's folder, environment and output
+    files, and then does what ``main`` does for a new interpreter: the guard,
+    the hooks, the seed, the script. This process runs no user code. What a
+    new interpreter reads only at start-up (``PYTHONHASHSEED``, the thread
+    counts) is the same for every run of a seed: the parent starts one server
+    per seed. ``runs``: how many runs it will serve at most; with one,
+    TorchDynamo is left to the run (a script that fails before its optimizer
+    never imports it).
+
+    Requests and replies are JSON lines on stdin and stdout, read and written
+    on the descriptors themselves, so that nothing is left in a buffer a child
+    inherits: ``{"config", "cwd", "env", "stdout", "stderr"}`` in; ``{"pid"}``
+    once the child is forked and ``{"exit"}`` when it has ended, out.
+    """
+    try:
+        import torch
+
+        # ``import torch`` leaves CUDA alone, and a child may use it after the fork; TorchDynamo is imported
+        # here too only where no GPU can be in use (a child cannot use CUDA if its parent has touched it)
+        if runs > 1 and (os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not (torch.version.cuda or torch.version.hip)):
+            import torch._dynamo  # noqa: F401  (what the first optimizer imports)
+    except Exception:  # noqa: BLE001 - each run imports torch again and reports why it cannot
+        pass
+    pending = b""
+    while True:
+        while b"\n" not in pending:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return 0  # the parent is done with this seed
+            pending += chunk
+        line, pending = pending.split(b"\n", 1)
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(_forked_run(request))  # the run's own exit: the interpreter ends as after main()
+        os.write(1, (json.dumps({"pid": pid}) + "\n").encode())
+        _, status = os.waitpid(pid, 0)
+        os.write(1, (json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+
+
+def _forked_run(request: dict) -> int:
+    """In the child of :func:`serve`: become the run, as a new interpreter started for it would be."""
+    parent = os.getppid()
+    os.setsid()
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sandbox.py")
+    load_by_path("_rnnlint_sandbox", path).die_with_parent(parent)
+    for fd, name, flags in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                            (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        opened = os.open(name, flags, 0o600)
+        os.dup2(opened, fd)
+        os.close(opened)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    status = main(["bootstrap", request["config"]])
+    finish_exit()
+    return status
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        sys.exit(serve(int(sys.argv[2])))
     status = main(sys.argv)
     finish_exit()
     sys.exit(status)

@@ -10,11 +10,16 @@ files are symbolically linked instead of copied.
 
 With ``--seeds N`` every copy runs once per seed, several runs at a time
 where there are cores for them (``--jobs``): each run is driven by a worker
-process of its own, so that what one run leaves behind is told apart from
+process of its own (when runs go one at a time, the runs of one seed share one,
+one after another), so that what one run leaves behind is told apart from
 another's.
 
 Each copy runs in its own child process (:mod:`rnnlint.verify.bootstrap`, run by
-path so that nothing in the user's project can shadow it), in its own process
+path so that nothing in the user's project can shadow it): on Linux a child
+forked by the worker's fork server (:class:`ForkServer`,
+:func:`rnnlint.verify.bootstrap.serve`), which imports torch once for the runs of
+a seed and runs no user code; else, or where the runs' start-up environments
+differ, a new interpreter. Either way the run is in its own session and process
 group (:mod:`rnnlint.sandbox`): killed as a group when it overruns the time
 limit or the memory limit, and when it ends, so that no worker it started
 outlives it; on Linux this process is a child subreaper, so a daemon that left
@@ -23,7 +28,7 @@ with this process. Its environment holds nothing that points into the user's
 tree (``PWD`` is the copy). In the child, a guard refuses writes into the
 user's project, linked data included, and signals outside its own process
 group (Landlock's signal scope as well, on Linux 6.12+); the report lists what
-it refused. torch is imported by the child only.
+it refused. torch is imported by the children only (the fork server is one).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -49,7 +55,7 @@ from typing import Callable
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic
 from rnnlint.static.runner import Session
-from rnnlint.sandbox import children, die_with_parent, group_alive, group_rss, kill_group, kill_leftovers
+from rnnlint.sandbox import LINUX, children, die_with_parent, group_alive, group_rss, kill_group, kill_leftovers
 from rnnlint.sandbox import start as start_contained
 from rnnlint.sandbox import leftovers as left_behind
 from rnnlint.source import SourceError, read_source, write_atomic
@@ -451,6 +457,138 @@ def trial_env(cwd: Path, project: tuple[Path, Path] | None) -> dict:
     return env
 
 
+def run_env(cwd: Path, project: tuple[Path, Path] | None, options: Options) -> dict:
+    """The environment of one run: :func:`trial_env`, and what makes it repeatable."""
+    env = trial_env(cwd, project)
+    env["PYTHONHASHSEED"] = str(options.seed)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    if options.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # the script's own "cuda if available" picks the CPU
+    if options.threads:  # runs share the cores: each gets its part, unless the user chose
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(options.threads))
+    return env
+
+
+#: what a new interpreter reads from its environment before any code runs (where it imports from), with
+#: PYTHONHASHSEED: runs whose values differ cannot share one fork server
+STARTUP_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONPLATLIBDIR", "PYTHONSAFEPATH",
+                     "PYTHONNOUSERSITE", "HOME", "PYTHONHASHSEED", "PYTHONWARNINGS", "PYTHONSTARTUP")
+
+
+def startup_env(env: dict) -> tuple:
+    return tuple(env.get(name) for name in STARTUP_VARIABLES)
+
+
+class _Started:
+    """A run in a new interpreter: ``bootstrap.py CONFIG``."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.pid: int | None = proc.pid
+
+    def ended(self, timeout: float) -> bool:
+        try:
+            self.proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        kill_group(self.proc)
+
+
+class ForkServer:
+    """``bootstrap.py --serve`` (see :func:`rnnlint.verify.bootstrap.serve`): one interpreter that imports
+    torch once, in its own session, and forks each run of a seed from itself; it runs no user code."""
+
+    def __init__(self, env: dict, workdir: Path, name: str, runs: int) -> None:
+        self.startup = startup_env(env)
+        self._stderr = open(workdir / f"{name}.server.stderr", "wb")
+        self.proc = start_contained([sys.executable, str(BOOTSTRAP), "--serve", str(runs)], cwd=workdir, env=env,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        self._pending = b""
+        self.broken = False  # it died, or did not answer: the next run starts a new interpreter
+
+    def serves(self, env: dict) -> bool:
+        return not self.broken and startup_env(env) == self.startup
+
+    def start(self, config_file: Path, cwd: Path, env: dict, stdout: Path, stderr: Path) -> "_Forked":
+        request = {"config": str(config_file), "cwd": str(cwd), "env": env, "stdout": str(stdout),
+                   "stderr": str(stderr)}
+        try:
+            os.write(self.proc.stdin.fileno(), (json.dumps(request) + "\n").encode())
+        except OSError:
+            self.broken = True
+        return _Forked(self)
+
+    def reply(self, timeout: float) -> dict | None:
+        """The server's next reply, or None when none came within ``timeout``; EOFError once it is gone."""
+        if self.broken:
+            raise EOFError
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.broken = True
+                raise EOFError
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self) -> None:
+        kill_group(self.proc)
+        self._stderr.close()
+
+
+class _Forked:
+    """A run forked by a :class:`ForkServer`: the leader of its own process group, once its pid is known."""
+
+    def __init__(self, server: ForkServer) -> None:
+        self.server = server
+        self.pid: int | None = None
+        self.returncode: int | None = None
+
+    def ended(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.returncode is None:
+            try:
+                reply = self.server.reply(max(0.0, deadline - time.monotonic()))
+            except EOFError:  # the server died; its child dies with it
+                self.returncode = -signal.SIGKILL
+                break
+            if reply is None:
+                return False
+            if "pid" in reply:
+                self.pid = reply["pid"]
+            else:
+                self.returncode = reply["exit"]
+        return True
+
+    def kill(self) -> None:
+        if self.returncode is not None:
+            return
+        if self.pid is not None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if self.ended(10.0):
+                return
+        self.server.broken = True  # still starting, or not answering: it goes, and its child with it
+        self.server.close()
+        self.returncode = -signal.SIGKILL
+
+
 def run_trial(
     label: str,
     script: Path,
@@ -461,8 +599,10 @@ def run_trial(
     project: tuple[Path, Path] | None = None,
     extra: dict | None = None,
     moved: dict | None = None,
+    server: ForkServer | None = None,
 ) -> TrialRun:
-    """Run ``script`` under the bootstrap in a child process and collect what it measured.
+    """Run ``script`` under the bootstrap in a child process and collect what it measured: a new
+    interpreter, or a child of ``server`` when it serves this run's start-up environment.
 
     ``project`` is ``(copy root, user's root)``: tracebacks name the user's files, at the user's
     lines where ``moved`` (:func:`fixed_lines`) says the fixes moved them.
@@ -478,15 +618,7 @@ def run_trial(
         "network": options.network,
         **(extra or {}),
     }), "utf-8")
-    env = trial_env(cwd, project)
-    env["PYTHONHASHSEED"] = str(options.seed)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
-    if options.device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""  # the script's own "cuda if available" picks the CPU
-    if options.threads:  # runs share the cores: each gets its part, unless the user chose
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(name, str(options.threads))
+    env = run_env(cwd, project, options)
     stdout, stderr = workdir / f"{label}.stdout", workdir / f"{label}.stderr"
     start = time.monotonic()
     limit = options.timeout + grace_seconds(options.timeout)
@@ -495,30 +627,30 @@ def run_trial(
     started, killed, leftovers = False, None, False
     baseline = children()
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        proc = start_contained(  # its own session; on Linux it dies with us and what it detaches comes back to us
-            [sys.executable, str(BOOTSTRAP), str(config_file)],
-            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-        )
+        if server is not None and server.serves(env):
+            child = server.start(config_file, cwd, env, stdout, stderr)
+        else:  # its own session; on Linux it dies with us and what it detaches comes back to us
+            child = _Started(start_contained([sys.executable, str(BOOTSTRAP), str(config_file)],
+                                             cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err))
         try:
             while True:
-                try:
-                    proc.wait(timeout=0.25)
-                    leftovers = group_alive(proc.pid) or bool(left_behind(baseline))
+                if child.ended(0.25):
+                    leftovers = (child.pid is not None and group_alive(child.pid)) or bool(left_behind(baseline))
                     break
-                except subprocess.TimeoutExpired:
-                    records, _, now_started = read_events(events)
-                    if now_started and not started:
-                        started, deadline = True, time.monotonic() + limit
-                    if progress is not None:
-                        progress(label, records)
-                    if time.monotonic() > deadline:
-                        killed = "killed"
-                    elif memory_limit is not None and (group_rss(proc.pid) or 0) > memory_limit:
-                        killed = "memory"
-                    if killed:
-                        break
+                records, _, now_started = read_events(events)
+                if now_started and not started:
+                    started, deadline = True, time.monotonic() + limit
+                if progress is not None:
+                    progress(label, records)
+                if time.monotonic() > deadline:
+                    killed = "killed"
+                elif memory_limit is not None and child.pid is not None and \
+                        (group_rss(child.pid) or 0) > memory_limit:
+                    killed = "memory"
+                if killed:
+                    break
         finally:  # also on Ctrl-C in the parent: take the child and all it started down with it
-            kill_group(proc)
+            child.kill()
             kill_leftovers(baseline)  # daemons that left the group (setsid), found as our descendants
     records, end, _ = read_events(events)
     run = TrialRun(label, killed or ("killed" if end is None else end["end"]), records, seed=options.seed,
@@ -534,7 +666,7 @@ def run_trial(
         run.blocked = end.get("blocked") or []
     elif not killed:
         run.stopped = "error"
-        run.error = run.stderr_tail or f"the trial process exited with status {proc.returncode} without a report"
+        run.error = run.stderr_tail or f"the trial process exited with status {child.returncode} without a report"
     if project is not None:
         run.error = users_view(run.error, *project, moved) if run.error else run.error
         run.stderr_tail = users_view(run.stderr_tail, *project, moved)
@@ -622,53 +754,87 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, _stop_worker)
 
 
-def _drive(connection, args: tuple) -> None:
-    """A worker: run one trial and send back ``(True, its TrialRun)`` or ``(False, the exception)``."""
+def _drive(connection, batch: list[tuple], stop: Callable[[str, TrialRun], bool]) -> None:
+    """A worker: run ``batch`` (``run_trial`` arguments: the runs of one seed, one after another) and send
+    back, as each ends, ``(label, True, its TrialRun)`` or ``(label, False, the exception)``. On Linux one
+    fork server (one torch import) serves them all; ``stop(arm, run)`` after a run ends the batch."""
     _worker_init()
+    server = None
     try:
-        outcome = (True, run_trial(*args))
-    except Exception as exc:
-        outcome = (False, exc)
-    try:
-        try:
-            connection.send(outcome)
-        except (TypeError, AttributeError, ValueError, RecursionError):  # what does not pickle: its words
-            connection.send((False, RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+        for number, args in enumerate(batch):
+            label, workdir, options, arm = args[0], args[4], args[3], args[-1]
+            try:
+                if LINUX and (server is None or server.broken):
+                    if server is not None:
+                        server.close()
+                    server = ForkServer(run_env(args[2], args[6], options), workdir, label, len(batch) - number)
+                run = run_trial(*args[:-1], server=server)
+                outcome = (label, True, run)
+            except Exception as exc:
+                outcome = (label, False, exc)
+            try:
+                connection.send(outcome)
+            except (TypeError, AttributeError, ValueError, RecursionError):  # what does not pickle: its words
+                connection.send((label, False, RuntimeError(f"{type(outcome[2]).__name__}: {outcome[2]}")))
+            if not outcome[1] or stop(arm, outcome[2]):
+                break
     except OSError:
         pass  # the parent is gone or stopped listening
     finally:
+        if server is not None:
+            server.close()
         connection.close()
 
 
-def _outcome(job: Job, process, reader) -> TrialRun:
-    """What the worker of ``job`` sent (it has finished); its exception is raised here."""
+def _received(reader, jobs: dict[str, Job], process) -> Job | None:
+    """The job whose run a worker reported (its run set), or None once the worker has reported all it will;
+    a worker's exception is raised here."""
     try:
-        ok, value = reader.recv()
+        label, ok, value = reader.recv()
     except (EOFError, OSError):
         process.join()
-        raise RuntimeError(f"the worker of run {job.label} died (exit code {process.exitcode}) before it "
-                           f"reported") from None
-    finally:
-        reader.close()
-    process.join()
+        if process.exitcode not in (0, None):
+            waiting = next((job for job in jobs.values() if job.run is None), None)
+            if waiting is not None:
+                raise RuntimeError(f"the worker of run {waiting.label} died (exit code {process.exitcode}) "
+                                   f"before it reported") from None
+        return None
     if not ok:
         raise value
-    return value
+    job = jobs[label]
+    job.run = value
+    return job
+
+
+def batches(jobs: list[Job], workers: int) -> list[list[Job]]:
+    """The jobs each worker runs: one run each when runs go side by side; else the runs of one seed together,
+    in order, so that one fork server (one torch import) serves them all."""
+    if workers > 1:
+        return [[job] for job in jobs]
+    grouped: list[list[Job]] = []
+    for job in jobs:
+        if grouped and grouped[-1][0].seed == job.seed:
+            grouped[-1].append(job)
+        else:
+            grouped.append([job])
+    return grouped
 
 
 def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options: Options, workdir: Path,
-             progress: Progress, stop: Callable[[Job], bool]) -> list[Job]:
-    """Run ``jobs`` in that order, ``options.workers`` at a time, each driven by a worker process.
+             progress: Progress, stop: Callable[[str, TrialRun], bool]) -> list[Job]:
+    """Run ``jobs`` in that order, ``options.workers`` at a time, each batch (see :func:`batches`) driven by a
+    worker process.
 
-    A worker is one run's parent: its run's leftovers are found among its own
-    descendants, never another run's. When ``stop(job)`` says so after a run,
-    no further run starts. Returns the jobs that ran.
+    A worker is its runs' parent: a run's leftovers are found among its own
+    descendants after it ends, never another run's (a worker's runs follow one
+    another). When ``stop(arm, run)`` says so after a run, no further run
+    starts. Returns the jobs that ran.
 
-    One process per run, each with its own pipe back, not a ``multiprocessing.Pool``:
+    One process per batch, each with its own pipe back, not a ``multiprocessing.Pool``:
     a pool's workers share a lock on its task queue, and the suite once saw
     a pool worker blocked on that lock after the pool was terminated, with no
     signal pending, and rnnlint waiting for it at exit for minutes. Here
-    nothing is shared between runs, and a worker that does not stop when
+    nothing is shared between workers, and a worker that does not stop when
     asked is killed.
     """
     workers = options.workers(len(jobs))
@@ -679,41 +845,54 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
     # not "fork": this process may hold threads (and their locks) by now, and a child forked at the
     # wrong moment waits on a lock forever; a fork server forks from a clean process
     context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
-    waiting, running, ran = list(jobs), {}, []
+    waiting, running, ran = batches(jobs, workers), {}, []
     started = time.monotonic()
     try:
         while waiting or running:
             while waiting and len(running) < workers:
-                job = waiting.pop(0)
-                job_options = replace(options, seed=job.seed, threads=threads, memory_limit=memory)
-                args = (job.label, job.copy_root / relative, _working_dir(root, script, job.copy_root),
-                        job_options, workdir, None, (job.copy_root, root), None, job.moved)
+                batch = waiting.pop(0)
+                args = []
+                for job in batch:
+                    job_options = replace(options, seed=job.seed, threads=threads, memory_limit=memory)
+                    args.append((job.label, job.copy_root / relative, _working_dir(root, script, job.copy_root),
+                                 job_options, workdir, None, (job.copy_root, root), None, job.moved, job.arm))
                 reader, writer = context.Pipe(duplex=False)
-                process = context.Process(target=_drive, args=(writer, args), daemon=True)
+                process = context.Process(target=_drive, args=(writer, args, stop), daemon=True)
                 process.start()
                 writer.close()
-                running[job.label] = (job, process, reader)
-                ran.append(job)
-            ready = multiprocessing.connection.wait([reader for _, _, reader in running.values()], timeout=0.25)
-            for label, (job, process, reader) in list(running.items()):
-                if reader in ready:
-                    del running[label]
-                    job.run = _outcome(job, process, reader)
-                    progress.finished(job, len(jobs), time.monotonic() - started)
-                    if stop(job):
-                        waiting.clear()
-            steps = {job.label: _steps_done(workdir / f"{job.label}.events.jsonl") for job, _, _ in running.values()}
+                running[reader] = ({job.label: job for job in batch}, process)
+                ran.extend(batch)
+            ready = multiprocessing.connection.wait(list(running), timeout=0.25)
+            for reader in ready:
+                batch_jobs, process = running[reader]
+                job = _received(reader, batch_jobs, process)
+                if job is None:  # the worker is done
+                    del running[reader]
+                    reader.close()
+                    process.join()
+                    continue
+                progress.finished(job, len(jobs), time.monotonic() - started)
+                if stop(job.arm, job.run):
+                    waiting.clear()
+            current = [next(job for job in batch_jobs.values() if job.run is None)  # each worker's run now
+                       for batch_jobs, _ in running.values() if any(job.run is None for job in batch_jobs.values())]
+            steps = {job.label: _steps_done(workdir / f"{job.label}.events.jsonl") for job in current}
             progress.runs(jobs, steps, time.monotonic() - started)
     finally:  # on Ctrl-C or an error: a worker stopped takes its run down with it (its finally kills the group)
-        for _, process, reader in running.values():
+        for reader, (_, process) in running.items():
             process.terminate()
             reader.close()
-        for _, process, _ in running.values():
+        for _, process in running.values():
             process.join(10)
             if process.is_alive():
                 process.kill()
                 process.join()
-    return ran
+    return [job for job in ran if job.run is not None]
+
+
+def hopeless(arm: str, run: TrialRun) -> bool:
+    """The original fails before its first step in a way no fix changes: the fixed copies need not run."""
+    return arm == "before" and run.steps == 0 and status(run)[0] in FIX_INDEPENDENT
 
 
 def run(options: Options, config: Config, progress: Progress | None = None) -> Trial:
@@ -755,15 +934,12 @@ def run(options: Options, config: Config, progress: Progress | None = None) -> T
             job.number = number
         trial.workers = options.workers(len(jobs))
 
-        def hopeless(job: Job) -> bool:  # the original fails before its first step in a way no fix changes
-            return job.arm == "before" and job.run.steps == 0 and status(job.run)[0] in FIX_INDEPENDENT
-
         ran = run_jobs(jobs, relative, root, script, options, workdir, progress, hopeless)
         by_arm: dict[str, list[TrialRun]] = {}
         for job in ran:
             by_arm.setdefault(job.arm, []).append(job.run)
         trial.before = by_arm["before"]
-        if any(hopeless(job) for job in ran):
+        if any(hopeless(job.arm, job.run) for job in ran):
             return trial  # no fix can change that: a fixed copy, if it started, fails the same way
         trial.after = by_arm.get("after")
         trial.each = [(fix, by_arm.get(arm) if arm else None) for fix, arm in singles]
