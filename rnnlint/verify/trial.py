@@ -754,21 +754,21 @@ def _worker_init() -> None:
     signal.signal(signal.SIGTERM, _stop_worker)
 
 
-def _drive(connection, batch: list[tuple], stop: Callable[[str, TrialRun], bool]) -> None:
-    """A worker: run ``batch`` (``run_trial`` arguments: the runs of one seed, one after another) and send
-    back, as each ends, ``(label, True, its TrialRun)`` or ``(label, False, the exception)``. On Linux one
-    fork server (one torch import) serves them all; ``stop(arm, run)`` after a run ends the batch."""
+def _drive(connection, batch: list[tuple[str, tuple]], stop: Callable[[str, TrialRun], bool]) -> None:
+    """A worker: run ``batch`` (``(arm, run_trial's arguments)`` of the runs of one seed, one after another)
+    and send back, as each ends, ``(label, True, its TrialRun)`` or ``(label, False, the exception)``. On
+    Linux one fork server (one torch import) serves them all; ``stop(arm, run)`` after a run ends the batch."""
     _worker_init()
     server = None
     try:
-        for number, args in enumerate(batch):
-            label, workdir, options, arm = args[0], args[4], args[3], args[-1]
+        for number, (arm, args) in enumerate(batch):
+            label, _, cwd, options, workdir, _, project, _, _ = args
             try:
                 if LINUX and (server is None or server.broken):
                     if server is not None:
                         server.close()
-                    server = ForkServer(run_env(args[2], args[6], options), workdir, label, len(batch) - number)
-                run = run_trial(*args[:-1], server=server)
+                    server = ForkServer(run_env(cwd, project, options), workdir, label, len(batch) - number)
+                run = run_trial(*args, server=server)
                 outcome = (label, True, run)
             except Exception as exc:
                 outcome = (label, False, exc)
@@ -854,8 +854,9 @@ def run_jobs(jobs: list[Job], relative: Path, root: Path, script: Path, options:
                 args = []
                 for job in batch:
                     job_options = replace(options, seed=job.seed, threads=threads, memory_limit=memory)
-                    args.append((job.label, job.copy_root / relative, _working_dir(root, script, job.copy_root),
-                                 job_options, workdir, None, (job.copy_root, root), None, job.moved, job.arm))
+                    cwd = _working_dir(root, script, job.copy_root)
+                    args.append((job.arm, (job.label, job.copy_root / relative, cwd, job_options, workdir, None,
+                                           (job.copy_root, root), None, job.moved)))
                 reader, writer = context.Pipe(duplex=False)
                 process = context.Process(target=_drive, args=(writer, args, stop), daemon=True)
                 process.start()
