@@ -547,25 +547,31 @@ def serve(runs: int) -> int:
     the hooks, the seed, the script. This process runs no user code. What a
     new interpreter reads only at start-up (``PYTHONHASHSEED``, the thread
     counts) is the same for every run of a seed: the parent starts one server
-    per seed. ``runs``: how many runs it will serve at most; with one,
-    TorchDynamo is left to the run (a script that fails before its optimizer
-    never imports it).
+    per seed. ``runs``: how many runs it will serve at most. The first run
+    imports TorchDynamo itself, as a new interpreter would (a script that
+    fails before its optimizer never does); with more to serve, this process
+    imports it meanwhile, on a thread that ends before the next fork, so the
+    later runs start with it.
 
     Requests and replies are JSON lines on stdin and stdout, read and written
     on the descriptors themselves, so that nothing is left in a buffer a child
     inherits: ``{"config", "cwd", "env", "stdout", "stderr"}`` in; ``{"pid"}``
     once the child is forked and ``{"exit"}`` when it has ended, out.
     """
+    warming = None
     try:
         import torch
 
         # ``import torch`` leaves CUDA alone, and a child may use it after the fork; TorchDynamo is imported
         # here too only where no GPU can be in use (a child cannot use CUDA if its parent has touched it)
         if runs > 1 and (os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not (torch.version.cuda or torch.version.hip)):
-            import torch._dynamo  # noqa: F401  (what the first optimizer imports)
+            import threading
+
+            warming = threading.Thread(target=_import_dynamo, daemon=True)
     except Exception:  # noqa: BLE001 - each run imports torch again and reports why it cannot
         pass
     pending = b""
+    forked = 0
     while True:
         while b"\n" not in pending:
             chunk = os.read(0, 65536)
@@ -574,12 +580,24 @@ def serve(runs: int) -> int:
             pending += chunk
         line, pending = pending.split(b"\n", 1)
         request = json.loads(line)
+        if warming is not None and forked:
+            warming.join()  # no thread may hold a lock across a fork
         pid = os.fork()
         if pid == 0:
             sys.exit(_forked_run(request))  # the run's own exit: the interpreter ends as after main()
+        if warming is not None and not forked:
+            warming.start()  # while the first run runs
+        forked += 1
         os.write(1, (json.dumps({"pid": pid}) + "\n").encode())
         _, status = os.waitpid(pid, 0)
         os.write(1, (json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+
+
+def _import_dynamo() -> None:
+    try:
+        import torch._dynamo  # noqa: F401  (what the first optimizer imports)
+    except Exception:  # noqa: BLE001 - a run that needs it imports it and reports why it cannot
+        pass
 
 
 def _forked_run(request: dict) -> int:
