@@ -44,6 +44,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 
 SATURATION_THRESHOLD = 0.99  # |tanh| above, or sigmoid within 0.01 of 0 or 1
 MAX_LOSSES_PER_STEP = 256  # gradient accumulation: average at most this many backward losses
@@ -582,7 +583,9 @@ def serve(runs: int) -> int:
         request = json.loads(line)
         if warming is not None and forked:
             warming.join()  # no thread may hold a lock across a fork
-        pid = os.fork()
+        with warnings.catch_warnings():  # Python 3.12+ warns of any thread (torch keeps one of its own)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
         if pid == 0:
             sys.exit(_forked_run(request))  # the run's own exit: the interpreter ends as after main()
         if warming is not None and not forked:
