@@ -39,16 +39,46 @@ class Visitor(cst.CSTVisitor):
         reaches it through its parent's field). ``tests/test_libcst_shortcuts.py``
         compares it with libcst's own traversal.
         """
-        if self.on_visit(node):
-            for name in _children_order(node):
-                child = getattr(node, name)  # a node, a sequence of nodes, None or MaybeSentinel
-                if type(child) is tuple or type(child) is list:
-                    for item in child:
-                        if type(item) not in TRIVIA:
-                            self.walk(item)
-                elif type(child) not in _NOT_WALKED:
-                    self.walk(child)
-        self.on_leave(node)
+        kind = type(self)
+        table = kind.__dict__.get("_walk_table")  # the class's own: a subclass has methods of its own
+        if table is None:
+            table = {}
+            kind._walk_table = table
+        _walk(self, node, table)
+
+
+def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict) -> None:
+    """:meth:`Visitor.walk`; ``table``: node type -> what the visitor's class calls on entering and on
+    leaving such a node, looked up once per type (libcst's hooks look a method up by name at every node)."""
+    methods = table.get(type(node))
+    if methods is None:
+        methods = table[type(node)] = _methods_for(type(visitor), type(node))
+    visit, leave = methods
+    if visit is None or visit(visitor, node) is not False:
+        for name in _children_order(node):
+            child = getattr(node, name)  # a node, a sequence of nodes, None or MaybeSentinel
+            if type(child) is tuple or type(child) is list:
+                for item in child:
+                    if type(item) not in TRIVIA:
+                        _walk(visitor, item, table)
+            elif type(child) not in _NOT_WALKED:
+                _walk(visitor, child, table)
+    if leave is not None:
+        leave(visitor, node)
+
+
+def _methods_for(visitor_class: type, node_class: type) -> tuple:
+    """libcst's ``on_visit``/``on_leave`` call ``visit_<Node>``/``leave_<Node>`` when the class has them; a
+    visitor with hooks of its own gets those."""
+    if visitor_class.on_visit is _LIBCST_VISIT and visitor_class.on_leave is _LIBCST_LEAVE:
+        name = node_class.__name__
+        return getattr(visitor_class, "visit_" + name, None), getattr(visitor_class, "leave_" + name, None)
+    on_visit = visitor_class.on_visit
+    return (lambda visitor, node: bool(on_visit(visitor, node))), visitor_class.on_leave  # children when truthy
+
+
+_LIBCST_VISIT = cst.CSTVisitor.on_visit
+_LIBCST_LEAVE = cst.CSTVisitor.on_leave
 
 
 class _FieldOrder(cst.CSTVisitor):
@@ -132,30 +162,31 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     return found
 
 
-class _Collector(Visitor):
-    def __init__(self, kind: type, skip: tuple[type, ...]) -> None:
-        self.kind = kind
-        self.skip = skip
-        self.found: list = []
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, self.kind):
-            self.found.append(node)
-        return not (self.skip and isinstance(node, self.skip))
-
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        pass
-
-
 def find_all(node: cst.CSTNode, kind: type[N], *, skip: tuple[type[cst.CSTNode], ...] = ()) -> list[N]:
     """Every node of type ``kind`` under ``node`` (itself included), in source order.
 
     ``skip`` names node types whose insides are not searched, e.g.
     ``skip=(cst.Lambda,)`` to leave out calls that only run when a lambda does.
+    The nodes a :class:`Visitor` would visit, without one: rules ask this thousands of times a run.
     """
-    collector = _Collector(kind, skip)
-    collector.walk(node)
-    return collector.found
+    found: list = []
+    _find(node, kind, skip, found)
+    return found
+
+
+def _find(node: cst.CSTNode, kind: type, skip: tuple[type, ...], found: list) -> None:
+    if isinstance(node, kind):
+        found.append(node)
+    if skip and isinstance(node, skip):
+        return
+    for name in _children_order(node):
+        child = getattr(node, name)
+        if type(child) is tuple or type(child) is list:
+            for item in child:
+                if type(item) not in TRIVIA:
+                    _find(item, kind, skip, found)
+        elif type(child) not in _NOT_WALKED:
+            _find(child, kind, skip, found)
 
 
 def keyword_arg(call: cst.Call, name: str) -> cst.Arg | None:
