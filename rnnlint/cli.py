@@ -138,7 +138,7 @@ class Inputs:
         self.data = b""
         self.failed = False  # a path named on the command line does not exist
 
-    def discover(self, config) -> None:
+    def discover(self, config, real=None) -> None:
         """The files to check (or stdin's content).
 
         A path that does not exist is an error, said once: the rest is still
@@ -148,7 +148,7 @@ class Inputs:
         if self.stdin is not None:
             self.data = sys.stdin.buffer.read()
             return
-        self.files, problems = discover(self.paths, config)
+        self.files, problems = discover(self.paths, config, real_paths=real)
         for problem in problems:
             if ": no such file or directory" in problem:
                 click.secho(f"rnnlint: error: {problem}", err=True, fg="red")
@@ -184,7 +184,7 @@ def _prepare(inputs: Inputs, select, extend_select, ignore, config_file, no_proj
         session = Session(replace(config, **overrides), rules=known)
     except (ConfigError, RuleLoadError) as exc:
         raise Failure(str(exc)) from None
-    inputs.discover(session.config)
+    inputs.discover(session.config, session.real)
     return session
 
 

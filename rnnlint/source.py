@@ -120,6 +120,10 @@ class RealPaths:
     def __init__(self) -> None:
         self._found: dict[Path, Path] = {}
 
+    def know(self, path: Path, real: Path) -> None:
+        """``real`` is what ``path`` resolves to (discovery worked it out as it walked)."""
+        self._found[path] = real
+
     def __call__(self, path: Path) -> Path:
         found = self._found.get(path)
         if found is None:

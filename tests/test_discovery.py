@@ -223,3 +223,17 @@ def test_a_symlink_loop_named_on_the_command_line_is_a_clean_error(tmp_path):
         assert "loop_a: no such file or directory (a broken symbolic link or a symlink loop)" in with_others.stderr
         assert "loop_b/x.py: no such file or directory" in with_others.stderr
     assert "train.py:22:51: RNN020" in rnnlint("check", "loop_a", "train.py", cwd=tmp_path).stdout
+
+
+def test_the_project_files_come_in_the_order_their_paths_sort_in(tmp_path):
+    """The project's file list (what the flow model scans, and the key of the cached relevance) is walked
+    and sorted as strings: in the order ``Path`` objects sort in, part by part, not character by character."""
+    from rnnlint.static.projectmap import walk_project
+
+    tree(tmp_path, {name: "x = 1\n" for name in ("a/b.py", "a-c/x.py", "a.py", "a_b/y.py", "A/z.py", "a/b/c.py",
+                                                  ".hidden/h.py", "venv/v.py")})
+    walked = walk_project(tmp_path)
+    assert walked == sorted(walked) and all(isinstance(p, Path) for p in walked)
+    assert [p.relative_to(tmp_path).as_posix() for p in walked] == [
+        "A/z.py", "a/b/c.py", "a/b.py", "a-c/x.py", "a.py", "a_b/y.py"]
+

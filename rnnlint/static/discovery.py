@@ -33,6 +33,8 @@ from rnnlint.regular import read_regular
 if TYPE_CHECKING:
     import pathspec
 
+    from rnnlint.source import RealPaths
+
 SOURCE_SUFFIXES = (".py", ".ipynb")
 # a FIFO named train.py would make every stage that reads it wait forever
 _NOT_REGULAR = "not a regular file (a pipe, socket or device); skipped"
@@ -129,8 +131,10 @@ def _git_root(directory: Path) -> Path | None:
     return None
 
 
-def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOURCE_SUFFIXES) -> tuple[list[Path], list[str]]:
-    """Files to check, and problems met on the way (missing paths, unreadable dirs)."""
+def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOURCE_SUFFIXES,
+             real_paths: RealPaths | None = None) -> tuple[list[Path], list[str]]:
+    """Files to check, and problems met on the way (missing paths, unreadable dirs). ``real_paths`` learns
+    each file's resolved path, which the walk works out anyway (the run asks it of every file)."""
     files: list[Path] = []
     problems: list[str] = []
     seen: set[Path] = set()
@@ -140,6 +144,8 @@ def discover(paths: list[Path], config: Config, suffixes: tuple[str, ...] = SOUR
         if key not in seen:
             seen.add(key)
             files.append(file)
+            if real_paths is not None:
+                real_paths.know(file, key)
 
     for path in paths:
         if path.is_file():

@@ -21,7 +21,7 @@ from rnnlint.static.catalogue import rule_classes, rule_set
 from rnnlint.config import Config
 from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.static.final import FinalStep
-from rnnlint.static.projectmap import ProjectMap, syntax_findings, walk_project
+from rnnlint.static.projectmap import ProjectMap, sorted_paths, syntax_findings, walk_project
 from rnnlint.rule import Rule, triggered
 from rnnlint.source import RealPaths, SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
 
@@ -113,7 +113,7 @@ class Session:
         self._scope: frozenset[Path] | None = None
         self._whole = False  # relevance was decided over the whole project (not a closure: see _matters)
         self._closure: set[str] | None = None
-        self._real = RealPaths()  # path.resolve(), once per path: a large run asks for each several times
+        self.real = RealPaths()  # path.resolve(), once per path: a large run asks for each several times
         self._trigger_sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._readings: dict[tuple, list[type[Rule]]] = {}
         self._present_key: tuple | None = None  # (path, hash of text) whose relevance words _present holds
@@ -182,8 +182,9 @@ class Session:
         """The map of every project file (see :mod:`rnnlint.static.projectmap`), built on first need."""
         if self._map is None:
             # the notebooks checked too: their code uses models and hands values to the project's files
-            files = {*self.project_files(), *(self._real(f) for f in self.checked if f.suffix in (".py", ".ipynb"))}
-            self._map = ProjectMap(self.config.root, sorted(files), self.cache_dir)
+            files = {*map(str, self.project_files()),
+                     *(str(self.real(f)) for f in self.checked if f.suffix in (".py", ".ipynb"))}
+            self._map = ProjectMap(self.config.root, sorted_paths(files), self.cache_dir)
         return self._map
 
     def scope(self) -> frozenset[Path]:
@@ -218,7 +219,7 @@ class Session:
         words = self._words(rule)
         if any(word in text for word in words):
             return True
-        key = (str(self._real(path)), words)
+        key = (str(self.real(path)), words)
         if key not in self.verdicts:
             if not self._whole and len(self.checked) * MAP_PAYS < len(self.project_files()):
                 # a few files of a large project (pre-commit): their neighbourhood decides, not the project
@@ -235,7 +236,7 @@ class Session:
                     self.verdicts[(file, words)] = Path(file) in found
             else:
                 self._whole = True  # the flow model's scans keep to the files that matter from now on
-                self.verdicts[key] = self._real(path) in self.project_map().relevant(words)
+                self.verdicts[key] = self.real(path) in self.project_map().relevant(words)
         return self.verdicts[key]
 
     def _triggers(self, rules: list) -> frozenset[str]:
@@ -257,7 +258,7 @@ class Session:
                 None if rule.relevant_words is None else self._words(rule) for rule in rules if rule.code != "RNN900"}
         if None in sets:
             return False
-        real = str(self._real(path))
+        real = str(self.real(path))
         return all(self.verdicts.get((real, words)) is False for words in sets) and not any(
             self._text_has_any(path, text, words) for words in sets)
 
@@ -339,7 +340,7 @@ class Session:
             relevant = project.relevant(words)
             for path in files:
                 if path.suffix == ".py":
-                    self.verdicts[(str(self._real(path)), words)] = self._real(path) in relevant
+                    self.verdicts[(str(self.real(path)), words)] = self.real(path) in relevant
 
     def _skipped(self, path: Path, display: str, document) -> FileOutcome:
         """A file libcst need not read: RNN900 from CPython's parser (the map's), if RNN900 is on."""
@@ -347,7 +348,7 @@ class Session:
             return FileOutcome(display)
         if self._map is None:
             return FileOutcome(display, self.final.settle(document, path, syntax_findings(display, document.text)))
-        error = self._map.error(str(self._real(path)))
+        error = self._map.error(str(self.real(path)))
         found = [] if error is None else [syntax_error(display, *error)]
         return FileOutcome(display, self.final.settle(document, path, found))
 
@@ -381,7 +382,7 @@ class Session:
     def check(self, path: Path, data: bytes | None = None, document: SourceFile | None = None) -> FileOutcome:
         """Check ``path``, or ``data`` (read from stdin) as if it were that file's content; ``document``:
         the file as just read from disk (see :meth:`decide`)."""
-        display = display_path(path, self._real(path))
+        display = display_path(path, self.real(path))
         given = data is not None
         opened = self._open(path, display, data, document)
         if isinstance(opened, FileOutcome):
@@ -410,7 +411,7 @@ class Session:
     def cached(self, path: Path) -> FileOutcome | None:
         """``check``'s outcome when no rule reads the file or the results cache holds its findings;
         None when the file must be analysed (the parallel run hands out only those)."""
-        display = display_path(path, self._real(path))
+        display = display_path(path, self.real(path))
         opened = self._open(path, display, None)
         if isinstance(opened, FileOutcome):
             return opened
@@ -420,7 +421,7 @@ class Session:
 
     def fix(self, path: Path, write: bool, unsafe: bool, data: bytes | None = None) -> FileOutcome:
         """Fix ``path``, or ``data`` (read from stdin: never written, see ``content``) as if it were its content."""
-        display = display_path(path, self._real(path))
+        display = display_path(path, self.real(path))
         given = data is not None
         opened = self._open(path, display, data)
         if isinstance(opened, FileOutcome):
