@@ -31,7 +31,6 @@ name modules of the project itself (see :func:`check_model_keys`).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import functools
 import os
@@ -191,6 +190,8 @@ def unknown_code(entry: str, rules: dict[str, type[Rule]]) -> str:
 
 def did_you_mean(word: str, choices) -> str:
     """``"; did you mean 'graph'?"`` for a near miss, else ``""``."""
+    import difflib  # only a misspelt key or code needs it
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f"; did you mean {close[0]!r}?" if close else ""
 

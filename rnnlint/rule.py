@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
@@ -344,4 +343,6 @@ def triggered(triggers: tuple, text) -> bool:
 
 def dedent(code: str) -> str:
     """Examples are written indented inside the class; this makes them files."""
+    import textwrap  # the examples' reader (docs, tests) needs it, a run does not
+
     return textwrap.dedent(code).lstrip("\n")
