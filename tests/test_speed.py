@@ -116,6 +116,30 @@ def test_a_fully_warm_run_imports_neither_libcst_nor_the_rules(tmp_path):
     warm = run_wrapped("check", "--static", ".", cwd=root)
     assert warm["output"] == cold["output"]  # the same findings, served from the cache
     assert warm["heavy"] == [], warm["heavy"]
+    # without --static, check also counts the models the graph stage would build: a warm run takes each
+    # file's count from the cache too, and prints the same note
+    cold = run_wrapped("check", ".", cwd=root)
+    assert "note: 2 models not built by the graph stage" in cold["output"], cold["output"]
+    warm = run_wrapped("check", ".", cwd=root)
+    assert warm["output"] == cold["output"] and warm["heavy"] == [], warm["heavy"]
+
+
+def test_a_cached_model_count_is_counted_again_when_a_file_it_read_changes(tmp_path):
+    """The note's count of a file depends on other files (a model's encoder, defined in another file, is what
+    makes it recurrent): changing that file changes the count, as on a cold run."""
+    (tmp_path / "pyproject.toml").write_text("[tool.rnnlint]\n")
+    encoder = "from torch import nn\n\n\nclass Encoder(nn.Module):\n    def __init__(self):\n" \
+              "        super().__init__()\n        self.layer = nn.{layer}(8, 8)\n"
+    (tmp_path / "encoder.py").write_text(encoder.format(layer="LSTM"))
+    (tmp_path / "model.py").write_text(
+        "from torch import nn\n\nfrom encoder import Encoder\n\n\nclass Seq2Seq(nn.Module):  # encoder: an LSTM\n"
+        "    def __init__(self):\n        super().__init__()\n        self.encoder = Encoder()\n")
+    noted = "not built by the graph stage"
+    assert "note: 2 models " + noted in rnnlint("check", ".", cwd=tmp_path).stderr
+    assert "note: 2 models " + noted in rnnlint("check", ".", cwd=tmp_path).stderr  # from the cache
+    (tmp_path / "encoder.py").write_text(encoder.format(layer="Linear"))  # no recurrent module left
+    assert noted not in rnnlint("check", ".", cwd=tmp_path).stderr
+    assert noted not in rnnlint("check", "--no-cache", ".", cwd=tmp_path).stderr
 
 
 def test_a_relevant_file_reached_through_its_import_is_analysed_alone(tmp_path):

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 NEVER = "\x00graph-rule\x00"  # a static-stage trigger no source text contains
 
 
+def is_graph_rule(rule) -> bool:
+    """Does the graph stage run ``rule`` (a rule class or the catalogue's entry for one)?"""
+    return NEVER in rule.triggers
+
+
 class GraphRule(Rule):
     triggers: ClassVar[tuple[str, ...]] = (NEVER,)
 

@@ -152,6 +152,37 @@ class ResultCache:
         self._stat_digests[path] = (signature, digest)
         return digest
 
+    # -- the graph stage's note: how many models a file holds ------------------
+
+    @cached_property
+    def _models_key(self) -> str:
+        """What besides the files decides :func:`rnnlint.graph.count.count_models`: the engine (the graph
+        stage's finder with it) and the configured recurrent classes."""
+        engine = Path(__file__).resolve().parent.parent
+        document = dict(self._base, graph=_sources_digest([engine / "graph"]))
+        return hashlib.blake2b(json.dumps(document, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+    def _models_entry(self, path: Path) -> Path:
+        key = f"models\0{self._models_key}\0{path.resolve()}"
+        return self.directory / f"{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}.json"
+
+    def models(self, path: Path, digest: str) -> int | None:
+        """The models ``path`` holds as counted before, while it and every file the count read are unchanged."""
+        try:
+            data = seal.read_json(self._models_entry(path))
+            if not _valid_models(data) or data["digest"] != digest:
+                return None
+            if not all(self._unchanged(Path(p), d) for p, d in data["deps"].items()):
+                return None
+            return data["models"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return None
+
+    def put_models(self, path: Path, digest: str, deps: dict[Path, str | None], count: int) -> None:
+        own = path.resolve()
+        data = {"digest": digest, "deps": {str(p): d for p, d in sorted(deps.items()) if p != own}, "models": count}
+        seal.write_json(self.root, self._models_entry(path), data)
+
     # -- writing -----------------------------------------------------------
 
     def put(
@@ -206,8 +237,16 @@ def _valid_diagnostic(item) -> bool:
 
 
 def _valid_entry(data) -> bool:
-    return (isinstance(data, dict) and isinstance(data.get("digest"), str)
-            and isinstance(data.get("deps"), dict)
-            and all(isinstance(p, str) and (d is None or isinstance(d, str)) for p, d in data["deps"].items())
+    return (isinstance(data, dict) and isinstance(data.get("digest"), str) and _valid_deps(data.get("deps"))
             and isinstance(data.get("diagnostics"), list)
             and all(_valid_diagnostic(d) for d in data["diagnostics"]))
+
+
+def _valid_models(data) -> bool:
+    return (isinstance(data, dict) and isinstance(data.get("digest"), str) and _valid_deps(data.get("deps"))
+            and _is_int(data.get("models")))
+
+
+def _valid_deps(deps) -> bool:
+    return isinstance(deps, dict) and all(isinstance(p, str) and (d is None or isinstance(d, str))
+                                          for p, d in deps.items())
