@@ -371,6 +371,8 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
         raise Failure(f"{'--add-noqa' if add_noqa else '--graph'} works on files: it cannot take code from stdin")
     session = _prepare(inputs, select, extend_select, ignore, config_file, no_project_code)
     mode = "fix" if fix_ else "check"
+    building = graph or (session.config.graph and not static)
+    session.note_models = not (building or static or no_project_code or _quietness()) and inputs.stdin is None
     outcomes = inputs.run(session, mode, write=fix_, unsafe=unsafe_fixes, jobs=jobs, use_cache=not no_cache)
     internal = _report_messages(outcomes) or inputs.failed
     if fix_:
@@ -380,7 +382,7 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
     stage = None  # the graph stage's part of the summary line
     if inputs.stdin is not None:
         pass  # the graph stage builds models from files on disk, never from stdin
-    elif graph or (session.config.graph and not static):
+    elif building:
         from rnnlint.graph.stage import run_graph_stage  # lazily: --static never loads the graph stage
 
         try:
@@ -388,8 +390,8 @@ def check(paths, select, extend_select, ignore, output_format, exit_zero, show_f
         except ConfigError as exc:
             raise Failure(str(exc)) from None
         diagnostics, stage = _sorted([*diagnostics, *graph_run.diagnostics]), graph_run.summary()
-    elif not static and not no_project_code and not _quietness():
-        _note_unbuilt(files, session)
+    elif session.note_models:
+        _note_unbuilt(files, session, [o.models for o in outcomes] if len(outcomes) == len(files) else None)
     if add_noqa:
         _add_noqa(diagnostics, internal)
     color = _color()
@@ -412,12 +414,13 @@ def _fixed_output(inputs: Inputs, outcomes: list[FileOutcome], show_fixes: bool)
         _report_fixes(changed, "Fixed", show_fixes)
 
 
-def _note_unbuilt(files, session) -> None:
-    """One line when the graph stage is off but has models to build (found statically: nothing runs)."""
+def _note_unbuilt(files, session, counted) -> None:
+    """One line when the graph stage is off but has models to build (found statically: nothing runs);
+    ``counted``: each file's count where the run's workers made it."""
     from rnnlint.graph.count import count_models  # no torch, no project code: the index answers
 
     try:
-        count = count_models(files, session)
+        count = count_models(files, session, counted)
     except Exception:  # a hint must never cost the user their findings
         return
     if count:

@@ -9,6 +9,7 @@ environment or its workers are the subject).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -373,3 +374,26 @@ def test_no_cache_is_trusted_when_the_key_would_live_in_the_checked_tree(project
     result = rnnlint_process("check", "--static", ".", cwd=project, env=env)
     assert result.returncode == 1, result.stderr
     assert not (project / ".rnnlint_cache").exists()
+
+
+def test_the_workers_count_the_models_of_the_files_they_analyse_for_checks_note(project, monkeypatch):
+    """Without --static, check notes how many models --graph would build. On a tree large enough for workers,
+    each worker counts the models of the files it analyses (it holds their trees), and the note is the one a
+    single process prints; the run's own process parses none of those files again."""
+    for i in range(runner.PARALLEL_THRESHOLD):
+        (project / "models" / f"net_{i}.py").write_text(MODEL.replace("class Net", f"class Net{i}"), "utf-8")
+    alone = rnnlint("check", "--no-cache", "--jobs", "1", ".", cwd=project)
+    note = f"note: {runner.PARALLEL_THRESHOLD + 2} models not built by the graph stage"  # with net.py, tagger.py
+    assert note in alone.stderr, alone.stderr
+
+    from rnnlint.graph import finder
+
+    parent, found = os.getpid(), finder.ModelFinder.__init__
+
+    def made(self, session):
+        assert os.getpid() != parent, "the run's own process counted models again"
+        found(self, session)
+
+    monkeypatch.setattr(finder.ModelFinder, "__init__", made)  # the workers are forked: they see it too
+    both = rnnlint("check", "--no-cache", "--jobs", "2", ".", cwd=project)
+    assert both.stderr == alone.stderr and both.stdout == alone.stdout

@@ -62,6 +62,7 @@ class FileOutcome:
     written: bool = False
     messages: list[str] = field(default_factory=list)
     content: bytes | None = None  # the fixed content of data given in memory (stdin), never written
+    models: int | None = None  # the models --graph would build from the file, when the worker counted them
 
 
 def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config: Config, index: "ProjectIndex",
@@ -113,6 +114,9 @@ class Session:
         self.results = ResultCache(directory, self.config) if directory is not None else None
         self._enabled: dict[tuple | None, list[type[Rule]]] = {}  # None: every file's, without per-file-ignores
         self.final = FinalStep(self.config)
+        #: check's note on the models --graph would build will be printed: a run's workers count each file's as
+        #: they analyse it (see rnnlint.graph.count), rather than the parent parsing those files again after
+        self.note_models = False
         self.relevance = os.environ.get(RELEVANCE_ENV, "1") != "0"
         self.checked: list[Path] = []  # the run's files: the project map covers them too
         self.jobs = 1  # processes the run may use (run() sets it): mapping a large project takes them all
@@ -511,14 +515,16 @@ def _wants(rule, text: str, present: frozenset[str] | set[str]) -> bool:
 # -- parallel driver ----------------------------------------------------------
 
 _worker: Session | None = None
+_counter = None  # the worker's ModelCounter, when the run notes the models --graph would build
 
 
 def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None,
-                 later=None) -> None:
+                 later=None, note_models: bool = False) -> None:
     """``decided``: what the parent's project map decided (see run), so that no worker maps again; or
     ``later``, a queue it comes through once the parent has worked it out, while the worker loads libcst,
-    the flow model and the enabled rules (half a second that is then off the run's critical path)."""
-    global _worker
+    the flow model and the enabled rules (half a second that is then off the run's critical path).
+    ``note_models``: count the models of each file checked (see :attr:`Session.note_models`)."""
+    global _worker, _counter
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
@@ -538,17 +544,27 @@ def _init_worker(config: Config, use_cache: bool, parent: int | None = None, dec
         _worker._scope = scope
         _worker.verdicts = verdicts
         _worker.index.accepted = accepted
+    if note_models:
+        from rnnlint.graph.count import ModelCounter, notes_models
+
+        _counter = ModelCounter(_worker) if notes_models(_worker) else None
 
 
 def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
     path, mode, write, unsafe = task
     assert _worker is not None
     try:
-        if mode == "check":
-            return _worker.check(Path(path))
-        return _worker.fix(Path(path), write, unsafe)
+        if mode != "check":
+            return _worker.fix(Path(path), write, unsafe)
+        outcome = _worker.check(Path(path))
     except Exception as exc:  # an internal error on one file must not lose the others
         return _internal_error(Path(path), exc)
+    if _counter is not None:
+        try:
+            outcome.models = _counter.models(Path(path))
+        except Exception:  # noqa: BLE001  a hint never costs a finding: the run's parent counts the file again
+            pass
+    return outcome
 
 
 def _map_file(task: tuple[str, str, str | None]):
@@ -653,7 +669,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
                 if local.may_analyse():  # the workers load libcst and the rules while relevance is worked out
                     later = context.SimpleQueue()
                     pool = context.Pool(jobs, initializer=_init_worker,
-                                        initargs=(config, use_cache, os.getpid(), None, later))
+                                        initargs=(config, use_cache, os.getpid(), None, later, local.note_models))
             def settle(i: int, document: SourceFile) -> None:  # while the workers load libcst and the rules
                 try:
                     outcomes[i] = local.check(files[i], document=document) if mode == "check" else \
@@ -684,7 +700,8 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             for _ in range(jobs):
                 later.put(decided)
         elif order:
-            pool = context.Pool(jobs, initializer=_init_worker, initargs=(config, use_cache, os.getpid(), decided))
+            pool = context.Pool(jobs, initializer=_init_worker,
+                                initargs=(config, use_cache, os.getpid(), decided, None, local.note_models))
         if order:
             for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
                 outcomes[i] = outcome
