@@ -283,15 +283,15 @@ def test_libcst_parses_what_the_map_saw_cpython_accept_without_asking_cpython_ag
 
 
 def test_a_run_collects_cycles_less_often_and_gives_the_caller_its_collector_back(tmp_path):
-    """A libcst tree is hundreds of thousands of objects without a cycle: during a run the collector's
-    passes come 100,000 new objects apart, not 700 (a twentieth of a cold run's time); a program that
-    calls the engine finds its own thresholds again afterwards, even when the run fails."""
+    """A libcst tree is hundreds of thousands of objects without a cycle: while the command line runs, the
+    collector's passes come :data:`rnnlint.cli.GC_THRESHOLDS` new objects apart, not 700; a program that
+    calls it in its own process finds its thresholds again afterwards, even when the command fails."""
     import gc
 
+    from rnnlint import cli
     from rnnlint.static import runner
 
     (tmp_path / "train.py").write_text("from torch import nn\nlayer = nn.LSTM(4, 8)\n", "utf-8")
-    config = load_config([tmp_path])
     seen = []
     analyse = runner.analyse
 
@@ -303,11 +303,11 @@ def test_a_run_collects_cycles_less_often_and_gives_the_caller_its_collector_bac
     try:
         gc.set_threshold(555, 5, 5)
         with mock.patch.object(runner, "analyse", watching):
-            runner.run([tmp_path / "train.py"], config, use_cache=False)
-        assert seen == [runner.COLLECT_EVERY]
+            rnnlint("check", "--static", "--no-cache", "train.py", cwd=tmp_path)
+        assert seen == [cli.GC_THRESHOLDS]
         assert gc.get_threshold() == (555, 5, 5)
-        with mock.patch.object(runner, "_run", side_effect=KeyboardInterrupt), pytest.raises(KeyboardInterrupt):
-            runner.run([tmp_path / "train.py"], config, use_cache=False)
+        with mock.patch.object(runner, "_run", side_effect=RuntimeError("a bug")):
+            assert rnnlint("check", "--static", "--no-cache", "train.py", cwd=tmp_path).returncode == 2
         assert gc.get_threshold() == (555, 5, 5)
     finally:
         gc.set_threshold(*before)

@@ -8,10 +8,8 @@ are loaded by each worker from their folders, never pickled.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,12 +43,6 @@ MAP_PAYS = 20
 CLOSURE_LIMIT = 200
 #: unmapped files from which a run on a few files maps the rest of its project on every core (see scope)
 MAP_IN_PARALLEL = 200
-#: Python's cyclic collector passes over its youngest objects every 700 new containers, and over older
-#: ones every 10 and 100 such passes; a libcst or CPython tree is hundreds of thousands of containers and
-#: holds no cycle, so a cold run spent a twentieth of its time in passes that freed almost nothing (with
-#: the collector off it is no faster than now). A run collects every 100,000 containers, and every 20 passes
-#: for each older generation: peak memory within 1 MiB of before on fairseq, torch's sources and the fixtures
-COLLECT_EVERY = (100_000, 20, 20)
 
 
 @dataclass
@@ -528,7 +520,6 @@ def _init_worker(config: Config, use_cache: bool, parent: int | None = None, dec
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
-    gc.set_threshold(*COLLECT_EVERY)  # a forked worker has them already; a spawned one (not Linux) does not
     _worker = Session(config, use_cache)
     if later is not None:
         try:
@@ -597,22 +588,10 @@ def run(
     session: Session | None = None,
 ) -> list[FileOutcome]:
     """Check or fix ``files``; outcomes come back in the order of ``files``."""
-    with _fewer_collections():
-        outcomes = _run(files, config, mode, write, unsafe, jobs, use_cache, session)
-        if mode == "fix" and write and any(o.written for o in outcomes):
-            _settle_remaining(files, outcomes, config)
+    outcomes = _run(files, config, mode, write, unsafe, jobs, use_cache, session)
+    if mode == "fix" and write and any(o.written for o in outcomes):
+        _settle_remaining(files, outcomes, config)
     return outcomes
-
-
-@contextmanager
-def _fewer_collections():
-    """The run's collector thresholds (:data:`COLLECT_EVERY`; forked workers inherit them), the caller's after."""
-    before = gc.get_threshold()
-    gc.set_threshold(*COLLECT_EVERY)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def _settle_remaining(files: list[Path], outcomes: list[FileOutcome], config: Config) -> None:
