@@ -138,7 +138,7 @@ class Inputs:
         self.data = b""
         self.failed = False  # a path named on the command line does not exist
 
-    def discover(self, config, real=None) -> None:
+    def discover(self, config, real_paths=None) -> None:
         """The files to check (or stdin's content).
 
         A path that does not exist is an error, said once: the rest is still
@@ -148,7 +148,7 @@ class Inputs:
         if self.stdin is not None:
             self.data = sys.stdin.buffer.read()
             return
-        self.files, problems = discover(self.paths, config, real_paths=real)
+        self.files, problems = discover(self.paths, config, real_paths=real_paths)
         for problem in problems:
             if ": no such file or directory" in problem:
                 click.secho(f"rnnlint: error: {problem}", err=True, fg="red")
