@@ -22,7 +22,8 @@ from rnnlint.diagnostics import Applicability, Severity
 from rnnlint.static.discovery import discover
 from rnnlint.static.catalogue import rule_set
 from rnnlint.static.registry import RuleLoadError
-from rnnlint.static.runner import FileOutcome, Session, display_path, run
+from rnnlint.source import display_path
+from rnnlint.static.runner import FileOutcome, Session, run
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 

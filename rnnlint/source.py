@@ -22,6 +22,7 @@ import re
 import time
 import tokenize
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -106,6 +107,22 @@ class Identity:
     @classmethod
     def of(cls, info: os.stat_result) -> "Identity":
         return cls(info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def display_path(path: Path, real: Path | None = None) -> str:
+    """``path`` as findings show it, their locations and the other files their messages name: relative to the
+    working folder when inside it, else as given. ``real``: its resolved path, when the caller knows it."""
+    inside = _real_cwd(os.getcwd())  # the folder with a separator after it: a prefix of what lies inside
+    real = str(real or path.resolve())
+    if not real.startswith(inside):
+        return str(path)
+    relative = real[len(inside):]
+    return relative.replace(os.sep, "/") if os.sep != "/" else relative
+
+
+@lru_cache(maxsize=8)
+def _real_cwd(cwd: str) -> str:
+    return os.path.join(str(Path(cwd).resolve()), "")
 
 
 class RealPaths:

@@ -158,3 +158,27 @@ def test_value_chain_travels_as_related_locations(tmp_path):
     related = document["runs"][0]["results"][0]["relatedLocations"]
     assert related[0]["physicalLocation"]["artifactLocation"]["uri"] == "settings.py"
     assert related[0]["physicalLocation"]["region"]["startLine"] == 1
+
+
+def test_a_message_names_another_file_as_the_location_is_written(tmp_path):
+    """A project whose pyproject.toml lies below the working folder: a finding's location is written from the
+    working folder, and so is the other file its message names (not from the project's root). Run from inside
+    the project, both are written from there; the results cache serves each working folder its own spelling."""
+    project = tmp_path / "sub"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.rnnlint]\n", "utf-8")
+    (project / "settings.py").write_text("LEARNING_RATE = 0.01\n", "utf-8")
+    (project / "train.py").write_text(
+        "import torch\nfrom torch import nn\n\nfrom settings import LEARNING_RATE\n\nmodel = nn.LSTM(8, 16)\n"
+        "optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)\n", "utf-8")
+    above = rnnlint("check", "--static", "sub/", cwd=tmp_path).stdout
+    assert "sub/train.py:7:53: RNN020" in above and "(LEARNING_RATE, sub/settings.py:1)" in above, above
+    inside = rnnlint("check", "--static", ".", cwd=project).stdout  # the cache holds the findings of sub/ now
+    assert "train.py:7:53: RNN020" in inside and "(LEARNING_RATE, settings.py:1)" in inside, inside
+    assert rnnlint("check", "--static", "sub/", cwd=tmp_path).stdout == above
+    # SARIF's related locations are written the same way
+    sarif = json.loads(rnnlint("check", "--static", "--output-format", "sarif", "sub/", cwd=tmp_path).stdout)
+    result = sarif["runs"][0]["results"][0]
+    related = [r["physicalLocation"]["artifactLocation"]["uri"] for r in result.get("relatedLocations", [])]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "sub/train.py"
+    assert related == ["sub/settings.py"]  # where the value is written

@@ -1158,7 +1158,7 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
     for target, argument in definition.feeds.get(str(position), []):
         qualname = view.resolve_dotted(target)
         if qualname in SEQUENCE_RNNS or (qualname in index.recurrent_names and "Cell" not in qualname):
-            return f"its {qualname.rsplit('.', 1)[-1]} ({_display(index, file)})"
+            return f"its {qualname.rsplit('.', 1)[-1]} ({index.flow().display(file.resolve())})"
         inner = feeds_recurrent(index, file, target, argument, depth + 1)
         if inner:
             return inner
@@ -1173,13 +1173,6 @@ def builds_recurrent(index, file, class_name: str, depth: int = 0) -> bool:
         if any(view.resolve_dotted(c) in index.recurrent_names for c in definition.calls):
             return True
     return False
-
-
-def _display(index, file) -> str:
-    try:
-        return file.resolve().relative_to(index.root).as_posix()
-    except ValueError:
-        return file.name
 
 
 # -- lengths ------------------------------------------------------------------

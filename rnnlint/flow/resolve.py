@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +41,7 @@ from rnnlint.flow.values import (ARGS, CLASS, CONST, DATA, DICT, INSTANCE, LIBRA
 from rnnlint.names import ImportMap, dotted
 from rnnlint.static.projectmap import imported_modules
 from rnnlint.nodes import find_all, node_positions
-from rnnlint.source import SourceError, read_file_bytes
+from rnnlint.source import SourceError, display_path, read_file_bytes
 
 _MAX_DEPTH = 14
 _MAX_VALUES = 24
@@ -161,6 +162,11 @@ class Flow:
         return found.start.line if found is not None else None
 
     def display(self, path: Path) -> str:
+        """Another file as a message names it: from the working folder when it lies inside it, as the finding's
+        own location is written (see display_path); else from the project's root."""
+        shown = display_path(path)
+        if not os.path.isabs(shown):
+            return shown
         try:
             return path.relative_to(self.index.root).as_posix()
         except ValueError:

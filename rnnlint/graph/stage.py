@@ -36,7 +36,7 @@ from rnnlint.graph.rule import GraphRule
 from rnnlint.static.final import FileStep
 from rnnlint.static.noqa import split_lines
 from rnnlint.static.output import plural
-from rnnlint.static.runner import display_path
+from rnnlint.source import display_path
 from rnnlint.sandbox import children, kill_group, kill_leftovers, start
 
 TORCH_MISSING = (

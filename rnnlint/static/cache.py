@@ -96,6 +96,8 @@ class ResultCache:
             "libcst": _libcst_version(),  # the parser decides what parses
             "sources": _sources_digest(folders),
             "root": str(self.config.root),
+            # a message names other files from the working folder, as locations are written (display_path)
+            "cwd": os.path.realpath(os.getcwd()),
             "recurrent-classes": list(self.config.recurrent_classes),
         }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -23,7 +22,7 @@ from rnnlint.diagnostics import Diagnostic, syntax_error
 from rnnlint.static.final import FinalStep
 from rnnlint.static.projectmap import ProjectMap, sorted_paths, syntax_findings, walk_project
 from rnnlint.rule import Rule, triggered
-from rnnlint.source import RealPaths, SourceError, SourceFile, compile_error, encode_like, read_source, write_atomic
+from rnnlint.source import RealPaths, SourceError, display_path, SourceFile, compile_error, encode_like, read_source, write_atomic
 
 if TYPE_CHECKING:  # libcst, the flow model and the rules load when a file reaches them (see Session.index)
     from rnnlint.static.fixer import FixOutcome
@@ -63,22 +62,6 @@ def analyse(path: Path, display: str, text: str, rules: list[type[Rule]], config
     from rnnlint.static.analysis import analyse as analyse_file
 
     return analyse_file(path, display, text, rules, config, index, keep)
-
-
-def display_path(path: Path, real: Path | None = None) -> str:
-    """``path`` as findings show it: relative to the working folder when inside it. ``real``: its
-    resolved path, when the caller knows it."""
-    inside = _real_cwd(os.getcwd())  # the folder with a separator after it: a prefix of what lies inside
-    real = str(real or path.resolve())
-    if not real.startswith(inside):
-        return str(path)
-    relative = real[len(inside):]
-    return relative.replace(os.sep, "/") if os.sep != "/" else relative
-
-
-@lru_cache(maxsize=8)
-def _real_cwd(cwd: str) -> str:
-    return os.path.join(str(Path(cwd).resolve()), "")
 
 
 def cache_dir(config: Config, enabled: bool) -> Path | None:

@@ -17,7 +17,7 @@ import click
 
 from rnnlint.config import ConfigError, load_config
 from rnnlint.static.registry import RuleLoadError
-from rnnlint.static.runner import display_path
+from rnnlint.source import display_path
 from rnnlint.verify import compare, report
 from rnnlint.verify.trial import Job, Options, Progress, TrialRun, Trial, TrialError, run
 

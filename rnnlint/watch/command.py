@@ -143,7 +143,7 @@ def _report(watched: Watched, json_path: Path | None, output_format: str) -> int
         click.echo(report.to_json(findings))
     else:
         color = sys.stdout.isatty()
-        from rnnlint.static.runner import display_path
+        from rnnlint.source import display_path
 
         for observed in watched.findings:
             d, f = observed.diagnostic, observed.finding

@@ -175,7 +175,7 @@ def location(finding: dict) -> dict | None:
 
 
 def to_diagnostic(finding: dict, script: Path, severities: dict[str, Severity]) -> Diagnostic:
-    from rnnlint.static.runner import display_path
+    from rnnlint.source import display_path
 
     where = location(finding) or {"file": str(script), "line": 1}
     path = Path(where["file"])
