@@ -34,11 +34,10 @@ def write_project(root: Path, main: str, files: dict[str, str] | None = None) ->
 def fixture_copy(tmp_path: Path, relative: str) -> Path:
     """Copy ``relative`` (``fixtures/...``) to the same place under ``tmp_path``, a project of its own.
 
-    Checked where it lies, a fixture belongs to the whole checkout (the nearest
-    ``pyproject.toml``), so each question the value-flow model asks about
-    callers parses the tests and rnnlint's own sources too; a copy is checked as
-    the project it stands for, and nothing a run writes (caches, fixes) lands in
-    the checkout. Returns ``tmp_path``, the folder to run from.
+    A copy is checked as the project it stands for (its own ``pyproject.toml``,
+    or ``fixtures/pyproject.toml`` when it is copied with it), and nothing a run
+    writes (caches, fixes) lands in the checkout. Returns ``tmp_path``, the
+    folder to run from.
     """
     shutil.copytree(REPO / relative, tmp_path / relative, ignore=shutil.ignore_patterns("__pycache__", ".rnnlint_cache"))
     (tmp_path / "pyproject.toml").write_text("[tool.rnnlint]\n", "utf-8")
