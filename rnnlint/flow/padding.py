@@ -1158,7 +1158,7 @@ def feeds_recurrent(index, importer, class_name: str, position: int, depth: int 
     for target, argument in definition.feeds.get(str(position), []):
         qualname = view.resolve_dotted(target)
         if qualname in SEQUENCE_RNNS or (qualname in index.recurrent_names and "Cell" not in qualname):
-            return f"its {qualname.rsplit('.', 1)[-1]} ({index.flow().display(file.resolve())})"
+            return f"its {qualname.rsplit('.', 1)[-1]} ({index.flow().display(index.real(file))})"
         inner = feeds_recurrent(index, file, target, argument, depth + 1)
         if inner:
             return inner

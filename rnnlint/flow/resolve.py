@@ -164,7 +164,7 @@ class Flow:
     def display(self, path: Path) -> str:
         """Another file as a message names it: from the working folder when it lies inside it, as the finding's
         own location is written (see display_path); else from the project's root."""
-        shown = display_path(path)
+        shown = display_path(path, self.index.real(path))
         if not os.path.isabs(shown):
             return shown
         try:
