@@ -4,12 +4,15 @@
 working tree of this checkout (tracked and untracked files, not ignored ones)
 is copied to a temporary folder and committed there. pre-commit then builds
 its own virtual environment and pip-installs rnnlint into it, exactly as for a
-user; ``PRE_COMMIT_HOME`` keeps that environment out of the user's cache.
+user; ``PRE_COMMIT_HOME`` keeps that environment out of the user's cache. One
+``try-repo`` runs both hooks, one after the other, as a user's config listing
+both would: the environment (a pip install) is built once.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +29,7 @@ GIT_ENV = {
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.xdist_group("precommit"),  # one worker: pre-commit builds its environment once for both hooks
+    pytest.mark.xdist_group("precommit"),  # one worker: the one pre-commit run serves both tests
     pytest.mark.skipif(shutil.which("git") is None, reason="needs git"),
 ]
 
@@ -53,11 +56,6 @@ def hook_repo(tmp_path_factory) -> Path:
     return copy
 
 
-@pytest.fixture(scope="module")
-def pre_commit_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("pre-commit-home")
-
-
 def user_repo(root: Path, script: str) -> Path:
     git("init", "-q", cwd=root)
     (root / "train.py").write_text(script)
@@ -65,31 +63,43 @@ def user_repo(root: Path, script: str) -> Path:
     return root / "train.py"
 
 
-def try_repo(hook_repo: Path, hook: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(home), "PRE_COMMIT_COLOR": "never"}
-    return subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), hook, "--all-files", "--verbose"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
-    )
+#: one hook's part of ``pre-commit --verbose``'s output: ``name.....Failed``, ``- hook id: x``, then what it printed
+HOOK = re.compile(r"^[^\n]+?\.{3,}(?P<status>Passed|Failed|Skipped)\n- hook id: (?P<id>\S+)\n(?P<body>.*?)"
+                  r"(?=^[^\n]+?\.{3,}(?:Passed|Failed|Skipped)\n- hook id:|\Z)", re.M | re.S)
 
 
-def test_hook_reports_a_finding_and_fails(hook_repo, pre_commit_home, tmp_path):
-    # lr=0.05 with Adam on an LSTM: RNN020
-    user_repo(tmp_path, (DATA / "lstm_train.py").read_text())
-    result = try_repo(hook_repo, "rnnlint", tmp_path, pre_commit_home)
+@pytest.fixture(scope="module")
+def hooks_run(hook_repo, tmp_path_factory):
+    """Both hooks run by one ``pre-commit try-repo`` on a user's repository holding one training script,
+    in the order the hooks file lists them (pre-commit builds its environment, a pip install, once):
+    ``(the exit code, {hook id: (status, what it printed)}, the script as the fix hook left it)``."""
+    root = tmp_path_factory.mktemp("user-repo")
+    # dropout on a one-layer LSTM: RNN041, whose fix is safe; lr=0.05 with Adam on an LSTM: RNN020, whose
+    # fix needs --unsafe-fixes
+    script = user_repo(root, (DATA / "lstm_train.py").read_text())
+    env = {**os.environ, **GIT_ENV, "PRE_COMMIT_HOME": str(tmp_path_factory.mktemp("pre-commit-home")),
+           "PRE_COMMIT_COLOR": "never"}
+    result = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), "--all-files", "--verbose"],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
-    assert result.returncode == 1, output
-    assert "rnnlint" in output and "Failed" in output
-    assert "train.py:22:51: RNN020" in output
+    hooks = {m["id"]: (m["status"], m["body"]) for m in HOOK.finditer(output)}
+    assert list(hooks) == ["rnnlint", "rnnlint-fix"], output
+    return result.returncode, hooks, script.read_text()
 
 
-def test_fix_hook_rewrites_the_file(hook_repo, pre_commit_home, tmp_path):
-    # dropout on a one-layer LSTM: RNN041, whose fix is safe; RNN020 only needs --unsafe-fixes
-    script = user_repo(tmp_path, (DATA / "lstm_train.py").read_text())
-    result = try_repo(hook_repo, "rnnlint-fix", tmp_path, pre_commit_home)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output  # files were modified (and RNN020 remains)
-    fixed = script.read_text()
+def test_hook_reports_a_finding_and_fails(hooks_run):
+    code, hooks, _ = hooks_run
+    status, printed = hooks["rnnlint"]
+    assert code == 1 and status == "Failed", printed
+    assert "train.py:22:51: RNN020" in printed and "train.py:12:59: RNN041" in printed
+    assert "files were modified" not in printed  # it reports; it never writes
+
+
+def test_fix_hook_rewrites_the_file(hooks_run):
+    code, hooks, fixed = hooks_run
+    status, printed = hooks["rnnlint-fix"]
+    assert code == 1 and status == "Failed", printed  # files were modified (and RNN020 remains)
+    assert "files were modified by this hook" in printed
     assert "nn.LSTM(64, hidden, batch_first=True)" in fixed and "dropout" not in fixed
     assert "lr=0.05" in fixed  # the unsafe fix was not applied
-    assert "train.py:22:51: RNN020" in output
+    assert "train.py:22:51: RNN020" in printed and "RNN041" not in printed
