@@ -630,6 +630,37 @@ def test_the_runs_of_a_seed_share_one_torch_import_and_nothing_else(tmp_path):
     assert len(set(cwds)) == 2 and all(str(script.parent) not in cwd for cwd in cwds)  # the two copies
 
 
+@pytest.mark.slow  # the fork server imports torch
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
+def test_on_a_busy_machine_the_fork_server_imports_torchdynamo_once_before_the_first_run(tmp_path):
+    """Every optimizer imports TorchDynamo (a second of CPU). Where no core is idle the server imports it before
+    it forks the first run, so that no run imports it again; the load average is set high for the server."""
+    import subprocess
+
+    from rnnlint.verify.trial import BOOTSTRAP
+
+    script = tmp_path / "train.py"
+    script.write_text(f"import sys\nwith open({str(tmp_path / 'seen.txt')!r}, 'a') as out:\n"
+                      f"    out.write(str('torch._dynamo' in sys.modules) + '\\n')\n", "utf-8")
+    # torch's own bytecode, as a trial run reads it (under the suite's prefix torch would be compiled anew)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}, **ENV, "CUDA_VISIBLE_DEVICES": ""}
+    requests = []
+    for run in ("first", "second"):
+        config = tmp_path / f"{run}.json"
+        config.write_text(json.dumps({"script": str(script), "args": [], "steps": 1, "seed": 0, "device": "cpu",
+                                      "time_limit": 60, "events": str(tmp_path / f"{run}.events"),
+                                      "project": str(tmp_path), "protect": None, "copy": None, "network": False}))
+        requests.append(json.dumps({"config": str(config), "cwd": str(tmp_path), "env": env,
+                                    "stdout": str(tmp_path / f"{run}.out"), "stderr": str(tmp_path / f"{run}.err")}))
+    busy = ("import os, runpy, sys; os.getloadavg = lambda: (64.0, 64.0, 64.0); "
+            f"sys.argv = [{str(BOOTSTRAP)!r}, '--serve', '2']; runpy.run_path(sys.argv[0], run_name='__main__')")
+    server = subprocess.run([sys.executable, "-c", busy], input="\n".join(requests) + "\n", capture_output=True,
+                            text=True, timeout=120, env=env)
+    replies = [json.loads(line) for line in server.stdout.splitlines()]
+    assert [r.get("exit") for r in replies if "exit" in r] == [0, 0], server.stderr
+    assert (tmp_path / "seen.txt").read_text().split() == ["True", "True"]
+
+
 @pytest.fixture(scope="session")  # its xdist_group's tests may not run one after the other: made once
 def clipped_and_timed(tmp_path_factory):
     """One verify run (14 steps) of a script that clips twice, logs the gradient norm it measures itself

@@ -548,11 +548,16 @@ def serve(runs: int) -> int:
     the hooks, the seed, the script. This process runs no user code. What a
     new interpreter reads only at start-up (``PYTHONHASHSEED``, the thread
     counts) is the same for every run of a seed: the parent starts one server
-    per seed. ``runs``: how many runs it will serve at most. The first run
-    imports TorchDynamo itself, as a new interpreter would (a script that
-    fails before its optimizer never does); with more to serve, this process
-    imports it meanwhile, on a thread that ends before the next fork, so the
-    later runs start with it.
+    per seed. ``runs``: how many runs it will serve at most.
+
+    With more than one run to serve, this process imports TorchDynamo too (what
+    every optimizer's constructor imports: another second), once for all of
+    them. Where a core is idle it does so on a thread beside the first run,
+    which imports it itself as a new interpreter would: a script that fails
+    before its optimizer then reports a second sooner. Where every core is
+    busy (a CI machine, a test suite) that thread would only compete with the
+    run for the same second of CPU, so it is imported before the first fork
+    and no run imports it (see :func:`_idle_core`).
 
     Requests and replies are JSON lines on stdin and stdout, read and written
     on the descriptors themselves, so that nothing is left in a buffer a child
@@ -566,9 +571,12 @@ def serve(runs: int) -> int:
         # ``import torch`` leaves CUDA alone, and a child may use it after the fork; TorchDynamo is imported
         # here too only where no GPU can be in use (a child cannot use CUDA if its parent has touched it)
         if runs > 1 and (os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not (torch.version.cuda or torch.version.hip)):
-            import threading
+            if _idle_core():
+                import threading
 
-            warming = threading.Thread(target=_import_dynamo, daemon=True)
+                warming = threading.Thread(target=_import_dynamo, daemon=True)
+            else:
+                _import_dynamo()
     except Exception:  # noqa: BLE001 - each run imports torch again and reports why it cannot
         pass
     pending = b""
@@ -594,6 +602,15 @@ def serve(runs: int) -> int:
         os.write(1, (json.dumps({"pid": pid}) + "\n").encode())
         _, status = os.waitpid(pid, 0)
         os.write(1, (json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+
+
+def _idle_core() -> bool:
+    """Is a core free beside the first run? The load average over the last minute counts the processes
+    that ran or waited to run, this one among them (it is importing torch)."""
+    try:
+        return os.getloadavg()[0] + 1 <= len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no load average, no affinity: as before, a thread
+        return True
 
 
 def _import_dynamo() -> None:
