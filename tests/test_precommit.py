@@ -65,7 +65,7 @@ def user_repo(root: Path, script: str) -> Path:
 
 #: one hook's part of ``pre-commit --verbose``'s output: ``name.....Failed``, ``- hook id: x``, then what it printed
 HOOK = re.compile(r"^[^\n]+?\.{3,}(?P<status>Passed|Failed|Skipped)\n- hook id: (?P<id>\S+)\n(?P<body>.*?)"
-                  r"(?=^[^\n]+?\.{3,}(?:Passed|Failed|Skipped)\n- hook id:|\Z)", re.M | re.S)
+                  r"(?=^[^\n]+?\.{3,}(?:Passed|Failed|Skipped)\n- hook id:|\Z)", re.MULTILINE | re.DOTALL)
 
 
 @pytest.fixture(scope="module")
