@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from rnnlint.verify import compare
-from rnnlint.verify.trial import TrialRun
+from rnnlint.verify.trial import TrialRun, trial_env
 from tests.helpers import rnnlint_process
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
@@ -341,8 +341,6 @@ def test_a_run_over_the_memory_limit_is_stopped(tmp_path):
 
 
 def test_no_variable_of_a_trial_points_into_the_users_project(tmp_path, monkeypatch):
-    from rnnlint.verify.trial import trial_env
-
     user, copy = (tmp_path / "user").resolve(), (tmp_path / "copy").resolve()
     (user / "src").mkdir(parents=True)
     (copy / "src").mkdir(parents=True)
@@ -383,7 +381,9 @@ def test_a_trial_runs_with_deterministic_algorithms_as_the_public_call_sets_them
         import torch._inductor.config as inductor  # what a script that compiles gets
         print("inductor deterministic:", inductor.deterministic)
     """)
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    # a trial run's environment: torch's own bytecode read (the suite's prefix would compile torch anew), none written
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env=trial_env(Path.cwd(), None))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "inductor imported by the seeding: False",
@@ -642,8 +642,8 @@ def test_on_a_busy_machine_the_fork_server_imports_torchdynamo_once_before_the_f
     script = tmp_path / "train.py"
     script.write_text(f"import sys\nwith open({str(tmp_path / 'seen.txt')!r}, 'a') as out:\n"
                       f"    out.write(str('torch._dynamo' in sys.modules) + '\\n')\n", "utf-8")
-    # torch's own bytecode, as a trial run reads it (under the suite's prefix torch would be compiled anew)
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}, **ENV, "CUDA_VISIBLE_DEVICES": ""}
+    # a trial run's environment: torch's own bytecode read (the suite's prefix would compile torch anew), none written
+    env = {**trial_env(tmp_path, None), **ENV, "CUDA_VISIBLE_DEVICES": ""}
     requests = []
     for run in ("first", "second"):
         config = tmp_path / f"{run}.json"
