@@ -807,16 +807,17 @@ def _received(reader, jobs: dict[str, Job], process) -> Job | None:
 
 
 def batches(jobs: list[Job], workers: int) -> list[list[Job]]:
-    """The jobs each worker runs: one run each when runs go side by side; else the runs of one seed together,
-    in order, so that one fork server (one torch import) serves them all."""
-    if workers > 1:
-        return [[job] for job in jobs]
+    """The jobs each worker runs: the runs of one seed together, in order, so that one fork server (one torch
+    import) serves them all, where the seeds still share the workers out evenly (``--seeds 4`` on 2 workers:
+    two seeds each); else one run each, side by side (one seed on 2 workers: before and after at once)."""
     grouped: list[list[Job]] = []
     for job in jobs:
         if grouped and grouped[-1][0].seed == job.seed:
             grouped[-1].append(job)
         else:
             grouped.append([job])
+    if len(grouped) % workers:
+        return [[job] for job in jobs]
     return grouped
 
 
