@@ -42,12 +42,14 @@ class RecurrentInitOutOfRange(GraphRule):
     def measure(self, run) -> None:
         import torch.nn as nn
 
-        from rnnlint.graph.measure import describe, recurrent_blocks, spectral_radius
+        from rnnlint.graph.measure import describe, recurrent_blocks, spectral_radius, spectral_radius_at_most
 
         for path, module in run.recurrent:
             high, low = [], []
             vanilla_tanh = isinstance(module, (nn.RNN, nn.RNNCell)) and module.nonlinearity == "tanh"
             for param, gate, block in recurrent_blocks(module):
+                if not vanilla_tanh and spectral_radius_at_most(block, self.settings["max-radius"]):
+                    continue  # nothing to report: the low band is a tanh RNN's, and the high one is ruled out
                 radius = spectral_radius(block)
                 label = f"{param}" + ("" if gate == "hidden" else f" ({gate} gate)")
                 if radius > self.settings["max-radius"]:

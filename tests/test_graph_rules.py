@@ -217,3 +217,28 @@ def test_a_model_given_its_recurrent_parts_is_built_with_them(tmp_path):
                             executor=in_process).diagnostics
     assert [(d.code, Path(d.path).name, d.line) for d in found] == [("RNN107", "nets.py", 7)], found
     assert "[1, 3, 32] but needs [2, 3, 32]" in found[0].message
+
+
+def test_the_spectral_radius_bound_settles_the_common_inits_and_never_hides_a_radius_above_the_limit():
+    """RNN103 skips a gate block's eigenvalues (a third of a second at 512 units) when a bound says the radius
+    cannot exceed the limit: PyTorch's default and orthogonal blocks are settled by it, and the bound never
+    says "at most" of a block whose radius is above the limit, whatever its structure."""
+    import torch
+
+    from rnnlint.graph.measure import spectral_radius, spectral_radius_at_most
+
+    torch.manual_seed(0)
+    n = 256
+    default = torch.nn.LSTM(8, n).weight_hh_l0.detach()[:n]
+    orthogonal = torch.nn.init.orthogonal_(torch.empty(n, n))
+    assert spectral_radius_at_most(default, 1.5) and spectral_radius_at_most(orthogonal, 1.5)
+    rotation = torch.block_diag(*[torch.tensor([[0.0, -1.0], [1.0, 0.0]])] * (n // 2))  # eigenvalues +-i
+    shift = torch.diag(torch.full((n - 1,), 40.0), 1)  # nilpotent: radius 0, large norm
+    blocks = [orthogonal * s for s in (1.0, 1.49, 1.51, 3.0)] + [rotation * 1.6, shift, shift + torch.eye(n) * 1.6,
+                                                                  torch.randn(n, n) * 0.2, torch.randn(n, n)]
+    for block in blocks:
+        radius = spectral_radius(block)
+        for limit in (0.5, 1.5, 2.0):
+            assert not spectral_radius_at_most(block, limit) or radius <= limit, (radius, limit)
+    assert not spectral_radius_at_most(torch.full((4, 4), float("nan")), 1.5)
+    assert not spectral_radius_at_most(torch.eye(4)[:, :3], 1.5)  # a projection: its own measure
