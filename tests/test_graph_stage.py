@@ -331,3 +331,45 @@ def test_a_model_defined_in_a_notebook_is_built_with_its_cells_arguments(tmp_pat
     assert [(d["code"], d["cell"], d["line"]) for d in items] == [("RNN102", 3, 4)], result.stdout
     assert "RNN(4 -> 32, 3 layers)" in items[0]["message"] and "placeholder" not in items[0]["message"]
     assert not (tmp_path / "TRAINING_RAN").exists()
+
+
+@pytest.mark.slow  # the graph stage's child imports torch and TorchDynamo
+def test_once_a_model_needed_torch_export_the_next_models_copy_starts_with_it(tmp_path):
+    """A model that symbolic tracing cannot follow (a loop over its input's length) is traced by torch.export,
+    which imports TorchDynamo, SymPy and NetworkX (1.5 s). Each model is analysed in a copy forked from the
+    child: after the first such model the child imports them itself, so the next model's copy does not."""
+    import tempfile
+
+    from rnnlint.graph import stage
+    from rnnlint.graph.stage import run_graph_stage
+    from tests import helpers
+
+    stepper = (
+        "class {name}(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        print('{name} built with TorchDynamo imported:', 'torch._dynamo' in sys.modules, file=sys.stderr)\n"
+        "        self.cell = nn.GRUCell(8, 16)\n\n"
+        "    def forward(self, x):\n"
+        "        h = torch.zeros(x.shape[0], 16)\n"
+        "        for t in range(x.shape[1]):\n"
+        "            h = self.cell(x[:, t], h)\n"
+        "        return h\n\n\n"
+    )
+    helpers.write_project(tmp_path, "import sys\n\nimport torch\nimport torch.nn as nn\n\n\n"
+                          + stepper.format(name="First") + stepper.format(name="Second"))
+    printed = []
+
+    def child_with_its_stderr(request: dict, model_timeout: float, stage_timeout: float) -> dict:
+        with tempfile.TemporaryDirectory() as scratch:
+            request = {**request, "scratch": scratch}
+            child = subprocess.run(stage._child_command(), input=json.dumps(request), capture_output=True, text=True,
+                                   cwd=request["roots"][0], env=stage._child_env(scratch), timeout=200)
+        printed.append(child.stderr)
+        results = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
+        assert [r["graph"] for r in results if r.get("event") == "result"] == ["export", "export"], child.stderr
+        return {}
+
+    run_graph_stage(sorted(tmp_path.rglob("*.py")), helpers.session(tmp_path), executor=child_with_its_stderr)
+    built = [line for line in printed[0].splitlines() if "built with TorchDynamo" in line]
+    assert built == ["First built with TorchDynamo imported: False", "Second built with TorchDynamo imported: True"]

@@ -10,10 +10,11 @@ checks every line; this process contains everything else a model can do:
 * it moves into a network namespace of its own before anything else
   (:func:`~rnnlint.sandbox.isolate_network`, Linux), and the parent gave it a
   minimal environment (no inherited secrets);
-* it imports torch and rnnlint's rules once, then analyses each model in a
-  forked copy of itself that has never run user code: a model cannot change
-  how later models are analysed, and its report comes back over a pipe of its
-  own (the stream to the parent stays out of its reach);
+* it imports torch and rnnlint's rules once (and what ``torch.export`` needs,
+  once a model needed it), then analyses each model in a forked copy of itself
+  that has never run user code: a model cannot change how later models are
+  analysed, and its report comes back over a pipe of its own (the stream to
+  the parent stays out of its reach);
 * in that copy, Landlock (Linux 5.13+) confines writes to a scratch folder,
   reads to Python, its libraries and the project, forbids ``execve``, TCP and
   signals outside the copy; a :class:`~rnnlint.sandbox.Guard` refuses the same
@@ -532,6 +533,24 @@ def _withheld(result: dict) -> dict:
     return result
 
 
+def _tried_export(result: dict) -> bool:
+    """Did the model's copy fall back to ``torch.export`` (its graph, or a note saying why export failed)?"""
+    notes = result.get("notes")
+    return result.get("graph") == "export" or (isinstance(notes, list) and any(
+        isinstance(note, str) and "torch.export" in note for note in notes))
+
+
+def _import_export() -> None:
+    """Import what ``torch.export`` needs (TorchDynamo, SymPy, NetworkX: 1.5 s) in this process, once a model
+    needed it: each model's copy is forked from here and would import it again. torch's own code, no user code;
+    a model that cannot be traced symbolically (a loop over its input's length) is often not the last."""
+    if "torch.export._trace" not in sys.modules:
+        try:
+            import torch.export._trace  # noqa: F401
+        except Exception:  # noqa: BLE001 - each copy imports it again and reports why it cannot
+            pass
+
+
 def main() -> None:
     request = json.load(sys.stdin)
     isolated = request.get("kernel", True) and isolate_network()  # first: no network for this process tree
@@ -566,6 +585,8 @@ def main() -> None:
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]
                                if isinstance(k, list) and len(k) == 2 and k[0] in modules and isinstance(k[1], str)}
         emit({**result, "event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3)})
+        if forking and _tried_export(result):
+            _import_export()
     emit({"event": "done"})
     stream.close()
     os._exit(0)  # skip interpreter teardown
