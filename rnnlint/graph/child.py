@@ -11,7 +11,7 @@ checks every line; this process contains everything else a model can do:
   (:func:`~rnnlint.sandbox.isolate_network`, Linux), and the parent gave it a
   minimal environment (no inherited secrets);
 * it imports torch and rnnlint's rules once (and what ``torch.export`` needs,
-  once a model needed it), then analyses each model in a forked copy of itself
+  once two models needed it), then analyses each model in a forked copy of itself
   that has never run user code: a model cannot change how later models are
   analysed, and its report comes back over a pipe of its own (the stream to
   the parent stays out of its reach);
@@ -541,9 +541,9 @@ def _tried_export(result: dict) -> bool:
 
 
 def _import_export() -> None:
-    """Import what ``torch.export`` needs (TorchDynamo, SymPy, NetworkX: 1.5 s) in this process, once a model
-    needed it: each model's copy is forked from here and would import it again. torch's own code, no user code;
-    a model that cannot be traced symbolically (a loop over its input's length) is often not the last."""
+    """Import what ``torch.export`` needs (TorchDynamo, SymPy, NetworkX: 1.5 s) in this process, once two models
+    needed it and more are to come: each model's copy is forked from here and would import it again. torch's own
+    code, no user code. Not after the first: in a project of a few models the import would often be for none."""
     if "torch.export._trace" not in sys.modules:
         try:
             import torch.export._trace  # noqa: F401
@@ -570,7 +570,8 @@ def main() -> None:
     emit({"event": "ready", "seconds": round(time.perf_counter() - started, 3), "network_namespace": isolated})
     forking = FORK_PER_MODEL and request.get("fork", True)
     guard = None if forking else _guard(request, readable=None)
-    for spec in request["models"]:
+    exported = 0  # models whose copy fell back to torch.export
+    for number, spec in enumerate(request["models"], 1):
         emit({"event": "start", "id": spec["id"]})
         started = time.perf_counter()
         if forking:
@@ -585,7 +586,8 @@ def main() -> None:
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]
                                if isinstance(k, list) and len(k) == 2 and k[0] in modules and isinstance(k[1], str)}
         emit({**result, "event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3)})
-        if forking and _tried_export(result):
+        exported += forking and _tried_export(result)
+        if exported >= 2 and number < len(request["models"]):  # likely not the last: import it here, once
             _import_export()
     emit({"event": "done"})
     stream.close()
