@@ -534,10 +534,11 @@ def _withheld(result: dict) -> dict:
 
 
 def _tried_export(result: dict) -> bool:
-    """Did the model's copy fall back to ``torch.export`` (its graph, or a note saying why export failed)?"""
+    """Did the model's copy run ``torch.export`` (its graph, or the note saying why export failed; not the note
+    that export was never tried, for want of example inputs)?"""
     notes = result.get("notes")
     return result.get("graph") == "export" or (isinstance(notes, list) and any(
-        isinstance(note, str) and "torch.export" in note for note in notes))
+        isinstance(note, str) and "torch.export: " in note for note in notes))
 
 
 def _import_export() -> None:
@@ -586,7 +587,8 @@ def main() -> None:
             worker.covered |= {(k[0], k[1]) for k in covered[:1000]
                                if isinstance(k, list) and len(k) == 2 and k[0] in modules and isinstance(k[1], str)}
         emit({**result, "event": "result", "id": spec["id"], "seconds": round(time.perf_counter() - started, 3)})
-        exported += forking and _tried_export(result)
+        if forking and _tried_export(result):
+            exported += 1
         if exported >= 2 and number < len(request["models"]):  # likely not the last: import it here, once
             _import_export()
     emit({"event": "done"})
