@@ -226,6 +226,26 @@ def test_missing_torch_is_said_once(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow  # the graph stage builds the models in a child process
+def test_a_models_copy_leaves_what_it_inherited_out_of_its_collections(tmp_path):
+    """Each model's copy freezes what it inherited (torch, the rules, the measurement code) before the model's
+    code runs: the collections that code sets off walk only what it makes, and write nothing to the pages the
+    copy shares with the child it was forked from. The model says what it saw in its error."""
+    (tmp_path / "model.py").write_text(
+        "import gc\nimport torch.nn as nn\n\n\n"
+        "class Tagger(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.rnn = nn.LSTM(4, 8, batch_first=True)\n"
+        "        raise RuntimeError(f'frozen {gc.get_freeze_count()}')\n",
+        "utf-8",
+    )
+    result = rnnlint("check", "--graph", "--no-cache", ".", cwd=tmp_path)
+    frozen = re.search(r"RuntimeError: frozen (\d+)", result.stdout)
+    assert frozen is not None, result.stdout + result.stderr
+    assert int(frozen.group(1)) > 100_000  # torch's own objects, at least
+
+
+@pytest.mark.slow  # the graph stage builds the models in a child process
 def test_a_model_that_cannot_be_built_is_a_note_not_a_failure(tmp_path):
     """RNN901 is information: rnnlint says what it could not analyse, but the build stays green."""
     (tmp_path / "model.py").write_text(

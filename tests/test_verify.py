@@ -664,6 +664,31 @@ def test_on_a_busy_machine_the_fork_server_imports_torchdynamo_once_before_the_f
     assert (tmp_path / "seen.txt").read_text().split() == ["True", "True"]
 
 
+@pytest.mark.slow  # a trial run imports torch
+def test_a_runs_collections_leave_out_what_existed_before_the_script(tmp_path):
+    """torch's objects (with the hooks, and in a forked run the fork server's) are frozen before the script
+    starts: the collections the script sets off, and the one at the run's end, walk only what it made."""
+    import subprocess
+
+    from rnnlint.verify.trial import BOOTSTRAP
+
+    seen = tmp_path / "seen.txt"
+    script = tmp_path / "train.py"
+    script.write_text(f"import gc\nwith open({str(seen)!r}, 'w') as out:\n"
+                      f"    out.write(f'{{gc.get_freeze_count()}} {{len(gc.get_objects())}}')\n", "utf-8")
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"script": str(script), "args": [], "steps": 1, "seed": 0, "device": "cpu",
+                                  "time_limit": 60, "events": str(tmp_path / "run.events"), "project": str(tmp_path),
+                                  "protect": None, "copy": None, "network": False}))
+    env = {**trial_env(tmp_path, None), **ENV, "CUDA_VISIBLE_DEVICES": ""}  # torch's own bytecode read
+    run = subprocess.run([sys.executable, str(BOOTSTRAP), str(config)], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    frozen, tracked = map(int, seen.read_text().split())
+    assert frozen > 100_000  # torch's own objects, at least
+    assert tracked < frozen / 10  # what a collection during the script walks
+
+
 @pytest.fixture(scope="session")  # its xdist_group's tests may not run one after the other: made once
 def clipped_and_timed(tmp_path_factory):
     """One verify run (14 steps) of a script that clips twice, logs the gradient norm it measures itself

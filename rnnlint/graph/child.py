@@ -30,6 +30,7 @@ checks every line; this process contains everything else a model can do:
 
 from __future__ import annotations
 
+import gc
 import glob
 import importlib
 import importlib.abc
@@ -428,6 +429,9 @@ def _analyse_in_fork(worker: Worker, spec: dict, request: dict, protocol_fd: int
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the forked process
+        # all it inherited lives as long as it does: frozen, it is left out of the collections the model's
+        # code sets off (torch.export's make many), which no longer write to the pages it shares with us
+        gc.freeze()
         code = 0
         try:
             os.close(read_fd)
