@@ -633,6 +633,16 @@ def test_the_runs_of_a_seed_share_one_torch_import_and_nothing_else(tmp_path):
     assert len(set(cwds)) == 2 and all(str(script.parent) not in cwd for cwd in cwds)  # the two copies
 
 
+def bootstrap_config(folder: Path, script: Path, name: str) -> Path:
+    """The configuration of one trial run of ``script`` (one step, no guard: nothing to protect), written as
+    ``name``.json beside it, for tests that start the bootstrap (or its fork server) themselves."""
+    config = folder / f"{name}.json"
+    config.write_text(json.dumps({"script": str(script), "args": [], "steps": 1, "seed": 0, "device": "cpu",
+                                  "time_limit": 60, "events": str(folder / f"{name}.events"), "project": str(folder),
+                                  "protect": None, "copy": None, "network": False}))
+    return config
+
+
 @pytest.mark.slow  # the fork server imports torch
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
 def test_on_a_busy_machine_the_fork_server_imports_torchdynamo_once_before_the_first_run(tmp_path):
@@ -649,10 +659,7 @@ def test_on_a_busy_machine_the_fork_server_imports_torchdynamo_once_before_the_f
     env = {**trial_env(tmp_path, None), **ENV, "CUDA_VISIBLE_DEVICES": ""}
     requests = []
     for run in ("first", "second"):
-        config = tmp_path / f"{run}.json"
-        config.write_text(json.dumps({"script": str(script), "args": [], "steps": 1, "seed": 0, "device": "cpu",
-                                      "time_limit": 60, "events": str(tmp_path / f"{run}.events"),
-                                      "project": str(tmp_path), "protect": None, "copy": None, "network": False}))
+        config = bootstrap_config(tmp_path, script, run)
         requests.append(json.dumps({"config": str(config), "cwd": str(tmp_path), "env": env,
                                     "stdout": str(tmp_path / f"{run}.out"), "stderr": str(tmp_path / f"{run}.err")}))
     busy = ("import os, runpy, sys; os.getloadavg = lambda: (64.0, 64.0, 64.0); "
@@ -676,10 +683,7 @@ def test_a_runs_collections_leave_out_what_existed_before_the_script(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(f"import gc\nwith open({str(seen)!r}, 'w') as out:\n"
                       f"    out.write(f'{{gc.get_freeze_count()}} {{len(gc.get_objects())}}')\n", "utf-8")
-    config = tmp_path / "run.json"
-    config.write_text(json.dumps({"script": str(script), "args": [], "steps": 1, "seed": 0, "device": "cpu",
-                                  "time_limit": 60, "events": str(tmp_path / "run.events"), "project": str(tmp_path),
-                                  "protect": None, "copy": None, "network": False}))
+    config = bootstrap_config(tmp_path, script, "run")
     env = {**trial_env(tmp_path, None), **ENV, "CUDA_VISIBLE_DEVICES": ""}  # torch's own bytecode read
     run = subprocess.run([sys.executable, str(BOOTSTRAP), str(config)], capture_output=True, text=True,
                          timeout=120, env=env, cwd=tmp_path)
