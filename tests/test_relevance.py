@@ -9,7 +9,9 @@ map (the default) and without it (``RNNLINT_RELEVANCE=0``), and compare.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -294,6 +296,55 @@ def test_one_file_of_a_large_project_finds_the_same_on_one_core_and_on_all(tmp_p
     pooled = check(tmp_path, "--jobs", "2", "model.py")
     assert ("model.py", "RNN011") in where(serial["findings"])
     assert pooled["findings"] == serial["findings"]
+
+
+def _logging_parses(log: Path):
+    """libcst's parse_module, writing ``pid<TAB>first line`` of each text it parses to ``log`` (in any
+    process: a pool's workers are forks of this one)."""
+    real = libcst.parse_module
+
+    def parse_module(source, *more, **options):
+        with log.open("a") as out:
+            out.write(f"{os.getpid()}\t{source.split(chr(10), 1)[0]}\n")
+        return real(source, *more, **options)
+
+    return mock.patch.object(libcst, "parse_module", parse_module)
+
+
+def test_the_workers_inherit_the_seed_files_parsed_while_relevance_is_worked_out(tmp_path):
+    """A large run works out relevance in a forked copy while it parses the files that hold a relevance
+    word; the workers fork after that and inherit those trees: every worker's project-wide questions lead
+    to them, and each parsed them again (fairseq: 30 files parsed by both workers, 0.9 CPU-s)."""
+    from rnnlint.static import runner
+
+    root = _gpu_lengths_project(tmp_path, 240)
+    serial = check(root, "--jobs", "1", ".")
+    log = tmp_path / "parses.log"
+    decide = runner._decide_child
+
+    def slow_decide(*args):
+        time.sleep(1)  # the parent has all the seeds parsed by then (two small files here)
+        decide(*args)
+
+    with _logging_parses(log), mock.patch.object(runner, "_decide_child", slow_decide):
+        pooled = rnnlint("check", "--static", "--no-cache", "--jobs", "2", "--output-format", "json", ".", cwd=root)
+    assert json.loads(pooled.stdout) == serial["findings"]
+    assert ("model.py", "RNN011") in where(serial["findings"])
+    parses = [line.split("\t") for line in log.read_text().splitlines()]
+    assert [pid for pid, first in parses if first == "# file: model.py"] == [str(os.getpid())], parses
+    assert [pid for pid, first in parses if first == "# file: train.py"] != [str(os.getpid())], parses
+
+
+def test_a_run_whose_relevance_copy_dies_decides_itself_and_finds_the_same(tmp_path):
+    from rnnlint.static import runner
+
+    root = _gpu_lengths_project(tmp_path, 240)
+    serial = check(root, "--jobs", "1", ".")
+    with mock.patch.object(runner, "_decide_child", lambda *args: os._exit(1)):
+        pooled = rnnlint("check", "--static", "--no-cache", "--jobs", "2", "--output-format", "json", ".", cwd=root)
+    assert pooled.returncode == 1, pooled.stdout + pooled.stderr
+    assert json.loads(pooled.stdout) == serial["findings"]
+    assert ("model.py", "RNN011") in where(serial["findings"])
 
 
 def test_a_warm_run_of_a_large_project_maps_nothing(tmp_path):

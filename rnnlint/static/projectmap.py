@@ -865,6 +865,14 @@ class ProjectMap:
             self._relevant[words] = frozenset(map(Path, found))
         return self._relevant[words]
 
+    def decided(self) -> dict[tuple[str, ...], frozenset[Path]]:
+        """The relevant files worked out so far, per set of relevance words (see :meth:`adopt`)."""
+        return dict(self._relevant)
+
+    def adopt(self, relevant: dict[tuple[str, ...], frozenset[Path]]) -> None:
+        """Take over what a forked copy of this map worked out (:meth:`decided`)."""
+        self._relevant.update(relevant)
+
     def _compute(self, words: tuple[str, ...], among) -> set[str]:
         maps = {path: self.map(path) for path in among}
         users: dict[tuple[str, str], list[tuple[str, str]]] = {}  # who is recurrent when a definition is

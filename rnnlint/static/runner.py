@@ -318,6 +318,35 @@ class Session:
                     settle(i, document)
         return skipped
 
+    def prepare_analysis(self, until: Callable[[], bool]) -> None:
+        """Load libcst, the flow model and the enabled rules, then parse the files whose map holds a
+        relevance word (largest first) into the project index, until ``until()`` says to stop. A rule
+        folder that fails to load is reported by the first file that needs it, as before."""
+        try:
+            from rnnlint.static import analysis  # noqa: F401
+
+            index = self.index
+            self.classes(self.config.enabled(self.catalogue))
+        except Exception:  # noqa: BLE001
+            return
+        project = self.project_map()
+        index.accepted = project.accepted()  # libcst need not ask CPython again (see parse_python)
+        seeds = {path for words in self._word_sets() for path in project.seeds(words)}
+        for path in sorted(seeds, key=lambda path: -_size(Path(path))):
+            if until():
+                return
+            index.tree(Path(path))
+
+    def decision(self) -> tuple:
+        """What :meth:`decide` worked out, for the process this one was forked from (see :meth:`adopt`)."""
+        return self.verdicts, self._scope, self.project_map().decided()
+
+    def adopt(self, decision: tuple) -> None:
+        """Take over what a forked copy of this session decided (:meth:`decision`)."""
+        self.verdicts, self._scope, relevant = decision
+        self._whole = True
+        self.project_map().adopt(relevant)
+
     def decide_relevance(self, files: list[Path]) -> None:
         """Whether each of ``files`` can matter to each set of relevance words (and the flow model's scope)."""
         project = self.project_map()
@@ -491,6 +520,7 @@ def _wants(rule, text: str, present: frozenset[str] | set[str]) -> bool:
 
 _worker: Session | None = None
 _counter = None  # the worker's ModelCounter, when the run notes the models --graph would build
+_prepared: Session | None = None  # the session a forked worker takes over (see _decide_beside)
 
 
 def _init_worker(config: Config, use_cache: bool, parent: int | None = None, decided: tuple | None = None,
@@ -503,7 +533,7 @@ def _init_worker(config: Config, use_cache: bool, parent: int | None = None, dec
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
-    _worker = Session(config, use_cache)
+    _worker = _prepared if _prepared is not None else Session(config, use_cache)
     if later is not None:
         try:
             from rnnlint.static import analysis  # noqa: F401  (what the first file would import)
@@ -621,6 +651,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
     outcomes: list[FileOutcome | None] = [None] * len(tasks)
     skipped: list[int] = []
     pool = later = None
+    beside = False  # relevance is worked out in a forked copy of this process (see _decide_beside)
     try:
         if local.relevance:
             # the project map first, on every core; then the files that cannot matter are the parent's:
@@ -628,25 +659,38 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             if not local.decided_before():
                 with context.Pool(jobs) as mapping:
                     local.map_project(mapping)
-                if local.may_analyse():  # the workers load libcst and the rules while relevance is worked out
-                    later = context.SimpleQueue()
-                    pool = context.Pool(jobs, initializer=_init_worker,
-                                        initargs=(config, use_cache, os.getpid(), None, later, local.note_models))
-            def settle(i: int, document: SourceFile) -> None:  # while the workers load libcst and the rules
+                if local.may_analyse():
+                    if context.get_start_method() == "fork":
+                        beside = True
+                    else:  # the workers load libcst and the rules while relevance is worked out
+                        later = context.SimpleQueue()
+                        pool = context.Pool(jobs, initializer=_init_worker,
+                                            initargs=(config, use_cache, os.getpid(), None, later, local.note_models))
+
+            def outcome_of(i: int, document: SourceFile) -> FileOutcome:  # a file no rule reads
                 try:
-                    outcomes[i] = local.check(files[i], document=document) if mode == "check" else \
+                    return local.check(files[i], document=document) if mode == "check" else \
                         local.fix(files[i], write, unsafe)
                 except Exception as exc:
-                    outcomes[i] = _internal_error(files[i], exc)
+                    return _internal_error(files[i], exc)
 
-            if mode == "check" and local.results is not None and pool is None:
+            def settle(i: int, document: SourceFile) -> None:
+                outcomes[i] = outcome_of(i, document)
+
+            if mode == "check" and local.results is not None and pool is None and not beside:
                 # a warm run (relevance cached: nothing was mapped), or one where no file can reach libcst:
                 # each file is settled by its relevance or from the results cache, on every core; only what
                 # the cache lacks is analysed below
                 local.decide_relevance(files)
                 _settle_cached(local, files, outcomes, jobs, context)
             else:
-                skipped = local.decide(files, settle)
+                found = _decide_beside(local, files, outcome_of, context) if beside else None
+                if found is None:
+                    skipped = local.decide(files, settle)
+                else:
+                    skipped, settled = found
+                    for i, outcome in settled.items():
+                        outcomes[i] = outcome
                 if mode == "check" and local.results is not None:  # what the cache holds needs no worker
                     for i, path in enumerate(files):
                         if i not in skipped:
@@ -662,8 +706,13 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             for _ in range(jobs):
                 later.put(decided)
         elif order:
-            pool = context.Pool(jobs, initializer=_init_worker,
-                                initargs=(config, use_cache, os.getpid(), decided, None, local.note_models))
+            global _prepared
+            _prepared = local if beside else None  # the workers fork from here: they inherit the session
+            try:
+                pool = context.Pool(jobs, initializer=_init_worker,
+                                    initargs=(config, use_cache, os.getpid(), decided, None, local.note_models))
+            finally:
+                _prepared = None
         if order:
             for i, outcome in pool.imap_unordered(_work_indexed, [(i, tasks[i]) for i in order], chunksize=chunk):
                 outcomes[i] = outcome
@@ -672,6 +721,48 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             pool.terminate()
             pool.join()
     return outcomes  # type: ignore[return-value]
+
+
+def _decide_beside(session: Session, files: list[Path], outcome_of: Callable[[int, SourceFile], FileOutcome],
+                   context) -> tuple[list[int], dict[int, FileOutcome]] | None:
+    """:meth:`Session.decide` in a forked copy of this process, while this one loads libcst, the flow
+    model and the rules, and parses the files that hold a relevance word (the map's seeds), largest first,
+    until the copy's answer comes. The analysis workers fork from this process next and inherit all of
+    it. Each worker would otherwise load libcst itself, and the seeds are the files every worker's
+    project-wide questions (the callers of a model, the modules that pack) lead to: each parsed them again.
+
+    The positions of the files no rule reads, with their outcomes (``outcome_of``); None when the copy
+    failed in any way (this process then decides itself, as a run without a fork does)."""
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(target=_decide_child, args=(session, files, outcome_of, writer, os.getpid()),
+                            daemon=True)
+    child.start()
+    writer.close()
+    try:
+        session.prepare_analysis(until=reader.poll)
+        skipped, settled, decision = reader.recv()
+    except (EOFError, OSError):
+        return None  # the copy died before it answered
+    finally:
+        reader.close()
+        child.join()
+    session.adopt(decision)
+    return skipped, settled
+
+
+def _decide_child(session: Session, files: list[Path], outcome_of, writer, parent: int) -> None:
+    """The forked copy's side of :func:`_decide_beside`: decide, and send what was decided."""
+    from rnnlint.sandbox import die_with_parent
+
+    die_with_parent(parent)
+    settled: dict[int, FileOutcome] = {}
+    try:
+        skipped = session.decide(files, lambda i, document: settled.__setitem__(i, outcome_of(i, document)))
+        writer.send((skipped, settled, session.decision()))
+    except Exception:  # noqa: BLE001  nothing is sent: the parent decides itself and meets the error there
+        pass
+    finally:
+        writer.close()
 
 
 def _cached(session: Session, path: Path) -> FileOutcome | None:
