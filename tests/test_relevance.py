@@ -347,6 +347,27 @@ def test_a_run_whose_relevance_copy_dies_decides_itself_and_finds_the_same(tmp_p
     assert ("model.py", "RNN011") in where(serial["findings"])
 
 
+def test_the_workers_leave_what_they_inherit_out_of_their_collections(tmp_path):
+    """The analysis workers fork from a process that holds the project map (and libcst's trees of the seed
+    files): frozen, so that no collection of theirs walks it. The run's own process gets its collector back."""
+    import gc
+
+    from rnnlint.config import load_config
+    from rnnlint.static import runner
+
+    root = _gpu_lengths_project(tmp_path, 60)
+    files = sorted(root.rglob("*.py"))
+
+    def frozen(task):
+        return runner.FileOutcome(task[0], messages=[str(gc.get_freeze_count())])
+
+    with mock.patch.object(runner, "_work", frozen):
+        outcomes = runner.run(files, load_config([root], None), jobs=2, use_cache=False)
+    counts = [int(o.messages[0]) for o in outcomes if o.messages]
+    assert counts and min(counts) > 1000, counts  # model.py and train.py, analysed in a worker
+    assert gc.get_freeze_count() == 0
+
+
 def test_a_warm_run_of_a_large_project_maps_nothing(tmp_path):
     """Nothing changed: the cached relevance and results answer, and no file is mapped (a few-file run's
     mapping on every core once ran here too, a quarter of a warm run's time on fairseq)."""

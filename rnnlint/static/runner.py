@@ -664,8 +664,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
                         beside = True
                     else:  # the workers load libcst and the rules while relevance is worked out
                         later = context.SimpleQueue()
-                        pool = context.Pool(jobs, initializer=_init_worker,
-                                            initargs=(config, use_cache, os.getpid(), None, later, local.note_models))
+                        pool = _workers(context, jobs, (config, use_cache, os.getpid(), None, later, local.note_models))
 
             def outcome_of(i: int, document: SourceFile) -> FileOutcome:  # a file no rule reads
                 try:
@@ -709,8 +708,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             global _prepared
             _prepared = local if beside else None  # the workers fork from here: they inherit the session
             try:
-                pool = context.Pool(jobs, initializer=_init_worker,
-                                    initargs=(config, use_cache, os.getpid(), decided, None, local.note_models))
+                pool = _workers(context, jobs, (config, use_cache, os.getpid(), decided, None, local.note_models))
             finally:
                 _prepared = None
         if order:
@@ -721,6 +719,23 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             pool.terminate()
             pool.join()
     return outcomes  # type: ignore[return-value]
+
+
+def _workers(context, jobs: int, initargs: tuple):
+    """The analysis workers (see :func:`_init_worker`). A forked worker starts with what this process
+    holds, the project map and perhaps libcst's trees of the seed files, frozen (:func:`gc.freeze`): its
+    collections leave it out (each full one would walk it all) and do not write to the pages it shares.
+    This process gets its collector back as it was."""
+    import gc
+
+    fork = context.get_start_method() == "fork"
+    if fork:
+        gc.freeze()
+    try:
+        return context.Pool(jobs, initializer=_init_worker, initargs=initargs)
+    finally:
+        if fork:
+            gc.unfreeze()
 
 
 def _decide_beside(session: Session, files: list[Path], outcome_of: Callable[[int, SourceFile], FileOutcome],
