@@ -3,7 +3,12 @@
 A :class:`Session` holds what one process needs: the rules, the validated
 config and a project index. Large runs fork one session per core and hand out
 files in chunks; each worker returns plain findings, diffs and messages. Rules
-are loaded by each worker from their folders, never pickled.
+are loaded from their folders, never pickled.
+
+A large run on Linux goes: the project map on every core; which files can
+matter, decided in a forked copy while the run loads libcst and the rules and
+parses the seed files (:func:`_decide_beside`); then the workers fork from the
+run and inherit all of that, frozen for their collector (:func:`_workers`).
 """
 
 from __future__ import annotations
