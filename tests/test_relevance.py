@@ -323,7 +323,7 @@ def test_the_workers_inherit_the_seed_files_parsed_while_relevance_is_worked_out
     decide = runner._decide_child
 
     def slow_decide(*args):
-        time.sleep(1)  # the parent has all the seeds parsed by then (two small files here)
+        time.sleep(1)  # the parent has parsed the seeds by then (here one small file, model.py)
         decide(*args)
 
     with _logging_parses(log), mock.patch.object(runner, "_decide_child", slow_decide):
