@@ -368,6 +368,34 @@ def test_the_workers_leave_what_they_inherit_out_of_their_collections(tmp_path):
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc (Linux)")
+def test_ctrl_c_stops_a_large_run_with_one_message_and_no_worker_tracebacks(tmp_path):
+    """Ctrl-C reaches every process of the terminal's group: the run, its mapping and analysis workers,
+    relevance's copy. Only the run answers it ("Aborted!"); the processes it forked leave it to the run,
+    which stops them. Each printed its own KeyboardInterrupt traceback before."""
+    import signal
+    import subprocess
+    import sys
+
+    root = _gpu_lengths_project(tmp_path, 400)
+    run = subprocess.Popen([sys.executable, "-m", "rnnlint", "check", "--static", "--no-cache", "--jobs", "2", "."],
+                           cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
+    deadline = time.monotonic() + 60
+    while run.poll() is None and time.monotonic() < deadline:
+        if children.exists() and children.read_text().split():  # a pool's workers, or the copy
+            time.sleep(0.05)
+            break
+        time.sleep(0.005)
+    assert run.poll() is None, "the run ended before it forked: the project is too small for this test"
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "Aborted!" in err
+
+
 def test_a_warm_run_of_a_large_project_maps_nothing(tmp_path):
     """Nothing changed: the cached relevance and results answer, and no file is mapped (a few-file run's
     mapping on every core once ran here too, a quarter of a warm run's time on fairseq)."""

@@ -13,6 +13,7 @@ run and inherit all of that, frozen for their collector (:func:`_workers`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -187,7 +188,9 @@ class Session:
                     and not self.decided_before()):
                 # a run on a few files of a large project, whose first project-wide search needs the whole map
                 # (unless the cache holds the project's relevance as the files are now: nothing to map)
-                with _context().Pool(self.jobs) as pool:
+                with _forking():
+                    pool = _context().Pool(self.jobs, initializer=_die_with, initargs=(os.getpid(),))
+                with pool:
                     self.map_project(pool)
             self._scope = frozenset().union(*(project.relevant(words) for words in self._word_sets()))
         return self._scope
@@ -535,9 +538,7 @@ def _init_worker(config: Config, use_cache: bool, parent: int | None = None, dec
     the flow model and the enabled rules (half a second that is then off the run's critical path).
     ``note_models``: count the models of each file checked (see :attr:`Session.note_models`)."""
     global _worker, _counter
-    from rnnlint.sandbox import die_with_parent
-
-    die_with_parent(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
+    _die_with(parent)  # Linux: a worker never outlives the run that started it (nor writes after it)
     _worker = _prepared if _prepared is not None else Session(config, use_cache)
     if later is not None:
         try:
@@ -662,7 +663,9 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             # the project map first, on every core; then the files that cannot matter are the parent's:
             # reading them costs less than handing them out
             if not local.decided_before():
-                with context.Pool(jobs) as mapping:
+                with _forking():
+                    mapping = context.Pool(jobs, initializer=_die_with, initargs=(os.getpid(),))
+                with mapping:
                     local.map_project(mapping)
                 if local.may_analyse():
                     if context.get_start_method() == "fork":
@@ -737,7 +740,8 @@ def _workers(context, jobs: int, initargs: tuple):
     if fork:
         gc.freeze()
     try:
-        return context.Pool(jobs, initializer=_init_worker, initargs=initargs)
+        with _forking():
+            return context.Pool(jobs, initializer=_init_worker, initargs=initargs)
     finally:
         if fork:
             gc.unfreeze()
@@ -756,13 +760,17 @@ def _decide_beside(session: Session, files: list[Path], outcome_of: Callable[[in
     reader, writer = context.Pipe(duplex=False)
     child = context.Process(target=_decide_child, args=(session, files, outcome_of, writer, os.getpid()),
                             daemon=True)
-    child.start()
+    with _forking():
+        child.start()
     writer.close()
     try:
         session.prepare_analysis(until=reader.poll)
         skipped, settled, decision = reader.recv()
     except (EOFError, OSError):
         return None  # the copy died before it answered
+    except BaseException:
+        child.terminate()  # Ctrl-C (or a bug here): its answer is not wanted
+        raise
     finally:
         reader.close()
         child.join()
@@ -772,9 +780,7 @@ def _decide_beside(session: Session, files: list[Path], outcome_of: Callable[[in
 
 def _decide_child(session: Session, files: list[Path], outcome_of, writer, parent: int) -> None:
     """The forked copy's side of :func:`_decide_beside`: decide, and send what was decided."""
-    from rnnlint.sandbox import die_with_parent
-
-    die_with_parent(parent)
+    _die_with(parent)
     settled: dict[int, FileOutcome] = {}
     try:
         skipped = session.decide(files, lambda i, document: settled.__setitem__(i, outcome_of(i, document)))
@@ -807,7 +813,9 @@ def _settle_cached(session: Session, files: list[Path], outcomes: list, jobs: in
     _warm = (session, files)
     try:
         parts = [list(range(start, len(files), jobs * 4)) for start in range(jobs * 4)]
-        with context.Pool(jobs, initializer=_die_with, initargs=(os.getpid(),)) as pool:
+        with _forking():
+            pool = context.Pool(jobs, initializer=_die_with, initargs=(os.getpid(),))
+        with pool:
             for part in pool.imap_unordered(_cached_part, parts):
                 for i, outcome in part:
                     outcomes[i] = outcome
@@ -815,10 +823,36 @@ def _settle_cached(session: Session, files: list[Path], outcomes: list, jobs: in
         _warm = None
 
 
-def _die_with(parent: int) -> None:
+def _die_with(parent: int | None) -> None:
+    """What every process a run forks does first: die with the run (Linux), and leave Ctrl-C to it. The
+    run stops its workers itself (``Pool.terminate``); a worker that took the KeyboardInterrupt too would
+    print its own traceback under the run's "Aborted!". Forked with Ctrl-C held (:func:`_forking`), it
+    lets it through only once it ignores it."""
+    import signal
+
     from rnnlint.sandbox import die_with_parent
 
     die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _forking():
+    """Hold Ctrl-C while this process forks workers (POSIX): a child forked in the moment before it
+    ignores Ctrl-C (see :func:`_die_with`) would otherwise take it. This process gets a Ctrl-C pressed
+    meanwhile as soon as the forks are done: none is lost."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _cached_part(positions: list[int]) -> list[tuple[int, FileOutcome | None]]:
