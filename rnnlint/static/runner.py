@@ -188,9 +188,7 @@ class Session:
                     and not self.decided_before()):
                 # a run on a few files of a large project, whose first project-wide search needs the whole map
                 # (unless the cache holds the project's relevance as the files are now: nothing to map)
-                with _forking():
-                    pool = _context().Pool(self.jobs, initializer=_die_with, initargs=(os.getpid(),))
-                with pool:
+                with _pool(_context(), self.jobs) as pool:
                     self.map_project(pool)
             self._scope = frozenset().union(*(project.relevant(words) for words in self._word_sets()))
         return self._scope
@@ -663,9 +661,7 @@ def _run(files: list[Path], config: Config, mode: str, write: bool, unsafe: bool
             # the project map first, on every core; then the files that cannot matter are the parent's:
             # reading them costs less than handing them out
             if not local.decided_before():
-                with _forking():
-                    mapping = context.Pool(jobs, initializer=_die_with, initargs=(os.getpid(),))
-                with mapping:
+                with _pool(context, jobs) as mapping:
                     local.map_project(mapping)
                 if local.may_analyse():
                     if context.get_start_method() == "fork":
@@ -740,8 +736,7 @@ def _workers(context, jobs: int, initargs: tuple):
     if fork:
         gc.freeze()
     try:
-        with _forking():
-            return context.Pool(jobs, initializer=_init_worker, initargs=initargs)
+        return _pool(context, jobs, _init_worker, initargs)
     finally:
         if fork:
             gc.unfreeze()
@@ -813,9 +808,7 @@ def _settle_cached(session: Session, files: list[Path], outcomes: list, jobs: in
     _warm = (session, files)
     try:
         parts = [list(range(start, len(files), jobs * 4)) for start in range(jobs * 4)]
-        with _forking():
-            pool = context.Pool(jobs, initializer=_die_with, initargs=(os.getpid(),))
-        with pool:
+        with _pool(context, jobs) as pool:
             for part in pool.imap_unordered(_cached_part, parts):
                 for i, outcome in part:
                     outcomes[i] = outcome
@@ -853,6 +846,13 @@ def _forking():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _pool(context, jobs: int, initializer: Callable = _die_with, initargs: tuple | None = None):
+    """``jobs`` worker processes, forked with Ctrl-C held (:func:`_forking`). By default they do nothing
+    first but die with this process and leave Ctrl-C to it (:func:`_die_with`)."""
+    with _forking():
+        return context.Pool(jobs, initializer=initializer, initargs=initargs or (os.getpid(),))
 
 
 def _cached_part(positions: list[int]) -> list[tuple[int, FileOutcome | None]]:
