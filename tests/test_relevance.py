@@ -368,7 +368,8 @@ def test_the_workers_leave_what_they_inherit_out_of_their_collections(tmp_path):
     assert gc.get_freeze_count() == 0
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc (Linux)")
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists(),
+                    reason="reads a process's children from /proc (Linux with CONFIG_PROC_CHILDREN)")
 def test_ctrl_c_stops_a_large_run_with_one_message_and_no_worker_tracebacks(tmp_path):
     """Ctrl-C reaches every process of the terminal's group: the run, its mapping and analysis workers,
     relevance's copy. Only the run answers it ("Aborted!"); the processes it forked leave it to the run,
