@@ -117,12 +117,18 @@ _FACTS = frozenset(Definition.__dataclass_fields__) - {"kind", "line", "bases", 
 
 
 def summarise(module: cst.Module, imports: ImportMap | None = None,
-              summarisers: tuple[Summariser, ...] = ()) -> FileSummary:
-    """What ``module`` defines (and imports), with the facts each of ``summarisers`` adds."""
+              summarisers: tuple[Summariser, ...] = (), outline: FileSummary | None = None) -> FileSummary:
+    """What ``module`` defines (and imports), with the facts each of ``summarisers`` adds. ``outline``:
+    the file's outline when the index holds it already (the same definitions, see
+    :mod:`rnnlint.static.outline`): its definitions are copied rather than walked for again."""
     imports = imports or ImportMap(module)
     definitions: dict[str, Definition] = {}
-    for stmt in module.body:
-        _summarise_statement(stmt, definitions)
+    if outline is not None:
+        for name, d in outline.definitions.items():
+            definitions[name] = Definition(d.kind, d.line, list(d.bases), list(d.calls), list(d.returns))
+    else:
+        for stmt in module.body:
+            _summarise_statement(stmt, definitions)
     calls = {name: d.calls for name, d in definitions.items() if d.kind != "assign"}
     for summariser in summarisers:
         for name, facts in summariser(module, imports, calls).items():
@@ -366,7 +372,7 @@ class ProjectIndex:
             return self._summaries[path]
         if path in self._parsed:
             module, imports = self._parsed.pop(path)
-            self._summaries[path] = summarise(module, imports, self.summarisers)
+            self._summaries[path] = summarise(module, imports, self.summarisers, self._outlines.get(path))
             return self._summaries[path]
         self._summaries[path] = None  # guard against cycles while loading
         result = self._load(path)
@@ -424,6 +430,7 @@ class ProjectIndex:
         except SourceError:
             return None
         key = digest_bytes(data)
+        outlined = self._outlines.get(path) if self._digests.get(path) == key else None  # of this very text
         self._digests[path] = key
         cached = self._cache_read(key)
         if cached is not None:
@@ -431,7 +438,7 @@ class ProjectIndex:
         module = self._parse(path, data)
         if module is None:
             return None
-        summary = summarise(module, summarisers=self.summarisers)
+        summary = summarise(module, summarisers=self.summarisers, outline=outlined)
         self._cache_write(key, summary)
         return summary
 
