@@ -881,12 +881,13 @@ class ProjectMap:
         for path, facts in maps.items():
             if facts is None:
                 continue
-            if facts.refuses() or _holds(facts.rest, words, facts):
+            mentions = self._mentions(path, facts, words)  # else no part of the file holds a word
+            if facts.refuses() or mentions and _holds(facts.rest, words, facts):
                 relevant.add(path)  # a refused file: nothing known of its structure, never skipped
                 recurrent.add((path, ""))  # the module's own statements build one: so may ``module.<name>``
             for name, text in facts.definitions.items():
                 node = (path, name)
-                if _holds(text, words, facts):
+                if mentions and _holds(text, words, facts):
                     recurrent.add(node)
                     continue
                 for target in self._uses(path, name, facts):
