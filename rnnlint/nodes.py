@@ -170,14 +170,38 @@ def find_all(node: cst.CSTNode, kind: type[N], *, skip: tuple[type[cst.CSTNode],
     The nodes a :class:`Visitor` would visit, without one: rules ask this thousands of times a run.
     """
     found: list = []
-    _find(node, kind, skip, found)
+    _find(node, _kinds(kind), _kinds(skip) if skip else None, found)
     return found
 
 
-def _find(node: cst.CSTNode, kind: type, skip: tuple[type, ...], found: list) -> None:
-    if isinstance(node, kind):
+class _Kinds(dict):
+    """Node type -> is it a ``kind`` (a type or a tuple of types), answered once per node type. libcst's node
+    classes are abstract base classes, whose ``isinstance`` costs several dictionary lookups: rules ask it
+    of every node below the one searched, in thousands of searches a run."""
+
+    def __init__(self, kind: type | tuple) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def __missing__(self, node_type: type) -> bool:
+        self[node_type] = answer = issubclass(node_type, self.kind)
+        return answer
+
+
+_KINDS: dict[type | tuple, _Kinds] = {}
+
+
+def _kinds(kind: type | tuple) -> _Kinds:
+    found = _KINDS.get(kind)
+    if found is None:
+        found = _KINDS[kind] = _Kinds(kind)
+    return found
+
+
+def _find(node: cst.CSTNode, kind: _Kinds, skip: _Kinds | None, found: list) -> None:
+    if kind[type(node)]:
         found.append(node)
-    if skip and isinstance(node, skip):
+    if skip is not None and skip[type(node)]:
         return
     for name in _children_order(node):
         child = getattr(node, name)
