@@ -119,3 +119,49 @@ def test_positions_match_libcst(name):
         module = cst.parse_module(file.read_text("utf-8"))
         expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
         assert dict(_positions(module)) == dict(expected), file
+
+
+class Kinds(Visitor):
+    """Every node of each of a few kinds, by isinstance, in libcst's visiting order."""
+
+    KINDS = (cst.Call, cst.Name, cst.BaseExpression, cst.BaseSmallStatement, (cst.FunctionDef, cst.ClassDef))
+
+    def __init__(self) -> None:
+        self.found: dict = {kind: [] for kind in self.KINDS}
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        for kind, found in self.found.items():
+            if isinstance(node, kind):
+                found.append(node)
+        return True
+
+
+@pytest.mark.parametrize("source", [WHOLE_TREE, "tests/data"], ids=["fixtures", "data"])
+def test_find_all_is_isinstance(source):
+    """``find_all`` answers "is this node a kind" from a table per node type (not isinstance, which costs
+    more on libcst's abstract node classes): the same nodes as isinstance at every node, for concrete
+    kinds, abstract ones and tuples, and a ``skip`` leaves out exactly the insides of those nodes."""
+    for file in sorted((REPO / source).rglob("*.py")):
+        try:
+            module = cst.parse_module(file.read_text("utf-8"))
+        except cst.ParserSyntaxError:
+            continue
+        expected = Kinds()
+        expected.walk(module)
+        for kind, found in expected.found.items():
+            assert nodes.find_all(module, kind) == found, (file, kind)
+        outside = [c for c in expected.found[cst.Call]
+                   if not any(c is not f and c in nodes.find_all(f, cst.Call) for f in nodes.find_all(module, cst.FunctionDef))]
+        assert nodes.find_all(module, cst.Call, skip=(cst.FunctionDef,)) == outside, file
+
+
+def test_node_classes_compared_by_identity_have_no_subclasses():
+    """``dotted`` and the import scan compare node types with ``is`` (isinstance on libcst's abstract
+    node classes costs several times more): right only while libcst never subclasses these."""
+    from rnnlint import names
+
+    for kind in (cst.Attribute, cst.Name, cst.SimpleStatementLine, cst.If, *names._IMPORT_NODES):
+        assert kind.__subclasses__() == [], kind
+    # the suites by the names libcst exports them under (its add_slots decorator leaves each class's
+    # first, slot-less version among the subclasses too; the parser builds the exported one)
+    assert {getattr(cst, k.__name__) for k in cst.BaseSuite.__subclasses__()} == set(names._SUITES)
