@@ -1242,6 +1242,10 @@ class ProjectResolver(Resolver):
         if hit is None:
             return None
         file, definition_name = hit
+        # a class is an instance whatever its summary says: its outline (no libcst parse) tells
+        outline = self.ctx.index.outline(file)
+        if outline is not None and getattr(outline.definitions.get(definition_name), "kind", None) == "class":
+            return Instance(name)
         summary = self.ctx.index.summary(file)
         definition = summary.definitions.get(definition_name) if summary else None
         if definition is None:
