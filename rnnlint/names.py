@@ -10,6 +10,8 @@ index resolves them against the importing file's directory.
 
 from __future__ import annotations
 
+import functools
+
 import libcst as cst
 
 from rnnlint.nodes import Visitor
@@ -39,6 +41,7 @@ _OPTIM_SUBMODULES = (
 )
 
 
+@functools.lru_cache(maxsize=None)  # asked of the same few thousand names tens of thousands of times a run
 def canonical(qualname: str) -> str:
     """Map private or legacy import paths onto the public name rules match on."""
     for prefix, replacement in _CANONICAL_PREFIXES:
