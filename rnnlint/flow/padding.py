@@ -836,7 +836,9 @@ def forward_uses(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
 def _forward_run(cls: cst.ClassDef, imports: ImportMap, resolver: Resolver,
                  rnns: frozenset[str] = frozenset()) -> Result:
     forward = methods(cls)["forward"]
-    env: dict[str, Value] = dict(submodules(cls, imports, resolver))
+    asks_project = isinstance(resolver, ProjectResolver) and imports is resolver.ctx.imports
+    env: dict[str, Value] = dict(class_parts(resolver.ctx, cls, resolver) if asks_project  # type: ignore[attr-defined]
+                                 else submodules(cls, imports, resolver))
     env.update({p: Padded(f"@{i}") for i, p in enumerate(forward_params(forward))})
     return Flow(imports, resolver, rnns).run_function(forward, env)
 
@@ -1425,6 +1427,13 @@ def _homed(index, importer, value: Value) -> Value:
     return value
 
 
+def class_parts(ctx, cls: cst.ClassDef, resolver: Resolver) -> dict[str, Value]:
+    """:func:`submodules` of a class of ``ctx``'s file, once per class and file context: what a class
+    holds in ``self.<name>`` is the same for every flow over the file (a rule's resolver changes only
+    what padded values look like), and the file's runs and its forwards' runs both ask."""
+    return ctx.memo(f"padding.submodules.{id(cls)}", lambda: submodules(cls, ctx.imports, resolver))
+
+
 def file_context(ctx, path):
     """The analysis context of another file of the project, made once per run."""
     contexts = ctx.index.flow().scratch.setdefault("padding.contexts", {})
@@ -1444,8 +1453,7 @@ def _file_runs(ctx, flow_class: type[Flow] = Flow, resolver: Resolver | None = N
             classes[stmt.name.value] = stmt
     # what each class holds in self.<name> is the same for every flow (a rule's resolver changes only
     # what padded values look like): computed once per class and file context
-    modules = {name: ctx.memo(f"padding.submodules.{id(cls)}", lambda cls=cls: submodules(cls, ctx.imports, resolver))
-               for name, cls in classes.items()}
+    modules = {name: class_parts(ctx, cls, resolver) for name, cls in classes.items()}
     runs: list[BodyRun] = []
     module_env: dict[str, Value] = {}  # what the module's top level leaves in its names: the functions' globals
     seen: set = set()
