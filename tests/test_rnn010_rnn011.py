@@ -281,3 +281,36 @@ def test_findings_across_files_point_at_the_other_side(tmp_path):
         ("train.py", 10, "lengths.to(device) puts the lengths on the GPU"),
         ("train.py", 11, "hands them on to be packed"),
     ]
+
+
+def test_lengths_packed_only_by_a_submodule_with_a_keyword_only_parameter(tmp_path):
+    """No forward packs a positional argument itself: Tagger hands its lengths, by keyword, to a submodule
+    whose forward packs its keyword-only parameter. The run-wide question "does any module pack what its
+    forward receives?" still says yes (after the quick pass over what each forward packs itself finds
+    nothing), so the training loop that moves the lengths to the GPU is reported."""
+    models = src("""
+        import torch.nn as nn
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        class Packer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.gru = nn.GRU(32, 64, batch_first=True)
+
+            def forward(self, x, *, lengths):
+                output, hidden = self.gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+                return hidden
+
+        class Tagger(nn.Module):
+            def __init__(self, vocab):
+                super().__init__()
+                self.embedding = nn.Embedding(vocab, 32)
+                self.packer = Packer()
+
+            def forward(self, tokens, lengths):
+                return self.packer(self.embedding(tokens), lengths=lengths)
+    """)
+    found = codes(helpers.check(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": models}, select=["RNN011"]),
+                  "RNN011")
+    assert [d.start.line for d in found] == [11]  # scores = model(tokens, lengths)
+    assert "Packer.forward" in found[0].message

@@ -77,8 +77,10 @@ class Lengths:
         self._sinks[key] = found
         return found
 
-    def param_sinks(self, facts: FileFacts, function: cst.FunctionDef, name: str, depth: int = 0) -> list[Sink]:
-        """The pack calls the parameter ``name`` of ``function`` reaches, still on its device."""
+    def param_sinks(self, facts: FileFacts, function: cst.FunctionDef, name: str, depth: int = 0,
+                    direct: bool = False) -> list[Sink]:
+        """The pack calls the parameter ``name`` of ``function`` reaches, still on its device; ``direct``:
+        only those ``function`` makes itself (not through the modules it calls)."""
         lengths = self
         site = facts.site(function)
         found: list[Sink] = []
@@ -100,7 +102,7 @@ class Lengths:
                         owner = site.cls.name.value if site.cls is not None else function.name.value
                         found.append(Sink(node, arg, facts.path, owner, _computed(arg, derived)))
                     return
-                for position, arg in _arguments(node):
+                for position, arg in _arguments(node) if not direct else ():
                     if keeps(arg, tracked, facts, lengths.flow):
                         found.extend(lengths.callee_sinks(node, site, position, depth + 1))
 
@@ -186,6 +188,10 @@ class Lengths:
         caller's lengths can reach a pack, and no file needs the caller-side scan."""
         if self._packs is None:
             self._packs = False
+            # first the packs each forward makes itself, which answer most projects at once; only without
+            # one are the submodules each forward hands its arguments to followed (a keyword-only
+            # parameter packed there: the costly search, and the same answer as before it was split)
+            forwards = []
             for path, words in self.flow.project_files().items():
                 if "pack_padded_sequence" not in words or "forward" not in words:
                     continue
@@ -193,9 +199,12 @@ class Lengths:
                 for methods in (facts.methods.values() if facts is not None else ()):
                     forward = methods.get("forward")
                     params = [p.name.value for p in forward.params.params[1:]] if forward is not None else []
-                    if any(self.param_sinks(facts, forward, name) for name in params):
+                    forwards.append((facts, forward, params))
+                    if any(self.param_sinks(facts, forward, name, direct=True) for name in params):
                         self._packs = True
                         return True
+            self._packs = any(self.param_sinks(facts, forward, name)
+                              for facts, forward, params in forwards for name in params)
         return self._packs
 
     def callers(self, sink: Sink) -> list[Hit]:
