@@ -21,6 +21,7 @@ import sys
 import re
 import time
 import tokenize
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -273,16 +274,40 @@ def parse_python(text: str, accepted: bool = False) -> cst.Module:
 
     ``accepted``: CPython's parser already accepted this very text in this run (the project map
     parses every file with it), so it is not asked again: a sixth of the cost of a libcst parse.
+    libcst then builds the tree without validating each node as it is made (see :func:`_unvalidated`).
     """
-    if not accepted:
-        try:
-            ast.parse(text)
-        except SyntaxError as error:
-            if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
-                raise
     import libcst as cst
 
+    if accepted:
+        with _unvalidated():
+            return cst.parse_module(text)
+    try:
+        ast.parse(text)
+    except SyntaxError as error:
+        if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
+            raise
     return cst.parse_module(text)
+
+
+@contextmanager
+def _unvalidated():
+    """libcst's node constructors without their validation, while its parser builds a tree of Python that
+    CPython's parser accepted: every node checks its own invariants as it is made (``__post_init__``
+    calls ``_validate``), a fifth of a parse, and the parser's nodes of valid code pass them (libcst's
+    own comment on ``__post_init__`` suggests skipping it when parsing). Nodes a fix builds are still
+    validated: the checks come back when the tree is built. rnnlint parses on one thread per process."""
+    from libcst._nodes.base import CSTNode
+
+    validating = CSTNode.__dict__["__post_init__"]
+    CSTNode.__post_init__ = _no_validation  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        CSTNode.__post_init__ = validating  # type: ignore[method-assign]
+
+
+def _no_validation(self) -> None:
+    pass
 
 
 def compile_error(text: str, filename: str) -> str | None:

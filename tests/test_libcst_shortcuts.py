@@ -165,3 +165,34 @@ def test_node_classes_compared_by_identity_have_no_subclasses():
     # the suites by the names libcst exports them under (its add_slots decorator leaves each class's
     # first, slot-less version among the subclasses too; the parser builds the exported one)
     assert {getattr(cst, k.__name__) for k in cst.BaseSuite.__subclasses__()} == set(names._SUITES)
+
+
+@pytest.mark.parametrize("source", [WHOLE_TREE, "tests/data"], ids=["fixtures", "data"])
+def test_a_tree_built_without_validation_is_libcsts_own(source):
+    """Code CPython accepted is parsed with libcst's per-node validation off (a fifth of a parse): the
+    tree is exactly the one ``cst.parse_module`` builds with it on, and the checks are back afterwards,
+    for the nodes a fix builds."""
+    from rnnlint.source import parse_python
+
+    compared = 0
+    for file in sorted((REPO / source).rglob("*.py")):
+        text = file.read_text("utf-8")
+        try:
+            expected = cst.parse_module(text)
+        except cst.ParserSyntaxError:
+            continue
+        built = parse_python(text, accepted=True)
+        assert built.deep_equals(expected) and built.code == text, file
+        compared += 1
+    assert compared
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not a name")
+
+
+def test_validation_comes_back_when_the_parser_fails():
+    from rnnlint.source import parse_python
+
+    with pytest.raises(cst.ParserSyntaxError):
+        parse_python("def broken(:\n", accepted=True)
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not a name")
