@@ -305,6 +305,8 @@ def _enables_padding(ctx, path, class_name: str) -> tuple[str, int] | None:
     ``enable_padding``: ``(file, line)``."""
     flow = ctx.index.flow()
     for home, name, _ in ctx.index.lineage(path, class_name):
+        if not ctx.index.holds(home, "enable_padding"):
+            continue
         module = ctx.index.tree(home)
         cls = next((s for s in module.body if isinstance(s, cst.ClassDef) and s.name.value == name), None) \
             if module is not None else None

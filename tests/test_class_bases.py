@@ -44,3 +44,25 @@ def test_a_padding_base_too_far_up_is_not_followed(tmp_path):
     assert check(tmp_path, MODEL, files={"tok.py": chain}, select=["RNN010"]) == []
     near = chain.replace("class WordTokenizer(C)", "class WordTokenizer(B)")
     assert [d.line for d in check(tmp_path, MODEL, files={"tok.py": near}, select=["RNN010"])] == [FORWARD]
+
+
+def test_a_base_that_turns_padding_on_later_is_seen_by_the_next_cached_run(tmp_path):
+    """The files up a tokenizer's bases are searched for ``enable_padding`` in their text, without a parse
+    when it is not there; the model file's cached result still depends on them: a base that starts padding
+    brings the finding on the next run, with the cache on."""
+    import json
+
+    from tests.helpers import MAIN, rnnlint, write_project
+
+    quiet = PADDING_BASE.replace(PADDING_BASE[PADDING_BASE.index("        self.tok.enable_padding"):], "")
+    (tmp_path / "base.py").write_text(quiet, "utf-8")
+    tok = "from base import BaseTokenizer\n\n\nclass WordTokenizer(BaseTokenizer):\n    pass\n"
+    write_project(tmp_path, MODEL, {"tok.py": tok})
+
+    def lines() -> list[int]:
+        ran = rnnlint("check", "--static", "--select", "RNN010", "--output-format", "json", MAIN, cwd=tmp_path)
+        return [d["line"] for d in json.loads(ran.stdout)]
+
+    assert lines() == []
+    (tmp_path / "base.py").write_text(PADDING_BASE, "utf-8")
+    assert lines() == [FORWARD]

@@ -460,6 +460,26 @@ class ProjectIndex:
             self._record({path: self._digests.get(path)})
         return self._trees.get(path)
 
+    def holds(self, path: Path, word: str) -> bool:
+        """Does the text of the project file ``path`` hold ``word``? Answered from the tree's text when the
+        run parsed the file, else from its bytes, without a parse (a question that needs a call only
+        ``word`` can name, ``enable_padding``, skips the files that cannot hold one). Recorded like
+        :meth:`tree`: a cached result that relied on the answer goes when the file changes."""
+        path = self.real(path)
+        text = self._texts.get(path)
+        if text is not None:
+            found = word in text
+        else:
+            try:
+                data = read_file_bytes(path)
+            except SourceError:
+                return False
+            self._digests[path] = digest_bytes(data)
+            found = word.encode("utf-8") in data
+        if self._recording:
+            self._record({path: self._digests.get(path)})
+        return found
+
     def _parse(self, path: Path, data: bytes) -> cst.Module | None:
         if path not in self._trees:
             try:
