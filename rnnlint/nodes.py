@@ -53,8 +53,9 @@ def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict) -> None:
     methods = table.get(type(node))
     if methods is None:
         methods = table[type(node)] = _methods_for(type(visitor), type(node))
-    visit, leave = methods
-    if visit is None or visit(visitor, node) is not False:
+    visit, leave, hooks = methods
+    # ``visit_<Node>`` prunes by returning False; an ``on_visit`` hook of its own by returning anything falsy
+    if visit is None or (visit(visitor, node) if hooks else visit(visitor, node) is not False):
         for name in _children_order(node):
             child = getattr(node, name)  # a node, a sequence of nodes, None or MaybeSentinel
             if type(child) is tuple or type(child) is list:
@@ -72,9 +73,8 @@ def _methods_for(visitor_class: type, node_class: type) -> tuple:
     visitor with hooks of its own gets those."""
     if visitor_class.on_visit is _LIBCST_VISIT and visitor_class.on_leave is _LIBCST_LEAVE:
         name = node_class.__name__
-        return getattr(visitor_class, "visit_" + name, None), getattr(visitor_class, "leave_" + name, None)
-    on_visit = visitor_class.on_visit
-    return (lambda visitor, node: bool(on_visit(visitor, node))), visitor_class.on_leave  # children when truthy
+        return getattr(visitor_class, "visit_" + name, None), getattr(visitor_class, "leave_" + name, None), False
+    return visitor_class.on_visit, visitor_class.on_leave, True  # children when on_visit's answer is truthy
 
 
 _LIBCST_VISIT = cst.CSTVisitor.on_visit
