@@ -326,6 +326,9 @@ class ProjectIndex:
         if path not in self._summaries:
             # Summarised only if a rule asks about a name defined here.
             self._parsed[path] = (module, imports)
+            # an outline read from the disk may not be this text (stdin, a fix round): made from the tree
+            # when next asked, so that the summary that copies it (see _summary) is this tree's
+            self._outlines.pop(path, None)
 
     def release(self, path: Path) -> None:
         """Forget what was learnt from a parsed file once its analysis is done.
