@@ -21,7 +21,7 @@ import sys
 import re
 import time
 import tokenize
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -276,17 +276,16 @@ def parse_python(text: str, accepted: bool = False) -> cst.Module:
     parses every file with it), so it is not asked again: a sixth of the cost of a libcst parse.
     libcst then builds the tree without validating each node as it is made (see :func:`_unvalidated`).
     """
+    if not accepted:
+        try:
+            ast.parse(text)
+        except SyntaxError as error:
+            if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
+                raise
     import libcst as cst
 
-    if accepted:
-        with _unvalidated():
-            return cst.parse_module(text)
-    try:
-        ast.parse(text)
-    except SyntaxError as error:
-        if "too many" in (error.msg or ""):  # nested parentheses, levels of indentation
-            raise
-    return cst.parse_module(text)
+    with _unvalidated() if accepted else nullcontext():
+        return cst.parse_module(text)
 
 
 @contextmanager
