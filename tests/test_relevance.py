@@ -378,12 +378,13 @@ def test_ctrl_c_stops_a_large_run_with_one_message_and_no_worker_tracebacks(tmp_
     import subprocess
     import sys
 
-    # large enough that the signal lands mid-run (about 0.9 s after the first fork on this machine, 0.55 s
-    # with 400 files: under a busy test run the signal then came as the run was already exiting)
-    root = _gpu_lengths_project(tmp_path, 1000)
+    root = _gpu_lengths_project(tmp_path, 400)  # about 0.55 s from the first fork to the end on this machine
+    # with Ctrl-C as a terminal gives it: a test process may have been left ignoring it (an earlier test in
+    # the same pytest worker ran code meant for a worker process), and a child inherits that, so Python
+    # would never install its KeyboardInterrupt handler and the run would end as if never interrupted
     run = subprocess.Popen([sys.executable, "-m", "rnnlint", "check", "--static", "--no-cache", "--jobs", "2", "."],
                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     children = Path(f"/proc/{run.pid}/task/{run.pid}/children")
     deadline = time.monotonic() + 60
     while run.poll() is None and time.monotonic() < deadline:
