@@ -379,9 +379,10 @@ def test_ctrl_c_stops_a_large_run_with_one_message_and_no_worker_tracebacks(tmp_
     import sys
 
     root = _gpu_lengths_project(tmp_path, 400)  # about 0.55 s from the first fork to the end on this machine
-    # with Ctrl-C as a terminal gives it: a test process may have been left ignoring it (an earlier test in
-    # the same pytest worker ran code meant for a worker process), and a child inherits that, so Python
-    # would never install its KeyboardInterrupt handler and the run would end as if never interrupted
+    # with Ctrl-C as a terminal gives it: a suite started in the background (``pytest ... &`` from a script)
+    # ignores SIGINT, as every command a shell without job control starts with ``&`` does, and a child
+    # inherits that: Python would never install its KeyboardInterrupt handler and the run would end as if
+    # never interrupted
     run = subprocess.Popen([sys.executable, "-m", "rnnlint", "check", "--static", "--no-cache", "--jobs", "2", "."],
                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
