@@ -88,6 +88,7 @@ class PackLengthsOnDevice(Rule):
         lengths = lengths_of(flow)  # adding this file's facts started a new generation of the memos
         here = self.ctx.path.resolve()
         reported: set[int] = set()
+        within = self.ctx.index.relevant_to(self.relevant_words)  # a caller is a file this rule can report in
         # the module side: a forward argument packed as it came, and a caller that moved it to the GPU (a
         # pack of this file: a file that names no pack has none, whatever its forwards call)
         for cls, methods in facts.methods.items() if "pack_padded_sequence" in self.ctx.text else ():
@@ -98,7 +99,7 @@ class PackLengthsOnDevice(Rule):
                 for sink in lengths.param_sinks(facts, forward, param):
                     if sink.path != here or id(sink.lengths) in reported:
                         continue
-                    callers = lengths.callers(sink)
+                    callers = lengths.callers(sink, within)
                     if not callers:
                         continue
                     reported.add(id(sink.lengths))

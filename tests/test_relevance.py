@@ -289,6 +289,42 @@ def test_a_check_of_one_file_scans_the_project_as_a_whole_run_does(tmp_path):
     assert not [first for first in alone["parsed"] if "vision/" in first], alone["parsed"]
 
 
+
+def test_the_callers_of_a_pack_are_looked_for_among_the_files_that_can_matter_to_it(tmp_path):
+    """A recurrent language model beside the tagger, trained on the GPU, matters to the rules on recurrent
+    models but never reaches the tagger's pack: the search for who hands the pack GPU lengths leaves it
+    unread (in fairseq, 26 files that can matter and move tensors, 12 of them near a pack)."""
+    _gpu_lengths_project(tmp_path, 0)
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "model.py").write_text(textwrap.dedent("""\
+        # file: lm/model.py
+        import torch.nn as nn
+
+
+        class LanguageModel(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.LSTM(8, 8, batch_first=True)
+
+            def forward(self, x, state):
+                return self.rnn(x, state)
+        """))
+    (tmp_path / "lm" / "train_lm.py").write_text(textwrap.dedent("""\
+        # file: lm/train_lm.py
+        from model import LanguageModel
+
+        model = LanguageModel().cuda()
+        for x, state in []:
+            out = model(x.cuda(), state)
+        """))
+    unscoped = check(tmp_path, "model.py", relevance=False)
+    alone = check(tmp_path, "model.py")
+    assert ("model.py", "RNN011") in where(alone["findings"])
+    assert alone["findings"] == unscoped["findings"]
+    assert "# file: train.py" in alone["parsed"]
+    assert "# file: lm/train_lm.py" in unscoped["parsed"]
+    assert "# file: lm/train_lm.py" not in alone["parsed"], alone["parsed"]
+
 def test_one_file_of_a_large_project_finds_the_same_on_one_core_and_on_all(tmp_path):
     """The project such a search needs is mapped on every core when it is large: the same findings."""
     _gpu_lengths_project(tmp_path, 240)

@@ -207,11 +207,13 @@ class Lengths:
                               for facts, forward, params in forwards for name in params)
         return self._packs
 
-    def callers(self, sink: Sink) -> list[Hit]:
-        """Every call in the project that hands device lengths to ``sink``."""
+    def callers(self, sink: Sink, within: frozenset[Path] | None = None) -> list[Hit]:
+        """Every call in the project that hands device lengths to ``sink``; ``within``: the files that can
+        matter to the asking rule, when the run knows them (a caller elsewhere could be reported by no
+        rule: the run would skip it)."""
         out = []
         for path, words in self.flow.project_files().items():
-            if not _may_move_to_device(words):
+            if not _may_move_to_device(words) or within is not None and path not in within:
                 continue
             facts = self.flow.file(path)
             if facts is None:

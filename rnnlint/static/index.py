@@ -257,6 +257,7 @@ class ProjectIndex:
         self._files: list[Path] | None = None
         self._basenames: dict[str, list[Path]] | None = None
         self.scope = None  # () -> the files that can matter, or None while the run does not know (see files())
+        self.relevance = None  # (words) -> the files that can matter to rules with those words (see relevant_to)
         self.accepted: frozenset[str] = frozenset()  # contents CPython's parser accepted (the project map's)
         # path.resolve(), once per path and run: the flow model asks it of the same few files hundreds of
         # thousands of times in a large project
@@ -629,6 +630,11 @@ class ProjectIndex:
         if scoped is not None:
             return [path for path in self.all_files() if path in scoped]
         return self.all_files()
+
+    def relevant_to(self, words: tuple[str, ...] | None) -> frozenset[Path] | None:
+        """The project files that can matter to a rule with relevance words ``words`` (a subset of
+        :meth:`files`), or None when the run does not know which: then :meth:`files` are all there is."""
+        return self.relevance(words) if self.relevance is not None and words is not None else None
 
     def all_files(self) -> list[Path]:
         """Every Python file of the project (walked once, skipping virtual environments and caches)."""

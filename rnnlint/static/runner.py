@@ -129,6 +129,7 @@ class Session:
                 # whole project: a run on a few files (pre-commit) maps the project when a scan first asks
                 # (cached by content), rather than parsing with libcst every file a scan's words let in
                 self._index.scope = self.scope
+                self._index.relevance = self.relevant_to
         return self._index
 
     def project_files(self) -> list[Path]:
@@ -200,9 +201,22 @@ class Session:
         """A rule's relevance words, and the configured recurrent classes' names (once per rule)."""
         found = self._rule_words.get(rule.code)
         if found is None:
-            extra = (name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
-            found = self._rule_words[rule.code] = tuple(sorted({*(rule.relevant_words or ()), *extra}))
+            found = self._rule_words[rule.code] = self._with_config(rule.relevant_words or ())
         return found
+
+    def _with_config(self, words: tuple[str, ...]) -> tuple[str, ...]:
+        extra = (name.rsplit(".", 1)[-1] for name in self.config.recurrent_classes)
+        return tuple(sorted({*words, *extra}))
+
+    def relevant_to(self, words: tuple[str, ...]) -> frozenset[Path] | None:
+        """The project files that can matter to the enabled rules whose relevance words are ``words``: a
+        subset of :meth:`scope` (None when no enabled rule has them). A rule's project-wide search keeps to
+        these: a file outside could hold nothing the rule reports, in itself or in another file."""
+        key = self._with_config(words)
+        if key not in self._word_sets():
+            return None
+        self.scope()  # the whole project's relevance: mapped first when a few files are checked
+        return self.project_map().relevant(key)
 
     def _matters(self, path: Path, text: str, rule: type[Rule]) -> bool:
         """Can ``rule`` report anything in this file? Its text decides when it holds one of the rule's
