@@ -36,6 +36,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import itertools
 import os
 import re
 from dataclasses import dataclass, field
@@ -157,22 +158,19 @@ def map_text(text: str) -> FileMap:
     for first, last in _docstrings(tree):  # prose: "class LSTM(...)" in an example is no model
         for number in range(first, last + 1):
             lines[number - 1] = "\n"
-    lines = [_COMMENT.sub("", line) for line in lines]
-    covered = [False] * (len(lines) + 1)
+    lines = [_COMMENT.sub("", line) if "#" in line else line for line in lines]
+    uncovered = [True] * len(lines)  # per line (from 0): outside every definition and import
 
-    def chains(first: int, last: int) -> list[str]:
-        for number in range(first, last + 1):
-            covered[number] = True
-        return sorted(set(_CHAIN.findall("".join(lines[first - 1:last]))))
-
-    def cover(node: ast.stmt) -> None:
-        chains(node.lineno, node.end_lineno or node.lineno)
+    def cover(first: int, last: int) -> None:
+        uncovered[first - 1:last] = [False] * (last - first + 1)
 
     def define(name: str, node: ast.stmt) -> None:
-        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
-        words = chains(first, node.end_lineno or node.lineno)
-        words += _picked_by_name("".join(lines[first - 1:node.end_lineno or node.lineno]), result.imports)
-        result.definitions[name] = sorted(set(result.definitions.get(name, [])) | set(words))
+        first, last = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))]), node.end_lineno
+        cover(first, last or first)
+        text = "".join(lines[first - 1:last or first])
+        words = set(_CHAIN.findall(text))
+        words.update(_picked_by_name(text, result.imports))
+        result.definitions[name] = sorted(words.union(result.definitions.get(name, ())))
 
     def top(body: list[ast.stmt]) -> None:
         for stmt in body:
@@ -181,13 +179,13 @@ def map_text(text: str) -> FileMap:
                 if isinstance(stmt, ast.ClassDef):
                     result.classes.append(stmt.name)
             elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                cover(stmt)  # bindings, not uses (a package's re-exports): kept out of ``rest``
+                cover(stmt.lineno, stmt.end_lineno or stmt.lineno)  # bindings, not uses (re-exports): not ``rest``
             elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                 for target in targets:
                     for name in ast.walk(target):
                         if isinstance(name, ast.Name) and name.id == "__all__":
-                            cover(stmt)  # a list of exported names uses none of them
+                            cover(stmt.lineno, stmt.end_lineno or stmt.lineno)  # exports: no uses
                         elif isinstance(name, ast.Name):
                             define(name.id, stmt)
             elif isinstance(stmt, (ast.If, ast.Try, ast.With, ast.AsyncWith)) or type(stmt).__name__ == "TryStar":
@@ -201,7 +199,7 @@ def map_text(text: str) -> FileMap:
     top(tree.body)
     result.by_name = _imported_by_name(text)
     result.modules.extend(result.by_name)
-    rest = "".join(line for number, line in enumerate(lines, 1) if not covered[number])
+    rest = "".join(itertools.compress(lines, uncovered))
     result.rest = sorted(set(_CHAIN.findall(rest)) | set(_picked_by_name(rest, result.imports)))
     return result
 
@@ -239,9 +237,16 @@ def _docstrings(tree: ast.Module):
         todo.extend(stmt for stmt in body if isinstance(stmt, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)))
 
 
+#: statements that hold no statements (most of a file's): no import can be inside them
+_FLAT = frozenset({ast.Expr, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Return, ast.Pass, ast.Break,
+                   ast.Continue, ast.Raise, ast.Assert, ast.Delete, ast.Global, ast.Nonlocal})
+
+
 def _imports(body: list[ast.stmt], result: FileMap) -> None:
     """Every import statement, in any statement body (never walking expressions: that costs a parse)."""
     for stmt in body:
+        if type(stmt) in _FLAT:
+            continue
         if isinstance(stmt, ast.Import):
             for alias in stmt.names:
                 result.modules.append(alias.name)
