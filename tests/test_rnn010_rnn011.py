@@ -314,3 +314,55 @@ def test_lengths_packed_only_by_a_submodule_with_a_keyword_only_parameter(tmp_pa
                   "RNN011")
     assert [d.start.line for d in found] == [11]  # scores = model(tokens, lengths)
     assert "Packer.forward" in found[0].message
+
+
+def test_following_several_parameters_at_once_finds_what_following_each_finds(tmp_path):
+    """RNN011's run-wide "does any module pack what its forward receives?" follows all of a forward's
+    parameters in one walk. What a value keeps is the *or* of what its parts keep, so the one walk must
+    find exactly the pack calls that one walk per parameter finds, directly and through submodules."""
+    from rnnlint.flow.tensors import _param_names, lengths_of
+
+    models = src("""
+        import torch
+        import torch.nn as nn
+        from torch.nn.utils.rnn import pack_padded_sequence
+
+        class Packer(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.gru = nn.GRU(32, 64, batch_first=True)
+
+            def forward(self, x, lengths, *, order=None):
+                sorted_lengths, _ = torch.sort(order if order is not None else lengths)
+                packed = pack_padded_sequence(x, sorted_lengths, batch_first=True)
+                return self.gru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+
+        class Tagger(nn.Module):
+            def __init__(self, vocab):
+                super().__init__()
+                self.embedding = nn.Embedding(vocab, 32)
+                self.packer = Packer()
+
+            def forward(self, tokens, lengths, pad):
+                mask = tokens != pad
+                counted = mask.long().sum(1)
+                lengths = lengths.cpu()  # taken off the device: only the counted lengths reach a pack
+                self.packer(self.embedding(tokens), counted)
+                return self.packer(self.embedding(tokens), lengths, order=counted)
+    """)
+    helpers.write_project(tmp_path, TRAIN, {"data.py": COLLATE, "models.py": models})
+    root = tmp_path.resolve()
+    flow = helpers.session(root, select=["RNN011"]).index.flow()
+    lengths = lengths_of(flow)
+    compared = 0
+    for path in (root / "models.py", root / "train.py"):
+        facts = flow.file(path)
+        for methods in facts.methods.values():
+            forward = methods.get("forward")
+            names = tuple(_param_names(forward)) if forward is not None else ()
+            for direct in (True, False):
+                together = {id(s.call) for s in lengths.param_sinks(facts, forward, names, direct=direct)} if names else set()
+                alone = {id(s.call) for name in names for s in lengths.param_sinks(facts, forward, name, direct=direct)}
+                assert together == alone, (forward.name.value, direct)
+                compared += bool(alone)
+    assert compared == 3  # Packer (directly and not), Tagger through Packer

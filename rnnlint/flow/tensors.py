@@ -77,14 +77,18 @@ class Lengths:
         self._sinks[key] = found
         return found
 
-    def param_sinks(self, facts: FileFacts, function: cst.FunctionDef, name: str, depth: int = 0,
+    def param_sinks(self, facts: FileFacts, function: cst.FunctionDef, name: str | tuple[str, ...], depth: int = 0,
                     direct: bool = False) -> list[Sink]:
         """The pack calls the parameter ``name`` of ``function`` reaches, still on its device; ``direct``:
-        only those ``function`` makes itself (not through the modules it calls)."""
+        only those ``function`` makes itself (not through the modules it calls).
+
+        ``name`` may be several parameters: then the pack calls any of them reaches, in one walk. What a
+        value keeps is the *or* of what its parts keep (see :func:`keeps`), so following them together
+        tracks at each statement exactly the names that following each alone would."""
         lengths = self
         site = facts.site(function)
         found: list[Sink] = []
-        tracked = {name}
+        tracked = {name} if isinstance(name, str) else set(name)
         derived: set[str] = set()  # tracked names that hold a value computed from the argument
 
         class Walk(Visitor):
@@ -192,19 +196,28 @@ class Lengths:
             # one are the submodules each forward hands its arguments to followed (a keyword-only
             # parameter packed there: the costly search, and the same answer as before it was split)
             forwards = []
+            ends = False  # does some forward pack a parameter of its own that only a keyword can fill?
             for path, words in self.flow.project_files().items():
                 if "pack_padded_sequence" not in words or "forward" not in words:
                     continue
                 facts = self.flow.file(path)
                 for methods in (facts.methods.values() if facts is not None else ()):
                     forward = methods.get("forward")
-                    params = [p.name.value for p in forward.params.params[1:]] if forward is not None else []
+                    if forward is None:
+                        continue
+                    params = tuple(p.name.value for p in forward.params.params[1:])
                     forwards.append((facts, forward, params))
-                    if any(self.param_sinks(facts, forward, name, direct=True) for name in params):
+                    if params and self.param_sinks(facts, forward, params, direct=True):
                         self._packs = True
                         return True
-            self._packs = any(self.param_sinks(facts, forward, name)
-                              for facts, forward, params in forwards for name in params)
+                    others = tuple(name for name in _param_names(forward) if name not in params)
+                    ends = ends or bool(others and self.param_sinks(facts, forward, others, direct=True))
+            # The search through submodules ends at a forward that packs one of its own parameters as it
+            # came, under a name a call can fill (a pack is recognised only in a file that names
+            # pack_padded_sequence, and a submodule's sinks are its forward's): without such a forward
+            # it finds nothing, and is not made.
+            self._packs = ends and any(self.param_sinks(facts, forward, params)
+                                       for facts, forward, params in forwards if params)
         return self._packs
 
     def callers(self, sink: Sink, within: frozenset[Path] | None = None) -> list[Hit]:
@@ -512,13 +525,22 @@ def _is_device(expr: cst.BaseExpression) -> bool:
 
 
 def _param_name(function: cst.FunctionDef, position: int | str) -> str | None:
-    params = [*function.params.posonly_params, *function.params.params]
-    if params and params[0].name.value in ("self", "cls"):
-        params = params[1:]
+    params = _passable(function)
     if isinstance(position, str):
         names = {p.name.value for p in (*params, *function.params.kwonly_params)}
         return position if position in names else None
     return params[position].name.value if position < len(params) else None
+
+
+def _passable(function: cst.FunctionDef) -> list[cst.Param]:
+    """The parameters a call's positional arguments fill, in order (``self`` or ``cls`` left out)."""
+    params = [*function.params.posonly_params, *function.params.params]
+    return params[1:] if params and params[0].name.value in ("self", "cls") else params
+
+
+def _param_names(function: cst.FunctionDef) -> list[str]:
+    """Every name :func:`_param_name` can give for ``function``: a call's arguments can fill only these."""
+    return [p.name.value for p in (*_passable(function), *function.params.kwonly_params)]
 
 
 def _arguments(call: cst.Call):
