@@ -36,20 +36,25 @@ class Visitor(cst.CSTVisitor):
         libcst's own traversal does, but never enters :data:`TRIVIA` (whitespace,
         comments, punctuation and operator tokens: two nodes in three of a
         typical file, and no rnnlint visitor reads them; an edit that needs one
-        reaches it through its parent's field). ``tests/test_libcst_shortcuts.py``
-        compares it with libcst's own traversal.
+        reaches it through its parent's field). Nor does it call the
+        ``visit_<Node>``/``leave_<Node>`` that do nothing, which every visitor
+        inherits from libcst for every node type, or enter the :data:`LEAVES`
+        (names, numbers, strings: a third of the rest) a visitor has no method
+        for. ``tests/test_libcst_shortcuts.py`` compares it with libcst's own
+        traversal.
         """
         kind = type(self)
-        table = kind.__dict__.get("_walk_table")  # the class's own: a subclass has methods of its own
-        if table is None:
-            table = {}
-            kind._walk_table = table
-        _walk(self, node, table)
+        plan = kind.__dict__.get("_walk_plan")  # the class's own: a subclass has methods of its own
+        if plan is None:
+            plan = kind._walk_plan = ({}, *_passed_over(kind))
+        _walk(self, node, *plan)
 
 
-def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict) -> None:
+def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict, skip: frozenset, skip_single: frozenset) -> None:
     """:meth:`Visitor.walk`; ``table``: node type -> what the visitor's class calls on entering and on
-    leaving such a node, looked up once per type (libcst's hooks look a method up by name at every node)."""
+    leaving such a node, looked up once per type (libcst's hooks look a method up by name at every node);
+    ``skip``: the node types not entered (see :func:`_passed_over`), and ``skip_single`` with None and
+    MaybeSentinel (what a field that holds one node may hold instead)."""
     methods = table.get(type(node))
     if methods is None:
         methods = table[type(node)] = _methods_for(type(visitor), type(node))
@@ -60,12 +65,24 @@ def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict) -> None:
             child = getattr(node, name)  # a node, a sequence of nodes, None or MaybeSentinel
             if type(child) is tuple or type(child) is list:
                 for item in child:
-                    if type(item) not in TRIVIA:
-                        _walk(visitor, item, table)
-            elif type(child) not in _NOT_WALKED:
-                _walk(visitor, child, table)
+                    if type(item) not in skip:
+                        _walk(visitor, item, table, skip, skip_single)
+            elif type(child) not in skip_single:
+                _walk(visitor, child, table, skip, skip_single)
     if leave is not None:
         leave(visitor, node)
+
+
+def _passed_over(visitor_class: type) -> tuple[frozenset, frozenset]:
+    """The node types a walk of ``visitor_class`` need not enter: :data:`TRIVIA`, and the :data:`LEAVES`
+    it calls nothing on (a visitor with ``on_visit``/``on_leave`` hooks of its own sees every node)."""
+    if visitor_class.on_visit is _LIBCST_VISIT and visitor_class.on_leave is _LIBCST_LEAVE:
+        leaves = {leaf for leaf in LEAVES if _own(visitor_class, f"visit_{leaf.__name__}") is None
+                  and _own(visitor_class, f"leave_{leaf.__name__}") is None}
+    else:
+        leaves = set()
+    skip = TRIVIA | leaves
+    return frozenset(skip), frozenset(skip | {type(None), cst.MaybeSentinel})
 
 
 def _methods_for(visitor_class: type, node_class: type) -> tuple:
@@ -73,8 +90,15 @@ def _methods_for(visitor_class: type, node_class: type) -> tuple:
     visitor with hooks of its own gets those."""
     if visitor_class.on_visit is _LIBCST_VISIT and visitor_class.on_leave is _LIBCST_LEAVE:
         name = node_class.__name__
-        return getattr(visitor_class, "visit_" + name, None), getattr(visitor_class, "leave_" + name, None), False
+        return _own(visitor_class, "visit_" + name), _own(visitor_class, "leave_" + name), False
     return visitor_class.on_visit, visitor_class.on_leave, True  # children when on_visit's answer is truthy
+
+
+def _own(visitor_class: type, method: str):
+    """The visitor's ``visit_<Node>``/``leave_<Node>``, or None where it has libcst's: every visitor inherits
+    one that does nothing (and returns None: the children are visited) for every node type."""
+    found = getattr(visitor_class, method, None)
+    return None if found is getattr(cst.CSTVisitor, method, None) else found
 
 
 _LIBCST_VISIT = cst.CSTVisitor.on_visit
@@ -120,7 +144,10 @@ TRIVIA = frozenset(_concrete(
     cst.Comma, cst.Dot, cst.AssignEqual, cst.Colon, cst.Semicolon, cst.LeftParen, cst.RightParen,
     cst.LeftSquareBracket, cst.RightSquareBracket, cst.LeftCurlyBrace, cst.RightCurlyBrace,
     cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp))
-_NOT_WALKED = TRIVIA | {type(None), cst.MaybeSentinel}
+#: libcst node types whose every child is trivia (their names, numbers and strings are plain fields): a
+#: walk finds nothing inside them (``tests/test_libcst_shortcuts.py`` checks their fields' types)
+LEAVES = frozenset({cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.Ellipsis, cst.Pass,
+                    cst.Break, cst.Continue})
 
 
 # node type -> (fields libcst visits, in order; the type's other fields)
@@ -182,6 +209,9 @@ class _Kinds(dict):
     def __init__(self, kind: type | tuple) -> None:
         super().__init__()
         self.kind = kind
+        #: the node types a search need not enter: trivia, and the leaves that are not ``kind``
+        self.passed = TRIVIA | {leaf for leaf in LEAVES if not issubclass(leaf, kind)}
+        self.passed_single = self.passed | {type(None), cst.MaybeSentinel}
 
     def __missing__(self, node_type: type) -> bool:
         self[node_type] = answer = issubclass(node_type, self.kind)
@@ -207,9 +237,9 @@ def _find(node: cst.CSTNode, kind: _Kinds, skip: _Kinds | None, found: list) -> 
         child = getattr(node, name)
         if type(child) is tuple or type(child) is list:
             for item in child:
-                if type(item) not in TRIVIA:
+                if type(item) not in kind.passed:
                     _find(item, kind, skip, found)
-        elif type(child) not in _NOT_WALKED:
+        elif type(child) not in kind.passed_single:
             _find(child, kind, skip, found)
 
 

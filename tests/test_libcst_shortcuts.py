@@ -56,6 +56,17 @@ def assert_same_walk(text: str) -> None:
     assert ours.events == theirs.events, text
 
 
+def modules(source: str):
+    """``(text, libcst's tree)`` of ``source``'s files (a folder of the repository) or of ``source`` itself
+    (a program), leaving out what libcst cannot parse."""
+    texts = [source] if "\n" in source else [f.read_text("utf-8") for f in sorted((REPO / source).rglob("*.py"))]
+    for text in texts:
+        try:
+            yield text, cst.parse_module(text)
+        except cst.ParserSyntaxError:
+            continue
+
+
 # the whole fixture tree: slow tier (the quick cases keep the inner loop covered)
 WHOLE_TREE = pytest.param("fixtures", marks=pytest.mark.slow, id="fixtures")
 
@@ -69,6 +80,64 @@ def test_walk_matches_libcst(source, monkeypatch):
     assert texts
     for text in texts:
         assert_same_walk(text)
+
+
+class Typed(Visitor):
+    """Records the calls of its own ``visit_<Node>``/``leave_<Node>`` methods (the shape of every rule's
+    visitor): a walk skips the leaves such a visitor has no method for, and libcst's no-op defaults."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int]] = []
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.events.append(("call", id(node)))
+
+    def leave_Assign(self, original_node: cst.Assign) -> None:
+        self.events.append(("assign", id(original_node)))
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def leave_Attribute(self, original_node: cst.Attribute) -> None:
+        self.events.append(("attribute", id(original_node)))
+
+
+class TypedWithLeaves(Typed):
+    def visit_Name(self, node: cst.Name) -> None:
+        self.events.append(("name", id(node)))
+
+    def leave_Integer(self, original_node: cst.Integer) -> None:
+        self.events.append(("integer", id(original_node)))
+
+
+@pytest.mark.parametrize("source", [WHOLE_TREE, "tests/data", _FSTRINGS], ids=["fixtures", "data", "fstrings"])
+def test_walk_calls_a_visitors_own_methods_as_libcst_does(source):
+    """A visitor of ``visit_<Node>`` methods gets the same calls from ``walk`` as from libcst's
+    ``node.visit``, in the same order, with the leaves it has no method for passed over, and with them."""
+    for text, module in modules(source):
+        for kind in (Typed, TypedWithLeaves):
+            ours, theirs = kind(), kind()
+            ours.walk(module)
+            module.visit(theirs)
+            assert ours.events == theirs.events, (kind.__name__, text)
+    assert cst.Name in Typed._walk_plan[1] and cst.Name not in TypedWithLeaves._walk_plan[1]
+
+
+def test_the_leaves_a_walk_passes_over_hold_only_trivia():
+    """:data:`nodes.LEAVES` are passed over by a visitor with no method for them: every field of theirs
+    must hold plain values or trivia (a libcst release that gives one a child node must fail here)."""
+    import dataclasses
+    import typing
+
+    def classes(hint) -> set:
+        args = typing.get_args(hint)
+        return set().union(*map(classes, args)) if args else {hint}
+
+    for leaf in nodes.LEAVES:
+        hints = typing.get_type_hints(leaf)
+        for field in dataclasses.fields(leaf):
+            held = classes(hints[field.name])
+            assert held <= {str, int, bool, cst.MaybeSentinel} | nodes.TRIVIA, (leaf.__name__, field.name, held)
 
 
 class Children(Visitor):
@@ -87,12 +156,7 @@ def test_children_match_libcst(source, monkeypatch):
     """``nodes.children`` (the flow model's "see the calls inside" and its enclosing-function map)
     gives libcst's own ``node.children``, the same nodes in the same order, at every node."""
     monkeypatch.setattr(nodes, "_ORDER", {})
-    texts = [source] if "\n" in source else [f.read_text("utf-8") for f in sorted((REPO / source).rglob("*.py"))]
-    for text in texts:
-        try:
-            module = cst.parse_module(text)
-        except cst.ParserSyntaxError:
-            continue
+    for _, module in modules(source):
         Children().walk(module)
 
 
