@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from typing import Mapping, TypeVar
 
 import libcst as cst
@@ -61,7 +63,7 @@ def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict, skip: frozens
     visit, leave, hooks = methods
     # ``visit_<Node>`` prunes by returning False; an ``on_visit`` hook of its own by returning anything falsy
     if visit is None or (visit(visitor, node) if hooks else visit(visitor, node) is not False):
-        for name in _children_order(node):
+        for name in _code_order(node):
             child = getattr(node, name)  # a node, a sequence of nodes, None or MaybeSentinel
             if type(child) is tuple or type(child) is list:
                 for item in child:
@@ -150,8 +152,8 @@ LEAVES = frozenset({cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleS
                     cst.Break, cst.Continue})
 
 
-# node type -> (fields libcst visits, in order; the type's other fields)
-_ORDER: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+# node type -> (fields libcst visits, in order; the type's other fields; those of the first that can hold code)
+_ORDER: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
 _NO_NODE = cst.MaybeSentinel.DEFAULT
 _NEVER_CHILDREN = (str, bool, int, type(None), cst.MaybeSentinel)  # cheaper to test than ``isinstance(v, CSTNode)``
 
@@ -163,17 +165,52 @@ def _children_order(node: cst.CSTNode) -> tuple[str, ...]:
     optional child (``format_spec=None``) altogether: a later node of that type
     with such a child present is asked again, so no child is ever missed.
     """
-    entry = _ORDER.get(type(node))
+    return _orders(node)[0]
+
+
+def _code_order(node: cst.CSTNode) -> tuple[str, ...]:
+    """:func:`_children_order` without the fields that can hold nothing but trivia (by libcst's type
+    hints: ``whitespace_after_func``, ``lpar``, ``comma``): what walks and searches read."""
+    return _orders(node)[1]
+
+
+def _orders(node: cst.CSTNode) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    kind = type(node)
+    entry = _ORDER.get(kind)
     if entry is None:
         order = _visited_fields(node)
         rest = tuple(f.name for f in dataclasses.fields(node) if f.name not in order)
-        entry = _ORDER[type(node)] = (order, rest)
-    order, rest = entry
+        entry = _ORDER[kind] = (order, rest, _holding_code(kind, order))
+    order, rest, code = entry
     for name in rest:
         value = getattr(node, name)
         if type(value) not in _NEVER_CHILDREN and value != ():
-            return _visited_fields(node)
-    return order
+            order = _visited_fields(node)
+            return order, _holding_code(kind, order)
+    return order, code
+
+
+@functools.lru_cache(maxsize=None)
+def _holding_code(kind: type, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``fields`` whose type hint admits a node that is not trivia (all of them when a hint
+    cannot be read)."""
+    try:
+        hints = typing.get_type_hints(kind)
+    except Exception:  # noqa: BLE001  a hint this Python cannot evaluate: read every field
+        return fields
+    return tuple(name for name in fields if name not in hints or not _only_trivia(hints[name]))
+
+
+def _only_trivia(hint) -> bool:
+    """Can a value of this type hint hold nothing but plain values and :data:`TRIVIA`?"""
+    if typing.get_origin(hint) is typing.Literal:
+        return True
+    args = typing.get_args(hint)
+    if args:
+        return all(_only_trivia(arg) for arg in args)
+    if hint in _NEVER_CHILDREN:
+        return True
+    return isinstance(hint, type) and issubclass(hint, cst.CSTNode) and _concrete(hint) <= TRIVIA
 
 
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
@@ -233,7 +270,7 @@ def _find(node: cst.CSTNode, kind: _Kinds, skip: _Kinds | None, found: list) -> 
         found.append(node)
     if skip is not None and skip[type(node)]:
         return
-    for name in _children_order(node):
+    for name in _code_order(node):
         child = getattr(node, name)
         if type(child) is tuple or type(child) is list:
             for item in child:
