@@ -453,6 +453,11 @@ class ProjectMap:
             self._maps[key] = self._load(Path(key), text, digest)
         return self._maps[key]
 
+    def forget(self, path: str) -> None:
+        """Drop what was learnt of ``path`` (a mapping worker's maps go to the run, not to its memory)."""
+        self._maps.pop(path, None)
+        self.digests.pop(path, None)
+
     def mapped(self, path: str) -> bool:
         return path in self._maps
 

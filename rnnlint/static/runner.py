@@ -14,6 +14,7 @@ run and inherit all of that, frozen for their collector (:func:`_workers`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -592,8 +593,17 @@ def _work(task: tuple[str, str, bool, bool]) -> FileOutcome:
 def _map_file(task: tuple[str, str, str | None]):
     """One file's map, in a worker (see :meth:`Session.decide`), and the hash of the content it maps."""
     root, path, cache = task
-    project = ProjectMap(Path(root), [], Path(cache) if cache else None)
-    return path, project.map(path), project.digests.get(path)
+    project = _mapper(root, cache)
+    try:
+        return path, project.map(path), project.digests.get(path)
+    finally:
+        project.forget(path)  # a worker keeps no map: each is sent to the run
+
+
+@functools.lru_cache(maxsize=4)
+def _mapper(root: str, cache: str | None) -> ProjectMap:
+    """A worker's map maker for one project and cache (made once: a map per file cost more than its parse)."""
+    return ProjectMap(Path(root), [], Path(cache) if cache else None)
 
 
 def _internal_error(path: Path, exc: Exception) -> FileOutcome:
