@@ -875,6 +875,10 @@ class ProjectMap:
             self._relevant[words] = frozenset(map(Path, found))
         return self._relevant[words]
 
+    def worked_out(self, words: tuple[str, ...]) -> frozenset[Path] | None:
+        """:meth:`relevant` for ``words`` if this map (or the copy it adopted from) has worked it out, else None."""
+        return self._relevant.get(words)
+
     def decided(self) -> dict[tuple[str, ...], frozenset[Path]]:
         """The relevant files worked out so far, per set of relevance words (see :meth:`adopt`)."""
         return dict(self._relevant)

@@ -211,13 +211,15 @@ class Session:
 
     def relevant_to(self, words: tuple[str, ...]) -> frozenset[Path] | None:
         """The project files that can matter to the enabled rules whose relevance words are ``words``: a
-        subset of :meth:`scope` (None when no enabled rule has them). A rule's project-wide search keeps to
-        these: a file outside could hold nothing the rule reports, in itself or in another file."""
+        subset of :meth:`scope`. A rule's project-wide search keeps to these: a file outside could hold
+        nothing the rule reports, in itself or in another file. None when the run has not worked them out
+        with the scope (no enabled rule has these words; a worker that was not forked from the run, which
+        is handed the scope alone): the search then keeps to the scope, as before."""
         key = self._with_config(words)
         if key not in self._word_sets():
             return None
         self.scope()  # the whole project's relevance: mapped first when a few files are checked
-        return self.project_map().relevant(key)
+        return self.project_map().worked_out(key)
 
     def _matters(self, path: Path, text: str, rule: type[Rule]) -> bool:
         """Can ``rule`` report anything in this file? Its text decides when it holds one of the rule's
