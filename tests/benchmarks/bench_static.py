@@ -18,8 +18,10 @@ Measures, each as a whole process (start-up included), with peak memory:
   file, one process) and ``fixit lint`` with its default rules on the same tree;
 * with ``--repo``, a real repository (facebookresearch/fairseq in the README):
   cold against ``ruff check --select ALL --no-cache``, warm against ``ruff check``
-  with its cache, in the same run (warm runs work on a copy of the tree, its
-  cache in the copy's ``.rnnlint_cache``: the project is the same as cold);
+  with its cache, each rnnlint run paired with a Ruff run ``--pairs`` times (in
+  turn first; the ratio is the median of the pairs' ratios, as ``farm-bench``
+  takes it); warm runs work on a copy of the tree, its cache in the copy's
+  ``.rnnlint_cache`` (the project is the same as cold);
 * each rnnlint tree run also with ``RNNLINT_RELEVANCE=0`` (every file the text
   prefilter passes reaches libcst, as before the project map): the map's gain.
 
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=21, help="repeats for the one-file timings")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--repo", type=Path, help="a repository checkout to time against Ruff (e.g. fairseq)")
+    parser.add_argument("--pairs", type=int, default=7,
+                        help="with --repo: rnnlint and Ruff runs alternated this many times, cold and warm")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the runs without the map (RNNLINT_RELEVANCE=0: minutes on a large tree)")
     args = parser.parse_args()
@@ -178,7 +182,7 @@ def main() -> None:
         fixit = results["fixit lint (default rules)"]["seconds"]
         print(f"== fixit / rnnlint cold: {fixit / cold:.1f}x faster (target >= 2x)")
     if args.repo:
-        results.update(against_ruff(args.repo.resolve()))
+        results.update(against_ruff(args.repo.resolve(), args.pairs))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
@@ -199,8 +203,26 @@ def copy_of(tree: Path) -> Path:
     return target
 
 
-def against_ruff(tree: Path) -> dict[str, dict]:
-    """A real repository, cold and warm, against Ruff in the same run (Ruff on PATH: pip install ruff)."""
+def paired(pairs: int, a: list[str], b: list[str]) -> tuple[dict, dict, float]:
+    """``a`` and ``b`` run one after the other ``pairs`` times, in turn first (the machine's speed drifts:
+    each ratio is taken within its pair): the median wall seconds, the peak MiB and the exit code of each,
+    and the median of the pairs' ratios a / b."""
+    runs: dict[str, list] = {"a": [], "b": []}
+    for i in range(pairs):
+        for side in ("a", "b") if i % 2 == 0 else ("b", "a"):
+            runs[side].append(timed(a if side == "a" else b))
+    ratio = statistics.median(x[0] / y[0] for x, y in zip(runs["a"], runs["b"]))
+
+    def summary(side: str) -> dict:
+        return {"seconds": round(statistics.median(r[0] for r in runs[side]), 3),
+                "peak_mib": round(max(r[1] for r in runs[side]), 1), "exit": runs[side][-1][2]}
+
+    return summary("a"), summary("b"), ratio
+
+
+def against_ruff(tree: Path, pairs: int) -> dict[str, dict]:
+    """A real repository, cold and warm, against Ruff in the same run (Ruff on PATH: pip install ruff): each
+    rnnlint command paired with Ruff's ``pairs`` times (see :func:`paired`)."""
     ruff = shutil.which("ruff")
     if ruff is None:
         sys.exit("ruff is not on PATH: pip install ruff (into this virtual environment, not the project's deps)")
@@ -209,32 +231,32 @@ def against_ruff(tree: Path) -> dict[str, dict]:
     warm_tree = copy_of(tree)
     ruff_cache = warm_tree.parent / "ruff"
     rnnlint = [py, "-m", "rnnlint", "check", "--static", "--exit-zero"]
-    runs = [
-        ("ruff check --select ALL --no-cache (cold)", [ruff, "check", "--select", "ALL", "--no-cache", "--exit-zero",
-                                                       "--quiet", str(tree)], None),
-        ("rnnlint check --static --no-cache (cold)", [*rnnlint, "--no-cache", str(tree)], None),
-        ("the same, without the map", [*rnnlint, "--no-cache", str(tree)], WITHOUT_MAP),
-        ("ruff check (warm: its cache)", [ruff, "check", "--exit-zero", "--quiet", "--cache-dir", str(ruff_cache),
-                                          str(warm_tree)], None),
-        ("rnnlint check --static (warm: results cache)", [*rnnlint, str(warm_tree)], None),
-    ]
+    ruff_cold = [ruff, "check", "--select", "ALL", "--no-cache", "--exit-zero", "--quiet", str(tree)]
+    ruff_warm = [ruff, "check", "--exit-zero", "--quiet", "--cache-dir", str(ruff_cache), str(warm_tree)]
     results = {}
-    for label, cmd, env in runs:
-        if env is not None and SKIP_BASELINE:
-            continue
-        if "warm" in label:
-            timed(cmd, env=env)  # fill the cache
-        wall, rss, code = timed(cmd, env=env)
-        results[f"{tree.name}: {label}"] = {"seconds": round(wall, 2), "peak_mib": round(rss, 1), "exit": code}
-        print(f"  {label:46s} {wall:8.2f} s  {rss:7.1f} MiB  (exit {code})")
-    cold = results[f"{tree.name}: rnnlint check --static --no-cache (cold)"]["seconds"]
-    ruff_cold = results[f"{tree.name}: ruff check --select ALL --no-cache (cold)"]["seconds"]
-    warm = results[f"{tree.name}: rnnlint check --static (warm: results cache)"]["seconds"]
-    ruff_warm = results[f"{tree.name}: ruff check (warm: its cache)"]["seconds"]
+
+    def show(label: str, figures: dict) -> None:
+        results[f"{tree.name}: {label}"] = figures
+        print(f"  {label:46s} {figures['seconds']:8.2f} s  {figures['peak_mib']:7.1f} MiB  (exit {figures['exit']})")
+
+    print(f"  (medians of {pairs} pairs, each rnnlint run beside a Ruff run)")
+    cold, ruff_figures, cold_ratio = paired(pairs, [*rnnlint, "--no-cache", str(tree)], ruff_cold)
+    show("ruff check --select ALL --no-cache (cold)", ruff_figures)
+    show("rnnlint check --static --no-cache (cold)", cold)
+    if not SKIP_BASELINE:
+        wall, rss, code = timed([*rnnlint, "--no-cache", str(tree)], env=WITHOUT_MAP)
+        show("the same, without the map", {"seconds": round(wall, 2), "peak_mib": round(rss, 1), "exit": code})
+    timed(ruff_warm)  # fill both caches
+    timed([*rnnlint, str(warm_tree)])
+    warm, ruff_figures, warm_ratio = paired(pairs, [*rnnlint, str(warm_tree)], ruff_warm)
+    show("ruff check (warm: its cache)", ruff_figures)
+    show("rnnlint check --static (warm: results cache)", warm)
     before = results.get(f"{tree.name}: the same, without the map", {}).get("seconds")
-    print(f"== cold: rnnlint / ruff --select ALL {cold / ruff_cold:.1f}x (target <= 2x"
-          + (f"; without the map {before / ruff_cold:.1f}x" if before else "")
-          + f"); warm: rnnlint / ruff {warm / ruff_warm:.1f}x (target <= 1x)")
+    print(f"== cold: rnnlint / ruff --select ALL {cold_ratio:.2f}x (target <= 2x"
+          + (f"; without the map {before / results[f'{tree.name}: ruff check --select ALL --no-cache (cold)']['seconds']:.1f}x"
+             if before else "")
+          + f"); warm: rnnlint / ruff {warm_ratio:.2f}x (target <= 1x); medians of the pairs' ratios")
+    results[f"{tree.name}: ratios"] = {"cold": round(cold_ratio, 3), "warm": round(warm_ratio, 3), "pairs": pairs}
     return results
 
 
