@@ -63,7 +63,7 @@ def _walk(visitor: cst.CSTVisitor, node: cst.CSTNode, table: dict, skip: frozens
     visit, leave, hooks = methods
     # ``visit_<Node>`` prunes by returning False; an ``on_visit`` hook of its own by returning anything falsy
     if visit is None or (visit(visitor, node) if hooks else visit(visitor, node) is not False):
-        for name in _code_order(node):
+        for name in _CODE_FIXED.get(type(node)) or _code_order(node):
             child = getattr(node, name)  # a node, a sequence of nodes, None or MaybeSentinel
             if type(child) is tuple or type(child) is list:
                 for item in child:
@@ -154,6 +154,8 @@ LEAVES = frozenset({cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleS
 
 # node type -> (fields libcst visits, in order; the type's other fields; those of the first that can hold code)
 _ORDER: dict[type, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
+#: node type -> :func:`_code_order` of every node of that type (most types: see _orders), read first by walks
+_CODE_FIXED: dict[type, tuple[str, ...]] = {}
 _NO_NODE = cst.MaybeSentinel.DEFAULT
 _NEVER_CHILDREN = (str, bool, int, type(None), cst.MaybeSentinel)  # cheaper to test than ``isinstance(v, CSTNode)``
 
@@ -181,6 +183,8 @@ def _orders(node: cst.CSTNode) -> tuple[tuple[str, ...], tuple[str, ...]]:
         order = _visited_fields(node)
         rest = tuple(f.name for f in dataclasses.fields(node) if f.name not in order)
         entry = _ORDER[kind] = (order, rest, _holding_code(kind, order))
+        if not _holding_code(kind, rest):  # no field left out could hold code: every node reads the same
+            _CODE_FIXED[kind] = entry[2]
     order, rest, code = entry
     for name in rest:
         value = getattr(node, name)
@@ -270,7 +274,7 @@ def _find(node: cst.CSTNode, kind: _Kinds, skip: _Kinds | None, found: list) -> 
         found.append(node)
     if skip is not None and skip[type(node)]:
         return
-    for name in _code_order(node):
+    for name in _CODE_FIXED.get(type(node)) or _code_order(node):
         child = getattr(node, name)
         if type(child) is tuple or type(child) is list:
             for item in child:

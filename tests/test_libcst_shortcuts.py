@@ -75,7 +75,8 @@ WHOLE_TREE = pytest.param("fixtures", marks=pytest.mark.slow, id="fixtures")
 def test_walk_matches_libcst(source, monkeypatch):
     """``Visitor.walk`` (every rule's traversal) calls on_visit/on_leave on the same
     nodes in the same order as libcst's ``node.visit``, pruning included, trivia left out."""
-    monkeypatch.setattr(nodes, "_ORDER", {})  # learn each node type's order afresh from these files
+    monkeypatch.setattr(nodes, "_ORDER", {})
+    monkeypatch.setattr(nodes, "_CODE_FIXED", {})  # learn each node type's order afresh from these files
     texts = [source] if "\n" in source else [f.read_text("utf-8") for f in sorted((REPO / source).rglob("*.py"))]
     assert texts
     for text in texts:
@@ -156,6 +157,7 @@ def test_children_match_libcst(source, monkeypatch):
     """``nodes.children`` (the flow model's "see the calls inside" and its enclosing-function map)
     gives libcst's own ``node.children``, the same nodes in the same order, at every node."""
     monkeypatch.setattr(nodes, "_ORDER", {})
+    monkeypatch.setattr(nodes, "_CODE_FIXED", {})
     for _, module in modules(source):
         Children().walk(module)
 
