@@ -28,7 +28,7 @@ from rnnlint.flow import library, torchtext
 from rnnlint.flow.scopes import FileFacts, Site
 from rnnlint.flow.values import CONST, INSTANCE
 from rnnlint.names import dotted
-from rnnlint.nodes import Visitor
+from rnnlint.nodes import Visitor, param_names
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,8 @@ class Lengths:
                     if params and self.param_sinks(facts, forward, params, direct=True):
                         self._packs = True
                         return True
-                    others = tuple(name for name in _param_names(forward) if name not in params)
+                    # every name _param_name can give (and ``self``, which holds no lengths)
+                    others = tuple(name for name in param_names(forward) if name not in params)
                     ends = ends or bool(others and self.param_sinks(facts, forward, others, direct=True))
             # The search through submodules ends at a forward that packs one of its own parameters as it
             # came, under a name a call can fill (a pack is recognised only in a file that names
@@ -525,22 +526,13 @@ def _is_device(expr: cst.BaseExpression) -> bool:
 
 
 def _param_name(function: cst.FunctionDef, position: int | str) -> str | None:
-    params = _passable(function)
+    params = [*function.params.posonly_params, *function.params.params]
+    if params and params[0].name.value in ("self", "cls"):
+        params = params[1:]
     if isinstance(position, str):
         names = {p.name.value for p in (*params, *function.params.kwonly_params)}
         return position if position in names else None
     return params[position].name.value if position < len(params) else None
-
-
-def _passable(function: cst.FunctionDef) -> list[cst.Param]:
-    """The parameters a call's positional arguments fill, in order (``self`` or ``cls`` left out)."""
-    params = [*function.params.posonly_params, *function.params.params]
-    return params[1:] if params and params[0].name.value in ("self", "cls") else params
-
-
-def _param_names(function: cst.FunctionDef) -> list[str]:
-    """Every name :func:`_param_name` can give for ``function``: a call's arguments can fill only these."""
-    return [p.name.value for p in (*_passable(function), *function.params.kwonly_params)]
 
 
 def _arguments(call: cst.Call):
